@@ -1,0 +1,62 @@
+// Package backend defines how a data plane plugs into the agent. A backend
+// turns the full set of peer leases into kernel state (routes, neighbours,
+// FDB entries, devices) and keeps that state true: Apply is idempotent and
+// is called with the whole desired set, never with a delta.
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/netip"
+
+	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/netconf"
+)
+
+// ExternalInterface is the host interface that carries traffic between hosts.
+type ExternalInterface struct {
+	Name     string
+	Index    int
+	MTU      int
+	Addr     netip.Addr // the interface's own IPv4 address
+	PublicIP netip.Addr // what peers use to reach us (--public-ip, or Addr)
+}
+
+// Config is what every backend is built from.
+type Config struct {
+	Ext     ExternalInterface
+	Network *netconf.Config
+	Log     *slog.Logger
+	// StateDir is where a backend keeps what must survive restarts (e.g.
+	// the vxlan VTEP MAC); it is the directory of subnet.env.
+	StateDir string
+}
+
+// Backend is one host's data plane for one network.
+//
+// The agent calls LeaseAttrs and MTU before it acquires a lease, Start once
+// with the lease, then Apply whenever the set of leases changes, while Run
+// repairs drift until its context is done. Apply and Run may run
+// concurrently. Stopping leaves kernel state in place so that a restarted
+// agent does not interrupt running pods.
+type Backend interface {
+	// LeaseAttrs returns the backend type and data this host publishes.
+	LeaseAttrs() (backendType string, data json.RawMessage)
+	// MTU is the MTU pods should use (FLANNEL_MTU).
+	MTU() int
+	// Start prepares host-side state for the own lease (devices, addresses).
+	Start(ctx context.Context, own lease.Lease) error
+	// Apply makes the kernel match the given leases: entries for every peer
+	// of this backend's type, none for leases that are gone. The own lease
+	// may be in the set and is ignored. Errors for single peers are joined;
+	// one bad peer never blocks the others.
+	Apply(ctx context.Context, leases []lease.Lease) error
+	// Run re-applies the last desired state on a timer and when the kernel
+	// reports a deletion, until ctx is done.
+	Run(ctx context.Context) error
+}
+
+// Factory builds a backend from its config. It fails, with a message that
+// says why, when the host cannot run this backend (host-gw behind NAT, say).
+type Factory func(cfg Config) (Backend, error)

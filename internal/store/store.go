@@ -1,0 +1,50 @@
+// Package store defines the seam between the agent and wherever leases live:
+// etcd (flannel's key layout), and later the Kubernetes API. A store hands
+// out whole snapshots of the peer set rather than a stream of events, so the
+// data plane applies desired state and never depends on replaying history.
+package store
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+
+	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/netconf"
+)
+
+// ErrNoConfig is returned by Config when the store holds no network config
+// yet. The agent waits and retries on it; any other error is reported as is.
+var ErrNoConfig = errors.New("network config not found")
+
+// ErrPoolExhausted is wrapped by Acquire when every subnet between SubnetMin
+// and SubnetMax is taken.
+var ErrPoolExhausted = lease.ErrPoolExhausted
+
+// AcquireRequest says who is asking for a lease.
+type AcquireRequest struct {
+	Attrs lease.Attrs // what this host publishes; Attrs.PublicIP is its identity
+	// Previous is the subnet this host used last time (from subnet.env), if
+	// any. It is reused when still free.
+	Previous netip.Prefix
+}
+
+// Store is a lease store. Methods may be called concurrently.
+type Store interface {
+	// Config returns the cluster's network config, or an error wrapping
+	// ErrNoConfig when none is stored yet.
+	Config(ctx context.Context) (*netconf.Config, error)
+	// Acquire leases a subnet for this host, in flannel's order: the lease
+	// already carrying our PublicIP, else Previous if free, else a random
+	// free subnet. The returned lease's attributes are the ones stored.
+	Acquire(ctx context.Context, cfg *netconf.Config, req AcquireRequest) (lease.Lease, error)
+	// Renew extends the lease and returns it with its new expiration. A
+	// reservation is returned unchanged. If the lease vanished from the store
+	// Renew re-creates it for the same subnet when the subnet is still free.
+	Renew(ctx context.Context, l lease.Lease) (lease.Lease, error)
+	// Watch calls fn with the full set of current leases (own included) once
+	// at start and again after every change, until ctx is done. Calls are
+	// sequential. It survives disconnects and compaction on its own and only
+	// returns ctx.Err() or an error that retrying cannot fix.
+	Watch(ctx context.Context, fn func([]lease.Lease)) error
+}
