@@ -8,6 +8,7 @@ package lease
 import (
 	"encoding/json"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -35,4 +36,50 @@ type Lease struct {
 	// Expiration is when the store drops the lease. The zero time means the
 	// lease never expires: an administrator's reservation.
 	Expiration time.Time
+}
+
+// Reservation reports whether l never expires (a key without TTL).
+func (l Lease) Reservation() bool { return l.Expiration.IsZero() }
+
+// String renders l for logs, e.g.
+// "172.7.21.0/24 PublicIP=10.4.7.21 host-gw expires=2025-01-02T03:04:05Z"
+// or "... reservation".
+func (l Lease) String() string {
+	var b strings.Builder
+	b.WriteString(l.Subnet.String())
+	if l.IPv6Subnet.IsValid() {
+		b.WriteString("&" + l.IPv6Subnet.String())
+	}
+	b.WriteString(" PublicIP=")
+	if l.Attrs.PublicIP.IsValid() {
+		b.WriteString(l.Attrs.PublicIP.String())
+	} else {
+		b.WriteString("none")
+	}
+	if l.Attrs.PublicIPv6.IsValid() {
+		b.WriteString(" PublicIPv6=" + l.Attrs.PublicIPv6.String())
+	}
+	if l.Attrs.BackendType != "" {
+		b.WriteString(" " + l.Attrs.BackendType)
+	}
+	if l.Reservation() {
+		b.WriteString(" reservation")
+	} else {
+		b.WriteString(" expires=" + l.Expiration.UTC().Format(time.RFC3339))
+	}
+	return b.String()
+}
+
+// RenewAt is when a lease expiring at exp should be renewed, given the
+// renew margin: exp-margin, but never before now. A reservation (zero exp)
+// is never renewed: RenewAt returns the zero time, and callers must check
+// for it rather than arm a timer.
+func RenewAt(exp time.Time, margin time.Duration, now time.Time) time.Time {
+	if exp.IsZero() {
+		return time.Time{}
+	}
+	if at := exp.Add(-margin); at.After(now) {
+		return at
+	}
+	return now
 }

@@ -1,0 +1,158 @@
+package lease
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"reflect"
+)
+
+// MarshalJSON renders flannel's exact field names and order: PublicIP
+// (always; "0.0.0.0" when unset), PublicIPv6 (a string or null, never
+// omitted), then BackendType, BackendData and BackendV6Data, each omitted
+// when empty. Backend data is emitted compacted; a JSON null counts as empty.
+func (a Attrs) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString(`{"PublicIP":"`)
+	if a.PublicIP.IsValid() {
+		if !a.PublicIP.Unmap().Is4() {
+			return nil, fmt.Errorf("encode lease attributes: PublicIP %s is not an IPv4 address", a.PublicIP)
+		}
+		buf.WriteString(a.PublicIP.Unmap().String())
+	} else {
+		buf.WriteString("0.0.0.0")
+	}
+	buf.WriteString(`","PublicIPv6":`)
+	if a.PublicIPv6.IsValid() {
+		if a.PublicIPv6.Is4() {
+			return nil, fmt.Errorf("encode lease attributes: PublicIPv6 %s is not an IPv6 address", a.PublicIPv6)
+		}
+		buf.WriteString(`"` + addrString(a.PublicIPv6) + `"`)
+	} else {
+		buf.WriteString("null")
+	}
+	if a.BackendType != "" {
+		bt, err := json.Marshal(a.BackendType)
+		if err != nil {
+			return nil, fmt.Errorf("encode lease attributes: BackendType %q: %w", a.BackendType, err)
+		}
+		buf.WriteString(`,"BackendType":`)
+		buf.Write(bt)
+	}
+	for _, f := range []struct {
+		name string
+		data json.RawMessage
+	}{{"BackendData", a.BackendData}, {"BackendV6Data", a.BackendV6Data}} {
+		if isEmptyJSON(f.data) {
+			continue
+		}
+		buf.WriteString(`,"` + f.name + `":`)
+		if err := json.Compact(&buf, f.data); err != nil {
+			return nil, fmt.Errorf("encode lease attributes: %s %q is not valid JSON: %w", f.name, f.data, err)
+		}
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+// UnmarshalJSON accepts flannel's JSON with encoding/json semantics (keys
+// match case-insensitively, unknown keys are ignored). A missing BackendType
+// is fine: flannel's udp and alloc backends publish none. PublicIP "0.0.0.0"
+// or absent decodes to the zero Addr, so that zero Attrs survive a round
+// trip; a JSON null backend data decodes to nil.
+func (a *Attrs) UnmarshalJSON(b []byte) error {
+	var w struct {
+		PublicIP      *string
+		PublicIPv6    *string
+		BackendType   string
+		BackendData   json.RawMessage
+		BackendV6Data json.RawMessage
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return fmt.Errorf("decode lease attributes %q: %w", truncate(b), err)
+	}
+	var out Attrs
+	if w.PublicIP != nil {
+		ip, err := netip.ParseAddr(*w.PublicIP)
+		if err != nil || !ip.Unmap().Is4() {
+			return fmt.Errorf("decode lease attributes: PublicIP %q is not an IPv4 address", *w.PublicIP)
+		}
+		if ip = ip.Unmap(); !ip.IsUnspecified() {
+			out.PublicIP = ip
+		}
+	}
+	if w.PublicIPv6 != nil {
+		ip, err := netip.ParseAddr(*w.PublicIPv6)
+		if err != nil || !ip.Is6() {
+			return fmt.Errorf("decode lease attributes: PublicIPv6 %q is not an IPv6 address", *w.PublicIPv6)
+		}
+		out.PublicIPv6 = ip
+	}
+	out.BackendType = w.BackendType
+	var err error
+	if out.BackendData, err = compactJSON(w.BackendData); err != nil {
+		return fmt.Errorf("decode lease attributes: BackendData: %w", err)
+	}
+	if out.BackendV6Data, err = compactJSON(w.BackendV6Data); err != nil {
+		return fmt.Errorf("decode lease attributes: BackendV6Data: %w", err)
+	}
+	*a = out
+	return nil
+}
+
+// Equal reports whether a and b publish the same thing. Backend data are
+// compared as JSON values, so key order and white space do not matter, and
+// null equals absent.
+func (a Attrs) Equal(b Attrs) bool {
+	return a.PublicIP == b.PublicIP &&
+		a.PublicIPv6 == b.PublicIPv6 &&
+		a.BackendType == b.BackendType &&
+		jsonEqual(a.BackendData, b.BackendData) &&
+		jsonEqual(a.BackendV6Data, b.BackendV6Data)
+}
+
+// addrString formats an address the way Go's net.IP.String does, which is
+// what flannel writes into keys and values: IPv4-mapped IPv6 addresses in
+// dotted form and no zone.
+func addrString(a netip.Addr) string {
+	return a.Unmap().WithZone("").String()
+}
+
+func isEmptyJSON(m json.RawMessage) bool {
+	t := bytes.TrimSpace(m)
+	return len(t) == 0 || string(t) == "null"
+}
+
+func compactJSON(m json.RawMessage) (json.RawMessage, error) {
+	if isEmptyJSON(m) {
+		return nil, nil
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, m); err != nil {
+		return nil, err
+	}
+	return json.RawMessage(buf.Bytes()), nil
+}
+
+func jsonEqual(a, b json.RawMessage) bool {
+	if isEmptyJSON(a) || isEmptyJSON(b) {
+		return isEmptyJSON(a) == isEmptyJSON(b)
+	}
+	if bytes.Equal(a, b) {
+		return true
+	}
+	var va, vb any
+	if json.Unmarshal(a, &va) != nil || json.Unmarshal(b, &vb) != nil {
+		return false
+	}
+	return reflect.DeepEqual(va, vb)
+}
+
+func truncate(b []byte) string {
+	const max = 200
+	if len(b) > max {
+		return string(b[:max]) + "..."
+	}
+	return string(b)
+}

@@ -1,0 +1,62 @@
+package lease
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+)
+
+// Changes is how one snapshot of leases differs from the previous one.
+// Each list is sorted by subnet.
+type Changes struct {
+	Added, Removed, Changed []Lease
+}
+
+// Empty reports whether nothing changed.
+func (c Changes) Empty() bool {
+	return len(c.Added) == 0 && len(c.Removed) == 0 && len(c.Changed) == 0
+}
+
+// Diff compares two snapshots keyed by subnet. Changed holds the next
+// version of leases whose Attrs (compared with Attrs.Equal) or IPv6 subnet
+// differ; a renewal that only moves the expiration, or turns a lease into a
+// reservation, is no change to the data plane. Removed holds the previous
+// version. If a snapshot lists a subnet twice, the later entry counts.
+func Diff(prev, next []Lease) Changes {
+	before := index(prev)
+	after := index(next)
+	var c Changes
+	for sn, n := range after {
+		p, ok := before[sn]
+		switch {
+		case !ok:
+			c.Added = append(c.Added, n)
+		case !p.Attrs.Equal(n.Attrs) || p.IPv6Subnet != n.IPv6Subnet:
+			c.Changed = append(c.Changed, n)
+		}
+	}
+	for sn, p := range before {
+		if _, ok := after[sn]; !ok {
+			c.Removed = append(c.Removed, p)
+		}
+	}
+	for _, l := range [][]Lease{c.Added, c.Removed, c.Changed} {
+		slices.SortFunc(l, func(a, b Lease) int { return cmpPrefix(a.Subnet, b.Subnet) })
+	}
+	return c
+}
+
+func index(ls []Lease) map[netip.Prefix]Lease {
+	m := make(map[netip.Prefix]Lease, len(ls))
+	for _, l := range ls {
+		m[l.Subnet] = l
+	}
+	return m
+}
+
+func cmpPrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Bits(), b.Bits())
+}
