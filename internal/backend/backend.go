@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/netip"
+	"time"
 
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/netconf"
@@ -31,6 +32,9 @@ type Config struct {
 	// StateDir is where a backend keeps what must survive restarts (e.g.
 	// the vxlan VTEP MAC); it is the directory of subnet.env.
 	StateDir string
+	// ReconcilePeriod is how often Run re-applies the desired state even
+	// when nothing was reported deleted; zero means the backend's default.
+	ReconcilePeriod time.Duration
 }
 
 // Backend is one host's data plane for one network.

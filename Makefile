@@ -1,0 +1,47 @@
+# weft's build, demo and test entry points. `sudo make demo` and
+# `sudo make test` are the two commands README promises a new user.
+
+# sudo resets PATH on Debian, which drops /usr/local/go/bin.
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/weftnet/weft/internal/version.Version=$(VERSION)
+CNI_PLUGINS := github.com/containernetworking/plugins/plugins
+
+.PHONY: all build weft cni demo test unit vet clean
+
+all: build
+
+build: weft cni
+
+weft:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/weft ./cmd/weft
+
+# The lab and the tests use the reference CNI plugins built from the Go
+# module proxy at the version go.mod pins, next to weft's own plugin
+# installed under flannel's name.
+cni:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/cni/flannel ./cmd/weft-cni
+	$(GO) build -o bin/cni/bridge $(CNI_PLUGINS)/main/bridge
+	$(GO) build -o bin/cni/host-local $(CNI_PLUGINS)/ipam/host-local
+	$(GO) build -o bin/cni/loopback $(CNI_PLUGINS)/main/loopback
+	$(GO) build -o bin/cni/portmap $(CNI_PLUGINS)/meta/portmap
+
+# A three-host virtual cluster in network namespaces; needs root.
+demo: build
+	./bin/weft lab demo --hosts 3 --backend host-gw --pods 2
+
+# Unit and integration tests. Integration tests need root and fail (rather
+# than skip) when they cannot run.
+test: build vet
+	WEFT_REQUIRE_ROOT=1 WEFT_CNI_BIN_DIR=$(CURDIR)/bin/cni WEFT_BIN=$(CURDIR)/bin/weft \
+		$(GO) test -count=1 -timeout 30m ./...
+
+# Only the tests that need neither root nor namespaces.
+unit:
+	$(GO) test -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,217 @@
+// Package options holds the agent's command-line surface. It is flanneld's,
+// flag for flag, so that existing systemd units, supervisor programs and
+// DaemonSets keep working when flanneld is swapped for weft: every flag
+// also reads FLANNELD_<NAME> from the environment (upper case, '-' → '_'),
+// and the command line wins over the environment, as in flanneld.
+package options
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+)
+
+// Options configures one agent.
+type Options struct {
+	EtcdEndpoints string // comma-separated URLs
+	EtcdPrefix    string
+	EtcdKeyfile   string
+	EtcdCertfile  string
+	EtcdCAFile    string
+	EtcdUsername  string
+	EtcdPassword  string // never logged; see LogValue
+
+	PublicIP      string
+	Iface         []string
+	IfaceRegex    []string
+	IfaceCanReach string
+
+	SubnetFile             string
+	SubnetLeaseRenewMargin int // minutes, 1..1439
+	IPMasq                 bool
+	HealthzIP              string
+	HealthzPort            int
+	IPTablesResync         int // seconds
+	ReconcilePeriod        time.Duration
+
+	LogFormat string // text or json
+	LogLevel  string // debug, info, warn, error
+	Verbosity int    // flanneld's -v; ≥1 turns on debug logging
+	Version   bool
+}
+
+// Defaults are flanneld's.
+func Defaults() Options {
+	return Options{
+		EtcdEndpoints:          "http://127.0.0.1:4001,http://127.0.0.1:2379",
+		EtcdPrefix:             "/coreos.com/network",
+		SubnetFile:             "/run/flannel/subnet.env",
+		SubnetLeaseRenewMargin: 60,
+		HealthzIP:              "0.0.0.0",
+		IPTablesResync:         5,
+		ReconcilePeriod:        10 * time.Second,
+		LogFormat:              "text",
+		LogLevel:               "info",
+	}
+}
+
+// stringList is a repeatable string flag (--iface a --iface b).
+type stringList []string
+
+func (s *stringList) String() string { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error {
+	*s = append(*s, v)
+	return nil
+}
+
+// AddFlags registers every agent flag on fs, bound to o.
+func (o *Options) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.EtcdEndpoints, "etcd-endpoints", o.EtcdEndpoints, "comma-separated etcd endpoints")
+	fs.StringVar(&o.EtcdPrefix, "etcd-prefix", o.EtcdPrefix, "etcd prefix of the network config and leases")
+	fs.StringVar(&o.EtcdKeyfile, "etcd-keyfile", o.EtcdKeyfile, "TLS client key for etcd")
+	fs.StringVar(&o.EtcdCertfile, "etcd-certfile", o.EtcdCertfile, "TLS client certificate for etcd")
+	fs.StringVar(&o.EtcdCAFile, "etcd-cafile", o.EtcdCAFile, "CA bundle that signed etcd's server certificate")
+	fs.StringVar(&o.EtcdUsername, "etcd-username", o.EtcdUsername, "username for etcd basic auth")
+	fs.StringVar(&o.EtcdPassword, "etcd-password", o.EtcdPassword, "password for etcd basic auth")
+	fs.StringVar(&o.PublicIP, "public-ip", o.PublicIP, "IP peers use to reach this host (default: the interface's address)")
+	fs.Var((*stringList)(&o.Iface), "iface", "interface (name or IP) for traffic between hosts; repeatable, first match wins")
+	fs.Var((*stringList)(&o.IfaceRegex), "iface-regex", "regex matched against interface IPs, then names; repeatable")
+	fs.StringVar(&o.IfaceCanReach, "iface-can-reach", o.IfaceCanReach, "pick the interface that routes to this IP")
+	fs.StringVar(&o.SubnetFile, "subnet-file", o.SubnetFile, "where to write subnet.env")
+	fs.IntVar(&o.SubnetLeaseRenewMargin, "subnet-lease-renew-margin", o.SubnetLeaseRenewMargin, "renew the lease this many minutes before it expires (1-1439)")
+	fs.BoolVar(&o.IPMasq, "ip-masq", o.IPMasq, "masquerade traffic leaving the cluster network")
+	fs.StringVar(&o.HealthzIP, "healthz-ip", o.HealthzIP, "address for /healthz and /readyz")
+	fs.IntVar(&o.HealthzPort, "healthz-port", o.HealthzPort, "port for /healthz and /readyz (0 disables)")
+	fs.IntVar(&o.IPTablesResync, "iptables-resync", o.IPTablesResync, "seconds between traffic-rule resyncs")
+	fs.DurationVar(&o.ReconcilePeriod, "reconcile-period", o.ReconcilePeriod, "how often the kernel state is compared with the desired state (deletions are also repaired as they happen)")
+	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "log format: text or json")
+	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn or error")
+	fs.IntVar(&o.Verbosity, "v", o.Verbosity, "flanneld-style verbosity; 1 or more logs at debug level")
+	fs.BoolVar(&o.Version, "version", o.Version, "print the version and exit")
+}
+
+// Parse parses args (without the program name) into a fresh Options,
+// filling flags the command line did not set from FLANNELD_* variables.
+func Parse(name string, args []string, getenv func(string) string) (Options, *flag.FlagSet, error) {
+	o := Defaults()
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	o.AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return o, fs, err
+	}
+	if fs.NArg() > 0 {
+		return o, fs, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if err := applyEnv(fs, getenv); err != nil {
+		return o, fs, err
+	}
+	return o, fs, nil
+}
+
+// EnvName is the environment variable that feeds a flag.
+func EnvName(flagName string) string {
+	return "FLANNELD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || f.Name == "version" {
+			return
+		}
+		v := getenv(EnvName(f.Name))
+		if v == "" {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// Validate checks values that flag parsing cannot.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.SubnetLeaseRenewMargin < 1 || o.SubnetLeaseRenewMargin > 1439 {
+		errs = append(errs, fmt.Errorf("--subnet-lease-renew-margin=%d: must be between 1 and 1439 minutes (the lease lasts 24 h)", o.SubnetLeaseRenewMargin))
+	}
+	if o.HealthzPort < 0 || o.HealthzPort > 65535 {
+		errs = append(errs, fmt.Errorf("--healthz-port=%d: not a port", o.HealthzPort))
+	}
+	if o.IPTablesResync < 1 {
+		errs = append(errs, fmt.Errorf("--iptables-resync=%d: must be at least 1 second", o.IPTablesResync))
+	}
+	if o.ReconcilePeriod < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--reconcile-period=%v: must be at least 100ms", o.ReconcilePeriod))
+	}
+	if o.LogFormat != "text" && o.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format=%q: must be text or json", o.LogFormat))
+	}
+	if _, err := o.Level(); err != nil {
+		errs = append(errs, err)
+	}
+	if (o.EtcdKeyfile == "") != (o.EtcdCertfile == "") {
+		errs = append(errs, errors.New("--etcd-keyfile and --etcd-certfile must be given together"))
+	}
+	if strings.TrimSpace(o.EtcdEndpoints) == "" {
+		errs = append(errs, errors.New("--etcd-endpoints is empty"))
+	}
+	return errors.Join(errs...)
+}
+
+// Level is the slog level the options ask for.
+func (o *Options) Level() (slog.Level, error) {
+	if o.Verbosity > 0 {
+		return slog.LevelDebug, nil
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(o.LogLevel)); err != nil {
+		return 0, fmt.Errorf("--log-level=%q: must be debug, info, warn or error", o.LogLevel)
+	}
+	return l, nil
+}
+
+// Endpoints splits --etcd-endpoints.
+func (o *Options) Endpoints() []string {
+	var out []string
+	for _, e := range strings.Split(o.EtcdEndpoints, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// LogValue lets the options be logged whole without leaking the etcd
+// password.
+func (o Options) LogValue() slog.Value {
+	pw := ""
+	if o.EtcdPassword != "" {
+		pw = "<redacted>"
+	}
+	return slog.GroupValue(
+		slog.String("etcd-endpoints", o.EtcdEndpoints),
+		slog.String("etcd-prefix", o.EtcdPrefix),
+		slog.String("etcd-certfile", o.EtcdCertfile),
+		slog.String("etcd-username", o.EtcdUsername),
+		slog.String("etcd-password", pw),
+		slog.String("public-ip", o.PublicIP),
+		slog.Any("iface", o.Iface),
+		slog.Any("iface-regex", o.IfaceRegex),
+		slog.String("iface-can-reach", o.IfaceCanReach),
+		slog.String("subnet-file", o.SubnetFile),
+		slog.Int("subnet-lease-renew-margin", o.SubnetLeaseRenewMargin),
+		slog.Bool("ip-masq", o.IPMasq),
+		slog.Int("healthz-port", o.HealthzPort),
+	)
+}
