@@ -1,0 +1,243 @@
+// Package hostgw is the host-gw backend: every host routes each peer's pod
+// subnet straight to that peer's address on the shared L2 segment,
+//
+//	ip route replace 10.244.3.0/24 via 192.168.1.3 dev eth0 proto 87
+//
+// with no encapsulation, so it only works when all hosts are on one L2
+// network and no NAT sits between them. It is wire-compatible with
+// flannel's host-gw: the same lease attributes, the same routes.
+//
+// Unlike flannel, which adds and deletes routes per lease event and only
+// re-adds the ones it remembers, this backend reconciles: Apply receives
+// every lease, and the main table is made to hold exactly one route per
+// host-gw peer and no other route this backend owns. It owns every route
+// with a gateway whose destination lies inside the cluster network and
+// does not overlap this host's own subnet, which is also what flannel's
+// host-gw leaves behind, so routes of peers that left while no agent ran
+// (flannel issue #2554) go away at the first Apply. Run repairs drift on a
+// timer and within milliseconds of a route deletion the kernel reports.
+package hostgw
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	vns "github.com/vishvananda/netns"
+
+	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/kernel"
+	"github.com/weftnet/weft/internal/lease"
+)
+
+// BackendType is the lease BackendType of this backend, as flannel names it.
+const BackendType = "host-gw"
+
+// DefaultReconcilePeriod is how often Run re-applies by default; flannel's
+// host-gw checks its routes every 10 s as well.
+const DefaultReconcilePeriod = 10 * time.Second
+
+// Options are the knobs New leaves at their defaults.
+type Options struct {
+	// ReconcilePeriod is how often Run re-applies the last desired state;
+	// 0 means DefaultReconcilePeriod.
+	ReconcilePeriod time.Duration
+	// Handle programs the routes; nil means a handle in the caller's
+	// network namespace. The backend never closes it.
+	Handle *netlink.Handle
+	// Netns is the namespace Handle works in, where Run subscribes to route
+	// deletions; nil means the caller's. It must be set with Handle unless
+	// NoSubscribe is, so that the subscription watches the table that
+	// Handle programs. The backend never closes it.
+	Netns *vns.NsHandle
+	// NoSubscribe makes Run repair on its timer only.
+	NoSubscribe bool
+}
+
+// Backend is the host-gw data plane of one host.
+type Backend struct {
+	ext     backend.ExternalInterface
+	network netip.Prefix
+	log     *slog.Logger
+	opts    Options
+	names   map[int]string // link names for logs: only the external interface
+
+	repairs atomic.Uint64
+
+	// mu guards the fields below. It is also held across every kernel sync,
+	// so that Apply and Run's repairs never interleave: a repair planned
+	// from an older desired set must not run after, and undo, a newer Apply.
+	mu      sync.Mutex
+	own     lease.Lease // set by Start
+	started bool
+	applied bool                         // Apply ran at least once; before that Run touches nothing
+	desired []kernel.Route               // from the last Apply
+	peerOf  map[netip.Prefix]netip.Addr  // desired route Dst → the peer's PublicIP, for logs and errors
+	ignored map[netip.Prefix]lease.Attrs // leases of another backend type, by subnet, so each is logged once
+	failing map[netip.Prefix]string      // Dst → last error a repair logged for it, so a dead peer is not logged every period
+}
+
+// New builds the backend with default Options.
+func New(cfg backend.Config) (backend.Backend, error) {
+	b, err := NewWithOptions(cfg, Options{})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// NewWithOptions builds the backend. It refuses a host whose PublicIP is
+// not the external interface's address: peers route to PublicIP directly,
+// so it must be on the shared segment, which a NATed address is not.
+func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
+	if err := supported(); err != nil {
+		return nil, err
+	}
+	if err := checkConfig(cfg); err != nil {
+		return nil, err
+	}
+	if o.Handle != nil && o.Netns == nil && !o.NoSubscribe {
+		return nil, errors.New("host-gw: Options.Handle needs Options.Netns (or NoSubscribe), so that route deletions are watched where routes are programmed")
+	}
+	if o.ReconcilePeriod <= 0 {
+		o.ReconcilePeriod = DefaultReconcilePeriod
+	}
+	if o.Handle == nil {
+		// A zero Handle opens a socket per request in the caller's
+		// namespace and holds nothing that needs closing.
+		o.Handle = &netlink.Handle{}
+	}
+	if !cfg.Ext.PublicIP.IsValid() {
+		cfg.Ext.PublicIP = cfg.Ext.Addr
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Backend{
+		ext:     cfg.Ext,
+		network: cfg.Network.Network,
+		log:     log.With("backend", BackendType),
+		opts:    o,
+		names:   map[int]string{cfg.Ext.Index: cfg.Ext.Name},
+	}, nil
+}
+
+func checkConfig(cfg backend.Config) error {
+	if cfg.Network == nil || !cfg.Network.Network.IsValid() || !cfg.Network.Network.Addr().Is4() {
+		return errors.New("host-gw needs an IPv4 cluster Network")
+	}
+	ext := cfg.Ext
+	if ext.Index == 0 || ext.Name == "" {
+		return errors.New("host-gw needs an external interface")
+	}
+	if !ext.Addr.IsValid() {
+		return fmt.Errorf("host-gw needs an IPv4 address on interface %s", ext.Name)
+	}
+	if ext.PublicIP.IsValid() && ext.PublicIP != ext.Addr {
+		return fmt.Errorf("host-gw needs --public-ip %s to be an address of interface %s (it has %s): "+
+			"peers route pod subnets straight to this address, so it must be reachable on the same L2 segment; "+
+			"this host is probably behind NAT — use vxlan", ext.PublicIP, ext.Name, ext.Addr)
+	}
+	return nil
+}
+
+// LeaseAttrs returns host-gw and no backend data, as flannel publishes.
+func (b *Backend) LeaseAttrs() (string, json.RawMessage) { return BackendType, nil }
+
+// MTU is the external interface's: host-gw adds no header.
+func (b *Backend) MTU() int { return b.ext.MTU }
+
+// Start remembers the own lease; host-gw needs no device.
+func (b *Backend) Start(ctx context.Context, own lease.Lease) error {
+	if !own.Subnet.IsValid() || !b.network.Contains(own.Subnet.Addr()) {
+		return fmt.Errorf("host-gw: own lease %s is not inside the network %s", own.Subnet, b.network)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.own = own
+	b.started = true
+	return nil
+}
+
+// Repairs counts the route changes Run had to make because the kernel
+// drifted from the last Apply: routes someone deleted or altered, or
+// routes that could not be installed before and now could.
+func (b *Backend) Repairs() uint64 { return b.repairs.Load() }
+
+// owns reports whether r is a route this backend may replace or delete:
+// via a gateway, inside the network (but not the whole network), and not
+// overlapping the own subnet. Callers hold mu.
+func (b *Backend) owns(r kernel.Route) bool {
+	return owns(b.network, b.own.Subnet, r)
+}
+
+func owns(network, own netip.Prefix, r kernel.Route) bool {
+	return r.Gw.IsValid() && r.Dst.Addr().Is4() &&
+		r.Dst.Bits() > network.Bits() && network.Contains(r.Dst.Addr()) &&
+		!r.Dst.Overlaps(own)
+}
+
+// desiredState is what one set of leases asks of the kernel.
+type desiredState struct {
+	routes  []kernel.Route
+	peerOf  map[netip.Prefix]netip.Addr
+	ignored map[netip.Prefix]lease.Attrs // leases of another backend type
+	errs    []error                      // host-gw leases that get no route, and why
+}
+
+// desire computes the routes for leases: one per host-gw peer other than
+// own, via the peer's PublicIP on ext. Pure.
+func desire(network netip.Prefix, own lease.Lease, ext backend.ExternalInterface, leases []lease.Lease) desiredState {
+	st := desiredState{
+		peerOf:  make(map[netip.Prefix]netip.Addr),
+		ignored: make(map[netip.Prefix]lease.Attrs),
+	}
+	for _, l := range leases {
+		subnet := l.Subnet.Masked()
+		if subnet == own.Subnet.Masked() {
+			continue
+		}
+		if l.Attrs.BackendType != BackendType {
+			st.ignored[subnet] = l.Attrs
+			continue
+		}
+		peer := l.Attrs.PublicIP
+		var reason string
+		switch {
+		case !subnet.IsValid() || !subnet.Addr().Is4():
+			reason = "no IPv4 subnet"
+		case subnet.Bits() <= network.Bits() || !network.Contains(subnet.Addr()):
+			reason = fmt.Sprintf("its subnet is not inside the network %s", network)
+		case subnet.Overlaps(own.Subnet):
+			reason = fmt.Sprintf("its subnet overlaps this host's %s", own.Subnet)
+		case !peer.IsValid() || !peer.Is4() || peer.IsUnspecified():
+			reason = "it has no IPv4 PublicIP"
+		case peer == ext.PublicIP:
+			reason = "it carries this host's own PublicIP but is not this host's lease"
+		}
+		if reason != "" {
+			pub := "none"
+			if peer.IsValid() {
+				pub = peer.String()
+			}
+			st.errs = append(st.errs, fmt.Errorf("peer %s (subnet %s): no route: %s", pub, subnet, reason))
+			continue
+		}
+		st.routes = append(st.routes, kernel.Route{
+			Dst:       subnet,
+			Gw:        peer,
+			LinkIndex: ext.Index,
+			Proto:     kernel.ProtoWeft,
+		})
+		st.peerOf[subnet] = peer
+	}
+	return st
+}

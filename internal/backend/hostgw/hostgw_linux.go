@@ -1,0 +1,197 @@
+package hostgw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/internal/kernel"
+	"github.com/weftnet/weft/internal/lease"
+)
+
+// supported reports whether this platform can run the backend.
+func supported() error { return nil }
+
+// Apply makes the main table hold one route per host-gw peer in leases and
+// none for peers that are gone. A peer the kernel refuses (its PublicIP is
+// not on the external interface's network) or whose lease is unusable gets
+// an error in the joined result; the other peers are programmed regardless.
+func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.started {
+		return errors.New("host-gw: Apply before Start")
+	}
+	st := desire(b.network, b.own, b.ext, leases)
+	b.noteIgnored(st.ignored)
+	b.desired, b.peerOf, b.applied = st.routes, st.peerOf, true
+
+	errs := st.errs
+	res, err := kernel.Sync(b.opts.Handle, b.desired, b.owns)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("host-gw: %w", err))...)
+	}
+	b.logDone(res.Done, "apply")
+	b.failing = make(map[netip.Prefix]string, len(res.Failed))
+	for _, f := range res.Failed {
+		e := b.opError(f)
+		b.failing[f.Op.Route.Dst] = e.Error()
+		errs = append(errs, e)
+	}
+	return errors.Join(errs...)
+}
+
+// Run repairs the routing table until ctx is done: every ReconcilePeriod,
+// and as soon as the kernel reports the deletion of a route the last Apply
+// asked for (someone ran `ip route del`). Before the first Apply it changes
+// nothing, because only a complete set of leases says which routes are
+// stale. It returns nil when ctx is done.
+func (b *Backend) Run(ctx context.Context) error {
+	tick := time.NewTicker(b.opts.ReconcilePeriod)
+	defer tick.Stop()
+
+	var deleted <-chan kernel.Route
+	subscribe := func() {
+		if b.opts.NoSubscribe || deleted != nil {
+			return
+		}
+		ch, err := kernel.WatchDeletions(ctx, b.opts.Netns, func(err error) {
+			b.log.Warn("route deletion watch reported an error", "err", err)
+		})
+		if err != nil {
+			b.log.Warn("cannot watch route deletions; repairing on the timer only until it works",
+				"period", b.opts.ReconcilePeriod, "err", err)
+			return
+		}
+		deleted = ch
+	}
+
+	subscribe()
+	// Whatever changed between Apply and the subscription is caught here.
+	b.repair("start")
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			subscribe()
+			b.repair("timer")
+		case r, ok := <-deleted:
+			lost := !ok
+			relevant := ok && b.wants(r)
+			// A link going down deletes many routes at once; repair once.
+		drain:
+			for !lost {
+				select {
+				case r, ok := <-deleted:
+					lost = !ok
+					relevant = relevant || (ok && b.wants(r))
+				default:
+					break drain
+				}
+			}
+			if lost {
+				// Deletions may have been missed: watch again, then repair.
+				deleted = nil
+				if ctx.Err() != nil {
+					return nil
+				}
+				subscribe()
+				b.repair("watch restarted")
+				continue
+			}
+			if relevant {
+				b.repair("route deleted")
+			}
+		}
+	}
+}
+
+// wants reports whether r's destination is one the last Apply asked for.
+func (b *Backend) wants(r kernel.Route) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, ok := b.peerOf[r.Dst]
+	return ok && b.owns(r)
+}
+
+// repair re-applies the last desired state and counts what it had to change.
+func (b *Backend) repair(trigger string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.applied {
+		return
+	}
+	res, err := kernel.Sync(b.opts.Handle, b.desired, b.owns)
+	if err != nil {
+		b.log.Warn("route repair failed", "trigger", trigger, "err", err)
+		return
+	}
+	b.repairs.Add(uint64(len(res.Done)))
+	b.logDone(res.Done, trigger)
+	failing := make(map[netip.Prefix]string, len(res.Failed))
+	for _, f := range res.Failed {
+		dst := f.Op.Route.Dst
+		msg := b.opError(f).Error()
+		failing[dst] = msg
+		if b.failing[dst] != msg {
+			b.log.Warn("route repair failed", "trigger", trigger, "subnet", dst, "peer", b.peerOf[dst], "err", msg)
+		}
+	}
+	b.failing = failing
+}
+
+// logDone logs one line per route change. Callers hold mu.
+func (b *Backend) logDone(ops []kernel.Op, trigger string) {
+	for _, op := range ops {
+		r := op.Route
+		switch {
+		case op.Kind == kernel.Delete:
+			b.log.Info("route removed", "subnet", r.Dst, "peer", r.Gw, "route", r.Format(b.names), "trigger", trigger)
+		case op.Prev != (kernel.Route{}):
+			b.log.Info("route replaced", "subnet", r.Dst, "peer", r.Gw, "route", r.Format(b.names),
+				"was", op.Prev.Format(b.names), "trigger", trigger)
+		default:
+			b.log.Info("route added", "subnet", r.Dst, "peer", r.Gw, "route", r.Format(b.names), "trigger", trigger)
+		}
+	}
+}
+
+// opError names the peer a refused change was for and, when the kernel
+// says the gateway is unreachable, why that is fatal for host-gw.
+func (b *Backend) opError(f *kernel.OpError) error {
+	r := f.Op.Route
+	if f.Op.Kind == kernel.Delete {
+		return fmt.Errorf("stale route of peer %s (subnet %s): delete route %s: %w", r.Gw, r.Dst, r.Format(b.names), f.Err)
+	}
+	if errors.Is(f.Err, unix.ENETUNREACH) {
+		return fmt.Errorf("peer %s (subnet %s): replace route %s: %w: %s is not on a network of %s, and host-gw can only route to hosts on the same L2 segment",
+			r.Gw, r.Dst, r.Format(b.names), f.Err, r.Gw, b.ext.Name)
+	}
+	return fmt.Errorf("peer %s (subnet %s): replace route %s: %w", r.Gw, r.Dst, r.Format(b.names), f.Err)
+}
+
+// noteIgnored logs each lease of another backend type once, when it
+// appears or changes type, and forgets the ones that are gone. Callers
+// hold mu.
+func (b *Backend) noteIgnored(now map[netip.Prefix]lease.Attrs) {
+	for subnet, a := range now {
+		if prev, ok := b.ignored[subnet]; ok && prev.BackendType == a.BackendType {
+			continue
+		}
+		typ := a.BackendType
+		if typ == "" {
+			typ = "none"
+		}
+		b.log.Info("ignoring peer of another backend type; host-gw cannot reach it", "subnet", subnet,
+			"peer", a.PublicIP, "backend_type", typ)
+	}
+	b.ignored = now
+}

@@ -1,0 +1,156 @@
+package hostgw
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/kernel"
+	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/netconf"
+)
+
+var (
+	testNetwork = netip.MustParsePrefix("10.244.0.0/16")
+	testExt     = backend.ExternalInterface{
+		Name: "eth0", Index: 2, MTU: 1500,
+		Addr: netip.MustParseAddr("192.168.1.1"), PublicIP: netip.MustParseAddr("192.168.1.1"),
+	}
+)
+
+func testConfig() backend.Config {
+	return backend.Config{Ext: testExt, Network: &netconf.Config{EnableIPv4: true, Network: testNetwork, SubnetLen: 24}}
+}
+
+func hgLease(subnet, publicIP string) lease.Lease {
+	return typedLease(subnet, publicIP, BackendType)
+}
+
+func typedLease(subnet, publicIP, typ string) lease.Lease {
+	l := lease.Lease{Subnet: netip.MustParsePrefix(subnet), Attrs: lease.Attrs{BackendType: typ}}
+	if publicIP != "" {
+		l.Attrs.PublicIP = netip.MustParseAddr(publicIP)
+	}
+	return l
+}
+
+func TestNewRefusesPublicIPOffInterface(t *testing.T) {
+	cfg := testConfig()
+	cfg.Ext.Addr = netip.MustParseAddr("10.0.0.5")
+	cfg.Ext.PublicIP = netip.MustParseAddr("203.0.113.5")
+	_, err := New(cfg)
+	want := "host-gw needs --public-ip 203.0.113.5 to be an address of interface eth0 (it has 10.0.0.5): " +
+		"peers route pod subnets straight to this address, so it must be reachable on the same L2 segment; " +
+		"this host is probably behind NAT — use vxlan"
+	if err == nil || err.Error() != want {
+		t.Errorf("New: %v\nwant: %s", err, want)
+	}
+}
+
+func TestNewChecksConfig(t *testing.T) {
+	for name, mod := range map[string]func(*backend.Config){
+		"no network":        func(c *backend.Config) { c.Network = nil },
+		"IPv6 network only": func(c *backend.Config) { c.Network.Network = netip.Prefix{} },
+		"no interface":      func(c *backend.Config) { c.Ext = backend.ExternalInterface{} },
+		"no address":        func(c *backend.Config) { c.Ext.Addr, c.Ext.PublicIP = netip.Addr{}, netip.Addr{} },
+	} {
+		cfg := testConfig()
+		mod(&cfg)
+		if _, err := New(cfg); err == nil {
+			t.Errorf("%s: New succeeded", name)
+		}
+	}
+	if _, err := NewWithOptions(testConfig(), Options{Handle: nil, NoSubscribe: true}); err != nil {
+		t.Errorf("valid config: %v", err)
+	}
+}
+
+func TestLeaseAttrsAndMTU(t *testing.T) {
+	b, err := New(testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ, data := b.LeaseAttrs()
+	if typ != "host-gw" || data != nil {
+		t.Errorf("LeaseAttrs = %q, %s; want host-gw, nil", typ, data)
+	}
+	if b.MTU() != 1500 {
+		t.Errorf("MTU = %d, want the interface's 1500", b.MTU())
+	}
+}
+
+func TestDesire(t *testing.T) {
+	own := hgLease("10.244.1.0/24", "192.168.1.1")
+	leases := []lease.Lease{
+		own,
+		hgLease("10.244.3.0/24", "192.168.1.3"),
+		hgLease("10.244.2.0/24", "192.168.1.2"),
+		typedLease("10.244.4.0/24", "192.168.1.4", "vxlan"),
+		typedLease("10.244.5.0/24", "192.168.1.5", ""), // udp/alloc publish no type
+		hgLease("10.245.0.0/24", "192.168.1.6"),        // outside the network
+		hgLease("10.244.7.0/24", ""),                   // no PublicIP
+		hgLease("10.244.8.0/24", "192.168.1.1"),        // our own address, someone else's subnet
+		hgLease("10.244.1.128/25", "192.168.1.9"),      // overlaps our subnet
+		hgLease("10.244.10.0/24", "10.99.0.10"),        // not on our segment: still desired; the kernel decides
+		{Subnet: netip.MustParsePrefix("10.244.11.0/24"), Attrs: lease.Attrs{BackendType: "host-gw", PublicIP: netip.IPv4Unspecified()}},
+	}
+	st := desire(testNetwork, own, testExt, leases)
+
+	var got []string
+	for _, r := range st.routes {
+		got = append(got, r.Format(map[int]string{2: "eth0"}))
+	}
+	want := []string{
+		"10.244.3.0/24 via 192.168.1.3 dev eth0 proto weft",
+		"10.244.2.0/24 via 192.168.1.2 dev eth0 proto weft",
+		"10.244.10.0/24 via 10.99.0.10 dev eth0 proto weft",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("routes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if p := st.peerOf[netip.MustParsePrefix("10.244.3.0/24")]; p != netip.MustParseAddr("192.168.1.3") {
+		t.Errorf("peerOf 10.244.3.0/24 = %v", p)
+	}
+	if len(st.ignored) != 2 || st.ignored[netip.MustParsePrefix("10.244.4.0/24")].BackendType != "vxlan" {
+		t.Errorf("ignored = %v, want the vxlan and the untyped lease", st.ignored)
+	}
+	wantErrs := []string{
+		"peer 192.168.1.6 (subnet 10.245.0.0/24): no route: its subnet is not inside the network 10.244.0.0/16",
+		"peer none (subnet 10.244.7.0/24): no route: it has no IPv4 PublicIP",
+		"peer 192.168.1.1 (subnet 10.244.8.0/24): no route: it carries this host's own PublicIP but is not this host's lease",
+		"peer 192.168.1.9 (subnet 10.244.1.128/25): no route: its subnet overlaps this host's 10.244.1.0/24",
+		"peer 0.0.0.0 (subnet 10.244.11.0/24): no route: it has no IPv4 PublicIP",
+	}
+	var gotErrs []string
+	for _, e := range st.errs {
+		gotErrs = append(gotErrs, e.Error())
+	}
+	if strings.Join(gotErrs, "\n") != strings.Join(wantErrs, "\n") {
+		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(gotErrs, "\n"), strings.Join(wantErrs, "\n"))
+	}
+}
+
+func TestOwns(t *testing.T) {
+	own := netip.MustParsePrefix("10.244.1.0/24")
+	gw := netip.MustParseAddr("192.168.1.9")
+	for _, c := range []struct {
+		r    kernel.Route
+		want bool
+	}{
+		{kernel.Route{Dst: netip.MustParsePrefix("10.244.9.0/24"), Gw: gw}, true},
+		{kernel.Route{Dst: netip.MustParsePrefix("10.244.9.0/26"), Gw: gw}, true},  // an old SubnetLen
+		{kernel.Route{Dst: netip.MustParsePrefix("10.244.9.0/24")}, false},         // no gateway
+		{kernel.Route{Dst: netip.MustParsePrefix("10.244.0.0/16"), Gw: gw}, false}, // the network itself
+		{kernel.Route{Dst: netip.MustParsePrefix("10.244.0.0/15"), Gw: gw}, false},
+		{kernel.Route{Dst: netip.MustParsePrefix("10.245.9.0/24"), Gw: gw}, false},
+		{kernel.Route{Dst: netip.MustParsePrefix("10.244.1.0/24"), Gw: gw}, false}, // own subnet
+		{kernel.Route{Dst: netip.MustParsePrefix("10.244.1.64/26"), Gw: gw}, false},
+		{kernel.Route{Dst: netip.MustParsePrefix("10.244.0.0/23"), Gw: gw}, false}, // covers own subnet
+		{kernel.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: gw}, false},
+	} {
+		if got := owns(testNetwork, own, c.r); got != c.want {
+			t.Errorf("owns(%v) = %v, want %v", c.r, got, c.want)
+		}
+	}
+}
