@@ -1,0 +1,122 @@
+// Command weft is the weft network fabric's one binary for operators:
+//
+//	weft agent [flanneld flags]   run the host agent (also: invoked as "flanneld")
+//	weft lab demo|up|down|exec    a virtual cluster on this machine
+//	weft version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/weftnet/weft/internal/agent"
+	"github.com/weftnet/weft/internal/lab"
+	"github.com/weftnet/weft/internal/options"
+	"github.com/weftnet/weft/internal/version"
+)
+
+func main() {
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+const usage = `weft: a flannel-compatible pod network for Kubernetes and Docker hosts
+
+Usage:
+  weft agent [flags]          run the host agent; takes flanneld's flags and FLANNELD_* variables
+  weft lab demo [flags]       build a virtual cluster on this machine, prove it works, tear it down
+  weft lab up|down|exec       the same cluster for interactive use
+  weft version                print the version
+
+Run "weft agent -h" or "weft lab -h" for their flags. Installed or linked as
+"flanneld", the binary behaves as "weft agent".
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	// A first SIGINT/SIGTERM cancels the context for a clean stop; after
+	// that the default action returns, so a second one kills.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+
+	prog := filepath.Base(args[0])
+	rest := args[1:]
+	if prog == "flanneld" {
+		return runAgent(ctx, prog, rest, stdout, stderr)
+	}
+	if len(rest) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch rest[0] {
+	case "agent":
+		return runAgent(ctx, "weft agent", rest[1:], stdout, stderr)
+	case "lab":
+		if err := lab.Main(ctx, rest[1:], stdout, stderr); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			fmt.Fprintf(stderr, "weft lab: %v\n", err)
+			return 1
+		}
+		return 0
+	case "version", "--version", "-version":
+		fmt.Fprintf(stdout, "weft %s\n", version.Version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "weft: unknown command %q\n\n%s", rest[0], usage)
+		return 2
+	}
+}
+
+func runAgent(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
+	opts, fs, err := options.Parse(name, args, os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		fs.Usage()
+		return 2
+	}
+	if opts.Version {
+		fmt.Fprintf(stdout, "%s\n", version.Version)
+		return 0
+	}
+	if err := opts.Validate(); err != nil {
+		fmt.Fprintf(stderr, "%s: invalid flags:\n%v\n", name, err)
+		return 2
+	}
+	log := newLogger(stderr, &opts)
+	log.Info("starting weft agent", "version", version.Version, "options", opts)
+	if err := agent.Main(ctx, opts, log); err != nil {
+		if ctx.Err() != nil {
+			return 0
+		}
+		log.Error("agent failed", "err", err.Error())
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, o *options.Options) *slog.Logger {
+	lvl, _ := o.Level()
+	ho := &slog.HandlerOptions{Level: lvl}
+	if o.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}

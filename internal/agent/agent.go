@@ -1,0 +1,379 @@
+// Package agent is the lifecycle of one weft host, in the order flanneld
+// follows so that the files and signals other tools wait on appear at the
+// same moments:
+//
+//	select interface → store → network config → backend → lease →
+//	backend start → subnet.env → ready (/readyz, sd_notify) →
+//	{renew lease, watch leases → apply, reconcile} until SIGTERM
+//
+// Stopping leaves routes, devices, subnet.env and the lease in place, so a
+// restarted agent picks up where the old one left off and running pods
+// never notice.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/health"
+	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/netconf"
+	"github.com/weftnet/weft/internal/options"
+	"github.com/weftnet/weft/internal/store"
+	"github.com/weftnet/weft/internal/subnetenv"
+)
+
+// Deps are the agent's seams: where leases live, which backends exist and
+// how the host's interface is found. Run wires the real ones; tests may
+// pass their own.
+type Deps struct {
+	Store    store.Store
+	Backends map[string]backend.Factory
+	// SelectInterface finds the external interface from the options.
+	SelectInterface func(o *options.Options) (backend.ExternalInterface, error)
+	Health          *health.Status
+	Log             *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Agent runs one host's share of the network.
+type Agent struct {
+	opts options.Options
+	deps Deps
+	log  *slog.Logger
+	now  func() time.Time
+}
+
+// New returns an agent; Start it with Run.
+func New(opts options.Options, deps Deps) *Agent {
+	a := &Agent{opts: opts, deps: deps, log: deps.Log, now: deps.Now}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.deps.Health == nil {
+		a.deps.Health = &health.Status{}
+	}
+	return a
+}
+
+// Run brings the host up and keeps it up until ctx is done. It returns nil
+// on a clean stop and an error when the host cannot join the network.
+func (a *Agent) Run(ctx context.Context) error {
+	start := a.now()
+	a.deps.Health.SetNotReady("starting")
+
+	if a.opts.HealthzPort > 0 {
+		addr := net.JoinHostPort(a.opts.HealthzIP, strconv.Itoa(a.opts.HealthzPort))
+		go func() {
+			if err := health.Serve(ctx, addr, a.deps.Health.Handler(), a.log); err != nil {
+				a.log.Error("health endpoint failed", "err", err)
+			}
+		}()
+	}
+
+	ext, err := a.deps.SelectInterface(&a.opts)
+	if err != nil {
+		return fmt.Errorf("select the interface for traffic between hosts: %w", err)
+	}
+	a.log.Info("using interface", "iface", ext.Name, "addr", ext.Addr, "public-ip", ext.PublicIP, "mtu", ext.MTU)
+
+	a.deps.Health.SetNotReady("waiting for the network config")
+	cfg, err := a.waitConfig(ctx)
+	if err != nil {
+		return err
+	}
+	a.log.Info("network config", "network", cfg.Network, "subnet-len", cfg.SubnetLen, "backend", cfg.BackendType)
+
+	factory, ok := a.deps.Backends[cfg.BackendType]
+	if !ok {
+		return fmt.Errorf("backend %q from the network config is not available in this build of weft (available: %s)", cfg.BackendType, backendNames(a.deps.Backends))
+	}
+	be, err := factory(backend.Config{
+		Ext:             ext,
+		Network:         cfg,
+		Log:             a.log.With("backend", cfg.BackendType),
+		StateDir:        stateDir(a.opts.SubnetFile),
+		ReconcilePeriod: a.opts.ReconcilePeriod,
+	})
+	if err != nil {
+		return fmt.Errorf("start the %s backend: %w", cfg.BackendType, err)
+	}
+
+	a.deps.Health.SetNotReady("acquiring a subnet lease")
+	own, err := a.acquire(ctx, cfg, ext, be)
+	if err != nil {
+		return err
+	}
+	log := a.log.With("subnet", own.Subnet)
+
+	if err := be.Start(ctx, own); err != nil {
+		return fmt.Errorf("prepare the %s backend for %s: %w", cfg.BackendType, own.Subnet, err)
+	}
+
+	env := subnetenv.Env{
+		Networks: []netip.Prefix{cfg.Network},
+		Subnet:   own.Subnet,
+		MTU:      be.MTU(),
+		IPMasq:   a.opts.IPMasq,
+	}
+	if err := subnetenv.Write(a.opts.SubnetFile, env); err != nil {
+		return fmt.Errorf("write %s: %w", a.opts.SubnetFile, err)
+	}
+	log.Info("wrote subnet file", "path", a.opts.SubnetFile, "mtu", env.MTU, "since-start", a.now().Sub(start).Round(time.Millisecond))
+
+	// From here on the host has a subnet and pods may start; everything
+	// below keeps running until ctx is done.
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	ownCh := make(chan lease.Lease, 1)
+	ownCh <- own
+	lost := make(chan struct{}, 1)
+	run("renew lease", func(ctx context.Context) error { return a.renewLoop(ctx, ownCh, lost) })
+	run("watch leases", func(ctx context.Context) error { return a.watchLoop(ctx, be, own.Subnet, lost, start) })
+	run("reconcile", be.Run)
+
+	a.deps.Health.SetReady()
+	if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		log.Warn("sd_notify READY=1 failed", "err", err)
+	} else if ok {
+		log.Debug("told systemd we are ready")
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	log.Info("stopping; routes, devices, subnet.env and the lease stay in place for the next start")
+	wg.Wait()
+	return runErr
+}
+
+// waitConfig polls the store until it holds a valid network config. A
+// missing or invalid config is an operator's job to fix, so the agent waits
+// and says exactly what to do rather than exiting.
+func (a *Agent) waitConfig(ctx context.Context) (*netconf.Config, error) {
+	var lastMsg string
+	say := func(msg string, args ...any) {
+		if msg != lastMsg {
+			a.log.Warn(msg, args...)
+			lastMsg = msg
+		}
+	}
+	delay := time.Second
+	for {
+		cfg, err := a.deps.Store.Config(ctx)
+		switch {
+		case err == nil:
+			return cfg, nil
+		case errors.Is(err, store.ErrNoConfig):
+			say("no network config in the store yet; waiting. Create it with, for example:",
+				"command", fmt.Sprintf(`etcdctl put %s/config '{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}'`, a.opts.EtcdPrefix))
+		default:
+			say("cannot read the network config; retrying", "err", err.Error())
+		}
+		if err := sleep(ctx, delay); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// acquire gets this host's lease, retrying errors that time can fix (store
+// unreachable, pool full until some lease expires).
+func (a *Agent) acquire(ctx context.Context, cfg *netconf.Config, ext backend.ExternalInterface, be backend.Backend) (lease.Lease, error) {
+	btype, data := be.LeaseAttrs()
+	req := store.AcquireRequest{Attrs: lease.Attrs{PublicIP: ext.PublicIP, BackendType: btype, BackendData: data}}
+	if prev, err := subnetenv.Read(a.opts.SubnetFile); err == nil {
+		if prev.Subnet.IsValid() && cfg.Network.Contains(prev.Subnet.Addr()) {
+			req.Previous = prev.Subnet
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		a.log.Warn("ignoring the previous subnet file", "path", a.opts.SubnetFile, "err", err.Error())
+	}
+	delay := time.Second
+	for {
+		l, err := a.deps.Store.Acquire(ctx, cfg, req)
+		if err == nil {
+			a.log.Info("leased subnet", "subnet", l.Subnet, "public-ip", l.Attrs.PublicIP, "expires", expiry(l), "previous", req.Previous)
+			return l, nil
+		}
+		if ctx.Err() != nil {
+			return lease.Lease{}, ctx.Err()
+		}
+		a.log.Error("cannot acquire a subnet lease; retrying", "err", err.Error(), "retry-in", delay)
+		if err := sleep(ctx, delay); err != nil {
+			return lease.Lease{}, err
+		}
+		delay = min(delay*2, 30*time.Second)
+	}
+}
+
+// renewLoop renews the own lease ahead of expiry. lost is signalled by the
+// watcher when the own lease vanished from the store (an admin deleted it,
+// or it expired during a long outage): renew at once, which re-creates it.
+func (a *Agent) renewLoop(ctx context.Context, ownCh <-chan lease.Lease, lost <-chan struct{}) error {
+	own := <-ownCh
+	margin := time.Duration(a.opts.SubnetLeaseRenewMargin) * time.Minute
+	for {
+		var wait <-chan time.Time
+		var timer *time.Timer
+		if !own.Reservation() {
+			at := lease.RenewAt(own.Expiration, margin, a.now())
+			timer = time.NewTimer(at.Sub(a.now()))
+			wait = timer.C
+		}
+		select {
+		case <-ctx.Done():
+		case <-wait:
+		case <-lost:
+			a.log.Warn("own lease is gone from the store; re-creating it", "subnet", own.Subnet)
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		for {
+			l, err := a.deps.Store.Renew(ctx, own)
+			if err == nil {
+				own = l
+				a.log.Info("renewed lease", "subnet", own.Subnet, "expires", expiry(own))
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			a.log.Error("cannot renew the lease; retrying in 10s", "subnet", own.Subnet, "err", err.Error())
+			if err := sleep(ctx, 10*time.Second); err != nil {
+				return nil
+			}
+		}
+	}
+}
+
+// watchLoop feeds the backend with whole snapshots of the lease set. The
+// store calls back once per change batch; the newest snapshot replaces any
+// not yet applied, so a burst of changes costs one Apply, not one per event.
+func (a *Agent) watchLoop(ctx context.Context, be backend.Backend, own netip.Prefix, lost chan<- struct{}, start time.Time) error {
+	latest := make(chan []lease.Lease, 1)
+	go func() {
+		var prev []lease.Lease
+		first := true
+		for {
+			var snap []lease.Lease
+			select {
+			case <-ctx.Done():
+				return
+			case snap = <-latest:
+			}
+			a.logChanges(prev, snap, own)
+			prev = snap
+			if err := be.Apply(ctx, snap); err != nil && ctx.Err() == nil {
+				a.log.Error("some peers could not be programmed; will retry on the next change or reconcile", "err", err.Error())
+			}
+			if first {
+				first = false
+				a.log.Info("programmed peers", "peers", len(snap)-1, "since-start", a.now().Sub(start).Round(time.Millisecond))
+			}
+		}
+	}()
+	return a.deps.Store.Watch(ctx, func(snap []lease.Lease) {
+		found := false
+		for _, l := range snap {
+			if l.Subnet == own {
+				found = true
+				break
+			}
+		}
+		if !found {
+			select {
+			case lost <- struct{}{}:
+			default:
+			}
+		}
+		select {
+		case <-latest:
+		default:
+		}
+		latest <- snap
+	})
+}
+
+func (a *Agent) logChanges(prev, next []lease.Lease, own netip.Prefix) {
+	ch := lease.Diff(prev, next)
+	for _, l := range ch.Added {
+		if l.Subnet != own {
+			a.log.Info("peer added", "peer", l.Subnet, "public-ip", l.Attrs.PublicIP, "backend", l.Attrs.BackendType)
+		}
+	}
+	for _, l := range ch.Changed {
+		if l.Subnet != own {
+			a.log.Info("peer changed", "peer", l.Subnet, "public-ip", l.Attrs.PublicIP, "backend", l.Attrs.BackendType)
+		}
+	}
+	for _, l := range ch.Removed {
+		if l.Subnet != own {
+			a.log.Info("peer removed", "peer", l.Subnet, "public-ip", l.Attrs.PublicIP)
+		}
+	}
+}
+
+func expiry(l lease.Lease) string {
+	if l.Reservation() {
+		return "never (reservation)"
+	}
+	return l.Expiration.UTC().Format(time.RFC3339)
+}
+
+func backendNames(m map[string]backend.Factory) string {
+	var s string
+	for n := range m {
+		if s != "" {
+			s += ", "
+		}
+		s += n
+	}
+	return s
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// stateDir is where backends keep state that must outlive the process: next
+// to subnet.env, which operators already know to preserve.
+func stateDir(subnetFile string) string { return filepath.Dir(subnetFile) }

@@ -1,0 +1,62 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/backend/hostgw"
+	"github.com/weftnet/weft/internal/extiface"
+	"github.com/weftnet/weft/internal/options"
+	etcdstore "github.com/weftnet/weft/internal/store/etcd"
+)
+
+// Backends is the table of data planes this build offers, by the lower-case
+// name used in the network config's Backend.Type.
+func Backends() map[string]backend.Factory {
+	return map[string]backend.Factory{
+		"host-gw": hostgw.New,
+	}
+}
+
+// Main runs an agent with the real store, backends and kernel.
+func Main(ctx context.Context, opts options.Options, log *slog.Logger) error {
+	st, err := etcdstore.New(ctx, etcdstore.Options{
+		Endpoints: opts.Endpoints(),
+		Prefix:    opts.EtcdPrefix,
+		CertFile:  opts.EtcdCertfile,
+		KeyFile:   opts.EtcdKeyfile,
+		CAFile:    opts.EtcdCAFile,
+		Username:  opts.EtcdUsername,
+		Password:  opts.EtcdPassword,
+		Log:       log.With("store", "etcd"),
+	})
+	if err != nil {
+		return fmt.Errorf("connect to etcd at %s: %w", opts.EtcdEndpoints, err)
+	}
+	defer st.Close()
+	a := New(opts, Deps{
+		Store:           st,
+		Backends:        Backends(),
+		SelectInterface: selectInterface,
+		Log:             log,
+	})
+	return a.Run(ctx)
+}
+
+func selectInterface(o *options.Options) (backend.ExternalInterface, error) {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return backend.ExternalInterface{}, fmt.Errorf("open netlink: %w", err)
+	}
+	defer h.Close()
+	return extiface.Select(h, extiface.Options{
+		Ifaces:        o.Iface,
+		IfaceRegex:    o.IfaceRegex,
+		IfaceCanReach: o.IfaceCanReach,
+		PublicIP:      o.PublicIP,
+	})
+}
