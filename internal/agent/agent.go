@@ -107,7 +107,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	be, err := factory(backend.Config{
 		Ext:             ext,
 		Network:         cfg,
-		Log:             a.log.With("backend", cfg.BackendType),
+		Log:             a.log,
 		StateDir:        stateDir(a.opts.SubnetFile),
 		ReconcilePeriod: a.opts.ReconcilePeriod,
 	})

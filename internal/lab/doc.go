@@ -1,0 +1,45 @@
+// Package lab builds a virtual cluster on one Linux machine out of network
+// namespaces and real weft processes, proves that pods on different hosts
+// reach each other by their own addresses, and tears it all down again.
+//
+// The layout mirrors a classic flannel-on-etcd deployment (underlay
+// 10.4.7.0/24, etcd on 10.4.7.12, hosts from 10.4.7.21, cluster network
+// 172.7.0.0/16), shown here for `--hosts 3 --pods 2` and prefix "weft":
+//
+//	                 weft-ul  (the underlay: a switch and etcd)
+//	+------------------------------------------------------------+
+//	|  sw0 (bridge) 10.4.7.12/24       etcd http://10.4.7.12:2379|
+//	+----ve-h1-----------------ve-h2-----------------ve-h3-------+
+//	       | veth                | veth                | veth
+//	+------eth0------+   +------eth0------+   +------eth0------+
+//	| weft-h1        |   | weft-h2        |   | weft-h3        |
+//	| 10.4.7.21/24   |   | 10.4.7.22/24   |   | 10.4.7.23/24   |
+//	| weft agent     |   | weft agent     |   | weft agent     |
+//	| cni0 172.7.a.1 |   | cni0 172.7.b.1 |   | cni0 172.7.c.1 |
+//	+---+--------+---+   +---+--------+---+   +---+--------+---+
+//	    | veth   | veth      |        |           |        |
+//	 weft-h1p1 weft-h1p2  weft-h2p1 weft-h2p2  weft-h3p1 weft-h3p2
+//	 eth0 172.7.a.x       eth0 172.7.b.x       eth0 172.7.c.x
+//
+// Nothing is created in the machine's root network namespace: the veth
+// pairs are created inside the underlay namespace with their peer placed
+// directly into the host namespace, and every process runs under
+// `ip netns exec`. All files live in the state directory
+// /run/weft-lab/<prefix>/, so labs with different prefixes coexist.
+//
+// The pieces are real: etcd is embedded in a detached `weft lab _etcd`
+// process, each host runs `weft agent` with flanneld's flags, and pods get
+// their interfaces from the flannel CNI plugin through libcni with a
+// kube-flannel style conflist, exactly as a container runtime would.
+// Processes are detached (own session) so that `weft lab up` can exit and
+// leave the lab running; their pids and start times are recorded so that
+// `weft lab down` kills only what the lab started.
+//
+// Files: plan.go (the pure topology: names, addresses, command lines,
+// conflist), lab.go and lab_linux.go (up, down, demo), build_linux.go
+// (namespaces and links), proc_linux.go (spawning and stopping processes),
+// etcd.go and etcd_linux.go (the etcd process and reaching it from here),
+// cni_linux.go (pods through libcni), probe_linux.go (the checks),
+// report.go (verdicts and the result table), running_linux.go (check,
+// status and exec on a running lab), main.go (the command line).
+package lab

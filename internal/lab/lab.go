@@ -1,0 +1,144 @@
+package lab
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Options configure building, checking and tearing down a lab.
+type Options struct {
+	Spec
+
+	// WeftBinary runs etcd (`weft lab _etcd`) and the agents; default: the
+	// running executable.
+	WeftBinary string
+	// CNIBinDir holds the flannel, bridge and host-local plugins; default:
+	// $WEFT_CNI_BIN_DIR, else the "cni" directory beside WeftBinary (where
+	// the Makefile puts them).
+	CNIBinDir string
+	// Keep leaves the lab running after Demo's checks.
+	Keep bool
+	// ReadyTimeout bounds each wait of the build (etcd, agents, routes);
+	// default 60 s.
+	ReadyTimeout time.Duration
+
+	// Out receives the progress lines and the result table; nil discards.
+	Out io.Writer
+	// Log receives diagnostics; nil discards.
+	Log *slog.Logger
+}
+
+// teardownTimeout bounds a teardown, which runs on a fresh context so that
+// the Ctrl-C that interrupted a build does not also interrupt its cleanup.
+const teardownTimeout = 2 * time.Minute
+
+// ErrExists is returned by Up when namespaces or the state directory of a
+// lab with the same prefix are already there. Nothing was touched.
+var ErrExists = errors.New("lab already exists")
+
+// resolve fills defaults and plans the topology.
+func (o Options) resolve() (Options, Topology, error) {
+	topo, err := Plan(o.Spec)
+	if err != nil {
+		return o, Topology{}, err
+	}
+	o.Spec = topo.Spec
+	if o.WeftBinary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return o, Topology{}, fmt.Errorf("find the weft binary: %w", err)
+		}
+		o.WeftBinary = exe
+	}
+	if abs, err := filepath.Abs(o.WeftBinary); err == nil {
+		o.WeftBinary = abs
+	}
+	if o.CNIBinDir == "" {
+		o.CNIBinDir = os.Getenv("WEFT_CNI_BIN_DIR")
+	}
+	if o.CNIBinDir == "" {
+		o.CNIBinDir = filepath.Join(filepath.Dir(o.WeftBinary), "cni")
+	}
+	if abs, err := filepath.Abs(o.CNIBinDir); err == nil {
+		o.CNIBinDir = abs
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 60 * time.Second
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return o, topo, nil
+}
+
+// state is what a running lab records in <state dir>/lab.json, so that
+// `weft lab down|exec|status|check` in a later process know what was built.
+type state struct {
+	Spec       Spec
+	WeftBinary string
+	CNIBinDir  string
+	Created    time.Time
+	Subnets    map[string]netip.Prefix `json:",omitempty"` // by host name
+	PodIPs     map[string]netip.Addr   `json:",omitempty"` // by pod name
+}
+
+func stateFile(stateDir string) string { return filepath.Join(stateDir, "lab.json") }
+
+func writeState(stateDir string, s state) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode lab state: %w", err)
+	}
+	return writeFileAtomic(stateFile(stateDir), append(b, '\n'))
+}
+
+// readState reads lab.json; a missing file yields an error wrapping
+// fs.ErrNotExist.
+func readState(stateDir string) (state, error) {
+	var s state
+	b, err := os.ReadFile(stateFile(stateDir))
+	if err != nil {
+		return s, fmt.Errorf("read lab state: %w", err)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("parse %s: %w", stateFile(stateDir), err)
+	}
+	return s, nil
+}
+
+// printer writes progress lines; agents report concurrently.
+type printer struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (p *printer) say(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, format+"\n", args...)
+}
+
+// writeFileAtomic writes via a temporary file and rename, so a reader (a
+// concurrent `weft lab down`) never sees half a file.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("rename %s: %w", tmp, err)
+	}
+	return nil
+}

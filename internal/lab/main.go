@@ -1,0 +1,201 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+const mainUsage = `weft lab: a virtual cluster on this machine, in network namespaces (needs root)
+
+Usage:
+  weft lab demo   [flags]              build, check every pod pair, print the table, tear down
+  weft lab up     [flags]              build and leave running
+  weft lab check  [--prefix P]         run the checks against a running lab
+  weft lab status [--prefix P]         show a running lab's hosts, leases and pods
+  weft lab exec   [--prefix P] NAME -- CMD...
+                                       run CMD in namespace NAME: ul, h1, h1p2, ...
+  weft lab down   [--prefix P]         tear down everything of that prefix
+
+Run "weft lab demo -h" for the build flags.
+`
+
+// Main runs `weft lab ARGS...`. ctx is cancelled on SIGINT/SIGTERM; a
+// build interrupted that way is torn down before Main returns.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, mainUsage)
+		return errors.New("no lab command given")
+	}
+	cmd, rest := args[0], args[1:]
+	// With stdout piped into something that exits early (`| head`), a
+	// write would otherwise kill the process with SIGPIPE half-way through
+	// a build or teardown and leave the lab behind. Receiving the signal
+	// makes such writes fail with EPIPE instead, which the lab ignores.
+	// Handlers (unlike an ignored disposition) are not inherited by the
+	// lab's processes.
+	pipe := make(chan os.Signal, 1)
+	signal.Notify(pipe, syscall.SIGPIPE)
+	defer signal.Stop(pipe)
+
+	switch cmd {
+	case "demo", "up":
+		return mainBuild(ctx, cmd, rest, stdout, stderr)
+	case "down", "check", "status":
+		return mainRunning(ctx, cmd, rest, stdout, stderr)
+	case "exec":
+		return mainExec(ctx, rest, stdout, stderr)
+	case "_etcd":
+		return mainEtcd(ctx, rest, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, mainUsage)
+		return flag.ErrHelp
+	default:
+		fmt.Fprint(stderr, mainUsage)
+		return fmt.Errorf("unknown lab command %q", cmd)
+	}
+}
+
+// common are the flags every subcommand that names a lab takes.
+type common struct {
+	prefix    string
+	stateRoot string
+	verbose   bool
+}
+
+func (c *common) add(fs *flag.FlagSet) {
+	fs.StringVar(&c.prefix, "prefix", DefaultPrefix, "name prefix of the lab's namespaces and state dir; labs with different prefixes coexist")
+	fs.StringVar(&c.stateRoot, "state-dir", DefaultStateRoot, "parent of the lab's state directory")
+	fs.BoolVar(&c.verbose, "v", false, "log debug details to stderr")
+}
+
+func (c *common) logger(stderr io.Writer) *slog.Logger {
+	lvl := slog.LevelWarn
+	if c.verbose {
+		lvl = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+}
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("weft lab "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func mainBuild(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet(cmd, stderr)
+	var c common
+	c.add(fs)
+	var o Options
+	network := DefaultNetwork.String()
+	fs.IntVar(&o.Hosts, "hosts", DefaultHosts, "number of hosts")
+	fs.IntVar(&o.Pods, "pods", DefaultPods, "pods per host")
+	fs.StringVar(&o.Backend, "backend", DefaultBackend, "backend type written to the network config")
+	fs.StringVar(&network, "network", network, "cluster network")
+	fs.StringVar(&o.EtcdPrefix, "etcd-prefix", DefaultEtcdPrefix, "etcd key prefix (flannel's --etcd-prefix)")
+	fs.StringVar(&o.CNIBinDir, "cni-bin-dir", "", "CNI plugins directory (default $WEFT_CNI_BIN_DIR, else cni/ beside the weft binary)")
+	fs.StringVar(&o.WeftBinary, "weft-binary", "", "weft binary that runs etcd and the agents (default: this one)")
+	if cmd == "demo" {
+		fs.BoolVar(&o.Keep, "keep", false, "leave the lab running after the checks")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	p, err := netip.ParsePrefix(network)
+	if err != nil {
+		return fmt.Errorf("--network: %w", err)
+	}
+	o.Network = p
+	o.Prefix, o.StateRoot = c.prefix, c.stateRoot
+	o.Out, o.Log = stdout, c.logger(stderr)
+
+	if cmd == "demo" {
+		_, err := Demo(ctx, o)
+		return err
+	}
+	l, err := Up(ctx, o)
+	if err != nil {
+		return err
+	}
+	printUsage(stdout, l.Topology())
+	return nil
+}
+
+func mainRunning(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet(cmd, stderr)
+	var c common
+	c.add(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	spec := Spec{Prefix: c.prefix, StateRoot: c.stateRoot}
+	log := c.logger(stderr)
+	switch cmd {
+	case "down":
+		// A fresh context: a Ctrl-C must not leave half a lab behind.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownTimeout)
+		defer cancel()
+		if err := Down(dctx, spec, log); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "lab %s torn down\n", c.prefix)
+		return nil
+	case "check":
+		return CheckRunning(ctx, spec, stdout)
+	default:
+		return Status(spec, stdout)
+	}
+}
+
+func mainExec(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("exec", stderr)
+	var c common
+	c.add(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: weft lab exec [--prefix P] NAME -- CMD [ARGS...]   (NAME: ul, h1, h1p2, ...)")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest) > 1 && rest[1] == "--" {
+		rest = append(rest[:1:1], rest[2:]...)
+	}
+	if len(rest) < 2 {
+		fs.Usage()
+		return errors.New("exec needs a namespace and a command")
+	}
+	ns, err := ResolveNS(c.prefix, rest[0])
+	if err != nil {
+		return err
+	}
+	return Exec(ctx, ns, rest[1:], stdout, stderr)
+}
+
+func mainEtcd(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlagSet("_etcd", stderr)
+	dataDir := fs.String("data-dir", "", "etcd data directory")
+	client := fs.String("listen-client", "", "client URL")
+	peer := fs.String("listen-peer", "", "peer URL")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	return runEtcd(ctx, *dataDir, *client, *peer, log)
+}

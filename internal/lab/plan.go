@@ -1,0 +1,372 @@
+package lab
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"strconv"
+)
+
+// Defaults mirror a common flannel-on-etcd deployment: an underlay
+// 10.4.7.0/24 with etcd on .12 and hosts from .21 up, pods in 172.7.0.0/16.
+const (
+	DefaultPrefix     = "weft"
+	DefaultHosts      = 3
+	DefaultPods       = 2
+	DefaultBackend    = "host-gw"
+	DefaultEtcdPrefix = "/coreos.com/network"
+	DefaultStateRoot  = "/run/weft-lab"
+
+	MaxHosts = 200
+	MaxPods  = 50
+
+	// HealthPort is where each agent serves /healthz and /readyz, on the
+	// host namespace's loopback.
+	HealthPort = 2401
+	// ProbePort is the TCP port of the echo server the checks start in
+	// every pod.
+	ProbePort = 7777
+)
+
+var (
+	DefaultNetwork = netip.MustParsePrefix("172.7.0.0/16")
+
+	underlayNet   = netip.MustParsePrefix("10.4.7.0/24")
+	etcdAddr      = netip.MustParseAddr("10.4.7.12")
+	firstHostIP   = netip.MustParseAddr("10.4.7.21")
+	healthIP      = netip.MustParseAddr("127.0.0.1")
+	prefixSyntax  = regexp.MustCompile(`^[a-z][a-z0-9]{0,11}$`)
+	backendSyntax = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+)
+
+// Spec is what a lab is made of; zero fields take the defaults.
+type Spec struct {
+	Prefix     string       // namespace and state-dir prefix, [a-z][a-z0-9]{0,11}
+	Hosts      int          // number of hosts, 1..MaxHosts
+	Pods       int          // pods per host, 0..MaxPods (zero means none)
+	Backend    string       // Backend.Type in the network config
+	Network    netip.Prefix // the cluster network
+	EtcdPrefix string       // flannel's --etcd-prefix
+	StateRoot  string       // parent of the per-prefix state directory
+}
+
+// withDefaults fills zero fields except Pods: a lab without pods is a
+// valid request (the command line defaults to DefaultPods).
+func (s Spec) withDefaults() Spec {
+	if s.Prefix == "" {
+		s.Prefix = DefaultPrefix
+	}
+	if s.Hosts == 0 {
+		s.Hosts = DefaultHosts
+	}
+	if s.Backend == "" {
+		s.Backend = DefaultBackend
+	}
+	if !s.Network.IsValid() {
+		s.Network = DefaultNetwork
+	}
+	if s.EtcdPrefix == "" {
+		s.EtcdPrefix = DefaultEtcdPrefix
+	}
+	if s.StateRoot == "" {
+		s.StateRoot = DefaultStateRoot
+	}
+	return s
+}
+
+// Topology is the complete, precomputed description of one lab: every
+// name, address and path that the kernel and process code use. It is a
+// pure function of the Spec (see Plan), so the naming rules are tested
+// without root.
+type Topology struct {
+	Spec     Spec
+	StateDir string // /run/weft-lab/<prefix>
+	Underlay Underlay
+	Etcd     Etcd
+	Hosts    []Host
+}
+
+// Underlay is the namespace that plays the switch between hosts.
+type Underlay struct {
+	NS     string       // <prefix>-ul
+	Bridge string       // the switch
+	Addr   netip.Prefix // the bridge's address, where etcd listens
+}
+
+// Etcd is the lab's datastore process.
+type Etcd struct {
+	ClientURL string // http://10.4.7.12:2379
+	PeerURL   string // http://10.4.7.12:2380
+	Dir       string // state dir of the process (log, pid)
+	DataDir   string
+	LogFile   string
+	PIDFile   string
+	ConfigKey string // <etcd prefix>/config
+	Config    string // the network config JSON stored at ConfigKey
+}
+
+// Host is one virtual machine: a namespace with eth0 on the underlay and
+// an agent.
+type Host struct {
+	Name       string       // h1
+	NS         string       // <prefix>-h1
+	Iface      string       // eth0, the host's uplink
+	Wire       string       // name of the veth end in the underlay namespace
+	Addr       netip.Prefix // 10.4.7.21/24 on eth0; also --public-ip
+	Health     netip.AddrPort
+	Dir        string // <state>/h1
+	SubnetFile string
+	AgentLog   string
+	AgentPID   string
+	CNIDataDir string // flannel plugin's saved delegate configs
+	IPAMDir    string // host-local's allocations
+	CNICache   string // libcni's result cache
+	ConfList   string // the conflist, written for people to read
+	Pods       []Pod
+}
+
+// Pod is one pod namespace attached through CNI.
+type Pod struct {
+	Name        string // h1p2
+	NS          string // <prefix>-h1p2
+	Host        string // h1
+	ContainerID string
+	IfName      string
+}
+
+// Plan validates the spec and computes the lab's topology.
+func Plan(s Spec) (Topology, error) {
+	s = s.withDefaults()
+	if !prefixSyntax.MatchString(s.Prefix) {
+		return Topology{}, fmt.Errorf("lab prefix %q: want a lower-case letter then up to 11 letters or digits", s.Prefix)
+	}
+	if s.Hosts < 1 || s.Hosts > MaxHosts {
+		return Topology{}, fmt.Errorf("lab hosts %d: want 1..%d", s.Hosts, MaxHosts)
+	}
+	if s.Pods < 0 || s.Pods > MaxPods {
+		return Topology{}, fmt.Errorf("lab pods %d: want 0..%d per host", s.Pods, MaxPods)
+	}
+	if !backendSyntax.MatchString(s.Backend) {
+		return Topology{}, fmt.Errorf("lab backend %q: want a backend type such as host-gw or vxlan", s.Backend)
+	}
+	if !s.Network.Addr().Is4() || s.Network.Bits() > 22 || s.Network.Masked() != s.Network {
+		return Topology{}, fmt.Errorf("lab network %s: want a masked IPv4 network of /22 or larger", s.Network)
+	}
+	if s.Network.Overlaps(underlayNet) || s.Network.Overlaps(netip.PrefixFrom(healthIP, 8)) {
+		return Topology{}, fmt.Errorf("lab network %s overlaps the underlay %s or loopback", s.Network, underlayNet)
+	}
+	if len(s.EtcdPrefix) < 2 || s.EtcdPrefix[0] != '/' || s.EtcdPrefix[len(s.EtcdPrefix)-1] == '/' {
+		return Topology{}, fmt.Errorf("lab etcd prefix %q: want an absolute key without trailing slash", s.EtcdPrefix)
+	}
+	if !filepath.IsAbs(s.StateRoot) {
+		return Topology{}, fmt.Errorf("lab state root %q: want an absolute path", s.StateRoot)
+	}
+
+	state := filepath.Join(s.StateRoot, s.Prefix)
+	cfg, err := networkConfig(s.Network, s.Backend)
+	if err != nil {
+		return Topology{}, err
+	}
+	t := Topology{
+		Spec:     s,
+		StateDir: state,
+		Underlay: Underlay{
+			NS:     s.Prefix + "-ul",
+			Bridge: "sw0",
+			Addr:   netip.PrefixFrom(etcdAddr, underlayNet.Bits()),
+		},
+		Etcd: Etcd{
+			ClientURL: "http://" + netip.AddrPortFrom(etcdAddr, 2379).String(),
+			PeerURL:   "http://" + netip.AddrPortFrom(etcdAddr, 2380).String(),
+			Dir:       filepath.Join(state, "etcd"),
+			DataDir:   filepath.Join(state, "etcd", "data"),
+			LogFile:   filepath.Join(state, "etcd", "etcd.log"),
+			PIDFile:   filepath.Join(state, "etcd", "etcd.pid"),
+			ConfigKey: s.EtcdPrefix + "/config",
+			Config:    cfg,
+		},
+	}
+	ip := firstHostIP
+	for i := 1; i <= s.Hosts; i++ {
+		name := "h" + strconv.Itoa(i)
+		dir := filepath.Join(state, name)
+		h := Host{
+			Name:       name,
+			NS:         s.Prefix + "-" + name,
+			Iface:      "eth0",
+			Wire:       "ve-" + name, // at most 7 bytes, well under IFNAMSIZ
+			Addr:       netip.PrefixFrom(ip, underlayNet.Bits()),
+			Health:     netip.AddrPortFrom(healthIP, HealthPort),
+			Dir:        dir,
+			SubnetFile: filepath.Join(dir, "subnet.env"),
+			AgentLog:   filepath.Join(dir, "agent.log"),
+			AgentPID:   filepath.Join(dir, "agent.pid"),
+			CNIDataDir: filepath.Join(dir, "cni"),
+			IPAMDir:    filepath.Join(dir, "ipam"),
+			CNICache:   filepath.Join(dir, "cni-cache"),
+			ConfList:   filepath.Join(dir, "10-flannel.conflist"),
+		}
+		for j := 1; j <= s.Pods; j++ {
+			pname := name + "p" + strconv.Itoa(j)
+			h.Pods = append(h.Pods, Pod{
+				Name:        pname,
+				NS:          s.Prefix + "-" + pname,
+				Host:        name,
+				ContainerID: s.Prefix + "-" + pname,
+				IfName:      "eth0",
+			})
+		}
+		t.Hosts = append(t.Hosts, h)
+		ip = ip.Next()
+	}
+	return t, nil
+}
+
+// networkConfig renders the value stored at <etcd prefix>/config, in the
+// spelling flannel's documentation and users use.
+func networkConfig(network netip.Prefix, backend string) (string, error) {
+	n, err := json.Marshal(network.String())
+	if err != nil {
+		return "", fmt.Errorf("render network config: %w", err)
+	}
+	b, err := json.Marshal(backend)
+	if err != nil {
+		return "", fmt.Errorf("render network config: %w", err)
+	}
+	return fmt.Sprintf(`{"Network": %s, "Backend": {"Type": %s}}`, n, b), nil
+}
+
+// Pods returns every pod of the lab, host by host.
+func (t Topology) Pods() []Pod {
+	var ps []Pod
+	for _, h := range t.Hosts {
+		ps = append(ps, h.Pods...)
+	}
+	return ps
+}
+
+// Host returns the host with the given short name (h1).
+func (t Topology) Host(name string) (Host, bool) {
+	for _, h := range t.Hosts {
+		if h.Name == name {
+			return h, true
+		}
+	}
+	return Host{}, false
+}
+
+// Namespaces returns every namespace of the lab in teardown order: pods,
+// then hosts, then the underlay.
+func (t Topology) Namespaces() []string {
+	var ns []string
+	for _, p := range t.Pods() {
+		ns = append(ns, p.NS)
+	}
+	for _, h := range t.Hosts {
+		ns = append(ns, h.NS)
+	}
+	return append(ns, t.Underlay.NS)
+}
+
+// ResolveNS maps what a user types after `weft lab exec` (ul, h2, h2p1, or
+// a full namespace name of this lab) to a namespace name. It does not
+// check that the namespace exists.
+func ResolveNS(prefix, name string) (string, error) {
+	full := name
+	if !IsLabNS(prefix, full) {
+		full = prefix + "-" + name
+	}
+	if !IsLabNS(prefix, full) {
+		return "", fmt.Errorf("%q is not a lab namespace: want ul, hN or hNpM", name)
+	}
+	return full, nil
+}
+
+// IsLabNS reports whether a namespace name is one that a lab with this
+// prefix creates. Teardown deletes only such names, so it never touches a
+// namespace of another lab or of anyone else, even one sharing the prefix
+// ("weft-h1x", "weft-ul2", "weft-a-h1" do not match "weft").
+func IsLabNS(prefix, name string) bool {
+	if len(name) <= len(prefix)+1 || name[:len(prefix)] != prefix || name[len(prefix)] != '-' {
+		return false
+	}
+	return labSuffix.MatchString(name[len(prefix)+1:])
+}
+
+var labSuffix = regexp.MustCompile(`^(ul|h[1-9][0-9]*(p[1-9][0-9]*)?)$`)
+
+// EtcdArgs is the command line (after the weft binary) of the etcd process.
+func (t Topology) EtcdArgs() []string {
+	return []string{"lab", "_etcd",
+		"--data-dir=" + t.Etcd.DataDir,
+		"--listen-client=" + t.Etcd.ClientURL,
+		"--listen-peer=" + t.Etcd.PeerURL,
+	}
+}
+
+// AgentArgs is the command line (after the weft binary) of a host's agent:
+// flanneld's flags, pointing at the lab's etcd and state directory.
+func (t Topology) AgentArgs(h Host) []string {
+	return []string{"agent",
+		"--etcd-endpoints=" + t.Etcd.ClientURL,
+		"--etcd-prefix=" + t.Spec.EtcdPrefix,
+		"--iface=" + h.Iface,
+		"--public-ip=" + h.Addr.Addr().String(),
+		"--subnet-file=" + h.SubnetFile,
+		"--healthz-ip=" + h.Health.Addr().String(),
+		"--healthz-port=" + strconv.Itoa(int(h.Health.Port())),
+		"--log-format=text",
+	}
+}
+
+// ConfList renders the host's CNI network configuration: kube-flannel's
+// conflist with paths moved into the lab's state directory so that nothing
+// lands in the machine's /run/flannel or /var/lib/cni.
+//
+// The flannel plugin refuses "ipam" inside the delegate, so host-local's
+// dataDir goes in the top-level ipam object, which the plugin merges into
+// the delegate's. ipMasq is set false because the lab's traffic stays
+// inside the cluster network: flannel's default (ipMasq = !FLANNEL_IPMASQ)
+// would have the bridge plugin SNAT pod-to-remote-pod traffic to the host
+// address, which is exactly what the checks must rule out, and it needs
+// iptables, which a lab machine may not have.
+func (t Topology) ConfList(h Host) ([]byte, error) {
+	type delegate struct {
+		HairpinMode      bool `json:"hairpinMode"`
+		IsDefaultGateway bool `json:"isDefaultGateway"`
+		IPMasq           bool `json:"ipMasq"`
+	}
+	type ipam struct {
+		Type    string `json:"type"`
+		DataDir string `json:"dataDir"`
+	}
+	type plugin struct {
+		Type       string   `json:"type"`
+		SubnetFile string   `json:"subnetFile"`
+		DataDir    string   `json:"dataDir"`
+		IPAM       ipam     `json:"ipam"`
+		Delegate   delegate `json:"delegate"`
+	}
+	type conflist struct {
+		Name       string   `json:"name"`
+		CNIVersion string   `json:"cniVersion"`
+		Plugins    []plugin `json:"plugins"`
+	}
+	b, err := json.MarshalIndent(conflist{
+		Name:       "cbr0",
+		CNIVersion: "1.0.0",
+		Plugins: []plugin{{
+			Type:       "flannel",
+			SubnetFile: h.SubnetFile,
+			DataDir:    h.CNIDataDir,
+			IPAM:       ipam{Type: "host-local", DataDir: h.IPAMDir},
+			Delegate:   delegate{HairpinMode: true, IsDefaultGateway: true, IPMasq: false},
+		}},
+	}, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("render conflist for %s: %w", h.Name, err)
+	}
+	return append(b, '\n'), nil
+}

@@ -1,0 +1,257 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+
+	"github.com/weftnet/weft/internal/netns"
+)
+
+// Probe timing: an echo is resent every icmpInterval until icmpTimeout, so
+// a first packet lost to ARP resolution does not fail the check.
+const (
+	icmpTimeout  = 3 * time.Second
+	icmpInterval = 250 * time.Millisecond
+	tcpTimeout   = 3 * time.Second
+	probeWorkers = 8
+)
+
+// probeTarget is a pod with its address, as the checks know it.
+type probeTarget struct {
+	Pod  Pod
+	Addr netip.Addr
+}
+
+// echoServers is a TCP server in every pod that answers each connection
+// with the client address it saw, one line, and closes.
+type echoServers struct {
+	listeners []net.Listener
+	wg        sync.WaitGroup
+}
+
+// startEchoServers listens on <pod IP>:ProbePort inside every pod. A
+// socket belongs to the namespace it was created in for its whole life, so
+// the accept loops run on ordinary goroutines.
+func startEchoServers(pods []probeTarget) (*echoServers, error) {
+	s := &echoServers{}
+	for _, p := range pods {
+		var ln net.Listener
+		err := netns.Do(p.Pod.NS, func() error {
+			var err error
+			ln, err = net.Listen("tcp4", netip.AddrPortFrom(p.Addr, ProbePort).String())
+			return err
+		})
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("start echo server in %s: %w", p.Pod.Name, err)
+		}
+		s.listeners = append(s.listeners, ln)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				_ = c.SetDeadline(time.Now().Add(tcpTimeout))
+				fmt.Fprintf(c, "%s\n", c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap())
+				c.Close()
+			}
+		}()
+	}
+	return s, nil
+}
+
+// Close stops every server and waits for the accept loops to end.
+func (s *echoServers) Close() {
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	s.wg.Wait()
+}
+
+// runChecks probes every ordered pair of pods on different hosts (ICMP and
+// TCP) and every host to every pod on another host (ICMP), a few at a
+// time, and returns the checks in a stable order: pod pairs, then hosts.
+func runChecks(ctx context.Context, topo Topology, pods []probeTarget) ([]Check, error) {
+	srv, err := startEchoServers(pods)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Close()
+
+	type job struct {
+		ns    string
+		check Check
+	}
+	var jobs []job
+	for _, from := range pods {
+		for _, to := range pods {
+			if from.Pod.Host == to.Pod.Host {
+				continue
+			}
+			jobs = append(jobs, job{from.Pod.NS, Check{
+				Kind: PodToPod,
+				From: Endpoint{Name: from.Pod.Name, Addr: from.Addr},
+				To:   Endpoint{Name: to.Pod.Name, Addr: to.Addr},
+			}})
+		}
+	}
+	for _, h := range topo.Hosts {
+		for _, to := range pods {
+			if to.Pod.Host == h.Name {
+				continue
+			}
+			jobs = append(jobs, job{h.NS, Check{
+				Kind: HostToPod,
+				From: Endpoint{Name: h.Name, Addr: h.Addr.Addr()},
+				To:   Endpoint{Name: to.Pod.Name, Addr: to.Addr},
+			}})
+		}
+	}
+
+	checks := make([]Check, len(jobs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(probeWorkers, len(jobs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				c := jobs[i].check
+				c.RTT, c.ICMPErr = pingFrom(ctx, jobs[i].ns, c.To.Addr)
+				if c.Kind == PodToPod {
+					c.SeenSource, c.TCPErr = seenSourceFrom(ctx, jobs[i].ns, c.To.Addr)
+				}
+				checks[i] = c
+			}
+		}()
+	}
+	for i := range jobs {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(next)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("run checks: %w", err)
+	}
+	return checks, nil
+}
+
+// pingFrom sends ICMP echo requests from inside namespace ns to dst and
+// returns the round trip of the first matching reply. It uses a raw ICMP
+// socket, which root may open in any namespace, because a fresh namespace's
+// ping_group_range allows no unprivileged ICMP sockets and the ping binary
+// may not be installed. A raw socket sees every ICMP packet of the
+// namespace, so replies are matched on identifier, sequence and source.
+func pingFrom(ctx context.Context, ns string, dst netip.Addr) (time.Duration, error) {
+	var conn *icmp.PacketConn
+	err := netns.Do(ns, func() error {
+		var err error
+		conn, err = icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("open ICMP socket in netns %s: %w", ns, err)
+	}
+	defer conn.Close()
+
+	id := rand.IntN(0xffff) + 1
+	deadline := time.Now().Add(icmpTimeout)
+	sent := map[int]time.Time{}
+	buf := make([]byte, 1500)
+	for seq := 1; time.Now().Before(deadline); seq++ {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("weft-lab")}}
+		b, err := msg.Marshal(nil)
+		if err != nil {
+			return 0, fmt.Errorf("marshal echo: %w", err)
+		}
+		sent[seq] = time.Now()
+		if _, err := conn.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+			// No route (yet) is worth retrying like a lost packet.
+			if time.Now().Add(icmpInterval).After(deadline) {
+				return 0, fmt.Errorf("send echo to %s: %w", dst, err)
+			}
+			time.Sleep(icmpInterval)
+			continue
+		}
+		wait := time.Now().Add(icmpInterval)
+		if wait.After(deadline) {
+			wait = deadline
+		}
+		for {
+			_ = conn.SetReadDeadline(wait)
+			n, peer, err := conn.ReadFrom(buf)
+			if err != nil {
+				break // this attempt timed out; send the next one
+			}
+			got := time.Now()
+			from, ok := peer.(*net.IPAddr)
+			if !ok || !from.IP.Equal(dst.AsSlice()) {
+				continue
+			}
+			m, err := icmp.ParseMessage(1, buf[:n]) // 1: ICMP for IPv4
+			if err != nil || m.Type != ipv4.ICMPTypeEchoReply {
+				continue
+			}
+			echo, ok := m.Body.(*icmp.Echo)
+			if !ok || echo.ID != id {
+				continue
+			}
+			if at, ok := sent[echo.Seq]; ok {
+				return got.Sub(at), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("no echo reply from %s within %v", dst, icmpTimeout)
+}
+
+// seenSourceFrom connects from inside namespace ns to the echo server at
+// dst and returns the client address the server reports having seen.
+func seenSourceFrom(ctx context.Context, ns string, dst netip.Addr) (netip.Addr, error) {
+	ctx, cancel := context.WithTimeout(ctx, tcpTimeout)
+	defer cancel()
+	var conn net.Conn
+	err := netns.Do(ns, func() error {
+		var err error
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, "tcp4", netip.AddrPortFrom(dst, ProbePort).String())
+		return err
+	})
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("connect to %s:%d: %w", dst, ProbePort, err)
+	}
+	defer conn.Close()
+	dl, _ := ctx.Deadline()
+	_ = conn.SetDeadline(dl)
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil && !errors.Is(err, net.ErrClosed) && line == "" {
+		return netip.Addr{}, fmt.Errorf("read from %s:%d: %w", dst, ProbePort, err)
+	}
+	a, err := netip.ParseAddr(strings.TrimSpace(line))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("server %s:%d answered %q: %w", dst, ProbePort, line, err)
+	}
+	return a, nil
+}

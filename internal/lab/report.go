@@ -1,0 +1,166 @@
+package lab
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// CheckKind says what a check proves.
+type CheckKind int
+
+const (
+	// PodToPod: ICMP echo and a TCP connection from one pod to a pod on
+	// another host; the server must see the client pod's own address.
+	PodToPod CheckKind = iota
+	// HostToPod: ICMP echo from a host to a pod on another host.
+	HostToPod
+)
+
+// Endpoint is one end of a check.
+type Endpoint struct {
+	Name string // h1p2 or h1
+	Addr netip.Addr
+}
+
+// Check is the outcome of one probe between two endpoints.
+type Check struct {
+	Kind     CheckKind
+	From, To Endpoint
+
+	RTT     time.Duration // ICMP echo round trip; meaningful when ICMPErr is nil
+	ICMPErr error
+
+	// SeenSource is the client address the TCP server in To reported;
+	// PodToPod only.
+	SeenSource netip.Addr
+	TCPErr     error
+}
+
+// OK reports whether the check passed: the echo came back and, for pod
+// pairs, the TCP server saw the client pod's own address (no NAT inside the
+// cluster network).
+func (c Check) OK() bool {
+	if c.ICMPErr != nil {
+		return false
+	}
+	if c.Kind == HostToPod {
+		return true
+	}
+	return c.TCPErr == nil && c.SeenSource == c.From.Addr
+}
+
+// Problem describes why the check failed, or is empty.
+func (c Check) Problem() string {
+	var p []string
+	if c.ICMPErr != nil {
+		p = append(p, "icmp: "+c.ICMPErr.Error())
+	}
+	if c.Kind == PodToPod {
+		switch {
+		case c.TCPErr != nil:
+			p = append(p, "tcp: "+c.TCPErr.Error())
+		case c.SeenSource != c.From.Addr:
+			p = append(p, fmt.Sprintf("tcp: server saw %s, not %s (source translated)", c.SeenSource, c.From.Addr))
+		}
+	}
+	return strings.Join(p, "; ")
+}
+
+// Result is what a demo run proved.
+type Result struct {
+	Checks  []Check
+	Elapsed time.Duration // wall time of the whole run, teardown included
+}
+
+// OK reports whether there were checks and all of them passed.
+func (r Result) OK() bool {
+	if len(r.Checks) == 0 {
+		return false
+	}
+	for _, c := range r.Checks {
+		if !c.OK() {
+			return false
+		}
+	}
+	return true
+}
+
+// Summary is the one-line verdict, e.g.
+// "24/24 pod pairs ok, source IPs preserved; 12/12 host→pod ok".
+func (r Result) Summary() string {
+	var pairs, pairsOK, translated, hosts, hostsOK int
+	for _, c := range r.Checks {
+		switch c.Kind {
+		case PodToPod:
+			pairs++
+			if c.OK() {
+				pairsOK++
+			}
+			if c.ICMPErr == nil && c.TCPErr == nil && c.SeenSource != c.From.Addr {
+				translated++
+			}
+		case HostToPod:
+			hosts++
+			if c.OK() {
+				hostsOK++
+			}
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d/%d pod pairs ok", pairsOK, pairs)
+	switch {
+	case translated > 0:
+		fmt.Fprintf(&b, ", %d saw a translated source", translated)
+	case pairs > 0 && pairsOK == pairs:
+		b.WriteString(", source IPs preserved")
+	}
+	fmt.Fprintf(&b, "; %d/%d host→pod ok", hostsOK, hosts)
+	return b.String()
+}
+
+// WriteTable prints one row per check.
+func WriteTable(w io.Writer, checks []Check) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "FROM\tSOURCE\tTO\tDESTINATION\tICMP RTT\tTCP SEEN-SOURCE\tVERDICT")
+	for _, c := range checks {
+		rtt := "no reply"
+		if c.ICMPErr == nil {
+			rtt = formatRTT(c.RTT)
+		}
+		seen := "-"
+		if c.Kind == PodToPod {
+			switch {
+			case c.TCPErr != nil:
+				seen = "failed"
+			case c.SeenSource.IsValid():
+				seen = c.SeenSource.String()
+			}
+		}
+		verdict := "ok"
+		if !c.OK() {
+			verdict = "FAIL: " + c.Problem()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			c.From.Name, c.From.Addr, c.To.Name, c.To.Addr, rtt, seen, verdict)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write result table: %w", err)
+	}
+	return nil
+}
+
+func formatRTT(d time.Duration) string {
+	if d < time.Millisecond {
+		return fmt.Sprintf("%dµs", d.Microseconds())
+	}
+	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+}
+
+// formatSince renders an elapsed time for progress lines: "(0.4s)".
+func formatSince(start time.Time) string {
+	return fmt.Sprintf("(%.1fs)", time.Since(start).Seconds())
+}

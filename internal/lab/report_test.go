@@ -1,0 +1,96 @@
+package lab
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+func ep(name, addr string) Endpoint {
+	return Endpoint{Name: name, Addr: netip.MustParseAddr(addr)}
+}
+
+func TestCheckVerdicts(t *testing.T) {
+	tests := []struct {
+		name    string
+		check   Check
+		ok      bool
+		problem string
+	}{
+		{
+			name:  "pod pair, source preserved",
+			check: Check{Kind: PodToPod, From: ep("h1p1", "172.7.37.2"), To: ep("h2p1", "172.7.52.2"), RTT: 80 * time.Microsecond, SeenSource: netip.MustParseAddr("172.7.37.2")},
+			ok:    true,
+		},
+		{
+			name:    "pod pair, source translated to the host",
+			check:   Check{Kind: PodToPod, From: ep("h1p1", "172.7.37.2"), To: ep("h2p1", "172.7.52.2"), SeenSource: netip.MustParseAddr("10.4.7.21")},
+			problem: "server saw 10.4.7.21, not 172.7.37.2",
+		},
+		{
+			name:    "pod pair, no echo reply",
+			check:   Check{Kind: PodToPod, From: ep("h1p1", "172.7.37.2"), To: ep("h2p1", "172.7.52.2"), ICMPErr: errors.New("no reply within 2s"), SeenSource: netip.MustParseAddr("172.7.37.2")},
+			problem: "icmp: no reply within 2s",
+		},
+		{
+			name:    "pod pair, tcp refused",
+			check:   Check{Kind: PodToPod, From: ep("h1p1", "172.7.37.2"), To: ep("h2p1", "172.7.52.2"), TCPErr: errors.New("connection refused")},
+			problem: "tcp: connection refused",
+		},
+		{
+			name:  "host to pod needs no tcp",
+			check: Check{Kind: HostToPod, From: ep("h1", "10.4.7.21"), To: ep("h2p1", "172.7.52.2")},
+			ok:    true,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.check.OK(); got != tc.ok {
+				t.Errorf("OK() = %v, want %v", got, tc.ok)
+			}
+			if p := tc.check.Problem(); !strings.Contains(p, tc.problem) || (tc.ok && p != "") {
+				t.Errorf("Problem() = %q, want it to contain %q", p, tc.problem)
+			}
+		})
+	}
+}
+
+func TestResultSummaryAndTable(t *testing.T) {
+	good := Check{Kind: PodToPod, From: ep("h1p1", "172.7.37.2"), To: ep("h2p1", "172.7.52.2"), RTT: 81 * time.Microsecond, SeenSource: netip.MustParseAddr("172.7.37.2")}
+	natted := Check{Kind: PodToPod, From: ep("h2p1", "172.7.52.2"), To: ep("h1p1", "172.7.37.2"), RTT: 1500 * time.Microsecond, SeenSource: netip.MustParseAddr("10.4.7.22")}
+	host := Check{Kind: HostToPod, From: ep("h1", "10.4.7.21"), To: ep("h2p1", "172.7.52.2"), RTT: 40 * time.Microsecond}
+
+	all := Result{Checks: []Check{good, host}}
+	if !all.OK() {
+		t.Error("all-good result is not OK")
+	}
+	if got, want := all.Summary(), "1/1 pod pairs ok, source IPs preserved; 1/1 host→pod ok"; got != want {
+		t.Errorf("summary = %q, want %q", got, want)
+	}
+
+	bad := Result{Checks: []Check{good, natted, host}}
+	if bad.OK() {
+		t.Error("result with a translated source is OK")
+	}
+	if got, want := bad.Summary(), "1/2 pod pairs ok, 1 saw a translated source; 1/1 host→pod ok"; got != want {
+		t.Errorf("summary = %q, want %q", got, want)
+	}
+	if (Result{}).OK() {
+		t.Error("a result without checks is OK")
+	}
+
+	var b strings.Builder
+	if err := WriteTable(&b, bad.Checks); err != nil {
+		t.Fatal(err)
+	}
+	want := `FROM  SOURCE      TO    DESTINATION  ICMP RTT  TCP SEEN-SOURCE  VERDICT
+h1p1  172.7.37.2  h2p1  172.7.52.2   81µs      172.7.37.2       ok
+h2p1  172.7.52.2  h1p1  172.7.37.2   1.50ms    10.4.7.22        FAIL: tcp: server saw 10.4.7.22, not 172.7.52.2 (source translated)
+h1    10.4.7.21   h2p1  172.7.52.2   40µs      -                ok
+`
+	if b.String() != want {
+		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
