@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -65,6 +66,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if err := lab.Main(ctx, rest[1:], stdout, stderr); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return 0
+			}
+			// `weft lab exec h1 -- CMD` exits with CMD's status, as
+			// `ip netns exec` does.
+			var exit *exec.ExitError
+			if errors.As(err, &exit) && exit.ExitCode() > 0 {
+				return exit.ExitCode()
 			}
 			fmt.Fprintf(stderr, "weft lab: %v\n", err)
 			return 1
