@@ -1,0 +1,264 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/embedetcd/etcdtest"
+	"github.com/weftnet/weft/internal/health"
+	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/nstest"
+	"github.com/weftnet/weft/internal/options"
+	etcdstore "github.com/weftnet/weft/internal/store/etcd"
+)
+
+// These tests run the agent's lifecycle against a real (embedded) etcd with
+// a recording backend in place of the kernel, so they need no root. The
+// kernel side is covered by the backends' own tests and test/integration.
+
+// recorder is a backend that remembers what it was asked to program.
+type recorder struct {
+	mu      sync.Mutex // guards the fields below
+	started lease.Lease
+	applied [][]lease.Lease
+}
+
+func (r *recorder) LeaseAttrs() (string, json.RawMessage) { return "host-gw", nil }
+func (r *recorder) MTU() int                              { return 1450 }
+func (r *recorder) Start(_ context.Context, own lease.Lease) error {
+	r.mu.Lock()
+	r.started = own
+	r.mu.Unlock()
+	return nil
+}
+func (r *recorder) Apply(_ context.Context, ls []lease.Lease) error {
+	r.mu.Lock()
+	r.applied = append(r.applied, ls)
+	r.mu.Unlock()
+	return nil
+}
+func (r *recorder) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+
+// last returns the subnets of the newest applied snapshot.
+func (r *recorder) last() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.applied) == 0 {
+		return nil
+	}
+	var out []string
+	for _, l := range r.applied[len(r.applied)-1] {
+		out = append(out, l.Subnet.String())
+	}
+	return out
+}
+
+// syncBuffer is a log sink safe for the agent's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+type fixture struct {
+	opts   options.Options
+	rec    *recorder
+	health *health.Status
+	logs   *syncBuffer
+	cli    *clientv3.Client
+	done   chan error
+	cancel context.CancelFunc
+}
+
+func start(t *testing.T, prefix, subnetEnv string) *fixture {
+	t.Helper()
+	srv := etcdtest.StartForTest(t)
+	opts := options.Defaults()
+	opts.EtcdEndpoints = srv.Endpoint()
+	opts.EtcdPrefix = prefix
+	opts.SubnetFile = filepath.Join(t.TempDir(), "flannel", "subnet.env")
+	if subnetEnv != "" {
+		if err := os.MkdirAll(filepath.Dir(opts.SubnetFile), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(opts.SubnetFile, []byte(subnetEnv), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := &fixture{opts: opts, rec: &recorder{}, health: &health.Status{}, logs: &syncBuffer{}, done: make(chan error, 1)}
+	log := slog.New(slog.NewTextHandler(f.logs, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	st, err := etcdstore.New(ctx, etcdstore.Options{Endpoints: []string{srv.Endpoint()}, Prefix: prefix, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.cli, err = clientv3.New(clientv3.Config{Endpoints: []string{srv.Endpoint()}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := New(opts, Deps{
+		Store:    st,
+		Backends: map[string]backend.Factory{"host-gw": func(backend.Config) (backend.Backend, error) { return f.rec, nil }},
+		SelectInterface: func(*options.Options) (backend.ExternalInterface, error) {
+			ip := netip.MustParseAddr("10.4.7.21")
+			return backend.ExternalInterface{Name: "eth0", Index: 2, MTU: 1500, Addr: ip, PublicIP: ip}, nil
+		},
+		Health: f.health,
+		Log:    log,
+	})
+	go func() { f.done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-f.done:
+		case <-time.After(10 * time.Second):
+			t.Error("agent did not stop within 10s of cancel")
+		}
+		f.cli.Close()
+		st.Close()
+	})
+	return f
+}
+
+func (f *fixture) put(t *testing.T, key, val string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := f.cli.Put(ctx, key, val); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) readyz(t *testing.T) int {
+	rr := httptest.NewRecorder()
+	f.health.Handler().ServeHTTP(rr, httptest.NewRequest("GET", "/readyz", nil))
+	return rr.Code
+}
+
+// The seed's flow: no config yet, so the agent waits and says how to
+// create one; once it exists the agent leases the subnet the operator wrote
+// into subnet.env beforehand, rewrites the file in flannel's exact format
+// and becomes ready.
+func TestWaitsForConfigThenLeasesAndWritesSubnetEnv(t *testing.T) {
+	f := start(t, "/atomic.io/network", "FLANNEL_NETWORK=172.7.0.0/16\nFLANNEL_SUBNET=172.7.21.1/24\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=false\n")
+
+	nstest.Eventually(t, 5*time.Second, func() error {
+		if !strings.Contains(f.logs.String(), `etcdctl put /atomic.io/network/config '{\"Network\"`) {
+			return fmt.Errorf("no etcdctl hint logged yet:\n%s", f.logs.String())
+		}
+		return nil
+	})
+	if code := f.readyz(t); code != 503 {
+		t.Fatalf("/readyz while waiting for config = %d, want 503", code)
+	}
+
+	f.put(t, "/atomic.io/network/config", `{"Network": "172.7.0.0/16", "Backend": {"Type": "host-gw"}}`)
+	nstest.Eventually(t, 10*time.Second, func() error {
+		if code := f.readyz(t); code != 200 {
+			return fmt.Errorf("/readyz = %d", code)
+		}
+		return nil
+	})
+	got, err := os.ReadFile(f.opts.SubnetFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "FLANNEL_NETWORK=172.7.0.0/16\nFLANNEL_SUBNET=172.7.21.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n"
+	if string(got) != want {
+		t.Fatalf("subnet.env:\n%s\nwant:\n%s", got, want)
+	}
+	r, err := f.cli.Get(context.Background(), "/atomic.io/network/subnets/172.7.21.0-24")
+	if err != nil || len(r.Kvs) != 1 {
+		t.Fatalf("lease key: %v %v", r, err)
+	}
+	if v := string(r.Kvs[0].Value); v != `{"PublicIP":"10.4.7.21","PublicIPv6":null,"BackendType":"host-gw"}` {
+		t.Fatalf("lease value %s", v)
+	}
+}
+
+// Peers come and go as whole snapshots; the backend sees each change.
+func TestPeersReachTheBackendAsSnapshots(t *testing.T) {
+	f := start(t, "/coreos.com/network", "")
+	f.put(t, "/coreos.com/network/config", `{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}`)
+	nstest.Eventually(t, 10*time.Second, func() error {
+		if f.readyz(t) != 200 {
+			return fmt.Errorf("not ready")
+		}
+		return nil
+	})
+	peer := "/coreos.com/network/subnets/10.244.99.0-24"
+	f.put(t, peer, `{"PublicIP":"10.4.7.22","PublicIPv6":null,"BackendType":"host-gw"}`)
+	nstest.Eventually(t, 5*time.Second, func() error {
+		if s := f.rec.last(); !contains(s, "10.244.99.0/24") {
+			return fmt.Errorf("backend saw %v", s)
+		}
+		return nil
+	})
+	if _, err := f.cli.Delete(context.Background(), peer); err != nil {
+		t.Fatal(err)
+	}
+	nstest.Eventually(t, 5*time.Second, func() error {
+		if s := f.rec.last(); contains(s, "10.244.99.0/24") || len(s) != 1 {
+			return fmt.Errorf("backend still sees %v", s)
+		}
+		return nil
+	})
+	if !strings.Contains(f.logs.String(), `msg="peer added" peer=10.244.99.0/24`) ||
+		!strings.Contains(f.logs.String(), `msg="peer removed" peer=10.244.99.0/24`) {
+		t.Fatalf("want one log line per peer added and removed:\n%s", f.logs.String())
+	}
+}
+
+// An invalid config is reported with the field at fault, and the agent
+// keeps waiting for a good one instead of exiting.
+func TestInvalidConfigIsReportedAndAwaited(t *testing.T) {
+	f := start(t, "/coreos.com/network", "")
+	f.put(t, "/coreos.com/network/config", `{"Network": "10.244.0.0/30"}`)
+	nstest.Eventually(t, 5*time.Second, func() error {
+		if !strings.Contains(f.logs.String(), "too small") {
+			return fmt.Errorf("no error about the network size logged:\n%s", f.logs.String())
+		}
+		return nil
+	})
+	select {
+	case err := <-f.done:
+		t.Fatalf("agent exited on a bad config: %v", err)
+	default:
+	}
+	f.put(t, "/coreos.com/network/config", `{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}`)
+	nstest.Eventually(t, 10*time.Second, func() error {
+		if f.readyz(t) != 200 {
+			return fmt.Errorf("not ready")
+		}
+		return nil
+	})
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
