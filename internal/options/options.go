@@ -30,13 +30,24 @@ type Options struct {
 	IfaceRegex    []string
 	IfaceCanReach string
 
-	SubnetFile             string
-	SubnetLeaseRenewMargin int // minutes, 1..1439
-	IPMasq                 bool
-	HealthzIP              string
-	HealthzPort            int
-	IPTablesResync         int // seconds
-	ReconcilePeriod        time.Duration
+	SubnetFile               string
+	SubnetLeaseRenewMargin   int // minutes, 1..1439
+	IPMasq                   bool
+	IPMasqFullyRandomDisable bool
+	IPTablesForwardRules     bool
+	HealthzIP                string
+	HealthzPort              int
+	IPTablesResync           int // seconds
+	ReconcilePeriod          time.Duration
+
+	// Kubernetes mode (--kube-subnet-mgr): the node's spec.podCIDR is its
+	// subnet and peers come from Node annotations instead of etcd.
+	KubeSubnetMgr             bool
+	KubeAPIURL                string
+	KubeconfigFile            string
+	KubeAnnotationPrefix      string
+	NetConfigPath             string
+	SetNodeNetworkUnavailable bool
 
 	LogFormat string // text or json
 	LogLevel  string // debug, info, warn, error
@@ -47,15 +58,19 @@ type Options struct {
 // Defaults are flanneld's.
 func Defaults() Options {
 	return Options{
-		EtcdEndpoints:          "http://127.0.0.1:4001,http://127.0.0.1:2379",
-		EtcdPrefix:             "/coreos.com/network",
-		SubnetFile:             "/run/flannel/subnet.env",
-		SubnetLeaseRenewMargin: 60,
-		HealthzIP:              "0.0.0.0",
-		IPTablesResync:         5,
-		ReconcilePeriod:        10 * time.Second,
-		LogFormat:              "text",
-		LogLevel:               "info",
+		EtcdEndpoints:             "http://127.0.0.1:4001,http://127.0.0.1:2379",
+		EtcdPrefix:                "/coreos.com/network",
+		SubnetFile:                "/run/flannel/subnet.env",
+		SubnetLeaseRenewMargin:    60,
+		HealthzIP:                 "0.0.0.0",
+		IPTablesResync:            5,
+		IPTablesForwardRules:      true,
+		KubeAnnotationPrefix:      "flannel.alpha.coreos.com",
+		NetConfigPath:             "/etc/kube-flannel/net-conf.json",
+		SetNodeNetworkUnavailable: true,
+		ReconcilePeriod:           10 * time.Second,
+		LogFormat:                 "text",
+		LogLevel:                  "info",
 	}
 }
 
@@ -84,6 +99,14 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.SubnetFile, "subnet-file", o.SubnetFile, "where to write subnet.env")
 	fs.IntVar(&o.SubnetLeaseRenewMargin, "subnet-lease-renew-margin", o.SubnetLeaseRenewMargin, "renew the lease this many minutes before it expires (1-1439)")
 	fs.BoolVar(&o.IPMasq, "ip-masq", o.IPMasq, "masquerade traffic leaving the cluster network")
+	fs.BoolVar(&o.IPMasqFullyRandomDisable, "ip-masq-fully-random-disable", o.IPMasqFullyRandomDisable, "do not use --random-fully for masquerading")
+	fs.BoolVar(&o.IPTablesForwardRules, "iptables-forward-rules", o.IPTablesForwardRules, "accept traffic to and from the cluster network in FORWARD")
+	fs.BoolVar(&o.KubeSubnetMgr, "kube-subnet-mgr", o.KubeSubnetMgr, "take the subnet from the Node's spec.podCIDR and peers from Node annotations (Kubernetes API instead of etcd)")
+	fs.StringVar(&o.KubeAPIURL, "kube-api-url", o.KubeAPIURL, "Kubernetes API server URL (default: from the kubeconfig or in-cluster)")
+	fs.StringVar(&o.KubeconfigFile, "kubeconfig-file", o.KubeconfigFile, "kubeconfig file (default: in-cluster config)")
+	fs.StringVar(&o.KubeAnnotationPrefix, "kube-annotation-prefix", o.KubeAnnotationPrefix, "prefix of the Node annotations weft reads and writes")
+	fs.StringVar(&o.NetConfigPath, "net-config-path", o.NetConfigPath, "network config file in Kubernetes mode")
+	fs.BoolVar(&o.SetNodeNetworkUnavailable, "set-node-network-unavailable", o.SetNodeNetworkUnavailable, "set the Node's NetworkUnavailable condition to False once the network is up")
 	fs.StringVar(&o.HealthzIP, "healthz-ip", o.HealthzIP, "address for /healthz and /readyz")
 	fs.IntVar(&o.HealthzPort, "healthz-port", o.HealthzPort, "port for /healthz and /readyz (0 disables)")
 	fs.IntVar(&o.IPTablesResync, "iptables-resync", o.IPTablesResync, "seconds between traffic-rule resyncs")
@@ -163,7 +186,7 @@ func (o *Options) Validate() error {
 	if (o.EtcdKeyfile == "") != (o.EtcdCertfile == "") {
 		errs = append(errs, errors.New("--etcd-keyfile and --etcd-certfile must be given together"))
 	}
-	if strings.TrimSpace(o.EtcdEndpoints) == "" {
+	if !o.KubeSubnetMgr && strings.TrimSpace(o.EtcdEndpoints) == "" {
 		errs = append(errs, errors.New("--etcd-endpoints is empty"))
 	}
 	return errors.Join(errs...)
