@@ -18,6 +18,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"path/filepath"
 	"strconv"
@@ -29,6 +30,7 @@ import (
 	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/health"
 	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/netconf"
 	"github.com/weftnet/weft/internal/options"
 	"github.com/weftnet/weft/internal/store"
@@ -44,9 +46,17 @@ type Deps struct {
 	// SelectInterface finds the external interface from the options.
 	SelectInterface func(o *options.Options) (backend.ExternalInterface, error)
 	Health          *health.Status
-	Log             *slog.Logger
+	// Metrics is served on /metrics beside the health endpoints; nil
+	// creates a fresh one.
+	Metrics *metrics.Metrics
+	Log     *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// OutageGrace is how long the store may be unreachable before /readyz
+	// turns 503; zero means the lease renew margin. Tests shorten it.
+	OutageGrace time.Duration
+	// ProbeEvery is how often the store is probed; zero means 5 s.
+	ProbeEvery time.Duration
 }
 
 // Agent runs one host's share of the network.
@@ -69,6 +79,9 @@ func New(opts options.Options, deps Deps) *Agent {
 	if a.deps.Health == nil {
 		a.deps.Health = &health.Status{}
 	}
+	if a.deps.Metrics == nil {
+		a.deps.Metrics = metrics.New()
+	}
 	return a
 }
 
@@ -81,7 +94,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.opts.HealthzPort > 0 {
 		addr := net.JoinHostPort(a.opts.HealthzIP, strconv.Itoa(a.opts.HealthzPort))
 		go func() {
-			if err := health.Serve(ctx, addr, a.deps.Health.Handler(), a.log); err != nil {
+			mux := http.NewServeMux()
+			mux.Handle("/", a.deps.Health.Handler())
+			mux.Handle("GET /metrics", a.deps.Metrics.Handler())
+			if err := health.Serve(ctx, addr, mux, a.log); err != nil {
 				a.log.Error("health endpoint failed", "err", err)
 			}
 		}()
@@ -110,6 +126,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Log:             a.log,
 		StateDir:        stateDir(a.opts.SubnetFile),
 		ReconcilePeriod: a.opts.ReconcilePeriod,
+		Metrics:         a.deps.Metrics,
 	})
 	if err != nil {
 		return fmt.Errorf("start the %s backend: %w", cfg.BackendType, err)
@@ -156,8 +173,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	run("renew lease", func(ctx context.Context) error { return a.renewLoop(ctx, ownCh, lost) })
 	run("watch leases", func(ctx context.Context) error { return a.watchLoop(ctx, be, own.Subnet, lost, start) })
 	run("reconcile", be.Run)
+	ready := make(chan struct{})
+	run("probe store", func(ctx context.Context) error { return a.probeStore(ctx, ready) })
 
 	a.deps.Health.SetReady()
+	close(ready)
 	if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		log.Warn("sd_notify READY=1 failed", "err", err)
 	} else if ok {
@@ -196,6 +216,7 @@ func (a *Agent) waitConfig(ctx context.Context) (*netconf.Config, error) {
 			say("no network config in the store yet; waiting. Create it with, for example:",
 				"command", fmt.Sprintf(`etcdctl put %s/config '{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}'`, a.opts.EtcdPrefix))
 		default:
+			a.deps.Metrics.StoreError("config")
 			say("cannot read the network config; retrying", "err", err.Error())
 		}
 		if err := sleep(ctx, delay); err != nil {
@@ -220,12 +241,14 @@ func (a *Agent) acquire(ctx context.Context, cfg *netconf.Config, ext backend.Ex
 	for {
 		l, err := a.deps.Store.Acquire(ctx, cfg, req)
 		if err == nil {
+			a.deps.Metrics.LeaseExpires(l.Expiration)
 			a.log.Info("leased subnet", "subnet", l.Subnet, "public-ip", l.Attrs.PublicIP, "expires", expiry(l), "previous", req.Previous)
 			return l, nil
 		}
 		if ctx.Err() != nil {
 			return lease.Lease{}, ctx.Err()
 		}
+		a.deps.Metrics.StoreError("acquire")
 		a.log.Error("cannot acquire a subnet lease; retrying", "err", err.Error(), "retry-in", delay)
 		if err := sleep(ctx, delay); err != nil {
 			return lease.Lease{}, err
@@ -264,12 +287,14 @@ func (a *Agent) renewLoop(ctx context.Context, ownCh <-chan lease.Lease, lost <-
 			l, err := a.deps.Store.Renew(ctx, own)
 			if err == nil {
 				own = l
+				a.deps.Metrics.LeaseExpires(own.Expiration)
 				a.log.Info("renewed lease", "subnet", own.Subnet, "expires", expiry(own))
 				break
 			}
 			if ctx.Err() != nil {
 				return nil
 			}
+			a.deps.Metrics.StoreError("renew")
 			a.log.Error("cannot renew the lease; retrying in 10s", "subnet", own.Subnet, "err", err.Error())
 			if err := sleep(ctx, 10*time.Second); err != nil {
 				return nil
@@ -282,25 +307,35 @@ func (a *Agent) renewLoop(ctx context.Context, ownCh <-chan lease.Lease, lost <-
 // store calls back once per change batch; the newest snapshot replaces any
 // not yet applied, so a burst of changes costs one Apply, not one per event.
 func (a *Agent) watchLoop(ctx context.Context, be backend.Backend, own netip.Prefix, lost chan<- struct{}, start time.Time) error {
-	latest := make(chan []lease.Lease, 1)
+	latest := make(chan snapshot, 1)
 	go func() {
 		var prev []lease.Lease
 		first := true
 		for {
-			var snap []lease.Lease
+			var snap snapshot
 			select {
 			case <-ctx.Done():
 				return
 			case snap = <-latest:
 			}
-			a.logChanges(prev, snap, own)
-			prev = snap
-			if err := be.Apply(ctx, snap); err != nil && ctx.Err() == nil {
+			changes := a.logChanges(prev, snap.leases, own)
+			prev = snap.leases
+			t0 := a.now()
+			err := be.Apply(ctx, snap.leases)
+			done := a.now()
+			a.deps.Metrics.Applied(done.Sub(t0))
+			if err != nil && ctx.Err() == nil {
 				a.log.Error("some peers could not be programmed; will retry on the next change or reconcile", "err", err.Error())
 			}
+			// Every peer this snapshot added or changed waited from the
+			// moment the store reported it until now.
+			for range changes {
+				a.deps.Metrics.PeerProgrammed(done.Sub(snap.at))
+			}
+			a.countPeers(snap.leases, own)
 			if first {
 				first = false
-				a.log.Info("programmed peers", "peers", len(snap)-1, "since-start", a.now().Sub(start).Round(time.Millisecond))
+				a.log.Info("programmed peers", "peers", len(snap.leases)-1, "since-start", a.now().Sub(start).Round(time.Millisecond))
 			}
 		}
 	}()
@@ -318,23 +353,99 @@ func (a *Agent) watchLoop(ctx context.Context, be backend.Backend, own netip.Pre
 			default:
 			}
 		}
+		// Keep the arrival time of the oldest snapshot not yet applied: a
+		// peer in it has been waiting since then.
+		at := a.now()
 		select {
-		case <-latest:
+		case old := <-latest:
+			at = old.at
 		default:
 		}
-		latest <- snap
+		latest <- snapshot{leases: snap, at: at}
 	})
 }
 
-func (a *Agent) logChanges(prev, next []lease.Lease, own netip.Prefix) {
+// snapshot is a lease set and when the store delivered it.
+type snapshot struct {
+	leases []lease.Lease
+	at     time.Time
+}
+
+func (a *Agent) countPeers(ls []lease.Lease, own netip.Prefix) {
+	by := map[string]int{}
+	for _, l := range ls {
+		if l.Subnet != own {
+			by[l.Attrs.BackendType]++
+		}
+	}
+	a.deps.Metrics.SetPeers(by)
+}
+
+// probeStore keeps readiness honest after start: while the store cannot be
+// reached for longer than the lease renew margin, the lease may lapse
+// without the agent being able to fix it, so /readyz turns 503 (the data
+// plane keeps working meanwhile). A cheap config read every few seconds is
+// the probe.
+func (a *Agent) probeStore(ctx context.Context, ready <-chan struct{}) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-ready:
+	}
+	margin := time.Duration(a.opts.SubnetLeaseRenewMargin) * time.Minute
+	if a.deps.OutageGrace > 0 {
+		margin = a.deps.OutageGrace
+	}
+	every := a.deps.ProbeEvery
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	lastOK := a.now()
+	down := false
+	for {
+		if err := sleep(ctx, every); err != nil {
+			return nil
+		}
+		pctx, cancel := context.WithTimeout(ctx, every)
+		_, err := a.deps.Store.Config(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		switch {
+		case err == nil:
+			lastOK = a.now()
+			if down {
+				down = false
+				a.deps.Health.SetReady()
+				a.log.Info("store reachable again")
+			}
+		default:
+			a.deps.Metrics.StoreError("probe")
+			if out := a.now().Sub(lastOK); out > margin && !down {
+				down = true
+				reason := fmt.Sprintf("store unreachable for %v (longer than the lease renew margin): %v", out.Round(time.Second), err)
+				a.deps.Health.SetNotReady(reason)
+				a.log.Error("store unreachable; reporting not ready, data plane unchanged", "for", out.Round(time.Second), "err", err.Error())
+			}
+		}
+	}
+}
+
+// logChanges logs one line per peer added, changed or removed, and returns
+// the added and changed peers.
+func (a *Agent) logChanges(prev, next []lease.Lease, own netip.Prefix) []lease.Lease {
 	ch := lease.Diff(prev, next)
+	var touched []lease.Lease
 	for _, l := range ch.Added {
 		if l.Subnet != own {
+			touched = append(touched, l)
 			a.log.Info("peer added", "peer", l.Subnet, "public-ip", l.Attrs.PublicIP, "backend", l.Attrs.BackendType)
 		}
 	}
 	for _, l := range ch.Changed {
 		if l.Subnet != own {
+			touched = append(touched, l)
 			a.log.Info("peer changed", "peer", l.Subnet, "public-ip", l.Attrs.PublicIP, "backend", l.Attrs.BackendType)
 		}
 	}
@@ -343,6 +454,7 @@ func (a *Agent) logChanges(prev, next []lease.Lease, own netip.Prefix) {
 			a.log.Info("peer removed", "peer", l.Subnet, "public-ip", l.Attrs.PublicIP)
 		}
 	}
+	return touched
 }
 
 func expiry(l lease.Lease) string {

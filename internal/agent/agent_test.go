@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"net/netip"
 	"os"
@@ -17,9 +18,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/embedetcd"
 	"github.com/weftnet/weft/internal/embedetcd/etcdtest"
 	"github.com/weftnet/weft/internal/health"
 	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/nstest"
 	"github.com/weftnet/weft/internal/options"
 	etcdstore "github.com/weftnet/weft/internal/store/etcd"
@@ -80,16 +83,23 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 type fixture struct {
-	opts   options.Options
-	rec    *recorder
-	health *health.Status
-	logs   *syncBuffer
-	cli    *clientv3.Client
-	done   chan error
-	cancel context.CancelFunc
+	opts    options.Options
+	rec     *recorder
+	health  *health.Status
+	logs    *syncBuffer
+	cli     *clientv3.Client
+	done    chan error
+	cancel  context.CancelFunc
+	srv     *embedetcd.Server
+	metrics *metrics.Metrics
 }
 
 func start(t *testing.T, prefix, subnetEnv string) *fixture {
+	t.Helper()
+	return startWith(t, prefix, subnetEnv, nil)
+}
+
+func startWith(t *testing.T, prefix, subnetEnv string, mod func(*Deps)) *fixture {
 	t.Helper()
 	srv := etcdtest.StartForTest(t)
 	opts := options.Defaults()
@@ -116,7 +126,7 @@ func start(t *testing.T, prefix, subnetEnv string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := New(opts, Deps{
+	deps := Deps{
 		Store:    st,
 		Backends: map[string]backend.Factory{"host-gw": func(backend.Config) (backend.Backend, error) { return f.rec, nil }},
 		SelectInterface: func(*options.Options) (backend.ExternalInterface, error) {
@@ -125,7 +135,14 @@ func start(t *testing.T, prefix, subnetEnv string) *fixture {
 		},
 		Health: f.health,
 		Log:    log,
-	})
+	}
+	f.srv = srv
+	f.metrics = metrics.New()
+	deps.Metrics = f.metrics
+	if mod != nil {
+		mod(&deps)
+	}
+	a := New(opts, deps)
 	go func() { f.done <- a.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
@@ -261,4 +278,118 @@ func contains(ss []string, s string) bool {
 		}
 	}
 	return false
+}
+
+func (f *fixture) waitReady(t *testing.T) {
+	t.Helper()
+	nstest.Eventually(t, 10*time.Second, func() error {
+		if code := f.readyz(t); code != 200 {
+			return fmt.Errorf("/readyz = %d", code)
+		}
+		return nil
+	})
+}
+
+// scrape returns the agent's /metrics text.
+func (f *fixture) scrape(t *testing.T) string {
+	rr := httptest.NewRecorder()
+	f.metrics.Handler().ServeHTTP(rr, httptest.NewRequest("GET", "/metrics", nil))
+	return rr.Body.String()
+}
+
+// A store outage longer than the grace turns /readyz 503 (the data plane is
+// untouched); it is ready again when the store answers.
+func TestReadinessFollowsStoreOutage(t *testing.T) {
+	f := startWith(t, "/coreos.com/network", "", func(d *Deps) {
+		d.OutageGrace = 300 * time.Millisecond
+		d.ProbeEvery = 50 * time.Millisecond
+	})
+	f.put(t, "/coreos.com/network/config", `{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}`)
+	f.waitReady(t)
+
+	f.srv.Close()
+	nstest.Eventually(t, 10*time.Second, func() error {
+		if code := f.readyz(t); code != 503 {
+			return fmt.Errorf("/readyz = %d during the outage", code)
+		}
+		return nil
+	})
+	rr := httptest.NewRecorder()
+	f.health.Handler().ServeHTTP(rr, httptest.NewRequest("GET", "/readyz", nil))
+	if !strings.Contains(rr.Body.String(), "store unreachable") {
+		t.Fatalf("/readyz body does not say why: %q", rr.Body.String())
+	}
+	if !strings.Contains(f.scrape(t), `weft_store_errors_total{op="probe"}`) {
+		t.Fatal("probe errors not counted")
+	}
+}
+
+// A peer joining moves the peers gauge and the event-to-kernel histogram.
+func TestMetricsFollowPeers(t *testing.T) {
+	f := start(t, "/coreos.com/network", "")
+	f.put(t, "/coreos.com/network/config", `{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}`)
+	f.waitReady(t)
+	before := f.scrape(t)
+	if strings.Contains(before, `weft_peers{backend="host-gw"} 1`) {
+		t.Fatalf("peer counted before any joined:\n%s", before)
+	}
+	f.put(t, "/coreos.com/network/subnets/10.244.7.0-24", `{"PublicIP":"10.4.7.22","PublicIPv6":null,"BackendType":"host-gw"}`)
+	nstest.Eventually(t, 5*time.Second, func() error {
+		m := f.scrape(t)
+		if !strings.Contains(m, `weft_peers{backend="host-gw"} 1`) {
+			return fmt.Errorf("peers gauge not 1")
+		}
+		if !strings.Contains(m, "weft_peer_program_latency_seconds_count 1") {
+			return fmt.Errorf("latency histogram has not one observation")
+		}
+		return nil
+	})
+	m := f.scrape(t)
+	for _, want := range []string{"weft_lease_expiry_seconds 86", "weft_backend_apply_seconds_count", `weft_reconcile_repairs_total{kind="route"} 0`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+// systemd's Type=notify: READY=1 once subnet.env exists, STOPPING=1 on
+// shutdown, on the socket systemd names in NOTIFY_SOCKET.
+func TestSdNotify(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	msgs := make(chan string, 10)
+	go func() {
+		buf := make([]byte, 1024)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	f := start(t, "/coreos.com/network", "")
+	f.put(t, "/coreos.com/network/config", `{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}`)
+	expect := func(want string) {
+		t.Helper()
+		select {
+		case m := <-msgs:
+			if m != want {
+				t.Fatalf("got %q, want %q", m, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %q within 10s", want)
+		}
+	}
+	expect("READY=1")
+	if _, err := os.Stat(f.opts.SubnetFile); err != nil {
+		t.Fatalf("READY=1 before subnet.env exists: %v", err)
+	}
+	f.cancel()
+	expect("STOPPING=1")
 }

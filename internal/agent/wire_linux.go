@@ -10,6 +10,7 @@ import (
 	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/backend/hostgw"
 	"github.com/weftnet/weft/internal/extiface"
+	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/options"
 	etcdstore "github.com/weftnet/weft/internal/store/etcd"
 )
@@ -24,6 +25,7 @@ func Backends() map[string]backend.Factory {
 
 // Main runs an agent with the real store, backends and kernel.
 func Main(ctx context.Context, opts options.Options, log *slog.Logger) error {
+	m := metrics.New()
 	st, err := etcdstore.New(ctx, etcdstore.Options{
 		Endpoints: opts.Endpoints(),
 		Prefix:    opts.EtcdPrefix,
@@ -33,6 +35,7 @@ func Main(ctx context.Context, opts options.Options, log *slog.Logger) error {
 		Username:  opts.EtcdUsername,
 		Password:  opts.EtcdPassword,
 		Log:       log.With("store", "etcd"),
+		Metrics:   m,
 	})
 	if err != nil {
 		return fmt.Errorf("connect to etcd at %s: %w", opts.EtcdEndpoints, err)
@@ -42,6 +45,7 @@ func Main(ctx context.Context, opts options.Options, log *slog.Logger) error {
 		Store:           st,
 		Backends:        Backends(),
 		SelectInterface: selectInterface,
+		Metrics:         m,
 		Log:             log,
 	})
 	return a.Run(ctx)

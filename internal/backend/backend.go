@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/netconf"
 )
 
@@ -35,6 +36,8 @@ type Config struct {
 	// ReconcilePeriod is how often Run re-applies the desired state even
 	// when nothing was reported deleted; zero means the backend's default.
 	ReconcilePeriod time.Duration
+	// Metrics counts repairs by kind; nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 // Backend is one host's data plane for one network.

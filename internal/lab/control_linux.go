@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"syscall"
@@ -97,4 +98,20 @@ func (l *Lab) agent(host string) *child {
 // round-trip time.
 func Ping(ctx context.Context, ns string, dst netip.Addr) (time.Duration, error) {
 	return pingFrom(ctx, ns, dst)
+}
+
+// AgentGet fetches a path from a host's agent health listener (/readyz,
+// /metrics) from inside the host's namespace.
+func (l *Lab) AgentGet(host, path string) (int, string, error) {
+	h, ok := l.topo.Host(host)
+	if !ok {
+		return 0, "", fmt.Errorf("no host %s", host)
+	}
+	resp, err := nsHTTPClient(h.NS, 2*time.Second).Get("http://" + h.Health.String() + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/metrics"
 )
 
 // BackendType is the lease BackendType of this backend, as flannel names it.
@@ -68,6 +69,7 @@ type Backend struct {
 	log     *slog.Logger
 	opts    Options
 	names   map[int]string // link names for logs: only the external interface
+	metrics *metrics.Metrics
 
 	repairs atomic.Uint64
 
@@ -125,6 +127,7 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 		ext:     cfg.Ext,
 		network: cfg.Network.Network,
 		log:     log.With("backend", BackendType),
+		metrics: cfg.Metrics,
 		opts:    o,
 		names:   map[int]string{cfg.Ext.Index: cfg.Ext.Name},
 	}, nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/metrics"
 )
 
 // supported reports whether this platform can run the backend.
@@ -135,6 +136,7 @@ func (b *Backend) repair(trigger string) {
 		return
 	}
 	b.repairs.Add(uint64(len(res.Done)))
+	b.metrics.Repaired(metrics.KindRoute, len(res.Done))
 	b.logDone(res.Done, trigger)
 	failing := make(map[netip.Prefix]string, len(res.Failed))
 	for _, f := range res.Failed {

@@ -35,6 +35,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/netconf"
 	"github.com/weftnet/weft/internal/store"
 	"github.com/weftnet/weft/internal/store/etcd/zapslog"
@@ -69,6 +70,8 @@ type Options struct {
 	LeaseTTL time.Duration
 	// Log receives the store's messages; nil discards them.
 	Log *slog.Logger
+	// Metrics counts watch restarts and errors; nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 // LogValue renders the options for logging with the password redacted.
@@ -98,6 +101,7 @@ type Store struct {
 	ttl      time.Duration
 	ttlGrant int64 // ttl in whole seconds, as etcd grants it
 	log      *slog.Logger
+	metrics  *metrics.Metrics
 }
 
 var _ store.Store = (*Store)(nil)
@@ -168,6 +172,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		ttl:      time.Duration(ttlGrant) * time.Second,
 		ttlGrant: ttlGrant,
 		log:      log,
+		metrics:  o.Metrics,
 	}, nil
 }
 

@@ -37,6 +37,8 @@ func (s *Store) Watch(ctx context.Context, fn func([]lease.Lease)) error {
 	}
 	backoff := minWatchBackoff
 	wait := func(what string, err error) error {
+		s.metrics.StoreError("watch")
+		s.metrics.WatchRestarted()
 		s.log.Warn(what+"; retrying", "prefix", s.subnets, "revision", w.rev, "in", backoff, "err", err)
 		select {
 		case <-ctx.Done():
@@ -71,6 +73,7 @@ func (s *Store) Watch(ctx context.Context, fn func([]lease.Lease)) error {
 		}
 		if errors.Is(err, rpctypes.ErrCompacted) {
 			s.log.Info("watch revision was compacted away; listing leases again", "prefix", s.subnets, "revision", w.rev)
+			s.metrics.WatchRestarted()
 			listed = false
 			continue
 		}

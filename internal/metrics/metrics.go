@@ -1,0 +1,166 @@
+// Package metrics is weft's Prometheus instrumentation. Everything is under
+// the weft_ namespace and registered on a private registry (never the
+// global one), so tests and several agents in one process do not collide.
+//
+// A nil *Metrics is valid and records nothing: packages take one without
+// caring whether the agent serves /metrics.
+package metrics
+
+import (
+	"math"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Repair kinds, the label values of weft_reconcile_repairs_total.
+const (
+	KindRoute     = "route"
+	KindNeighbour = "neighbour"
+	KindFDB       = "fdb"
+	KindRule      = "rule"
+	KindDevice    = "device"
+	KindAddress   = "address"
+)
+
+// Metrics holds the agent's collectors.
+type Metrics struct {
+	reg            *prometheus.Registry
+	leaseExp       atomic.Int64 // unix nanoseconds of the own lease's expiry; 0 unknown, -1 never
+	peers          *prometheus.GaugeVec
+	storeErrors    *prometheus.CounterVec
+	watchRestarts  prometheus.Counter
+	repairs        *prometheus.CounterVec
+	programLatency prometheus.Histogram
+	applyDuration  prometheus.Histogram
+}
+
+// New creates the collectors on a fresh registry, with the Go runtime and
+// process collectors beside them.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		peers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "weft_peers",
+			Help: "Peer leases known from the store, by the backend type they publish.",
+		}, []string{"backend"}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_store_errors_total",
+			Help: "Failed store operations, by operation.",
+		}, []string{"op"}),
+		watchRestarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_store_watch_restarts_total",
+			Help: "Times the lease watch was re-established (disconnect or compaction).",
+		}),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_reconcile_repairs_total",
+			Help: "Kernel or rule entries the reconciler had to restore or correct, by kind.",
+		}, []string{"kind"}),
+		programLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "weft_peer_program_latency_seconds",
+			Help:    "Delay from a peer's lease event reaching the agent to its kernel entries being in place.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+		applyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "weft_backend_apply_seconds",
+			Help:    "Time one backend Apply of a whole lease snapshot took.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}),
+	}
+	leaseExpiry := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "weft_lease_expiry_seconds",
+		Help: "Seconds until this host's subnet lease expires; +Inf for a reservation, 0 before the first lease.",
+	}, func() float64 {
+		switch ns := m.leaseExp.Load(); ns {
+		case 0:
+			return 0
+		case -1:
+			return math.Inf(1)
+		default:
+			return time.Until(time.Unix(0, ns)).Seconds()
+		}
+	})
+	m.reg.MustRegister(leaseExpiry, m.peers, m.storeErrors, m.watchRestarts, m.repairs, m.programLatency, m.applyDuration,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, k := range []string{KindRoute, KindNeighbour, KindFDB, KindRule, KindDevice, KindAddress} {
+		m.repairs.WithLabelValues(k)
+	}
+	return m
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Registry exposes the registry, for tests that gather values directly.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// LeaseExpires records when the own lease expires; the zero time means a
+// reservation, which never does.
+func (m *Metrics) LeaseExpires(exp time.Time) {
+	if m == nil {
+		return
+	}
+	if exp.IsZero() {
+		m.leaseExp.Store(-1)
+		return
+	}
+	m.leaseExp.Store(exp.UnixNano())
+}
+
+// SetPeers replaces the per-backend peer counts.
+func (m *Metrics) SetPeers(byBackend map[string]int) {
+	if m == nil {
+		return
+	}
+	m.peers.Reset()
+	for b, n := range byBackend {
+		m.peers.WithLabelValues(b).Set(float64(n))
+	}
+}
+
+// StoreError counts a failed store operation ("config", "acquire",
+// "renew", "watch", "probe").
+func (m *Metrics) StoreError(op string) {
+	if m == nil {
+		return
+	}
+	m.storeErrors.WithLabelValues(op).Inc()
+}
+
+// WatchRestarted counts a re-established watch.
+func (m *Metrics) WatchRestarted() {
+	if m == nil {
+		return
+	}
+	m.watchRestarts.Inc()
+}
+
+// Repaired counts n repairs of one kind.
+func (m *Metrics) Repaired(kind string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.repairs.WithLabelValues(kind).Add(float64(n))
+}
+
+// PeerProgrammed records how long a peer took from event to kernel.
+func (m *Metrics) PeerProgrammed(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.programLatency.Observe(d.Seconds())
+}
+
+// Applied records one backend Apply.
+func (m *Metrics) Applied(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.applyDuration.Observe(d.Seconds())
+}
