@@ -127,6 +127,17 @@ func TestLeaseDeletionAndRouteRepair(t *testing.T) {
 	})
 	t.Logf("route restored after %v", time.Since(t0).Round(time.Millisecond))
 
+	// The repair and the peers show on h1's /metrics.
+	code, m, err := l.AgentGet("h1", "/metrics")
+	if err != nil || code != 200 {
+		t.Fatalf("GET /metrics on h1: %d %v", code, err)
+	}
+	for _, want := range []string{`weft_reconcile_repairs_total{kind="route"} 1`, `weft_peers{backend="host-gw"} 2`, "weft_peer_program_latency_seconds_count 2"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("h1 /metrics lacks %q", want)
+		}
+	}
+
 	// h3 leaves: stop its agent (its routes elsewhere stay, as they must on
 	// a plain restart), then its lease is deleted.
 	if err := l.StopAgent("h3", syscall.SIGTERM); err != nil {
