@@ -34,6 +34,9 @@ Usage:
   weft agent [flags]          run the host agent; takes flanneld's flags and FLANNELD_* variables
   weft lab demo [flags]       build a virtual cluster on this machine, prove it works, tear it down
   weft lab up|down|exec       the same cluster for interactive use
+  weft config put|get         store or show the network config in etcd, validated as the agent does
+  weft docker-opts [flags]    write docker's options from subnet.env (flannel's mk-docker-opts.sh)
+                              leases, this host's kernel entries per peer, and why a peer is unreachable
   weft version                print the version
 
 Run "weft agent -h" or "weft lab -h" for their flags. Installed or linked as
@@ -77,6 +80,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "config":
+		return runConfig(ctx, rest[1:], stdout, stderr)
+	case "docker-opts":
+		return runDockerOpts(rest[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "weft %s\n", version.Version)
 		return 0
