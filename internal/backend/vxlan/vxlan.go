@@ -1,0 +1,550 @@
+// Package vxlan is the vxlan backend: pod traffic between hosts is carried
+// in VXLAN (UDP 8472 by default) through one device per host,
+// flannel.<VNI>, bound to the external interface. It is wire- and
+// store-compatible with flannel's vxlan, so weft and flannel hosts can share
+// a cluster: the same device attributes, the same lease data
+// ({"VNI":1,"VtepMAC":"..."}), and per peer the same three kernel entries:
+//
+//	ip neigh replace 10.244.3.0 lladdr <peer VtepMAC> dev flannel.1 nud permanent
+//	bridge fdb replace <peer VtepMAC> dev flannel.1 dst <peer PublicIP> self permanent
+//	ip route replace 10.244.3.0/24 via 10.244.3.0 dev flannel.1 onlink proto 87
+//
+// The route comes last (and goes first) so the kernel never has to resolve
+// the onlink gateway itself. With DirectRouting, a peer on a directly
+// connected network gets `ip route replace 10.244.3.0/24 via <PublicIP>`
+// instead, and no neighbour or FDB entry.
+//
+// Unlike flannel, which replays lease events and only watches for the
+// device's deletion, this backend reconciles: every Apply and every repair
+// dumps the device's neighbours and FDB and the main table, and makes them
+// exactly what the complete set of leases asks for. Run repairs on a timer
+// and within milliseconds of a deleted neighbour, FDB entry, route or device.
+//
+// The VTEP MAC is chosen once and kept in a file in the state directory,
+// and set explicitly whenever the device is created, so that it neither
+// changes across restarts nor is rewritten by udev's MACAddressPolicy
+// (flannel issues #1795, #1330): peers address our VTEP by the MAC in our
+// lease, and a device with another MAC silently drops their traffic.
+package vxlan
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	vns "github.com/vishvananda/netns"
+
+	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/kernel"
+	"github.com/weftnet/weft/internal/lease"
+)
+
+// BackendType is the lease BackendType of this backend, as flannel names it.
+const BackendType = "vxlan"
+
+const (
+	// DefaultVNI is the VXLAN network identifier when the config names none.
+	DefaultVNI = 1
+	// KernelDefaultPort is the UDP port the kernel uses when the device is
+	// created without one (Linux's pre-IANA VXLAN port, flannel's default).
+	KernelDefaultPort = 8472
+	// Overhead is what encapsulation takes from the MTU, as flannel counts
+	// it: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14).
+	Overhead = 50
+	// DefaultReconcilePeriod is how often Run re-applies by default.
+	DefaultReconcilePeriod = 10 * time.Second
+)
+
+// Settings are the vxlan options of the network config's Backend object.
+// Keys are matched case-insensitively and unknown keys are ignored, as
+// flannel decodes them.
+type Settings struct {
+	VNI int
+	// Port is the UDP port; 0 leaves it to the kernel (8472).
+	Port     int
+	GBP      bool
+	Learning bool
+	// MTU is the underlay MTU the overhead is taken from: the device and
+	// pods get MTU - 50. 0 in the config means the external interface's.
+	MTU           int
+	DirectRouting bool
+}
+
+// ParseSettings decodes the Backend object raw (nil means all defaults),
+// filling MTU from extMTU when it is not given.
+func ParseSettings(raw json.RawMessage, extMTU int) (Settings, error) {
+	s := Settings{VNI: DefaultVNI}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return Settings{}, fmt.Errorf("vxlan options %s: %w", raw, err)
+		}
+	}
+	if s.MTU == 0 {
+		s.MTU = extMTU
+	}
+	switch {
+	case s.VNI < 0 || s.VNI > 1<<24-1:
+		return Settings{}, fmt.Errorf("vxlan option VNI %d: must be between 0 and 16777215", s.VNI)
+	case len(DeviceName(s.VNI)) > 15:
+		return Settings{}, fmt.Errorf("vxlan option VNI %d: the device name %s would be longer than the kernel's 15 bytes; use a VNI below 10000000",
+			s.VNI, DeviceName(s.VNI))
+	case s.Port < 0 || s.Port > 65535:
+		return Settings{}, fmt.Errorf("vxlan option Port %d: must be between 1 and 65535, or 0 for the kernel's default (%d)", s.Port, KernelDefaultPort)
+	case s.MTU-Overhead < 68 || s.MTU > 65535:
+		return Settings{}, fmt.Errorf("vxlan MTU %d: must be between %d and 65535 so that the device gets at least IPv4's minimum of 68", s.MTU, 68+Overhead)
+	}
+	return s, nil
+}
+
+// DeviceName is the VXLAN device of vni, as flannel names it.
+func DeviceName(vni int) string { return fmt.Sprintf("flannel.%d", vni) }
+
+// MACFileName is the name of the file in the state directory that holds
+// the VTEP MAC of the device of vni.
+func MACFileName(vni int) string { return "weft-vtep-" + DeviceName(vni) + ".mac" }
+
+// Options are the knobs New leaves at their defaults.
+type Options struct {
+	// ReconcilePeriod is how often Run re-applies the last desired state;
+	// 0 means the Config's, and DefaultReconcilePeriod when that is 0 too.
+	ReconcilePeriod time.Duration
+	// Handle programs the kernel; nil means a handle in the caller's
+	// network namespace. The backend never closes it.
+	Handle *netlink.Handle
+	// Netns is the namespace Handle works in, where Run subscribes to
+	// deletions; nil means the caller's. It must be set with Handle unless
+	// NoSubscribe is. The backend never closes it.
+	Netns *vns.NsHandle
+	// NoSubscribe makes Run repair on its timer only.
+	NoSubscribe bool
+}
+
+// RepairCounts are the kernel changes Run had to make because the kernel
+// drifted from the last Apply, by what was changed.
+type RepairCounts struct {
+	Device    uint64 // device re-created, or its MTU, MAC or up state fixed
+	Address   uint64 // the device's address re-added, or a foreign one removed
+	Neighbour uint64
+	FDB       uint64
+	Route     uint64
+}
+
+// Total is the sum of all kinds.
+func (c RepairCounts) Total() uint64 { return c.Device + c.Address + c.Neighbour + c.FDB + c.Route }
+
+type repairCounters struct {
+	device, address, neighbour, fdb, route atomic.Uint64
+}
+
+// Backend is the vxlan data plane of one host.
+type Backend struct {
+	ext     backend.ExternalInterface
+	network netip.Prefix
+	set     Settings
+	dev     string // flannel.<VNI>
+	macFile string // "" when there is no state directory
+	log     *slog.Logger
+	opts    Options
+	mac     kernel.MAC // the VTEP MAC, settled by New; never changes
+	data    json.RawMessage
+
+	repairs  repairCounters
+	devIndex atomic.Int32 // the device's current ifindex, for the watches; 0 before it exists
+
+	// mu guards the fields below and is held across every kernel sync, so
+	// that a repair planned from an older desired set never undoes a newer
+	// Apply.
+	mu      sync.Mutex
+	own     lease.Lease // set by Start
+	started bool
+	applied bool                         // Apply ran at least once; before that Run touches nothing
+	peers   []peer                       // usable vxlan peers of the last Apply
+	known   map[netip.Prefix]programmed  // what the last sync programmed per peer, for logs
+	ignored map[netip.Prefix]lease.Attrs // leases of another backend type, so each is logged once
+	failing map[string]string            // entry → last error logged for it, so a repair logs each once
+	names   map[int]string               // link names for route logs
+}
+
+// New builds the backend with default Options.
+func New(cfg backend.Config) (backend.Backend, error) {
+	b, err := NewWithOptions(cfg, Options{})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// NewWithOptions builds the backend: it decodes the options, settles the
+// VTEP MAC (the state file's, else an existing device's, else a new random
+// one, persisted), and creates or adopts the device flannel.<VNI> with that
+// MAC, so that LeaseAttrs, called before Start, publishes what the kernel
+// holds.
+func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
+	if err := supported(); err != nil {
+		return nil, err
+	}
+	if cfg.Network == nil || !cfg.Network.Network.IsValid() || !cfg.Network.Network.Addr().Is4() {
+		return nil, errors.New("vxlan needs an IPv4 cluster Network")
+	}
+	ext := cfg.Ext
+	if ext.Index == 0 || ext.Name == "" {
+		return nil, errors.New("vxlan needs an external interface")
+	}
+	if !ext.Addr.IsValid() || !ext.Addr.Is4() {
+		return nil, fmt.Errorf("vxlan needs an IPv4 address on interface %s", ext.Name)
+	}
+	if !ext.PublicIP.IsValid() {
+		ext.PublicIP = ext.Addr
+	}
+	set, err := ParseSettings(cfg.Network.Backend, ext.MTU)
+	if err != nil {
+		return nil, err
+	}
+	if o.Handle != nil && o.Netns == nil && !o.NoSubscribe {
+		return nil, errors.New("vxlan: Options.Handle needs Options.Netns (or NoSubscribe), so that deletions are watched where entries are programmed")
+	}
+	if o.ReconcilePeriod <= 0 {
+		o.ReconcilePeriod = cfg.ReconcilePeriod
+	}
+	if o.ReconcilePeriod <= 0 {
+		o.ReconcilePeriod = DefaultReconcilePeriod
+	}
+	if o.Handle == nil {
+		o.Handle = &netlink.Handle{}
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &Backend{
+		ext:     ext,
+		network: cfg.Network.Network,
+		set:     set,
+		dev:     DeviceName(set.VNI),
+		log:     log.With("backend", BackendType),
+		opts:    o,
+		names:   map[int]string{ext.Index: ext.Name},
+	}
+	if cfg.StateDir != "" {
+		b.macFile = filepath.Join(cfg.StateDir, MACFileName(set.VNI))
+	}
+	if err := b.setup(); err != nil {
+		return nil, err
+	}
+	b.data = leaseData(set.VNI, b.mac)
+	return b, nil
+}
+
+// LeaseAttrs returns vxlan and {"VNI":<vni>,"VtepMAC":"<mac>"}, flannel's
+// exact compact form.
+func (b *Backend) LeaseAttrs() (string, json.RawMessage) {
+	return BackendType, slices.Clone(b.data)
+}
+
+// MTU is the configured MTU minus the VXLAN overhead, as flannel writes it.
+func (b *Backend) MTU() int { return b.set.MTU - Overhead }
+
+// Device is the name of the VXLAN device.
+func (b *Backend) Device() string { return b.dev }
+
+// VtepMAC is the device's MAC, the one the lease publishes.
+func (b *Backend) VtepMAC() kernel.MAC { return b.mac }
+
+// Settings are the decoded options.
+func (b *Backend) Settings() Settings { return b.set }
+
+// Repairs is the total number of kernel changes Run had to make.
+func (b *Backend) Repairs() uint64 { return b.RepairCounts().Total() }
+
+// RepairCounts are Run's repairs by kind.
+func (b *Backend) RepairCounts() RepairCounts {
+	return RepairCounts{
+		Device:    b.repairs.device.Load(),
+		Address:   b.repairs.address.Load(),
+		Neighbour: b.repairs.neighbour.Load(),
+		FDB:       b.repairs.fdb.Load(),
+		Route:     b.repairs.route.Load(),
+	}
+}
+
+// backendData is the BackendData of a vxlan lease. Field order and names
+// make json.Marshal produce flannel's form byte for byte.
+type backendData struct {
+	VNI     int
+	VtepMAC string
+}
+
+func leaseData(vni int, mac kernel.MAC) json.RawMessage {
+	out, err := json.Marshal(backendData{VNI: vni, VtepMAC: mac.String()})
+	if err != nil {
+		panic(err) // an int and a string always marshal
+	}
+	return out
+}
+
+// parsePeerData decodes a peer's BackendData and checks its VtepMAC.
+func parsePeerData(raw json.RawMessage) (kernel.MAC, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return kernel.MAC{}, errors.New("it has no BackendData")
+	}
+	var d backendData
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return kernel.MAC{}, fmt.Errorf("BackendData %s: %w", truncate(raw), err)
+	}
+	if d.VtepMAC == "" {
+		return kernel.MAC{}, fmt.Errorf("BackendData %s has no VtepMAC", truncate(raw))
+	}
+	mac, err := kernel.ParseMAC(d.VtepMAC)
+	if err != nil {
+		return kernel.MAC{}, fmt.Errorf("BackendData %s: VtepMAC: %w", truncate(raw), err)
+	}
+	if !mac.Unicast() {
+		return kernel.MAC{}, fmt.Errorf("BackendData %s: VtepMAC %s is not a unicast address", truncate(raw), mac)
+	}
+	return mac, nil
+}
+
+func truncate(raw []byte) string {
+	if len(raw) > 120 {
+		return string(raw[:120]) + "..."
+	}
+	return string(raw)
+}
+
+// peer is a vxlan lease this host programs.
+type peer struct {
+	Subnet   netip.Prefix // masked
+	PublicIP netip.Addr
+	MAC      kernel.MAC
+}
+
+// programmed is how a peer was last programmed, for logs.
+type programmed struct {
+	peer
+	direct bool
+}
+
+// peersState is what one set of leases asks of this host.
+type peersState struct {
+	peers   []peer                       // sorted by subnet
+	ignored map[netip.Prefix]lease.Attrs // leases of another backend type
+	errs    []error                      // vxlan leases that get nothing, and why
+}
+
+// desire picks the peers to program from leases: every vxlan lease but the
+// own one whose subnet, PublicIP and VtepMAC are usable. Pure.
+func desire(network netip.Prefix, own lease.Lease, ownPublicIP netip.Addr, ownMAC kernel.MAC, leases []lease.Lease) peersState {
+	st := peersState{ignored: make(map[netip.Prefix]lease.Attrs)}
+	leases = slices.Clone(leases)
+	slices.SortStableFunc(leases, func(a, b lease.Lease) int { return a.Subnet.Addr().Compare(b.Subnet.Addr()) })
+	macOwner := make(map[kernel.MAC]netip.Prefix)
+	for _, l := range leases {
+		subnet := l.Subnet.Masked()
+		if subnet == own.Subnet.Masked() {
+			continue
+		}
+		if l.Attrs.BackendType != BackendType {
+			st.ignored[subnet] = l.Attrs
+			continue
+		}
+		pub := l.Attrs.PublicIP
+		mac, macErr := parsePeerData(l.Attrs.BackendData)
+		var reason string
+		switch {
+		case !subnet.IsValid() || !subnet.Addr().Is4():
+			reason = "no IPv4 subnet"
+		case subnet.Bits() <= network.Bits() || !network.Contains(subnet.Addr()):
+			reason = fmt.Sprintf("its subnet is not inside the network %s", network)
+		case subnet.Overlaps(own.Subnet):
+			reason = fmt.Sprintf("its subnet overlaps this host's %s", own.Subnet)
+		case !pub.IsValid() || !pub.Is4() || pub.IsUnspecified():
+			reason = "it has no IPv4 PublicIP"
+		case pub == ownPublicIP:
+			reason = "it carries this host's own PublicIP but is not this host's lease"
+		case macErr != nil:
+			reason = macErr.Error()
+		case mac == ownMAC:
+			reason = fmt.Sprintf("its VtepMAC %s is this host's own", mac)
+		}
+		if reason == "" {
+			if other, dup := macOwner[mac]; dup {
+				reason = fmt.Sprintf("its VtepMAC %s is also published by the peer with subnet %s", mac, other)
+			}
+		}
+		if reason != "" {
+			p := "none"
+			if pub.IsValid() {
+				p = pub.String()
+			}
+			st.errs = append(st.errs, fmt.Errorf("peer %s (subnet %s): skipped: %s", p, subnet, reason))
+			continue
+		}
+		macOwner[mac] = subnet
+		st.peers = append(st.peers, peer{Subnet: subnet, PublicIP: pub, MAC: mac})
+	}
+	return st
+}
+
+// entries is the kernel state for peers on device devIndex. A peer in
+// direct (subnet → the link its PublicIP is directly reachable on) gets a
+// route via its PublicIP on that link and nothing else; the others get a
+// neighbour and an FDB entry on the device and an onlink route through it.
+// Pure.
+func entries(peers []peer, devIndex int, direct map[netip.Prefix]int) (neighs []kernel.Neigh, fdbs []kernel.FDB, routes []kernel.Route) {
+	for _, p := range peers {
+		if link, ok := direct[p.Subnet]; ok {
+			routes = append(routes, kernel.Route{Dst: p.Subnet, Gw: p.PublicIP, LinkIndex: link, Proto: kernel.ProtoWeft})
+			continue
+		}
+		gw := p.Subnet.Addr()
+		neighs = append(neighs, kernel.Neigh{LinkIndex: devIndex, IP: gw, MAC: p.MAC, Permanent: true})
+		fdbs = append(fdbs, kernel.FDB{LinkIndex: devIndex, MAC: p.MAC, Dst: p.PublicIP, Permanent: true})
+		routes = append(routes, kernel.Route{Dst: p.Subnet, Gw: gw, LinkIndex: devIndex, OnLink: true, Proto: kernel.ProtoWeft})
+	}
+	return neighs, fdbs, routes
+}
+
+// deviceAttrs are the VXLAN attributes that decide whether an existing
+// device can be reused.
+type deviceAttrs struct {
+	Type      string // the link kind; "vxlan"
+	VNI       int
+	VtepIndex int
+	Local     netip.Addr
+	Group     netip.Addr
+	Port      int // 0: the kernel's default
+	GBP       bool
+	Learning  bool
+	L2miss    bool
+	L3miss    bool
+}
+
+// incompatibility says why have cannot serve as the device want describes,
+// or "" when it can. Pure.
+func incompatibility(want, have deviceAttrs) string {
+	port := func(p int) int {
+		if p == 0 {
+			return KernelDefaultPort
+		}
+		return p
+	}
+	var diffs []string
+	add := func(what string, w, h any) { diffs = append(diffs, fmt.Sprintf("%s %v, want %v", what, h, w)) }
+	if have.Type != want.Type {
+		return fmt.Sprintf("it is a %s device, not vxlan", have.Type)
+	}
+	if have.VNI != want.VNI {
+		add("vni", want.VNI, have.VNI)
+	}
+	if have.VtepIndex != want.VtepIndex {
+		add("dev index", want.VtepIndex, have.VtepIndex)
+	}
+	if have.Local != want.Local {
+		add("local", want.Local, have.Local)
+	}
+	if have.Group != want.Group {
+		add("group", want.Group, have.Group)
+	}
+	if port(have.Port) != port(want.Port) {
+		add("dstport", port(want.Port), port(have.Port))
+	}
+	if have.GBP != want.GBP {
+		add("gbp", want.GBP, have.GBP)
+	}
+	if have.Learning != want.Learning {
+		add("learning", want.Learning, have.Learning)
+	}
+	if have.L2miss != want.L2miss {
+		add("l2miss", want.L2miss, have.L2miss)
+	}
+	if have.L3miss != want.L3miss {
+		add("l3miss", want.L3miss, have.L3miss)
+	}
+	return strings.Join(diffs, "; ")
+}
+
+// chooseMAC settles the VTEP MAC: the state file's when it holds a usable
+// one, else the existing device's (adopted from flannel or from a weft that
+// had no state file), else gen's. It returns where the MAC came from:
+// "file", "device" or "generated". Pure.
+func chooseMAC(file kernel.MAC, fileErr error, device kernel.MAC, gen func() kernel.MAC) (kernel.MAC, string) {
+	switch {
+	case fileErr == nil && file.Unicast():
+		return file, "file"
+	case device.Unicast():
+		return device, "device"
+	default:
+		return gen(), "generated"
+	}
+}
+
+// randomMAC is a random locally administered unicast address.
+func randomMAC() kernel.MAC {
+	var m kernel.MAC
+	_, _ = rand.Read(m[:]) // crypto/rand.Read never fails
+	m[0] = (m[0] & 0xfe) | 0x02
+	return m
+}
+
+// readMACFile reads a MAC written by writeMACFile. A missing file is an
+// error wrapping fs.ErrNotExist.
+func readMACFile(path string) (kernel.MAC, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return kernel.MAC{}, err
+	}
+	s := strings.TrimSpace(string(raw))
+	m, err := kernel.ParseMAC(s)
+	if err != nil {
+		return kernel.MAC{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if !m.Unicast() {
+		return kernel.MAC{}, fmt.Errorf("%s: %s is not a unicast address", path, m)
+	}
+	return m, nil
+}
+
+// writeMACFile replaces path with mac atomically (temporary file and
+// rename), creating its directory.
+func writeMACFile(path string, mac kernel.MAC) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".weft-vtep-*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // fails harmlessly after the rename
+	if _, err := f.WriteString(mac.String() + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// isNotExist reports whether err says a file is missing.
+func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

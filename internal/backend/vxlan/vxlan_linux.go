@@ -1,0 +1,817 @@
+package vxlan
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/internal/kernel"
+	"github.com/weftnet/weft/internal/lease"
+)
+
+// supported reports whether this platform can run the backend.
+func supported() error { return nil }
+
+// setup settles the VTEP MAC and creates or adopts the device.
+func (b *Backend) setup() error {
+	h := b.opts.Handle
+	var devMAC kernel.MAC
+	if l, err := h.LinkByName(b.dev); err == nil {
+		devMAC, _ = kernel.MACFrom(l.Attrs().HardwareAddr)
+	} else if !isLinkNotFound(err) {
+		return fmt.Errorf("vxlan: look up device %s: %w", b.dev, err)
+	}
+
+	fileMAC, fileErr := kernel.MAC{}, errors.New("no state directory")
+	if b.macFile != "" {
+		fileMAC, fileErr = readMACFile(b.macFile)
+		if fileErr != nil && !isNotExist(fileErr) {
+			b.log.Warn("ignoring an unusable VTEP MAC file", "err", fileErr)
+		}
+	} else {
+		b.log.Warn("no state directory: the VTEP MAC is not persisted and changes when the device is created anew", "device", b.dev)
+	}
+	mac, source := chooseMAC(fileMAC, fileErr, devMAC, randomMAC)
+	b.mac = mac
+	if source != "file" && b.macFile != "" {
+		if err := writeMACFile(b.macFile, mac); err != nil {
+			return fmt.Errorf("vxlan: persist the VTEP MAC %s to %s: %w", mac, b.macFile, err)
+		}
+	}
+	b.log.Info("VTEP MAC settled", "device", b.dev, "mac", mac, "source", source, "file", b.macFile)
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, changes, err := b.ensureDevice()
+	b.logDevice(changes, "new")
+	if err != nil {
+		return fmt.Errorf("vxlan: %w", err)
+	}
+	return nil
+}
+
+func isLinkNotFound(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf)
+}
+
+// change is one thing a sync did to the kernel.
+type change struct {
+	kind string // "device", "address", "neighbour", "fdb", "route"
+	what string
+}
+
+// wantAttrs is what the device must look like.
+func (b *Backend) wantAttrs() deviceAttrs {
+	return deviceAttrs{
+		Type:      "vxlan",
+		VNI:       b.set.VNI,
+		VtepIndex: b.ext.Index,
+		Local:     b.ext.Addr,
+		Port:      b.set.Port,
+		GBP:       b.set.GBP,
+		Learning:  b.set.Learning,
+	}
+}
+
+func attrsOf(l netlink.Link) deviceAttrs {
+	v, ok := l.(*netlink.Vxlan)
+	if !ok {
+		return deviceAttrs{Type: l.Type()}
+	}
+	addr := func(ip net.IP) netip.Addr {
+		a, _ := netip.AddrFromSlice(ip)
+		return a.Unmap()
+	}
+	return deviceAttrs{
+		Type:      "vxlan",
+		VNI:       v.VxlanId,
+		VtepIndex: v.VtepDevIndex,
+		Local:     addr(v.SrcAddr),
+		Group:     addr(v.Group),
+		Port:      v.Port,
+		GBP:       v.GBP,
+		Learning:  v.Learning,
+		L2miss:    v.L2miss,
+		L3miss:    v.L3miss,
+	}
+}
+
+// describe renders the device as `ip link add` arguments.
+func (b *Backend) describe() string {
+	s := fmt.Sprintf("%s address %s mtu %d type vxlan id %d dev %s local %s", b.dev, b.mac, b.MTU(), b.set.VNI, b.ext.Name, b.ext.Addr)
+	if b.set.Port != 0 {
+		s += fmt.Sprintf(" dstport %d", b.set.Port)
+	}
+	if b.set.GBP {
+		s += " gbp"
+	}
+	if !b.set.Learning {
+		s += " nolearning"
+	}
+	return s
+}
+
+// ensureDevice makes the device exist with the wanted attributes, MTU and
+// MAC, up, and (once Start ran) with the own subnet's address. An existing
+// compatible device is kept as it is, an incompatible one re-created.
+// Callers hold mu.
+func (b *Backend) ensureDevice() (int, []change, error) {
+	h := b.opts.Handle
+	var changes []change
+	link, err := h.LinkByName(b.dev)
+	switch {
+	case err == nil:
+		if why := incompatibility(b.wantAttrs(), attrsOf(link)); why != "" {
+			// ip link del flannel.1
+			if err := h.LinkDel(link); err != nil {
+				return 0, changes, fmt.Errorf("delete incompatible device %s (%s): %w", b.dev, why, err)
+			}
+			changes = append(changes, change{"device", "deleted incompatible device (" + why + ")"})
+			link = nil
+		}
+	case isLinkNotFound(err):
+		link = nil
+	default:
+		return 0, nil, fmt.Errorf("look up device %s: %w", b.dev, err)
+	}
+
+	if link == nil {
+		// ip link add flannel.1 address MAC mtu M type vxlan id VNI dev eth0 local ADDR [dstport P] [gbp] nolearning
+		//
+		// The MAC is given at creation, which marks it as set by user
+		// space, so udev's MACAddressPolicy leaves it alone.
+		v := &netlink.Vxlan{
+			LinkAttrs:    netlink.LinkAttrs{Name: b.dev, MTU: b.MTU(), HardwareAddr: b.mac.HardwareAddr()},
+			VxlanId:      b.set.VNI,
+			VtepDevIndex: b.ext.Index,
+			SrcAddr:      b.ext.Addr.AsSlice(),
+			Port:         b.set.Port,
+			Learning:     b.set.Learning,
+			GBP:          b.set.GBP,
+		}
+		if err := h.LinkAdd(v); err != nil {
+			return 0, changes, fmt.Errorf("create device: ip link add %s: %w", b.describe(), err)
+		}
+		changes = append(changes, change{"device", "created " + b.describe()})
+		if link, err = h.LinkByName(b.dev); err != nil {
+			return 0, changes, fmt.Errorf("look up device %s after creating it: %w", b.dev, err)
+		}
+	}
+
+	a := link.Attrs()
+	if a.MTU != b.MTU() {
+		// ip link set flannel.1 mtu M
+		if err := h.LinkSetMTU(link, b.MTU()); err != nil {
+			return 0, changes, fmt.Errorf("set the MTU of %s to %d: %w", b.dev, b.MTU(), err)
+		}
+		changes = append(changes, change{"device", fmt.Sprintf("mtu %d (was %d)", b.MTU(), a.MTU)})
+	}
+	if have, _ := kernel.MACFrom(a.HardwareAddr); have != b.mac {
+		// ip link set flannel.1 address MAC
+		if err := h.LinkSetHardwareAddr(link, b.mac.HardwareAddr()); err != nil {
+			return 0, changes, fmt.Errorf("set the MAC of %s to %s (it has %s): %w", b.dev, b.mac, have, err)
+		}
+		l, err := h.LinkByIndex(a.Index)
+		if err != nil {
+			return 0, changes, fmt.Errorf("look up device %s after setting its MAC: %w", b.dev, err)
+		}
+		if got, _ := kernel.MACFrom(l.Attrs().HardwareAddr); got != b.mac {
+			return 0, changes, fmt.Errorf("device %s has MAC %s after setting it to %s", b.dev, got, b.mac)
+		}
+		changes = append(changes, change{"device", fmt.Sprintf("address %s (was %s)", b.mac, have)})
+	}
+	if a.Flags&net.FlagUp == 0 {
+		// ip link set flannel.1 up
+		if err := h.LinkSetUp(link); err != nil {
+			return 0, changes, fmt.Errorf("set %s up: %w", b.dev, err)
+		}
+		changes = append(changes, change{"device", "up"})
+	}
+	if old := int(b.devIndex.Swap(int32(a.Index))); old != a.Index {
+		delete(b.names, old)
+		b.names[a.Index] = b.dev
+	}
+	if b.started {
+		ac, err := b.ensureAddr(link)
+		changes = append(changes, ac...)
+		if err != nil {
+			return 0, changes, err
+		}
+	}
+	return a.Index, changes, nil
+}
+
+// ensureAddr gives the device the own subnet's network address as a /32,
+// as flannel does, and removes its other addresses inside the network.
+// Callers hold mu.
+func (b *Backend) ensureAddr(link netlink.Link) ([]change, error) {
+	h := b.opts.Handle
+	want := netip.PrefixFrom(b.own.Subnet.Masked().Addr(), 32)
+	addrs, err := kernel.RetryDump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_V4) })
+	if err != nil {
+		return nil, fmt.Errorf("list the addresses of %s: %w", b.dev, err)
+	}
+	var changes []change
+	have := false
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok {
+			continue
+		}
+		ones, _ := a.Mask.Size()
+		p := netip.PrefixFrom(ip.Unmap(), ones)
+		if p == want {
+			have = true
+			continue
+		}
+		if !b.network.Contains(p.Addr()) {
+			continue
+		}
+		// ip addr del P dev flannel.1
+		if err := h.AddrDel(link, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return changes, fmt.Errorf("remove address %s from %s: %w", p, b.dev, err)
+		}
+		changes = append(changes, change{"address", "removed address " + p.String()})
+	}
+	if !have {
+		// ip addr add 10.244.1.0/32 dev flannel.1
+		addr := &netlink.Addr{IPNet: &net.IPNet{IP: want.Addr().AsSlice(), Mask: net.CIDRMask(32, 32)}}
+		if err := h.AddrAdd(link, addr); err != nil && !errors.Is(err, unix.EEXIST) {
+			return changes, fmt.Errorf("add address %s to %s: %w", want, b.dev, err)
+		}
+		changes = append(changes, change{"address", "address " + want.String()})
+	}
+	return changes, nil
+}
+
+// Start gives the device the own subnet's address. The device itself was
+// settled by New and is re-created here if it went away since.
+func (b *Backend) Start(ctx context.Context, own lease.Lease) error {
+	if !own.Subnet.IsValid() || !b.network.Contains(own.Subnet.Addr()) {
+		return fmt.Errorf("vxlan: own lease %s is not inside the network %s", own.Subnet, b.network)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.own = own
+	b.started = true
+	_, changes, err := b.ensureDevice()
+	b.logDevice(changes, "start")
+	if err != nil {
+		return fmt.Errorf("vxlan: %w", err)
+	}
+	return nil
+}
+
+// Apply makes the device's neighbours and FDB and the main table hold
+// exactly the entries of the vxlan peers in leases. A peer whose lease is
+// unusable, or whose entries the kernel refuses, gets an error in the
+// joined result; the others are programmed regardless.
+func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.started {
+		return errors.New("vxlan: Apply before Start")
+	}
+	st := desire(b.network, b.own, b.ext.PublicIP, b.mac, leases)
+	b.noteIgnored(st.ignored)
+	b.peers, b.applied = st.peers, true
+
+	errs := st.errs
+	res, err := b.sync("apply")
+	b.failing = make(map[string]string, len(res.failures))
+	for _, f := range res.failures {
+		b.failing[f.entry] = f.err.Error()
+		errs = append(errs, f.err)
+	}
+	if err != nil {
+		errs = append(errs, fmt.Errorf("vxlan: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// failure is a kernel change that was refused.
+type failure struct {
+	entry string // the entry, as a key for deduplicating logs
+	err   error  // names the peer when known
+}
+
+// syncResult is what one sync did.
+type syncResult struct {
+	failures []failure
+}
+
+// sync makes the kernel match b.peers and logs what it changed, one line
+// per peer. It fails as a whole when the device cannot be set up or the
+// kernel cannot be read. Callers hold mu.
+func (b *Backend) sync(trigger string) (syncResult, error) {
+	var res syncResult
+	h := b.opts.Handle
+	devIndex, devChanges, err := b.ensureDevice()
+	b.logDevice(devChanges, trigger)
+	if trigger != "apply" {
+		b.count(devChanges)
+	}
+	if err != nil {
+		return res, fmt.Errorf("device %s: %w", b.dev, err)
+	}
+
+	direct := b.directLinks(b.peers, devIndex)
+	neighs, fdbs, routes := entries(b.peers, devIndex, direct)
+	haveN, err := kernel.ListNeighs(h, devIndex)
+	if err != nil {
+		return res, err
+	}
+	haveF, err := kernel.ListFDB(h, devIndex)
+	if err != nil {
+		return res, err
+	}
+	// Permanent entries on the device are weft's (or flannel's before it);
+	// what the kernel learned or resolved itself is left alone.
+	var nset, ndel []kernel.NeighOp
+	for _, op := range kernel.PlanNeighs(neighs, haveN, func(n kernel.Neigh) bool { return n.Permanent }) {
+		if op.Kind == kernel.Delete {
+			ndel = append(ndel, op)
+		} else {
+			nset = append(nset, op)
+		}
+	}
+	var fset, fdel []kernel.FDBOp
+	for _, op := range kernel.PlanFDB(fdbs, haveF, func(f kernel.FDB) bool { return f.Permanent }) {
+		if op.Kind == kernel.Delete {
+			fdel = append(fdel, op)
+		} else {
+			fset = append(fset, op)
+		}
+	}
+
+	// Neighbours and FDB first, so that a route never points at a gateway
+	// the kernel would have to resolve; a peer whose entries failed gets
+	// no route.
+	nres := kernel.ApplyNeighOps(h, nset)
+	fres := kernel.ApplyFDBOps(h, fset)
+	broken := make(map[netip.Addr]bool)
+	macBroken := make(map[kernel.MAC]bool)
+	for _, f := range nres.Failed {
+		broken[f.Op.Neigh.IP] = true
+	}
+	for _, f := range fres.Failed {
+		macBroken[f.Op.Entry.MAC] = true
+	}
+	for _, p := range b.peers {
+		if macBroken[p.MAC] {
+			broken[p.Subnet.Addr()] = true
+		}
+	}
+	routes = slices.DeleteFunc(routes, func(r kernel.Route) bool { return r.OnLink && broken[r.Gw] })
+	rres, err := kernel.Sync(h, routes, kernel.PeerRouteOwner(b.network, b.own.Subnet))
+	if err != nil {
+		// Without the table, keep the neighbours and FDB of departed peers:
+		// their routes may still be there.
+		b.logPeers(trigger, b.known, nres, fres, kernel.Result{}, kernel.FDBResult{}, kernel.NeighResult{})
+		b.report(trigger, nres, fres, kernel.Result{}, &res)
+		return res, err
+	}
+	// Departed peers lose their route first, then FDB and neighbour.
+	fdres := kernel.ApplyFDBOps(h, fdel)
+	ndres := kernel.ApplyNeighOps(h, ndel)
+
+	prev := b.known
+	b.known = make(map[netip.Prefix]programmed, len(b.peers))
+	for _, p := range b.peers {
+		_, d := direct[p.Subnet]
+		b.known[p.Subnet] = programmed{peer: p, direct: d}
+	}
+	b.logPeers(trigger, prev, nres, fres, rres, fdres, ndres)
+	nres.Done, nres.Failed = append(nres.Done, ndres.Done...), append(nres.Failed, ndres.Failed...)
+	fres.Done, fres.Failed = append(fres.Done, fdres.Done...), append(fres.Failed, fdres.Failed...)
+	b.report(trigger, nres, fres, rres, &res)
+	return res, nil
+}
+
+// directLinks returns, with DirectRouting, the peers whose PublicIP the
+// kernel reaches without a gateway (ip route get gives one unicast route
+// with no via), each with that route's link. Callers hold mu.
+func (b *Backend) directLinks(peers []peer, devIndex int) map[netip.Prefix]int {
+	if !b.set.DirectRouting {
+		return nil
+	}
+	out := make(map[netip.Prefix]int)
+	for _, p := range peers {
+		// ip route get PUBLICIP
+		rs, err := b.opts.Handle.RouteGet(p.PublicIP.AsSlice())
+		if err != nil || len(rs) != 1 {
+			continue
+		}
+		r := rs[0]
+		if r.Gw != nil || r.Type != unix.RTN_UNICAST || r.LinkIndex == 0 || r.LinkIndex == devIndex {
+			continue
+		}
+		out[p.Subnet] = r.LinkIndex
+	}
+	return out
+}
+
+// attribution finds the peer subnet a kernel entry belongs to.
+type attribution struct {
+	byAddr map[netip.Addr]netip.Prefix // subnet network address → subnet
+	byMAC  map[kernel.MAC]netip.Prefix
+}
+
+func (b *Backend) attribution(prev map[netip.Prefix]programmed, rres kernel.Result, nres kernel.NeighResult) attribution {
+	at := attribution{byAddr: make(map[netip.Addr]netip.Prefix), byMAC: make(map[kernel.MAC]netip.Prefix)}
+	for _, m := range []map[netip.Prefix]programmed{prev, b.known} {
+		for s, p := range m {
+			at.byAddr[s.Addr()] = s
+			at.byMAC[p.MAC] = s
+		}
+	}
+	// Entries of peers this process never saw: an onlink route through
+	// the device names the subnet, and its neighbour names the MAC.
+	for _, op := range rres.Done {
+		if op.Route.OnLink {
+			if _, ok := at.byAddr[op.Route.Gw]; !ok {
+				at.byAddr[op.Route.Gw] = op.Route.Dst
+			}
+		}
+	}
+	for _, op := range nres.Done {
+		if s, ok := at.byAddr[op.Neigh.IP]; ok {
+			if _, ok := at.byMAC[op.Neigh.MAC]; !ok {
+				at.byMAC[op.Neigh.MAC] = s
+			}
+		}
+	}
+	return at
+}
+
+// report collects the refused changes into res, with the peer each was
+// for, and counts Run's repairs. Callers hold mu.
+func (b *Backend) report(trigger string, nres kernel.NeighResult, fres kernel.FDBResult, rres kernel.Result, res *syncResult) {
+	if trigger != "apply" {
+		b.repairs.neighbour.Add(uint64(len(nres.Done)))
+		b.repairs.fdb.Add(uint64(len(fres.Done)))
+		b.repairs.route.Add(uint64(len(rres.Done)))
+	}
+	at := b.attribution(nil, rres, nres)
+	who := func(s netip.Prefix, ok bool, err error) error {
+		if !ok {
+			return fmt.Errorf("stale entry: %w", err)
+		}
+		pub := "unknown"
+		for _, p := range b.peers {
+			if p.Subnet == s {
+				pub = p.PublicIP.String()
+			}
+		}
+		return fmt.Errorf("peer %s (subnet %s): %w", pub, s, err)
+	}
+	for _, f := range nres.Failed {
+		s, ok := at.byAddr[f.Op.Neigh.IP]
+		res.failures = append(res.failures, failure{entry: "neigh " + f.Op.Neigh.IP.String(), err: who(s, ok, f)})
+	}
+	for _, f := range fres.Failed {
+		s, ok := at.byMAC[f.Op.Entry.MAC]
+		res.failures = append(res.failures, failure{entry: "fdb " + f.Op.Entry.MAC.String() + " " + f.Op.Entry.Dst.String(), err: who(s, ok, f)})
+	}
+	for _, f := range rres.Failed {
+		err := fmt.Errorf("%s route %s: %w", verb(f.Op.Kind), f.Op.Route.Format(b.names), f.Err)
+		res.failures = append(res.failures, failure{entry: "route " + f.Op.Route.Dst.String(), err: who(f.Op.Route.Dst, true, err)})
+	}
+}
+
+func verb(k kernel.OpKind) string {
+	if k == kernel.Delete {
+		return "delete"
+	}
+	return "replace"
+}
+
+// logPeers logs one line per peer whose entries changed: added, changed
+// (new MAC, PublicIP or path), repaired (the kernel had drifted), or
+// removed, listing the changes in the order they were made; entries of no
+// known peer get a line each. The results come in that order: neighbour
+// and FDB replaces, routes, FDB and neighbour deletes. Callers hold mu.
+func (b *Backend) logPeers(trigger string, prev map[netip.Prefix]programmed,
+	nset kernel.NeighResult, fset kernel.FDBResult, rres kernel.Result, fdel kernel.FDBResult, ndel kernel.NeighResult,
+) {
+	at := b.attribution(prev, rres, kernel.NeighResult{Done: append(slices.Clone(nset.Done), ndel.Done...)})
+	groups := make(map[netip.Prefix][]string)
+	var stale []string
+	add := func(s netip.Prefix, ok bool, what string) {
+		if ok {
+			groups[s] = append(groups[s], what)
+		} else {
+			stale = append(stale, what)
+		}
+	}
+	neighs := func(r kernel.NeighResult) {
+		for _, op := range r.Done {
+			s, ok := at.byAddr[op.Neigh.IP]
+			add(s, ok, fmt.Sprintf("neigh %s %s lladdr %s", verb(op.Kind), op.Neigh.IP, op.Neigh.MAC))
+		}
+	}
+	fdbs := func(r kernel.FDBResult) {
+		for _, op := range r.Done {
+			s, ok := at.byMAC[op.Entry.MAC]
+			add(s, ok, fmt.Sprintf("fdb %s %s dst %s", verb(op.Kind), op.Entry.MAC, op.Entry.Dst))
+		}
+	}
+	neighs(nset)
+	fdbs(fset)
+	for _, op := range rres.Done {
+		what := fmt.Sprintf("route %s %s", verb(op.Kind), op.Route.Format(b.names))
+		if op.Prev != (kernel.Route{}) {
+			what += " (was " + op.Prev.Format(b.names) + ")"
+		}
+		add(op.Route.Dst, true, what)
+	}
+	fdbs(fdel)
+	neighs(ndel)
+
+	subnets := make([]netip.Prefix, 0, len(groups))
+	for s := range groups {
+		subnets = append(subnets, s)
+	}
+	slices.SortFunc(subnets, func(a, c netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(c.Addr()), cmp.Compare(a.Bits(), c.Bits()))
+	})
+	for _, s := range subnets {
+		cur, inCur := b.known[s]
+		old, inPrev := prev[s]
+		var msg string
+		p := cur
+		switch {
+		case !inCur:
+			msg, p = "peer removed", old
+		case !inPrev:
+			msg = "peer added"
+		case old != cur:
+			msg = "peer changed"
+		default:
+			msg = "peer repaired"
+		}
+		args := []any{"subnet", s}
+		if inCur || inPrev {
+			mode := "vxlan"
+			if p.direct {
+				mode = "direct"
+			}
+			args = append(args, "peer", p.PublicIP, "vtep_mac", p.MAC, "mode", mode)
+		}
+		args = append(args, "changes", strings.Join(groups[s], "; "), "trigger", trigger)
+		b.log.Info(msg, args...)
+	}
+	for _, what := range stale {
+		b.log.Info("stale entry removed", "entry", what, "trigger", trigger)
+	}
+}
+
+// logDevice logs what ensureDevice changed, in one line.
+func (b *Backend) logDevice(changes []change, trigger string) {
+	if len(changes) == 0 {
+		return
+	}
+	whats := make([]string, len(changes))
+	for i, c := range changes {
+		whats[i] = c.what
+	}
+	b.log.Info("device updated", "device", b.dev, "changes", strings.Join(whats, "; "), "trigger", trigger)
+}
+
+// count adds device and address changes to the repair counters.
+func (b *Backend) count(changes []change) {
+	for _, c := range changes {
+		switch c.kind {
+		case "device":
+			b.repairs.device.Add(1)
+		case "address":
+			b.repairs.address.Add(1)
+		}
+	}
+}
+
+// noteIgnored logs each lease of another backend type once, when it
+// appears or changes type. Callers hold mu.
+func (b *Backend) noteIgnored(now map[netip.Prefix]lease.Attrs) {
+	for subnet, a := range now {
+		if prev, ok := b.ignored[subnet]; ok && prev.BackendType == a.BackendType {
+			continue
+		}
+		typ := a.BackendType
+		if typ == "" {
+			typ = "none"
+		}
+		b.log.Info("ignoring peer of another backend type; vxlan cannot reach it", "subnet", subnet,
+			"peer", a.PublicIP, "backend_type", typ)
+	}
+	b.ignored = now
+}
+
+// Run repairs the device, its neighbours and FDB, and the peer routes until
+// ctx is done: every ReconcilePeriod, and as soon as the kernel reports a
+// deleted permanent neighbour or FDB entry on the device, a deleted route
+// weft may own (any deleted route with DirectRouting, whose choices depend
+// on the table), a change to the device or its deletion, or the external
+// interface coming up. Before the first Apply it changes nothing. It
+// returns nil when ctx is done.
+func (b *Backend) Run(ctx context.Context) error {
+	tick := time.NewTicker(b.opts.ReconcilePeriod)
+	defer tick.Stop()
+
+	var (
+		routes <-chan kernel.Route
+		neighs <-chan kernel.DeletedNeigh
+		links  <-chan kernel.LinkEvent
+	)
+	warn := func(what string) func(error) {
+		return func(err error) { b.log.Warn(what+" watch reported an error", "err", err) }
+	}
+	subscribe := func() {
+		if b.opts.NoSubscribe || ctx.Err() != nil {
+			return
+		}
+		fail := func(what string, err error) {
+			b.log.Warn("cannot watch "+what+"; repairing on the timer until it works", "period", b.opts.ReconcilePeriod, "err", err)
+		}
+		var err error
+		if routes == nil {
+			if routes, err = kernel.WatchDeletions(ctx, b.opts.Netns, warn("route")); err != nil {
+				fail("route deletions", err)
+			}
+		}
+		if neighs == nil {
+			if neighs, err = kernel.WatchNeighDeletions(ctx, b.opts.Netns, warn("neighbour")); err != nil {
+				fail("neighbour and fdb deletions", err)
+			}
+		}
+		if links == nil {
+			if links, err = kernel.WatchLinks(ctx, b.opts.Netns, warn("link")); err != nil {
+				fail("link changes", err)
+			}
+		}
+	}
+
+	// Each handler says why an event calls for a repair ("" when it does
+	// not). A closed channel means events may have been missed: it is
+	// subscribed again and repaired.
+	onRoute := func(r kernel.Route, ok bool) string {
+		switch {
+		case !ok:
+			routes = nil
+			subscribe()
+			return "watch restarted"
+		case b.routeMatters(r):
+			return "route deleted"
+		}
+		return ""
+	}
+	onNeigh := func(n kernel.DeletedNeigh, ok bool) string {
+		switch {
+		case !ok:
+			neighs = nil
+			subscribe()
+			return "watch restarted"
+		case !b.neighMatters(n):
+			return ""
+		case n.FDB:
+			return "fdb entry deleted"
+		}
+		return "neighbour deleted"
+	}
+	onLink := func(l kernel.LinkEvent, ok bool) string {
+		switch {
+		case !ok:
+			links = nil
+			subscribe()
+			return "watch restarted"
+		case l.Name == b.dev && l.Deleted:
+			return "device deleted"
+		case l.Name == b.dev || l.Index == int(b.devIndex.Load()):
+			return "device changed"
+		case l.Index == b.ext.Index && l.Up:
+			// Routes on a link that went down are flushed without a
+			// deletion message; put direct routes back when it is up.
+			return "external interface changed"
+		}
+		return ""
+	}
+
+	subscribe()
+	// Whatever changed between Apply and the subscriptions is caught here.
+	b.repair("start")
+	for {
+		var trigger string
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			subscribe()
+			trigger = "timer"
+		case r, ok := <-routes:
+			trigger = onRoute(r, ok)
+		case n, ok := <-neighs:
+			trigger = onNeigh(n, ok)
+		case l, ok := <-links:
+			trigger = onLink(l, ok)
+		}
+		if trigger == "" {
+			continue
+		}
+		// One repair covers a burst (the device's deletion takes all its
+		// entries at once): take what is already queued, keeping for the
+		// log the first trigger that names a deletion, or the device's.
+	drain:
+		for {
+			var t string
+			select {
+			case <-tick.C:
+			case r, ok := <-routes:
+				t = onRoute(r, ok)
+			case n, ok := <-neighs:
+				t = onNeigh(n, ok)
+			case l, ok := <-links:
+				t = onLink(l, ok)
+			default:
+				break drain
+			}
+			if (trigger == "timer" && t != "") || t == "device deleted" {
+				trigger = t
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		b.repair(trigger)
+	}
+}
+
+// neighMatters reports whether a deleted neighbour or FDB entry is one the
+// last Apply asked for. The kernel reports a deleted neighbour in state
+// FAILED, whatever it was before, so the entry is matched by its address
+// (and an FDB entry by its MAC) rather than by its state.
+func (b *Backend) neighMatters(n kernel.DeletedNeigh) bool {
+	if n.LinkIndex != int(b.devIndex.Load()) {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, p := range b.peers {
+		if (n.FDB && n.MAC == p.MAC) || (!n.FDB && n.IP == p.Subnet.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
+// routeMatters reports whether a deleted route may need a repair.
+func (b *Backend) routeMatters(r kernel.Route) bool {
+	if b.set.DirectRouting {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return kernel.PeerRouteOwner(b.network, b.own.Subnet)(r)
+}
+
+// repair re-applies the last desired state and counts what it changed.
+func (b *Backend) repair(trigger string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.applied {
+		return
+	}
+	res, err := b.sync(trigger)
+	if err != nil {
+		msg := err.Error()
+		if b.failing["sync"] != msg {
+			b.log.Warn("repair failed", "trigger", trigger, "err", msg)
+		}
+		b.failing = map[string]string{"sync": msg}
+		return
+	}
+	failing := make(map[string]string, len(res.failures))
+	for _, f := range res.failures {
+		msg := f.err.Error()
+		failing[f.entry] = msg
+		if b.failing[f.entry] != msg {
+			b.log.Warn("repair failed", "trigger", trigger, "err", msg)
+		}
+	}
+	b.failing = failing
+}

@@ -1,0 +1,45 @@
+//go:build !linux
+
+package kernel
+
+import (
+	"context"
+	"errors"
+
+	"github.com/vishvananda/netlink"
+	vns "github.com/vishvananda/netns"
+)
+
+// ListNeighs is Linux-only.
+func ListNeighs(h *netlink.Handle, linkIndex int) ([]Neigh, error) { return nil, errors.ErrUnsupported }
+
+// ListFDB is Linux-only.
+func ListFDB(h *netlink.Handle, linkIndex int) ([]FDB, error) { return nil, errors.ErrUnsupported }
+
+// ApplyNeighOps is Linux-only; every op fails.
+func ApplyNeighOps(h *netlink.Handle, ops []NeighOp) NeighResult {
+	var res NeighResult
+	for _, op := range ops {
+		res.Failed = append(res.Failed, &NeighOpError{Op: op, Err: errors.ErrUnsupported})
+	}
+	return res
+}
+
+// ApplyFDBOps is Linux-only; every op fails.
+func ApplyFDBOps(h *netlink.Handle, ops []FDBOp) FDBResult {
+	var res FDBResult
+	for _, op := range ops {
+		res.Failed = append(res.Failed, &FDBOpError{Op: op, Err: errors.ErrUnsupported})
+	}
+	return res
+}
+
+// WatchNeighDeletions is Linux-only.
+func WatchNeighDeletions(ctx context.Context, ns *vns.NsHandle, onError func(error)) (<-chan DeletedNeigh, error) {
+	return nil, errors.ErrUnsupported
+}
+
+// WatchLinks is Linux-only.
+func WatchLinks(ctx context.Context, ns *vns.NsHandle, onError func(error)) (<-chan LinkEvent, error) {
+	return nil, errors.ErrUnsupported
+}
