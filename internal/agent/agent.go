@@ -20,7 +20,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -124,7 +123,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Ext:             ext,
 		Network:         cfg,
 		Log:             a.log,
-		StateDir:        stateDir(a.opts.SubnetFile),
+		StateDir:        a.opts.StateDir,
 		ReconcilePeriod: a.opts.ReconcilePeriod,
 		Metrics:         a.deps.Metrics,
 	})
@@ -485,7 +484,3 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
-
-// stateDir is where backends keep state that must outlive the process: next
-// to subnet.env, which operators already know to preserve.
-func stateDir(subnetFile string) string { return filepath.Dir(subnetFile) }

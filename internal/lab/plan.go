@@ -315,6 +315,7 @@ func (t Topology) AgentArgs(h Host) []string {
 		"--iface=" + h.Iface,
 		"--public-ip=" + h.Addr.Addr().String(),
 		"--subnet-file=" + h.SubnetFile,
+		"--state-dir=" + h.Dir,
 		"--healthz-ip=" + h.Health.Addr().String(),
 		"--healthz-port=" + strconv.Itoa(int(h.Health.Port())),
 		"--log-format=text",

@@ -241,6 +241,7 @@ func TestAgentAndEtcdArgs(t *testing.T) {
 		"--iface=eth0",
 		"--public-ip=10.4.7.22",
 		"--subnet-file=/run/weft-lab/b/h2/subnet.env",
+		"--state-dir=/run/weft-lab/b/h2",
 		"--healthz-ip=127.0.0.1",
 		"--healthz-port=2401",
 		"--log-format=text",

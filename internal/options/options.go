@@ -31,7 +31,8 @@ type Options struct {
 	IfaceCanReach string
 
 	SubnetFile               string
-	SubnetLeaseRenewMargin   int // minutes, 1..1439
+	StateDir                 string // weft: what must survive reboots (the vxlan VTEP MAC)
+	SubnetLeaseRenewMargin   int    // minutes, 1..1439
 	IPMasq                   bool
 	IPMasqFullyRandomDisable bool
 	IPTablesForwardRules     bool
@@ -61,6 +62,7 @@ func Defaults() Options {
 		EtcdEndpoints:             "http://127.0.0.1:4001,http://127.0.0.1:2379",
 		EtcdPrefix:                "/coreos.com/network",
 		SubnetFile:                "/run/flannel/subnet.env",
+		StateDir:                  "/var/lib/weft",
 		SubnetLeaseRenewMargin:    60,
 		HealthzIP:                 "0.0.0.0",
 		IPTablesResync:            5,
@@ -97,6 +99,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.Var((*stringList)(&o.IfaceRegex), "iface-regex", "regex matched against interface IPs, then names; repeatable")
 	fs.StringVar(&o.IfaceCanReach, "iface-can-reach", o.IfaceCanReach, "pick the interface that routes to this IP")
 	fs.StringVar(&o.SubnetFile, "subnet-file", o.SubnetFile, "where to write subnet.env")
+	fs.StringVar(&o.StateDir, "state-dir", o.StateDir, "directory for state that must survive reboots, such as the vxlan VTEP MAC (subnet.env lives on tmpfs)")
 	fs.IntVar(&o.SubnetLeaseRenewMargin, "subnet-lease-renew-margin", o.SubnetLeaseRenewMargin, "renew the lease this many minutes before it expires (1-1439)")
 	fs.BoolVar(&o.IPMasq, "ip-masq", o.IPMasq, "masquerade traffic leaving the cluster network")
 	fs.BoolVar(&o.IPMasqFullyRandomDisable, "ip-masq-fully-random-disable", o.IPMasqFullyRandomDisable, "do not use --random-fully for masquerading")

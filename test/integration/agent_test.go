@@ -34,12 +34,17 @@ const prefix = "/coreos.com/network"
 
 func upLab(t *testing.T, hosts, pods int) *lab.Lab {
 	t.Helper()
+	return upLabBackend(t, hosts, pods, "host-gw")
+}
+
+func upLabBackend(t *testing.T, hosts, pods int, backend string) *lab.Lab {
+	t.Helper()
 	nstest.RequireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out strings.Builder
 	l, err := lab.Up(ctx, lab.Options{
-		Spec:       lab.Spec{Prefix: nstest.UniqueName("it"), Hosts: hosts, Pods: pods, Backend: "host-gw"},
+		Spec:       lab.Spec{Prefix: nstest.UniqueName("it"), Hosts: hosts, Pods: pods, Backend: backend},
 		WeftBinary: testbin.Weft(t),
 		CNIBinDir:  testbin.CNIDir(t),
 		Out:        &out,
@@ -277,4 +282,10 @@ func TestDeletedOwnLeaseIsRecreated(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func pingOnce(l *lab.Lab, fromNS string, dst netip.Addr) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return lab.Ping(ctx, l.NS(fromNS), dst)
 }

@@ -88,7 +88,7 @@ type Backend struct {
 
 // New builds the backend with default Options.
 func New(cfg backend.Config) (backend.Backend, error) {
-	b, err := NewWithOptions(cfg, Options{})
+	b, err := NewWithOptions(cfg, Options{ReconcilePeriod: cfg.ReconcilePeriod})
 	if err != nil {
 		return nil, err
 	}
