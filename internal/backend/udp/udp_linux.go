@@ -1,0 +1,650 @@
+package udp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	vns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/internal/kernel"
+	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/metrics"
+	"github.com/weftnet/weft/internal/tun"
+)
+
+// supported reports whether this platform can run the backend.
+func supported() error { return nil }
+
+// Start attaches to flannel0 (creating it), gives it the own subnet's
+// network address as a /32, flannel0's MTU and the route for the whole
+// Network, and binds the UDP socket to the external address and Port. The
+// packet loops start with Run; until then the kernel queues what arrives.
+func (b *Backend) Start(ctx context.Context, own lease.Lease) error {
+	if !own.Subnet.IsValid() || !own.Subnet.Addr().Is4() || !b.network.Contains(own.Subnet.Addr()) || own.Subnet.Bits() <= b.network.Bits() {
+		return fmt.Errorf("udp: own lease %s is not a subnet of the network %s", own.Subnet, b.network)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.started || b.closed {
+		return errors.New("udp: Start called twice")
+	}
+	b.own = lease.Lease{Subnet: own.Subnet.Masked(), Attrs: own.Attrs}
+
+	local := netip.AddrPortFrom(b.ext.Addr, uint16(b.port))
+	err := inNetns(b.opts.Netns, func() (err error) {
+		b.sock, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(local))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("udp: listen on %s: %w", local, err)
+	}
+	tuneSocket(b.sock)
+	if err := b.reconcileLocked("start"); err != nil {
+		b.closeLocked()
+		return fmt.Errorf("udp: %w", err)
+	}
+	b.started = true
+	b.ownLease.Store(&b.own)
+	return nil
+}
+
+// Close detaches from flannel0 and closes the socket; flannel0, its
+// address and route stay (the device is persistent). Run calls it when its
+// context is done; call it directly only when Run never ran.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closeLocked()
+}
+
+func (b *Backend) closeLocked() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	var errs []error
+	if b.dev != nil {
+		errs = append(errs, b.dev.Close())
+	}
+	if b.sock != nil {
+		errs = append(errs, b.sock.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Run moves packets until ctx is done, and keeps flannel0 as Start made
+// it: every ReconcilePeriod, and as soon as the kernel reports that the
+// device, its address or the Network route changed or went away. A deleted
+// flannel0 is created again, and the loops move to it. When ctx is done Run
+// detaches from flannel0, closes the socket and returns nil; it returns an
+// error only when the socket fails for good.
+func (b *Backend) Run(ctx context.Context) error {
+	b.mu.Lock()
+	if !b.started || b.closed || b.loops != nil {
+		b.mu.Unlock()
+		return errors.New("udp: Run needs a started backend and runs once")
+	}
+	l := &loops{b: b, devErr: make(chan tun.Device, 1), fatal: make(chan error, 1)}
+	b.loops = l
+	l.start(b.sock)
+	l.startTun(b.dev)
+	b.mu.Unlock()
+	defer l.wg.Wait()
+	defer b.Close()
+
+	// Ends the subscriptions also when Run returns for a failed socket.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	tick := time.NewTicker(b.opts.ReconcilePeriod)
+	defer tick.Stop()
+	w := newWatcher(b)
+	w.subscribe(ctx)
+	// Whatever changed between Start and the subscriptions is caught here.
+	b.reconcile("run")
+	last := b.Stats()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-l.fatal:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("udp: %w", err)
+		case dev := <-l.devErr:
+			b.mu.Lock()
+			if b.dev == dev {
+				b.broken = true
+			}
+			b.mu.Unlock()
+			b.reconcile("device read failed")
+		case <-tick.C:
+			w.subscribe(ctx)
+			b.reconcile("timer")
+			last = b.logDrops(last)
+		case ev := <-w.events:
+			if ev.ended >= 0 {
+				if ctx.Err() != nil {
+					return nil
+				}
+				// Changes may have been missed: watch again, then repair.
+				w.ended(ev.ended)
+				w.subscribe(ctx)
+				ev.trigger = "watch restarted"
+			}
+			b.reconcile(ev.trigger)
+		}
+	}
+}
+
+// reconcile runs reconcileLocked and logs a failure once until it changes.
+func (b *Backend) reconcile(trigger string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	err := b.reconcileLocked(trigger)
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if msg != "" && msg != b.failing {
+		b.log.Warn("repair of flannel0 failed; retrying", "trigger", trigger, "err", msg)
+	}
+	b.failing = msg
+}
+
+// reconcileLocked makes flannel0 exist and be attached, with the MTU, up,
+// exactly the own /32 among its IPv4 addresses, and the Network route
+// through it. One change's failure does not stop the others. Callers
+// hold mu.
+func (b *Backend) reconcileLocked(trigger string) error {
+	if b.closed {
+		return nil
+	}
+	h := b.opts.Handle
+	link, err := b.ensureDeviceLocked(trigger)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	attrs := link.Attrs()
+	if attrs.MTU != b.mtu {
+		// ip link set flannel0 mtu MTU
+		if err := h.LinkSetMTU(link, b.mtu); err != nil {
+			errs = append(errs, fmt.Errorf("set mtu %d on %s: %w", b.mtu, DeviceName, err))
+		} else {
+			b.changed(trigger, metrics.KindDevice, "device mtu set", "mtu", b.mtu, "was", attrs.MTU)
+		}
+	}
+	if attrs.TxQLen != txQueueLen {
+		// ip link set flannel0 txqueuelen 1000
+		if err := h.LinkSetTxQLen(link, txQueueLen); err != nil {
+			errs = append(errs, fmt.Errorf("set txqueuelen %d on %s: %w", txQueueLen, DeviceName, err))
+		} else {
+			b.changed(trigger, metrics.KindDevice, "device queue set", "txqueuelen", txQueueLen, "was", attrs.TxQLen)
+		}
+	}
+	if attrs.Flags&net.FlagUp == 0 {
+		// ip link set flannel0 up
+		if err := h.LinkSetUp(link); err != nil {
+			errs = append(errs, fmt.Errorf("set %s up: %w", DeviceName, err))
+		} else {
+			b.changed(trigger, metrics.KindDevice, "device set up")
+		}
+	}
+	errs = append(errs, b.syncAddressLocked(link, trigger))
+
+	// ip route replace NETWORK dev flannel0 proto 87 (scope global, as
+	// flannel's: the source of host-originated packets is then the
+	// flannel0 address, which the peers route back here)
+	want := kernel.Route{Dst: b.network, LinkIndex: b.devIndex, Proto: kernel.ProtoWeft}
+	owned := func(r kernel.Route) bool { return r.Dst == b.network && r.LinkIndex == b.devIndex }
+	res, err := kernel.Sync(h, []kernel.Route{want}, owned)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	names := map[int]string{b.devIndex: DeviceName}
+	for _, op := range res.Done {
+		switch {
+		case op.Kind == kernel.Delete:
+			b.changed(trigger, metrics.KindRoute, "route removed", "route", op.Route.Format(names))
+		case op.Prev != (kernel.Route{}):
+			b.changed(trigger, metrics.KindRoute, "route replaced", "route", op.Route.Format(names), "was", op.Prev.Format(names))
+		default:
+			b.changed(trigger, metrics.KindRoute, "route added", "route", op.Route.Format(names))
+		}
+	}
+	for _, f := range res.Failed {
+		errs = append(errs, f)
+	}
+	return errors.Join(errs...)
+}
+
+// syncAddressLocked leaves exactly the own subnet's network address, as a
+// /32, among flannel0's IPv4 addresses: flannel's choice, so that no
+// broadcast routes appear and host-originated packets have a source that
+// peers route back. Callers hold mu.
+func (b *Backend) syncAddressLocked(link netlink.Link, trigger string) error {
+	h := b.opts.Handle
+	want := netip.PrefixFrom(b.own.Subnet.Addr(), 32)
+	addrs, err := kernel.RetryDump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_V4) })
+	if err != nil {
+		return fmt.Errorf("list addresses of %s: %w", DeviceName, err)
+	}
+	var errs []error
+	have := false
+	for _, a := range addrs {
+		p, ok := prefixOf(a.IPNet)
+		if ok && p == want {
+			have = true
+			continue
+		}
+		// ip addr del ADDR dev flannel0: a stale own address from an
+		// earlier lease, or someone else's.
+		if err := h.AddrDel(link, &a); err != nil {
+			errs = append(errs, fmt.Errorf("delete address %s from %s: %w", a.IPNet, DeviceName, err))
+		} else {
+			b.changed(trigger, metrics.KindAddress, "address removed", "addr", a.IPNet.String())
+		}
+	}
+	if !have {
+		// ip addr add SUBNET-ADDR/32 dev flannel0
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: want.Addr().AsSlice(), Mask: net.CIDRMask(32, 32)}}
+		if err := h.AddrAdd(link, a); err != nil && !errors.Is(err, unix.EEXIST) {
+			errs = append(errs, fmt.Errorf("add address %s to %s: %w", want, DeviceName, err))
+		} else if err == nil {
+			b.changed(trigger, metrics.KindAddress, "address added", "addr", want)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
+	if n == nil {
+		return netip.Prefix{}, false
+	}
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), ones), true
+}
+
+// ensureDeviceLocked returns flannel0's link, attaching to it again (and
+// so creating it) when it is gone, was replaced, or reading it failed. A
+// TUN device can be deleted (ip link del flannel0) while we hold its file
+// descriptor: the kernel detaches the fd, which from then on only fails
+// with EBADFD. Callers hold mu.
+func (b *Backend) ensureDeviceLocked(trigger string) (netlink.Link, error) {
+	h := b.opts.Handle
+	link, err := h.LinkByName(DeviceName)
+	exists := err == nil
+	if err != nil && !errors.As(err, &netlink.LinkNotFoundError{}) {
+		return nil, fmt.Errorf("look up %s: %w", DeviceName, err)
+	}
+	if b.dev != nil && !b.broken && exists && link.Attrs().Index == b.devIndex {
+		return link, nil
+	}
+	reopen := b.dev != nil
+	if reopen {
+		b.dev.Close()
+		b.dev = nil
+	}
+	var dev tun.Device
+	err = inNetns(b.opts.Netns, func() (err error) {
+		dev, err = tun.Open(DeviceName, tun.Options{Persist: true})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	link, err = h.LinkByName(dev.Name())
+	if err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("look up %s after attaching to it: %w", dev.Name(), err)
+	}
+	if err := disableIPv6(b.opts.Netns, dev.Name()); err != nil {
+		b.log.Debug("cannot disable IPv6 on the device", "device", dev.Name(), "err", err)
+	}
+	b.dev, b.devIndex, b.broken = dev, link.Attrs().Index, false
+	b.cur.Store(&devRef{dev: dev})
+	b.curIndex.Store(int32(b.devIndex))
+	msg := "device attached"
+	switch {
+	case !exists:
+		msg = "device created"
+	case reopen:
+		msg = "device reattached"
+	}
+	if reopen || !exists {
+		b.changed(trigger, metrics.KindDevice, msg, "index", b.devIndex)
+	} else {
+		b.log.Info(msg, "device", DeviceName, "index", b.devIndex, "trigger", trigger)
+	}
+	if b.loops != nil {
+		b.loops.startTun(dev)
+	}
+	return link, nil
+}
+
+// disableIPv6 turns IPv6 off on the device: the udp backend carries IPv4
+// only (as flannel's), and with a link-local address the kernel would send
+// router solicitations and MLD reports into flannel0 for nothing. A kernel
+// without IPv6 has nothing to turn off.
+func disableIPv6(ns *vns.NsHandle, name string) error {
+	// /proc/sys/net shows the namespace of the thread that opens it.
+	err := inNetns(ns, func() error {
+		return os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0)
+	})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// changed logs one kernel change, and counts it as a repair unless Start
+// made it. Callers hold mu.
+func (b *Backend) changed(trigger, kind, msg string, args ...any) {
+	b.log.Info(msg, append([]any{"device", DeviceName, "trigger", trigger}, args...)...)
+	if trigger != "start" {
+		b.repairs.Add(1)
+		b.metrics.Repaired(kind, 1)
+	}
+}
+
+// logDrops logs what the data path dropped since last, in one line.
+func (b *Backend) logDrops(last Stats) Stats {
+	now := b.Stats()
+	d := func(a, b uint64) uint64 { return a - b }
+	if now.SendErrors != last.SendErrors || now.DeliverErrors != last.DeliverErrors ||
+		now.Oversized != last.Oversized || now.Malformed != last.Malformed ||
+		now.TTLExpired != last.TTLExpired || now.NoLease != last.NoLease {
+		b.log.Info("packets dropped since the last report",
+			"send_errors", d(now.SendErrors, last.SendErrors),
+			"deliver_errors", d(now.DeliverErrors, last.DeliverErrors),
+			"no_lease", d(now.NoLease, last.NoLease),
+			"ttl_expired", d(now.TTLExpired, last.TTLExpired),
+			"oversized", d(now.Oversized, last.Oversized),
+			"malformed", d(now.Malformed, last.Malformed))
+	}
+	return now
+}
+
+// loops are the packet goroutines of one Run.
+type loops struct {
+	b      *Backend
+	wg     sync.WaitGroup
+	devErr chan tun.Device // a device whose Read failed, not by Close
+	fatal  chan error      // the socket failed
+}
+
+// start runs the socket → flannel0 direction.
+func (l *loops) start(sock *net.UDPConn) {
+	b := l.b
+	bufs := makeBufs(batchSize, b.mtu+Overhead)
+	r, err := newReceiver(sock, bufs)
+	if err != nil {
+		l.fatal <- err
+		return
+	}
+	l.wg.Go(func() {
+		sizes := make([]int, batchSize)
+		out := make([][]byte, batchSize)
+		var st Stats
+		for {
+			n, err := r.read(sizes)
+			if err != nil {
+				if !errors.Is(err, net.ErrClosed) {
+					select {
+					case l.fatal <- fmt.Errorf("receive from %s: %w", sock.LocalAddr(), err):
+					default:
+					}
+				}
+				return
+			}
+			k := decap(bufs, sizes, n, b.mtu, out, &st)
+			if k > 0 {
+				m, _ := b.cur.Load().dev.Write(out[:k], 0)
+				st.Delivered += uint64(m)
+				st.DeliverErrors += uint64(k - m)
+			}
+			b.stats.add(&st)
+		}
+	})
+}
+
+// startTun runs the flannel0 → socket direction for dev. Each device gets
+// its own goroutine and buffers, so the loop of a replaced device can
+// finish its last batch while the new one starts.
+func (l *loops) startTun(dev tun.Device) {
+	b := l.b
+	s, err := newSender(b.sock, batchSize)
+	if err != nil {
+		select {
+		case l.fatal <- err:
+		default:
+		}
+		return
+	}
+	l.wg.Go(func() {
+		bufs := makeBufs(batchSize, b.mtu+Overhead)
+		sizes := make([]int, batchSize)
+		tx := newTxBatch(batchSize)
+		ic := newICMPBatch(batchSize)
+		var st Stats
+		for {
+			n, err := dev.Read(bufs, sizes, 0)
+			if err != nil {
+				if !errors.Is(err, os.ErrClosed) {
+					b.log.Warn("reading flannel0 failed; attaching to it again", "err", err)
+					select {
+					case l.devErr <- dev:
+					default:
+					}
+				}
+				return
+			}
+			encap(b.peers.Load(), bufs, sizes, n, 0, b.mtu, tx, ic, &st)
+			if tx.n > 0 {
+				sent, failed, _ := s.write(tx)
+				st.Sent += uint64(sent)
+				st.SendErrors += uint64(failed)
+			}
+			if ic.n > 0 {
+				m, _ := dev.Write(ic.out[:ic.n], 0)
+				st.ICMPSent += uint64(m)
+			}
+			b.stats.add(&st)
+		}
+	})
+}
+
+func makeBufs(n, size int) [][]byte {
+	back := make([]byte, n*size)
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = back[i*size : (i+1)*size : (i+1)*size]
+	}
+	return bufs
+}
+
+// watcher holds Run's netlink subscriptions: link changes of flannel0,
+// address changes on it, and deletions of the Network route. Only Run's
+// goroutine touches live; the subscriptions report through events.
+type watcher struct {
+	b      *Backend
+	live   [3]bool // watchLink, watchAddr, watchRoute
+	events chan watchEvent
+}
+
+const (
+	watchLink = iota
+	watchAddr
+	watchRoute
+)
+
+// watchEvent is a relevant change (trigger set) or the end of a
+// subscription (ended set), after which changes may have been missed.
+type watchEvent struct {
+	trigger string
+	ended   int
+}
+
+func newWatcher(b *Backend) *watcher {
+	return &watcher{b: b, events: make(chan watchEvent, 1)}
+}
+
+// subscribe starts the subscriptions that are not running.
+func (w *watcher) subscribe(ctx context.Context) {
+	b := w.b
+	if b.opts.NoSubscribe {
+		return
+	}
+	onErr := func(err error) {
+		if ctx.Err() == nil {
+			b.log.Warn("netlink subscription reported an error", "err", err)
+		}
+	}
+	if !w.live[watchLink] {
+		ch := make(chan netlink.LinkUpdate, 16)
+		done := make(chan struct{})
+		err := netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{Namespace: b.opts.Netns, ErrorCallback: onErr})
+		if err != nil {
+			b.log.Warn("cannot watch link changes; repairing on the timer only until it works", "err", err)
+		} else {
+			w.live[watchLink] = true
+			w.pipe(ctx, watchLink, "device changed", forward(ctx, ch, done, func(u netlink.LinkUpdate) bool {
+				return u.Link.Attrs().Name == DeviceName || int32(u.Link.Attrs().Index) == b.curIndex.Load()
+			}))
+		}
+	}
+	if !w.live[watchAddr] {
+		ch := make(chan netlink.AddrUpdate, 16)
+		done := make(chan struct{})
+		err := netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{Namespace: b.opts.Netns, ErrorCallback: onErr})
+		if err != nil {
+			b.log.Warn("cannot watch address changes; repairing on the timer only until it works", "err", err)
+		} else {
+			w.live[watchAddr] = true
+			w.pipe(ctx, watchAddr, "address changed", forward(ctx, ch, done, func(u netlink.AddrUpdate) bool {
+				return int32(u.LinkIndex) == b.curIndex.Load()
+			}))
+		}
+	}
+	if !w.live[watchRoute] {
+		ch, err := kernel.WatchDeletions(ctx, b.opts.Netns, onErr)
+		if err != nil {
+			b.log.Warn("cannot watch route deletions; repairing on the timer only until it works", "err", err)
+		} else {
+			w.live[watchRoute] = true
+			sig := make(chan struct{}, 1)
+			go func() {
+				defer close(sig)
+				for r := range ch {
+					if r.Dst == b.network {
+						select {
+						case sig <- struct{}{}:
+						default:
+						}
+					}
+				}
+			}()
+			w.pipe(ctx, watchRoute, "route deleted", sig)
+		}
+	}
+}
+
+// ended marks subscription i as gone, so the next subscribe renews it.
+func (w *watcher) ended(i int) { w.live[i] = false }
+
+// pipe turns each signal on sig into an event with trigger, and the end of
+// sig into an event that says subscription i ended.
+func (w *watcher) pipe(ctx context.Context, i int, trigger string, sig <-chan struct{}) {
+	go func() {
+		for range sig {
+			select {
+			case w.events <- watchEvent{trigger: trigger, ended: -1}:
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case w.events <- watchEvent{ended: i}:
+		case <-ctx.Done():
+		}
+	}()
+}
+
+// forward passes on one coalesced signal per burst of relevant updates
+// from a netlink subscription, until ctx is done or the subscription ends;
+// then it closes the returned channel.
+func forward[T any](ctx context.Context, updates chan T, done chan struct{}, relevant func(T) bool) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	go func() {
+		defer close(out)
+		// Closing done closes the socket, which ends netlink's reader; it
+		// may be blocked sending on updates, so drain until it closes it.
+		defer func() {
+			close(done)
+			for range updates {
+			}
+		}()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case u, ok := <-updates:
+				if !ok {
+					return
+				}
+				if relevant(u) {
+					select {
+					case out <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// inNetns runs fn on a thread in namespace ns (nil: the caller's), so that
+// the file descriptors fn opens (TUN device, socket) belong to ns for good.
+// The thread is thrown away if it cannot be moved back.
+func inNetns(ns *vns.NsHandle, fn func() error) error {
+	if ns == nil {
+		return fn()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := vns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("open current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := vns.Set(*ns); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("enter netns: %w", err)
+			return
+		}
+		ferr := fn()
+		if err := vns.Set(orig); err == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- ferr
+	}()
+	return <-errc
+}

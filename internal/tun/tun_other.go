@@ -1,0 +1,14 @@
+//go:build !linux
+
+package tun
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+)
+
+// Open is Linux-only.
+func Open(name string, o Options) (Device, error) {
+	return nil, fmt.Errorf("open tun device %s on %s: %w", name, runtime.GOOS, errors.ErrUnsupported)
+}
