@@ -9,6 +9,7 @@ import (
 
 	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/backend/hostgw"
+	"github.com/weftnet/weft/internal/backend/udp"
 	"github.com/weftnet/weft/internal/backend/vxlan"
 	"github.com/weftnet/weft/internal/extiface"
 	"github.com/weftnet/weft/internal/metrics"
@@ -22,6 +23,7 @@ func Backends() map[string]backend.Factory {
 	return map[string]backend.Factory{
 		"host-gw": hostgw.New,
 		"vxlan":   vxlan.New,
+		"udp":     udp.New,
 	}
 }
 
