@@ -1,0 +1,44 @@
+# The weft image for deploy/kube-weft.yml:
+#
+#   /usr/local/bin/weft      the agent (`weft agent`; also /opt/bin/flanneld,
+#                            flannel's path, for manifests that call it)
+#   /opt/weft/cni/flannel    the CNI plugin, copied to /opt/cni/bin/flannel
+#                            by the DaemonSet's init container
+#
+#   docker build -t ghcr.io/weftnet/weft:$(git describe --tags --always) \
+#     --build-arg VERSION=$(git describe --tags --always) .
+#
+# Both binaries are static (CGO_ENABLED=0) and cross-compiled on the build
+# platform for the target one, so `docker buildx build --platform
+# linux/amd64,linux/arm64` needs no emulation for the Go build.
+
+FROM --platform=$BUILDPLATFORM golang:1.26-trixie AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY cmd ./cmd
+COPY internal ./internal
+ARG TARGETOS=linux
+ARG TARGETARCH
+ARG VERSION=dev
+RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
+      -ldflags "-s -w -X github.com/weftnet/weft/internal/version.Version=$VERSION" \
+      -o /out/weft ./cmd/weft \
+ && CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
+      -ldflags "-s -w -X github.com/weftnet/weft/internal/version.Version=$VERSION" \
+      -o /out/flannel ./cmd/weft-cni
+
+# Debian slim rather than distroless: the agent drives iptables and nft,
+# and the init containers need a shell to copy files atomically. The
+# iptables variant (nft or legacy) must match what kube-proxy uses on the
+# hosts; Debian's default is iptables-nft.
+FROM debian:trixie-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends iptables nftables \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /opt/bin /opt/weft/cni
+COPY --from=build /out/weft /usr/local/bin/weft
+COPY --from=build /out/flannel /opt/weft/cni/flannel
+RUN ln -s /usr/local/bin/weft /opt/bin/flanneld
+ENTRYPOINT ["/usr/local/bin/weft"]
+CMD ["agent", "--kube-subnet-mgr"]
