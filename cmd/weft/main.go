@@ -36,7 +36,7 @@ Usage:
   weft lab up|down|exec       the same cluster for interactive use
   weft config put|get         store or show the network config in etcd, validated as the agent does
   weft docker-opts [flags]    write docker's options from subnet.env (flannel's mk-docker-opts.sh)
-                              leases, this host's kernel entries per peer, and why a peer is unreachable
+  weft status [flags]         every lease, this host's kernel entries per peer, and what is wrong
   weft version                print the version
 
 Run "weft agent -h" or "weft lab -h" for their flags. Installed or linked as
@@ -84,6 +84,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runConfig(ctx, rest[1:], stdout, stderr)
 	case "docker-opts":
 		return runDockerOpts(rest[1:], stdout, stderr)
+	case "status":
+		return runStatus(ctx, rest[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "weft %s\n", version.Version)
 		return 0

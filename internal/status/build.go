@@ -1,0 +1,554 @@
+package status
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/kernel"
+	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/netconf"
+	"github.com/weftnet/weft/internal/subnetenv"
+)
+
+// hint is how every message that blames a stopped agent ends.
+const hint = "is weft running? (see `journalctl -u weft`)"
+
+// Inputs is everything Build decides from.
+type Inputs struct {
+	Now    time.Time
+	Config *netconf.Config
+	Leases []lease.Lease
+	Store  string // where the leases came from, for the header
+
+	SubnetFile string
+	SubnetEnv  subnetenv.Env
+	SubnetErr  error // reading SubnetFile failed; SubnetEnv is zero then
+
+	// Ext is the external interface as the agent would pick it; its Name
+	// is empty when that failed, with ExtErr saying why.
+	Ext    backend.ExternalInterface
+	ExtErr error
+	// PublicIP is this host's: --public-ip, else Ext's address; invalid
+	// when unknown.
+	PublicIP netip.Addr
+
+	Kernel Kernel
+	// Direct maps peer PublicIPs to the device they are directly reachable
+	// on; only consulted for vxlan with DirectRouting.
+	Direct map[netip.Addr]string
+	// RenewMargin is --subnet-lease-renew-margin: agents renew this long
+	// before expiry, so a lease closer to expiry has a silent agent.
+	RenewMargin time.Duration
+}
+
+// Build compares the leases with the kernel and explains every difference.
+// Pure: the same Inputs give the same Report.
+func Build(in Inputs) Report {
+	cfg := in.Config
+	r := Report{
+		Time:     in.Now,
+		Network:  cfg.Network.String(),
+		Backend:  cfg.BackendType,
+		Store:    in.Store,
+		Leases:   []Row{},
+		Problems: []Problem{},
+	}
+	r.Host = Host{
+		Interface:  in.Ext.Name,
+		MTU:        in.Ext.MTU,
+		SubnetFile: in.SubnetFile,
+		Entries:    []Entry{},
+	}
+	if in.PublicIP.IsValid() {
+		r.Host.PublicIP = in.PublicIP.String()
+	}
+	if in.SubnetErr == nil {
+		r.Host.PodMTU = in.SubnetEnv.MTU
+	}
+	add := func(p Problem) { r.Problems = append(r.Problems, p) }
+
+	if in.ExtErr != nil {
+		add(Problem{Code: CodeInterface, Message: fmt.Sprintf(
+			"cannot tell which interface carries traffic between hosts (%v); routes are checked without their device. Give status the agent's --iface/--public-ip flags", in.ExtErr)})
+	}
+	env := Env{Network: cfg.Network, ExtDev: in.Ext.Name, ExtMTU: in.Ext.MTU, Direct: in.Direct}
+	exps := Expectations()
+	exp, known := exps[cfg.BackendType]
+	if !known {
+		add(Problem{Code: CodeConfig, Message: fmt.Sprintf(
+			"the network's backend %q is not one status can check (it knows %s): leases are listed, kernel entries are not checked",
+			cfg.BackendType, strings.Join(sortedKeys(exps), ", "))})
+	}
+	var err error
+	switch cfg.BackendType {
+	case "vxlan":
+		env.VXLAN, err = ParseVXLAN(cfg.Backend)
+	case "udp":
+		env.UDP, err = ParseUDP(cfg.Backend)
+	}
+	if err != nil {
+		add(Problem{Code: CodeConfig, Message: fmt.Sprintf("the network config's Backend is invalid, so no agent can start with it: %v", err)})
+		known = false
+	}
+
+	own, ownOK := findOwn(in, add)
+	if ownOK {
+		r.Host.Subnet = own.Subnet.String()
+	}
+	if known && ownOK {
+		for _, w := range exp.Host(env, own) {
+			e := Compare(w, &in.Kernel)
+			r.Host.Entries = append(r.Host.Entries, e)
+			for _, p := range entryProblems(e, lease.Lease{}, env) {
+				add(p)
+			}
+		}
+	}
+	if in.SubnetErr == nil {
+		for _, p := range subnetFileProblems(in, cfg, env, exp, known) {
+			add(p)
+		}
+	}
+	if ownOK {
+		for _, p := range bridgeProblems(in, own, env, exp, known) {
+			add(p)
+		}
+	}
+
+	byIP := make(map[netip.Addr][]netip.Prefix)
+	for _, l := range in.Leases {
+		if l.Attrs.PublicIP.IsValid() {
+			byIP[l.Attrs.PublicIP] = append(byIP[l.Attrs.PublicIP], l.Subnet)
+		}
+	}
+	for _, l := range in.Leases {
+		self := ownOK && l.Subnet == own.Subnet
+		row := buildRow(in, l, self, env, exp, known)
+		for _, other := range byIP[l.Attrs.PublicIP] {
+			if other != l.Subnet {
+				row.Problems = append(row.Problems, Problem{Code: CodeDuplicateIP, Message: fmt.Sprintf(
+					"PublicIP %s is also in the lease of %s: two leases claim one host (a cloned machine, a wrong --public-ip, or a stale lease from before a re-install); peers route only one of them correctly. Delete the stale lease",
+					l.Attrs.PublicIP, other)})
+			}
+		}
+		r.Leases = append(r.Leases, row)
+	}
+	finish(&r)
+	return r
+}
+
+// finish sets the statuses and totals from the problems found so far.
+func finish(r *Report) {
+	n := len(r.Problems)
+	for i := range r.Leases {
+		row := &r.Leases[i]
+		n += len(row.Problems)
+		row.Status = "ok"
+		if len(row.Problems) > 0 || (row.Self && len(r.Problems) > 0) {
+			row.Status = "problem"
+		}
+	}
+	r.ProblemCount = n
+	r.OK = n == 0
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// findOwn picks this host's lease: the one for the subnet in subnet.env,
+// which the CNI plugin hands out addresses from, else the one carrying this
+// host's PublicIP, as the agent would reuse it. Every disagreement between
+// the two is a problem.
+func findOwn(in Inputs, add func(Problem)) (lease.Lease, bool) {
+	var byIP, bySubnet *lease.Lease
+	for i, l := range in.Leases {
+		if in.PublicIP.IsValid() && l.Attrs.PublicIP == in.PublicIP && byIP == nil {
+			byIP = &in.Leases[i]
+		}
+		if in.SubnetErr == nil && l.Subnet == in.SubnetEnv.Subnet && bySubnet == nil {
+			bySubnet = &in.Leases[i]
+		}
+	}
+	file := in.SubnetFile
+	if in.SubnetErr == nil && in.SubnetEnv.Subnet.IsValid() {
+		s := in.SubnetEnv.Subnet
+		switch {
+		case bySubnet != nil && (!in.PublicIP.IsValid() || bySubnet.Attrs.PublicIP == in.PublicIP):
+			return *bySubnet, true
+		case bySubnet != nil:
+			add(Problem{Code: CodeSubnetFile, Message: fmt.Sprintf(
+				"%s says this host's subnet is %s, but that lease carries PublicIP %s, not this host's %s: another host took the subnet after this host's lease lapsed. Restart weft here (it leases a free subnet and rewrites the file), then recreate this host's pods",
+				file, s, bySubnet.Attrs.PublicIP, in.PublicIP)})
+			if byIP != nil {
+				return *byIP, true
+			}
+			return lease.Lease{}, false
+		case byIP != nil:
+			add(Problem{Code: CodeSubnetFile, Message: fmt.Sprintf(
+				"%s says this host's subnet is %s, but its lease (PublicIP %s) is %s: the agent has not rewritten the file since the lease changed, so new pods get addresses no peer routes here. Restart weft, then recreate this host's pods",
+				file, s, in.PublicIP, byIP.Subnet)})
+			return *byIP, true
+		default:
+			add(Problem{Code: CodeNoLease, Message: fmt.Sprintf(
+				"this host has no lease: the store holds none for its subnet %s (from %s) and none with its PublicIP %s. The lease expired or was deleted while the agent was down, so peers have dropped their routes here; start weft, which takes %s again if it is still free (see `journalctl -u weft`)",
+				s, file, addrOrUnknown(in.PublicIP), s)})
+			return lease.Lease{}, false
+		}
+	}
+	if in.SubnetErr != nil {
+		add(Problem{Code: CodeSubnetFile, Message: fmt.Sprintf(
+			"%v: the agent writes this file once it holds a lease, so it has not got that far on this host (or --subnet-file names another file), and the CNI plugin fails every new pod until it exists; %s",
+			in.SubnetErr, hint)})
+	} else {
+		add(Problem{Code: CodeSubnetFile, Message: fmt.Sprintf("%s has no FLANNEL_SUBNET, so the CNI plugin cannot start pods; restart weft to rewrite it", file)})
+	}
+	if byIP != nil {
+		return *byIP, true
+	}
+	if !in.PublicIP.IsValid() {
+		add(Problem{Code: CodeNoLease, Message: "this host's PublicIP is unknown, so its lease cannot be found; give status the agent's --public-ip or --iface"})
+		return lease.Lease{}, false
+	}
+	add(Problem{Code: CodeNoLease, Message: fmt.Sprintf(
+		"no lease carries this host's PublicIP %s: weft has not run here, or runs with another --public-ip or --etcd-prefix; %s", in.PublicIP, hint)})
+	return lease.Lease{}, false
+}
+
+func addrOrUnknown(a netip.Addr) string {
+	if a.IsValid() {
+		return a.String()
+	}
+	return "(unknown)"
+}
+
+// subnetFileProblems compares subnet.env with the network config and the
+// backend's MTU.
+func subnetFileProblems(in Inputs, cfg *netconf.Config, env Env, exp Expectation, known bool) []Problem {
+	var ps []Problem
+	se := in.SubnetEnv
+	if len(se.Networks) > 0 && cfg.Network.IsValid() && !slices.Contains(se.Networks, cfg.Network) {
+		ps = append(ps, Problem{Code: CodeSubnetFile, Message: fmt.Sprintf(
+			"%s has FLANNEL_NETWORK=%s but the network config says %s: the file is from an earlier config; restart weft to rewrite it, then recreate this host's pods",
+			in.SubnetFile, joinPrefixes(se.Networks), cfg.Network)})
+	}
+	if !known || se.MTU == 0 {
+		return ps
+	}
+	if want := exp.PodMTU(env); want != 0 && se.MTU != want {
+		ps = append(ps, Problem{Code: CodeMTU, Message: fmt.Sprintf(
+			"%s has FLANNEL_MTU=%d, but the %s backend gives pods %d here (%s): pods created from this file %s; restart weft to rewrite it, then recreate this host's pods",
+			in.SubnetFile, se.MTU, cfg.BackendType, want, mtuBasis(env, cfg.BackendType), mtuEffect(se.MTU, want))})
+	}
+	return ps
+}
+
+func mtuBasis(env Env, backendType string) string {
+	switch backendType {
+	case "vxlan":
+		if env.VXLAN.MTU != 0 {
+			return fmt.Sprintf("the configured MTU %d minus %d for VXLAN", env.VXLAN.MTU, vxlanOverhead)
+		}
+		return fmt.Sprintf("%s's MTU %d minus %d for VXLAN", env.ExtDev, env.ExtMTU, vxlanOverhead)
+	case "udp":
+		return fmt.Sprintf("%s's MTU %d minus %d for UDP", env.ExtDev, env.ExtMTU, udpOverhead)
+	}
+	return fmt.Sprintf("%s's MTU", env.ExtDev)
+}
+
+func deviceMTUEffect(dev string, have, want int) string {
+	if have > want {
+		return "packets that fit " + dev + " no longer fit the underlay once encapsulated and are dropped (large transfers stall while pings work)"
+	}
+	return "pods' full-size packets do not fit " + dev + " and are dropped or fragmented"
+}
+
+func mtuEffect(have, want int) string {
+	if have > want {
+		return "send packets too large for the path, which are dropped (large transfers stall while pings work)"
+	}
+	return "use smaller packets than they could (slower, but they work)"
+}
+
+func joinPrefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// bridgeProblems checks cni0, when it exists (the bridge plugin creates it
+// with the host's first pod): its address must be the own subnet's first
+// address, and its MTU no larger than the pods'.
+func bridgeProblems(in Inputs, own lease.Lease, env Env, exp Expectation, known bool) []Problem {
+	br, ok := in.Kernel.Link("cni0")
+	if !ok {
+		return nil
+	}
+	var ps []Problem
+	want := netip.PrefixFrom(own.Subnet.Addr().Next(), own.Subnet.Bits())
+	var have []string
+	found := false
+	for _, a := range br.Addrs {
+		if !a.Addr().Is4() {
+			continue
+		}
+		if a == want {
+			found = true
+		}
+		have = append(have, a.String())
+	}
+	if !found && len(have) > 0 {
+		ps = append(ps, Problem{Code: CodeCNIBridge, Want: want.String() + " dev cni0", Have: strings.Join(have, " "), Message: fmt.Sprintf(
+			"cni0 has %s, not %s: it was set up for an earlier subnet of this host, and no peer routes that subnet here. weft's CNI plugin moves cni0 to the new subnet when the next pod starts (flannel's fails with \"already has an IP address different from\"); recreate the pods started before",
+			strings.Join(have, ", "), want)})
+	}
+	// The backend's MTU is what the path carries; subnet.env may be stale.
+	limit := 0
+	if known {
+		limit = exp.PodMTU(env)
+	}
+	if limit == 0 && in.SubnetErr == nil {
+		limit = in.SubnetEnv.MTU
+	}
+	if limit != 0 && br.MTU > limit {
+		ps = append(ps, Problem{Code: CodeMTU, Message: fmt.Sprintf(
+			"cni0 has MTU %d, above the %d the %s backend carries: pods attached before the MTU changed send packets too large for the path, which are dropped (large transfers stall while pings work); recreate them",
+			br.MTU, limit, in.Config.BackendType)})
+	}
+	return ps
+}
+
+// buildRow describes one lease and, for a peer, compares its entries.
+func buildRow(in Inputs, l lease.Lease, self bool, env Env, exp Expectation, known bool) Row {
+	row := Row{
+		Subnet:      l.Subnet.String(),
+		PublicIP:    addrOrNone(l.Attrs.PublicIP),
+		Backend:     l.Attrs.BackendType,
+		Reservation: l.Reservation(),
+		Self:        self,
+		Entries:     []Entry{},
+		Problems:    []Problem{},
+	}
+	if l.Attrs.BackendType == "vxlan" {
+		if mac, _, err := VtepMAC(l); err == nil {
+			row.VtepMAC = mac.String()
+		}
+	}
+	if !l.Reservation() {
+		exp := l.Expiration.UTC()
+		left := int64(l.Expiration.Sub(in.Now) / time.Second)
+		row.Expires, row.ExpiresIn = &exp, &left
+	}
+	row.Problems = append(row.Problems, expiryProblems(in, l, self)...)
+	if self || !known {
+		return row
+	}
+	if !slices.Contains(exp.LeaseTypes, l.Attrs.BackendType) {
+		typ := l.Attrs.BackendType
+		if typ == "" {
+			typ = "none"
+		}
+		row.Problems = append(row.Problems, Problem{Code: CodeBackendMismatch, Message: fmt.Sprintf(
+			"the lease's backend is %s but the network's is %s: hosts of different backends cannot reach each other's pods, and this host ignores the lease. That host's agent runs with another network config or left a stale lease; restart it there",
+			typ, in.Config.BackendType)})
+		return row
+	}
+	wants, err := exp.Peer(env, l)
+	if err != nil {
+		code, msg := CodeBadLease, err.Error()
+		if le, ok := err.(*leaseError); ok {
+			code = le.code
+		}
+		row.Problems = append(row.Problems, Problem{Code: code, Message: msg})
+		return row
+	}
+	t := probeTarget{
+		addr:     l.Subnet.Masked().Addr().Next(),
+		publicIP: l.Attrs.PublicIP,
+		port:     exp.Port(env),
+		mtu:      podMTU(in, env, exp),
+		backend:  in.Config.BackendType,
+	}
+	for _, w := range wants {
+		e := Compare(w, &in.Kernel)
+		row.Entries = append(row.Entries, e)
+		row.Problems = append(row.Problems, entryProblems(e, l, env)...)
+		if w.Kind == KindRoute {
+			t.path = w
+		}
+	}
+	if !t.path.Dst.IsValid() {
+		// udp: the route for the whole network carries every peer.
+		for _, w := range exp.Host(env, l) {
+			if w.Kind == KindRoute {
+				t.path = w
+			}
+		}
+	}
+	row.target = t
+	return row
+}
+
+func podMTU(in Inputs, env Env, exp Expectation) int {
+	if in.SubnetErr == nil && in.SubnetEnv.MTU != 0 {
+		return in.SubnetEnv.MTU
+	}
+	return exp.PodMTU(env)
+}
+
+func addrOrNone(a netip.Addr) string {
+	if a.IsValid() {
+		return a.String()
+	}
+	return "none"
+}
+
+// expiryProblems: an expired lease, or one its agent should have renewed
+// already.
+func expiryProblems(in Inputs, l lease.Lease, self bool) []Problem {
+	if l.Reservation() {
+		return nil
+	}
+	left := l.Expiration.Sub(in.Now)
+	who := "the agent on " + addrOrNone(l.Attrs.PublicIP)
+	fix := "start weft on " + addrOrNone(l.Attrs.PublicIP) + ", or delete the lease if that host is gone"
+	if self {
+		who, fix = "this host's agent", "start weft here (see `journalctl -u weft`)"
+	}
+	switch {
+	case left <= 0:
+		return []Problem{{Code: CodeLeaseExpired, Message: fmt.Sprintf(
+			"the lease expired %s ago: %s stopped renewing it, and once the store deletes it every host drops its routes to %s; %s",
+			FormatDuration(-left), who, l.Subnet, fix)}}
+	case in.RenewMargin > 0 && left < in.RenewMargin:
+		return []Problem{{Code: CodeLeaseNotRenewed, Message: fmt.Sprintf(
+			"the lease expires in %s although agents renew it %s before expiry: %s has stopped renewing it, and when it expires every host drops its routes to %s; %s",
+			FormatDuration(left), FormatDuration(in.RenewMargin), who, l.Subnet, fix)}}
+	}
+	return nil
+}
+
+// entryProblems explains an entry that is not as wanted; peer is the lease
+// it is for (zero for this host's own entries).
+func entryProblems(e Entry, peer lease.Lease, env Env) []Problem {
+	if e.State == StateOK {
+		return nil
+	}
+	w := e.want
+	p := Problem{Want: e.Want, Have: e.Have}
+	one := func(code, format string, args ...any) []Problem {
+		p.Code, p.Message = code, fmt.Sprintf(format, args...)
+		return []Problem{p}
+	}
+	switch w.Kind {
+	case KindRoute:
+		if e.State == StateMissing {
+			return one(CodeNoRoute, "no route to %s: the agent has not programmed it; %s", w.Dst, hint)
+		}
+		return one(CodeWrongRoute,
+			"the route to %s does not lead to the peer: another tool or a stale entry holds the destination; weft replaces it when it runs. %s",
+			w.Dst, capitalize(hint))
+	case KindNeigh:
+		if e.State == StateMissing {
+			return one(CodeMissingNeigh, "no neighbour entry for %s's VTEP (%s on %s): the agent has not programmed it; %s",
+				addrOrNone(peer.Attrs.PublicIP), w.IP, w.Dev, hint)
+		}
+		if n := e.haveNeigh; n != nil && n.MAC != w.MAC {
+			return one(CodeWrongVtepMAC, "the neighbour entry for %s on %s has MAC %s, but the peer's lease publishes VtepMAC %s: %s",
+				w.IP, w.Dev, macOrNone(n.MAC), w.MAC, staleMAC)
+		}
+		return one(CodeMissingNeigh, "the neighbour entry for %s on %s is not PERMANENT, so the kernel may expire it; weft installs it permanent. %s",
+			w.IP, w.Dev, capitalize(hint))
+	case KindFDB:
+		if e.State == StateMissing {
+			return one(CodeMissingFDB, "no FDB entry sends %s's VTEP MAC %s to %s on %s: frames for it go nowhere; the agent has not programmed it; %s",
+				addrOrNone(peer.Attrs.PublicIP), w.MAC, w.IP, w.Dev, hint)
+		}
+		if len(e.haveFDB) > 0 && e.haveFDB[0].MAC != w.MAC {
+			return one(CodeWrongVtepMAC, "the FDB entry for %s on %s uses MAC %s, but the peer's lease publishes VtepMAC %s: %s",
+				w.IP, w.Dev, e.haveFDB[0].MAC, w.MAC, staleMAC)
+		}
+		if len(e.haveFDB) > 0 && e.haveFDB[0].Dst != w.IP {
+			return one(CodeWrongFDB, "the FDB entry for %s on %s sends to %s, but the peer's PublicIP is %s: the peer's address changed and this host was not updated; restart weft here",
+				w.MAC, w.Dev, e.haveFDB[0].Dst, w.IP)
+		}
+		return one(CodeMissingFDB, "the FDB entry for %s on %s is not permanent; weft installs it permanent. %s", w.MAC, w.Dev, capitalize(hint))
+	case KindDevice:
+		l := e.haveLink
+		if l == nil {
+			return one(CodeDevice, "device %s does not exist: the agent creates it at start; %s", w.Dev, hint)
+		}
+		var ps []Problem
+		if !l.Up {
+			ps = append(ps, Problem{Code: CodeDevice, Want: e.Want, Have: e.Have, Message: fmt.Sprintf(
+				"%s is down, so no pod traffic leaves or enters this host: `ip link set %s up`, or restart weft", w.Dev, w.Dev)})
+		}
+		if !w.MAC.IsZero() && l.MAC != w.MAC {
+			ps = append(ps, Problem{Code: CodeOwnVtepMAC, Want: e.Want, Have: e.Have, Message: fmt.Sprintf(
+				"%s has MAC %s, but this host's lease publishes VtepMAC %s: peers address this host's VTEP by the lease, so %s drops all their traffic (the MAC changed under the agent, e.g. by udev's MACAddressPolicy after a reboot: flannel issues #1795, #1330). Restart weft here: it sets the device's MAC back or publishes the new one",
+				w.Dev, macOrNone(l.MAC), w.MAC, w.Dev)})
+		}
+		if w.MTU != 0 && l.MTU != w.MTU {
+			ps = append(ps, Problem{Code: CodeMTU, Want: e.Want, Have: e.Have, Message: fmt.Sprintf(
+				"%s has MTU %d, but the backend sets %d (%s): %s; restart weft to set it",
+				w.Dev, l.MTU, w.MTU, deviceMTUBasis(env, w.Dev), deviceMTUEffect(w.Dev, l.MTU, w.MTU))})
+		}
+		return ps
+	case KindAddr:
+		return one(CodeDevice, "%s lacks its address %s, this host's source address towards peer pods and the gateway peers route to; restart weft to restore it",
+			w.Dev, w.Dst)
+	}
+	return nil
+}
+
+const staleMAC = "the peer's VTEP changed (a reboot re-created its device with a new MAC: flannel's classic bug) and this host was not updated, so frames go to a MAC no host owns. Start or restart weft here: it reprograms every peer from the leases"
+
+func deviceMTUBasis(env Env, dev string) string {
+	if dev == udpDevice {
+		return mtuBasis(env, "udp")
+	}
+	return mtuBasis(env, "vxlan")
+}
+
+func macOrNone(m kernel.MAC) string {
+	if m.IsZero() {
+		return "none"
+	}
+	return m.String()
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// FormatDuration renders a lease's time to expiry the way operators read
+// it: "23h59m", "42m", "35s".
+func FormatDuration(d time.Duration) string {
+	if d < 0 {
+		d = -d
+	}
+	switch {
+	case d >= time.Hour:
+		h := d / time.Hour
+		m := (d % time.Hour) / time.Minute
+		return fmt.Sprintf("%dh%02dm", h, m)
+	case d >= time.Minute:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	default:
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+}

@@ -1,0 +1,233 @@
+package status
+
+import (
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/internal/kernel"
+	"github.com/weftnet/weft/internal/lease"
+)
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+func ip(s string) netip.Addr    { return netip.MustParseAddr(s) }
+func mac(s string) kernel.MAC {
+	m, err := kernel.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func hostgwLease(subnet, pub string, ttl time.Duration) lease.Lease {
+	l := lease.Lease{Subnet: pfx(subnet), Attrs: lease.Attrs{PublicIP: ip(pub), BackendType: "host-gw"}}
+	if ttl != 0 {
+		l.Expiration = t0.Add(ttl)
+	}
+	return l
+}
+
+func vxlanLease(subnet, pub, vtep string, vni int, ttl time.Duration) lease.Lease {
+	data, _ := json.Marshal(map[string]any{"VNI": vni, "VtepMAC": vtep})
+	l := lease.Lease{Subnet: pfx(subnet), Attrs: lease.Attrs{PublicIP: ip(pub), BackendType: "vxlan", BackendData: data}}
+	if ttl != 0 {
+		l.Expiration = t0.Add(ttl)
+	}
+	return l
+}
+
+func texts(ws []Want) string {
+	s := make([]string, len(ws))
+	for i, w := range ws {
+		s[i] = w.Kind + ": " + w.String()
+	}
+	return strings.Join(s, "\n")
+}
+
+// Each backend's expectation, as the iproute2 text an operator compares
+// with `ip route`, `ip neigh` and `bridge fdb`.
+func TestPeerExpectations(t *testing.T) {
+	env := Env{Network: pfx("10.244.0.0/16"), ExtDev: "eth0", ExtMTU: 1500, VXLAN: VXLAN{VNI: 1}, UDP: UDP{Port: 8285}}
+	direct := env
+	direct.VXLAN.DirectRouting = true
+	direct.Direct = map[netip.Addr]string{ip("192.168.1.3"): "eth0"}
+	exps := Expectations()
+	cases := []struct {
+		name    string
+		backend string
+		env     Env
+		lease   lease.Lease
+		want    string
+		errCode string
+	}{
+		{"host-gw", "host-gw", env, hostgwLease("10.244.3.0/24", "192.168.1.3", time.Hour),
+			"route: 10.244.3.0/24 via 192.168.1.3 dev eth0", ""},
+		{"host-gw without known interface matches any device", "host-gw", Env{Network: env.Network},
+			hostgwLease("10.244.3.0/24", "192.168.1.3", 0), "route: 10.244.3.0/24 via 192.168.1.3", ""},
+		{"vxlan", "vxlan", env, vxlanLease("10.244.3.0/24", "192.168.1.3", "aa:bb:cc:dd:ee:03", 1, time.Hour),
+			"neigh: 10.244.3.0 dev flannel.1 lladdr aa:bb:cc:dd:ee:03 PERMANENT\n" +
+				"fdb: aa:bb:cc:dd:ee:03 dev flannel.1 dst 192.168.1.3 self permanent\n" +
+				"route: 10.244.3.0/24 via 10.244.3.0 dev flannel.1 onlink", ""},
+		{"vxlan direct routing, peer on the same segment", "vxlan", direct,
+			vxlanLease("10.244.3.0/24", "192.168.1.3", "aa:bb:cc:dd:ee:03", 1, time.Hour),
+			"route: 10.244.3.0/24 via 192.168.1.3 dev eth0", ""},
+		{"vxlan direct routing, peer behind a router", "vxlan", direct,
+			vxlanLease("10.244.4.0/24", "192.168.9.4", "aa:bb:cc:dd:ee:04", 1, time.Hour),
+			"neigh: 10.244.4.0 dev flannel.1 lladdr aa:bb:cc:dd:ee:04 PERMANENT\n" +
+				"fdb: aa:bb:cc:dd:ee:04 dev flannel.1 dst 192.168.9.4 self permanent\n" +
+				"route: 10.244.4.0/24 via 10.244.4.0 dev flannel.1 onlink", ""},
+		{"vxlan with another VNI", "vxlan", env, vxlanLease("10.244.3.0/24", "192.168.1.3", "aa:bb:cc:dd:ee:03", 7, time.Hour),
+			"", CodeVNIMismatch},
+		{"vxlan without VtepMAC", "vxlan", env, hostgwLease("10.244.3.0/24", "192.168.1.3", time.Hour), "", CodeBadLease},
+		{"vxlan with a multicast VtepMAC", "vxlan", env, vxlanLease("10.244.3.0/24", "192.168.1.3", "01:00:5e:00:00:01", 1, time.Hour), "", CodeBadLease},
+		{"udp: nothing per peer", "udp", env, lease.Lease{Subnet: pfx("10.244.3.0/24"), Attrs: lease.Attrs{PublicIP: ip("192.168.1.3")}}, "", ""},
+		{"subnet outside the network", "host-gw", env, hostgwLease("10.9.3.0/24", "192.168.1.3", time.Hour), "", CodeBadLease},
+		{"no PublicIP", "host-gw", env, lease.Lease{Subnet: pfx("10.244.3.0/24"), Attrs: lease.Attrs{BackendType: "host-gw"}}, "", CodeBadLease},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ws, err := exps[c.backend].Peer(c.env, c.lease)
+			if c.errCode != "" {
+				var le *leaseError
+				if !errors.As(err, &le) || le.code != c.errCode {
+					t.Fatalf("err = %v, want a lease error %s", err, c.errCode)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("err = %v", err)
+			}
+			if got := texts(ws); got != c.want {
+				t.Errorf("got\n%s\nwant\n%s", got, c.want)
+			}
+		})
+	}
+}
+
+func TestHostExpectations(t *testing.T) {
+	env := Env{Network: pfx("10.244.0.0/16"), ExtDev: "eth0", ExtMTU: 1500, VXLAN: VXLAN{VNI: 4}}
+	own := vxlanLease("10.244.1.0/24", "192.168.1.1", "aa:bb:cc:dd:ee:01", 4, time.Hour)
+	exps := Expectations()
+	for _, c := range []struct {
+		backend string
+		env     Env
+		want    string
+	}{
+		{"host-gw", env, ""},
+		{"vxlan", env, "device: flannel.4 mtu 1450 lladdr aa:bb:cc:dd:ee:01 up\naddr: 10.244.1.0/32 dev flannel.4"},
+		{"vxlan", Env{Network: env.Network, ExtMTU: 9000, VXLAN: VXLAN{VNI: 4, MTU: 1400}},
+			"device: flannel.4 mtu 1350 lladdr aa:bb:cc:dd:ee:01 up\naddr: 10.244.1.0/32 dev flannel.4"},
+		{"udp", env, "device: flannel0 mtu 1472 up\nroute: 10.244.0.0/16 dev flannel0"},
+	} {
+		if got := texts(exps[c.backend].Host(c.env, own)); got != c.want {
+			t.Errorf("%s host entries:\n%s\nwant\n%s", c.backend, got, c.want)
+		}
+	}
+}
+
+func TestParseOptions(t *testing.T) {
+	v, err := ParseVXLAN(json.RawMessage(`{"Type":"vxlan","vni":42,"port":4789,"directRouting":true}`))
+	if err != nil || v != (VXLAN{VNI: 42, Port: 4789, DirectRouting: true}) || v.Device() != "flannel.42" || v.UDPPort() != 4789 {
+		t.Errorf("ParseVXLAN = %+v, %v", v, err)
+	}
+	if v, err := ParseVXLAN(nil); err != nil || v.VNI != 1 || v.UDPPort() != 8472 {
+		t.Errorf("ParseVXLAN(nil) = %+v, %v; want VNI 1, port 8472", v, err)
+	}
+	if _, err := ParseVXLAN(json.RawMessage(`{"VNI":-1}`)); err == nil {
+		t.Error("ParseVXLAN accepted VNI -1")
+	}
+	if u, err := ParseUDP(nil); err != nil || u.Port != 8285 {
+		t.Errorf("ParseUDP(nil) = %+v, %v", u, err)
+	}
+}
+
+// testKernel is host h1 of a vxlan network: eth0 (index 2), flannel.1
+// (index 5, MAC ...:01), cni0 (index 6).
+func testKernel() Kernel {
+	return Kernel{
+		Links: []Link{
+			{Name: "lo", Index: 1, MTU: 65536, Up: true},
+			{Name: "eth0", Index: 2, MTU: 1500, MAC: mac("52:54:00:00:00:01"), Up: true, Addrs: []netip.Prefix{pfx("192.168.1.1/24")}},
+			{Name: "flannel.1", Index: 5, MTU: 1450, MAC: mac("aa:bb:cc:dd:ee:01"), Up: true, Addrs: []netip.Prefix{pfx("10.244.1.0/32")}},
+			{Name: "cni0", Index: 6, MTU: 1450, MAC: mac("52:54:00:00:01:01"), Up: true, Addrs: []netip.Prefix{pfx("10.244.1.1/24")}},
+		},
+		Routes: []kernel.Route{
+			{Dst: pfx("192.168.1.0/24"), LinkIndex: 2, Proto: 2},
+			{Dst: pfx("10.244.2.0/24"), Gw: ip("10.244.2.0"), LinkIndex: 5, OnLink: true, Proto: kernel.ProtoWeft},
+			{Dst: pfx("10.244.3.0/24"), Gw: ip("10.244.3.0"), LinkIndex: 5, Proto: kernel.ProtoWeft},
+			{Dst: pfx("10.244.4.0/24"), Gw: ip("192.168.1.4"), LinkIndex: 2, Proto: 4},
+			{Dst: pfx("10.244.4.0/24"), Gw: ip("192.168.1.9"), LinkIndex: 2, Metric: 100},
+		},
+		Neighs: []kernel.Neigh{
+			{LinkIndex: 5, IP: ip("10.244.2.0"), MAC: mac("aa:bb:cc:dd:ee:02"), Permanent: true},
+			{LinkIndex: 5, IP: ip("10.244.3.0"), MAC: mac("aa:bb:cc:dd:ee:99"), Permanent: true},
+			{LinkIndex: 5, IP: ip("10.244.4.0"), MAC: mac("aa:bb:cc:dd:ee:04")},
+		},
+		FDB: []kernel.FDB{
+			{LinkIndex: 5, MAC: mac("aa:bb:cc:dd:ee:02"), Dst: ip("192.168.1.2"), Permanent: true},
+			{LinkIndex: 5, MAC: mac("aa:bb:cc:dd:ee:99"), Dst: ip("192.168.1.3"), Permanent: true},
+			{LinkIndex: 5, MAC: mac("aa:bb:cc:dd:ee:04"), Dst: ip("192.168.1.40"), Permanent: true},
+		},
+	}
+}
+
+func TestCompare(t *testing.T) {
+	k := testKernel()
+	cases := []struct {
+		name  string
+		want  Want
+		state string
+		have  string
+	}{
+		{"onlink route in place", Want{Kind: KindRoute, Dst: pfx("10.244.2.0/24"), Gw: ip("10.244.2.0"), Dev: "flannel.1", OnLink: true},
+			StateOK, "10.244.2.0/24 via 10.244.2.0 dev flannel.1 proto weft onlink"},
+		{"route without the onlink flag", Want{Kind: KindRoute, Dst: pfx("10.244.3.0/24"), Gw: ip("10.244.3.0"), Dev: "flannel.1", OnLink: true},
+			StateWrong, "10.244.3.0/24 via 10.244.3.0 dev flannel.1 proto weft"},
+		{"lowest metric decides", Want{Kind: KindRoute, Dst: pfx("10.244.4.0/24"), Gw: ip("192.168.1.4"), Dev: "eth0"},
+			StateOK, "10.244.4.0/24 via 192.168.1.4 dev eth0 proto static"},
+		{"route via another gateway", Want{Kind: KindRoute, Dst: pfx("10.244.4.0/24"), Gw: ip("192.168.1.5"), Dev: "eth0"},
+			StateWrong, "10.244.4.0/24 via 192.168.1.4 dev eth0 proto static"},
+		{"route on another device", Want{Kind: KindRoute, Dst: pfx("10.244.4.0/24"), Gw: ip("192.168.1.4"), Dev: "eth1"},
+			StateWrong, "10.244.4.0/24 via 192.168.1.4 dev eth0 proto static"},
+		{"no route", Want{Kind: KindRoute, Dst: pfx("10.244.9.0/24"), Gw: ip("192.168.1.9"), Dev: "eth0"}, StateMissing, ""},
+		{"neighbour in place", Want{Kind: KindNeigh, IP: ip("10.244.2.0"), MAC: mac("aa:bb:cc:dd:ee:02"), Dev: "flannel.1"},
+			StateOK, "10.244.2.0 dev flannel.1 lladdr aa:bb:cc:dd:ee:02 PERMANENT"},
+		{"neighbour with a stale MAC", Want{Kind: KindNeigh, IP: ip("10.244.3.0"), MAC: mac("aa:bb:cc:dd:ee:03"), Dev: "flannel.1"},
+			StateWrong, "10.244.3.0 dev flannel.1 lladdr aa:bb:cc:dd:ee:99 PERMANENT"},
+		{"neighbour not permanent", Want{Kind: KindNeigh, IP: ip("10.244.4.0"), MAC: mac("aa:bb:cc:dd:ee:04"), Dev: "flannel.1"},
+			StateWrong, "10.244.4.0 dev flannel.1 lladdr aa:bb:cc:dd:ee:04"},
+		{"no neighbour", Want{Kind: KindNeigh, IP: ip("10.244.9.0"), MAC: mac("aa:bb:cc:dd:ee:09"), Dev: "flannel.1"}, StateMissing, ""},
+		{"neighbour on a missing device", Want{Kind: KindNeigh, IP: ip("10.244.2.0"), MAC: mac("aa:bb:cc:dd:ee:02"), Dev: "flannel.9"}, StateMissing, ""},
+		{"fdb in place", Want{Kind: KindFDB, MAC: mac("aa:bb:cc:dd:ee:02"), IP: ip("192.168.1.2"), Dev: "flannel.1"},
+			StateOK, "aa:bb:cc:dd:ee:02 dev flannel.1 dst 192.168.1.2 self permanent"},
+		{"fdb to the PublicIP under a stale MAC", Want{Kind: KindFDB, MAC: mac("aa:bb:cc:dd:ee:03"), IP: ip("192.168.1.3"), Dev: "flannel.1"},
+			StateWrong, "aa:bb:cc:dd:ee:99 dev flannel.1 dst 192.168.1.3 self permanent"},
+		{"fdb of the MAC to another address", Want{Kind: KindFDB, MAC: mac("aa:bb:cc:dd:ee:04"), IP: ip("192.168.1.4"), Dev: "flannel.1"},
+			StateWrong, "aa:bb:cc:dd:ee:04 dev flannel.1 dst 192.168.1.40 self permanent"},
+		{"no fdb", Want{Kind: KindFDB, MAC: mac("aa:bb:cc:dd:ee:09"), IP: ip("192.168.1.9"), Dev: "flannel.1"}, StateMissing, ""},
+		{"device in place", Want{Kind: KindDevice, Dev: "flannel.1", MTU: 1450, MAC: mac("aa:bb:cc:dd:ee:01")},
+			StateOK, "flannel.1 mtu 1450 lladdr aa:bb:cc:dd:ee:01 up"},
+		{"device with another MAC", Want{Kind: KindDevice, Dev: "flannel.1", MTU: 1450, MAC: mac("aa:bb:cc:dd:ee:10")},
+			StateWrong, "flannel.1 mtu 1450 lladdr aa:bb:cc:dd:ee:01 up"},
+		{"device with another MTU", Want{Kind: KindDevice, Dev: "flannel.1", MTU: 1400}, StateWrong, "flannel.1 mtu 1450 lladdr aa:bb:cc:dd:ee:01 up"},
+		{"no device", Want{Kind: KindDevice, Dev: "flannel0"}, StateMissing, ""},
+		{"address in place", Want{Kind: KindAddr, Dev: "flannel.1", Dst: pfx("10.244.1.0/32")}, StateOK, "10.244.1.0/32 dev flannel.1"},
+		{"address missing", Want{Kind: KindAddr, Dev: "cni0", Dst: pfx("10.244.7.1/24")}, StateMissing, "10.244.1.1/24 dev cni0"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := Compare(c.want, &k)
+			if e.State != c.state || e.Have != c.have {
+				t.Errorf("Compare = %s, have %q; want %s, have %q", e.State, e.Have, c.state, c.have)
+			}
+			if e.Want != c.want.String() {
+				t.Errorf("Want text %q, want %q", e.Want, c.want.String())
+			}
+		})
+	}
+}

@@ -1,0 +1,120 @@
+package status
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/internal/kernel"
+)
+
+// Snapshot reads what Compare looks at from the namespace h works in:
+// every link with its IPv4 addresses (ip -4 addr), the main table (ip
+// route), and the neighbour and FDB entries of each device in overlays
+// that exists (ip neigh show dev D; bridge fdb show dev D).
+func Snapshot(h *netlink.Handle, overlays []string) (Kernel, error) {
+	var k Kernel
+	links, err := kernel.RetryDump(h.LinkList)
+	if err != nil {
+		return Kernel{}, fmt.Errorf("list links: %w", err)
+	}
+	addrs, err := kernel.RetryDump(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_V4) })
+	if err != nil {
+		return Kernel{}, fmt.Errorf("list addresses: %w", err)
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		mac, _ := kernel.MACFrom(a.HardwareAddr)
+		link := Link{Name: a.Name, Index: a.Index, MTU: a.MTU, MAC: mac, Up: a.Flags&net.FlagUp != 0}
+		for _, ad := range addrs {
+			if ad.LinkIndex != a.Index || ad.IPNet == nil {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(ad.IP)
+			if !ok {
+				continue
+			}
+			ones, _ := ad.Mask.Size()
+			link.Addrs = append(link.Addrs, netip.PrefixFrom(ip.Unmap(), ones))
+		}
+		k.Links = append(k.Links, link)
+	}
+	if k.Routes, err = kernel.ListRoutes(h); err != nil {
+		return Kernel{}, err
+	}
+	for _, name := range overlays {
+		l, ok := k.Link(name)
+		if !ok {
+			continue
+		}
+		ns, err := kernel.ListNeighs(h, l.Index)
+		if err != nil {
+			return Kernel{}, err
+		}
+		fdb, err := kernel.ListFDB(h, l.Index)
+		if err != nil {
+			return Kernel{}, err
+		}
+		k.Neighs = append(k.Neighs, ns...)
+		k.FDB = append(k.FDB, fdb...)
+	}
+	return k, nil
+}
+
+// lookup asks the kernel for the route to dst (ip route get dst).
+func lookup(h *netlink.Handle, dst netip.Addr) (Path, error) {
+	rs, err := h.RouteGet(dst.AsSlice())
+	if errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EHOSTUNREACH) {
+		return Path{}, fmt.Errorf("ip route get %s: %w (%w)", dst, ErrNoRoute, err)
+	}
+	if err != nil {
+		return Path{}, fmt.Errorf("ip route get %s: %w", dst, err)
+	}
+	if len(rs) == 0 {
+		return Path{}, fmt.Errorf("ip route get %s: %w", dst, ErrNoRoute)
+	}
+	r := rs[0]
+	p := Path{Dst: dst}
+	if gw, ok := netip.AddrFromSlice(r.Gw); ok {
+		p.Gw = gw.Unmap()
+	}
+	if src, ok := netip.AddrFromSlice(r.Src); ok {
+		p.Src = src.Unmap()
+	}
+	if r.LinkIndex != 0 {
+		if l, err := h.LinkByIndex(r.LinkIndex); err == nil {
+			p.Dev = l.Attrs().Name
+		} else {
+			p.Dev = fmt.Sprintf("if%d", r.LinkIndex)
+		}
+	}
+	return p, nil
+}
+
+// directPeers maps each address in ips that the kernel reaches without a
+// gateway to the device it leaves by, as vxlan's DirectRouting decides:
+// `ip route get` gives exactly one unicast route, with no via, on a device
+// other than the overlay.
+func directPeers(h *netlink.Handle, ips []netip.Addr, overlay string) map[netip.Addr]string {
+	out := make(map[netip.Addr]string)
+	for _, ip := range ips {
+		rs, err := h.RouteGet(ip.AsSlice())
+		if err != nil || len(rs) != 1 {
+			continue
+		}
+		r := rs[0]
+		if r.Gw != nil || r.Type != unix.RTN_UNICAST || r.LinkIndex == 0 {
+			continue
+		}
+		l, err := h.LinkByIndex(r.LinkIndex)
+		if err != nil || l.Attrs().Name == overlay {
+			continue
+		}
+		out[ip] = l.Attrs().Name
+	}
+	return out
+}

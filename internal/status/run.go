@@ -1,0 +1,39 @@
+package status
+
+import (
+	"context"
+	"time"
+
+	"github.com/weftnet/weft/internal/extiface"
+	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/netconf"
+)
+
+// Source is where status reads the cluster's state: the network config and
+// every lease with its expiration. The etcd store is one.
+type Source interface {
+	Config(ctx context.Context) (*netconf.Config, error)
+	List(ctx context.Context) ([]lease.Lease, error)
+}
+
+// Options configure Run.
+type Options struct {
+	Source Source
+	// Store names the source in the report's header, e.g. "etcd
+	// http://10.4.7.12:2379 /coreos.com/network".
+	Store string
+	// SubnetFile is the agent's --subnet-file.
+	SubnetFile string
+	// Iface are the agent's interface-selection flags, so that status
+	// finds the interface and PublicIP the agent uses.
+	Iface extiface.Options
+	// RenewMargin is the agent's --subnet-lease-renew-margin.
+	RenewMargin time.Duration
+	// Check sends the probes of --check.
+	Check bool
+	// Prober sends them; nil means a NetProber in this process's network
+	// namespace.
+	Prober Prober
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}

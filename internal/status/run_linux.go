@@ -1,0 +1,81 @@
+package status
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/weftnet/weft/internal/extiface"
+	"github.com/weftnet/weft/internal/subnetenv"
+)
+
+// Run reads the store, this host's subnet file and kernel (in the network
+// namespace of the calling process), builds the report and, with
+// o.Check, probes every peer. An error means there is nothing to compare
+// against: the store or the kernel could not be read.
+func Run(ctx context.Context, o Options) (Report, error) {
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	cfg, err := o.Source.Config(ctx)
+	if err != nil {
+		return Report{}, fmt.Errorf("read the network config from %s: %w", o.Store, err)
+	}
+	leases, err := o.Source.List(ctx)
+	if err != nil {
+		return Report{}, fmt.Errorf("list leases in %s: %w", o.Store, err)
+	}
+
+	// A zero Handle opens a socket per request in this namespace.
+	h := &netlink.Handle{}
+	in := Inputs{
+		Now:         now(),
+		Config:      cfg,
+		Leases:      leases,
+		Store:       o.Store,
+		SubnetFile:  o.SubnetFile,
+		RenewMargin: o.RenewMargin,
+	}
+	in.Ext, in.ExtErr = extiface.Select(h, o.Iface)
+	switch {
+	case in.ExtErr == nil:
+		in.PublicIP = in.Ext.PublicIP
+	case o.Iface.PublicIP != "":
+		in.PublicIP, _ = netip.ParseAddr(o.Iface.PublicIP)
+	}
+	in.SubnetEnv, in.SubnetErr = subnetenv.Read(o.SubnetFile)
+
+	var overlays []string
+	var vx VXLAN
+	if cfg.BackendType == "vxlan" {
+		if vx, err = ParseVXLAN(cfg.Backend); err == nil {
+			overlays = append(overlays, vx.Device())
+		}
+	}
+	if in.Kernel, err = Snapshot(h, overlays); err != nil {
+		return Report{}, fmt.Errorf("read this host's kernel state: %w", err)
+	}
+	if vx.DirectRouting {
+		var ips []netip.Addr
+		for _, l := range leases {
+			if l.Attrs.PublicIP.IsValid() && l.Attrs.PublicIP != in.PublicIP {
+				ips = append(ips, l.Attrs.PublicIP)
+			}
+		}
+		in.Direct = directPeers(h, ips, vx.Device())
+	}
+
+	r := Build(in)
+	if o.Check {
+		p := o.Prober
+		if p == nil {
+			p = NetProber{Handle: h}
+		}
+		Probe(ctx, &r, p)
+	}
+	return r, nil
+}
