@@ -36,6 +36,12 @@ type Config struct {
 	// ReconcilePeriod is how often Run re-applies the desired state even
 	// when nothing was reported deleted; zero means the backend's default.
 	ReconcilePeriod time.Duration
+	// Published is the backend data the store last recorded for this host
+	// (the own lease's BackendData, or in Kubernetes mode the node's
+	// backend-data annotation). A backend may take its identity back from
+	// it when its own state is gone, as vxlan does with its VTEP MAC after a
+	// reboot wiped the state file. Nil when nothing was published.
+	Published json.RawMessage
 	// Metrics counts repairs by kind; nil records nothing.
 	Metrics *metrics.Metrics
 }

@@ -150,15 +150,16 @@ type repairCounters struct {
 
 // Backend is the vxlan data plane of one host.
 type Backend struct {
-	ext     backend.ExternalInterface
-	network netip.Prefix
-	set     Settings
-	dev     string // flannel.<VNI>
-	macFile string // "" when there is no state directory
-	log     *slog.Logger
-	opts    Options
-	mac     kernel.MAC // the VTEP MAC, settled by New; never changes
-	data    json.RawMessage
+	ext       backend.ExternalInterface
+	network   netip.Prefix
+	set       Settings
+	dev       string          // flannel.<VNI>
+	macFile   string          // "" when there is no state directory
+	published json.RawMessage // backend data the store remembers for this host
+	log       *slog.Logger
+	opts      Options
+	mac       kernel.MAC // the VTEP MAC, settled by New; never changes
+	data      json.RawMessage
 
 	repairs  repairCounters
 	devIndex atomic.Int32 // the device's current ifindex, for the watches; 0 before it exists
@@ -229,13 +230,14 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	b := &Backend{
-		ext:     ext,
-		network: cfg.Network.Network,
-		set:     set,
-		dev:     DeviceName(set.VNI),
-		log:     log.With("backend", BackendType),
-		opts:    o,
-		names:   map[int]string{ext.Index: ext.Name},
+		published: cfg.Published,
+		ext:       ext,
+		network:   cfg.Network.Network,
+		set:       set,
+		dev:       DeviceName(set.VNI),
+		log:       log.With("backend", BackendType),
+		opts:      o,
+		names:     map[int]string{ext.Index: ext.Name},
 	}
 	if cfg.StateDir != "" {
 		b.macFile = filepath.Join(cfg.StateDir, MACFileName(set.VNI))
@@ -477,14 +479,18 @@ func incompatibility(want, have deviceAttrs) string {
 
 // chooseMAC settles the VTEP MAC: the state file's when it holds a usable
 // one, else the existing device's (adopted from flannel or from a weft that
-// had no state file), else gen's. It returns where the MAC came from:
-// "file", "device" or "generated". Pure.
-func chooseMAC(file kernel.MAC, fileErr error, device kernel.MAC, gen func() kernel.MAC) (kernel.MAC, string) {
+// had no state file), else the one this host published before (the store
+// remembers it across a reboot that wiped both), else gen's. It returns
+// where the MAC came from: "file", "device", "published" or "generated".
+// Pure.
+func chooseMAC(file kernel.MAC, fileErr error, device, published kernel.MAC, gen func() kernel.MAC) (kernel.MAC, string) {
 	switch {
 	case fileErr == nil && file.Unicast():
 		return file, "file"
 	case device.Unicast():
 		return device, "device"
+	case published.Unicast():
+		return published, "published"
 	default:
 		return gen(), "generated"
 	}

@@ -40,7 +40,11 @@ func (b *Backend) setup() error {
 	} else {
 		b.log.Warn("no state directory: the VTEP MAC is not persisted and changes when the device is created anew", "device", b.dev)
 	}
-	mac, source := chooseMAC(fileMAC, fileErr, devMAC, randomMAC)
+	var published kernel.MAC
+	if len(b.published) > 0 {
+		published, _ = parsePeerData(b.published)
+	}
+	mac, source := chooseMAC(fileMAC, fileErr, devMAC, published, randomMAC)
 	b.mac = mac
 	if source != "file" && b.macFile != "" {
 		if err := writeMACFile(b.macFile, mac); err != nil {

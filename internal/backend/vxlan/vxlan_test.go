@@ -246,6 +246,7 @@ func TestIncompatibility(t *testing.T) {
 
 func TestChooseMAC(t *testing.T) {
 	file, dev, gen := mustMAC("0e:00:00:00:00:0f"), mustMAC("0e:00:00:00:00:0d"), mustMAC("0e:00:00:00:00:0a")
+	pub := mustMAC("0e:00:00:00:00:0b")
 	g := func() kernel.MAC { return gen }
 	missing := fs.ErrNotExist
 	for _, tc := range []struct {
@@ -253,16 +254,18 @@ func TestChooseMAC(t *testing.T) {
 		file    kernel.MAC
 		fileErr error
 		dev     kernel.MAC
+		pub     kernel.MAC
 		want    kernel.MAC
 		source  string
 	}{
-		{"file wins over the device", file, nil, dev, file, "file"},
-		{"device adopted without a file", kernel.MAC{}, missing, dev, dev, "device"},
-		{"device adopted over a broken file", kernel.MAC{}, errors.New("garbage"), dev, dev, "device"},
-		{"generated without either", kernel.MAC{}, missing, kernel.MAC{}, gen, "generated"},
-		{"a multicast device MAC is not adopted", kernel.MAC{}, missing, mustMAC("01:00:00:00:00:01"), gen, "generated"},
+		{"file wins over the device", file, nil, dev, pub, file, "file"},
+		{"device adopted without a file", kernel.MAC{}, missing, dev, pub, dev, "device"},
+		{"device adopted over a broken file", kernel.MAC{}, errors.New("garbage"), dev, kernel.MAC{}, dev, "device"},
+		{"published MAC after a reboot wiped file and device", kernel.MAC{}, missing, kernel.MAC{}, pub, pub, "published"},
+		{"generated without any", kernel.MAC{}, missing, kernel.MAC{}, kernel.MAC{}, gen, "generated"},
+		{"a multicast device MAC is not adopted", kernel.MAC{}, missing, mustMAC("01:00:00:00:00:01"), kernel.MAC{}, gen, "generated"},
 	} {
-		got, source := chooseMAC(tc.file, tc.fileErr, tc.dev, g)
+		got, source := chooseMAC(tc.file, tc.fileErr, tc.dev, tc.pub, g)
 		if got != tc.want || source != tc.source {
 			t.Errorf("%s: %s from %s, want %s from %s", tc.name, got, source, tc.want, tc.source)
 		}
