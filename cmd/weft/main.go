@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"k8s.io/klog/v2"
+
 	"github.com/weftnet/weft/internal/agent"
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/options"
@@ -117,6 +119,8 @@ func runAgent(ctx context.Context, name string, args []string, stdout, stderr io
 		return 2
 	}
 	log := newLogger(stderr, &opts)
+	// client-go logs through klog; send it to the same handler.
+	klog.SetSlogLogger(log)
 	log.Info("starting weft agent", "version", version.Version, "options", opts)
 	if err := agent.Main(ctx, opts, log); err != nil {
 		if ctx.Err() != nil {

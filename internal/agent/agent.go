@@ -13,6 +13,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -102,6 +103,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 
+	if src, ok := a.deps.Store.(store.PublicIPSource); ok {
+		ip, set, err := src.PublicIP(ctx)
+		if err != nil {
+			return fmt.Errorf("read the public IP override from the store: %w", err)
+		}
+		if set {
+			a.log.Info("public IP set by the store overrides --public-ip", "public-ip", ip, "was", a.opts.PublicIP)
+			a.opts.PublicIP = ip.String()
+		}
+	}
 	ext, err := a.deps.SelectInterface(&a.opts)
 	if err != nil {
 		return fmt.Errorf("select the interface for traffic between hosts: %w", err)
@@ -119,6 +130,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("backend %q from the network config is not available in this build of weft (available: %s)", cfg.BackendType, backendNames(a.deps.Backends))
 	}
+	var published json.RawMessage
+	if pr, ok := a.deps.Store.(store.PublishedReader); ok {
+		if btype, data, err := pr.Published(ctx, ext.PublicIP); err != nil {
+			a.log.Warn("cannot read what this host published before; starting afresh", "err", err.Error())
+		} else if btype == cfg.BackendType {
+			published = data
+		}
+	}
 	be, err := factory(backend.Config{
 		Ext:             ext,
 		Network:         cfg,
@@ -126,6 +145,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		StateDir:        a.opts.StateDir,
 		ReconcilePeriod: a.opts.ReconcilePeriod,
 		Metrics:         a.deps.Metrics,
+		Published:       published,
 	})
 	if err != nil {
 		return fmt.Errorf("start the %s backend: %w", cfg.BackendType, err)
@@ -177,6 +197,13 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	a.deps.Health.SetReady()
 	close(ready)
+	if c, ok := a.deps.Store.(store.Completer); ok {
+		go func() {
+			if err := c.Complete(ctx); err != nil && ctx.Err() == nil {
+				log.Error("cannot tell the store the network is up", "err", err.Error())
+			}
+		}()
+	}
 	if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		log.Warn("sd_notify READY=1 failed", "err", err)
 	} else if ok {
@@ -212,8 +239,11 @@ func (a *Agent) waitConfig(ctx context.Context) (*netconf.Config, error) {
 		case err == nil:
 			return cfg, nil
 		case errors.Is(err, store.ErrNoConfig):
-			say("no network config in the store yet; waiting. Create it with, for example:",
-				"command", fmt.Sprintf(`etcdctl put %s/config '{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}'`, a.opts.EtcdPrefix))
+			hint := fmt.Sprintf(`etcdctl put %s/config '{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}'`, a.opts.EtcdPrefix)
+			if h, ok := a.deps.Store.(store.ConfigHinter); ok {
+				hint = h.ConfigHint()
+			}
+			say("no network config in the store yet; waiting. To create it:", "command", hint, "err", err.Error())
 		default:
 			a.deps.Metrics.StoreError("config")
 			say("cannot read the network config; retrying", "err", err.Error())
@@ -458,7 +488,7 @@ func (a *Agent) logChanges(prev, next []lease.Lease, own netip.Prefix) []lease.L
 
 func expiry(l lease.Lease) string {
 	if l.Reservation() {
-		return "never (reservation)"
+		return "never"
 	}
 	return l.Expiration.UTC().Format(time.RFC3339)
 }

@@ -14,7 +14,9 @@ import (
 	"github.com/weftnet/weft/internal/extiface"
 	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/options"
+	"github.com/weftnet/weft/internal/store"
 	etcdstore "github.com/weftnet/weft/internal/store/etcd"
+	kubestore "github.com/weftnet/weft/internal/store/kube"
 )
 
 // Backends is the table of data planes this build offers, by the lower-case
@@ -30,6 +32,44 @@ func Backends() map[string]backend.Factory {
 // Main runs an agent with the real store, backends and kernel.
 func Main(ctx context.Context, opts options.Options, log *slog.Logger) error {
 	m := metrics.New()
+	st, err := openStore(ctx, opts, log, m)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	a := New(opts, Deps{
+		Store:           st,
+		Backends:        Backends(),
+		SelectInterface: selectInterface,
+		Metrics:         m,
+		Log:             log,
+	})
+	return a.Run(ctx)
+}
+
+// closableStore is a store the agent owns and closes.
+type closableStore interface {
+	store.Store
+	Close() error
+}
+
+// openStore connects to the Kubernetes API with --kube-subnet-mgr, else to
+// etcd.
+func openStore(ctx context.Context, opts options.Options, log *slog.Logger, m *metrics.Metrics) (closableStore, error) {
+	if opts.KubeSubnetMgr {
+		st, err := kubestore.New(ctx, kubestore.Options{
+			KubeconfigFile:            opts.KubeconfigFile,
+			APIURL:                    opts.KubeAPIURL,
+			AnnotationPrefix:          opts.KubeAnnotationPrefix,
+			NetConfigPath:             opts.NetConfigPath,
+			SetNodeNetworkUnavailable: opts.SetNodeNetworkUnavailable,
+			Log:                       log.With("store", "kube"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("connect to the Kubernetes API: %w", err)
+		}
+		return kubeCloser{st}, nil
+	}
 	st, err := etcdstore.New(ctx, etcdstore.Options{
 		Endpoints: opts.Endpoints(),
 		Prefix:    opts.EtcdPrefix,
@@ -42,18 +82,16 @@ func Main(ctx context.Context, opts options.Options, log *slog.Logger) error {
 		Metrics:   m,
 	})
 	if err != nil {
-		return fmt.Errorf("connect to etcd at %s: %w", opts.EtcdEndpoints, err)
+		return nil, fmt.Errorf("connect to etcd at %s: %w", opts.EtcdEndpoints, err)
 	}
-	defer st.Close()
-	a := New(opts, Deps{
-		Store:           st,
-		Backends:        Backends(),
-		SelectInterface: selectInterface,
-		Metrics:         m,
-		Log:             log,
-	})
-	return a.Run(ctx)
+	return st, nil
 }
+
+// kubeCloser gives the Kubernetes store the Close the agent expects; the
+// client holds nothing that needs closing.
+type kubeCloser struct{ *kubestore.Store }
+
+func (kubeCloser) Close() error { return nil }
 
 func selectInterface(o *options.Options) (backend.ExternalInterface, error) {
 	h, err := netlink.NewHandle()

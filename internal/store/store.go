@@ -6,6 +6,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/netip"
 
@@ -47,4 +48,32 @@ type Store interface {
 	// sequential. It survives disconnects and compaction on its own and only
 	// returns ctx.Err() or an error that retrying cannot fix.
 	Watch(ctx context.Context, fn func([]lease.Lease)) error
+}
+
+// Optional abilities. The agent checks for them with a type assertion, so a
+// store offers only what makes sense for it.
+
+// PublishedReader is a store that remembers what this host published
+// before: the backend type and data of its previous lease. A backend may
+// take identity back from it (the vxlan VTEP MAC after a reboot).
+type PublishedReader interface {
+	Published(ctx context.Context, publicIP netip.Addr) (backendType string, data json.RawMessage, err error)
+}
+
+// PublicIPSource is a store that can override --public-ip (Kubernetes:
+// the node's node-public-ip annotation). ok is false when it has no say.
+type PublicIPSource interface {
+	PublicIP(ctx context.Context) (ip netip.Addr, ok bool, err error)
+}
+
+// Completer is a store that wants to hear when the data plane is up
+// (Kubernetes: the node's NetworkUnavailable condition goes False).
+type Completer interface {
+	Complete(ctx context.Context) error
+}
+
+// ConfigHinter is a store that can tell an operator how to create the
+// missing network config.
+type ConfigHinter interface {
+	ConfigHint() string
 }

@@ -1,0 +1,36 @@
+package kubestore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+
+	"github.com/weftnet/weft/internal/store"
+)
+
+var (
+	_ store.PublishedReader = (*Store)(nil)
+	_ store.PublicIPSource  = (*Store)(nil)
+	_ store.Completer       = (*Store)(nil)
+	_ store.ConfigHinter    = (*Store)(nil)
+)
+
+// Published returns what the own Node's annotations say this host
+// published; publicIP is not needed, the Node is ours.
+func (s *Store) Published(ctx context.Context, _ netip.Addr) (string, json.RawMessage, error) {
+	return s.StoredBackendData(ctx)
+}
+
+// PublicIP is the node-public-ip annotation an administrator set, if any.
+func (s *Store) PublicIP(ctx context.Context) (netip.Addr, bool, error) {
+	return s.NodePublicIP(ctx)
+}
+
+// Complete sets the Node's NetworkUnavailable condition to False.
+func (s *Store) Complete(ctx context.Context) error { return s.MarkNetworkAvailable(ctx) }
+
+// ConfigHint says where Kubernetes mode reads the network config from.
+func (s *Store) ConfigHint() string {
+	return fmt.Sprintf("create %s, normally from the net-conf.json key of the DaemonSet's ConfigMap (see deploy/kube-weft.yml)", s.netConf)
+}
