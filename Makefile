@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/weftnet/weft/internal/version.Version=$(VERSION)
 CNI_PLUGINS := github.com/containernetworking/plugins/plugins
 
-.PHONY: all build weft cni demo test unit vet clean
+.PHONY: all build weft cni demo test test-kube kube-tools unit vet clean
 
 all: build
 
@@ -32,9 +32,19 @@ demo: build
 
 # Unit and integration tests. Integration tests need root and fail (rather
 # than skip) when they cannot run.
-test: build vet
+test: build vet kube-tools
 	WEFT_REQUIRE_ROOT=1 WEFT_CNI_BIN_DIR=$(CURDIR)/bin/cni WEFT_BIN=$(CURDIR)/bin/weft \
 		$(GO) test -count=1 -timeout 30m ./...
+
+# Kubernetes mode against a real etcd + kube-apiserver + kube-controller-
+# manager, built once from the module proxy (about 8 minutes cold) and
+# cached under /var/cache/weft. `make test` runs these tests too.
+kube-tools:
+	test/kube/build-tools.sh
+
+test-kube: build kube-tools
+	WEFT_REQUIRE_ROOT=1 WEFT_CNI_BIN_DIR=$(CURDIR)/bin/cni WEFT_BIN=$(CURDIR)/bin/weft \
+		$(GO) test -count=1 -timeout 20m ./internal/store/kube/ ./test/kube/...
 
 # Only the tests that need neither root nor namespaces.
 unit:
