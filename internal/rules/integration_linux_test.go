@@ -1,0 +1,536 @@
+package rules_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/internal/netns"
+	"github.com/weftnet/weft/internal/nstest"
+	"github.com/weftnet/weft/internal/rules"
+)
+
+// The integration tests run the real iptables and nft programs inside
+// namespaces built per test:
+//
+//	[podA 10.244.1.2]                [podB 10.244.2.2]
+//	      | veth                           | veth
+//	[hostA cni0 10.244.1.1]          [hostB cni0 10.244.2.1]          [inet]
+//	[hostA eth0 192.168.77.1]        [hostB eth0 192.168.77.2]        [eth0 192.168.77.100]
+//	      \_______________________ br0 (underlay ns) ___________________/
+//
+// hostA: 10.244.2.0/24 via 192.168.77.2; hostB: 10.244.1.0/24 via
+// 192.168.77.1 (static routes: these tests are about rules, not backends).
+// inet has no route to 10.244.0.0/16, so a pod reaches it only when
+// masqueraded. podB and inet run a TCP server that answers each connection
+// with the client address it saw. Only hostA gets weft's rules, and plays
+// "Docker" too: `-I POSTROUTING 1 -s 10.244.1.0/24 ! -o cni0 -j
+// MASQUERADE`, the rule of seed 000 §3.
+
+const (
+	echoPort  = 7000
+	hostAAddr = "192.168.77.1"
+	podAAddr  = "10.244.1.2"
+	podBAddr  = "10.244.2.2"
+	inetAddr  = "192.168.77.100"
+)
+
+var clusterSpec = rules.Spec{
+	Network: netip.MustParsePrefix("10.244.0.0/16"),
+	Subnet:  netip.MustParsePrefix("10.244.1.0/24"),
+	Masq:    true, FullyRandom: true, Forward: true, KeepSource: true,
+}
+
+type cluster struct {
+	hostA, podA, podB, inet string
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	nstest.RequireRoot(t)
+	c := &cluster{
+		hostA: nstest.NewNS(t, "ra"),
+		podA:  nstest.NewNS(t, "rpa"),
+		podB:  nstest.NewNS(t, "rpb"),
+		inet:  nstest.NewNS(t, "ri"),
+	}
+	under := nstest.NewNS(t, "ru")
+	hostB := nstest.NewNS(t, "rb")
+	nstest.Exec(t, under, "ip", "link", "add", "br0", "type", "bridge")
+	nstest.Exec(t, under, "ip", "link", "set", "br0", "up")
+	for i, h := range []struct{ ns, addr string }{{c.hostA, hostAAddr + "/24"}, {hostB, "192.168.77.2/24"}, {c.inet, inetAddr + "/24"}} {
+		port := fmt.Sprintf("u%d", i)
+		nstest.Exec(t, under, "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", h.ns)
+		nstest.Exec(t, under, "ip", "link", "set", port, "master", "br0", "up")
+		nstest.Exec(t, h.ns, "ip", "addr", "add", h.addr, "dev", "eth0")
+		nstest.Exec(t, h.ns, "ip", "link", "set", "eth0", "up")
+	}
+	for _, hp := range []struct{ host, pod, gw, addr, peer, peerVia string }{
+		{c.hostA, c.podA, "10.244.1.1", podAAddr, "10.244.2.0/24", "192.168.77.2"},
+		{hostB, c.podB, "10.244.2.1", podBAddr, "10.244.1.0/24", hostAAddr},
+	} {
+		nstest.Exec(t, hp.host, "ip", "link", "add", "cni0", "type", "bridge")
+		nstest.Exec(t, hp.host, "ip", "addr", "add", hp.gw+"/24", "dev", "cni0")
+		nstest.Exec(t, hp.host, "ip", "link", "set", "cni0", "up")
+		nstest.Exec(t, hp.host, "ip", "link", "add", "vpod", "type", "veth", "peer", "name", "eth0", "netns", hp.pod)
+		nstest.Exec(t, hp.host, "ip", "link", "set", "vpod", "master", "cni0", "up")
+		nstest.Exec(t, hp.pod, "ip", "addr", "add", hp.addr+"/24", "dev", "eth0")
+		nstest.Exec(t, hp.pod, "ip", "link", "set", "eth0", "up")
+		nstest.Exec(t, hp.pod, "ip", "route", "add", "default", "via", hp.gw)
+		nstest.Exec(t, hp.host, "ip", "route", "add", hp.peer, "via", hp.peerVia)
+		nstest.Exec(t, hp.host, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	}
+	startEcho(t, c.podB, podBAddr)
+	startEcho(t, c.inet, inetAddr)
+	return c
+}
+
+// startEcho runs a TCP server on addr:echoPort inside ns that writes the
+// client address it sees and closes; it stops when the test ends.
+func startEcho(t *testing.T, ns, addr string) {
+	t.Helper()
+	var ln net.Listener
+	if err := netns.Do(ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp4", net.JoinHostPort(addr, fmt.Sprint(echoPort)))
+		return err
+	}); err != nil {
+		t.Fatalf("listen in %s: %v", ns, err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "%s\n", c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap())
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+}
+
+// seenSource connects from inside ns to the echo server at dst and returns
+// the source address the server saw.
+func seenSource(ns, dst string) (string, error) {
+	var line string
+	err := netns.Do(ns, func() error {
+		c, err := net.DialTimeout("tcp4", net.JoinHostPort(dst, fmt.Sprint(echoPort)), 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		line, err = bufio.NewReader(c).ReadString('\n')
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("connect from %s to %s: %w", ns, dst, err)
+	}
+	return strings.TrimSpace(line), nil
+}
+
+// expectSource fails the test unless a connection from ns to dst arrives
+// with source want.
+func expectSource(t *testing.T, what, ns, dst, want string) {
+	t.Helper()
+	got, err := seenSource(ns, dst)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if got != want {
+		t.Fatalf("%s: %s saw source %s, want %s", what, dst, got, want)
+	}
+}
+
+func requireTools(t *testing.T, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			if nstest.Required() {
+				t.Fatalf("%s not installed (apt-get install iptables nftables)", n)
+			}
+			t.Skipf("%s not installed (apt-get install iptables nftables)", n)
+		}
+	}
+}
+
+// testLog sends a manager's log lines to the test log.
+func testLog(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+const dockerRule = "-s 10.244.1.0/24 ! -o cni0 -j MASQUERADE"
+
+// docker plays Docker's part on a host: its MASQUERADE rule, inserted at
+// the top as dockerd does at every start, in the given iptables variant.
+func docker(t *testing.T, ns, variant string, op string) {
+	t.Helper()
+	args := []string{"iptables-" + variant, "-w", "-t", "nat", op, "POSTROUTING"}
+	if op == "-I" {
+		args = append(args, "1")
+	}
+	nstest.Exec(t, ns, append(args, strings.Fields(dockerRule)...)...)
+}
+
+type modeCase struct {
+	name    string
+	mode    rules.Mode
+	variant string // forced iptables variant; "" detects
+	docker  string // the iptables variant "Docker" writes with
+}
+
+var modeCases = []modeCase{
+	{"iptables-nft", rules.IPTables, "nft", "nft"},
+	{"iptables-legacy", rules.IPTables, "legacy", "legacy"},
+	{"iptables-detects-legacy", rules.IPTables, "", "legacy"},
+	{"nftables/docker-on-iptables-nft", rules.NFTables, "", "nft"},
+	{"nftables/docker-on-iptables-legacy", rules.NFTables, "", "legacy"},
+}
+
+func tools(mc modeCase) []string {
+	names := []string{"iptables-" + mc.docker}
+	if mc.mode == rules.NFTables {
+		names = append(names, "nft")
+	} else {
+		names = append(names, "iptables-legacy-save", "iptables-nft-save")
+	}
+	return names
+}
+
+// TestPodSourceKept is seed 000 §3 end to end, in every mode: Docker's
+// MASQUERADE turns pod → remote-pod sources into the host's address until
+// weft's rules are in; then pods keep their addresses with Docker's rule
+// present from the start, re-added on top by a "Docker restart", and
+// absent; pods reaching the "internet" are masqueraded to the host's
+// address throughout; and after Cleanup Docker's rule bites again.
+func TestPodSourceKept(t *testing.T) {
+	for _, mc := range modeCases {
+		t.Run(mc.name, func(t *testing.T) {
+			requireTools(t, tools(mc)...)
+			c := newCluster(t)
+			iptablesMode := mc.mode == rules.IPTables
+
+			docker(t, c.hostA, mc.docker, "-I")
+			expectSource(t, "control: Docker's rule without weft", c.podA, podBAddr, hostAAddr)
+			if iptablesMode {
+				// Docker also sets FORWARD to DROP; weft's FLANNEL-FWD must
+				// let cluster traffic through.
+				nstest.Exec(t, c.hostA, "iptables-"+mc.docker, "-w", "-P", "FORWARD", "DROP")
+			}
+
+			m, err := rules.New(mc.mode, testLog(t), rules.WithNetns(c.hostA), rules.WithIPTablesVariant(mc.variant))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if err := m.Sync(ctx, clusterSpec); err != nil {
+				t.Fatal(err)
+			}
+			if iptablesMode {
+				// Detection must have picked Docker's variant.
+				if out := nstest.Exec(t, c.hostA, "iptables-"+mc.docker+"-save", "-t", "nat"); !strings.Contains(out, "WEFT-KEEPSRC") {
+					t.Fatalf("weft's rules are not in iptables-%s, Docker's variant:\n%s", mc.docker, out)
+				}
+			}
+			expectSource(t, "Docker's rule present before weft", c.podA, podBAddr, podAAddr)
+			expectSource(t, "pod to internet", c.podA, inetAddr, hostAAddr)
+
+			// Docker restarts: its rule is deleted and inserted at the top
+			// again, above weft's jumps.
+			docker(t, c.hostA, mc.docker, "-D")
+			docker(t, c.hostA, mc.docker, "-I")
+			if iptablesMode {
+				expectSource(t, "Docker's rule back on top, before weft's resync", c.podA, podBAddr, hostAAddr)
+			} else {
+				// In nftables mode keepsrc runs before every iptables nat
+				// table: no resync is needed at all.
+				expectSource(t, "Docker's rule back on top, nftables mode, no resync", c.podA, podBAddr, podAAddr)
+			}
+			const period = 300 * time.Millisecond
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = m.Run(ctx, period) }()
+			defer wg.Wait()
+			defer cancel()
+			start := time.Now()
+			nstest.Eventually(t, period+2*time.Second, func() error {
+				got, err := seenSource(c.podA, podBAddr)
+				if err != nil {
+					return err
+				}
+				if got != podAAddr {
+					return fmt.Errorf("podB saw %s", got)
+				}
+				return nil
+			})
+			t.Logf("pod source kept again %v after Docker's re-insert", time.Since(start).Round(time.Millisecond))
+
+			docker(t, c.hostA, mc.docker, "-D")
+			expectSource(t, "no Docker rule", c.podA, podBAddr, podAAddr)
+			expectSource(t, "pod to internet, no Docker rule", c.podA, inetAddr, hostAAddr)
+
+			cancel()
+			wg.Wait()
+			docker(t, c.hostA, mc.docker, "-I")
+			if err := m.Cleanup(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			assertNoWeftRules(t, c.hostA)
+			if out := nstest.Exec(t, c.hostA, "iptables-"+mc.docker+"-save", "-t", "nat"); !strings.Contains(out, "-A POSTROUTING "+dockerRule) {
+				t.Errorf("Cleanup removed Docker's rule:\n%s", out)
+			}
+			if iptablesMode {
+				nstest.Exec(t, c.hostA, "iptables-"+mc.docker, "-w", "-P", "FORWARD", "ACCEPT")
+			}
+			expectSource(t, "after Cleanup Docker's rule applies again", c.podA, podBAddr, hostAAddr)
+		})
+	}
+}
+
+// ownRE matches anything weft or flannel installs.
+var ownRE = regexp.MustCompile(`FLANNEL|WEFT|flanneld|flannel-ipv`)
+
+// assertNoWeftRules checks every variant, family and nft for leftovers.
+func assertNoWeftRules(t *testing.T, ns string) {
+	t.Helper()
+	for _, prog := range []string{"iptables-nft-save", "iptables-legacy-save", "ip6tables-nft-save", "ip6tables-legacy-save"} {
+		if _, err := exec.LookPath(prog); err != nil {
+			continue
+		}
+		if out := nstest.Exec(t, ns, prog); ownRE.MatchString(out) {
+			t.Errorf("%s still shows weft's rules:\n%s", prog, out)
+		}
+	}
+	if _, err := exec.LookPath("nft"); err == nil {
+		if out := nstest.Exec(t, ns, "nft", "list", "ruleset"); ownRE.MatchString(out) {
+			t.Errorf("nft still shows weft's tables:\n%s", out)
+		}
+	}
+}
+
+// hostNS is a lone host namespace for tests that only look at rules.
+func hostNS(t *testing.T) string {
+	t.Helper()
+	nstest.RequireRoot(t)
+	return nstest.NewNS(t, "rh")
+}
+
+var counters = regexp.MustCompile(`(?m)^#.*\n|\[\d+:\d+\]`)
+
+// iptablesState is everything iptables-save shows, without comments and
+// counters, so two states compare equal exactly when the rules do.
+func iptablesState(t *testing.T, ns, variant string) string {
+	t.Helper()
+	return counters.ReplaceAllString(nstest.Exec(t, ns, "iptables-"+variant+"-save"), "")
+}
+
+// TestRepairWithinResync breaks installed rules the ways people and other
+// daemons do and checks that Run restores exactly the installed state
+// within one resync period of starting (plus the time the programs take).
+func TestRepairWithinResync(t *testing.T) {
+	const period = 500 * time.Millisecond
+	const deadline = period + 1500*time.Millisecond
+	n := clusterSpec.Network.String()
+	type breakage struct {
+		name string
+		cmds [][]string
+	}
+	iptablesBreaks := func(v string) []breakage {
+		ipt := "iptables-" + v
+		return []breakage{
+			{"rule deleted", [][]string{{ipt, "-w", "-t", "nat", "-D", "FLANNEL-POSTRTG", "3"}}},
+			{"rules reordered", [][]string{
+				{ipt, "-w", "-I", "FLANNEL-FWD", "1", "-d", n, "-m", "comment", "--comment", "flanneld forward", "-j", "ACCEPT"},
+				{ipt, "-w", "-D", "FLANNEL-FWD", "3"},
+			}},
+			{"jump duplicated", [][]string{{ipt, "-w", "-A", "FORWARD", "-m", "comment", "--comment", "flanneld forward", "-j", "FLANNEL-FWD"}}},
+			{"chain flushed", [][]string{{ipt, "-w", "-t", "nat", "-F", "WEFT-KEEPSRC"}}},
+			{"jump moved to the end, as flannel appends it", [][]string{
+				{ipt, "-w", "-t", "nat", "-D", "POSTROUTING", "1"},
+				{ipt, "-w", "-t", "nat", "-A", "POSTROUTING", "-m", "comment", "--comment", "flanneld masq", "-j", "FLANNEL-POSTRTG"},
+			}},
+			{"everything flushed", [][]string{{ipt, "-w", "-t", "nat", "-F"}, {ipt, "-w", "-F"}}},
+		}
+	}
+	nftHandle := func(t *testing.T, ns, chain, rule string) string {
+		out := nstest.Exec(t, ns, "nft", "-a", "list", "chain", "ip", "flannel-ipv4", chain)
+		m := regexp.MustCompile(regexp.QuoteMeta(rule) + ` # handle (\d+)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no rule %q in\n%s", rule, out)
+		}
+		return m[1]
+	}
+	for _, mc := range []modeCase{modeCases[0], modeCases[1], modeCases[3]} {
+		t.Run(mc.name, func(t *testing.T) {
+			requireTools(t, tools(mc)...)
+			ns := hostNS(t)
+			m, err := rules.New(mc.mode, testLog(t), rules.WithNetns(ns), rules.WithIPTablesVariant(mc.variant))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			if err := m.Sync(ctx, clusterSpec); err != nil {
+				t.Fatal(err)
+			}
+			var state func() string
+			var breaks []breakage
+			if mc.mode == rules.IPTables {
+				state = func() string { return iptablesState(t, ns, mc.variant) }
+				breaks = iptablesBreaks(mc.variant)
+			} else {
+				state = func() string {
+					out, _ := nstest.ExecErr(ns, "nft", "list", "table", "ip", "flannel-ipv4")
+					return out
+				}
+				breaks = []breakage{
+					{"rule deleted", [][]string{{"nft", "delete", "rule", "ip", "flannel-ipv4", "keepsrc", "handle",
+						nftHandle(t, ns, "keepsrc", "snat to ip saddr")}}},
+					{"rule added", [][]string{{"nft", "insert", "rule", "ip", "flannel-ipv4", "postrtg", "ip", "saddr", "10.244.0.0/16", "accept"}}},
+					{"table deleted", [][]string{{"nft", "delete", "table", "ip", "flannel-ipv4"}}},
+				}
+			}
+			installed := state()
+			// Run is stopped while a breakage is made, so that it cannot
+			// repair half of it, and started again to time the repair.
+			startRun := func() (stop func()) {
+				ctx, cancel := context.WithCancel(ctx)
+				done := make(chan struct{})
+				go func() { defer close(done); _ = m.Run(ctx, period) }()
+				return func() { cancel(); <-done }
+			}
+			restored := func(name string) {
+				t.Helper()
+				if state() == installed {
+					t.Fatalf("%s: breaking changed nothing", name)
+				}
+				stop := startRun()
+				defer stop()
+				start := time.Now()
+				nstest.Eventually(t, deadline, func() error {
+					if got := state(); got != installed {
+						return fmt.Errorf("%s: not restored yet:\n%s", name, got)
+					}
+					return nil
+				})
+				t.Logf("%s: restored %v after Run started (period %v)", name, time.Since(start).Round(time.Millisecond), period)
+			}
+			for _, b := range breaks {
+				for _, cmd := range b.cmds {
+					nstest.Exec(t, ns, cmd...)
+				}
+				restored(b.name)
+			}
+			if mc.mode == rules.NFTables {
+				// A reordering: the forward chain's accept for the source
+				// moves behind the one for the destination.
+				h := nftHandle(t, ns, "forward", "ip saddr "+n+" accept")
+				nstest.Exec(t, ns, "nft", "delete", "rule", "ip", "flannel-ipv4", "forward", "handle", h)
+				nstest.Exec(t, ns, "nft", "add", "rule", "ip", "flannel-ipv4", "forward", "ip", "saddr", n, "accept")
+				restored("rules reordered")
+			}
+			cancel()
+		})
+	}
+}
+
+// TestCleanupAndModeSwitch installs dual-stack rules in one mode, switches
+// to the other and back, and cleans up: each switch must leave only the
+// new mode's rules, Cleanup none at all, and others' rules must survive.
+// It starts from a host where an old flannel left its rules in
+// iptables-legacy while weft is told to use iptables-nft.
+func TestCleanupAndModeSwitch(t *testing.T) {
+	requireTools(t, "iptables-nft-save", "iptables-legacy-save", "ip6tables-nft-save", "nft")
+	ns := hostNS(t)
+	nstest.Exec(t, ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0")
+	spec := clusterSpec
+	spec.IPv6Network = netip.MustParsePrefix("fd10::/48")
+	spec.IPv6Subnet = netip.MustParsePrefix("fd10:0:0:1::/64")
+	ctx := context.Background()
+
+	oldFlannel := "*nat\n:FLANNEL-POSTRTG - [0:0]\n" +
+		"-A POSTROUTING -m comment --comment \"flanneld masq\" -j FLANNEL-POSTRTG\n" +
+		"-A FLANNEL-POSTRTG -s 10.244.1.0/24 -d 10.244.0.0/16 -m comment --comment \"flanneld masq\" -j RETURN\nCOMMIT\n"
+	cmd := exec.Command("ip", "netns", "exec", ns, "iptables-legacy-restore", "--noflush")
+	cmd.Stdin = strings.NewReader(oldFlannel)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("seed old flannel rules: %v\n%s", err, out)
+	}
+	nstest.Exec(t, ns, "iptables-nft", "-w", "-t", "nat", "-A", "POSTROUTING", "-s", "172.17.0.0/16", "!", "-o", "docker0", "-j", "MASQUERADE")
+
+	ipt, err := rules.New(rules.IPTables, testLog(t), rules.WithNetns(ns), rules.WithIPTablesVariant("nft"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ipt.Sync(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if out := nstest.Exec(t, ns, "iptables-legacy-save"); ownRE.MatchString(out) {
+		t.Errorf("old flannel rules left in iptables-legacy:\n%s", out)
+	}
+	for _, prog := range []string{"iptables-nft-save", "ip6tables-nft-save"} {
+		if out := nstest.Exec(t, ns, prog); !strings.Contains(out, "-A WEFT-KEEPSRC") || !strings.Contains(out, "-A FLANNEL-FWD") {
+			t.Errorf("%s lacks weft's rules:\n%s", prog, out)
+		}
+	}
+
+	nft, err := rules.New(rules.NFTables, testLog(t), rules.WithNetns(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nft.Sync(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	for _, prog := range []string{"iptables-nft-save", "ip6tables-nft-save", "iptables-legacy-save"} {
+		if out := nstest.Exec(t, ns, prog); strings.Contains(out, "FLANNEL") || strings.Contains(out, "WEFT") {
+			t.Errorf("switch to nftables left iptables rules in %s:\n%s", prog, out)
+		}
+	}
+	tables := nstest.Exec(t, ns, "nft", "list", "tables")
+	if !strings.Contains(tables, "table ip flannel-ipv4") || !strings.Contains(tables, "table ip6 flannel-ipv6") {
+		t.Errorf("nftables mode tables missing:\n%s", tables)
+	}
+
+	ipt2, err := rules.New(rules.IPTables, testLog(t), rules.WithNetns(ns), rules.WithIPTablesVariant("nft"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ipt2.Sync(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if tables := nstest.Exec(t, ns, "nft", "list", "tables"); strings.Contains(tables, "flannel-ipv") {
+		t.Errorf("switch back to iptables left nft tables:\n%s", tables)
+	}
+
+	if err := ipt2.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertNoWeftRules(t, ns)
+	if out := nstest.Exec(t, ns, "iptables-nft-save", "-t", "nat"); !strings.Contains(out, "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE") {
+		t.Errorf("Cleanup removed Docker's rule:\n%s", out)
+	}
+	if err := ipt2.Cleanup(ctx); err != nil {
+		t.Errorf("second Cleanup: %v", err)
+	}
+}
