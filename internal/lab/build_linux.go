@@ -42,10 +42,69 @@ func buildUnderlay(u Underlay) error {
 	return nil
 }
 
-// buildHost creates a host namespace and wires it to the switch. The veth
-// pair is created inside the underlay namespace with its peer placed
-// straight into the host namespace, so it never exists in the machine's
-// root namespace, not even for a moment:
+// buildSegments adds what a lab of several segments has beyond the
+// underlay's sw0: the other segments' switches, and the router with one
+// leg on each switch; the underlay namespace (etcd's machine, on segment
+// 1) gets its default route through the router. For segments 1 and 2:
+//
+//	ip -n <prefix>-ul link add sw1 type bridge
+//	ip -n <prefix>-ul link set sw1 up
+//	ip netns add <prefix>-rt
+//	ip -n <prefix>-ul link add rt-s1 type veth peer name seg1 netns <prefix>-rt
+//	ip -n <prefix>-ul link set rt-s1 master sw0 up
+//	ip -n <prefix>-rt addr add 10.4.7.1/24 dev seg1
+//	ip -n <prefix>-rt link set seg1 up
+//	(the same for rt-s2, sw1, seg2, 10.4.8.1/24)
+//	ip netns exec <prefix>-rt sysctl -w net.ipv4.ip_forward=1
+//	ip -n <prefix>-ul route add default via 10.4.7.1
+//
+// The other switches carry no address: were the underlay namespace on
+// every segment, it would be the path between them instead of the router.
+func buildSegments(t Topology) error {
+	if t.Router.NS == "" {
+		return nil
+	}
+	u := t.Underlay
+	ul, err := netns.Handle(u.NS)
+	if err != nil {
+		return fmt.Errorf("build segments: %w", err)
+	}
+	defer ul.Close()
+	for _, sg := range t.Segments {
+		if sg.Bridge == u.Bridge {
+			continue
+		}
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: sg.Bridge}}
+		if err := ul.LinkAdd(br); err != nil {
+			return fmt.Errorf("add bridge %s of segment %d in netns %s: %w", sg.Bridge, sg.Index, u.NS, err)
+		}
+		if err := ul.LinkSetUp(br); err != nil {
+			return fmt.Errorf("set %s up in netns %s: %w", sg.Bridge, u.NS, err)
+		}
+	}
+
+	rt := t.Router
+	if err := netns.Create(rt.NS); err != nil {
+		return fmt.Errorf("build router: %w", err)
+	}
+	for _, leg := range rt.Legs {
+		if err := wire(u.NS, leg.Bridge, leg.Wire, rt.NS, leg.Iface, leg.Addr); err != nil {
+			return fmt.Errorf("build router leg on segment %d: %w", leg.Segment, err)
+		}
+	}
+	if err := setSysctl(rt.NS, "net/ipv4/ip_forward", "1"); err != nil {
+		return fmt.Errorf("build router: %w", err)
+	}
+	if err := addDefaultRoute(u.NS, u.Gateway); err != nil {
+		return fmt.Errorf("build segments: %w", err)
+	}
+	return nil
+}
+
+// buildHost creates a host namespace and wires it to its segment's
+// switch. The veth pair is created inside the underlay namespace with its
+// peer placed straight into the host namespace, so it never exists in the
+// machine's root namespace, not even for a moment:
 //
 //	ip netns add <prefix>-h1
 //	ip -n <prefix>-ul link add ve-h1 type veth peer name eth0 netns <prefix>-h1
@@ -54,65 +113,97 @@ func buildUnderlay(u Underlay) error {
 //	ip -n <prefix>-h1 link set eth0 up
 //	ip netns exec <prefix>-h1 sysctl -w net.ipv4.ip_forward=1
 //
+// and, with several segments, `ip -n <prefix>-h1 route add default via
+// 10.4.7.1` (its segment's router leg).
+//
 // ip_forward is what every Kubernetes node has (kubeadm refuses to join
 // without it); a fresh namespace starts with it off.
 func buildHost(u Underlay, host Host) error {
 	if err := netns.Create(host.NS); err != nil {
 		return fmt.Errorf("build host %s: %w", host.Name, err)
 	}
-	hostNS, err := vns.GetFromName(host.NS)
-	if err != nil {
-		return fmt.Errorf("build host %s: open netns %s: %w", host.Name, host.NS, err)
-	}
-	defer hostNS.Close()
-
-	ul, err := netns.Handle(u.NS)
-	if err != nil {
+	if err := wire(u.NS, host.Bridge, host.Wire, host.NS, host.Iface, host.Addr); err != nil {
 		return fmt.Errorf("build host %s: %w", host.Name, err)
-	}
-	defer ul.Close()
-	br, err := ul.LinkByName(u.Bridge)
-	if err != nil {
-		return fmt.Errorf("build host %s: find %s in netns %s: %w", host.Name, u.Bridge, u.NS, err)
-	}
-	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: host.Wire, MasterIndex: br.Attrs().Index},
-		PeerName:      host.Iface,
-		PeerNamespace: netlink.NsFd(int(hostNS)),
-	}
-	if err := ul.LinkAdd(veth); err != nil {
-		return fmt.Errorf("add veth %s (peer %s in netns %s) in netns %s: %w", host.Wire, host.Iface, host.NS, u.NS, err)
-	}
-	wire, err := ul.LinkByName(host.Wire)
-	if err != nil {
-		return fmt.Errorf("find %s in netns %s: %w", host.Wire, u.NS, err)
-	}
-	if wire.Attrs().MasterIndex != br.Attrs().Index {
-		if err := ul.LinkSetMaster(wire, br); err != nil {
-			return fmt.Errorf("attach %s to %s in netns %s: %w", host.Wire, u.Bridge, u.NS, err)
-		}
-	}
-	if err := ul.LinkSetUp(wire); err != nil {
-		return fmt.Errorf("set %s up in netns %s: %w", host.Wire, u.NS, err)
-	}
-
-	hh, err := netns.Handle(host.NS)
-	if err != nil {
-		return fmt.Errorf("build host %s: %w", host.Name, err)
-	}
-	defer hh.Close()
-	eth, err := hh.LinkByName(host.Iface)
-	if err != nil {
-		return fmt.Errorf("find %s in netns %s: %w", host.Iface, host.NS, err)
-	}
-	if err := hh.AddrAdd(eth, &netlink.Addr{IPNet: ipNet(host.Addr)}); err != nil {
-		return fmt.Errorf("add address %s to %s in netns %s: %w", host.Addr, host.Iface, host.NS, err)
-	}
-	if err := hh.LinkSetUp(eth); err != nil {
-		return fmt.Errorf("set %s up in netns %s: %w", host.Iface, host.NS, err)
 	}
 	if err := setSysctl(host.NS, "net/ipv4/ip_forward", "1"); err != nil {
 		return fmt.Errorf("build host %s: %w", host.Name, err)
+	}
+	if host.Gateway.IsValid() {
+		if err := addDefaultRoute(host.NS, host.Gateway); err != nil {
+			return fmt.Errorf("build host %s: %w", host.Name, err)
+		}
+	}
+	return nil
+}
+
+// wire connects namespace ns to switch bridge in the underlay namespace
+// ulNS: a veth pair created in the underlay with its end wireName on the
+// switch and its peer, iface in ns, up with address addr.
+func wire(ulNS, bridge, wireName, ns, iface string, addr netip.Prefix) error {
+	peerNS, err := vns.GetFromName(ns)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", ns, err)
+	}
+	defer peerNS.Close()
+
+	ul, err := netns.Handle(ulNS)
+	if err != nil {
+		return err
+	}
+	defer ul.Close()
+	br, err := ul.LinkByName(bridge)
+	if err != nil {
+		return fmt.Errorf("find %s in netns %s: %w", bridge, ulNS, err)
+	}
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: wireName, MasterIndex: br.Attrs().Index},
+		PeerName:      iface,
+		PeerNamespace: netlink.NsFd(int(peerNS)),
+	}
+	if err := ul.LinkAdd(veth); err != nil {
+		return fmt.Errorf("add veth %s (peer %s in netns %s) in netns %s: %w", wireName, iface, ns, ulNS, err)
+	}
+	w, err := ul.LinkByName(wireName)
+	if err != nil {
+		return fmt.Errorf("find %s in netns %s: %w", wireName, ulNS, err)
+	}
+	if w.Attrs().MasterIndex != br.Attrs().Index {
+		if err := ul.LinkSetMaster(w, br); err != nil {
+			return fmt.Errorf("attach %s to %s in netns %s: %w", wireName, bridge, ulNS, err)
+		}
+	}
+	if err := ul.LinkSetUp(w); err != nil {
+		return fmt.Errorf("set %s up in netns %s: %w", wireName, ulNS, err)
+	}
+
+	h, err := netns.Handle(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	eth, err := h.LinkByName(iface)
+	if err != nil {
+		return fmt.Errorf("find %s in netns %s: %w", iface, ns, err)
+	}
+	if err := h.AddrAdd(eth, &netlink.Addr{IPNet: ipNet(addr)}); err != nil {
+		return fmt.Errorf("add address %s to %s in netns %s: %w", addr, iface, ns, err)
+	}
+	if err := h.LinkSetUp(eth); err != nil {
+		return fmt.Errorf("set %s up in netns %s: %w", iface, ns, err)
+	}
+	return nil
+}
+
+// addDefaultRoute adds `default via gw` in namespace ns.
+func addDefaultRoute(ns string, gw netip.Addr) error {
+	h, err := netns.Handle(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	r := &netlink.Route{Dst: ipNet(netip.PrefixFrom(netip.IPv4Unspecified(), 0)), Gw: gw.AsSlice()}
+	if err := h.RouteAdd(r); err != nil {
+		return fmt.Errorf("add route default via %s in netns %s: %w", gw, ns, err)
 	}
 	return nil
 }
@@ -131,9 +222,9 @@ func setSysctl(ns, key, value string) error {
 }
 
 // labNamespaces lists the existing namespaces that belong to the lab with
-// this prefix, in teardown order: pods first, then hosts, then the
-// underlay, so that nothing is ever deleted while a namespace wired to it
-// still waits.
+// this prefix, in teardown order: pods first, then hosts, then the router,
+// then the underlay, so that nothing is ever deleted while a namespace
+// wired to it still waits.
 func labNamespaces(prefix string) ([]string, error) {
 	all, err := netns.List()
 	if err != nil {
@@ -148,6 +239,8 @@ func labNamespaces(prefix string) ([]string, error) {
 	rank := func(n string) int {
 		switch {
 		case n == prefix+"-ul":
+			return 3
+		case n == prefix+"-rt":
 			return 2
 		case labSuffix.FindStringSubmatch(n[len(prefix)+1:])[2] != "":
 			return 0 // a pod: hNpM

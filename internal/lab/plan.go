@@ -19,8 +19,9 @@ const (
 	DefaultEtcdPrefix = "/coreos.com/network"
 	DefaultStateRoot  = "/run/weft-lab"
 
-	MaxHosts = 200
-	MaxPods  = 50
+	MaxHosts    = 200
+	MaxPods     = 50
+	MaxSegments = 8
 
 	// HealthPort is where each agent serves /healthz and /readyz, on the
 	// host namespace's loopback.
@@ -50,6 +51,14 @@ type Spec struct {
 	Network    netip.Prefix // the cluster network
 	EtcdPrefix string       // flannel's --etcd-prefix
 	StateRoot  string       // parent of the per-prefix state directory
+
+	// Segments is the number of L2 segments the hosts are spread over,
+	// 1..MaxSegments and at most Hosts. With more than one, a router
+	// namespace joins them and host-gw is refused (see Plan).
+	Segments int
+	// DirectRouting sets vxlan's "DirectRouting": true in the network
+	// config; only valid with the vxlan backend.
+	DirectRouting bool
 }
 
 // withDefaults fills zero fields except Pods: a lab without pods is a
@@ -63,6 +72,9 @@ func (s Spec) withDefaults() Spec {
 	}
 	if s.Backend == "" {
 		s.Backend = DefaultBackend
+	}
+	if s.Segments == 0 {
+		s.Segments = 1
 	}
 	if !s.Network.IsValid() {
 		s.Network = DefaultNetwork
@@ -84,15 +96,50 @@ type Topology struct {
 	Spec     Spec
 	StateDir string // /run/weft-lab/<prefix>
 	Underlay Underlay
+	Segments []Segment // Segments[0] is the underlay's own sw0
+	Router   Router    // zero with one segment
 	Etcd     Etcd
 	Hosts    []Host
 }
 
-// Underlay is the namespace that plays the switch between hosts.
+// Underlay is the namespace that plays the switches between hosts, and
+// the machine etcd runs on.
 type Underlay struct {
 	NS     string       // <prefix>-ul
-	Bridge string       // the switch
+	Bridge string       // the switch of segment 1
 	Addr   netip.Prefix // the bridge's address, where etcd listens
+	// Gateway is the underlay namespace's default route, the router's
+	// address on segment 1, so that etcd answers hosts on the other
+	// segments; invalid with one segment.
+	Gateway netip.Addr
+}
+
+// Segment is one L2 segment: a switch (bridge) in the underlay namespace
+// and a /24. Only segment 1's switch has an address (etcd's); the others
+// are plain switches, so the underlay namespace reaches their hosts only
+// through the router, like any machine on segment 1.
+type Segment struct {
+	Index   int          // 1-based
+	Net     netip.Prefix // 10.4.7.0/24, 10.4.8.0/24, ...
+	Bridge  string       // sw0, sw1, ... in the underlay namespace
+	Gateway netip.Addr   // the router's leg on it (.1); invalid with one segment
+}
+
+// Router is the namespace that routes between the segments: one leg on
+// each segment's switch, ip_forward on.
+type Router struct {
+	NS   string // <prefix>-rt; empty when the lab has one segment
+	Legs []Leg
+}
+
+// Leg is one router interface, a veth pair from the router namespace to a
+// segment's switch.
+type Leg struct {
+	Segment int
+	Iface   string       // in the router namespace: seg1, seg2, ...
+	Wire    string       // the veth end on the switch in the underlay: rt-s1, ...
+	Bridge  string       // the switch it is attached to
+	Addr    netip.Prefix // 10.4.7.1/24, 10.4.8.1/24, ...
 }
 
 // Etcd is the lab's datastore process.
@@ -114,7 +161,10 @@ type Host struct {
 	NS         string       // <prefix>-h1
 	Iface      string       // eth0, the host's uplink
 	Wire       string       // name of the veth end in the underlay namespace
+	Segment    int          // 1-based index into Topology.Segments
+	Bridge     string       // the switch Wire is attached to: its segment's
 	Addr       netip.Prefix // 10.4.7.21/24 on eth0; also --public-ip
+	Gateway    netip.Addr   // default route via the router; invalid with one segment
 	Health     netip.AddrPort
 	Dir        string // <state>/h1
 	SubnetFile string
@@ -151,11 +201,32 @@ func Plan(s Spec) (Topology, error) {
 	if !backendSyntax.MatchString(s.Backend) {
 		return Topology{}, fmt.Errorf("lab backend %q: want a backend type such as host-gw or vxlan", s.Backend)
 	}
+	if s.Segments < 1 || s.Segments > MaxSegments {
+		return Topology{}, fmt.Errorf("lab segments %d: want 1..%d", s.Segments, MaxSegments)
+	}
+	if s.Segments > s.Hosts {
+		return Topology{}, fmt.Errorf("lab segments %d: more than the %d hosts; every segment needs a host", s.Segments, s.Hosts)
+	}
+	if s.Segments > 1 && s.Backend == "host-gw" {
+		return Topology{}, fmt.Errorf("lab backend host-gw with %d segments: host-gw routes each peer's subnet via the peer's own address, "+
+			"which must be on the same L2 segment (the kernel refuses a gateway that is not directly connected), "+
+			"so hosts behind the router would be unreachable; use the vxlan backend with DirectRouting: "+
+			"direct routes within a segment, VXLAN across the router", s.Segments)
+	}
+	if s.DirectRouting && s.Backend != "vxlan" {
+		return Topology{}, fmt.Errorf("lab direct routing: a vxlan option, not one of backend %s", s.Backend)
+	}
 	if !s.Network.Addr().Is4() || s.Network.Bits() > 22 || s.Network.Masked() != s.Network {
 		return Topology{}, fmt.Errorf("lab network %s: want a masked IPv4 network of /22 or larger", s.Network)
 	}
-	if s.Network.Overlaps(underlayNet) || s.Network.Overlaps(netip.PrefixFrom(healthIP, 8)) {
-		return Topology{}, fmt.Errorf("lab network %s overlaps the underlay %s or loopback", s.Network, underlayNet)
+	segs := planSegments(s.Segments)
+	for _, sg := range segs {
+		if s.Network.Overlaps(sg.Net) {
+			return Topology{}, fmt.Errorf("lab network %s overlaps the underlay %s", s.Network, sg.Net)
+		}
+	}
+	if s.Network.Overlaps(netip.PrefixFrom(healthIP, 8)) {
+		return Topology{}, fmt.Errorf("lab network %s overlaps loopback", s.Network)
 	}
 	if len(s.EtcdPrefix) < 2 || s.EtcdPrefix[0] != '/' || s.EtcdPrefix[len(s.EtcdPrefix)-1] == '/' {
 		return Topology{}, fmt.Errorf("lab etcd prefix %q: want an absolute key without trailing slash", s.EtcdPrefix)
@@ -165,7 +236,7 @@ func Plan(s Spec) (Topology, error) {
 	}
 
 	state := filepath.Join(s.StateRoot, s.Prefix)
-	cfg, err := networkConfig(s.Network, s.Backend)
+	cfg, err := networkConfig(s.Network, s.Backend, s.DirectRouting)
 	if err != nil {
 		return Topology{}, err
 	}
@@ -173,10 +244,12 @@ func Plan(s Spec) (Topology, error) {
 		Spec:     s,
 		StateDir: state,
 		Underlay: Underlay{
-			NS:     s.Prefix + "-ul",
-			Bridge: "sw0",
-			Addr:   netip.PrefixFrom(etcdAddr, underlayNet.Bits()),
+			NS:      s.Prefix + "-ul",
+			Bridge:  segs[0].Bridge,
+			Addr:    netip.PrefixFrom(etcdAddr, underlayNet.Bits()),
+			Gateway: segs[0].Gateway,
 		},
+		Segments: segs,
 		Etcd: Etcd{
 			ClientURL: "http://" + netip.AddrPortFrom(etcdAddr, 2379).String(),
 			PeerURL:   "http://" + netip.AddrPortFrom(etcdAddr, 2380).String(),
@@ -188,16 +261,32 @@ func Plan(s Spec) (Topology, error) {
 			Config:    cfg,
 		},
 	}
-	ip := firstHostIP
+	if len(segs) > 1 {
+		t.Router.NS = s.Prefix + "-rt"
+		for _, sg := range segs {
+			k := strconv.Itoa(sg.Index)
+			t.Router.Legs = append(t.Router.Legs, Leg{
+				Segment: sg.Index,
+				Iface:   "seg" + k,
+				Wire:    "rt-s" + k,
+				Bridge:  sg.Bridge,
+				Addr:    netip.PrefixFrom(sg.Gateway, sg.Net.Bits()),
+			})
+		}
+	}
 	for i := 1; i <= s.Hosts; i++ {
 		name := "h" + strconv.Itoa(i)
 		dir := filepath.Join(state, name)
+		sg := segs[segmentOf(i, s.Hosts, s.Segments)-1]
 		h := Host{
 			Name:       name,
 			NS:         s.Prefix + "-" + name,
 			Iface:      "eth0",
 			Wire:       "ve-" + name, // at most 7 bytes, well under IFNAMSIZ
-			Addr:       netip.PrefixFrom(ip, underlayNet.Bits()),
+			Segment:    sg.Index,
+			Bridge:     sg.Bridge,
+			Addr:       netip.PrefixFrom(hostAddr(sg, i), sg.Net.Bits()),
+			Gateway:    sg.Gateway,
 			Health:     netip.AddrPortFrom(healthIP, HealthPort),
 			Dir:        dir,
 			SubnetFile: filepath.Join(dir, "subnet.env"),
@@ -219,14 +308,48 @@ func Plan(s Spec) (Topology, error) {
 			})
 		}
 		t.Hosts = append(t.Hosts, h)
-		ip = ip.Next()
 	}
 	return t, nil
 }
 
+// planSegments lays out n segments: segment k is 10.4.(6+k).0/24 on
+// switch sw(k-1), so segment 1 is the classic 10.4.7.0/24 on sw0. The
+// router takes .1 on each, which a one-segment lab does not have.
+func planSegments(n int) []Segment {
+	segs := make([]Segment, n)
+	base := underlayNet.Addr().As4()
+	for i := range segs {
+		a := base
+		a[2] += byte(i)
+		sn := netip.PrefixFrom(netip.AddrFrom4(a), underlayNet.Bits())
+		segs[i] = Segment{Index: i + 1, Net: sn, Bridge: "sw" + strconv.Itoa(i)}
+		if n > 1 {
+			segs[i].Gateway = sn.Addr().Next()
+		}
+	}
+	return segs
+}
+
+// segmentOf places host i (1-based) of hosts on one of n segments in
+// contiguous blocks of near-equal size (4 hosts on 2: h1 h2 | h3 h4; 3 on
+// 2: h1 h2 | h3), so that neighbours by number share a switch. With n <=
+// hosts no segment is left empty.
+func segmentOf(i, hosts, n int) int {
+	return (i-1)*n/hosts + 1
+}
+
+// hostAddr is host i's address on its segment: the last byte is 20+i on
+// every segment (h3 on segment 2 is 10.4.8.23), so an address names its
+// host wherever it sits.
+func hostAddr(sg Segment, i int) netip.Addr {
+	a := sg.Net.Addr().As4()
+	a[3] = firstHostIP.As4()[3] + byte(i-1)
+	return netip.AddrFrom4(a)
+}
+
 // networkConfig renders the value stored at <etcd prefix>/config, in the
 // spelling flannel's documentation and users use.
-func networkConfig(network netip.Prefix, backend string) (string, error) {
+func networkConfig(network netip.Prefix, backend string, directRouting bool) (string, error) {
 	n, err := json.Marshal(network.String())
 	if err != nil {
 		return "", fmt.Errorf("render network config: %w", err)
@@ -234,6 +357,9 @@ func networkConfig(network netip.Prefix, backend string) (string, error) {
 	b, err := json.Marshal(backend)
 	if err != nil {
 		return "", fmt.Errorf("render network config: %w", err)
+	}
+	if directRouting {
+		return fmt.Sprintf(`{"Network": %s, "Backend": {"Type": %s, "DirectRouting": true}}`, n, b), nil
 	}
 	return fmt.Sprintf(`{"Network": %s, "Backend": {"Type": %s}}`, n, b), nil
 }
@@ -258,7 +384,7 @@ func (t Topology) Host(name string) (Host, bool) {
 }
 
 // Namespaces returns every namespace of the lab in teardown order: pods,
-// then hosts, then the underlay.
+// then hosts, then the router (if any), then the underlay.
 func (t Topology) Namespaces() []string {
 	var ns []string
 	for _, p := range t.Pods() {
@@ -267,10 +393,13 @@ func (t Topology) Namespaces() []string {
 	for _, h := range t.Hosts {
 		ns = append(ns, h.NS)
 	}
+	if t.Router.NS != "" {
+		ns = append(ns, t.Router.NS)
+	}
 	return append(ns, t.Underlay.NS)
 }
 
-// ResolveNS maps what a user types after `weft lab exec` (ul, h2, h2p1, or
+// ResolveNS maps what a user types after `weft lab exec` (ul, rt, h2, h2p1, or
 // a full namespace name of this lab) to a namespace name. It does not
 // check that the namespace exists.
 func ResolveNS(prefix, name string) (string, error) {
@@ -279,7 +408,7 @@ func ResolveNS(prefix, name string) (string, error) {
 		full = prefix + "-" + name
 	}
 	if !IsLabNS(prefix, full) {
-		return "", fmt.Errorf("%q is not a lab namespace: want ul, hN or hNpM", name)
+		return "", fmt.Errorf("%q is not a lab namespace: want ul, rt, hN or hNpM", name)
 	}
 	return full, nil
 }
@@ -295,7 +424,7 @@ func IsLabNS(prefix, name string) bool {
 	return labSuffix.MatchString(name[len(prefix)+1:])
 }
 
-var labSuffix = regexp.MustCompile(`^(ul|h[1-9][0-9]*(p[1-9][0-9]*)?)$`)
+var labSuffix = regexp.MustCompile(`^(ul|rt|h[1-9][0-9]*(p[1-9][0-9]*)?)$`)
 
 // EtcdArgs is the command line (after the weft binary) of the etcd process.
 func (t Topology) EtcdArgs() []string {
