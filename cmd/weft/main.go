@@ -39,6 +39,7 @@ Usage:
   weft config put|get         store or show the network config in etcd, validated as the agent does
   weft docker-opts [flags]    write docker's options from subnet.env (flannel's mk-docker-opts.sh)
   weft status [flags]         every lease, this host's kernel entries per peer, and what is wrong
+  weft cleanup [agent flags]  remove every rule, device, route and file weft installed here (stop the agent first)
   weft version                print the version
 
 Run "weft agent -h" or "weft lab -h" for their flags. Installed or linked as
@@ -67,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch rest[0] {
 	case "agent":
 		return runAgent(ctx, "weft agent", rest[1:], stdout, stderr)
+	case "cleanup":
+		return runCleanup(ctx, rest[1:], stderr)
 	case "lab":
 		if err := lab.Main(ctx, rest[1:], stdout, stderr); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
@@ -139,4 +142,22 @@ func newLogger(w io.Writer, o *options.Options) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, ho))
 	}
 	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+func runCleanup(ctx context.Context, args []string, stderr io.Writer) int {
+	opts, fs, err := options.Parse("weft cleanup", args, os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "weft cleanup: %v\n", err)
+		fs.Usage()
+		return 2
+	}
+	log := newLogger(stderr, &opts)
+	if err := agent.Cleanup(ctx, opts, log); err != nil {
+		log.Error("cleanup incomplete", "err", err.Error())
+		return 1
+	}
+	return 0
 }

@@ -33,6 +33,8 @@ import (
 	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/netconf"
 	"github.com/weftnet/weft/internal/options"
+	"github.com/weftnet/weft/internal/rules"
+	"github.com/weftnet/weft/internal/rules/ruleexec"
 	"github.com/weftnet/weft/internal/store"
 	"github.com/weftnet/weft/internal/subnetenv"
 )
@@ -52,6 +54,9 @@ type Deps struct {
 	Log     *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Rules builds the traffic-rule manager for a mode (iptables or
+	// nftables, from the config's EnableNFTables); nil installs no rules.
+	Rules func(mode rules.Mode) (rules.Manager, error)
 	// OutageGrace is how long the store may be unreachable before /readyz
 	// turns 503; zero means the lease renew margin. Tests shorten it.
 	OutageGrace time.Duration
@@ -162,6 +167,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("prepare the %s backend for %s: %w", cfg.BackendType, own.Subnet, err)
 	}
 
+	// Rules go in before subnet.env, as flannel orders it: a pod started
+	// on the new file must not race the rules that keep its source.
+	mgr, err := a.installRules(ctx, cfg, own)
+	if err != nil {
+		return err
+	}
+
 	env := subnetenv.Env{
 		Networks: []netip.Prefix{cfg.Network},
 		Subnet:   own.Subnet,
@@ -192,6 +204,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	run("renew lease", func(ctx context.Context) error { return a.renewLoop(ctx, ownCh, lost) })
 	run("watch leases", func(ctx context.Context) error { return a.watchLoop(ctx, be, own.Subnet, lost, start) })
 	run("reconcile", be.Run)
+	if mgr != nil {
+		resync := time.Duration(a.opts.IPTablesResync) * time.Second
+		run("traffic rules", func(ctx context.Context) error { return mgr.Run(ctx, resync) })
+	}
 	ready := make(chan struct{})
 	run("probe store", func(ctx context.Context) error { return a.probeStore(ctx, ready) })
 
@@ -219,6 +235,43 @@ func (a *Agent) Run(ctx context.Context) error {
 	log.Info("stopping; routes, devices, subnet.env and the lease stay in place for the next start")
 	wg.Wait()
 	return runErr
+}
+
+// installRules makes the traffic rules match this host's lease. A host
+// without iptables or nft gets no rules unless --ip-masq asks for them:
+// such a host has no Docker rule to undo and no FORWARD policy to open.
+// Any other failure is logged and left to the resync loop, so a broken
+// rule tool never takes the data plane down.
+func (a *Agent) installRules(ctx context.Context, cfg *netconf.Config, own lease.Lease) (rules.Manager, error) {
+	if a.deps.Rules == nil {
+		return nil, nil
+	}
+	mode := rules.ModeFor(cfg.EnableNFTables)
+	mgr, err := a.deps.Rules(mode)
+	if err != nil {
+		return nil, fmt.Errorf("set up %s traffic rules: %w", mode, err)
+	}
+	spec := rules.Spec{
+		Network:     cfg.Network,
+		Subnet:      own.Subnet,
+		Masq:        a.opts.IPMasq,
+		FullyRandom: !a.opts.IPMasqFullyRandomDisable,
+		Forward:     a.opts.IPTablesForwardRules,
+		KeepSource:  true,
+	}
+	err = mgr.Sync(ctx, spec)
+	switch {
+	case err == nil:
+		a.log.Info("traffic rules in place", "mode", mode, "ip-masq", spec.Masq, "forward", spec.Forward)
+	case errors.Is(err, ruleexec.ErrNotFound) && !a.opts.IPMasq:
+		a.log.Warn("no traffic rules: the rule tools are not installed (install iptables or nftables to keep pod source addresses next to Docker and to open a FORWARD DROP policy)", "mode", mode, "err", err.Error())
+		return nil, nil
+	case errors.Is(err, ruleexec.ErrNotFound):
+		return nil, fmt.Errorf("--ip-masq needs the %s tools: %w", mode, err)
+	default:
+		a.log.Error("cannot install traffic rules; retrying every --iptables-resync", "mode", mode, "err", err.Error())
+	}
+	return mgr, nil
 }
 
 // waitConfig polls the store until it holds a valid network config. A

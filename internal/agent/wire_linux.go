@@ -14,6 +14,7 @@ import (
 	"github.com/weftnet/weft/internal/extiface"
 	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/options"
+	"github.com/weftnet/weft/internal/rules"
 	"github.com/weftnet/weft/internal/store"
 	etcdstore "github.com/weftnet/weft/internal/store/etcd"
 	kubestore "github.com/weftnet/weft/internal/store/kube"
@@ -41,8 +42,11 @@ func Main(ctx context.Context, opts options.Options, log *slog.Logger) error {
 		Store:           st,
 		Backends:        Backends(),
 		SelectInterface: selectInterface,
-		Metrics:         m,
-		Log:             log,
+		Rules: func(mode rules.Mode) (rules.Manager, error) {
+			return rules.New(mode, log)
+		},
+		Metrics: m,
+		Log:     log,
 	})
 	return a.Run(ctx)
 }
