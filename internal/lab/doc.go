@@ -21,6 +21,36 @@
 //	 weft-h1p1 weft-h1p2  weft-h2p1 weft-h2p2  weft-h3p1 weft-h3p2
 //	 eth0 172.7.a.x       eth0 172.7.b.x       eth0 172.7.c.x
 //
+// With --segments N (Spec.Segments) the hosts are spread in blocks over N
+// L2 segments, each its own switch in the underlay namespace and its own
+// /24 (segment k is 10.4.(6+k).0/24 on sw(k-1); host hN keeps .20+N on
+// whichever segment it is). A router namespace, <prefix>-rt, has one leg
+// (.1) on every segment and forwards between them; hosts and the underlay
+// namespace take it as their default gateway, so etcd, still on segment 1,
+// answers everyone. Shown for `--hosts 4 --segments 2`:
+//
+//	          weft-ul: two separate switches in one namespace
+//	+----------------------------------+  +---------------------------+
+//	| sw0 10.4.7.12/24 (etcd)          |  | sw1 (no address)          |
+//	| default via 10.4.7.1             |  |                           |
+//	+--ve-h1------ve-h2-------rt-s1----+  +--rt-s2-----ve-h3-----ve-h4+
+//	     |          |           |             |          |          |
+//	     |          |     +-----seg1----------seg2-----+ |          |
+//	     |          |     | weft-rt  10.4.7.1 10.4.8.1 | |          |
+//	     |          |     |          ip_forward=1      | |          |
+//	     |          |     +----------------------------+ |          |
+//	  weft-h1    weft-h2                              weft-h3    weft-h4
+//	  10.4.7.21  10.4.7.22                            10.4.8.23  10.4.8.24
+//	  default via 10.4.7.1                            default via 10.4.8.1
+//
+// That is the cluster seed 000 advises against: host-gw cannot route to a
+// peer behind the router (its next hop must be directly connected), so
+// Plan refuses host-gw with more than one segment, while vxlan with
+// "DirectRouting": true (the command line's default there) routes
+// same-segment peers directly and the rest through flannel.1. The result
+// table's PATH column says which way each pair went, read from the source
+// host's own route to the destination (see pathName).
+//
 // Nothing is created in the machine's root network namespace: the veth
 // pairs are created inside the underlay namespace with their peer placed
 // directly into the host namespace, and every process runs under
@@ -35,11 +65,12 @@
 // leave the lab running; their pids and start times are recorded so that
 // `weft lab down` kills only what the lab started.
 //
-// Files: plan.go (the pure topology: names, addresses, command lines,
-// conflist), lab.go and lab_linux.go (up, down, demo), build_linux.go
-// (namespaces and links), proc_linux.go (spawning and stopping processes),
-// etcd.go and etcd_linux.go (the etcd process and reaching it from here),
-// cni_linux.go (pods through libcni), probe_linux.go (the checks),
-// report.go (verdicts and the result table), running_linux.go (check,
-// status and exec on a running lab), main.go (the command line).
+// Files: plan.go (the pure topology: names, addresses, segments, command
+// lines, conflist), lab.go and lab_linux.go (up, down, demo),
+// build_linux.go (namespaces, switches, the router and links),
+// proc_linux.go (spawning and stopping processes), etcd.go and
+// etcd_linux.go (the etcd process and reaching it from here), cni_linux.go
+// (pods through libcni), probe_linux.go (the checks and the path lookup),
+// report.go (verdicts, paths and the result table), running_linux.go
+// (check, status and exec on a running lab), main.go (the command line).
 package lab

@@ -93,6 +93,27 @@ type state struct {
 	PodIPs     map[string]netip.Addr   `json:",omitempty"` // by pod name
 }
 
+// recordedSpec is the spec a running lab was built with, as its state
+// file has it, under the prefix and state root it was found by.
+func recordedSpec(spec Spec, st state) Spec {
+	s := st.Spec
+	s.Prefix, s.StateRoot = spec.Prefix, spec.StateRoot
+	return s
+}
+
+// layoutNote describes the segments and DirectRouting for the demo's
+// first line; empty for the classic one-segment lab.
+func layoutNote(s Spec) string {
+	var note string
+	if s.Segments > 1 {
+		note += fmt.Sprintf(", %d segments joined by a router", s.Segments)
+	}
+	if s.DirectRouting {
+		note += ", DirectRouting"
+	}
+	return note
+}
+
 func stateFile(stateDir string) string { return filepath.Join(stateDir, "lab.json") }
 
 func writeState(stateDir string, s state) error {

@@ -161,6 +161,16 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 	}
 	l.out.say("underlay %s up: switch %s in netns %s %s",
 		l.topo.Underlay.Addr.Masked(), l.topo.Underlay.Bridge, l.topo.Underlay.NS, formatSince(t0))
+	if err := buildSegments(l.topo); err != nil {
+		return err
+	}
+	if rt := l.topo.Router; rt.NS != "" {
+		var legs []string
+		for _, leg := range rt.Legs {
+			legs = append(legs, leg.Iface+" "+leg.Addr.String())
+		}
+		l.out.say("router %s up: %s, ip_forward on %s", rt.NS, strings.Join(legs, ", "), formatSince(t0))
+	}
 	for _, h := range l.topo.Hosts {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -172,9 +182,22 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 			return err
 		}
 	}
-	first, last := l.topo.Hosts[0], l.topo.Hosts[len(l.topo.Hosts)-1]
-	l.out.say("hosts %s..%s wired: eth0 %s..%s %s",
-		first.Name, last.Name, first.Addr.Addr(), last.Addr.Addr(), formatSince(t0))
+	if len(l.topo.Segments) == 1 {
+		first, last := l.topo.Hosts[0], l.topo.Hosts[len(l.topo.Hosts)-1]
+		l.out.say("hosts %s..%s wired: eth0 %s..%s %s",
+			first.Name, last.Name, first.Addr.Addr(), last.Addr.Addr(), formatSince(t0))
+		return nil
+	}
+	for _, sg := range l.topo.Segments {
+		var hosts []string
+		for _, h := range l.topo.Hosts {
+			if h.Segment == sg.Index {
+				hosts = append(hosts, h.Name+" "+h.Addr.Addr().String())
+			}
+		}
+		l.out.say("segment %d %s (switch %s, router %s): %s wired %s",
+			sg.Index, sg.Net, sg.Bridge, sg.Gateway, strings.Join(hosts, ", "), formatSince(t0))
+	}
 	return nil
 }
 
@@ -287,7 +310,8 @@ func (l *Lab) waitAgent(ctx context.Context, h Host, c *child) (netip.Prefix, er
 // waitRoutes waits until every host has a route to every other host's
 // subnet, which is when the agents have learned about each other. It asks
 // the kernel for a route lookup rather than looking for a particular
-// route, so it holds for every backend.
+// route, so it holds for every backend; only the default route to the
+// router of a lab with segments does not count.
 func (l *Lab) waitRoutes(ctx context.Context) error {
 	if len(l.topo.Hosts) < 2 {
 		return nil
@@ -304,8 +328,17 @@ func (l *Lab) waitRoutes(ctx context.Context) error {
 					continue
 				}
 				dst := l.st.Subnets[other.Name].Addr().Next()
-				if _, err := nh.RouteGet(dst.AsSlice()); err != nil {
+				rs, err := nh.RouteGet(dst.AsSlice())
+				if err != nil {
 					return fmt.Errorf("%s: no route to %s's subnet %s: %w", h.Name, other.Name, l.st.Subnets[other.Name], err)
+				}
+				if len(rs) == 0 {
+					return fmt.Errorf("%s: no route to %s's subnet %s", h.Name, other.Name, l.st.Subnets[other.Name])
+				}
+				// With segments, the default route to the router always
+				// matches; it is not the agent's route.
+				if gw, ok := netip.AddrFromSlice(rs[0].Gw); ok && h.Gateway.IsValid() && gw.Unmap() == h.Gateway {
+					return fmt.Errorf("%s: %s's subnet %s still goes by the default route", h.Name, other.Name, l.st.Subnets[other.Name])
 				}
 			}
 			return nil
@@ -436,8 +469,7 @@ func Down(ctx context.Context, spec Spec, log *slog.Logger) error {
 	}
 	binDir := ""
 	if st, err := readState(topo.StateDir); err == nil {
-		spec.Hosts, spec.Pods = st.Spec.Hosts, st.Spec.Pods
-		if t, err := Plan(spec); err == nil {
+		if t, err := Plan(recordedSpec(spec, st)); err == nil {
 			topo = t
 		}
 		binDir = st.CNIBinDir
@@ -536,8 +568,8 @@ func Demo(ctx context.Context, opts Options) (res Result, err error) {
 		return res, fmt.Errorf("a demo needs at least 2 hosts and 1 pod per host (have %d and %d)", len(topo.Hosts), topo.Spec.Pods)
 	}
 	out := &printer{w: opts.Out}
-	out.say("weft lab %s: %d hosts × %d pods, backend %s, network %s",
-		topo.Spec.Prefix, len(topo.Hosts), topo.Spec.Pods, topo.Spec.Backend, topo.Spec.Network)
+	out.say("weft lab %s: %d hosts × %d pods, backend %s, network %s%s",
+		topo.Spec.Prefix, len(topo.Hosts), topo.Spec.Pods, topo.Spec.Backend, topo.Spec.Network, layoutNote(topo.Spec))
 
 	l, err := Up(ctx, opts)
 	if err != nil {
@@ -572,6 +604,7 @@ func Demo(ctx context.Context, opts Options) (res Result, err error) {
 	_ = WriteTable(opts.Out, checks)
 	out.say("")
 	out.say("%s", res.Summary())
+	out.say("%s", res.Paths())
 	if !res.OK() {
 		failed := 0
 		for _, c := range checks {
@@ -600,13 +633,17 @@ func printUsage(w io.Writer, topo Topology) {
 	if pods := topo.Pods(); len(pods) > 0 {
 		example = pods[0].Name
 	}
+	router := ""
+	if topo.Router.NS != "" {
+		router = "\n  weft lab exec" + pf + " rt -- ip route"
+	}
 	fmt.Fprintf(w, `
 lab %[1]s is running (state in %[2]s). Try:
   weft lab exec%[3]s %[4]s -- ip addr
-  weft lab exec%[3]s h1 -- ip route
+  weft lab exec%[3]s h1 -- ip route%[5]s
   weft lab check%[3]s
   weft lab status%[3]s
 Tear it down with:
   weft lab down%[3]s
-`, p, topo.StateDir, pf, example)
+`, p, topo.StateDir, pf, example, router)
 }

@@ -22,10 +22,31 @@ Usage:
   weft lab check  [--prefix P]         run the checks against a running lab
   weft lab status [--prefix P]         show a running lab's hosts, leases and pods
   weft lab exec   [--prefix P] NAME -- CMD...
-                                       run CMD in namespace NAME: ul, h1, h1p2, ...
+                                       run CMD in namespace NAME: ul, rt, h1, h1p2, ...
   weft lab down   [--prefix P]         tear down everything of that prefix
 
 Run "weft lab demo -h" for the build flags.
+`
+
+const buildUsage = `usage: weft lab %s [flags]
+
+Hosts share one L2 segment (switch sw0, 10.4.7.0/24) unless --segments N
+spreads them in blocks over N segments (10.4.7.0/24, 10.4.8.0/24, ...),
+joined by a router namespace (rt, .1 on each segment) that every host uses
+as its default gateway; etcd stays on segment 1.
+
+Across segments:
+  vxlan   works; DirectRouting is on unless --direct-routing=false, so
+          peers on the host's own segment get a direct route and the others
+          go through flannel.1. The table's PATH column shows which.
+  udp     works (every pair through flannel0).
+  host-gw is refused up front rather than built to fail: it routes each
+          peer's subnet via the peer's own address, which the kernel
+          accepts only for a directly connected neighbour, so pods behind
+          the router would be unreachable. That is what vxlan's
+          DirectRouting is for.
+
+Flags:
 `
 
 // Main runs `weft lab ARGS...`. ctx is cancelled on SIGINT/SIGTERM; a
@@ -104,11 +125,24 @@ func mainBuild(ctx context.Context, cmd string, args []string, stdout, stderr io
 	fs.StringVar(&o.EtcdPrefix, "etcd-prefix", DefaultEtcdPrefix, "etcd key prefix (flannel's --etcd-prefix)")
 	fs.StringVar(&o.CNIBinDir, "cni-bin-dir", "", "CNI plugins directory (default $WEFT_CNI_BIN_DIR, else cni/ beside the weft binary)")
 	fs.StringVar(&o.WeftBinary, "weft-binary", "", "weft binary that runs etcd and the agents (default: this one)")
+	fs.IntVar(&o.Segments, "segments", 1, "L2 segments the hosts are spread over, joined by a router (host-gw needs 1)")
+	fs.BoolVar(&o.DirectRouting, "direct-routing", false, `vxlan's "DirectRouting": true (default: on for vxlan with --segments > 1)`)
 	if cmd == "demo" {
 		fs.BoolVar(&o.Keep, "keep", false, "leave the lab running after the checks")
 	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), buildUsage, cmd)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	// DirectRouting is what a cluster spanning segments runs vxlan with;
+	// an explicit --direct-routing=false shows everything through VXLAN.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["direct-routing"] && o.Backend == "vxlan" && o.Segments > 1 {
+		o.DirectRouting = true
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 
@@ -86,6 +87,10 @@ func (s *echoServers) Close() {
 // TCP) and every host to every pod on another host (ICMP), a few at a
 // time, and returns the checks in a stable order: pod pairs, then hosts.
 func runChecks(ctx context.Context, topo Topology, pods []probeTarget) ([]Check, error) {
+	paths, err := routePaths(topo, pods)
+	if err != nil {
+		return nil, err
+	}
 	srv, err := startEchoServers(pods)
 	if err != nil {
 		return nil, err
@@ -106,6 +111,7 @@ func runChecks(ctx context.Context, topo Topology, pods []probeTarget) ([]Check,
 				Kind: PodToPod,
 				From: Endpoint{Name: from.Pod.Name, Addr: from.Addr},
 				To:   Endpoint{Name: to.Pod.Name, Addr: to.Addr},
+				Path: paths[[2]string{from.Pod.Host, to.Pod.Host}],
 			}})
 		}
 	}
@@ -118,6 +124,7 @@ func runChecks(ctx context.Context, topo Topology, pods []probeTarget) ([]Check,
 				Kind: HostToPod,
 				From: Endpoint{Name: h.Name, Addr: h.Addr.Addr()},
 				To:   Endpoint{Name: to.Pod.Name, Addr: to.Addr},
+				Path: paths[[2]string{h.Name, to.Pod.Host}],
 			}})
 		}
 	}
@@ -154,6 +161,52 @@ func runChecks(ctx context.Context, topo Topology, pods []probeTarget) ([]Check,
 		return nil, fmt.Errorf("run checks: %w", err)
 	}
 	return checks, nil
+}
+
+// routePaths names, for every ordered pair of hosts (by host name), the
+// path the first host's kernel takes to the second one's pods (see
+// pathName). A pod's packets are forwarded by its host on the same route,
+// so one lookup per host pair, to one of the peer's pods, covers them all.
+func routePaths(topo Topology, pods []probeTarget) (map[[2]string]string, error) {
+	podOf := map[string]netip.Addr{} // host name → one of its pods
+	for _, p := range pods {
+		if _, ok := podOf[p.Pod.Host]; !ok {
+			podOf[p.Pod.Host] = p.Addr
+		}
+	}
+	paths := map[[2]string]string{}
+	for _, h := range topo.Hosts {
+		nh, err := netns.Handle(h.NS)
+		if err != nil {
+			return nil, fmt.Errorf("look up routes on %s: %w", h.Name, err)
+		}
+		for _, peer := range topo.Hosts {
+			dst, ok := podOf[peer.Name]
+			if peer.Name == h.Name || !ok {
+				continue
+			}
+			paths[[2]string{h.Name, peer.Name}] = pathName(topo.Spec.Backend, lookupHop(nh, dst), peer.Addr.Addr())
+		}
+		nh.Close()
+	}
+	return paths, nil
+}
+
+// lookupHop is `ip route get dst` with the device's name and kind; a
+// failed lookup yields the zero routeHop ("no route").
+func lookupHop(nh *netlink.Handle, dst netip.Addr) routeHop {
+	rs, err := nh.RouteGet(dst.AsSlice())
+	if err != nil || len(rs) == 0 {
+		return routeHop{}
+	}
+	var hop routeHop
+	if gw, ok := netip.AddrFromSlice(rs[0].Gw); ok {
+		hop.Via = gw.Unmap()
+	}
+	if link, err := nh.LinkByIndex(rs[0].LinkIndex); err == nil {
+		hop.Dev, hop.DevKind = link.Attrs().Name, link.Type()
+	}
+	return hop
 }
 
 // pingFrom sends ICMP echo requests from inside namespace ns to dst and

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -30,6 +31,11 @@ type Endpoint struct {
 type Check struct {
 	Kind     CheckKind
 	From, To Endpoint
+
+	// Path is how the source host's kernel routes to To (see pathName):
+	// "host-gw", "direct", "vxlan", "udp", or the route itself when it is
+	// none of those.
+	Path string
 
 	RTT     time.Duration // ICMP echo round trip; meaningful when ICMPErr is nil
 	ICMPErr error
@@ -122,10 +128,36 @@ func (r Result) Summary() string {
 	return b.String()
 }
 
+// Paths counts the pod pairs by the path they took, e.g.
+// "pod pairs by path: direct 8, vxlan 16".
+func (r Result) Paths() string {
+	count := map[string]int{}
+	var order []string
+	for _, c := range r.Checks {
+		if c.Kind != PodToPod {
+			continue
+		}
+		p := c.Path
+		if p == "" {
+			p = "unknown"
+		}
+		if count[p] == 0 {
+			order = append(order, p)
+		}
+		count[p]++
+	}
+	slices.Sort(order)
+	parts := make([]string, len(order))
+	for i, p := range order {
+		parts[i] = fmt.Sprintf("%s %d", p, count[p])
+	}
+	return "pod pairs by path: " + strings.Join(parts, ", ")
+}
+
 // WriteTable prints one row per check.
 func WriteTable(w io.Writer, checks []Check) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "FROM\tSOURCE\tTO\tDESTINATION\tICMP RTT\tTCP SEEN-SOURCE\tVERDICT")
+	fmt.Fprintln(tw, "FROM\tSOURCE\tTO\tDESTINATION\tPATH\tICMP RTT\tTCP SEEN-SOURCE\tVERDICT")
 	for _, c := range checks {
 		rtt := "no reply"
 		if c.ICMPErr == nil {
@@ -144,8 +176,12 @@ func WriteTable(w io.Writer, checks []Check) error {
 		if !c.OK() {
 			verdict = "FAIL: " + c.Problem()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			c.From.Name, c.From.Addr, c.To.Name, c.To.Addr, rtt, seen, verdict)
+		path := c.Path
+		if path == "" {
+			path = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			c.From.Name, c.From.Addr, c.To.Name, c.To.Addr, path, rtt, seen, verdict)
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write result table: %w", err)
@@ -163,4 +199,36 @@ func formatRTT(d time.Duration) string {
 // formatSince renders an elapsed time for progress lines: "(0.4s)".
 func formatSince(start time.Time) string {
 	return fmt.Sprintf("(%.1fs)", time.Since(start).Seconds())
+}
+
+// routeHop is what a host's kernel answers for `ip route get <pod address>`:
+// the device a packet leaves by and its next hop.
+type routeHop struct {
+	Dev     string     // flannel.1, eth0, flannel0
+	DevKind string     // the link's kind: vxlan, tuntap, veth, ...
+	Via     netip.Addr // the gateway; invalid when there is none
+}
+
+// pathName names the way a packet from a host to a pod on a peer host
+// leaves, from the host's route to it: out of a VXLAN device is "vxlan",
+// out of a TUN device (flannel0) "udp", and straight to the peer's own
+// address "host-gw" for that backend and "direct" otherwise (vxlan's
+// DirectRouting). Anything else is shown as the route itself, so a wrong
+// path is visible in the table.
+func pathName(backend string, hop routeHop, peer netip.Addr) string {
+	switch {
+	case hop.DevKind == "vxlan":
+		return "vxlan"
+	case hop.DevKind == "tuntap":
+		return "udp"
+	case hop.Via.IsValid() && hop.Via == peer && backend == "host-gw":
+		return "host-gw"
+	case hop.Via.IsValid() && hop.Via == peer:
+		return "direct"
+	case hop.Via.IsValid():
+		return "via " + hop.Via.String() + " dev " + hop.Dev
+	case hop.Dev != "":
+		return "dev " + hop.Dev
+	}
+	return "no route"
 }

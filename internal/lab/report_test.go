@@ -58,8 +58,8 @@ func TestCheckVerdicts(t *testing.T) {
 }
 
 func TestResultSummaryAndTable(t *testing.T) {
-	good := Check{Kind: PodToPod, From: ep("h1p1", "172.7.37.2"), To: ep("h2p1", "172.7.52.2"), RTT: 81 * time.Microsecond, SeenSource: netip.MustParseAddr("172.7.37.2")}
-	natted := Check{Kind: PodToPod, From: ep("h2p1", "172.7.52.2"), To: ep("h1p1", "172.7.37.2"), RTT: 1500 * time.Microsecond, SeenSource: netip.MustParseAddr("10.4.7.22")}
+	good := Check{Kind: PodToPod, From: ep("h1p1", "172.7.37.2"), To: ep("h2p1", "172.7.52.2"), Path: "direct", RTT: 81 * time.Microsecond, SeenSource: netip.MustParseAddr("172.7.37.2")}
+	natted := Check{Kind: PodToPod, From: ep("h2p1", "172.7.52.2"), To: ep("h1p1", "172.7.37.2"), Path: "vxlan", RTT: 1500 * time.Microsecond, SeenSource: netip.MustParseAddr("10.4.7.22")}
 	host := Check{Kind: HostToPod, From: ep("h1", "10.4.7.21"), To: ep("h2p1", "172.7.52.2"), RTT: 40 * time.Microsecond}
 
 	all := Result{Checks: []Check{good, host}}
@@ -85,12 +85,41 @@ func TestResultSummaryAndTable(t *testing.T) {
 	if err := WriteTable(&b, bad.Checks); err != nil {
 		t.Fatal(err)
 	}
-	want := `FROM  SOURCE      TO    DESTINATION  ICMP RTT  TCP SEEN-SOURCE  VERDICT
-h1p1  172.7.37.2  h2p1  172.7.52.2   81µs      172.7.37.2       ok
-h2p1  172.7.52.2  h1p1  172.7.37.2   1.50ms    10.4.7.22        FAIL: tcp: server saw 10.4.7.22, not 172.7.52.2 (source translated)
-h1    10.4.7.21   h2p1  172.7.52.2   40µs      -                ok
+	want := `FROM  SOURCE      TO    DESTINATION  PATH    ICMP RTT  TCP SEEN-SOURCE  VERDICT
+h1p1  172.7.37.2  h2p1  172.7.52.2   direct  81µs      172.7.37.2       ok
+h2p1  172.7.52.2  h1p1  172.7.37.2   vxlan   1.50ms    10.4.7.22        FAIL: tcp: server saw 10.4.7.22, not 172.7.52.2 (source translated)
+h1    10.4.7.21   h2p1  172.7.52.2   -       40µs      -                ok
 `
 	if b.String() != want {
 		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
+	}
+	if got, want := bad.Paths(), "pod pairs by path: direct 1, vxlan 1"; got != want {
+		t.Errorf("paths = %q, want %q", got, want)
+	}
+}
+
+func TestPathName(t *testing.T) {
+	peer := netip.MustParseAddr("10.4.7.22")
+	router := netip.MustParseAddr("10.4.7.1")
+	tests := []struct {
+		name    string
+		backend string
+		hop     routeHop
+		want    string
+	}{
+		{"host-gw route via the peer", "host-gw", routeHop{Dev: "eth0", DevKind: "veth", Via: peer}, "host-gw"},
+		{"DirectRouting route via the peer", "vxlan", routeHop{Dev: "eth0", DevKind: "veth", Via: peer}, "direct"},
+		{"onlink route through flannel.1", "vxlan", routeHop{Dev: "flannel.1", DevKind: "vxlan", Via: netip.MustParseAddr("172.7.52.0")}, "vxlan"},
+		{"network route through flannel0", "udp", routeHop{Dev: "flannel0", DevKind: "tuntap"}, "udp"},
+		{"default route to the router", "host-gw", routeHop{Dev: "eth0", DevKind: "veth", Via: router}, "via 10.4.7.1 dev eth0"},
+		{"on-link without gateway", "host-gw", routeHop{Dev: "eth0", DevKind: "veth"}, "dev eth0"},
+		{"no route", "vxlan", routeHop{}, "no route"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := pathName(tc.backend, tc.hop, peer); got != tc.want {
+				t.Errorf("pathName(%s, %+v) = %q, want %q", tc.backend, tc.hop, got, tc.want)
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/weftnet/weft/internal/netns"
@@ -24,9 +25,7 @@ func loadRunning(spec Spec) (Topology, state, error) {
 	if err != nil {
 		return Topology{}, state{}, fmt.Errorf("lab %s is not up (%w)", topo.Spec.Prefix, err)
 	}
-	spec.Hosts, spec.Pods = st.Spec.Hosts, st.Spec.Pods
-	spec.Backend, spec.Network, spec.EtcdPrefix = st.Spec.Backend, st.Spec.Network, st.Spec.EtcdPrefix
-	topo, err = Plan(spec)
+	topo, err = Plan(recordedSpec(spec, st))
 	return topo, st, err
 }
 
@@ -45,7 +44,7 @@ func CheckRunning(ctx context.Context, spec Spec, out io.Writer) error {
 		return err
 	}
 	res := Result{Checks: checks}
-	fmt.Fprintf(out, "\n%s\n", res.Summary())
+	fmt.Fprintf(out, "\n%s\n%s\n", res.Summary(), res.Paths())
 	if !res.OK() {
 		return errors.New("some checks failed")
 	}
@@ -59,12 +58,19 @@ func Status(spec Spec, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "lab %s: %d hosts × %d pods, backend %s, network %s, up since %s\n\n",
+	fmt.Fprintf(out, "lab %s: %d hosts × %d pods, backend %s, network %s%s, up since %s\n\n",
 		topo.Spec.Prefix, len(topo.Hosts), topo.Spec.Pods, topo.Spec.Backend, topo.Spec.Network,
-		st.Created.Local().Format("15:04:05"))
+		layoutNote(topo.Spec), st.Created.Local().Format("15:04:05"))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tNETNS\tADDRESS\tPROCESS\tSUBNET")
 	fmt.Fprintf(tw, "ul\t%s\t%s\tetcd %s\t-\n", nsState(topo.Underlay.NS), topo.Underlay.Addr, procStatus(topo.Etcd.PIDFile))
+	if rt := topo.Router; rt.NS != "" {
+		var legs []string
+		for _, leg := range rt.Legs {
+			legs = append(legs, leg.Addr.String())
+		}
+		fmt.Fprintf(tw, "rt\t%s\t%s\trouter\t-\n", nsState(rt.NS), strings.Join(legs, " "))
+	}
 	for _, h := range topo.Hosts {
 		sub := "-"
 		if env, err := subnetenv.Read(h.SubnetFile); err == nil {
