@@ -59,6 +59,9 @@ type Spec struct {
 	// DirectRouting sets vxlan's "DirectRouting": true in the network
 	// config; only valid with the vxlan backend.
 	DirectRouting bool
+	// AgentArgs are extra flags for every agent (e.g. --ip-masq), appended
+	// after the lab's own so that they win.
+	AgentArgs []string `json:",omitempty"`
 }
 
 // withDefaults fills zero fields except Pods: a lab without pods is a
@@ -438,7 +441,7 @@ func (t Topology) EtcdArgs() []string {
 // AgentArgs is the command line (after the weft binary) of a host's agent:
 // flanneld's flags, pointing at the lab's etcd and state directory.
 func (t Topology) AgentArgs(h Host) []string {
-	return []string{"agent",
+	return append([]string{"agent",
 		"--etcd-endpoints=" + t.Etcd.ClientURL,
 		"--etcd-prefix=" + t.Spec.EtcdPrefix,
 		"--iface=" + h.Iface,
@@ -448,7 +451,7 @@ func (t Topology) AgentArgs(h Host) []string {
 		"--healthz-ip=" + h.Health.Addr().String(),
 		"--healthz-port=" + strconv.Itoa(int(h.Health.Port())),
 		"--log-format=text",
-	}
+	}, t.Spec.AgentArgs...)
 }
 
 // ConfList renders the host's CNI network configuration: kube-flannel's

@@ -27,7 +27,6 @@ import (
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/nstest"
-	"github.com/weftnet/weft/internal/testbin"
 )
 
 const prefix = "/coreos.com/network"
@@ -39,29 +38,7 @@ func upLab(t *testing.T, hosts, pods int) *lab.Lab {
 
 func upLabBackend(t *testing.T, hosts, pods int, backend string) *lab.Lab {
 	t.Helper()
-	nstest.RequireRoot(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var out strings.Builder
-	l, err := lab.Up(ctx, lab.Options{
-		Spec:       lab.Spec{Prefix: nstest.UniqueName("it"), Hosts: hosts, Pods: pods, Backend: backend},
-		WeftBinary: testbin.Weft(t),
-		CNIBinDir:  testbin.CNIDir(t),
-		Out:        &out,
-	})
-	if err != nil {
-		t.Fatalf("lab up: %v\n%s", err, out.String())
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, h := range l.Topology().Hosts {
-				t.Logf("agent log of %s:\n%s", h.Name, l.AgentLog(h.Name))
-			}
-		}
-		if err := l.Down(); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-	})
+	l, _ := upLabSpec(t, lab.Spec{Hosts: hosts, Pods: pods, Backend: backend})
 	return l
 }
 
