@@ -3,6 +3,7 @@ package lab
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -253,9 +254,9 @@ func TestRouterNamespaceIsTheLabs(t *testing.T) {
 }
 
 func TestRecordedSpecKeepsTheLayout(t *testing.T) {
-	built := Spec{Prefix: "x", Hosts: 4, Pods: 1, Segments: 2, Backend: "vxlan", DirectRouting: true, StateRoot: "/run/weft-lab"}
+	built := Spec{Prefix: "x", Hosts: 4, Pods: 1, Segments: 2, Backend: "vxlan", DirectRouting: true, StateRoot: "/run/weft-lab", AgentArgs: []string{"--ip-masq"}}
 	got := recordedSpec(Spec{Prefix: "x", StateRoot: "/run/weft-lab"}, state{Spec: built})
-	if got != built {
+	if !reflect.DeepEqual(got, built) {
 		t.Errorf("recordedSpec = %+v, want %+v", got, built)
 	}
 	topo, err := Plan(got)
