@@ -182,6 +182,15 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 			return err
 		}
 	}
+	if in := l.topo.Internet; in.NS != "" {
+		if err := netns.Create(in.NS); err != nil {
+			return fmt.Errorf("build internet host: %w", err)
+		}
+		if err := wire(l.topo.Underlay.NS, l.topo.Underlay.Bridge, in.Wire, in.NS, "eth0", in.Addr); err != nil {
+			return fmt.Errorf("build internet host: %w", err)
+		}
+		l.out.say("internet host %s in netns %s, outside the cluster network %s", in.Addr.Addr(), in.NS, formatSince(t0))
+	}
 	if len(l.topo.Segments) == 1 {
 		first, last := l.topo.Hosts[0], l.topo.Hosts[len(l.topo.Hosts)-1]
 		l.out.say("hosts %s..%s wired: eth0 %s..%s %s",

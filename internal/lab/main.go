@@ -126,6 +126,7 @@ func mainBuild(ctx context.Context, cmd string, args []string, stdout, stderr io
 	fs.StringVar(&o.CNIBinDir, "cni-bin-dir", "", "CNI plugins directory (default $WEFT_CNI_BIN_DIR, else cni/ beside the weft binary)")
 	fs.StringVar(&o.WeftBinary, "weft-binary", "", "weft binary that runs etcd and the agents (default: this one)")
 	fs.IntVar(&o.Segments, "segments", 1, "L2 segments the hosts are spread over, joined by a router (host-gw needs 1)")
+	fs.BoolVar(&o.IPMasq, "ip-masq", false, "run the agents with --ip-masq and add an internet host (10.4.7.99) outside the cluster: pod→pod keeps its source, pod→internet is masqueraded")
 	fs.BoolVar(&o.DirectRouting, "direct-routing", false, `vxlan's "DirectRouting": true (default: on for vxlan with --segments > 1)`)
 	if cmd == "demo" {
 		fs.BoolVar(&o.Keep, "keep", false, "leave the lab running after the checks")

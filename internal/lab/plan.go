@@ -62,6 +62,11 @@ type Spec struct {
 	// AgentArgs are extra flags for every agent (e.g. --ip-masq), appended
 	// after the lab's own so that they win.
 	AgentArgs []string `json:",omitempty"`
+	// IPMasq runs the agents with --ip-masq, leaves the CNI delegate's
+	// ipMasq to flannel's default, and adds an "internet" host outside
+	// the cluster on segment 1, so the checks show pod→pod keeping its
+	// source and pod→internet masqueraded.
+	IPMasq bool `json:",omitempty"`
 }
 
 // withDefaults fills zero fields except Pods: a lab without pods is a
@@ -101,6 +106,7 @@ type Topology struct {
 	Underlay Underlay
 	Segments []Segment // Segments[0] is the underlay's own sw0
 	Router   Router    // zero with one segment
+	Internet Internet  // zero unless Spec.IPMasq
 	Etcd     Etcd
 	Hosts    []Host
 }
@@ -312,6 +318,9 @@ func Plan(s Spec) (Topology, error) {
 		}
 		t.Hosts = append(t.Hosts, h)
 	}
+	if s.IPMasq {
+		t.Internet = Internet{NS: s.Prefix + "-inet", Wire: "ve-inet", Addr: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 4, 7, 99}), 24)}
+	}
 	return t, nil
 }
 
@@ -399,6 +408,9 @@ func (t Topology) Namespaces() []string {
 	if t.Router.NS != "" {
 		ns = append(ns, t.Router.NS)
 	}
+	if t.Internet.NS != "" {
+		ns = append(ns, t.Internet.NS)
+	}
 	return append(ns, t.Underlay.NS)
 }
 
@@ -427,7 +439,7 @@ func IsLabNS(prefix, name string) bool {
 	return labSuffix.MatchString(name[len(prefix)+1:])
 }
 
-var labSuffix = regexp.MustCompile(`^(ul|rt|h[1-9][0-9]*(p[1-9][0-9]*)?)$`)
+var labSuffix = regexp.MustCompile(`^(ul|rt|inet|h[1-9][0-9]*(p[1-9][0-9]*)?)$`)
 
 // EtcdArgs is the command line (after the weft binary) of the etcd process.
 func (t Topology) EtcdArgs() []string {
@@ -451,7 +463,23 @@ func (t Topology) AgentArgs(h Host) []string {
 		"--healthz-ip=" + h.Health.Addr().String(),
 		"--healthz-port=" + strconv.Itoa(int(h.Health.Port())),
 		"--log-format=text",
-	}, t.Spec.AgentArgs...)
+	}, t.agentExtra()...)
+}
+
+func (t Topology) agentExtra() []string {
+	var extra []string
+	if t.Spec.IPMasq {
+		extra = append(extra, "--ip-masq")
+	}
+	return append(extra, t.Spec.AgentArgs...)
+}
+
+// Internet is a host outside the cluster on segment 1 that answers the
+// pods' probes: what "the internet" is to a pod in an --ip-masq lab.
+type Internet struct {
+	NS   string       // <prefix>-inet
+	Wire string       // its veth end on the switch
+	Addr netip.Prefix // 10.4.7.99/24
 }
 
 // ConfList renders the host's CNI network configuration: kube-flannel's

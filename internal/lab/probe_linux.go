@@ -129,6 +129,24 @@ func runChecks(ctx context.Context, topo Topology, pods []probeTarget) ([]Check,
 		}
 	}
 
+	if in := topo.Internet; in.NS != "" {
+		inet, err := startEchoServers([]probeTarget{{Pod: Pod{Name: "internet", NS: in.NS}, Addr: in.Addr.Addr()}})
+		if err != nil {
+			return nil, err
+		}
+		defer inet.Close()
+		for _, from := range pods {
+			h, _ := topo.Host(from.Pod.Host)
+			jobs = append(jobs, job{from.Pod.NS, Check{
+				Kind: PodToInternet,
+				From: Endpoint{Name: from.Pod.Name, Addr: from.Addr},
+				To:   Endpoint{Name: "internet", Addr: in.Addr.Addr()},
+				Path: "masq",
+				Want: h.Addr.Addr(),
+			}})
+		}
+	}
+
 	checks := make([]Check, len(jobs))
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -139,7 +157,7 @@ func runChecks(ctx context.Context, topo Topology, pods []probeTarget) ([]Check,
 			for i := range next {
 				c := jobs[i].check
 				c.RTT, c.ICMPErr = pingFrom(ctx, jobs[i].ns, c.To.Addr)
-				if c.Kind == PodToPod {
+				if c.Kind == PodToPod || c.Kind == PodToInternet {
 					c.SeenSource, c.TCPErr = seenSourceFrom(ctx, jobs[i].ns, c.To.Addr)
 				}
 				checks[i] = c

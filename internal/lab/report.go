@@ -19,6 +19,11 @@ const (
 	PodToPod CheckKind = iota
 	// HostToPod: ICMP echo from a host to a pod on another host.
 	HostToPod
+	// PodToInternet: ICMP echo and TCP from a pod to the "internet"
+	// host outside the cluster (--ip-masq labs); the server must see the
+	// pod's host address, because weft masquerades traffic that leaves
+	// the cluster network.
+	PodToInternet
 )
 
 // Endpoint is one end of a check.
@@ -44,6 +49,9 @@ type Check struct {
 	// PodToPod only.
 	SeenSource netip.Addr
 	TCPErr     error
+	// Want is the source the server must see for PodToInternet: the
+	// pod's host address.
+	Want netip.Addr
 }
 
 // OK reports whether the check passed: the echo came back and, for pod
@@ -53,8 +61,11 @@ func (c Check) OK() bool {
 	if c.ICMPErr != nil {
 		return false
 	}
-	if c.Kind == HostToPod {
+	switch c.Kind {
+	case HostToPod:
 		return true
+	case PodToInternet:
+		return c.TCPErr == nil && c.SeenSource == c.Want
 	}
 	return c.TCPErr == nil && c.SeenSource == c.From.Addr
 }
@@ -71,6 +82,14 @@ func (c Check) Problem() string {
 			p = append(p, "tcp: "+c.TCPErr.Error())
 		case c.SeenSource != c.From.Addr:
 			p = append(p, fmt.Sprintf("tcp: server saw %s, not %s (source translated)", c.SeenSource, c.From.Addr))
+		}
+	}
+	if c.Kind == PodToInternet {
+		switch {
+		case c.TCPErr != nil:
+			p = append(p, "tcp: "+c.TCPErr.Error())
+		case c.SeenSource != c.Want:
+			p = append(p, fmt.Sprintf("tcp: server saw %s, not the host's %s (not masqueraded)", c.SeenSource, c.Want))
 		}
 	}
 	return strings.Join(p, "; ")
@@ -98,7 +117,7 @@ func (r Result) OK() bool {
 // Summary is the one-line verdict, e.g.
 // "24/24 pod pairs ok, source IPs preserved; 12/12 host→pod ok".
 func (r Result) Summary() string {
-	var pairs, pairsOK, translated, hosts, hostsOK int
+	var pairs, pairsOK, translated, hosts, hostsOK, out, outOK int
 	for _, c := range r.Checks {
 		switch c.Kind {
 		case PodToPod:
@@ -114,6 +133,11 @@ func (r Result) Summary() string {
 			if c.OK() {
 				hostsOK++
 			}
+		case PodToInternet:
+			out++
+			if c.OK() {
+				outOK++
+			}
 		}
 	}
 	var b strings.Builder
@@ -125,6 +149,9 @@ func (r Result) Summary() string {
 		b.WriteString(", source IPs preserved")
 	}
 	fmt.Fprintf(&b, "; %d/%d host→pod ok", hostsOK, hosts)
+	if out > 0 {
+		fmt.Fprintf(&b, "; %d/%d pod→internet masqueraded as their host", outOK, out)
+	}
 	return b.String()
 }
 
@@ -164,7 +191,7 @@ func WriteTable(w io.Writer, checks []Check) error {
 			rtt = formatRTT(c.RTT)
 		}
 		seen := "-"
-		if c.Kind == PodToPod {
+		if c.Kind == PodToPod || c.Kind == PodToInternet {
 			switch {
 			case c.TCPErr != nil:
 				seen = "failed"

@@ -89,3 +89,36 @@ func TestIPMasqKeepsPodSourceInsideAndMasqueradesOutside(t *testing.T) {
 		t.Fatalf("weft removed Docker's rule; it must only outrank it:\n%s", out)
 	}
 }
+
+// `weft lab demo --ip-masq`'s table: every pod pair keeps its source and
+// every pod reaches the lab's internet host as its host, also with a
+// Docker-style rule on every host.
+func TestLabIPMasqChecks(t *testing.T) {
+	l, _ := upLabSpec(t, lab.Spec{Hosts: 2, Pods: 1, Backend: "vxlan", IPMasq: true, AgentArgs: []string{"--iptables-resync=1"}})
+	for _, h := range []string{"h1", "h2"} {
+		sub := subnetOf(t, l, h)
+		if out, err := exec.Command("ip", "netns", "exec", l.NS(h), "iptables", "-t", "nat", "-I", "POSTROUTING", "1",
+			"-s", sub.String(), "!", "-o", "docker0", "-j", "MASQUERADE").CombinedOutput(); err != nil {
+			t.Fatalf("add docker rule on %s: %v: %s", h, err, out)
+		}
+	}
+	nstest.Eventually(t, 5*time.Second, func() error {
+		checks, err := l.Check(context.Background())
+		if err != nil {
+			return err
+		}
+		var out int
+		for _, c := range checks {
+			if !c.OK() {
+				return fmt.Errorf("%s → %s: %s", c.From.Name, c.To.Name, c.Problem())
+			}
+			if c.Kind == lab.PodToInternet {
+				out++
+			}
+		}
+		if out != 2 {
+			return fmt.Errorf("%d pod→internet checks, want 2", out)
+		}
+		return nil
+	})
+}
