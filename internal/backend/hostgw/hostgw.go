@@ -213,24 +213,9 @@ func desire(network netip.Prefix, own lease.Lease, ext backend.ExternalInterface
 			continue
 		}
 		peer := l.Attrs.PublicIP
-		var reason string
-		switch {
-		case !subnet.IsValid() || !subnet.Addr().Is4():
-			reason = "no IPv4 subnet"
-		case subnet.Bits() <= network.Bits() || !network.Contains(subnet.Addr()):
-			reason = fmt.Sprintf("its subnet is not inside the network %s", network)
-		case subnet.Overlaps(own.Subnet):
-			reason = fmt.Sprintf("its subnet overlaps this host's %s", own.Subnet)
-		case !peer.IsValid() || !peer.Is4() || peer.IsUnspecified():
-			reason = "it has no IPv4 PublicIP"
-		case peer == ext.PublicIP:
-			reason = "it carries this host's own PublicIP but is not this host's lease"
-		}
+		reason := backend.PeerProblem(l, network, own, ext.PublicIP)
 		if reason != "" {
-			pub := "none"
-			if peer.IsValid() {
-				pub = peer.String()
-			}
+			pub := backend.PeerName(l)
 			st.errs = append(st.errs, fmt.Errorf("peer %s (subnet %s): no route: %s", pub, subnet, reason))
 			continue
 		}

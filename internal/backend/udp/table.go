@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/lease"
 )
 
@@ -105,26 +106,14 @@ func desire(network netip.Prefix, own lease.Lease, ownPublicIP netip.Addr, port 
 			continue
 		}
 		pub := l.Attrs.PublicIP
-		var reason string
+		reason := backend.PeerProblem(l, network, own, ownPublicIP)
 		switch {
-		case !subnet.IsValid() || !subnet.Addr().Is4():
-			reason = "no IPv4 subnet"
-		case subnet.Bits() <= network.Bits() || !network.Contains(subnet.Addr()):
-			reason = fmt.Sprintf("its subnet is not inside the network %s", network)
-		case subnet.Overlaps(own.Subnet):
-			reason = fmt.Sprintf("its subnet overlaps this host's %s", own.Subnet)
-		case !pub.IsValid() || !pub.Is4() || pub.IsUnspecified():
-			reason = "it has no IPv4 PublicIP"
-		case pub == ownPublicIP:
-			reason = "it carries this host's own PublicIP but is not this host's lease"
+		case reason != "":
 		case seen[subnet]:
 			reason = "another lease has the same subnet"
 		}
 		if reason != "" {
-			p := "none"
-			if pub.IsValid() {
-				p = pub.String()
-			}
+			p := backend.PeerName(l)
 			st.errs = append(st.errs, fmt.Errorf("peer %s (subnet %s): not reachable over udp: %s", p, subnet, reason))
 			continue
 		}

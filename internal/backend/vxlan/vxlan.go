@@ -363,18 +363,9 @@ func desire(network netip.Prefix, own lease.Lease, ownPublicIP netip.Addr, ownMA
 		}
 		pub := l.Attrs.PublicIP
 		mac, macErr := parsePeerData(l.Attrs.BackendData)
-		var reason string
+		reason := backend.PeerProblem(l, network, own, ownPublicIP)
 		switch {
-		case !subnet.IsValid() || !subnet.Addr().Is4():
-			reason = "no IPv4 subnet"
-		case subnet.Bits() <= network.Bits() || !network.Contains(subnet.Addr()):
-			reason = fmt.Sprintf("its subnet is not inside the network %s", network)
-		case subnet.Overlaps(own.Subnet):
-			reason = fmt.Sprintf("its subnet overlaps this host's %s", own.Subnet)
-		case !pub.IsValid() || !pub.Is4() || pub.IsUnspecified():
-			reason = "it has no IPv4 PublicIP"
-		case pub == ownPublicIP:
-			reason = "it carries this host's own PublicIP but is not this host's lease"
+		case reason != "":
 		case macErr != nil:
 			reason = macErr.Error()
 		case mac == ownMAC:
@@ -386,10 +377,7 @@ func desire(network netip.Prefix, own lease.Lease, ownPublicIP netip.Addr, ownMA
 			}
 		}
 		if reason != "" {
-			p := "none"
-			if pub.IsValid() {
-				p = pub.String()
-			}
+			p := backend.PeerName(l)
 			st.errs = append(st.errs, fmt.Errorf("peer %s (subnet %s): skipped: %s", p, subnet, reason))
 			continue
 		}
