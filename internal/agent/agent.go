@@ -186,9 +186,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	log.Info("wrote subnet file", "path", a.opts.SubnetFile, "mtu", env.MTU, "since-start", a.now().Sub(start).Round(time.Millisecond))
 
 	// From here on the host has a subnet and pods may start; everything
-	// below keeps running until ctx is done.
+	// below keeps running until ctx is done, or until one loop fails, which
+	// stops the others.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 8) // one slot per loop: a failing loop never blocks
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -202,7 +205,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	ownCh <- own
 	lost := make(chan struct{}, 1)
 	run("renew lease", func(ctx context.Context) error { return a.renewLoop(ctx, ownCh, lost) })
-	run("watch leases", func(ctx context.Context) error { return a.watchLoop(ctx, be, own.Subnet, lost, start) })
+	programmed := make(chan struct{})
+	run("watch leases", func(ctx context.Context) error { return a.watchLoop(ctx, be, own.Subnet, lost, start, programmed) })
 	run("reconcile", be.Run)
 	if mgr != nil {
 		resync := time.Duration(a.opts.IPTablesResync) * time.Second
@@ -211,6 +215,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	ready := make(chan struct{})
 	run("probe store", func(ctx context.Context) error { return a.probeStore(ctx, ready) })
 
+	// Ready means pods can reach every peer the store knows of: subnet.env
+	// is written and the first snapshot of peers is in the kernel.
+	a.deps.Health.SetNotReady("programming peers")
+	var runErr error
+	select {
+	case <-programmed:
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	if runErr != nil || ctx.Err() != nil {
+		return a.stop(log, cancel, &wg, runErr)
+	}
 	a.deps.Health.SetReady()
 	close(ready)
 	if c, ok := a.deps.Store.(store.Completer); ok {
@@ -226,13 +242,21 @@ func (a *Agent) Run(ctx context.Context) error {
 		log.Debug("told systemd we are ready")
 	}
 
-	var runErr error
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
+	return a.stop(log, cancel, &wg, runErr)
+}
+
+// stop ends the agent's loops and leaves the data plane as it is.
+func (a *Agent) stop(log *slog.Logger, cancel context.CancelFunc, wg *sync.WaitGroup, runErr error) error {
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	if runErr != nil {
+		log.Error("stopping after a failure", "err", runErr.Error())
+	}
 	log.Info("stopping; routes, devices, subnet.env and the lease stay in place for the next start")
+	cancel()
 	wg.Wait()
 	return runErr
 }
@@ -388,7 +412,7 @@ func (a *Agent) renewLoop(ctx context.Context, ownCh <-chan lease.Lease, lost <-
 // watchLoop feeds the backend with whole snapshots of the lease set. The
 // store calls back once per change batch; the newest snapshot replaces any
 // not yet applied, so a burst of changes costs one Apply, not one per event.
-func (a *Agent) watchLoop(ctx context.Context, be backend.Backend, own netip.Prefix, lost chan<- struct{}, start time.Time) error {
+func (a *Agent) watchLoop(ctx context.Context, be backend.Backend, own netip.Prefix, lost chan<- struct{}, start time.Time, programmed chan<- struct{}) error {
 	latest := make(chan snapshot, 1)
 	go func() {
 		var prev []lease.Lease
@@ -417,6 +441,7 @@ func (a *Agent) watchLoop(ctx context.Context, be backend.Backend, own netip.Pre
 			a.countPeers(snap.leases, own)
 			if first {
 				first = false
+				close(programmed)
 				a.log.Info("programmed peers", "peers", len(snap.leases)-1, "since-start", a.now().Sub(start).Round(time.Millisecond))
 			}
 		}

@@ -37,6 +37,7 @@ type recorder struct {
 	mu      sync.Mutex // guards the fields below
 	started lease.Lease
 	applied [][]lease.Lease
+	gate    chan struct{} // when set, Apply waits for it to close
 }
 
 func (r *recorder) LeaseAttrs() (string, json.RawMessage) { return "host-gw", nil }
@@ -48,6 +49,9 @@ func (r *recorder) Start(_ context.Context, own lease.Lease) error {
 	return nil
 }
 func (r *recorder) Apply(_ context.Context, ls []lease.Lease) error {
+	if r.gate != nil {
+		<-r.gate
+	}
 	r.mu.Lock()
 	r.applied = append(r.applied, ls)
 	r.mu.Unlock()
@@ -392,4 +396,30 @@ func TestSdNotify(t *testing.T) {
 	}
 	f.cancel()
 	expect("STOPPING=1")
+}
+
+// /readyz stays 503 after subnet.env exists until the first snapshot of
+// peers is in the kernel, so a DaemonSet's readiness means "pods can reach
+// every known peer".
+func TestReadyOnlyAfterPeersProgrammed(t *testing.T) {
+	gate := make(chan struct{})
+	f := startWith(t, "/coreos.com/network", "", func(d *Deps) {
+		d.Backends = map[string]backend.Factory{"host-gw": func(backend.Config) (backend.Backend, error) {
+			r := &recorder{gate: gate}
+			return r, nil
+		}}
+	})
+	f.put(t, "/coreos.com/network/config", `{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}`)
+	nstest.Eventually(t, 10*time.Second, func() error {
+		if _, err := os.Stat(f.opts.SubnetFile); err != nil {
+			return err
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond) // give a wrong implementation the chance to flip to ready
+	if code := f.readyz(t); code != 503 {
+		t.Fatalf("/readyz = %d while the first Apply is still running, want 503", code)
+	}
+	close(gate)
+	f.waitReady(t)
 }
