@@ -71,7 +71,7 @@ func (l *Lab) StartAgent(ctx context.Context, host string) error {
 			return fmt.Errorf("%s agent (pid %d) is still running", host, c.pid)
 		}
 	}
-	c, err := spawn(h.Name+" agent", h.NS, l.opts.WeftBinary, l.topo.AgentArgs(h), h.AgentLog, h.AgentPID)
+	c, err := l.spawnAgent(h)
 	if err != nil {
 		return err
 	}

@@ -72,5 +72,8 @@
 // etcd_linux.go (the etcd process and reaching it from here), cni_linux.go
 // (pods through libcni), probe_linux.go (the checks and the path lookup),
 // report.go (verdicts, paths and the result table), running_linux.go
-// (check, status and exec on a running lab), main.go (the command line).
+// (check, status and exec on a running lab), main.go (the command line),
+// kube.go and kube_linux.go (--store kube: a Kubernetes control plane from
+// internal/kubecluster on the underlay instead of etcd, Nodes for the
+// hosts, agents with --kube-subnet-mgr and a ServiceAccount token).
 package lab

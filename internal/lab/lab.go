@@ -24,6 +24,14 @@ type Options struct {
 	// $WEFT_CNI_BIN_DIR, else the "cni" directory beside WeftBinary (where
 	// the Makefile puts them).
 	CNIBinDir string
+	// KubeBinDir holds etcd, kube-apiserver and kube-controller-manager
+	// for a Kubernetes lab (Spec.Store "kube"); default: the build cache
+	// of the weft repository (kubecluster.Locate).
+	KubeBinDir string
+	// KubeManifest is applied to a Kubernetes lab's apiserver before the
+	// agents start, whose ServiceAccount they run as; default:
+	// deploy/kube-weft.yml of the weft repository.
+	KubeManifest string
 	// Keep leaves the lab running after Demo's checks.
 	Keep bool
 	// ReadyTimeout bounds each wait of the build (etcd, agents, routes);
@@ -70,6 +78,9 @@ func (o Options) resolve() (Options, Topology, error) {
 	if abs, err := filepath.Abs(o.CNIBinDir); err == nil {
 		o.CNIBinDir = abs
 	}
+	if o, err = o.resolveKube(); err != nil {
+		return o, Topology{}, err
+	}
 	if o.ReadyTimeout <= 0 {
 		o.ReadyTimeout = 60 * time.Second
 	}
@@ -111,7 +122,7 @@ func layoutNote(s Spec) string {
 	if s.DirectRouting {
 		note += ", DirectRouting"
 	}
-	return note
+	return note + kubeNote(s)
 }
 
 func stateFile(stateDir string) string { return filepath.Join(stateDir, "lab.json") }

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weftnet/weft/internal/kubecluster"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/subnetenv"
 )
@@ -27,6 +28,7 @@ type Lab struct {
 	out      *printer
 	children []*child // etcd first, then agents in host order
 	st       state
+	kube     *kubecluster.Cluster // the control plane of a Kubernetes lab
 }
 
 // Topology returns the lab's plan.
@@ -96,7 +98,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	if err := writeState(topo.StateDir, l.st); err != nil {
 		return l, err
 	}
-	steps := []func(context.Context) error{l.buildNetwork, l.startEtcd, l.startAgents, l.waitRoutes, l.addPods}
+	steps := []func(context.Context) error{l.buildNetwork, l.startStore, l.startAgents, l.waitRoutes, l.addPods}
 	for _, step := range steps {
 		if err := ctx.Err(); err != nil {
 			return l, fmt.Errorf("build lab %s: %w", topo.Spec.Prefix, err)
@@ -262,7 +264,7 @@ func (l *Lab) startAgents(ctx context.Context) error {
 	t0 := time.Now()
 	kids := make([]*child, len(l.topo.Hosts))
 	for i, h := range l.topo.Hosts {
-		c, err := spawn(h.Name+" agent", h.NS, l.opts.WeftBinary, l.topo.AgentArgs(h), h.AgentLog, h.AgentPID)
+		c, err := l.spawnAgent(h)
 		if err != nil {
 			return err
 		}
@@ -518,6 +520,9 @@ func teardown(ctx context.Context, topo Topology, cniBinDir string, log *slog.Lo
 	hostSide := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == underlay })
 	agentPIDs, _ := filepath.Glob(filepath.Join(topo.StateDir, "h*", "agent.pid"))
 	etcdPIDs, _ := filepath.Glob(filepath.Join(topo.StateDir, "etcd", "*.pid"))
+	if err := killKube(topo); err != nil {
+		errs = append(errs, err)
+	}
 	for _, phase := range []struct {
 		ns       []string
 		pidFiles []string

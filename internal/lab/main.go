@@ -24,6 +24,7 @@ Usage:
   weft lab exec   [--prefix P] NAME -- CMD...
                                        run CMD in namespace NAME: ul, rt, h1, h1p2, ...
   weft lab down   [--prefix P]         tear down everything of that prefix
+  weft lab bench  [flags]              build labs, measure data path, convergence, scale, restarts
 
 Run "weft lab demo -h" for the build flags.
 `
@@ -74,6 +75,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return mainRunning(ctx, cmd, rest, stdout, stderr)
 	case "exec":
 		return mainExec(ctx, rest, stdout, stderr)
+	case "bench":
+		if BenchMain == nil {
+			return errors.New("this build of weft has no benchmarks")
+		}
+		return BenchMain(ctx, rest, stdout, stderr)
 	case "_etcd":
 		return mainEtcd(ctx, rest, stderr)
 	case "help", "-h", "--help":
@@ -128,6 +134,7 @@ func mainBuild(ctx context.Context, cmd string, args []string, stdout, stderr io
 	fs.IntVar(&o.Segments, "segments", 1, "L2 segments the hosts are spread over, joined by a router (host-gw needs 1)")
 	fs.BoolVar(&o.IPMasq, "ip-masq", false, "run the agents with --ip-masq and add an internet host (10.4.7.99) outside the cluster: pod→pod keeps its source, pod→internet is masqueraded")
 	fs.BoolVar(&o.DirectRouting, "direct-routing", false, `vxlan's "DirectRouting": true (default: on for vxlan with --segments > 1)`)
+	addKubeFlags(fs, &o)
 	if cmd == "demo" {
 		fs.BoolVar(&o.Keep, "keep", false, "leave the lab running after the checks")
 	}

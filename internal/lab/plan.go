@@ -67,6 +67,9 @@ type Spec struct {
 	// the cluster on segment 1, so the checks show pod→pod keeping its
 	// source and pod→internet masqueraded.
 	IPMasq bool `json:",omitempty"`
+	// Store is where agents keep leases: StoreEtcd (also when empty) or
+	// StoreKube, a Kubernetes control plane on the underlay (see Kube).
+	Store string `json:",omitempty"`
 }
 
 // withDefaults fills zero fields except Pods: a lab without pods is a
@@ -107,6 +110,7 @@ type Topology struct {
 	Segments []Segment // Segments[0] is the underlay's own sw0
 	Router   Router    // zero with one segment
 	Internet Internet  // zero unless Spec.IPMasq
+	Kube     Kube      // zero unless Spec.Store is StoreKube
 	Etcd     Etcd
 	Hosts    []Host
 }
@@ -222,6 +226,9 @@ func Plan(s Spec) (Topology, error) {
 			"so hosts behind the router would be unreachable; use the vxlan backend with DirectRouting: "+
 			"direct routes within a segment, VXLAN across the router", s.Segments)
 	}
+	if err := validateStore(s); err != nil {
+		return Topology{}, err
+	}
 	if s.DirectRouting && s.Backend != "vxlan" {
 		return Topology{}, fmt.Errorf("lab direct routing: a vxlan option, not one of backend %s", s.Backend)
 	}
@@ -321,6 +328,7 @@ func Plan(s Spec) (Topology, error) {
 	if s.IPMasq {
 		t.Internet = Internet{NS: s.Prefix + "-inet", Wire: "ve-inet", Addr: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 4, 7, 99}), 24)}
 	}
+	t.Kube = planKube(t)
 	return t, nil
 }
 
@@ -451,8 +459,12 @@ func (t Topology) EtcdArgs() []string {
 }
 
 // AgentArgs is the command line (after the weft binary) of a host's agent:
-// flanneld's flags, pointing at the lab's etcd and state directory.
+// flanneld's flags, pointing at the lab's etcd (or, in a Kubernetes lab,
+// its apiserver) and state directory.
 func (t Topology) AgentArgs(h Host) []string {
+	if t.Spec.Store == StoreKube {
+		return t.kubeAgentArgs(h)
+	}
 	return append([]string{"agent",
 		"--etcd-endpoints=" + t.Etcd.ClientURL,
 		"--etcd-prefix=" + t.Spec.EtcdPrefix,

@@ -35,6 +35,11 @@ type child struct {
 // lets a later `weft lab down` tell this process from an unrelated one that
 // reused the pid.
 func spawn(name, ns, bin string, args []string, logFile, pidFile string) (*child, error) {
+	return spawnEnv(name, ns, bin, args, nil, logFile, pidFile)
+}
+
+// spawnEnv is spawn with env added to the process's environment.
+func spawnEnv(name, ns, bin string, args, env []string, logFile, pidFile string) (*child, error) {
 	logf, err := os.OpenFile(logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: open log: %w", name, err)
@@ -47,7 +52,7 @@ func spawn(name, ns, bin string, args []string, logFile, pidFile string) (*child
 	defer devnull.Close()
 
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...)
-	cmd.Env = childEnv(os.Environ())
+	cmd.Env = append(childEnv(os.Environ()), env...)
 	cmd.Stdin = devnull
 	cmd.Stdout = logf
 	cmd.Stderr = logf

@@ -63,7 +63,7 @@ func Status(spec Spec, out io.Writer) error {
 		layoutNote(topo.Spec), st.Created.Local().Format("15:04:05"))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tNETNS\tADDRESS\tPROCESS\tSUBNET")
-	fmt.Fprintf(tw, "ul\t%s\t%s\tetcd %s\t-\n", nsState(topo.Underlay.NS), topo.Underlay.Addr, procStatus(topo.Etcd.PIDFile))
+	fmt.Fprintf(tw, "ul\t%s\t%s\t%s\t-\n", nsState(topo.Underlay.NS), topo.Underlay.Addr, underlayProcs(topo))
 	if rt := topo.Router; rt.NS != "" {
 		var legs []string
 		for _, leg := range rt.Legs {

@@ -1,4 +1,7 @@
-// Package kubetest runs a real Kubernetes control plane for tests: etcd,
+// Package kubetest is the testing wrapper around internal/kubecluster: it
+// finds (or, under CI, builds) the binaries, starts the control plane in a
+// test's temp dir, stops it when the test ends, and turns errors into test
+// failures. The control plane is etcd,
 // kube-apiserver (token authentication, Node+RBAC authorization, a
 // ServiceAccount signing key so the TokenRequest API works) and
 // kube-controller-manager running only node-ipam-controller with

@@ -1,4 +1,4 @@
-package kubetest
+package kubecluster
 
 import (
 	"crypto/ecdsa"
@@ -24,6 +24,10 @@ type pki struct {
 	saKey, saPub          string
 }
 
+// certValidity is how long the certificates last: long enough for a lab
+// left running for weeks, and the CA is never trusted outside the cluster.
+const certValidity = 90 * 24 * time.Hour
+
 // newPKI writes a CA, a serving certificate for addr (plus loopback and
 // the in-cluster names) and a ServiceAccount signing key pair into dir.
 func newPKI(dir string, addr netip.Addr) (*pki, error) {
@@ -34,9 +38,9 @@ func newPKI(dir string, addr netip.Addr) (*pki, error) {
 	now := time.Now()
 	caTmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "weft-kubetest-ca"},
+		Subject:               pkix.Name{CommonName: "weft-kubecluster-ca"},
 		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
+		NotAfter:              now.Add(certValidity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
@@ -58,7 +62,7 @@ func newPKI(dir string, addr netip.Addr) (*pki, error) {
 		SerialNumber: big.NewInt(2),
 		Subject:      pkix.Name{CommonName: "kube-apiserver"},
 		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
+		NotAfter:     now.Add(certValidity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IPAddresses:  []net.IP{addr.AsSlice(), net.IPv4(127, 0, 0, 1), net.IPv4(10, 96, 0, 1)},
