@@ -225,6 +225,20 @@ func (o Options) LogValue() slog.Value {
 	if o.EtcdPassword != "" {
 		pw = "<redacted>"
 	}
+	if o.KubeSubnetMgr {
+		return slog.GroupValue(
+			slog.Bool("kube-subnet-mgr", true),
+			slog.String("kubeconfig-file", o.KubeconfigFile),
+			slog.String("kube-api-url", o.KubeAPIURL),
+			slog.String("kube-annotation-prefix", o.KubeAnnotationPrefix),
+			slog.String("net-config-path", o.NetConfigPath),
+			slog.String("public-ip", o.PublicIP),
+			slog.Any("iface", o.Iface),
+			slog.String("subnet-file", o.SubnetFile),
+			slog.Bool("ip-masq", o.IPMasq),
+			slog.Int("healthz-port", o.HealthzPort),
+		)
+	}
 	return slog.GroupValue(
 		slog.String("etcd-endpoints", o.EtcdEndpoints),
 		slog.String("etcd-prefix", o.EtcdPrefix),
