@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/weftnet/weft/internal/version.Version=$(VERSION)
 CNI_PLUGINS := github.com/containernetworking/plugins/plugins
 
-.PHONY: all build weft cni demo test test-kube kube-tools unit vet clean
+.PHONY: all build weft cni demo test test-kube kube-tools unit vet clean bench
 
 all: build
 
@@ -29,6 +29,13 @@ cni:
 # A three-host virtual cluster in network namespaces; needs root.
 demo: build
 	./bin/weft lab demo --hosts 3 --backend host-gw --pods 2
+
+# The benchmarks of docs/benchmarks.md: labs on this machine, about 15
+# minutes on 2 cores; needs root, iperf3 and ping. Options go in
+# BENCH_FLAGS, e.g. BENCH_FLAGS="--only scale,churn --leases 5000". The
+# JSON result is left in bin/bench.json.
+bench: build
+	./bin/weft lab bench --json-out bin/bench.json $(BENCH_FLAGS)
 
 # Unit and integration tests. Integration tests need root and fail (rather
 # than skip) when they cannot run.

@@ -21,6 +21,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/weftnet/weft/internal/agent"
+	"github.com/weftnet/weft/internal/bench"
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/options"
 	"github.com/weftnet/weft/internal/version"
@@ -71,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "cleanup":
 		return runCleanup(ctx, rest[1:], stderr)
 	case "lab":
+		// The benchmarks build on the lab, so the lab cannot import them.
+		lab.BenchMain = bench.Main
 		if err := lab.Main(ctx, rest[1:], stdout, stderr); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return 0

@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -540,28 +541,31 @@ func (a *Agent) probeStore(ctx context.Context, ready <-chan struct{}) error {
 }
 
 // logChanges logs one line per peer added, changed or removed, and returns
-// the added and changed peers.
+// the added and changed peers. More than backend.BulkChanges of them (an
+// agent starting in a large cluster) get one summary line at info and
+// their own lines at debug.
 func (a *Agent) logChanges(prev, next []lease.Lease, own netip.Prefix) []lease.Lease {
 	ch := lease.Diff(prev, next)
-	var touched []lease.Lease
-	for _, l := range ch.Added {
-		if l.Subnet != own {
-			touched = append(touched, l)
-			a.log.Info("peer added", "peer", l.Subnet, "public-ip", l.Attrs.PublicIP, "backend", l.Attrs.BackendType)
-		}
+	notOwn := func(ls []lease.Lease) []lease.Lease {
+		return slices.DeleteFunc(ls, func(l lease.Lease) bool { return l.Subnet == own })
 	}
-	for _, l := range ch.Changed {
-		if l.Subnet != own {
-			touched = append(touched, l)
-			a.log.Info("peer changed", "peer", l.Subnet, "public-ip", l.Attrs.PublicIP, "backend", l.Attrs.BackendType)
-		}
+	added, changed, removed := notOwn(ch.Added), notOwn(ch.Changed), notOwn(ch.Removed)
+	lvl := slog.LevelInfo
+	if n := len(added) + len(changed) + len(removed); n > backend.BulkChanges {
+		lvl = slog.LevelDebug
+		a.log.Info("peers changed in bulk; one line per peer at debug level", "added", len(added), "changed", len(changed), "removed", len(removed))
 	}
-	for _, l := range ch.Removed {
-		if l.Subnet != own {
-			a.log.Info("peer removed", "peer", l.Subnet, "public-ip", l.Attrs.PublicIP)
-		}
+	ctx := context.Background()
+	for _, l := range added {
+		a.log.Log(ctx, lvl, "peer added", "peer", l.Subnet, "public-ip", l.Attrs.PublicIP, "backend", l.Attrs.BackendType)
 	}
-	return touched
+	for _, l := range changed {
+		a.log.Log(ctx, lvl, "peer changed", "peer", l.Subnet, "public-ip", l.Attrs.PublicIP, "backend", l.Attrs.BackendType)
+	}
+	for _, l := range removed {
+		a.log.Log(ctx, lvl, "peer removed", "peer", l.Subnet, "public-ip", l.Attrs.PublicIP)
+	}
+	return append(added, changed...)
 }
 
 func expiry(l lease.Lease) string {

@@ -70,6 +70,13 @@ type Backend interface {
 	Run(ctx context.Context) error
 }
 
+// BulkChanges is how many peers one Apply (or one snapshot of leases) may
+// change before the per-peer log lines go to debug level behind one
+// summary line at info. An agent starting among thousands of hosts would
+// otherwise write thousands of lines at once; normal churn, a few peers at
+// a time, keeps one line per peer at info.
+const BulkChanges = 100
+
 // Factory builds a backend from its config. It fails, with a message that
 // says why, when the host cannot run this backend (host-gw behind NAT, say).
 type Factory func(cfg Config) (Backend, error)

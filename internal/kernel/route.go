@@ -142,44 +142,66 @@ func (o Op) String() string { return o.Format(nil) }
 // later one wins. Replaces come first, so new peers become reachable before
 // stale entries go; both are sorted by destination, which makes the plan
 // stable for tests and logs.
+//
+// It works on sorted copies of both lists and merges them, rather than
+// indexing them in maps: backends plan against thousands of routes several
+// times a second, and their lists usually come sorted already.
 func PlanRoutes(desired, installed []Route, owned func(Route) bool) []Op {
-	want := make(map[key]Route, len(desired))
-	for _, d := range desired {
-		d.Dst = d.Dst.Masked()
-		want[d.key()] = d
+	want := sortedByKey(desired)
+	// Of several desired routes with one key, the later one wins: keep the
+	// last of each run (the sort is stable).
+	w := 0
+	for i := range want {
+		if i+1 < len(want) && want[i+1].key() == want[i].key() {
+			continue
+		}
+		want[w] = want[i]
+		w++
 	}
-	have := make(map[key][]Route)
-	for _, r := range installed {
-		r.Dst = r.Dst.Masked()
-		have[r.key()] = append(have[r.key()], r)
-	}
+	want = want[:w]
+	have := sortedByKey(installed)
 
 	var replaces, deletes []Op
-	for k, d := range want {
-		rs := have[k]
-		keep := slices.Index(rs, d)
-		if keep < 0 {
-			op := Op{Kind: Replace, Route: d}
-			if len(rs) > 0 {
-				op.Prev = rs[0]
-				keep = 0
+	i, j := 0, 0
+	for i < len(want) || j < len(have) {
+		// The run of installed routes at the next key (in their order).
+		var k key
+		switch {
+		case j == len(have):
+			k = want[i].key()
+		case i == len(want):
+			k = have[j].key()
+		case cmpKey(want[i].key(), have[j].key()) <= 0:
+			k = want[i].key()
+		default:
+			k = have[j].key()
+		}
+		end := j
+		for end < len(have) && have[end].key() == k {
+			end++
+		}
+		rs := have[j:end]
+		j = end
+		keep := -1
+		if i < len(want) && want[i].key() == k {
+			d := want[i]
+			i++
+			keep = slices.Index(rs, d)
+			if keep < 0 {
+				op := Op{Kind: Replace, Route: d}
+				if len(rs) > 0 {
+					op.Prev = rs[0]
+					keep = 0
+				}
+				replaces = append(replaces, op)
 			}
-			replaces = append(replaces, op)
 		}
 		// More than one entry per key exists only after `ip route append`;
 		// drop our extra ones so the desired route is the only one we own.
-		for i, r := range rs {
-			if i != keep && owned(r) {
-				deletes = append(deletes, Op{Kind: Delete, Route: r})
-			}
-		}
-	}
-	for k, rs := range have {
-		if _, ok := want[k]; ok {
-			continue
-		}
-		for _, r := range rs {
-			if owned(r) {
+		// With no desired route at the key, keep is -1 and every owned
+		// entry goes.
+		for n, r := range rs {
+			if n != keep && owned(r) {
 				deletes = append(deletes, Op{Kind: Delete, Route: r})
 			}
 		}
@@ -187,6 +209,24 @@ func PlanRoutes(desired, installed []Route, owned func(Route) bool) []Op {
 	sortOps(replaces)
 	sortOps(deletes)
 	return append(replaces, deletes...)
+}
+
+// sortedByKey returns rs with masked destinations, stably sorted by key.
+func sortedByKey(rs []Route) []Route {
+	out := make([]Route, len(rs))
+	for i, r := range rs {
+		r.Dst = r.Dst.Masked()
+		out[i] = r
+	}
+	byKey := func(a, b Route) int { return cmpKey(a.key(), b.key()) }
+	if !slices.IsSortedFunc(out, byKey) {
+		slices.SortStableFunc(out, byKey)
+	}
+	return out
+}
+
+func cmpKey(a, b key) int {
+	return cmp.Or(a.dst.Addr().Compare(b.dst.Addr()), cmp.Compare(a.dst.Bits(), b.dst.Bits()), cmp.Compare(a.metric, b.metric))
 }
 
 func sortOps(ops []Op) {

@@ -84,6 +84,11 @@ type Backend struct {
 	peerOf  map[netip.Prefix]netip.Addr  // desired route Dst → the peer's PublicIP, for logs and errors
 	ignored map[netip.Prefix]lease.Attrs // leases of another backend type, by subnet, so each is logged once
 	failing map[netip.Prefix]string      // Dst → last error a repair logged for it, so a dead peer is not logged every period
+	// installed is what the last kernel sync left, when it completed
+	// without a failure (nil otherwise). Apply plans against it instead of
+	// dumping the whole table for every change; Run's repairs always read
+	// the table, which is what catches changes made behind weft's back.
+	installed []kernel.Route
 }
 
 // New builds the backend with default Options.

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/metrics"
@@ -35,7 +37,7 @@ func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
 	b.desired, b.peerOf, b.applied = st.routes, st.peerOf, true
 
 	errs := st.errs
-	res, err := kernel.Sync(b.opts.Handle, b.desired, b.owns)
+	res, err := b.sync(true)
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("host-gw: %w", err))...)
 	}
@@ -115,6 +117,28 @@ func (b *Backend) Run(ctx context.Context) error {
 	}
 }
 
+// sync makes the table hold b.desired. With cached, and when the last sync
+// left the table complete, it plans against what that sync installed: a
+// change of one peer among thousands then costs its own netlink request,
+// not a dump of every route. Otherwise it reads the table. Callers hold mu.
+func (b *Backend) sync(cached bool) (kernel.Result, error) {
+	var (
+		res kernel.Result
+		err error
+	)
+	if cached && b.installed != nil {
+		res = kernel.ApplyOps(b.opts.Handle, kernel.PlanRoutes(b.desired, b.installed, b.owns))
+	} else {
+		res, err = kernel.Sync(b.opts.Handle, b.desired, b.owns)
+	}
+	b.installed = nil
+	if err == nil && len(res.Failed) == 0 {
+		// Never nil once valid: no peers is an empty table, not an unknown one.
+		b.installed = append(make([]kernel.Route, 0, len(b.desired)), b.desired...)
+	}
+	return res, err
+}
+
 // wants reports whether r's destination is one the last Apply asked for.
 func (b *Backend) wants(r kernel.Route) bool {
 	b.mu.Lock()
@@ -130,7 +154,7 @@ func (b *Backend) repair(trigger string) {
 	if !b.applied {
 		return
 	}
-	res, err := kernel.Sync(b.opts.Handle, b.desired, b.owns)
+	res, err := b.sync(false)
 	if err != nil {
 		b.log.Warn("route repair failed", "trigger", trigger, "err", err)
 		return
@@ -150,18 +174,37 @@ func (b *Backend) repair(trigger string) {
 	b.failing = failing
 }
 
-// logDone logs one line per route change. Callers hold mu.
+// logDone logs one line per route change; more than backend.BulkChanges
+// of them get one summary line at info and their own lines at debug.
+// Callers hold mu.
 func (b *Backend) logDone(ops []kernel.Op, trigger string) {
+	lvl := slog.LevelInfo
+	if len(ops) > backend.BulkChanges {
+		lvl = slog.LevelDebug
+		var added, replaced, removed int
+		for _, op := range ops {
+			switch {
+			case op.Kind == kernel.Delete:
+				removed++
+			case op.Prev != (kernel.Route{}):
+				replaced++
+			default:
+				added++
+			}
+		}
+		b.log.Info("routes changed in bulk; one line per route at debug level", "added", added, "replaced", replaced, "removed", removed, "trigger", trigger)
+	}
+	ctx := context.Background()
 	for _, op := range ops {
 		r := op.Route
 		switch {
 		case op.Kind == kernel.Delete:
-			b.log.Info("route removed", "subnet", r.Dst, "peer", r.Gw, "route", r.Format(b.names), "trigger", trigger)
+			b.log.Log(ctx, lvl, "route removed", "subnet", r.Dst, "peer", r.Gw, "route", r.Format(b.names), "trigger", trigger)
 		case op.Prev != (kernel.Route{}):
-			b.log.Info("route replaced", "subnet", r.Dst, "peer", r.Gw, "route", r.Format(b.names),
+			b.log.Log(ctx, lvl, "route replaced", "subnet", r.Dst, "peer", r.Gw, "route", r.Format(b.names),
 				"was", op.Prev.Format(b.names), "trigger", trigger)
 		default:
-			b.log.Info("route added", "subnet", r.Dst, "peer", r.Gw, "route", r.Format(b.names), "trigger", trigger)
+			b.log.Log(ctx, lvl, "route added", "subnet", r.Dst, "peer", r.Gw, "route", r.Format(b.names), "trigger", trigger)
 		}
 	}
 }

@@ -176,6 +176,28 @@ type Backend struct {
 	ignored map[netip.Prefix]lease.Attrs // leases of another backend type, so each is logged once
 	failing map[string]string            // entry → last error logged for it, so a repair logs each once
 	names   map[int]string               // link names for route logs
+	macs    macMemo                      // decoded BackendData of peers
+	// inst is what the last sync left in the kernel; Apply plans against
+	// it instead of reading thousands of entries back for every change.
+	inst installed
+	// wantIP and wantMAC index the neighbour addresses and VTEP MACs of
+	// peers, and wantDst their subnets, so that Run tells in constant time
+	// whether a deleted entry is one the last Apply asked for.
+	wantIP  map[netip.Addr]bool
+	wantMAC map[kernel.MAC]bool
+	wantDst map[netip.Prefix]bool
+}
+
+// installed is the kernel state a sync left: every entry it asked for, as
+// the kernel took it. Valid only after a sync without a single failure and
+// while the device keeps its index; a repair (Run) always reads the kernel
+// and refreshes it, which is what catches changes made behind weft's back.
+type installed struct {
+	valid    bool
+	devIndex int
+	neighs   []kernel.Neigh
+	fdbs     []kernel.FDB
+	routes   []kernel.Route
 }
 
 // New builds the backend with default Options.
@@ -296,6 +318,32 @@ func leaseData(vni int, mac kernel.MAC) json.RawMessage {
 	return out
 }
 
+// macMemo remembers the VtepMAC decoded from each BackendData, so that an
+// Apply of thousands of unchanged leases decodes only the new ones. It
+// forgets everything when it holds more than twice the leases of one Apply.
+type macMemo map[string]macDecoded
+
+type macDecoded struct {
+	mac kernel.MAC
+	err error
+}
+
+// parser returns parsePeerData remembering its answers; n is the number of
+// leases about to be decoded.
+func (m *macMemo) parser(n int) func(json.RawMessage) (kernel.MAC, error) {
+	if *m == nil || len(*m) > 2*n+64 {
+		*m = make(macMemo, n)
+	}
+	return func(raw json.RawMessage) (kernel.MAC, error) {
+		if d, ok := (*m)[string(raw)]; ok {
+			return d.mac, d.err
+		}
+		mac, err := parsePeerData(raw)
+		(*m)[string(raw)] = macDecoded{mac, err}
+		return mac, err
+	}
+}
+
 // parsePeerData decodes a peer's BackendData and checks its VtepMAC.
 func parsePeerData(raw json.RawMessage) (kernel.MAC, error) {
 	if len(raw) == 0 || string(raw) == "null" {
@@ -348,10 +396,23 @@ type peersState struct {
 // desire picks the peers to program from leases: every vxlan lease but the
 // own one whose subnet, PublicIP and VtepMAC are usable. Pure.
 func desire(network netip.Prefix, own lease.Lease, ownPublicIP netip.Addr, ownMAC kernel.MAC, leases []lease.Lease) peersState {
+	return desireWith(network, own, ownPublicIP, ownMAC, leases, parsePeerData)
+}
+
+// desireWith is desire with the decoder of BackendData given, so that the
+// backend can remember what it decoded (see macMemo).
+func desireWith(network netip.Prefix, own lease.Lease, ownPublicIP netip.Addr, ownMAC kernel.MAC, leases []lease.Lease,
+	parse func(json.RawMessage) (kernel.MAC, error),
+) peersState {
 	st := peersState{ignored: make(map[netip.Prefix]lease.Attrs)}
-	leases = slices.Clone(leases)
-	slices.SortStableFunc(leases, func(a, b lease.Lease) int { return a.Subnet.Addr().Compare(b.Subnet.Addr()) })
-	macOwner := make(map[kernel.MAC]netip.Prefix)
+	byAddr := func(a, b lease.Lease) int { return a.Subnet.Addr().Compare(b.Subnet.Addr()) }
+	// Stores deliver leases sorted already.
+	if !slices.IsSortedFunc(leases, byAddr) {
+		leases = slices.Clone(leases)
+		slices.SortStableFunc(leases, byAddr)
+	}
+	st.peers = make([]peer, 0, len(leases))
+	macOwner := make(map[kernel.MAC]netip.Prefix, len(leases))
 	for _, l := range leases {
 		subnet := l.Subnet.Masked()
 		if subnet == own.Subnet.Masked() {
@@ -362,7 +423,7 @@ func desire(network netip.Prefix, own lease.Lease, ownPublicIP netip.Addr, ownMA
 			continue
 		}
 		pub := l.Attrs.PublicIP
-		mac, macErr := parsePeerData(l.Attrs.BackendData)
+		mac, macErr := parse(l.Attrs.BackendData)
 		reason := backend.PeerProblem(l, network, own, ownPublicIP)
 		switch {
 		case reason != "":

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/lease"
 )
@@ -292,9 +294,17 @@ func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
 	if !b.started {
 		return errors.New("vxlan: Apply before Start")
 	}
-	st := desire(b.network, b.own, b.ext.PublicIP, b.mac, leases)
+	st := desireWith(b.network, b.own, b.ext.PublicIP, b.mac, leases, b.macs.parser(len(leases)))
 	b.noteIgnored(st.ignored)
 	b.peers, b.applied = st.peers, true
+	b.wantIP = make(map[netip.Addr]bool, len(st.peers))
+	b.wantMAC = make(map[kernel.MAC]bool, len(st.peers))
+	b.wantDst = make(map[netip.Prefix]bool, len(st.peers))
+	for _, p := range st.peers {
+		b.wantIP[p.Subnet.Addr()] = true
+		b.wantMAC[p.MAC] = true
+		b.wantDst[p.Subnet] = true
+	}
 
 	errs := st.errs
 	res, err := b.sync("apply")
@@ -323,6 +333,11 @@ type syncResult struct {
 // sync makes the kernel match b.peers and logs what it changed, one line
 // per peer. It fails as a whole when the device cannot be set up or the
 // kernel cannot be read. Callers hold mu.
+//
+// An Apply plans against what the last sync installed (b.inst), so that a
+// change of one peer among thousands costs its own few netlink requests
+// rather than three dumps of every entry; a repair, and an Apply after a
+// failure or a change to the device, reads the kernel instead.
 func (b *Backend) sync(trigger string) (syncResult, error) {
 	var res syncResult
 	h := b.opts.Handle
@@ -331,19 +346,28 @@ func (b *Backend) sync(trigger string) (syncResult, error) {
 	if trigger != "apply" {
 		b.count(devChanges)
 	}
+	cached := trigger == "apply" && b.inst.valid && len(devChanges) == 0 && b.inst.devIndex == devIndex
+	// Valid again only if this sync completes without a failure.
+	b.inst.valid = false
 	if err != nil {
 		return res, fmt.Errorf("device %s: %w", b.dev, err)
 	}
 
 	direct := b.directLinks(b.peers, devIndex)
 	neighs, fdbs, routes := entries(b.peers, devIndex, direct)
-	haveN, err := kernel.ListNeighs(h, devIndex)
-	if err != nil {
-		return res, err
-	}
-	haveF, err := kernel.ListFDB(h, devIndex)
-	if err != nil {
-		return res, err
+	var (
+		haveN []kernel.Neigh
+		haveF []kernel.FDB
+	)
+	if cached {
+		haveN, haveF = b.inst.neighs, b.inst.fdbs
+	} else {
+		if haveN, err = kernel.ListNeighs(h, devIndex); err != nil {
+			return res, err
+		}
+		if haveF, err = kernel.ListFDB(h, devIndex); err != nil {
+			return res, err
+		}
 	}
 	// Permanent entries on the device are weft's (or flannel's before it);
 	// what the kernel learned or resolved itself is left alone.
@@ -383,8 +407,11 @@ func (b *Backend) sync(trigger string) (syncResult, error) {
 		}
 	}
 	routes = slices.DeleteFunc(routes, func(r kernel.Route) bool { return r.OnLink && broken[r.Gw] })
-	rres, err := kernel.Sync(h, routes, kernel.PeerRouteOwner(b.network, b.own.Subnet))
-	if err != nil {
+	owner := kernel.PeerRouteOwner(b.network, b.own.Subnet)
+	var rres kernel.Result
+	if cached {
+		rres = kernel.ApplyOps(h, kernel.PlanRoutes(routes, b.inst.routes, owner))
+	} else if rres, err = kernel.Sync(h, routes, owner); err != nil {
 		// Without the table, keep the neighbours and FDB of departed peers:
 		// their routes may still be there.
 		b.logPeers(trigger, b.known, nres, fres, kernel.Result{}, kernel.FDBResult{}, kernel.NeighResult{})
@@ -405,12 +432,18 @@ func (b *Backend) sync(trigger string) (syncResult, error) {
 	nres.Done, nres.Failed = append(nres.Done, ndres.Done...), append(nres.Failed, ndres.Failed...)
 	fres.Done, fres.Failed = append(fres.Done, fdres.Done...), append(fres.Failed, fdres.Failed...)
 	b.report(trigger, nres, fres, rres, &res)
+	if len(res.failures) == 0 {
+		b.inst = installed{valid: true, devIndex: devIndex, neighs: neighs, fdbs: fdbs, routes: routes}
+	}
 	return res, nil
 }
 
 // directLinks returns, with DirectRouting, the peers whose PublicIP the
 // kernel reaches without a gateway (ip route get gives one unicast route
-// with no via), each with that route's link. Callers hold mu.
+// with no via), each with that route's link. It asks the kernel for every
+// peer on every sync: a route added since may have changed the answer for
+// a peer whose lease did not change, and no notification says so. Callers
+// hold mu.
 func (b *Backend) directLinks(peers []peer, devIndex int) map[netip.Prefix]int {
 	if !b.set.DirectRouting {
 		return nil
@@ -555,20 +588,39 @@ func (b *Backend) logPeers(trigger string, prev map[netip.Prefix]programmed,
 	slices.SortFunc(subnets, func(a, c netip.Prefix) int {
 		return cmp.Or(a.Addr().Compare(c.Addr()), cmp.Compare(a.Bits(), c.Bits()))
 	})
+	// More than backend.BulkChanges peers (a start among thousands of
+	// hosts) get one summary line at info and their own lines at debug.
+	lvl := slog.LevelInfo
+	kind := func(s netip.Prefix) string {
+		cur, inCur := b.known[s]
+		old, inPrev := prev[s]
+		switch {
+		case !inCur:
+			return "peer removed"
+		case !inPrev:
+			return "peer added"
+		case old != cur:
+			return "peer changed"
+		}
+		return "peer repaired"
+	}
+	if len(subnets)+len(stale) > backend.BulkChanges {
+		lvl = slog.LevelDebug
+		n := map[string]int{}
+		for _, s := range subnets {
+			n[kind(s)]++
+		}
+		b.log.Info("peers programmed in bulk; one line per peer at debug level", "added", n["peer added"], "changed", n["peer changed"],
+			"repaired", n["peer repaired"], "removed", n["peer removed"], "stale_entries", len(stale), "trigger", trigger)
+	}
+	ctx := context.Background()
 	for _, s := range subnets {
 		cur, inCur := b.known[s]
 		old, inPrev := prev[s]
-		var msg string
+		msg := kind(s)
 		p := cur
-		switch {
-		case !inCur:
-			msg, p = "peer removed", old
-		case !inPrev:
-			msg = "peer added"
-		case old != cur:
-			msg = "peer changed"
-		default:
-			msg = "peer repaired"
+		if !inCur {
+			p = old
 		}
 		args := []any{"subnet", s}
 		if inCur || inPrev {
@@ -579,10 +631,10 @@ func (b *Backend) logPeers(trigger string, prev map[netip.Prefix]programmed,
 			args = append(args, "peer", p.PublicIP, "vtep_mac", p.MAC, "mode", mode)
 		}
 		args = append(args, "changes", strings.Join(groups[s], "; "), "trigger", trigger)
-		b.log.Info(msg, args...)
+		b.log.Log(ctx, lvl, msg, args...)
 	}
 	for _, what := range stale {
-		b.log.Info("stale entry removed", "entry", what, "trigger", trigger)
+		b.log.Log(ctx, lvl, "stale entry removed", "entry", what, "trigger", trigger)
 	}
 }
 
@@ -775,22 +827,23 @@ func (b *Backend) neighMatters(n kernel.DeletedNeigh) bool {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, p := range b.peers {
-		if (n.FDB && n.MAC == p.MAC) || (!n.FDB && n.IP == p.Subnet.Addr()) {
-			return true
-		}
+	if n.FDB {
+		return b.wantMAC[n.MAC]
 	}
-	return false
+	return b.wantIP[n.IP]
 }
 
-// routeMatters reports whether a deleted route may need a repair.
+// routeMatters reports whether a deleted route may need a repair: the
+// route of a peer the last Apply asked for (not one that Apply itself
+// removed), or, with DirectRouting, any route outside the cluster network,
+// which may change how a peer's PublicIP is reached.
 func (b *Backend) routeMatters(r kernel.Route) bool {
-	if b.set.DirectRouting {
-		return true
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return kernel.PeerRouteOwner(b.network, b.own.Subnet)(r)
+	if b.set.DirectRouting && !b.network.Contains(r.Dst.Addr()) {
+		return true
+	}
+	return b.wantDst[r.Dst] && kernel.PeerRouteOwner(b.network, b.own.Subnet)(r)
 }
 
 // repair re-applies the last desired state and counts what it changed.
