@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/store"
 )
 
@@ -16,28 +15,18 @@ var (
 )
 
 // Published returns the backend type and data of the lease that carries
-// publicIP, if there is one. It needs no expirations, so unlike List it asks
-// etcd for none.
+// publicIP, if there is one.
 func (s *Store) Published(ctx context.Context, publicIP netip.Addr) (string, json.RawMessage, error) {
-	ls, err := s.list(ctx, nil)
+	ls, err := s.List(ctx)
 	if err != nil {
 		return "", nil, err
 	}
-	// Of several leases with that address (stale ones of this host), the
-	// one with the lowest subnet, as List orders them.
-	var found *lease.Lease
-	for _, e := range ls.entries {
-		if e.bad != nil || e.lease.Attrs.PublicIP != publicIP {
-			continue
-		}
-		if found == nil || cmpLease(e.lease, *found) < 0 {
-			found = &e.lease
+	for _, l := range ls {
+		if l.Attrs.PublicIP == publicIP {
+			return l.Attrs.BackendType, l.Attrs.BackendData, nil
 		}
 	}
-	if found == nil {
-		return "", nil, nil
-	}
-	return found.Attrs.BackendType, found.Attrs.BackendData, nil
+	return "", nil, nil
 }
 
 // ConfigHint is the etcdctl command that creates a network config.
