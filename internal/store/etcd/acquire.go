@@ -39,9 +39,8 @@ func (s *Store) Acquire(ctx context.Context, cfg *netconf.Config, req store.Acqu
 	}
 
 	var lost error
-	ttls := newExpiries()
 	for attempt := 1; attempt <= maxAcquireAttempts; attempt++ {
-		l, err := s.tryAcquire(ctx, cfg, req, val, ttls)
+		l, err := s.tryAcquire(ctx, cfg, req, val)
 		if err == nil {
 			l.Attrs = stored
 			return l, nil
@@ -65,8 +64,11 @@ func (s *Store) Acquire(ctx context.Context, cfg *netconf.Config, req store.Acqu
 
 // tryAcquire makes one decision from one listing and writes it. It returns
 // an error wrapping errLostRace when a key changed under it.
-func (s *Store) tryAcquire(ctx context.Context, cfg *netconf.Config, req store.AcquireRequest, val []byte, ttls *expiries) (lease.Lease, error) {
-	ls, err := s.list(ctx, ttls)
+func (s *Store) tryAcquire(ctx context.Context, cfg *netconf.Config, req store.AcquireRequest, val []byte) (lease.Lease, error) {
+	// PickSubnet tells reservations from leases but never reads an
+	// expiration, so the listing asks etcd for none: with thousands of
+	// hosts that is thousands of TimeToLive calls saved on every start.
+	ls, err := s.list(ctx, nil)
 	if err != nil {
 		return lease.Lease{}, err
 	}

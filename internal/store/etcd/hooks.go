@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/store"
 )
 
@@ -15,18 +16,28 @@ var (
 )
 
 // Published returns the backend type and data of the lease that carries
-// publicIP, if there is one.
+// publicIP, if there is one. It needs no expirations, so unlike List it asks
+// etcd for none.
 func (s *Store) Published(ctx context.Context, publicIP netip.Addr) (string, json.RawMessage, error) {
-	ls, err := s.List(ctx)
+	ls, err := s.list(ctx, nil)
 	if err != nil {
 		return "", nil, err
 	}
-	for _, l := range ls {
-		if l.Attrs.PublicIP == publicIP {
-			return l.Attrs.BackendType, l.Attrs.BackendData, nil
+	// Of several leases with that address (stale ones of this host), the
+	// one with the lowest subnet, as List orders them.
+	var found *lease.Lease
+	for _, e := range ls.entries {
+		if e.bad != nil || e.lease.Attrs.PublicIP != publicIP {
+			continue
+		}
+		if found == nil || cmpLease(e.lease, *found) < 0 {
+			found = &e.lease
 		}
 	}
-	return "", nil, nil
+	if found == nil {
+		return "", nil, nil
+	}
+	return found.Attrs.BackendType, found.Attrs.BackendData, nil
 }
 
 // ConfigHint is the etcdctl command that creates a network config.

@@ -27,12 +27,16 @@ func (s *Store) List(ctx context.Context) ([]lease.Lease, error) {
 		}
 		out = append(out, e.lease)
 	}
-	slices.SortFunc(out, func(a, b lease.Lease) int {
-		return cmp.Or(
-			a.Subnet.Addr().Compare(b.Subnet.Addr()),
-			cmp.Compare(a.Subnet.Bits(), b.Subnet.Bits()),
-			a.IPv6Subnet.Addr().Compare(b.IPv6Subnet.Addr()),
-		)
-	})
+	slices.SortFunc(out, cmpLease)
 	return out, nil
+}
+
+// cmpLease orders leases by subnet, then IPv6 subnet: the order of List
+// and of Watch's snapshots.
+func cmpLease(a, b lease.Lease) int {
+	return cmp.Or(
+		a.Subnet.Addr().Compare(b.Subnet.Addr()),
+		cmp.Compare(a.Subnet.Bits(), b.Subnet.Bits()),
+		a.IPv6Subnet.Addr().Compare(b.IPv6Subnet.Addr()),
+	)
 }
