@@ -7,6 +7,7 @@ package backend
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -44,6 +45,28 @@ type Config struct {
 	Published json.RawMessage
 	// Metrics counts repairs by kind; nil records nothing.
 	Metrics *metrics.Metrics
+}
+
+// CheckConfig checks what every backend that carries traffic to peers'
+// public IPs needs of cfg: an IPv4 cluster Network, an external interface,
+// and an IPv4 address on it. Each error starts with backendType and names
+// what is missing, and where. It returns cfg.Ext with PublicIP defaulted to
+// Addr, the address peers reach this host at when --public-ip is not set.
+func CheckConfig(backendType string, cfg Config) (ExternalInterface, error) {
+	if cfg.Network == nil || !cfg.Network.Network.IsValid() || !cfg.Network.Network.Addr().Is4() {
+		return ExternalInterface{}, fmt.Errorf("%s needs an IPv4 cluster Network", backendType)
+	}
+	ext := cfg.Ext
+	if ext.Index == 0 || ext.Name == "" {
+		return ExternalInterface{}, fmt.Errorf("%s needs an external interface", backendType)
+	}
+	if !ext.Addr.IsValid() || !ext.Addr.Is4() {
+		return ExternalInterface{}, fmt.Errorf("%s needs an IPv4 address on interface %s", backendType, ext.Name)
+	}
+	if !ext.PublicIP.IsValid() {
+		ext.PublicIP = ext.Addr
+	}
+	return ext, nil
 }
 
 // Backend is one host's data plane for one network.

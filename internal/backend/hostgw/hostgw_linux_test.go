@@ -1,8 +1,6 @@
 package hostgw
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,110 +9,40 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	vns "github.com/vishvananda/netns"
-
 	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/backend/backendtest"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/netconf"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/nstest"
 )
 
-// The integration tests build hosts on one L2 segment, each a namespace:
-//
-//	 hostA                      hostB                      hostC
-//	 cni0 10.244.1.1/24         cni0 10.244.2.1/24         cni0 10.244.3.1/24
-//	 eth0 192.168.77.1/24       eth0 192.168.77.2/24       eth0 192.168.77.3/24
-//	   |                          |                          |
-//	   +---- pA ------------ [ sw: br0 ] ------------ pC ----+
-//	                              |
-//	                              pB
-//
-// cni0 is a bridge without ports standing in for the pod bridge (the test
-// kernel has no dummy driver); its address is what pods would use.
+// The integration tests run on backendtest.Hosts with the underlay
+// 192.168.77.0/24: host i has eth0 192.168.77.i and pod address
+// 10.244.i.1 on cni0, and leases 10.244.i.0/24.
 
-var network = netip.MustParsePrefix("10.244.0.0/16")
+var network = backendtest.Network
 
 type host struct {
-	ns     string
-	h      *netlink.Handle
-	nsh    vns.NsHandle
-	ext    backend.ExternalInterface
+	*backendtest.Host
 	lease  lease.Lease
-	podIP  netip.Addr
-	logBuf *syncBuffer
-}
-
-// syncBuffer collects log output written from Apply and Run concurrently.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logBuf *backendtest.LogBuffer
 }
 
 func segment(t *testing.T, n int) []*host {
 	t.Helper()
-	nstest.RequireRoot(t)
-	sw := nstest.NewNS(t, "sw")
-	nstest.Exec(t, sw, "ip", "link", "add", "br0", "type", "bridge")
-	nstest.Exec(t, sw, "ip", "link", "set", "br0", "up")
 	var hosts []*host
-	for i := 1; i <= n; i++ {
-		ns := nstest.NewNS(t, fmt.Sprintf("h%d", i))
-		port := fmt.Sprintf("p%d", i)
-		nstest.Exec(t, sw, "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
-		nstest.Exec(t, sw, "ip", "link", "set", port, "master", "br0", "up")
-		nstest.Exec(t, ns, "ip", "link", "set", "eth0", "up")
-		nstest.Exec(t, ns, "ip", "addr", "add", fmt.Sprintf("192.168.77.%d/24", i), "dev", "eth0")
-		nstest.Exec(t, ns, "ip", "link", "add", "cni0", "type", "bridge")
-		nstest.Exec(t, ns, "ip", "link", "set", "cni0", "up")
-		nstest.Exec(t, ns, "ip", "addr", "add", fmt.Sprintf("10.244.%d.1/24", i), "dev", "cni0")
-		nstest.Exec(t, ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-
-		h, err := netns.Handle(ns)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(h.Close)
-		nsh, err := vns.GetFromName(ns)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nsh.Close() })
-		eth0, err := h.LinkByName("eth0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := netip.MustParseAddr(fmt.Sprintf("192.168.77.%d", i))
+	for _, bh := range backendtest.Hosts(t, n, backendtest.Options{Underlay: netip.MustParsePrefix("192.168.77.0/24")}) {
 		hosts = append(hosts, &host{
-			ns:  ns,
-			h:   h,
-			nsh: nsh,
-			ext: backend.ExternalInterface{
-				Name: "eth0", Index: eth0.Attrs().Index, MTU: eth0.Attrs().MTU, Addr: addr, PublicIP: addr,
-			},
+			Host: bh,
 			lease: lease.Lease{
-				Subnet: netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", i)),
-				Attrs:  lease.Attrs{PublicIP: addr, BackendType: BackendType},
+				Subnet: bh.Subnet,
+				Attrs:  lease.Attrs{PublicIP: bh.Ext.PublicIP, BackendType: BackendType},
 			},
-			podIP:  netip.MustParseAddr(fmt.Sprintf("10.244.%d.1", i)),
-			logBuf: &syncBuffer{},
+			logBuf: &backendtest.LogBuffer{},
 		})
 	}
 	return hosts
@@ -124,16 +52,16 @@ func segment(t *testing.T, n int) []*host {
 // in unless o says otherwise.
 func (hg *host) start(t *testing.T, o Options) *Backend {
 	t.Helper()
-	o.Handle = hg.h
+	o.Handle = hg.Handle
 	if !o.NoSubscribe {
-		o.Netns = &hg.nsh
+		o.Netns = &hg.Netns
 	}
 	if o.ReconcilePeriod == 0 {
 		o.ReconcilePeriod = time.Minute
 	}
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), hg.logBuf), nil)).With("host", hg.ns)
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), hg.logBuf), nil)).With("host", hg.NS)
 	b, err := NewWithOptions(backend.Config{
-		Ext:     hg.ext,
+		Ext:     hg.Ext,
 		Network: &netconf.Config{EnableIPv4: true, Network: network, SubnetLen: 24, BackendType: BackendType},
 		Log:     log,
 	}, o)
@@ -144,24 +72,6 @@ func (hg *host) start(t *testing.T, o Options) *Backend {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// run runs b.Run until the test ends and checks that it returned nil.
-func run(t *testing.T, b *Backend) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Run did not return within 5s of cancel")
-		}
-	})
 }
 
 func leases(hosts ...*host) []lease.Lease {
@@ -186,21 +96,6 @@ func routes(t *testing.T, ns string) []string {
 	return out
 }
 
-// logLines counts the lines of logs that contain every one of parts.
-func logLines(logs string, parts ...string) int {
-	n := 0
-	for _, l := range strings.Split(logs, "\n") {
-		all := true
-		for _, p := range parts {
-			all = all && strings.Contains(l, p)
-		}
-		if all && l != "" {
-			n++
-		}
-	}
-	return n
-}
-
 // weftRoutes is `ip route show proto 87` in ns.
 func weftRoutes(t *testing.T, ns string) []string {
 	t.Helper()
@@ -211,13 +106,6 @@ func weftRoutes(t *testing.T, ns string) []string {
 		}
 	}
 	return out
-}
-
-func wantLines(t *testing.T, what string, got, want []string) {
-	t.Helper()
-	if !slices.Equal(got, want) {
-		t.Errorf("%s:\n%s\nwant:\n%s", what, strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
 }
 
 func TestApplyProgramsPeersAndRemovesDeparted(t *testing.T) {
@@ -232,7 +120,7 @@ func TestApplyProgramsPeersAndRemovesDeparted(t *testing.T) {
 	if err := b.Apply(t.Context(), append(leases(hs...), vx)); err != nil {
 		t.Fatal(err)
 	}
-	wantLines(t, "routes after Apply(A, B, C, vxlan D)", weftRoutes(t, a.ns), []string{
+	backendtest.WantLines(t, "routes after Apply(A, B, C, vxlan D)", weftRoutes(t, a.NS), []string{
 		"10.244.2.0/24 via 192.168.77.2 dev eth0",
 		"10.244.3.0/24 via 192.168.77.3 dev eth0",
 	})
@@ -241,7 +129,7 @@ func TestApplyProgramsPeersAndRemovesDeparted(t *testing.T) {
 	if err := b.Apply(t.Context(), append(leases(hs[0], hs[1]), vx)); err != nil {
 		t.Fatal(err)
 	}
-	wantLines(t, "routes after C left", routes(t, a.ns), []string{
+	backendtest.WantLines(t, "routes after C left", routes(t, a.NS), []string{
 		"10.244.1.0/24 dev cni0 proto kernel scope link src 10.244.1.1",
 		"10.244.2.0/24 via 192.168.77.2 dev eth0 proto 87",
 		"192.168.77.0/24 dev eth0 proto kernel scope link src 192.168.77.1",
@@ -256,7 +144,7 @@ func TestApplyProgramsPeersAndRemovesDeparted(t *testing.T) {
 		{`msg="route added"`, `subnet=10.244.3.0/24 peer=192.168.77.3`},
 		{`msg="route removed"`, `subnet=10.244.3.0/24 peer=192.168.77.3`},
 	} {
-		if logLines(logs, want...) != 1 {
+		if backendtest.LogLines(logs, want...) != 1 {
 			t.Errorf("want exactly one log line with %q; logs:\n%s", want, logs)
 		}
 	}
@@ -268,17 +156,17 @@ func TestApplyReplacesConflictsAndRemovesStaleRoutes(t *testing.T) {
 	// Left over from before: a route to B's subnet via a wrong gateway, a
 	// flannel route to a peer that left while no agent ran, and routes
 	// that are not weft's to touch.
-	nstest.Exec(t, a.ns, "ip", "route", "add", "10.244.2.0/24", "via", "192.168.77.99", "dev", "eth0")
-	nstest.Exec(t, a.ns, "ip", "route", "add", "10.244.9.0/24", "via", "192.168.77.9", "dev", "eth0")
-	nstest.Exec(t, a.ns, "ip", "route", "add", "10.99.0.0/24", "via", "192.168.77.5", "dev", "eth0")
-	nstest.Exec(t, a.ns, "ip", "route", "add", "10.244.6.0/24", "dev", "eth0")
-	nstest.Exec(t, a.ns, "ip", "route", "add", "default", "via", "192.168.77.254", "dev", "eth0")
+	nstest.Exec(t, a.NS, "ip", "route", "add", "10.244.2.0/24", "via", "192.168.77.99", "dev", "eth0")
+	nstest.Exec(t, a.NS, "ip", "route", "add", "10.244.9.0/24", "via", "192.168.77.9", "dev", "eth0")
+	nstest.Exec(t, a.NS, "ip", "route", "add", "10.99.0.0/24", "via", "192.168.77.5", "dev", "eth0")
+	nstest.Exec(t, a.NS, "ip", "route", "add", "10.244.6.0/24", "dev", "eth0")
+	nstest.Exec(t, a.NS, "ip", "route", "add", "default", "via", "192.168.77.254", "dev", "eth0")
 
 	b := a.start(t, Options{})
 	if err := b.Apply(t.Context(), leases(hs...)); err != nil {
 		t.Fatal(err)
 	}
-	wantLines(t, "routes", routes(t, a.ns), []string{
+	backendtest.WantLines(t, "routes", routes(t, a.NS), []string{
 		"default via 192.168.77.254 dev eth0",
 		"10.99.0.0/24 via 192.168.77.5 dev eth0",
 		"10.244.1.0/24 dev cni0 proto kernel scope link src 10.244.1.1",
@@ -291,7 +179,7 @@ func TestApplyReplacesConflictsAndRemovesStaleRoutes(t *testing.T) {
 		{`msg="route replaced"`, `subnet=10.244.2.0/24 peer=192.168.77.2`, `was="10.244.2.0/24 via 192.168.77.99 dev eth0 proto boot"`},
 		{`msg="route removed"`, `subnet=10.244.9.0/24 peer=192.168.77.9`},
 	} {
-		if logLines(logs, want...) != 1 {
+		if backendtest.LogLines(logs, want...) != 1 {
 			t.Errorf("want one log line with %q; logs:\n%s", want, logs)
 		}
 	}
@@ -317,7 +205,7 @@ func TestApplyReportsUnreachablePeerAndProgramsTheRest(t *testing.T) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
 	}
-	wantLines(t, "routes", weftRoutes(t, a.ns), []string{"10.244.2.0/24 via 192.168.77.2 dev eth0"})
+	backendtest.WantLines(t, "routes", weftRoutes(t, a.NS), []string{"10.244.2.0/24 via 192.168.77.2 dev eth0"})
 }
 
 func TestRunRepairsDeletedRouteAtOnce(t *testing.T) {
@@ -328,7 +216,7 @@ func TestRunRepairsDeletedRouteAtOnce(t *testing.T) {
 	if err := b.Apply(t.Context(), leases(hs...)); err != nil {
 		t.Fatal(err)
 	}
-	run(t, b)
+	backendtest.Run(t, b.Run)
 	want := []string{
 		"10.244.2.0/24 via 192.168.77.2 dev eth0",
 		"10.244.3.0/24 via 192.168.77.3 dev eth0",
@@ -336,9 +224,9 @@ func TestRunRepairsDeletedRouteAtOnce(t *testing.T) {
 	// The first deletion may race Run's start-up repair; once it is back,
 	// the watch is certainly running, and the second is the watch's alone.
 	for i := 1; i <= 2; i++ {
-		nstest.Exec(t, a.ns, "ip", "route", "del", "10.244.3.0/24")
+		nstest.Exec(t, a.NS, "ip", "route", "del", "10.244.3.0/24")
 		nstest.Eventually(t, 2*time.Second, func() error {
-			if got := weftRoutes(t, a.ns); !slices.Equal(got, want) {
+			if got := weftRoutes(t, a.NS); !slices.Equal(got, want) {
 				return fmt.Errorf("routes after deletion %d: %q", i, got)
 			}
 			return nil
@@ -347,7 +235,7 @@ func TestRunRepairsDeletedRouteAtOnce(t *testing.T) {
 			t.Errorf("Repairs = %d after %d deletions", got, i)
 		}
 	}
-	if logLines(a.logBuf.String(), `msg="route added"`, `subnet=10.244.3.0/24 peer=192.168.77.3`, `trigger="route deleted"`) == 0 {
+	if backendtest.LogLines(a.logBuf.String(), `msg="route added"`, `subnet=10.244.3.0/24 peer=192.168.77.3`, `trigger="route deleted"`) == 0 {
 		t.Errorf("repair not logged as triggered by the deletion:\n%s", a.logBuf.String())
 	}
 }
@@ -359,19 +247,19 @@ func TestRunRepairsOnTimerWithoutWatch(t *testing.T) {
 	if err := b.Apply(t.Context(), leases(hs...)); err != nil {
 		t.Fatal(err)
 	}
-	run(t, b)
+	backendtest.Run(t, b.Run)
 	want := []string{"10.244.2.0/24 via 192.168.77.2 dev eth0"}
-	nstest.Exec(t, a.ns, "ip", "route", "del", "10.244.2.0/24")
+	nstest.Exec(t, a.NS, "ip", "route", "del", "10.244.2.0/24")
 	nstest.Eventually(t, 2*time.Second, func() error {
-		if got := weftRoutes(t, a.ns); !slices.Equal(got, want) {
+		if got := weftRoutes(t, a.NS); !slices.Equal(got, want) {
 			return fmt.Errorf("routes: %q", got)
 		}
 		return nil
 	})
 	// A route changed in place sends no deletion; the timer fixes it too.
-	nstest.Exec(t, a.ns, "ip", "route", "replace", "10.244.2.0/24", "via", "192.168.77.50", "dev", "eth0")
+	nstest.Exec(t, a.NS, "ip", "route", "replace", "10.244.2.0/24", "via", "192.168.77.50", "dev", "eth0")
 	nstest.Eventually(t, 2*time.Second, func() error {
-		if got := weftRoutes(t, a.ns); !slices.Equal(got, want) {
+		if got := weftRoutes(t, a.NS); !slices.Equal(got, want) {
 			return fmt.Errorf("routes: %q", got)
 		}
 		return nil
@@ -384,16 +272,16 @@ func TestRunRepairsOnTimerWithoutWatch(t *testing.T) {
 func TestRunLeavesTableAloneBeforeFirstApply(t *testing.T) {
 	hs := segment(t, 1)
 	a := hs[0]
-	nstest.Exec(t, a.ns, "ip", "route", "add", "10.244.9.0/24", "via", "192.168.77.9", "dev", "eth0")
+	nstest.Exec(t, a.NS, "ip", "route", "add", "10.244.9.0/24", "via", "192.168.77.9", "dev", "eth0")
 	b := a.start(t, Options{ReconcilePeriod: 20 * time.Millisecond})
-	run(t, b)
+	backendtest.Run(t, b.Run)
 	// Deleting an unrelated route wakes the watch; the timer fires many
 	// times within the wait. Neither may remove the stale route yet.
-	nstest.Exec(t, a.ns, "ip", "route", "add", "10.99.1.0/24", "via", "192.168.77.8", "dev", "eth0")
-	nstest.Exec(t, a.ns, "ip", "route", "del", "10.99.1.0/24")
+	nstest.Exec(t, a.NS, "ip", "route", "add", "10.99.1.0/24", "via", "192.168.77.8", "dev", "eth0")
+	nstest.Exec(t, a.NS, "ip", "route", "del", "10.99.1.0/24")
 	deadline := time.Now().Add(300 * time.Millisecond)
 	nstest.Eventually(t, time.Second, func() error {
-		if !slices.Contains(routes(t, a.ns), "10.244.9.0/24 via 192.168.77.9 dev eth0") {
+		if !slices.Contains(routes(t, a.NS), "10.244.9.0/24 via 192.168.77.9 dev eth0") {
 			t.Fatal("Run removed a route before any Apply")
 		}
 		if time.Now().Before(deadline) {
@@ -405,7 +293,7 @@ func TestRunLeavesTableAloneBeforeFirstApply(t *testing.T) {
 	if err := b.Apply(t.Context(), leases(a)); err != nil {
 		t.Fatal(err)
 	}
-	if slices.Contains(routes(t, a.ns), "10.244.9.0/24 via 192.168.77.9 dev eth0") {
+	if slices.Contains(routes(t, a.NS), "10.244.9.0/24 via 192.168.77.9 dev eth0") {
 		t.Error("Apply left the stale route")
 	}
 	if b.Repairs() != 0 {
@@ -420,7 +308,7 @@ func TestConcurrentApplyAndRun(t *testing.T) {
 	if err := b.Apply(t.Context(), leases(hs...)); err != nil {
 		t.Fatal(err)
 	}
-	run(t, b)
+	backendtest.Run(t, b.Run)
 	for i := range 50 {
 		ls := leases(hs...)
 		if i%2 == 1 {
@@ -430,7 +318,7 @@ func TestConcurrentApplyAndRun(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	wantLines(t, "routes after the last Apply(A, B)", weftRoutes(t, a.ns), []string{"10.244.2.0/24 via 192.168.77.2 dev eth0"})
+	backendtest.WantLines(t, "routes after the last Apply(A, B)", weftRoutes(t, a.NS), []string{"10.244.2.0/24 via 192.168.77.2 dev eth0"})
 	if b.Repairs() != 0 {
 		t.Errorf("Repairs = %d: Run fought Apply", b.Repairs())
 	}
@@ -442,30 +330,13 @@ func TestPodTraffic(t *testing.T) {
 	hs := segment(t, 2)
 	a, bh := hs[0], hs[1]
 
-	var ln net.Listener
-	if err := netns.Do(bh.ns, func() (err error) {
-		ln, err = net.Listen("tcp4", netip.AddrPortFrom(bh.podIP, 0).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
-	target := ln.Addr().String()
+	target := bh.EchoServer(t)
 
 	dial := func() error {
-		return netns.Do(a.ns, func() error {
+		return netns.Do(a.NS, func() error {
 			d := net.Dialer{
 				Timeout:   time.Second,
-				LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(a.podIP, 0)),
+				LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(a.PodIP, 0)),
 			}
 			c, err := d.Dial("tcp4", target)
 			if err != nil {
@@ -496,6 +367,6 @@ func TestPodTraffic(t *testing.T) {
 		}
 	}
 	if err := dial(); err != nil {
-		t.Fatalf("%s -> %s after Apply: %v", a.podIP, target, err)
+		t.Fatalf("%s -> %s after Apply: %v", a.PodIP, target, err)
 	}
 }

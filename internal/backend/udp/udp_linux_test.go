@@ -2,7 +2,6 @@ package udp
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,115 +11,42 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	vns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/backend/backendtest"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/netconf"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/nstest"
 )
 
-// The integration tests build hosts on one L2 segment, each a namespace
-// running the udp backend:
-//
-//	 hostA                      hostB                      hostC
-//	 cni0 10.244.1.1/24         cni0 10.244.2.1/24         cni0 10.244.3.1/24
-//	 flannel0 10.244.1.0/32     flannel0 10.244.2.0/32     flannel0 10.244.3.0/32
-//	 eth0 192.168.77.1/24       eth0 192.168.77.2/24       eth0 192.168.77.3/24
-//	   |      udp :8285           |                          |
-//	   +---- p1 ------------ [ sw: br0 ] ------------ p3 ----+
-//	                              |
-//	                              p2
-//
-// cni0 is a bridge without ports standing in for the pod bridge (the test
-// kernel has no dummy driver); its address is what pods would use. Pod
-// traffic between hosts goes cni0 address → flannel0 → udp → flannel0.
+// The integration tests run on backendtest.Hosts with the underlay
+// 192.168.77.0/24: host i has eth0 192.168.77.i and pod address
+// 10.244.i.1 on cni0, and leases 10.244.i.0/24; its backend makes flannel0
+// with 10.244.i.0/32 and listens on 192.168.77.i:8285. Pod traffic between
+// hosts goes cni0 address → flannel0 → udp → flannel0.
 
-var network = netip.MustParsePrefix("10.244.0.0/16")
+var network = backendtest.Network
 
 type host struct {
-	ns     string
-	h      *netlink.Handle
-	nsh    vns.NsHandle
-	ext    backend.ExternalInterface
+	*backendtest.Host
 	lease  lease.Lease
-	podIP  netip.Addr
-	logBuf *syncBuffer
-}
-
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logBuf *backendtest.LogBuffer
 }
 
 func segment(t testing.TB, n int) []*host {
 	t.Helper()
-	nstest.RequireRoot(t)
-	sw := nstest.NewNS(t, "sw")
-	nstest.Exec(t, sw, "ip", "link", "add", "br0", "type", "bridge")
-	nstest.Exec(t, sw, "ip", "link", "set", "br0", "up")
 	var hosts []*host
-	for i := 1; i <= n; i++ {
-		ns := nstest.NewNS(t, fmt.Sprintf("u%d", i))
-		port := fmt.Sprintf("p%d", i)
-		nstest.Exec(t, sw, "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
-		nstest.Exec(t, sw, "ip", "link", "set", port, "master", "br0", "up")
-		nstest.Exec(t, ns, "ip", "link", "set", "eth0", "up")
-		nstest.Exec(t, ns, "ip", "addr", "add", fmt.Sprintf("192.168.77.%d/24", i), "dev", "eth0")
-		nstest.Exec(t, ns, "ip", "link", "add", "cni0", "type", "bridge")
-		nstest.Exec(t, ns, "ip", "link", "set", "cni0", "up")
-		nstest.Exec(t, ns, "ip", "addr", "add", fmt.Sprintf("10.244.%d.1/24", i), "dev", "cni0")
-		nstest.Exec(t, ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-
-		h, err := netns.Handle(ns)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(h.Close)
-		nsh, err := vns.GetFromName(ns)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nsh.Close() })
-		eth0, err := h.LinkByName("eth0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := netip.MustParseAddr(fmt.Sprintf("192.168.77.%d", i))
+	for _, bh := range backendtest.Hosts(t, n, backendtest.Options{Underlay: netip.MustParsePrefix("192.168.77.0/24")}) {
 		hosts = append(hosts, &host{
-			ns:  ns,
-			h:   h,
-			nsh: nsh,
-			ext: backend.ExternalInterface{
-				Name: "eth0", Index: eth0.Attrs().Index, MTU: eth0.Attrs().MTU, Addr: addr, PublicIP: addr,
-			},
-			lease: lease.Lease{
-				Subnet: netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", i)),
-				Attrs:  lease.Attrs{PublicIP: addr},
-			},
-			podIP:  netip.MustParseAddr(fmt.Sprintf("10.244.%d.1", i)),
-			logBuf: &syncBuffer{},
+			Host:   bh,
+			lease:  lease.Lease{Subnet: bh.Subnet, Attrs: lease.Attrs{PublicIP: bh.Ext.PublicIP}},
+			logBuf: &backendtest.LogBuffer{},
 		})
 	}
 	return hosts
@@ -130,8 +56,8 @@ func segment(t testing.TB, n int) []*host {
 // always the host's.
 func (hg *host) start(t testing.TB, o Options) *Backend {
 	t.Helper()
-	o.Handle = hg.h
-	o.Netns = &hg.nsh
+	o.Handle = hg.Handle
+	o.Netns = &hg.Netns
 	if o.ReconcilePeriod == 0 {
 		o.ReconcilePeriod = time.Minute
 	}
@@ -139,9 +65,9 @@ func (hg *host) start(t testing.TB, o Options) *Backend {
 	if tt, ok := t.(*testing.T); ok {
 		w = io.MultiWriter(tt.Output(), hg.logBuf)
 	}
-	log := slog.New(slog.NewTextHandler(w, nil)).With("host", hg.ns)
+	log := slog.New(slog.NewTextHandler(w, nil)).With("host", hg.NS)
 	b, err := NewWithOptions(backend.Config{
-		Ext:     hg.ext,
+		Ext:     hg.Ext,
 		Network: &netconf.Config{EnableIPv4: true, Network: network, SubnetLen: 24, BackendType: BackendType},
 		Log:     log,
 	}, o)
@@ -154,30 +80,6 @@ func (hg *host) start(t testing.TB, o Options) *Backend {
 	return b
 }
 
-// run runs b.Run until the returned stop is called or the test ends, and
-// checks that it returned nil.
-func run(t testing.TB, b *Backend) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Error("Run did not return within 5s of cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
 // cluster starts, applies and runs the backend on every host.
 func cluster(t testing.TB, hs []*host) []*Backend {
 	t.Helper()
@@ -187,7 +89,7 @@ func cluster(t testing.TB, hs []*host) []*Backend {
 		if err := b.Apply(t.Context(), leases(hs...)); err != nil {
 			t.Fatal(err)
 		}
-		run(t, b)
+		backendtest.Run(t, b.Run)
 		bs = append(bs, b)
 	}
 	return bs
@@ -265,32 +167,18 @@ func eventuallyKernelState(t testing.TB, ns, want string) {
 	})
 }
 
-func logLines(logs string, parts ...string) int {
-	n := 0
-	for _, l := range strings.Split(logs, "\n") {
-		all := l != ""
-		for _, p := range parts {
-			all = all && strings.Contains(l, p)
-		}
-		if all {
-			n++
-		}
-	}
-	return n
-}
-
 func TestStartProgramsDeviceAddressAndRoute(t *testing.T) {
 	hs := segment(t, 1)
 	a := hs[0]
 	// A leftover address on flannel0 from an earlier lease goes, too.
-	nstest.Exec(t, a.ns, "ip", "tuntap", "add", "dev", "flannel0", "mode", "tun")
-	nstest.Exec(t, a.ns, "ip", "addr", "add", "10.244.77.0/32", "dev", "flannel0")
+	nstest.Exec(t, a.NS, "ip", "tuntap", "add", "dev", "flannel0", "mode", "tun")
+	nstest.Exec(t, a.NS, "ip", "addr", "add", "10.244.77.0/32", "dev", "flannel0")
 	a.start(t, Options{})
-	if got := kernelState(t, a.ns); got != wantKernelState {
+	if got := kernelState(t, a.NS); got != wantKernelState {
 		t.Errorf("kernel state after Start:\n%s\nwant:\n%s", got, wantKernelState)
 	}
 	// The socket listens on the external address and the default port.
-	if out := nstest.Exec(t, a.ns, "ss", "-uanH"); !strings.Contains(out, "192.168.77.1:8285") {
+	if out := nstest.Exec(t, a.NS, "ss", "-uanH"); !strings.Contains(out, "192.168.77.1:8285") {
 		t.Errorf("no UDP socket on 192.168.77.1:8285:\n%s", out)
 	}
 	logs := a.logBuf.String()
@@ -303,7 +191,7 @@ func TestStartProgramsDeviceAddressAndRoute(t *testing.T) {
 		{`msg="address added"`, "addr=10.244.1.0/32"},
 		{`msg="route added"`, `route="10.244.0.0/16 dev flannel0 proto weft"`},
 	} {
-		if logLines(logs, want...) != 1 {
+		if backendtest.LogLines(logs, want...) != 1 {
 			t.Errorf("want one log line with %q:\n%s", want, logs)
 		}
 	}
@@ -315,9 +203,9 @@ func TestStartRefusesDeviceHeldByAnother(t *testing.T) {
 	a.start(t, Options{})
 	// Another address, so the socket binds and the device is what fails.
 	b2, err := NewWithOptions(backend.Config{
-		Ext:     backend.ExternalInterface{Name: "eth0", Index: a.ext.Index, MTU: 1500, Addr: netip.MustParseAddr("127.0.0.1")},
+		Ext:     backend.ExternalInterface{Name: "eth0", Index: a.Ext.Index, MTU: 1500, Addr: netip.MustParseAddr("127.0.0.1")},
 		Network: &netconf.Config{EnableIPv4: true, Network: network, SubnetLen: 24},
-	}, Options{Handle: a.h, Netns: &a.nsh})
+	}, Options{Handle: a.Handle, Netns: &a.Netns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,29 +239,6 @@ func dialEcho(ns string, src netip.Addr, dst string) error {
 		}
 		return nil
 	})
-}
-
-// echoServer listens on addr:0 in ns and echoes; it returns "ip:port".
-func echoServer(t testing.TB, ns string, addr netip.Addr) string {
-	t.Helper()
-	var ln net.Listener
-	if err := netns.Do(ns, func() (err error) {
-		ln, err = net.Listen("tcp4", netip.AddrPortFrom(addr, 0).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // icmpReply is the answer to one echo request.
@@ -454,23 +319,23 @@ func ping(ns string, src netip.Addr, dst string, ttl int) (icmpReply, error) {
 func TestPodTrafficThroughUDP(t *testing.T) {
 	hs := segment(t, 3)
 	a, bh, c := hs[0], hs[1], hs[2]
-	targetB := echoServer(t, bh.ns, bh.podIP)
-	targetC := echoServer(t, c.ns, c.podIP)
-	if err := dialEcho(a.ns, a.podIP, targetB); err == nil {
+	targetB := bh.EchoServer(t)
+	targetC := c.EchoServer(t)
+	if err := dialEcho(a.NS, a.PodIP, targetB); err == nil {
 		t.Fatal("pod-to-pod TCP worked before any backend ran")
 	}
 	bs := cluster(t, hs)
 	for _, target := range []string{targetB, targetC} {
-		if err := dialEcho(a.ns, a.podIP, target); err != nil {
-			t.Fatalf("%s -> %s: %v", a.podIP, target, err)
+		if err := dialEcho(a.NS, a.PodIP, target); err != nil {
+			t.Fatalf("%s -> %s: %v", a.PodIP, target, err)
 		}
 	}
-	if r, err := ping(a.ns, a.podIP, bh.podIP.String(), 64); err != nil || r.typ != 0 {
-		t.Errorf("ping %s -> %s: %v, %v", a.podIP, bh.podIP, r, err)
+	if r, err := ping(a.NS, a.PodIP, bh.PodIP.String(), 64); err != nil || r.typ != 0 {
+		t.Errorf("ping %s -> %s: %v, %v", a.PodIP, bh.PodIP, r, err)
 	}
 	// Host-originated traffic leaves with the flannel0 address as its
 	// source, which the peer routes back through its own flannel0.
-	if err := dialEcho(a.ns, netip.MustParseAddr("10.244.1.0"), targetC); err != nil {
+	if err := dialEcho(a.NS, netip.MustParseAddr("10.244.1.0"), targetC); err != nil {
 		t.Errorf("from A's flannel0 address: %v", err)
 	}
 	sa, sb := bs[0].Stats(), bs[1].Stats()
@@ -487,17 +352,17 @@ func TestTTLDecrementedOnBothSides(t *testing.T) {
 	a, bh := hs[0], hs[1]
 	bs := cluster(t, hs)
 	// B answers with TTL 64; B's backend and A's each take one.
-	r, err := ping(a.ns, a.podIP, bh.podIP.String(), 64)
+	r, err := ping(a.NS, a.PodIP, bh.PodIP.String(), 64)
 	if err != nil || r.typ != 0 || r.ttl != 62 {
 		t.Errorf("ping reply %v (%v); want an echo reply with TTL 62", r, err)
 	}
 	// A request sent with TTL 3 arrives with 1: delivered. With TTL 2 it
 	// would arrive with 0: B drops it, as flannel does.
-	if r, err := ping(a.ns, a.podIP, bh.podIP.String(), 3); err != nil || r.typ != 0 {
+	if r, err := ping(a.NS, a.PodIP, bh.PodIP.String(), 3); err != nil || r.typ != 0 {
 		t.Errorf("ping with TTL 3: %v, %v", r, err)
 	}
 	before := bs[1].Stats().TTLExpired
-	if r, err := ping(a.ns, a.podIP, bh.podIP.String(), 2); err == nil {
+	if r, err := ping(a.NS, a.PodIP, bh.PodIP.String(), 2); err == nil {
 		t.Errorf("ping with TTL 2 answered (%v); B should have dropped it", r)
 	}
 	if got := bs[1].Stats().TTLExpired - before; got != 1 {
@@ -505,7 +370,7 @@ func TestTTLDecrementedOnBothSides(t *testing.T) {
 	}
 	// TTL 1 dies on A's side.
 	before = bs[0].Stats().TTLExpired
-	if r, err := ping(a.ns, a.podIP, bh.podIP.String(), 1); err == nil {
+	if r, err := ping(a.NS, a.PodIP, bh.PodIP.String(), 1); err == nil {
 		t.Errorf("ping with TTL 1 answered: %v", r)
 	}
 	if got := bs[0].Stats().TTLExpired - before; got != 1 {
@@ -517,12 +382,12 @@ func TestUnleasedSubnetIsNetUnreachable(t *testing.T) {
 	hs := segment(t, 3)
 	a, bh, c := hs[0], hs[1], hs[2]
 	bs := cluster(t, hs)
-	targetC := echoServer(t, c.ns, c.podIP)
+	targetC := c.EchoServer(t)
 
 	// A TCP connect to a subnet nobody leased fails at once with
 	// ENETUNREACH, from the ICMP error A's backend wrote into flannel0.
 	start := time.Now()
-	err := dialEcho(a.ns, a.podIP, "10.244.9.5:80")
+	err := dialEcho(a.NS, a.PodIP, "10.244.9.5:80")
 	if !errors.Is(err, syscall.ENETUNREACH) {
 		t.Errorf("connect to an unleased subnet: %v, want ENETUNREACH", err)
 	}
@@ -531,7 +396,7 @@ func TestUnleasedSubnetIsNetUnreachable(t *testing.T) {
 	}
 	// An echo request gets the error too (flannel sends none for any
 	// ICMP), from the unreachable address.
-	r, err := ping(a.ns, a.podIP, "10.244.9.5", 64)
+	r, err := ping(a.NS, a.PodIP, "10.244.9.5", 64)
 	if err != nil || r.typ != 3 || r.code != 0 || r.from != netip.MustParseAddr("10.244.9.5") {
 		t.Errorf("ping to an unleased subnet: %v, %v; want net unreachable from 10.244.9.5", r, err)
 	}
@@ -544,16 +409,16 @@ func TestUnleasedSubnetIsNetUnreachable(t *testing.T) {
 	})
 
 	// C's lease goes: C becomes unreachable the same way.
-	if err := dialEcho(a.ns, a.podIP, targetC); err != nil {
+	if err := dialEcho(a.NS, a.PodIP, targetC); err != nil {
 		t.Fatal(err)
 	}
 	if err := bs[0].Apply(t.Context(), leases(a, bh)); err != nil {
 		t.Fatal(err)
 	}
-	if err := dialEcho(a.ns, a.podIP, targetC); !errors.Is(err, syscall.ENETUNREACH) {
+	if err := dialEcho(a.NS, a.PodIP, targetC); !errors.Is(err, syscall.ENETUNREACH) {
 		t.Errorf("connect to a departed peer: %v, want ENETUNREACH", err)
 	}
-	if logLines(a.logBuf.String(), `msg="peer removed"`, "subnet=10.244.3.0/24", "peer=192.168.77.3") != 1 {
+	if backendtest.LogLines(a.logBuf.String(), `msg="peer removed"`, "subnet=10.244.3.0/24", "peer=192.168.77.3") != 1 {
 		t.Errorf("removal not logged once:\n%s", a.logBuf.String())
 	}
 }
@@ -562,8 +427,8 @@ func TestRunRepairsKernelState(t *testing.T) {
 	hs := segment(t, 2)
 	a, bh := hs[0], hs[1]
 	bs := cluster(t, hs)
-	target := echoServer(t, bh.ns, bh.podIP)
-	eventuallyKernelState(t, a.ns, wantKernelState)
+	target := bh.EchoServer(t)
+	eventuallyKernelState(t, a.NS, wantKernelState)
 
 	for _, c := range []struct {
 		name    string
@@ -578,21 +443,21 @@ func TestRunRepairsKernelState(t *testing.T) {
 		{"device deleted", []string{"ip", "link", "del", "flannel0"}, ""},
 	} {
 		before := bs[0].Repairs()
-		nstest.Exec(t, a.ns, c.cmd...)
+		nstest.Exec(t, a.NS, c.cmd...)
 		// With a one-minute timer, only notifications (and, for the
 		// deleted device, the failed read) can repair this fast.
-		eventuallyKernelState(t, a.ns, wantKernelState)
+		eventuallyKernelState(t, a.NS, wantKernelState)
 		if bs[0].Repairs() == before {
 			t.Errorf("%s: repaired without counting it", c.name)
 		}
-		if c.trigger != "" && logLines(a.logBuf.String(), c.trigger) == 0 {
+		if c.trigger != "" && backendtest.LogLines(a.logBuf.String(), c.trigger) == 0 {
 			t.Errorf("%s: no repair logged with %s", c.name, c.trigger)
 		}
-		if err := dialEcho(a.ns, a.podIP, target); err != nil {
+		if err := dialEcho(a.NS, a.PodIP, target); err != nil {
 			t.Errorf("%s: traffic after the repair: %v", c.name, err)
 		}
 	}
-	if logLines(a.logBuf.String(), `msg="device created"`) != 2 { // at Start, and now
+	if backendtest.LogLines(a.logBuf.String(), `msg="device created"`) != 2 { // at Start, and now
 		t.Errorf("deleted device not logged as created again:\n%s", a.logBuf.String())
 	}
 }
@@ -604,14 +469,14 @@ func TestRunRepairsOnTimerWithoutWatch(t *testing.T) {
 	if err := b.Apply(t.Context(), leases(a)); err != nil {
 		t.Fatal(err)
 	}
-	run(t, b)
+	backendtest.Run(t, b.Run)
 	// The first deletion may race Run's start-up reconcile; the second is
 	// the timer's alone.
 	for range 2 {
-		nstest.Exec(t, a.ns, "ip", "route", "del", "10.244.0.0/16")
-		eventuallyKernelState(t, a.ns, wantKernelState)
+		nstest.Exec(t, a.NS, "ip", "route", "del", "10.244.0.0/16")
+		eventuallyKernelState(t, a.NS, wantKernelState)
 	}
-	if logLines(a.logBuf.String(), `msg="route added"`, `trigger=timer`) == 0 {
+	if backendtest.LogLines(a.logBuf.String(), `msg="route added"`, `trigger=timer`) == 0 {
 		t.Errorf("route not restored by the timer:\n%s", a.logBuf.String())
 	}
 }
@@ -623,49 +488,49 @@ func TestRunRepairsOnTimerWithoutWatch(t *testing.T) {
 func TestRestartKeepsDeviceAndRoute(t *testing.T) {
 	hs := segment(t, 2)
 	a, bh := hs[0], hs[1]
-	target := echoServer(t, bh.ns, bh.podIP)
+	target := bh.EchoServer(t)
 	bB := bh.start(t, Options{})
 	if err := bB.Apply(t.Context(), leases(hs...)); err != nil {
 		t.Fatal(err)
 	}
-	run(t, bB)
+	backendtest.Run(t, bB.Run)
 	bA := a.start(t, Options{})
 	if err := bA.Apply(t.Context(), leases(hs...)); err != nil {
 		t.Fatal(err)
 	}
-	stop := run(t, bA)
-	if err := dialEcho(a.ns, a.podIP, target); err != nil {
+	stop := backendtest.Run(t, bA.Run)
+	if err := dialEcho(a.NS, a.PodIP, target); err != nil {
 		t.Fatal(err)
 	}
 	stop()
 
 	// While no agent runs: the entries stay; the kernel reports no carrier,
 	// and drops what it routes into flannel0.
-	if got, want := kernelState(t, a.ns), wantKernelState+" linkdown"; got != want {
+	if got, want := kernelState(t, a.NS), wantKernelState+" linkdown"; got != want {
 		t.Errorf("kernel state with the agent stopped:\n%s\nwant:\n%s", got, want)
 	}
-	if out := nstest.Exec(t, a.ns, "ip", "link", "show", "flannel0"); !strings.Contains(out, "NO-CARRIER") {
+	if out := nstest.Exec(t, a.NS, "ip", "link", "show", "flannel0"); !strings.Contains(out, "NO-CARRIER") {
 		t.Errorf("flannel0 without a reader should have no carrier:\n%s", out)
 	}
-	if err := dialEcho(a.ns, a.podIP, target); err == nil {
+	if err := dialEcho(a.NS, a.PodIP, target); err == nil {
 		t.Error("traffic flowed with no agent attached")
 	}
 
-	a.logBuf = &syncBuffer{}
+	a.logBuf = &backendtest.LogBuffer{}
 	bA2 := a.start(t, Options{})
 	if err := bA2.Apply(t.Context(), leases(hs...)); err != nil {
 		t.Fatal(err)
 	}
-	run(t, bA2)
-	if err := dialEcho(a.ns, a.podIP, target); err != nil {
+	backendtest.Run(t, bA2.Run)
+	if err := dialEcho(a.NS, a.PodIP, target); err != nil {
 		t.Fatalf("after restart: %v", err)
 	}
 	logs := a.logBuf.String()
-	if logLines(logs, `msg="device attached"`) != 1 {
+	if backendtest.LogLines(logs, `msg="device attached"`) != 1 {
 		t.Errorf("restart did not attach to the existing device:\n%s", logs)
 	}
 	for _, change := range []string{"device created", "device mtu set", "device queue set", "address added", "route added"} {
-		if logLines(logs, `msg="`+change+`"`) != 0 {
+		if backendtest.LogLines(logs, `msg="`+change+`"`) != 0 {
 			t.Errorf("restart changed the kernel (%s):\n%s", change, logs)
 		}
 	}
@@ -674,7 +539,7 @@ func TestRestartKeepsDeviceAndRoute(t *testing.T) {
 func TestOtherBackendTypesIgnored(t *testing.T) {
 	hs := segment(t, 2)
 	a, bh := hs[0], hs[1]
-	target := echoServer(t, bh.ns, bh.podIP)
+	target := bh.EchoServer(t)
 	bh.start(t, Options{}) // B runs udp but A sees its lease as vxlan
 	b := a.start(t, Options{})
 	vx := bh.lease
@@ -682,11 +547,11 @@ func TestOtherBackendTypesIgnored(t *testing.T) {
 	if err := b.Apply(t.Context(), []lease.Lease{a.lease, vx}); err != nil {
 		t.Fatal(err)
 	}
-	run(t, b)
-	if err := dialEcho(a.ns, a.podIP, target); !errors.Is(err, syscall.ENETUNREACH) {
+	backendtest.Run(t, b.Run)
+	if err := dialEcho(a.NS, a.PodIP, target); !errors.Is(err, syscall.ENETUNREACH) {
 		t.Errorf("connect to a vxlan peer: %v, want ENETUNREACH", err)
 	}
-	if logLines(a.logBuf.String(), "ignoring peer of another backend type", "backend_type=vxlan", "subnet=10.244.2.0/24") != 1 {
+	if backendtest.LogLines(a.logBuf.String(), "ignoring peer of another backend type", "backend_type=vxlan", "subnet=10.244.2.0/24") != 1 {
 		t.Errorf("want one log line for the vxlan peer:\n%s", a.logBuf.String())
 	}
 }
@@ -698,8 +563,8 @@ func BenchmarkTCPThroughput(b *testing.B) {
 	a, bh := hs[0], hs[1]
 	cluster(b, hs)
 	var ln net.Listener
-	if err := netns.Do(bh.ns, func() (err error) {
-		ln, err = net.Listen("tcp4", netip.AddrPortFrom(bh.podIP, 0).String())
+	if err := netns.Do(bh.NS, func() (err error) {
+		ln, err = net.Listen("tcp4", netip.AddrPortFrom(bh.PodIP, 0).String())
 		return err
 	}); err != nil {
 		b.Fatal(err)
@@ -717,8 +582,8 @@ func BenchmarkTCPThroughput(b *testing.B) {
 		got <- n
 	}()
 	var c net.Conn
-	if err := netns.Do(a.ns, func() (err error) {
-		d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(a.podIP, 0))}
+	if err := netns.Do(a.NS, func() (err error) {
+		d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(a.PodIP, 0))}
 		c, err = d.Dial("tcp4", ln.Addr().String())
 		return err
 	}); err != nil {
@@ -735,7 +600,7 @@ func BenchmarkTCPThroughput(b *testing.B) {
 	c.Close()
 	// Packets the sender's flannel0 dropped because the backend did not
 	// read them in time (the TUN queue was full): TCP retransmits each.
-	if l, err := a.h.LinkByName("flannel0"); err == nil && l.Attrs().Statistics != nil {
+	if l, err := a.Handle.LinkByName("flannel0"); err == nil && l.Attrs().Statistics != nil {
 		b.ReportMetric(float64(l.Attrs().Statistics.TxDropped)/float64(b.N), "tun-drops/op")
 	}
 	if n := <-got; n != int64(b.N*len(chunk)) {

@@ -218,18 +218,9 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 	if err := supported(); err != nil {
 		return nil, err
 	}
-	if cfg.Network == nil || !cfg.Network.Network.IsValid() || !cfg.Network.Network.Addr().Is4() {
-		return nil, errors.New("vxlan needs an IPv4 cluster Network")
-	}
-	ext := cfg.Ext
-	if ext.Index == 0 || ext.Name == "" {
-		return nil, errors.New("vxlan needs an external interface")
-	}
-	if !ext.Addr.IsValid() || !ext.Addr.Is4() {
-		return nil, fmt.Errorf("vxlan needs an IPv4 address on interface %s", ext.Name)
-	}
-	if !ext.PublicIP.IsValid() {
-		ext.PublicIP = ext.Addr
+	ext, err := backend.CheckConfig(BackendType, cfg)
+	if err != nil {
+		return nil, err
 	}
 	set, err := ParseSettings(cfg.Network.Backend, ext.MTU)
 	if err != nil {

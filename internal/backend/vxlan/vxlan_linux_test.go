@@ -2,7 +2,6 @@ package vxlan
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,135 +13,43 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	vns "github.com/vishvananda/netns"
 
 	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/backend/backendtest"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/netconf"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/nstest"
 )
 
-// The integration tests build hosts as namespaces on one or two L2
-// segments. Host i leases 10.244.i.0/24; cni0, a bridge without ports
-// (the test kernel has no dummy driver), holds 10.244.i.1 as the pod
-// stand-in:
-//
-//	 h1                     h2                     h3
-//	 cni0 10.244.1.1/24     cni0 10.244.2.1/24     cni0 10.244.3.1/24
-//	 flannel.1 10.244.1.0   flannel.1 10.244.2.0   flannel.1 10.244.3.0
-//	 eth0 192.168.70.1      eth0 192.168.70.2      eth0 192.168.71.3
-//	   |                      |                      |
-//	 [ sw0: br0  192.168.70.0/24 ]               [ sw1: br0  192.168.71.0/24 ]
-//	              |                                      |
-//	              +---- rt: .254 on both, forwarding ----+
-//
-// With one segment there is no router and every host is on 192.168.70.0/24.
+// The integration tests run on backendtest.Hosts, on one L2 segment or on
+// two joined by a router: host i has eth0 192.168.70.i (192.168.71.i on
+// the second segment) and pod address 10.244.i.1 on cni0, and leases
+// 10.244.i.0/24; its backend makes flannel.1 with 10.244.i.0.
 
-var network = netip.MustParsePrefix("10.244.0.0/16")
+var network = backendtest.Network
 
 type host struct {
-	ns       string
-	h        *netlink.Handle
-	nsh      vns.NsHandle
-	ext      backend.ExternalInterface
-	subnet   netip.Prefix
-	podIP    netip.Addr
+	*backendtest.Host
 	stateDir string
-	logBuf   *syncBuffer
+	logBuf   *backendtest.LogBuffer
 }
 
-// syncBuffer collects log output written from Apply and Run concurrently.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// cluster builds the topology above: perSegment[s] hosts on segment s,
-// numbered on from 1 across segments.
+// cluster builds perSegment[s] hosts on segment s, numbered on from 1
+// across segments.
 func cluster(t *testing.T, perSegment ...int) []*host {
 	t.Helper()
-	nstest.RequireRoot(t)
-	var rt string
-	if len(perSegment) > 1 {
-		rt = nstest.NewNS(t, "rt")
-		nstest.Exec(t, rt, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	n := 0
+	for _, size := range perSegment {
+		n += size
 	}
 	var hosts []*host
-	i := 0
-	for s, n := range perSegment {
-		sw := nstest.NewNS(t, "sw")
-		nstest.Exec(t, sw, "ip", "link", "add", "br0", "type", "bridge")
-		nstest.Exec(t, sw, "ip", "link", "set", "br0", "up")
-		lan := fmt.Sprintf("192.168.%d", 70+s)
-		if rt != "" {
-			up := fmt.Sprintf("up%d", s)
-			nstest.Exec(t, sw, "ip", "link", "add", up, "type", "veth", "peer", "name", fmt.Sprintf("eth%d", s), "netns", rt)
-			nstest.Exec(t, sw, "ip", "link", "set", up, "master", "br0", "up")
-			nstest.Exec(t, rt, "ip", "link", "set", fmt.Sprintf("eth%d", s), "up")
-			nstest.Exec(t, rt, "ip", "addr", "add", lan+".254/24", "dev", fmt.Sprintf("eth%d", s))
-		}
-		for range n {
-			i++
-			ns := nstest.NewNS(t, fmt.Sprintf("h%d", i))
-			port := fmt.Sprintf("p%d", i)
-			nstest.Exec(t, sw, "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
-			nstest.Exec(t, sw, "ip", "link", "set", port, "master", "br0", "up")
-			nstest.Exec(t, ns, "ip", "link", "set", "eth0", "up")
-			nstest.Exec(t, ns, "ip", "addr", "add", fmt.Sprintf("%s.%d/24", lan, i), "dev", "eth0")
-			if rt != "" {
-				nstest.Exec(t, ns, "ip", "route", "add", "default", "via", lan+".254")
-			}
-			nstest.Exec(t, ns, "ip", "link", "add", "cni0", "type", "bridge")
-			nstest.Exec(t, ns, "ip", "link", "set", "cni0", "up")
-			nstest.Exec(t, ns, "ip", "addr", "add", fmt.Sprintf("10.244.%d.1/24", i), "dev", "cni0")
-			nstest.Exec(t, ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-
-			h, err := netns.Handle(ns)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(h.Close)
-			nsh, err := vns.GetFromName(ns)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { nsh.Close() })
-			eth0, err := h.LinkByName("eth0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := netip.MustParseAddr(fmt.Sprintf("%s.%d", lan, i))
-			hosts = append(hosts, &host{
-				ns:  ns,
-				h:   h,
-				nsh: nsh,
-				ext: backend.ExternalInterface{
-					Name: "eth0", Index: eth0.Attrs().Index, MTU: eth0.Attrs().MTU, Addr: addr, PublicIP: addr,
-				},
-				subnet:   netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", i)),
-				podIP:    netip.MustParseAddr(fmt.Sprintf("10.244.%d.1", i)),
-				stateDir: t.TempDir(),
-				logBuf:   &syncBuffer{},
-			})
-		}
+	for _, bh := range backendtest.Hosts(t, n, backendtest.Options{Segments: perSegment}) {
+		hosts = append(hosts, &host{Host: bh, stateDir: t.TempDir(), logBuf: &backendtest.LogBuffer{}})
 	}
 	return hosts
 }
@@ -153,16 +60,16 @@ const plainConfig = `{"Type":"vxlan"}`
 // Netns are filled in unless o says otherwise.
 func (hg *host) build(t *testing.T, conf string, o Options) (*Backend, error) {
 	t.Helper()
-	o.Handle = hg.h
+	o.Handle = hg.Handle
 	if !o.NoSubscribe {
-		o.Netns = &hg.nsh
+		o.Netns = &hg.Netns
 	}
 	if o.ReconcilePeriod == 0 {
 		o.ReconcilePeriod = time.Minute
 	}
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), hg.logBuf), nil)).With("host", hg.ns)
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), hg.logBuf), nil)).With("host", hg.NS)
 	return NewWithOptions(backend.Config{
-		Ext:      hg.ext,
+		Ext:      hg.Ext,
 		Network:  &netconf.Config{EnableIPv4: true, Network: network, SubnetLen: 24, BackendType: BackendType, Backend: json.RawMessage(conf)},
 		Log:      log,
 		StateDir: hg.stateDir,
@@ -185,7 +92,7 @@ func (hg *host) start(t *testing.T, conf string, o Options) *Backend {
 // lease is the lease hg publishes with b.
 func (hg *host) lease(b *Backend) lease.Lease {
 	typ, data := b.LeaseAttrs()
-	return lease.Lease{Subnet: hg.subnet, Attrs: lease.Attrs{PublicIP: hg.ext.PublicIP, BackendType: typ, BackendData: data}}
+	return lease.Lease{Subnet: hg.Subnet, Attrs: lease.Attrs{PublicIP: hg.Ext.PublicIP, BackendType: typ, BackendData: data}}
 }
 
 // startAll starts a backend on every host and applies every lease on each.
@@ -200,28 +107,10 @@ func startAll(t *testing.T, hosts []*host, conf string) ([]*Backend, []lease.Lea
 	}
 	for i, b := range bs {
 		if err := b.Apply(t.Context(), ls); err != nil {
-			t.Fatalf("Apply on %s: %v", hosts[i].ns, err)
+			t.Fatalf("Apply on %s: %v", hosts[i].NS, err)
 		}
 	}
 	return bs, ls
-}
-
-// run runs b.Run until the test ends and checks that it returned nil.
-func run(t *testing.T, b *Backend) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Run did not return within 5s of cancel")
-		}
-	})
 }
 
 // lines runs a command in ns and returns its trimmed non-empty output
@@ -252,28 +141,6 @@ func weftRoutes(t *testing.T, ns string) []string {
 	return lines(t, ns, false, "ip", "route", "show", "proto", "87")
 }
 
-func wantLines(t *testing.T, what string, got, want []string) {
-	t.Helper()
-	if !slices.Equal(got, want) {
-		t.Errorf("%s:\n%s\nwant:\n%s", what, strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-}
-
-// logLines counts the lines of logs that contain every one of parts.
-func logLines(logs string, parts ...string) int {
-	n := 0
-	for _, l := range strings.Split(logs, "\n") {
-		all := l != ""
-		for _, p := range parts {
-			all = all && strings.Contains(l, p)
-		}
-		if all {
-			n++
-		}
-	}
-	return n
-}
-
 // state is everything a host's backend programs, for comparing before and
 // after a repair.
 func state(t *testing.T, ns string) string {
@@ -289,7 +156,7 @@ func logs0(hg *host) string { return hg.logBuf.String() }
 
 func linkOf(t *testing.T, hg *host, name string) netlink.Link {
 	t.Helper()
-	l, err := hg.h.LinkByName(name)
+	l, err := hg.Handle.LinkByName(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +187,7 @@ func TestDeviceAndLeaseAttrs(t *testing.T) {
 	}
 
 	// New created the device already, with the published MAC.
-	link := nstest.Exec(t, a.ns, "ip", "-d", "link", "show", "flannel.1")
+	link := nstest.Exec(t, a.NS, "ip", "-d", "link", "show", "flannel.1")
 	for _, want := range []string{
 		"mtu 1450 ",
 		"link/ether " + mac + " ",
@@ -334,7 +201,7 @@ func TestDeviceAndLeaseAttrs(t *testing.T) {
 		t.Errorf("device has gbp:\n%s", link)
 	}
 	v := linkOf(t, a, "flannel.1").(*netlink.Vxlan)
-	if v.Flags&net.FlagUp == 0 || v.VtepDevIndex != a.ext.Index || v.Learning || v.GBP || v.Port != 8472 {
+	if v.Flags&net.FlagUp == 0 || v.VtepDevIndex != a.Ext.Index || v.Learning || v.GBP || v.Port != 8472 {
 		t.Errorf("device %+v", v)
 	}
 
@@ -343,22 +210,22 @@ func TestDeviceAndLeaseAttrs(t *testing.T) {
 	}
 	addrs := func() []string {
 		var out []string
-		for _, l := range lines(t, a.ns, false, "ip", "-4", "-o", "addr", "show", "dev", "flannel.1") {
+		for _, l := range lines(t, a.NS, false, "ip", "-4", "-o", "addr", "show", "dev", "flannel.1") {
 			f := strings.Fields(l)
 			out = append(out, strings.Join(f[1:6], " "))
 		}
 		return out
 	}
-	wantLines(t, "addresses", addrs(), []string{"flannel.1 inet 10.244.1.0/32 scope global"})
+	backendtest.WantLines(t, "addresses", addrs(), []string{"flannel.1 inet 10.244.1.0/32 scope global"})
 
 	// Addresses inside the network other than the own one go at the next
 	// Apply; others stay.
-	nstest.Exec(t, a.ns, "ip", "addr", "add", "10.244.9.9/24", "dev", "flannel.1")
-	nstest.Exec(t, a.ns, "ip", "addr", "add", "192.0.2.1/32", "dev", "flannel.1")
+	nstest.Exec(t, a.NS, "ip", "addr", "add", "10.244.9.9/24", "dev", "flannel.1")
+	nstest.Exec(t, a.NS, "ip", "addr", "add", "192.0.2.1/32", "dev", "flannel.1")
 	if err := b.Apply(t.Context(), []lease.Lease{a.lease(b)}); err != nil {
 		t.Fatal(err)
 	}
-	wantLines(t, "addresses after Apply", addrs(), []string{
+	backendtest.WantLines(t, "addresses after Apply", addrs(), []string{
 		"flannel.1 inet 10.244.1.0/32 scope global",
 		"flannel.1 inet 192.0.2.1/32 scope global",
 	})
@@ -374,7 +241,7 @@ func TestDeviceOptions(t *testing.T) {
 	if _, data := b.LeaseAttrs(); string(data) != `{"VNI":7,"VtepMAC":"`+b.VtepMAC().String()+`"}` {
 		t.Errorf("BackendData %s", data)
 	}
-	link := nstest.Exec(t, a.ns, "ip", "-d", "link", "show", "flannel.7")
+	link := nstest.Exec(t, a.NS, "ip", "-d", "link", "show", "flannel.7")
 	for _, want := range []string{
 		"mtu 1350 ",
 		"link/ether " + b.VtepMAC().String() + " ",
@@ -440,15 +307,15 @@ func TestApplyProgramsPeersAndRemovesDeparted(t *testing.T) {
 	if n := len(strings.Split(err.Error(), "\n")); n != 2 {
 		t.Errorf("Apply returned %d errors, want 2:\n%v", n, err)
 	}
-	wantLines(t, "neighbours", neighs(t, a.ns), []string{
+	backendtest.WantLines(t, "neighbours", neighs(t, a.NS), []string{
 		"10.244.2.0 lladdr " + macB + " PERMANENT",
 		"10.244.3.0 lladdr " + macC + " PERMANENT",
 	})
-	wantLines(t, "fdb", fdb(t, a.ns), sorted(
+	backendtest.WantLines(t, "fdb", fdb(t, a.NS), sorted(
 		macB+" dst 192.168.70.2 self permanent",
 		macC+" dst 192.168.70.3 self permanent",
 	))
-	wantLines(t, "routes", weftRoutes(t, a.ns), []string{
+	backendtest.WantLines(t, "routes", weftRoutes(t, a.NS), []string{
 		"10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink",
 		"10.244.3.0/24 via 10.244.3.0 dev flannel.1 onlink",
 	})
@@ -457,9 +324,9 @@ func TestApplyProgramsPeersAndRemovesDeparted(t *testing.T) {
 	if err := ba.Apply(t.Context(), append(slices.Clone(ls[:2]), hostgwPeer)); err != nil {
 		t.Fatal(err)
 	}
-	wantLines(t, "neighbours after C left", neighs(t, a.ns), []string{"10.244.2.0 lladdr " + macB + " PERMANENT"})
-	wantLines(t, "fdb after C left", fdb(t, a.ns), []string{macB + " dst 192.168.70.2 self permanent"})
-	wantLines(t, "routes after C left", weftRoutes(t, a.ns), []string{"10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink"})
+	backendtest.WantLines(t, "neighbours after C left", neighs(t, a.NS), []string{"10.244.2.0 lladdr " + macB + " PERMANENT"})
+	backendtest.WantLines(t, "fdb after C left", fdb(t, a.NS), []string{macB + " dst 192.168.70.2 self permanent"})
+	backendtest.WantLines(t, "routes after C left", weftRoutes(t, a.NS), []string{"10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink"})
 
 	// The same leases again change nothing.
 	before := a.logBuf.String()
@@ -471,7 +338,7 @@ func TestApplyProgramsPeersAndRemovesDeparted(t *testing.T) {
 	}
 
 	logs := a.logBuf.String()
-	if n := logLines(logs, "ignoring peer of another backend type", "subnet=10.244.4.0/24", "backend_type=host-gw"); n != 1 {
+	if n := backendtest.LogLines(logs, "ignoring peer of another backend type", "subnet=10.244.4.0/24", "backend_type=host-gw"); n != 1 {
 		t.Errorf("the host-gw peer was logged %d times over three Applies, want once:\n%s", n, logs)
 	}
 	for _, want := range [][]string{
@@ -481,11 +348,11 @@ func TestApplyProgramsPeersAndRemovesDeparted(t *testing.T) {
 		{`msg="peer removed"`, "subnet=10.244.3.0/24 peer=192.168.70.3",
 			"route delete 10.244.3.0/24 via 10.244.3.0 dev flannel.1 proto weft onlink; fdb delete " + macC + " dst 192.168.70.3; neigh delete 10.244.3.0 lladdr " + macC},
 	} {
-		if logLines(logs, want...) != 1 {
+		if backendtest.LogLines(logs, want...) != 1 {
 			t.Errorf("want exactly one log line with %q; logs:\n%s", want, logs)
 		}
 	}
-	if n := logLines(logs, "subnet=10.244.3.0/24"); n != 2 {
+	if n := backendtest.LogLines(logs, "subnet=10.244.3.0/24"); n != 2 {
 		t.Errorf("%d log lines about C, want 2 (added, removed)", n)
 	}
 }
@@ -519,7 +386,7 @@ func TestApplyCleansUpAfterFlannel(t *testing.T) {
 		{"ip", "route", "replace", "10.99.0.0/24", "via", "10.99.0.0", "dev", "flannel.1", "onlink"},
 		{"ip", "neigh", "replace", "10.244.8.0", "lladdr", "0e:00:00:00:00:08", "dev", "flannel.1", "nud", "reachable"},
 	} {
-		nstest.Exec(t, a.ns, cmd...)
+		nstest.Exec(t, a.NS, cmd...)
 	}
 	if err := ba.Start(t.Context(), a.lease(ba)); err != nil {
 		t.Fatal(err)
@@ -528,13 +395,13 @@ func TestApplyCleansUpAfterFlannel(t *testing.T) {
 		t.Fatal(err)
 	}
 	macB := bb.VtepMAC().String()
-	wantLines(t, "neighbours", neighs(t, a.ns), []string{"10.244.2.0 lladdr " + macB + " PERMANENT"})
-	wantLines(t, "fdb", fdb(t, a.ns), []string{macB + " dst 192.168.70.2 self permanent"})
-	wantLines(t, "routes", lines(t, a.ns, false, "ip", "route", "show", "dev", "flannel.1"), []string{
+	backendtest.WantLines(t, "neighbours", neighs(t, a.NS), []string{"10.244.2.0 lladdr " + macB + " PERMANENT"})
+	backendtest.WantLines(t, "fdb", fdb(t, a.NS), []string{macB + " dst 192.168.70.2 self permanent"})
+	backendtest.WantLines(t, "routes", lines(t, a.NS, false, "ip", "route", "show", "dev", "flannel.1"), []string{
 		"10.99.0.0/24 via 10.99.0.0 onlink",
 		"10.244.2.0/24 via 10.244.2.0 proto 87 onlink",
 	})
-	if got := lines(t, a.ns, false, "ip", "-4", "neigh", "show", "10.244.8.0", "dev", "flannel.1"); len(got) != 1 {
+	if got := lines(t, a.NS, false, "ip", "-4", "neigh", "show", "10.244.8.0", "dev", "flannel.1"); len(got) != 1 {
 		t.Errorf("the learned neighbour was touched: %q", got)
 	}
 	logs := a.logBuf.String()
@@ -542,7 +409,7 @@ func TestApplyCleansUpAfterFlannel(t *testing.T) {
 		{`msg="peer added"`, "subnet=10.244.2.0/24", "(was 10.244.2.0/24 via 10.244.2.0 dev flannel.1 proto boot onlink)"},
 		{`msg="peer removed"`, "subnet=10.244.9.0/24", "route delete", "fdb delete 0e:00:00:00:00:09 dst 192.168.70.9", "neigh delete 10.244.9.0"},
 	} {
-		if logLines(logs, want...) != 1 {
+		if backendtest.LogLines(logs, want...) != 1 {
 			t.Errorf("want exactly one log line with %q; logs:\n%s", want, logs)
 		}
 	}
@@ -557,16 +424,16 @@ func TestRunRepairsEachDeletedEntry(t *testing.T) {
 	bs, _ := startAll(t, hs, plainConfig)
 	ba := bs[0]
 	macA, macB := ba.VtepMAC().String(), bs[1].VtepMAC().String()
-	want := state(t, a.ns)
+	want := state(t, a.NS)
 	if !strings.Contains(want, "10.244.3.0/24 via 10.244.3.0 dev flannel.1 onlink") {
 		t.Fatalf("nothing programmed:\n%s", want)
 	}
-	run(t, ba)
+	backendtest.Run(t, ba.Run)
 
 	back := func(what string) {
 		t.Helper()
 		nstest.Eventually(t, 2*time.Second, func() error {
-			if got := state(t, a.ns); got != want {
+			if got := state(t, a.NS); got != want {
 				return fmt.Errorf("after deleting %s:\n%s\nwant:\n%s", what, got, want)
 			}
 			return nil
@@ -574,15 +441,15 @@ func TestRunRepairsEachDeletedEntry(t *testing.T) {
 	}
 	// The first deletion may race Run's start-up repair; once it is back
 	// the watches certainly run, and every later repair is theirs.
-	nstest.Exec(t, a.ns, "ip", "route", "del", "10.244.2.0/24")
+	nstest.Exec(t, a.NS, "ip", "route", "del", "10.244.2.0/24")
 	back("the route (warm-up)")
 	base := ba.RepairCounts()
 
-	nstest.Exec(t, a.ns, "ip", "neigh", "del", "10.244.2.0", "dev", "flannel.1")
+	nstest.Exec(t, a.NS, "ip", "neigh", "del", "10.244.2.0", "dev", "flannel.1")
 	back("a neighbour")
-	nstest.Exec(t, a.ns, "bridge", "fdb", "del", macB, "dev", "flannel.1", "dst", "192.168.70.2", "self")
+	nstest.Exec(t, a.NS, "bridge", "fdb", "del", macB, "dev", "flannel.1", "dst", "192.168.70.2", "self")
 	back("an fdb entry")
-	nstest.Exec(t, a.ns, "ip", "route", "del", "10.244.3.0/24")
+	nstest.Exec(t, a.NS, "ip", "route", "del", "10.244.3.0/24")
 	back("a route")
 	got := ba.RepairCounts()
 	if d := (RepairCounts{Neighbour: got.Neighbour - base.Neighbour, FDB: got.FDB - base.FDB, Route: got.Route - base.Route}); d != (RepairCounts{Neighbour: 1, FDB: 1, Route: 1}) {
@@ -590,7 +457,7 @@ func TestRunRepairsEachDeletedEntry(t *testing.T) {
 	}
 
 	oldIndex := linkOf(t, a, "flannel.1").Attrs().Index
-	nstest.Exec(t, a.ns, "ip", "link", "del", "flannel.1")
+	nstest.Exec(t, a.NS, "ip", "link", "del", "flannel.1")
 	back("the device")
 	l := linkOf(t, a, "flannel.1")
 	if l.Attrs().Index == oldIndex {
@@ -599,7 +466,7 @@ func TestRunRepairsEachDeletedEntry(t *testing.T) {
 	if l.Attrs().HardwareAddr.String() != macA || l.Attrs().MTU != 1450 || l.Attrs().Flags&net.FlagUp == 0 {
 		t.Errorf("re-created device: MAC %s MTU %d flags %v; want %s, 1450, up", l.Attrs().HardwareAddr, l.Attrs().MTU, l.Attrs().Flags, macA)
 	}
-	if n := logLines(logs0(a), `msg="device updated"`, "created flannel.1 address "+macA+" mtu 1450 type vxlan id 1 dev eth0 local 192.168.70.1 nolearning; up; address 10.244.1.0/32"); n != 1 {
+	if n := backendtest.LogLines(logs0(a), `msg="device updated"`, "created flannel.1 address "+macA+" mtu 1450 type vxlan id 1 dev eth0 local 192.168.70.1 nolearning; up; address 10.244.1.0/32"); n != 1 {
 		t.Errorf("the re-creation was logged %d times, want once:\n%s", n, logs0(a))
 	}
 	got2 := ba.RepairCounts()
@@ -614,7 +481,7 @@ func TestRunRepairsEachDeletedEntry(t *testing.T) {
 		{`msg="peer repaired"`, "subnet=10.244.2.0/24", `changes="fdb replace ` + macB + ` dst 192.168.70.2" trigger="fdb entry deleted"`},
 		{`msg="peer repaired"`, "subnet=10.244.3.0/24", `changes="route replace 10.244.3.0/24 via 10.244.3.0 dev flannel.1 proto weft onlink" trigger="route deleted"`},
 	} {
-		if logLines(logs, want...) != 1 {
+		if backendtest.LogLines(logs, want...) != 1 {
 			t.Errorf("want exactly one log line with %q; logs:\n%s", want, logs)
 		}
 	}
@@ -631,8 +498,8 @@ func TestRunRepairsOnTimerWithoutWatch(t *testing.T) {
 	if err := ba.Apply(t.Context(), []lease.Lease{a.lease(ba), hs[1].lease(bb)}); err != nil {
 		t.Fatal(err)
 	}
-	want := state(t, a.ns)
-	run(t, ba)
+	want := state(t, a.NS)
+	backendtest.Run(t, ba.Run)
 	for _, cmd := range [][]string{
 		{"ip", "route", "del", "10.244.2.0/24"},
 		// Changes in place send no deletion; only the timer sees them.
@@ -643,9 +510,9 @@ func TestRunRepairsOnTimerWithoutWatch(t *testing.T) {
 		{"ip", "addr", "del", "10.244.1.0/32", "dev", "flannel.1"},
 		{"ip", "link", "set", "flannel.1", "down"},
 	} {
-		nstest.Exec(t, a.ns, cmd...)
+		nstest.Exec(t, a.NS, cmd...)
 		nstest.Eventually(t, 2*time.Second, func() error {
-			if got := state(t, a.ns); got != want {
+			if got := state(t, a.NS); got != want {
 				return fmt.Errorf("after %q:\n%s\nwant:\n%s", cmd, got, want)
 			}
 			if mtu := linkOf(t, a, "flannel.1").Attrs().MTU; mtu != 1450 {
@@ -665,15 +532,15 @@ func TestRunLeavesKernelAloneBeforeFirstApply(t *testing.T) {
 	hs := cluster(t, 1)
 	a := hs[0]
 	ba := a.start(t, plainConfig, Options{ReconcilePeriod: 20 * time.Millisecond})
-	nstest.Exec(t, a.ns, "ip", "neigh", "replace", "10.244.9.0", "lladdr", "0e:00:00:00:00:09", "dev", "flannel.1", "nud", "permanent")
-	nstest.Exec(t, a.ns, "ip", "route", "replace", "10.244.9.0/24", "via", "10.244.9.0", "dev", "flannel.1", "onlink")
-	run(t, ba)
+	nstest.Exec(t, a.NS, "ip", "neigh", "replace", "10.244.9.0", "lladdr", "0e:00:00:00:00:09", "dev", "flannel.1", "nud", "permanent")
+	nstest.Exec(t, a.NS, "ip", "route", "replace", "10.244.9.0/24", "via", "10.244.9.0", "dev", "flannel.1", "onlink")
+	backendtest.Run(t, ba.Run)
 	// Wake the watches and let the timer fire many times.
-	nstest.Exec(t, a.ns, "ip", "neigh", "replace", "10.244.8.0", "lladdr", "0e:00:00:00:00:08", "dev", "flannel.1", "nud", "permanent")
-	nstest.Exec(t, a.ns, "ip", "neigh", "del", "10.244.8.0", "dev", "flannel.1")
+	nstest.Exec(t, a.NS, "ip", "neigh", "replace", "10.244.8.0", "lladdr", "0e:00:00:00:00:08", "dev", "flannel.1", "nud", "permanent")
+	nstest.Exec(t, a.NS, "ip", "neigh", "del", "10.244.8.0", "dev", "flannel.1")
 	deadline := time.Now().Add(300 * time.Millisecond)
 	nstest.Eventually(t, time.Second, func() error {
-		if len(neighs(t, a.ns)) != 1 || len(weftRoutes(t, a.ns)) != 0 || len(lines(t, a.ns, false, "ip", "route", "show", "dev", "flannel.1")) != 1 {
+		if len(neighs(t, a.NS)) != 1 || len(weftRoutes(t, a.NS)) != 0 || len(lines(t, a.NS, false, "ip", "route", "show", "dev", "flannel.1")) != 1 {
 			t.Fatal("Run changed the kernel before any Apply")
 		}
 		if time.Now().Before(deadline) {
@@ -684,7 +551,7 @@ func TestRunLeavesKernelAloneBeforeFirstApply(t *testing.T) {
 	if err := ba.Apply(t.Context(), []lease.Lease{a.lease(ba)}); err != nil {
 		t.Fatal(err)
 	}
-	if len(neighs(t, a.ns)) != 0 || len(lines(t, a.ns, false, "ip", "route", "show", "dev", "flannel.1")) != 0 {
+	if len(neighs(t, a.NS)) != 0 || len(lines(t, a.NS, false, "ip", "route", "show", "dev", "flannel.1")) != 0 {
 		t.Error("Apply left the stale entries")
 	}
 	if ba.Repairs() != 0 {
@@ -707,7 +574,7 @@ func TestConcurrentApplyAndRun(t *testing.T) {
 	if err := ba.Apply(t.Context(), ls); err != nil {
 		t.Fatal(err)
 	}
-	run(t, ba)
+	backendtest.Run(t, ba.Run)
 	for i := range 50 {
 		cur := ls
 		if i%2 == 1 {
@@ -717,7 +584,7 @@ func TestConcurrentApplyAndRun(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	wantLines(t, "routes after the last Apply(A, B)", weftRoutes(t, a.ns), []string{"10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink"})
+	backendtest.WantLines(t, "routes after the last Apply(A, B)", weftRoutes(t, a.NS), []string{"10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink"})
 	if ba.Repairs() != 0 {
 		t.Errorf("Repairs = %d: Run fought Apply", ba.Repairs())
 	}
@@ -729,7 +596,7 @@ func TestRestartKeepsMACAndDevice(t *testing.T) {
 	bs, ls := startAll(t, hs, plainConfig)
 	mac := bs[0].VtepMAC()
 	index := linkOf(t, a, "flannel.1").Attrs().Index
-	want := state(t, a.ns)
+	want := state(t, a.NS)
 
 	// A restarted agent: a new backend with the same state directory.
 	logStart := len(a.logBuf.String())
@@ -743,7 +610,7 @@ func TestRestartKeepsMACAndDevice(t *testing.T) {
 	if got := linkOf(t, a, "flannel.1").Attrs().Index; got != index {
 		t.Errorf("the device was re-created on restart (index %d, was %d)", got, index)
 	}
-	if got := state(t, a.ns); got != want {
+	if got := state(t, a.NS); got != want {
 		t.Errorf("state after restart:\n%s\nwant:\n%s", got, want)
 	}
 	if logs := a.logBuf.String()[logStart:]; strings.Contains(logs, "peer ") || strings.Contains(logs, "device updated") {
@@ -751,7 +618,7 @@ func TestRestartKeepsMACAndDevice(t *testing.T) {
 	}
 
 	// A reboot: the device is gone, the state directory is not.
-	nstest.Exec(t, a.ns, "ip", "link", "del", "flannel.1")
+	nstest.Exec(t, a.NS, "ip", "link", "del", "flannel.1")
 	b3 := a.start(t, plainConfig, Options{})
 	if b3.VtepMAC() != mac || linkOf(t, a, "flannel.1").Attrs().HardwareAddr.String() != mac.String() {
 		t.Errorf("after a reboot the MAC is %s and the device has %s, want %s", b3.VtepMAC(), linkOf(t, a, "flannel.1").Attrs().HardwareAddr, mac)
@@ -762,7 +629,7 @@ func TestAdoptsFlannelDeviceMAC(t *testing.T) {
 	hs := cluster(t, 1)
 	a := hs[0]
 	// flannel's device, and no state file yet (an upgrade).
-	nstest.Exec(t, a.ns, "ip", "link", "add", "flannel.1", "address", "0e:42:42:42:42:42", "mtu", "1450",
+	nstest.Exec(t, a.NS, "ip", "link", "add", "flannel.1", "address", "0e:42:42:42:42:42", "mtu", "1450",
 		"type", "vxlan", "id", "1", "dev", "eth0", "local", "192.168.70.1", "dstport", "8472", "nolearning")
 	index := linkOf(t, a, "flannel.1").Attrs().Index
 	b := a.start(t, plainConfig, Options{})
@@ -784,7 +651,7 @@ func TestRecreatesIncompatibleDevice(t *testing.T) {
 	if err := writeMACFile(filepath.Join(a.stateDir, MACFileName(1)), mustMAC("0e:51:51:51:51:51")); err != nil {
 		t.Fatal(err)
 	}
-	nstest.Exec(t, a.ns, "ip", "link", "add", "flannel.1", "address", "0e:42:42:42:42:42",
+	nstest.Exec(t, a.NS, "ip", "link", "add", "flannel.1", "address", "0e:42:42:42:42:42",
 		"type", "vxlan", "id", "1", "dev", "eth0", "local", "192.168.70.1", "dstport", "4789", "learning")
 	index := linkOf(t, a, "flannel.1").Attrs().Index
 	b := a.start(t, plainConfig, Options{})
@@ -793,11 +660,11 @@ func TestRecreatesIncompatibleDevice(t *testing.T) {
 		t.Errorf("device index %d (was %d), port %d, learning %v, MAC %s; VtepMAC %s",
 			l.Index, index, l.Port, l.Learning, l.HardwareAddr, b.VtepMAC())
 	}
-	if logLines(a.logBuf.String(), `msg="device updated"`, "deleted incompatible device (dstport 4789, want 8472; learning true, want false)") != 1 {
+	if backendtest.LogLines(a.logBuf.String(), `msg="device updated"`, "deleted incompatible device (dstport 4789, want 8472; learning true, want false)") != 1 {
 		t.Errorf("re-creation not logged with its reason:\n%s", a.logBuf.String())
 	}
 	// A device with the right MAC set later by someone else is put back.
-	nstest.Exec(t, a.ns, "ip", "link", "set", "flannel.1", "address", "0e:99:99:99:99:99")
+	nstest.Exec(t, a.NS, "ip", "link", "set", "flannel.1", "address", "0e:99:99:99:99:99")
 	if err := b.Apply(t.Context(), []lease.Lease{a.lease(b)}); err != nil {
 		t.Fatal(err)
 	}
@@ -806,40 +673,17 @@ func TestRecreatesIncompatibleDevice(t *testing.T) {
 	}
 }
 
-// echoServer listens on hg's pod address and echoes what it receives;
-// dial connects to it from another host's pod address.
-func echoServer(t *testing.T, hg *host) string {
-	t.Helper()
-	var ln net.Listener
-	if err := netns.Do(hg.ns, func() (err error) {
-		ln, err = net.Listen("tcp4", netip.AddrPortFrom(hg.podIP, 0).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
-	return ln.Addr().String()
-}
-
+// dial connects to target from from's pod address and checks the echo.
 func dial(from *host, target string) error {
-	return netns.Do(from.ns, func() error {
-		d := net.Dialer{Timeout: time.Second, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(from.podIP, 0))}
+	return netns.Do(from.NS, func() error {
+		d := net.Dialer{Timeout: time.Second, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(from.PodIP, 0))}
 		c, err := d.Dial("tcp4", target)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(time.Second))
-		msg := []byte("weft over " + from.ns)
+		msg := []byte("weft over " + from.NS)
 		if _, err := c.Write(msg); err != nil {
 			return err
 		}
@@ -864,14 +708,14 @@ func txPackets(t *testing.T, hg *host) uint64 {
 func TestPodTrafficThroughVXLAN(t *testing.T) {
 	hs := cluster(t, 2)
 	a, b := hs[0], hs[1]
-	target := echoServer(t, b)
+	target := b.EchoServer(t)
 	if err := dial(a, target); err == nil {
 		t.Fatal("pod-to-pod connection worked before anything was programmed")
 	}
 	startAll(t, hs, plainConfig)
 	txBefore := txPackets(t, a)
 	if err := dial(a, target); err != nil {
-		t.Fatalf("%s -> %s: %v", a.podIP, target, err)
+		t.Fatalf("%s -> %s: %v", a.PodIP, target, err)
 	}
 	if tx := txPackets(t, a); tx <= txBefore {
 		t.Errorf("flannel.1 on A sent no packets (%d before, %d after)", txBefore, tx)
@@ -887,41 +731,41 @@ func TestDirectRouting(t *testing.T) {
 	bs, _ := startAll(t, hs, `{"Type":"vxlan","DirectRouting":true}`)
 	macC := bs[2].VtepMAC().String()
 
-	wantLines(t, "A's routes", weftRoutes(t, a.ns), []string{
+	backendtest.WantLines(t, "A's routes", weftRoutes(t, a.NS), []string{
 		"10.244.2.0/24 via 192.168.70.2 dev eth0",
 		"10.244.3.0/24 via 10.244.3.0 dev flannel.1 onlink",
 	})
-	wantLines(t, "A's neighbours", neighs(t, a.ns), []string{"10.244.3.0 lladdr " + macC + " PERMANENT"})
-	wantLines(t, "A's fdb", fdb(t, a.ns), []string{macC + " dst 192.168.71.3 self permanent"})
-	wantLines(t, "C's routes", weftRoutes(t, c.ns), []string{
+	backendtest.WantLines(t, "A's neighbours", neighs(t, a.NS), []string{"10.244.3.0 lladdr " + macC + " PERMANENT"})
+	backendtest.WantLines(t, "A's fdb", fdb(t, a.NS), []string{macC + " dst 192.168.71.3 self permanent"})
+	backendtest.WantLines(t, "C's routes", weftRoutes(t, c.NS), []string{
 		"10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink",
 		"10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink",
 	})
-	if logLines(a.logBuf.String(), `msg="peer added"`, "subnet=10.244.2.0/24", "mode=direct") != 1 {
+	if backendtest.LogLines(a.logBuf.String(), `msg="peer added"`, "subnet=10.244.2.0/24", "mode=direct") != 1 {
 		t.Errorf("B not logged as direct:\n%s", a.logBuf.String())
 	}
 
 	for _, to := range hs {
-		target := echoServer(t, to)
+		target := to.EchoServer(t)
 		for _, from := range hs {
 			if from != to {
 				if err := dial(from, target); err != nil {
-					t.Errorf("%s -> %s: %v", from.podIP, to.podIP, err)
+					t.Errorf("%s -> %s: %v", from.PodIP, to.PodIP, err)
 				}
 			}
 		}
 	}
 
 	// B moves behind the router: the next reconcile sends it through VXLAN.
-	nstest.Exec(t, a.ns, "ip", "route", "add", "192.168.70.2/32", "via", "192.168.70.254")
+	nstest.Exec(t, a.NS, "ip", "route", "add", "192.168.70.2/32", "via", "192.168.70.254")
 	if err := bs[0].Apply(t.Context(), []lease.Lease{a.lease(bs[0]), b.lease(bs[1]), c.lease(bs[2])}); err != nil {
 		t.Fatal(err)
 	}
-	wantLines(t, "A's routes with B behind a gateway", weftRoutes(t, a.ns), []string{
+	backendtest.WantLines(t, "A's routes with B behind a gateway", weftRoutes(t, a.NS), []string{
 		"10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink",
 		"10.244.3.0/24 via 10.244.3.0 dev flannel.1 onlink",
 	})
-	if logLines(a.logBuf.String(), `msg="peer changed"`, "subnet=10.244.2.0/24", "mode=vxlan") != 1 {
+	if backendtest.LogLines(a.logBuf.String(), `msg="peer changed"`, "subnet=10.244.2.0/24", "mode=vxlan") != 1 {
 		t.Errorf("B's switch to vxlan not logged:\n%s", a.logBuf.String())
 	}
 }

@@ -1,0 +1,52 @@
+package backend
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/weftnet/weft/internal/netconf"
+)
+
+func TestCheckConfig(t *testing.T) {
+	addr := netip.MustParseAddr("192.168.1.1")
+	nat := netip.MustParseAddr("203.0.113.7")
+	good := func() Config {
+		return Config{
+			Ext:     ExternalInterface{Name: "eth0", Index: 2, MTU: 1500, Addr: addr},
+			Network: &netconf.Config{EnableIPv4: true, Network: netip.MustParsePrefix("10.244.0.0/16"), SubnetLen: 24},
+		}
+	}
+	for _, c := range []struct {
+		name    string
+		mod     func(*Config)
+		wantErr string
+		wantPub netip.Addr
+	}{
+		{"PublicIP defaults to Addr", func(*Config) {}, "", addr},
+		{"PublicIP kept", func(c *Config) { c.Ext.PublicIP = nat }, "", nat},
+		{"no network config", func(c *Config) { c.Network = nil }, "vxlan needs an IPv4 cluster Network", netip.Addr{}},
+		{"no network", func(c *Config) { c.Network.Network = netip.Prefix{} }, "vxlan needs an IPv4 cluster Network", netip.Addr{}},
+		{"IPv6 network", func(c *Config) { c.Network.Network = netip.MustParsePrefix("fd00:10::/56") }, "vxlan needs an IPv4 cluster Network", netip.Addr{}},
+		{"no interface", func(c *Config) { c.Ext = ExternalInterface{} }, "vxlan needs an external interface", netip.Addr{}},
+		{"no index", func(c *Config) { c.Ext.Index = 0 }, "vxlan needs an external interface", netip.Addr{}},
+		{"no name", func(c *Config) { c.Ext.Name = "" }, "vxlan needs an external interface", netip.Addr{}},
+		{"no address", func(c *Config) { c.Ext.Addr = netip.Addr{} }, "vxlan needs an IPv4 address on interface eth0", netip.Addr{}},
+		{"IPv6 address", func(c *Config) { c.Ext.Addr = netip.MustParseAddr("fd00::1") }, "vxlan needs an IPv4 address on interface eth0", netip.Addr{}},
+	} {
+		cfg := good()
+		c.mod(&cfg)
+		ext, err := CheckConfig("vxlan", cfg)
+		switch {
+		case c.wantErr != "":
+			if err == nil || err.Error() != c.wantErr {
+				t.Errorf("%s: error %v, want %q", c.name, err, c.wantErr)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case ext.PublicIP != c.wantPub:
+			t.Errorf("%s: PublicIP %s, want %s", c.name, ext.PublicIP, c.wantPub)
+		case ext.Name != cfg.Ext.Name || ext.Index != cfg.Ext.Index || ext.MTU != cfg.Ext.MTU || ext.Addr != cfg.Ext.Addr:
+			t.Errorf("%s: returned %+v, want %+v with PublicIP set", c.name, ext, cfg.Ext)
+		}
+	}
+}
