@@ -1,7 +1,8 @@
 # The weft image for deploy/kube-weft.yml:
 #
-#   /usr/local/bin/weft      the agent (`weft agent`; also /opt/bin/flanneld,
-#                            flannel's path, for manifests that call it)
+#   /usr/local/bin/weft-agent  the agent (also /opt/bin/flanneld, flannel's
+#                              path, for manifests that call it)
+#   /usr/local/bin/weft        the operator's tool (status, config, cleanup, ...)
 #   /opt/weft/cni/flannel    the CNI plugin, copied to /opt/cni/bin/flannel
 #                            by the DaemonSet's init container
 #
@@ -23,7 +24,7 @@ ARG TARGETARCH
 ARG VERSION=dev
 RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
       -ldflags "-s -w -X github.com/weftnet/weft/internal/version.Version=$VERSION" \
-      -o /out/weft ./cmd/weft \
+      -o /out/ ./cmd/weft ./cmd/weft-agent \
  && CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
       -ldflags "-s -w -X github.com/weftnet/weft/internal/version.Version=$VERSION" \
       -o /out/flannel ./cmd/weft-cni
@@ -37,8 +38,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends iptables nftables \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /opt/bin /opt/weft/cni
-COPY --from=build /out/weft /usr/local/bin/weft
+COPY --from=build /out/weft /out/weft-agent /usr/local/bin/
 COPY --from=build /out/flannel /opt/weft/cni/flannel
-RUN ln -s /usr/local/bin/weft /opt/bin/flanneld
-ENTRYPOINT ["/usr/local/bin/weft"]
-CMD ["agent", "--kube-subnet-mgr"]
+RUN ln -s /usr/local/bin/weft-agent /opt/bin/flanneld
+ENTRYPOINT ["/usr/local/bin/weft-agent"]
+CMD ["--kube-subnet-mgr"]

@@ -13,8 +13,10 @@ all: build
 
 build: weft cni
 
+# weft is the operator's multi-tool (lab, status, config, ...); weft-agent
+# is the agent alone, what hosts run and what the lab starts when present.
 weft:
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/weft ./cmd/weft
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/weft ./cmd/weft-agent
 
 # The lab and the tests use the reference CNI plugins built from the Go
 # module proxy at the version go.mod pins, next to weft's own plugin

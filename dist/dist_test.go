@@ -14,7 +14,10 @@ import (
 	"github.com/weftnet/weft/internal/options"
 )
 
-const weftPath = "/usr/local/bin/weft"
+const (
+	weftPath  = "/usr/local/bin/weft"
+	agentPath = "/usr/local/bin/weft-agent"
+)
 
 // entry is one key=value of an INI-style file.
 type entry struct{ section, key, value string }
@@ -67,16 +70,16 @@ func one(t *testing.T, es []entry, section, key string) string {
 	return v[0]
 }
 
-// agentArgs checks that a command line runs `weft agent` with flags the
-// agent accepts, and returns them parsed.
+// agentArgs checks that a command line runs the agent binary with flags
+// the agent accepts, and returns them parsed.
 func agentArgs(t *testing.T, cmd string, env map[string]string) options.Options {
 	t.Helper()
 	f := strings.Fields(cmd)
-	if len(f) < 2 || f[0] != weftPath || f[1] != "agent" {
-		t.Fatalf("command %q does not run %s agent", cmd, weftPath)
+	if len(f) < 1 || f[0] != agentPath {
+		t.Fatalf("command %q does not run %s", cmd, agentPath)
 	}
 	var args []string
-	for _, a := range f[2:] {
+	for _, a := range f[1:] {
 		if !strings.HasPrefix(a, "$") {
 			args = append(args, a)
 		}
@@ -273,7 +276,8 @@ func TestSystemdVerify(t *testing.T) {
 		}
 		return p
 	}
-	unit := install("weft.service", "weft.service", weftPath, self)
+	// agentPath first: weftPath is a prefix of it.
+	unit := install("weft.service", "weft.service", agentPath, self, weftPath, self)
 	install("docker-weft.conf", "docker.service.d/weft.conf", "/usr/bin/dockerd", self)
 	docker := filepath.Join(dir, "docker.service")
 	if err := os.WriteFile(docker, []byte("[Unit]\nDescription=stand-in for docker.service\n[Service]\nType=notify\nExecStart=/nonexistent/dockerd\n"), 0o644); err != nil {

@@ -11,14 +11,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
-
-	"k8s.io/klog/v2"
 
 	"github.com/weftnet/weft/internal/agent"
 	"github.com/weftnet/weft/internal/bench"
@@ -107,44 +104,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func runAgent(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
-	opts, fs, err := options.Parse(name, args, os.Getenv)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", name, err)
-		fs.Usage()
-		return 2
-	}
-	if opts.Version {
-		fmt.Fprintf(stdout, "%s\n", version.Version)
-		return 0
-	}
-	if err := opts.Validate(); err != nil {
-		fmt.Fprintf(stderr, "%s: invalid flags:\n%v\n", name, err)
-		return 2
-	}
-	log := newLogger(stderr, &opts)
-	// client-go logs through klog; send it to the same handler.
-	klog.SetSlogLogger(log)
-	log.Info("starting weft agent", "version", version.Version, "options", opts)
-	if err := agent.Main(ctx, opts, log); err != nil {
-		if ctx.Err() != nil {
-			return 0
-		}
-		log.Error("agent failed", "err", err.Error())
-		return 1
-	}
-	return 0
-}
-
-func newLogger(w io.Writer, o *options.Options) *slog.Logger {
-	lvl, _ := o.Level()
-	ho := &slog.HandlerOptions{Level: lvl}
-	if o.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, ho))
-	}
-	return slog.New(slog.NewTextHandler(w, ho))
+	return agent.Command(ctx, name, args, stdout, stderr)
 }
 
 func runCleanup(ctx context.Context, args []string, stderr io.Writer) int {
@@ -157,7 +117,7 @@ func runCleanup(ctx context.Context, args []string, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	log := newLogger(stderr, &opts)
+	log := agent.NewLogger(stderr, &opts)
 	if err := agent.Cleanup(ctx, opts, log); err != nil {
 		log.Error("cleanup incomplete", "err", err.Error())
 		return 1

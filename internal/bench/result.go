@@ -305,6 +305,14 @@ type Scale struct {
 	AnonMiB    Num `json:"rss_anon_mib"`
 	FileMiB    Num `json:"rss_file_mib"`
 	CPUSeconds Num `json:"cpu_seconds"`
+	// SettledRSSMiB, SettledAnonMiB and SettledFileMiB are the same
+	// readings SettleSeconds after ready: what the agent keeps once the
+	// start's transient allocations are collected, which is what an
+	// operator's monitoring sees.
+	SettledRSSMiB  Num     `json:"settled_rss_mib"`
+	SettledAnonMiB Num     `json:"settled_rss_anon_mib"`
+	SettledFileMiB Num     `json:"settled_rss_file_mib"`
+	SettleSeconds  float64 `json:"settle_seconds"`
 	// Missing entries were not programmed within the timeout.
 	Missing int `json:"missing"`
 }

@@ -32,6 +32,10 @@ var (
 // programTimeout bounds the wait for an agent to program everything.
 const programTimeout = 60 * time.Second
 
+// settleTime is how long after ready the scale section reads the agent's
+// memory a second time.
+const settleTime = 3 * time.Second
+
 // scale runs the scale and churn sections for host-gw and vxlan (udp has
 // no per-peer kernel entries to time).
 func (r *runner) scale(ctx context.Context) error {
@@ -200,9 +204,23 @@ func (r *runner) scaleOnce(ctx context.Context, s *scaleLab, n int) (Scale, *rec
 	if ok && uerr == nil {
 		res.RSSMiB, res.PeakRSSMiB, res.AnonMiB, res.FileMiB, res.CPUSeconds = u.RSS, u.HWM, u.Anon, u.File, Num(u.cpu)
 	}
-	r.say("  %s %d leases: programmed %s, ready %s, RSS %s (peak %s; anon %s, file %s), CPU %s, %d missing", s.backend, n,
+	res.SettledRSSMiB, res.SettledAnonMiB, res.SettledFileMiB = NaN, NaN, NaN
+	if !ready.IsZero() {
+		// What the agent keeps, rather than what its start touched: read
+		// again once the start's garbage has had time to go.
+		res.SettleSeconds = settleTime.Seconds()
+		if err := sleep(ctx, time.Until(ready.Add(settleTime))); err != nil {
+			cancel()
+			return res, nil, nil, err
+		}
+		if u, err := agentUsage(s.l, h.Name); err == nil {
+			res.SettledRSSMiB, res.SettledAnonMiB, res.SettledFileMiB = u.RSS, u.Anon, u.File
+		}
+	}
+	r.say("  %s %d leases: programmed %s, ready %s, RSS %s (peak %s; anon %s, file %s), settled RSS %s, CPU %s, %d missing", s.backend, n,
 		f("%.3f s", res.ProgrammedSeconds), f("%.3f s", res.ReadySeconds), f("%.1f MiB", res.RSSMiB),
-		f("%.1f MiB", res.PeakRSSMiB), f("%.1f MiB", res.AnonMiB), f("%.1f MiB", res.FileMiB), f("%.2f s", res.CPUSeconds), res.Missing)
+		f("%.1f MiB", res.PeakRSSMiB), f("%.1f MiB", res.AnonMiB), f("%.1f MiB", res.FileMiB),
+		f("%.1f MiB", res.SettledRSSMiB), f("%.2f s", res.CPUSeconds), res.Missing)
 	return res, rec, cancel, nil
 }
 

@@ -72,7 +72,8 @@ func (l *Lab) startStore(ctx context.Context) error {
 
 // spawnAgent starts a host's agent with the lab's flags and environment.
 func (l *Lab) spawnAgent(h Host) (*child, error) {
-	return spawnEnv(h.Name+" agent", h.NS, l.opts.WeftBinary, l.topo.AgentArgs(h), l.topo.AgentEnv(h), h.AgentLog, h.AgentPID)
+	bin, args := AgentCommand(l.opts.WeftBinary, l.topo.AgentArgs(h))
+	return spawnEnv(h.Name+" agent", h.NS, bin, args, l.topo.AgentEnv(h), h.AgentLog, h.AgentPID)
 }
 
 // startKube does what a kubeadm cluster has done before flannel's

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -459,8 +460,9 @@ func (t Topology) EtcdArgs() []string {
 }
 
 // AgentArgs is the command line (after the weft binary) of a host's agent:
-// flanneld's flags, pointing at the lab's etcd (or, in a Kubernetes lab,
-// its apiserver) and state directory.
+// "agent" and flanneld's flags, pointing at the lab's etcd (or, in a
+// Kubernetes lab, its apiserver) and state directory. AgentCommand turns it
+// into what the lab runs.
 func (t Topology) AgentArgs(h Host) []string {
 	if t.Spec.Store == StoreKube {
 		return t.kubeAgentArgs(h)
@@ -542,4 +544,19 @@ func (t Topology) ConfList(h Host) ([]byte, error) {
 		return nil, fmt.Errorf("render conflist for %s: %w", h.Name, err)
 	}
 	return append(b, '\n'), nil
+}
+
+// AgentBinaryName is the agent-only binary (cmd/weft-agent). When it sits
+// beside the weft binary, as `make build` leaves them, the lab's agents run
+// it, as real hosts do; otherwise they run `weft agent`.
+const AgentBinaryName = "weft-agent"
+
+// AgentCommand returns the program and arguments that run an agent whose
+// `weft` command line is args ("agent", flags...), given the weft binary.
+func AgentCommand(weftBinary string, args []string) (string, []string) {
+	p := filepath.Join(filepath.Dir(weftBinary), AgentBinaryName)
+	if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 && len(args) > 0 && args[0] == "agent" {
+		return p, args[1:]
+	}
+	return weftBinary, args
 }

@@ -126,11 +126,12 @@ func buildWeft() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	p := filepath.Join(out, "weft")
-	if err := goCmd(root, "build", "-o", p, "./cmd/weft"); err != nil {
+	// weft-agent goes beside weft: the lab runs agents with it when it is
+	// there (lab.AgentCommand), as `make build` arranges.
+	if err := goCmd(root, "build", "-o", out+string(filepath.Separator), "./cmd/weft", "./cmd/weft-agent"); err != nil {
 		return "", err
 	}
-	return p, nil
+	return filepath.Join(out, "weft"), nil
 }
 
 // ModuleRoot returns the directory of weft's go.mod, asking the go command

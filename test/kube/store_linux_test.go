@@ -310,7 +310,7 @@ func TestKubeStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sa, err := kubernetes.NewForConfig(e.c.TokenConfig(e.saToken))
+		sa, err := kubestore.NewClient(e.c.TokenConfig(e.saToken))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -72,6 +72,14 @@ type Options struct {
 	Log *slog.Logger
 	// Metrics counts watch restarts and errors; nil records nothing.
 	Metrics *metrics.Metrics
+	// WatchExpirations makes Watch look up every peer's etcd lease
+	// expiration (one TimeToLive call per lease, in the background) and
+	// deliver the answers with a later call. Without it a peer's
+	// Expiration is an estimate (freshly granted with LeaseTTL), which is
+	// all the agent needs: it programs a peer the same whatever its expiry,
+	// and etcd deletes expired keys itself. Among 5000 hosts the lookups
+	// are 5000 round trips and about 12 MB of garbage at every start.
+	WatchExpirations bool
 }
 
 // LogValue renders the options for logging with the password redacted.
@@ -100,6 +108,8 @@ type Store struct {
 	subnets  string // prefix + "/subnets/"
 	ttl      time.Duration
 	ttlGrant int64 // ttl in whole seconds, as etcd grants it
+	// watchExpirations is Options.WatchExpirations.
+	watchExpirations bool
 	log      *slog.Logger
 	metrics  *metrics.Metrics
 }
@@ -173,6 +183,8 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		ttlGrant: ttlGrant,
 		log:      log,
 		metrics:  o.Metrics,
+
+		watchExpirations: o.WatchExpirations,
 	}, nil
 }
 

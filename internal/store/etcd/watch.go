@@ -33,7 +33,9 @@ const (
 // not valid leases are left out, with one warning each. It returns only
 // ctx.Err().
 //
-// Expirations are looked up in the background (one TimeToLive call per
+// A lease's Expiration is estimated as freshly granted with the store's
+// TTL (zero for a reservation). With Options.WatchExpirations they are
+// looked up in the background (one TimeToLive call per
 // etcd lease, when first seen and again once the remembered expiration has
 // passed), so that a snapshot of thousands of leases is delivered without
 // waiting for thousands of round trips; until a lease's lookup is done its
@@ -389,7 +391,7 @@ func (w *watcher) deliver(ctx context.Context) {
 		out = append(out, le)
 	}
 	w.exp.mu.Unlock()
-	if !w.looking {
+	if !w.looking && w.s.watchExpirations {
 		if todo := w.exp.due(w.ids); len(todo) > 0 {
 			w.looking = true
 			w.lookups.Go(func() {

@@ -108,7 +108,7 @@ func TestWatchDeliversBeforeLookingUpExpirations(t *testing.T) {
 	cli := rawClient(t, srv)
 	// Leases of 10 minutes in a store whose own TTL (the estimate) is a
 	// day: an estimate and a looked-up expiration cannot be mistaken.
-	s := newStore(t, srv.Endpoint(), etcdstore.Options{})
+	s := newStore(t, srv.Endpoint(), etcdstore.Options{WatchExpirations: true})
 	for i := 1; i <= 20; i++ {
 		putLease(t, cli, fmt.Sprintf("10.8.%d.0/24", i), attrs(fmt.Sprintf("192.168.8.%d", i)), 600)
 	}
@@ -134,6 +134,46 @@ func TestWatchDeliversBeforeLookingUpExpirations(t *testing.T) {
 	for _, l := range first {
 		if d := time.Until(l.Expiration); d < 23*time.Hour {
 			t.Errorf("first snapshot: %s expires in %v, want the store's one-day estimate (the lookups come later)", l.Subnet, d)
+		}
+	}
+}
+
+// TestWatchEstimatesExpirationsByDefault: without WatchExpirations no
+// lease's expiration is looked up, however many deliveries follow; the
+// estimate (the store's TTL) stands and reservations stay zero.
+func TestWatchEstimatesExpirationsByDefault(t *testing.T) {
+	srv := etcdtest.StartForTest(t)
+	cli := rawClient(t, srv)
+	s := newStore(t, srv.Endpoint(), etcdstore.Options{})
+	for i := 1; i <= 20; i++ {
+		putLease(t, cli, fmt.Sprintf("10.8.%d.0/24", i), attrs(fmt.Sprintf("192.168.8.%d", i)), 600)
+	}
+	putLease(t, cli, "10.8.99.0/24", attrs("192.168.8.99"), 0)
+	got := startWatch(t, s)
+	nstest.Eventually(t, 20*time.Second, func() error {
+		if ls, _ := got.last(); len(ls) != 21 {
+			return fmt.Errorf("latest snapshot has %d leases", len(ls))
+		}
+		return nil
+	})
+	// Another delivery: a batch of lookups, had one been started by the
+	// first, would have had its chance to show.
+	putLease(t, cli, "10.8.50.0/24", attrs("192.168.8.50"), 600)
+	nstest.Eventually(t, 20*time.Second, func() error {
+		if ls, _ := got.last(); len(ls) != 22 {
+			return fmt.Errorf("latest snapshot has %d leases", len(ls))
+		}
+		return nil
+	})
+	ls, _ := got.last()
+	for _, l := range ls {
+		switch {
+		case l.Subnet.String() == "10.8.99.0/24":
+			if !l.Reservation() {
+				t.Errorf("reservation %s has Expiration %v, want zero", l.Subnet, l.Expiration)
+			}
+		case time.Until(l.Expiration) < 23*time.Hour:
+			t.Errorf("%s expires in %v, want the store's one-day estimate (no lookups without WatchExpirations)", l.Subnet, time.Until(l.Expiration))
 		}
 	}
 }

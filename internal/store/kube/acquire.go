@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/netconf"
@@ -119,8 +118,7 @@ func annotationPatch(set map[string]string) ([]byte, error) {
 // patchStatus sends a strategic-merge patch to nodes/<own>/status, the only
 // write flannel's RBAC grants.
 func (s *Store) patchStatus(ctx context.Context, body []byte) error {
-	_, err := s.cs.CoreV1().Nodes().Patch(ctx, s.node, types.StrategicMergePatchType, body, metav1.PatchOptions{}, "status")
-	return err
+	return s.cs.PatchNodeStatus(ctx, s.node, body)
 }
 
 // waitPodCIDR returns the own node once it exists and has the pod CIDRs
@@ -141,7 +139,7 @@ func (s *Store) waitPodCIDR(ctx context.Context, cfg *netconf.Config) (*corev1.N
 		}
 	}
 	for {
-		n, err := s.cs.CoreV1().Nodes().Get(ctx, s.node, metav1.GetOptions{})
+		n, err := s.cs.GetNode(ctx, s.node)
 		rv := ""
 		switch {
 		case err == nil:
@@ -184,7 +182,7 @@ func (s *Store) waitPodCIDR(ctx context.Context, cfg *netconf.Config) (*corev1.N
 // GET loop is never tight.
 func (s *Store) awaitNodeChange(ctx context.Context, rv string) error {
 	timeout := int64(waitReminder / time.Second)
-	w, err := s.cs.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{
+	w, err := s.cs.WatchNodes(ctx, metav1.ListOptions{
 		FieldSelector:   fields.OneTermEqualSelector("metadata.name", s.node).String(),
 		ResourceVersion: rv,
 		TimeoutSeconds:  &timeout,

@@ -40,8 +40,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -82,7 +80,7 @@ type Options struct {
 // Store is a store.Store on the Kubernetes API. Its methods may be called
 // concurrently.
 type Store struct {
-	cs      kubernetes.Interface
+	cs      *Client
 	node    string
 	keys    keys
 	netConf string
@@ -102,15 +100,15 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := NewClient(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("create Kubernetes client for %s: %w", cfg.Host, err)
+		return nil, err
 	}
 	return newStore(ctx, cs, o)
 }
 
 // newStore is New with the client given.
-func newStore(ctx context.Context, cs kubernetes.Interface, o Options) (*Store, error) {
+func newStore(ctx context.Context, cs *Client, o Options) (*Store, error) {
 	k, err := newKeys(o.AnnotationPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("--kube-annotation-prefix: %w", err)
@@ -161,7 +159,7 @@ func restConfig(kubeconfig, apiURL string) (*rest.Config, error) {
 // NodeName finds the own node's name as flanneld does: $NODE_NAME, else the
 // node the pod $POD_NAMESPACE/$POD_NAME is scheduled on (one GET of the pod,
 // which flannel's ClusterRole allows).
-func NodeName(ctx context.Context, cs kubernetes.Interface, getenv func(string) string) (string, error) {
+func NodeName(ctx context.Context, cs *Client, getenv func(string) string) (string, error) {
 	if n := strings.TrimSpace(getenv("NODE_NAME")); n != "" {
 		return n, nil
 	}
@@ -169,7 +167,7 @@ func NodeName(ctx context.Context, cs kubernetes.Interface, getenv func(string) 
 	if ns == "" || pod == "" {
 		return "", errors.New("cannot tell which node this is: set NODE_NAME, or POD_NAME and POD_NAMESPACE (the DaemonSet passes them from the downward API)")
 	}
-	p, err := cs.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+	p, err := cs.GetPod(ctx, ns, pod)
 	if err != nil {
 		return "", fmt.Errorf("find this node's name from pod %s/%s (NODE_NAME is not set): %w", ns, pod, err)
 	}
@@ -241,7 +239,7 @@ func (s *Store) StoredBackendData(ctx context.Context) (backendType string, data
 }
 
 func (s *Store) getNode(ctx context.Context) (*corev1.Node, error) {
-	n, err := s.cs.CoreV1().Nodes().Get(ctx, s.node, metav1.GetOptions{})
+	n, err := s.cs.GetNode(ctx, s.node)
 	if err != nil {
 		return nil, fmt.Errorf("get node %q: %w", s.node, err)
 	}

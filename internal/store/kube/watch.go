@@ -24,13 +24,12 @@ import (
 // podCIDR are unusable are left out with one warning per node and
 // problem; one without a podCIDR yet is left out quietly. It returns only ctx.Err().
 func (s *Store) Watch(ctx context.Context, fn func([]lease.Lease)) error {
-	nodes := s.cs.CoreV1().Nodes()
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return nodes.List(ctx, o)
+			return s.cs.ListNodes(ctx, o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return nodes.Watch(ctx, o)
+			return s.cs.WatchNodes(ctx, o)
 		},
 	}
 	// No periodic resync: snapshots are whole, and the backend repairs the
