@@ -291,12 +291,15 @@ func (a *Agent) installRules(ctx context.Context, cfg *netconf.Config, own lease
 		Masq:        a.opts.IPMasq,
 		FullyRandom: !a.opts.IPMasqFullyRandomDisable,
 		Forward:     a.opts.IPTablesForwardRules,
-		KeepSource:  true,
+		// Always asked for; the manager installs the keep-source chains
+		// only where NAT is in use (--ip-masq, Docker, kube-proxy) and
+		// logs that decision itself.
+		KeepSource: true,
 	}
 	err = mgr.Sync(ctx, spec)
 	switch {
 	case err == nil:
-		a.log.Info("traffic rules in place", "mode", mode, "ip-masq", spec.Masq, "forward", spec.Forward)
+		a.log.Info("traffic rules in place", "mode", mode, "ip-masq", spec.Masq, "forward", spec.Forward, "keep-source", "where NAT is in use")
 	case errors.Is(err, ruleexec.ErrNotFound) && !a.opts.IPMasq:
 		a.log.Warn("no traffic rules: the rule tools are not installed (install iptables or nftables to keep pod source addresses next to Docker and to open a FORWARD DROP policy)", "mode", mode, "err", err.Error())
 		return nil, nil

@@ -9,8 +9,15 @@
 //
 // A Manager is desired-state: Sync makes the installed rules equal a Spec
 // (missing ones restored, order and duplicates fixed, an old subnet's rules
-// removed), Run re-applies the last Spec on a timer (--iptables-resync),
-// and Cleanup removes everything weft or flannel installed, in both modes.
+// removed), Run re-applies the last Spec on a timer (--iptables-resync)
+// and within milliseconds of any nftables change in the namespace, and
+// Cleanup removes everything weft or flannel installed, in both modes.
+//
+// Spec.KeepSource is a request: the Manager installs a family's keep-source
+// chains only when that family already has NAT (--ip-masq, someone else's
+// NAT table or chain, or its own earlier install), because the first NAT
+// hook in a namespace turns on connection tracking for all forwarded
+// traffic; see keepsource.go and docs/rules.md.
 //
 // Typical use in the agent:
 //
@@ -64,13 +71,17 @@ func ModeFor(enableNFTables bool) Mode {
 // they take effect one at a time.
 type Manager interface {
 	// Sync makes the installed rules equal spec and remembers spec for
-	// Run. The first successful Sync also removes the other mode's rules
-	// (and, in iptables mode, the other iptables variant's).
+	// Run. It decides per family whether the keep-source chains spec asks
+	// for are needed now (see the package comment). The first successful
+	// Sync also removes the other mode's rules (and, in iptables mode, the
+	// other iptables variant's).
 	Sync(ctx context.Context, spec Spec) error
 	// Run re-applies the Spec of the latest Sync every period (0 means
-	// DefaultResync) until ctx is done, then returns nil. Ticks before the
-	// first Sync or after Cleanup do nothing. Failures are logged and
-	// retried at the next tick.
+	// DefaultResync), and a few tens of milliseconds after each burst of
+	// nftables changes in the namespace (nft, iptables-nft; not
+	// iptables-legacy, which the timer covers), until ctx is done; then it
+	// returns nil. Resyncs before the first Sync or after Cleanup do
+	// nothing. Failures are logged and retried at the next resync.
 	Run(ctx context.Context, period time.Duration) error
 	// Cleanup removes every rule, chain and table weft or flannel
 	// installed, in both modes, both iptables variants and both families,
@@ -84,18 +95,36 @@ type Option func(*config)
 type config struct {
 	runner  Runner
 	variant iptables.Variant
+	netns   string
 	err     error
+
+	// Seams for unit tests; nil means the real thing in netns.
+	scan  func() (natFound, error)
+	watch func(ctx context.Context) (<-chan struct{}, error)
 }
 
 // WithRunner makes the Manager run its programs through r (a fake in unit
 // tests).
 func WithRunner(r Runner) Option { return func(c *config) { c.runner = r } }
 
-// WithNetns makes the Manager run its programs inside the named network
-// namespace (ip netns exec NAME); integration tests point it at a virtual
-// host this way. The agent leaves it unset and works where it runs.
+// WithNetns makes the Manager work inside the named network namespace:
+// it runs its programs there (ip netns exec NAME), looks for NAT there and
+// listens to that namespace's nftables notifications. Integration tests
+// point it at a virtual host this way. The agent leaves it unset and works
+// where it runs.
 func WithNetns(name string) Option {
-	return func(c *config) { c.runner = ruleexec.Exec{Netns: name} }
+	return func(c *config) { c.runner, c.netns = ruleexec.Exec{Netns: name}, name }
+}
+
+// withNATScan replaces the look for NAT in the namespace (unit tests).
+func withNATScan(scan func() (natFound, error)) Option {
+	return func(c *config) { c.scan = scan }
+}
+
+// withEvents replaces the nftables notifications (unit tests): watch
+// returns a channel that signals changes and is closed when ctx ends.
+func withEvents(watch func(ctx context.Context) (<-chan struct{}, error)) Option {
+	return func(c *config) { c.watch = watch }
 }
 
 // WithIPTablesVariant forces "nft" or "legacy" instead of detecting which
@@ -118,9 +147,15 @@ func New(mode Mode, log *slog.Logger, opts ...Option) (Manager, error) {
 	if c.err != nil {
 		return nil, c.err
 	}
+	if c.scan == nil {
+		c.scan = func() (natFound, error) { return scanNAT(c.netns) }
+	}
+	if c.watch == nil {
+		c.watch = func(ctx context.Context) (<-chan struct{}, error) { return watchNFT(ctx, c.netns, log) }
+	}
 	ipt := iptables.New(log.With("rules", "iptables"), iptables.Options{Runner: c.runner, Variant: c.variant})
 	nft := nftables.New(log.With("rules", "nftables"), nftables.Options{Runner: c.runner})
-	m := &manager{mode: mode, log: log}
+	m := &manager{mode: mode, log: log, scan: c.scan, watch: c.watch}
 	switch mode {
 	case IPTables:
 		m.active, m.other = ipt, nft
@@ -138,16 +173,65 @@ type backend interface {
 	Cleanup(ctx context.Context) error
 }
 
+// debounce is how long Run lets nftables notifications gather before it
+// resyncs: one iptables or Docker command commits several changes in a
+// row, and a resync per change would only repeat the same comparison.
+const debounce = 30 * time.Millisecond
+
+// Notification-driven resyncs come in bursts of up to eventBurst at the
+// debounce; beyond that, one per eventEvery. A program that undoes weft's
+// rules whenever they change (an old flanneld, a firewall daemon) would
+// otherwise make each side rewrite the rules within milliseconds of the
+// other, forever.
+const (
+	eventBurst = 10
+	eventEvery = 500 * time.Millisecond
+)
+
+// eventLimiter is a token bucket for notification-driven resyncs.
+type eventLimiter struct {
+	tokens float64
+	last   time.Time
+}
+
+func (l *eventLimiter) refill(now time.Time) {
+	if l.last.IsZero() {
+		l.tokens = eventBurst
+	} else {
+		l.tokens = min(eventBurst, l.tokens+float64(now.Sub(l.last))/float64(eventEvery))
+	}
+	l.last = now
+}
+
+// wait is how long a resync must wait for its token, from now.
+func (l *eventLimiter) wait(now time.Time) time.Duration {
+	l.refill(now)
+	if l.tokens >= 1 {
+		return 0
+	}
+	return time.Duration((1 - l.tokens) * float64(eventEvery))
+}
+
+// take spends a token on a resync happening now.
+func (l *eventLimiter) take(now time.Time) {
+	l.refill(now)
+	l.tokens--
+}
+
 type manager struct {
 	mode          Mode
 	log           *slog.Logger
 	active, other backend
+	scan          func() (natFound, error)
+	watch         func(ctx context.Context) (<-chan struct{}, error)
 
 	mu          sync.Mutex // guards the fields below; held across every Sync so a stale tick never undoes a newer Sync
 	spec        Spec
 	haveSpec    bool
 	otherClean  bool
-	otherWarned bool // a failed cleanup of the other mode is retried every Sync but logged as a warning once
+	otherWarned bool         // a failed cleanup of the other mode is retried every Sync but logged as a warning once
+	keep        [2]keepState // per family: the keep-source decision, sticky once on
+	scanWarned  bool         // a failed look for NAT was logged as a warning (later ones at debug)
 }
 
 func (m *manager) Sync(ctx context.Context, spec Spec) error {
@@ -158,7 +242,7 @@ func (m *manager) Sync(ctx context.Context, spec Spec) error {
 }
 
 func (m *manager) syncLocked(ctx context.Context) error {
-	if err := m.active.Sync(ctx, m.spec); err != nil {
+	if err := m.active.Sync(ctx, m.effectiveSpec(ctx)); err != nil {
 		return fmt.Errorf("%s rules: %w", m.mode, err)
 	}
 	if !m.otherClean {
@@ -176,27 +260,117 @@ func (m *manager) syncLocked(ctx context.Context) error {
 	return nil
 }
 
+// effectiveSpec is the latest Spec with the keep-source chains deferred in
+// each family that does not need them now. It logs each change of
+// decision; since a decision to install is sticky, that is at most twice
+// per family (deferred, then installed).
+func (m *manager) effectiveSpec(ctx context.Context) Spec {
+	spec := m.spec
+	var found natFound
+	var scanErr error
+	for fam := range m.keep {
+		if needsScan(spec, fam, m.keep[fam] == keepOn) {
+			found, scanErr = m.scan()
+			break
+		}
+	}
+	if scanErr != nil {
+		level := slog.LevelWarn
+		if m.scanWarned {
+			level = slog.LevelDebug
+		}
+		m.log.Log(ctx, level, "cannot look for NAT in this network namespace; installing the keep-source rules to be safe", "err", scanErr)
+		m.scanWarned = true
+	}
+	for fam, f := range spec.Families() {
+		d := decideKeepSource(spec, fam, m.keep[fam] == keepOn, found, scanErr)
+		state := keepDeferred
+		switch {
+		case d.on:
+			state = keepOn
+		case !spec.KeepSource || !f.Enabled():
+			state = keepUndecided
+		}
+		if state != m.keep[fam] {
+			switch {
+			case state == keepOn && len(d.found) > 0:
+				m.log.Info("NAT found in this network namespace; installing the keep-source rules so that it cannot rewrite pod → remote-pod sources",
+					"family", f.Name(), "found", d.found, "reason", d.reason)
+			case state == keepOn:
+				m.log.Info("keep-source rules on: pod → remote-pod traffic keeps its source address", "family", f.Name(), "reason", d.reason)
+			case state == keepDeferred:
+				m.log.Info("keep-source rules deferred: nothing NATs here, and a NAT hook would turn on connection tracking "+
+					"for all forwarded traffic; they are installed as soon as NAT appears", "family", f.Name(), "reason", d.reason)
+			}
+			m.keep[fam] = state
+		}
+		spec.KeepSourceDeferred[fam] = !d.on
+	}
+	return spec
+}
+
 func (m *manager) Run(ctx context.Context, period time.Duration) error {
 	if period <= 0 {
 		period = DefaultResync
 	}
 	t := time.NewTicker(period)
 	defer t.Stop()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, err := m.watch(ctx)
+	if err != nil {
+		m.log.Warn("cannot subscribe to nftables notifications; traffic rules are checked on the resync timer only",
+			"period", period, "err", err)
+	} else {
+		m.log.Debug("resyncing traffic rules on nftables notifications and every period", "period", period)
+		watcher := events
+		defer func() {
+			cancel()
+			for range watcher { // closed once the watcher has stopped
+			}
+		}()
+	}
+	// pending fires debounce after the first notification of a burst (or
+	// when the limiter allows); nil while none is pending.
+	var pending <-chan time.Time
+	var limit eventLimiter
 	for {
+		trigger := "timer"
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case _, ok := <-events:
+			if !ok {
+				events = nil // the watcher logged why; the timer goes on
+			} else if pending == nil {
+				pending = time.After(max(debounce, limit.wait(time.Now())))
+			}
+			continue
+		case <-pending:
+			pending, trigger = nil, "nftables change"
+			limit.take(time.Now())
 		}
-		m.mu.Lock()
-		var err error
-		if m.haveSpec {
-			err = m.syncLocked(ctx)
+		m.resync(ctx, trigger)
+	}
+}
+
+// resync re-applies the latest Spec, if any. A resync that finds the
+// rules as wanted writes nothing, so it causes no nftables notification
+// of its own: weft's writes cause at most one more, idle resync.
+func (m *manager) resync(ctx context.Context, trigger string) {
+	m.mu.Lock()
+	var err error
+	if m.haveSpec {
+		if trigger != "timer" { // the timer's resyncs are too regular to be news
+			m.log.Debug("resync traffic rules", "trigger", trigger)
 		}
-		m.mu.Unlock()
-		if err != nil && ctx.Err() == nil {
-			m.log.Error("resync traffic rules", "err", err)
-		}
+		err = m.syncLocked(ctx)
+	}
+	m.mu.Unlock()
+	if err != nil && ctx.Err() == nil {
+		m.log.Error("resync traffic rules", "trigger", trigger, "err", err)
 	}
 }
 
@@ -204,5 +378,6 @@ func (m *manager) Cleanup(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.haveSpec = false
+	m.keep = [2]keepState{}
 	return errors.Join(m.active.Cleanup(ctx), m.other.Cleanup(ctx))
 }

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -21,6 +22,7 @@ type driftingNFT struct {
 	mu      sync.Mutex
 	written []string // every table definition written
 	drift   int
+	syncs   int // "nft list tables" calls: one per Sync of the nftables manager
 }
 
 func (d *driftingNFT) handle(c ruleexec.Call) ([]byte, error) {
@@ -31,6 +33,7 @@ func (d *driftingNFT) handle(c ruleexec.Call) ([]byte, error) {
 	defer d.mu.Unlock()
 	switch args := strings.Join(c.Args, " "); {
 	case args == "list tables":
+		d.syncs++
 		if len(d.written) > 0 {
 			return []byte("table ip flannel-ipv4\n"), nil
 		}
@@ -52,9 +55,21 @@ func (d *driftingNFT) last() (int, string) {
 	return len(d.written), d.written[len(d.written)-1]
 }
 
+func (d *driftingNFT) syncCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.syncs
+}
+
+// noNAT is a namespace without NAT of anyone's.
+func noNAT() (natFound, error) { return natFound{}, nil }
+
 func TestRunResyncsLatestSpec(t *testing.T) {
 	nft := &driftingNFT{}
-	m, err := New(NFTables, slog.New(slog.DiscardHandler), WithRunner(&ruleexec.Fake{Handle: nft.handle}))
+	// Without nftables notifications Run works on its timer alone.
+	noEvents := func(context.Context) (<-chan struct{}, error) { return nil, errors.New("no notifications here") }
+	m, err := New(NFTables, slog.New(slog.DiscardHandler), WithRunner(&ruleexec.Fake{Handle: nft.handle}),
+		withNATScan(noNAT), withEvents(noEvents))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,5 +110,235 @@ func TestNewRejects(t *testing.T) {
 	}
 	if ModeFor(true) != NFTables || ModeFor(false) != IPTables {
 		t.Error("ModeFor")
+	}
+}
+
+// fakeNAT is what a test says the namespace holds; it counts the looks.
+type fakeNAT struct {
+	mu    sync.Mutex
+	found natFound
+	err   error
+	scans int
+}
+
+func (f *fakeNAT) set(found natFound, err error) {
+	f.mu.Lock()
+	f.found, f.err = found, err
+	f.mu.Unlock()
+}
+
+func (f *fakeNAT) scan() (natFound, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.scans++
+	return f.found, f.err
+}
+
+func (f *fakeNAT) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.scans
+}
+
+// fakeEvents stands in for the nftables notification socket.
+type fakeEvents struct{ ch chan struct{} }
+
+func newFakeEvents() *fakeEvents { return &fakeEvents{ch: make(chan struct{}, 1)} }
+
+// watch hands Run a channel that forwards the test's signals and is
+// closed when Run's context ends, as the real watcher's is.
+func (e *fakeEvents) watch(ctx context.Context) (<-chan struct{}, error) {
+	out := make(chan struct{}, 1)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-e.ch:
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+// notify signals an nftables change without blocking, as the kernel's
+// notifications coalesce in the real watcher.
+func (e *fakeEvents) notify() {
+	select {
+	case e.ch <- struct{}{}:
+	default:
+	}
+}
+
+var dockerNAT = natFound{foreign: [2][]string{{"iptables-nft nat table (nft table ip nat)"}}}
+
+func hasKeepSource(def string) bool { return strings.Contains(def, "chain keepsrc") }
+
+// TestKeepSourceOnDemand drives the Manager's keep-source decision
+// through Sync and notification-driven resyncs: deferred without NAT,
+// installed within the debounce when NAT appears (with a resync period
+// far too long to explain it), kept when the NAT goes again, dropped only
+// by Cleanup; --ip-masq installs it without looking, and a failed look
+// installs it to be safe.
+func TestKeepSourceOnDemand(t *testing.T) {
+	nft := &driftingNFT{}
+	nat := &fakeNAT{}
+	ev := newFakeEvents()
+	m, err := New(NFTables, slog.New(slog.DiscardHandler), WithRunner(&ruleexec.Fake{Handle: nft.handle}),
+		withNATScan(nat.scan), withEvents(ev.watch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error)
+	go func() { done <- m.Run(ctx, time.Hour) }()
+
+	s := Spec{Network: netip.MustParsePrefix("10.244.0.0/16"), Subnet: netip.MustParsePrefix("10.244.1.0/24"),
+		Forward: true, KeepSource: true}
+	if err := m.Sync(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if _, def := nft.last(); def == "" || hasKeepSource(def) {
+		t.Fatalf("without NAT the table must hold the forward chain only:\n%s", def)
+	}
+
+	nat.set(dockerNAT, nil)
+	start := time.Now()
+	ev.notify()
+	nstest.Eventually(t, 2*time.Second, func() error {
+		if _, def := nft.last(); !hasKeepSource(def) {
+			return errors.New("keepsrc not installed after Docker's NAT appeared")
+		}
+		return nil
+	})
+	t.Logf("keep-source installed %v after the notification", time.Since(start).Round(time.Millisecond))
+
+	// Docker removes its rule: nothing NATs, but keep-source stays.
+	nat.set(natFound{}, nil)
+	writes, _ := nft.last()
+	syncs := nft.syncCount()
+	ev.notify()
+	nstest.Eventually(t, 2*time.Second, func() error {
+		if nft.syncCount() == syncs {
+			return errors.New("no resync after the notification")
+		}
+		return nil
+	})
+	if n, def := nft.last(); n != writes || !hasKeepSource(def) {
+		t.Errorf("keep-source not sticky: %d writes (was %d), last:\n%s", n, writes, def)
+	}
+	scans := nat.count()
+	if err := m.Sync(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if nat.count() != scans {
+		t.Error("looked for NAT although keep-source is installed")
+	}
+
+	// A burst of notifications is one resync (two at most, should the
+	// burst straddle the debounce).
+	syncs = nft.syncCount()
+	for range 50 {
+		ev.notify()
+	}
+	nstest.Eventually(t, 2*time.Second, func() error {
+		if nft.syncCount() == syncs {
+			return errors.New("no resync after the burst")
+		}
+		return nil
+	})
+	if got := nft.syncCount() - syncs; got > 2 {
+		t.Errorf("a burst of 50 notifications caused %d resyncs", got)
+	}
+
+	// Cleanup forgets the decision.
+	if err := m.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Sync(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if _, def := nft.last(); hasKeepSource(def) {
+		t.Errorf("keep-source survived Cleanup without NAT:\n%s", def)
+	}
+
+	// --ip-masq: installed without a look.
+	scans = nat.count()
+	masq := s
+	masq.Masq = true
+	if err := m.Sync(ctx, masq); err != nil {
+		t.Fatal(err)
+	}
+	if _, def := nft.last(); !hasKeepSource(def) || nat.count() != scans {
+		t.Errorf("--ip-masq: keepsrc installed %v, looks %d → %d", hasKeepSource(def), scans, nat.count())
+	}
+
+	// A look that fails installs it to be safe.
+	if err := m.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nat.set(natFound{}, errors.New("netlink: operation not permitted"))
+	if err := m.Sync(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if _, def := nft.last(); !hasKeepSource(def) {
+		t.Errorf("failed look: keepsrc not installed:\n%s", def)
+	}
+
+	// Not asked for: never installed, NAT or not.
+	if err := m.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nat.set(dockerNAT, nil)
+	off := s
+	off.KeepSource = false
+	if err := m.Sync(ctx, off); err != nil {
+		t.Fatal(err)
+	}
+	if _, def := nft.last(); hasKeepSource(def) {
+		t.Errorf("keepsrc installed although not asked for:\n%s", def)
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run returned %v after cancel, want nil", err)
+	}
+}
+
+// TestEventLimiter: a burst of notification-driven resyncs goes through
+// at once, then they are spaced eventEvery apart; idle time refills.
+func TestEventLimiter(t *testing.T) {
+	var l eventLimiter
+	now := time.Unix(1000, 0)
+	for i := range eventBurst {
+		if w := l.wait(now); w != 0 {
+			t.Fatalf("resync %d of a burst waits %v", i+1, w)
+		}
+		l.take(now)
+	}
+	if w := l.wait(now); w != eventEvery {
+		t.Errorf("after the burst: wait %v, want %v", w, eventEvery)
+	}
+	now = now.Add(eventEvery / 2)
+	if w := l.wait(now); w != eventEvery/2 {
+		t.Errorf("half a period later: wait %v, want %v", w, eventEvery/2)
+	}
+	now = now.Add(eventEvery / 2)
+	l.take(now)
+	if w := l.wait(now); w != eventEvery {
+		t.Errorf("sustained: wait %v, want %v", w, eventEvery)
+	}
+	now = now.Add(time.Hour)
+	for i := range eventBurst {
+		if w := l.wait(now); w != 0 {
+			t.Fatalf("after idling, resync %d waits %v", i+1, w)
+		}
+		l.take(now)
 	}
 }

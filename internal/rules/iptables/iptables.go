@@ -6,7 +6,7 @@
 // For cluster network N, this host's subnet S (IPv6: the same with
 // ip6tables and ff00::/8):
 //
-//	*nat                                       (Masq / KeepSource)
+//	*nat                                       (Masq / KeepSourceFor)
 //	-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG   rule 1
 //	-A POSTROUTING -m comment --comment "flanneld masq" -j WEFT-KEEPSRC      rule 2
 //	-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 ... -j RETURN
@@ -35,6 +35,13 @@
 // there. ACCEPT only ends the iptables table it is in, so this works when
 // Docker and weft use the same iptables variant, which variant detection
 // arranges; see docs/rules.md.
+//
+// WEFT-KEEPSRC and its jump are rendered where Spec.KeepSourceFor says so.
+// rules.Manager defers them in a family without NAT (no --ip-masq, no nat
+// table of anyone's): a nat table would turn on connection tracking for all
+// forwarded traffic, and without one nothing can rewrite a pod's source.
+// Without Masq and keep-source, weft writes nothing to (and so never
+// creates) the nat table.
 //
 // Sync reads iptables-save, compares every chain and position with the
 // desired set (flannel only checks that rules exist, issue #1337) and

@@ -66,7 +66,7 @@ func Desired(f rulespec.Family, s rulespec.Spec, fullyRandom bool) Want {
 		}})
 		post = append(post, masq("")+" -j "+ChainMasq)
 	}
-	if s.KeepSource {
+	if s.KeepSourceFor(f) {
 		nat.Own = append(nat.Own, Chain{ChainKeepSource, []string{
 			masq(mark) + " -j RETURN",
 			masq("-d "+sub) + " -j RETURN",

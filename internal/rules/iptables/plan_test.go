@@ -361,3 +361,32 @@ func TestParseSave(t *testing.T) {
 		}
 	}
 }
+
+// TestKeepSourceDeferred: a family whose keep-source chain is deferred
+// gets no nat table at all without --ip-masq (no table, no NAT hook), and
+// a deferral after an install removes WEFT-KEEPSRC and its jump.
+func TestKeepSourceDeferred(t *testing.T) {
+	noMasq := spec
+	noMasq.Masq = false
+	noMasq.KeepSourceDeferred = [2]bool{true, false}
+	fams := noMasq.Families()
+	if w := Desired(fams[0], noMasq, true); w["nat"].Own != nil || w["nat"].Shared != nil || w["filter"].Own == nil {
+		t.Errorf("deferred IPv4 without --ip-masq wants %+v, want the filter table only", w)
+	}
+	if p := MakePlan(Dump{}, Desired(fams[0], noMasq, true)); strings.Contains(p.Script, "*nat") {
+		t.Errorf("install script touches the nat table:\n%s", p.Script)
+	}
+	if w := Desired(fams[1], noMasq, true); len(w["nat"].Own) != 1 || w["nat"].Own[0].Name != ChainKeepSource {
+		t.Errorf("IPv6, not deferred, wants %+v, want WEFT-KEEPSRC", w["nat"])
+	}
+
+	ft := converged(t, spec)
+	deferred := spec
+	deferred.KeepSourceDeferred = [2]bool{true, true}
+	if err := ft.restore(MakePlan(ft.d, Desired(deferred.Families()[0], deferred, true)).Script); err != nil {
+		t.Fatal(err)
+	}
+	if ft.d.HasChain(ChainKeepSource) || !ft.d.HasChain(ChainMasq) {
+		t.Errorf("after deferring: WEFT-KEEPSRC %v (want gone), FLANNEL-POSTRTG %v (want kept)", ft.d.HasChain(ChainKeepSource), ft.d.HasChain(ChainMasq))
+	}
+}

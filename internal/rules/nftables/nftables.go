@@ -11,7 +11,7 @@
 //			ip saddr N ip daddr != 224.0.0.0/4 masquerade fully-random
 //			ip saddr != N ip daddr N masquerade fully-random
 //		}
-//		chain keepsrc {   # nat postrouting, priority srcnat - 1 (99) (KeepSource)
+//		chain keepsrc {   # nat postrouting, priority srcnat - 1 (99) (KeepSourceFor)
 //			meta mark & 0x00004000 == 0x00004000 return
 //			ip daddr S return
 //			ip saddr S ip daddr N snat to ip saddr
@@ -36,7 +36,9 @@
 // the identity mapping, so the walk stops there and the source stays the
 // pod's. At priority srcnat - 1, keepsrc runs before every iptables nat
 // table (priority 100) whenever it was loaded, and Docker re-adding its
-// rule changes nothing.
+// rule changes nothing. rules.Manager defers keepsrc in a family that has
+// no NAT yet (see rulespec.Spec.KeepSource), since a nat chain turns on
+// connection tracking for all forwarded traffic.
 //
 // Sync replaces a whole table atomically (one nft -f transaction). nft
 // lists a table the way Render writes it, so each Sync compares the
@@ -75,7 +77,8 @@ func TableName(f rulespec.Family) (family, name string) {
 // syntax, or "" when it wants no table. fullyRandom says whether nft can
 // masquerade fully-random; it is used only if s asks for it.
 func Render(f rulespec.Family, s rulespec.Spec, fullyRandom bool) string {
-	if !f.Enabled() || !(s.Masq || s.KeepSource || s.Forward) {
+	keep := s.KeepSourceFor(f)
+	if !f.Enabled() || !(s.Masq || keep || s.Forward) {
 		return ""
 	}
 	fam, name := TableName(f)
@@ -105,7 +108,7 @@ func Render(f rulespec.Family, s rulespec.Spec, fullyRandom bool) string {
 		line(2, "%s saddr != %s %s daddr %s %s", fam, n, fam, n, masq)
 		line(1, "}")
 	}
-	if s.KeepSource {
+	if keep {
 		line(1, "chain %s {", ChainKeepSource)
 		line(2, "comment %q", "keep pod source addresses inside the cluster network (weft)")
 		line(2, "type nat hook postrouting priority srcnat - 1; policy accept;")

@@ -62,6 +62,23 @@ func TestRender(t *testing.T) {
 	if got := Render(none.Families()[0], none, true); got != "" {
 		t.Errorf("no groups rendered %q", got)
 	}
+
+	// Deferred keep-source: no keepsrc chain, and without --ip-masq no
+	// NAT chain at all, or no table when nothing else is wanted.
+	deferred := spec
+	deferred.Masq = false
+	deferred.KeepSourceDeferred = [2]bool{true, false}
+	v4, v6 := Render(deferred.Families()[0], deferred, true), Render(deferred.Families()[1], deferred, true)
+	if strings.Contains(v4, "type nat") || !strings.Contains(v4, "chain forward") {
+		t.Errorf("deferred IPv4 renders NAT or lacks forward:\n%s", v4)
+	}
+	if !strings.Contains(v6, "chain keepsrc") {
+		t.Errorf("IPv6 not deferred lacks keepsrc:\n%s", v6)
+	}
+	keepOnly.KeepSourceDeferred[0] = true
+	if got := Render(keepOnly.Families()[0], keepOnly, true); got != "" {
+		t.Errorf("deferred keep-source as the only group rendered %q", got)
+	}
 }
 
 // fakeNFT models nft for one namespace: tables as their listing text.

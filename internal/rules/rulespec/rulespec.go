@@ -30,11 +30,24 @@ type Spec struct {
 	// Forward accepts traffic from and to the cluster network in the
 	// forward hook (--iptables-forward-rules).
 	Forward bool
-	// KeepSource stops every other NAT rule on the host (Docker's
-	// `-s <subnet> ! -o docker0 -j MASQUERADE`) from masquerading traffic
-	// from local pods to pods on other hosts. It has no flanneld flag and
-	// does not depend on Masq; the agent sets it always.
+	// KeepSource asks that no other NAT rule on the host (Docker's
+	// `-s <subnet> ! -o docker0 -j MASQUERADE`) masquerade traffic from
+	// local pods to pods on other hosts. It has no flanneld flag and does
+	// not depend on Masq; the agent always asks.
+	//
+	// The keep-source chains are NAT chains, and the first NAT hook in a
+	// network namespace turns on connection tracking for all forwarded
+	// traffic there (about 7 % of single-stream throughput). Where no NAT
+	// exists there is nothing to keep the source from, so rules.Manager
+	// treats KeepSource as a request and defers the chains of a family
+	// (KeepSourceDeferred) until --ip-masq, NAT of someone else's, or its
+	// own earlier install makes them useful at no extra cost.
 	KeepSource bool
+	// KeepSourceDeferred leaves out the keep-source chains of a family
+	// ([0] IPv4, [1] IPv6, as Family.Index) although KeepSource asks for
+	// them. rules.Manager sets it; the zero value installs them wherever
+	// KeepSource asks. Renderers read both through KeepSourceFor.
+	KeepSourceDeferred [2]bool
 }
 
 // Family is one address family's part of a Spec.
@@ -72,8 +85,31 @@ func (s Spec) Families() [2]Family {
 // Enabled reports whether the family has a network to write rules for.
 func (f Family) Enabled() bool { return f.Network.IsValid() }
 
-// AnyNAT reports whether the spec wants NAT rules at all.
-func (s Spec) AnyNAT() bool { return s.Masq || s.KeepSource }
+// Index is the family's position in Families and in per-family arrays
+// such as KeepSourceDeferred: 0 for IPv4, 1 for IPv6.
+func (f Family) Index() int {
+	if f.IPv6 {
+		return 1
+	}
+	return 0
+}
+
+// KeepSourceFor reports whether family f's keep-source chain is to be
+// installed now: asked for and not deferred.
+func (s Spec) KeepSourceFor(f Family) bool {
+	return s.KeepSource && !s.KeepSourceDeferred[f.Index()]
+}
+
+// AnyNAT reports whether the spec wants NAT rules in any configured
+// family.
+func (s Spec) AnyNAT() bool {
+	for _, f := range s.Families() {
+		if f.Enabled() && (s.Masq || s.KeepSourceFor(f)) {
+			return true
+		}
+	}
+	return false
+}
 
 // Normalized returns the spec with host bits cleared from every prefix, so
 // that subnet.env's "10.244.1.1/24" and the lease's "10.244.1.0/24" give the

@@ -42,3 +42,31 @@ func TestFamilies(t *testing.T) {
 		t.Errorf("names/multicast wrong: %+v", f)
 	}
 }
+
+func TestKeepSourceFor(t *testing.T) {
+	s := Spec{Network: netip.MustParsePrefix("10.244.0.0/16"), Subnet: netip.MustParsePrefix("10.244.1.0/24"),
+		IPv6Network: netip.MustParsePrefix("fd10::/48"), IPv6Subnet: netip.MustParsePrefix("fd10:0:0:1::/64")}
+	v4, v6 := s.Families()[0], s.Families()[1]
+	if v4.Index() != 0 || v6.Index() != 1 {
+		t.Fatalf("Index: %d %d", v4.Index(), v6.Index())
+	}
+	if s.KeepSourceFor(v4) || s.AnyNAT() {
+		t.Error("keep-source without being asked for")
+	}
+	s.KeepSource = true
+	if !s.KeepSourceFor(v4) || !s.KeepSourceFor(v6) || !s.AnyNAT() {
+		t.Error("asked for, not deferred: want keep-source in both families")
+	}
+	s.KeepSourceDeferred = [2]bool{true, false}
+	if s.KeepSourceFor(v4) || !s.KeepSourceFor(v6) || !s.AnyNAT() {
+		t.Error("IPv4 deferred: want keep-source in IPv6 only")
+	}
+	s.KeepSourceDeferred = [2]bool{true, true}
+	if s.AnyNAT() {
+		t.Error("both deferred, no --ip-masq: AnyNAT")
+	}
+	s.Masq = true
+	if !s.AnyNAT() {
+		t.Error("--ip-masq: no AnyNAT")
+	}
+}

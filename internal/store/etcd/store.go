@@ -110,8 +110,8 @@ type Store struct {
 	ttlGrant int64 // ttl in whole seconds, as etcd grants it
 	// watchExpirations is Options.WatchExpirations.
 	watchExpirations bool
-	log      *slog.Logger
-	metrics  *metrics.Metrics
+	log              *slog.Logger
+	metrics          *metrics.Metrics
 }
 
 var _ store.Store = (*Store)(nil)
