@@ -29,18 +29,19 @@ func TestSmallRun(t *testing.T) {
 	prefix := nstest.UniqueName("b") // 7 characters
 	var progress bytes.Buffer
 	o := Options{
-		Rounds:     1,
-		Transfer:   time.Second,
-		PingCount:  20,
-		Joins:      3,
-		Leases:     []int{100},
-		ChurnRate:  20,
-		ChurnTime:  2 * time.Second,
-		Prefix:     prefix,
-		StateRoot:  t.TempDir(),
-		WeftBinary: testbin.Weft(t),
-		CNIBinDir:  testbin.CNIDir(t),
-		Out:        &progress,
+		Rounds:      1,
+		Transfer:    time.Second,
+		PingCount:   20,
+		Joins:       3,
+		Leases:      []int{100},
+		ScaleStarts: 2,
+		ChurnRate:   20,
+		ChurnTime:   2 * time.Second,
+		Prefix:      prefix,
+		StateRoot:   t.TempDir(),
+		WeftBinary:  testbin.Weft(t),
+		CNIBinDir:   testbin.CNIDir(t),
+		Out:         &progress,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -83,11 +84,11 @@ func TestSmallRun(t *testing.T) {
 			t.Errorf("join %s: %+v", j.Backend, j)
 		}
 	}
-	if len(res.Scale) != 2 {
+	if len(res.Scale) != 4 {
 		t.Errorf("scale: %+v", res.Scale)
 	}
-	for _, s := range res.Scale {
-		if s.Leases != 100 || s.Missing != 0 || !s.ProgrammedSeconds.OK() || !s.ReadySeconds.OK() || !s.RSSMiB.OK() {
+	for i, s := range res.Scale {
+		if s.Leases != 100 || s.Start != i%2+1 || s.Missing != 0 || !s.ProgrammedSeconds.OK() || !s.ReadySeconds.OK() || !s.RSSMiB.OK() || !s.SettledRSSMiB.OK() {
 			t.Errorf("scale %s: %+v", s.Backend, s)
 		}
 	}

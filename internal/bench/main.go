@@ -53,6 +53,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.PingCount, "pings", o.PingCount, "data path: pings per round and backend, 10 ms apart")
 	fs.IntVar(&o.Joins, "joins", o.Joins, "join: joins per backend")
 	fs.StringVar(&leases, "leases", leases, "scale: synthetic lease counts, ascending, comma-separated")
+	fs.IntVar(&o.ScaleStarts, "scale-starts", o.ScaleStarts, "scale: agent starts per lease count and backend")
 	fs.IntVar(&o.ChurnLeases, "churn-leases", 0, "churn: standing synthetic leases (default: the largest --leases)")
 	fs.Float64Var(&o.ChurnRate, "churn-rate", o.ChurnRate, "churn: lease adds per second, and as many deletes")
 	fs.DurationVar(&o.ChurnTime, "churn-time", o.ChurnTime, "churn: how long")

@@ -39,6 +39,7 @@ type Options struct {
 	Joins int // join: joins (and leaves) per backend
 
 	Leases      []int         // scale: synthetic lease counts, ascending
+	ScaleStarts int           // scale: agent starts per count and backend (medians are judged)
 	ChurnLeases int           // churn: the standing set; default the largest of Leases
 	ChurnRate   float64       // churn: adds per second, and as many deletes
 	ChurnTime   time.Duration // churn: how long
@@ -60,17 +61,18 @@ type Options struct {
 // minutes on a 2-core machine.
 func DefaultOptions() Options {
 	return Options{
-		Sections:  AllSections,
-		Backends:  AllBackends,
-		Rounds:    3,
-		Transfer:  5 * time.Second,
-		PingCount: 500,
-		Joins:     50,
-		Leases:    []int{1000, 5000},
-		ChurnRate: 100,
-		ChurnTime: 30 * time.Second,
-		Prefix:    "wb",
-		StateRoot: "/run/weft-lab",
+		Sections:    AllSections,
+		Backends:    AllBackends,
+		Rounds:      3,
+		Transfer:    5 * time.Second,
+		PingCount:   500,
+		Joins:       50,
+		Leases:      []int{1000, 5000},
+		ScaleStarts: 3,
+		ChurnRate:   100,
+		ChurnTime:   30 * time.Second,
+		Prefix:      "wb",
+		StateRoot:   "/run/weft-lab",
 	}
 }
 
@@ -102,6 +104,9 @@ func (o Options) resolve() (Options, error) {
 	}
 	if o.ChurnRate == 0 {
 		o.ChurnRate = d.ChurnRate
+	}
+	if o.ScaleStarts == 0 {
+		o.ScaleStarts = d.ScaleStarts
 	}
 	if o.ChurnTime == 0 {
 		o.ChurnTime = d.ChurnTime
@@ -137,6 +142,9 @@ func (o Options) resolve() (Options, error) {
 	}
 	if !slices.IsSorted(o.Leases) || o.Leases[0] < 1 || o.Leases[len(o.Leases)-1] > maxSynthetic {
 		errs = append(errs, fmt.Errorf("lease counts %v: want ascending counts from 1 to %d", o.Leases, maxSynthetic))
+	}
+	if o.ScaleStarts < 1 || o.ScaleStarts > 20 {
+		errs = append(errs, fmt.Errorf("scale starts %d: want 1 to 20", o.ScaleStarts))
 	}
 	if o.ChurnLeases == 0 {
 		o.ChurnLeases = o.Leases[len(o.Leases)-1]

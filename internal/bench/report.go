@@ -139,10 +139,10 @@ func ms(v float64, n int) string {
 }
 
 func writeScale(b *strings.Builder, ss []Scale) {
-	rows := [][]string{{"BACKEND", "LEASES", "ENTRIES", "PROGRAMMED", "READY", "RSS", "ANON", "FILE", "PEAK RSS", "SETTLED RSS", "ANON", "FILE", "CPU", "MISSING"}}
+	rows := [][]string{{"BACKEND", "LEASES", "START", "ENTRIES", "PROGRAMMED", "READY", "RSS", "ANON", "FILE", "PEAK RSS", "SETTLED RSS", "ANON", "FILE", "CPU", "MISSING"}}
 	for _, s := range ss {
 		rows = append(rows, []string{
-			s.Backend, fmt.Sprint(s.Leases), fmt.Sprint(s.Entries),
+			s.Backend, fmt.Sprint(s.Leases), fmt.Sprint(s.Start), fmt.Sprint(s.Entries),
 			f("%.3f s", s.ProgrammedSeconds), f("%.3f s", s.ReadySeconds),
 			f("%.1f MiB", s.RSSMiB), f("%.1f MiB", s.AnonMiB), f("%.1f MiB", s.FileMiB),
 			f("%.1f MiB", s.PeakRSSMiB),
@@ -239,18 +239,38 @@ func Targets(r *Result) []Target {
 	}
 
 	scaled := false
-	for _, s := range r.Scale {
-		if s.Leases != 5000 {
+	for _, backend := range []string{"host-gw", "vxlan"} {
+		var runs []Scale
+		for _, s := range r.Scale {
+			if s.Leases == 5000 && s.Backend == backend {
+				runs = append(runs, s)
+			}
+		}
+		if len(runs) == 0 {
 			continue
 		}
 		scaled = true
-		judge(fmt.Sprintf("5000 leases programmed and ready, %s", s.Backend), "< 2 s",
-			fmt.Sprintf("programmed %s, ready %s", f("%.2f s", s.ProgrammedSeconds), f("%.2f s", s.ReadySeconds)),
-			s.ProgrammedSeconds < 2 && s.ReadySeconds < 2 && s.Missing == 0, s.ProgrammedSeconds.OK() && s.ReadySeconds.OK())
-		judge(fmt.Sprintf("agent RSS at 5000 leases, %s", s.Backend), "< 40 MiB",
-			fmt.Sprintf("settled %s (anon %s + file %s); %s when programmed, peak %s", f("%.1f MiB", s.SettledRSSMiB),
-				f("%.1f", s.SettledAnonMiB), f("%.1f", s.SettledFileMiB), f("%.1f MiB", s.RSSMiB), f("%.1f MiB", s.PeakRSSMiB)),
-			s.SettledRSSMiB < 40, s.SettledRSSMiB.OK())
+		med := func(get func(Scale) Num) Num {
+			xs := make([]Num, len(runs))
+			for i, s := range runs {
+				xs[i] = get(s)
+			}
+			return MedianOf(xs)
+		}
+		missing := 0
+		for _, s := range runs {
+			missing += s.Missing
+		}
+		prog, ready := med(func(s Scale) Num { return s.ProgrammedSeconds }), med(func(s Scale) Num { return s.ReadySeconds })
+		rss, anon, file := med(func(s Scale) Num { return s.SettledRSSMiB }), med(func(s Scale) Num { return s.SettledAnonMiB }), med(func(s Scale) Num { return s.SettledFileMiB })
+		atProg, peak := med(func(s Scale) Num { return s.RSSMiB }), med(func(s Scale) Num { return s.PeakRSSMiB })
+		judge(fmt.Sprintf("5000 leases programmed and ready, %s", backend), "< 2 s",
+			fmt.Sprintf("programmed %s, ready %s (median of %d starts)", f("%.2f s", prog), f("%.2f s", ready), len(runs)),
+			prog < 2 && ready < 2 && missing == 0, prog.OK() && ready.OK())
+		judge(fmt.Sprintf("agent RSS at 5000 leases, %s", backend), "< 40 MiB",
+			fmt.Sprintf("settled %s (anon %s + file %s); %s when programmed, peak %s (medians)", f("%.1f MiB", rss),
+				f("%.1f", anon), f("%.1f", file), f("%.1f MiB", atProg), f("%.1f MiB", peak)),
+			rss < 40, rss.OK())
 	}
 	if !scaled {
 		judge("5000 leases programmed and ready", "< 2 s", "-", false, false)

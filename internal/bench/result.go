@@ -288,6 +288,8 @@ type Join struct {
 type Scale struct {
 	Backend string `json:"backend"`
 	Leases  int    `json:"leases"`
+	// Start numbers the agent starts at this count, from 1.
+	Start int `json:"start"`
 	// Entries is how many kernel entries the leases ask for (routes; for
 	// vxlan also neighbours and FDB entries).
 	Entries int `json:"entries"`
