@@ -390,6 +390,9 @@ func TestRepairWithinResync(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// A host whose FORWARD chain exists (as on any host with Docker
+			// or a firewall), so that weft installs its forward rules.
+			nstest.Exec(t, ns, "iptables-nft", "-w", "-P", "FORWARD", "ACCEPT")
 			ctx, cancel := context.WithCancel(context.Background())
 			if err := m.Sync(ctx, clusterSpec); err != nil {
 				t.Fatal(err)
@@ -478,6 +481,10 @@ func TestCleanupAndModeSwitch(t *testing.T) {
 		t.Fatalf("seed old flannel rules: %v\n%s", err, out)
 	}
 	nstest.Exec(t, ns, "iptables-nft", "-w", "-t", "nat", "-A", "POSTROUTING", "-s", "172.17.0.0/16", "!", "-o", "docker0", "-j", "MASQUERADE")
+	// Docker's FORWARD chains, in both families: weft's forward rules go
+	// where something filters forwarded traffic.
+	nstest.Exec(t, ns, "iptables-nft", "-w", "-P", "FORWARD", "DROP")
+	nstest.Exec(t, ns, "ip6tables-nft", "-w", "-P", "FORWARD", "DROP")
 
 	ipt, err := rules.New(rules.IPTables, testLog(t), rules.WithNetns(ns), rules.WithIPTablesVariant("nft"))
 	if err != nil {

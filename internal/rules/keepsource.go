@@ -49,7 +49,15 @@ type natFound struct {
 	// log. Weft's own chains in iptables' nat table do not make the table
 	// weft's: the table's base chains hook NAT either way.
 	foreign [2][]string
+	// forward names each filter chain on the forward hook, weft's own
+	// included (an agent restarting finds its rules from before and keeps
+	// them): where there is one, something may drop forwarded pod
+	// traffic, and weft's accept rules cost nothing more.
+	forward [2][]string
 }
+
+// nfInetForward is NF_INET_FORWARD.
+const nfInetForward = 2
 
 // hookNames are the NF_INET_* hooks by number, as nft prints them.
 var hookNames = []string{"prerouting", "input", "forward", "output", "postrouting", "ingress"}
@@ -115,6 +123,16 @@ func classifyNAT(chains []nftChain, legacy [2][]string) natFound {
 				found.keepSource[i] = true
 			}
 		}
+		if c.typ == "filter" && c.hook == nfInetForward {
+			what := fmt.Sprintf("nft table %s %s chain %s (type filter hook forward)", familyName(c.family), c.table, c.name)
+			if c.table == "filter" && c.name == "FORWARD" && (c.family == nfprotoIPv4 || c.family == nfprotoIPv6) {
+				what = fmt.Sprintf("iptables-nft FORWARD chain (nft table %s filter)", familyName(c.family))
+			}
+			for _, i := range fams {
+				found.forward[i] = append(found.forward[i], what)
+			}
+			continue
+		}
 		if c.typ != "nat" {
 			continue
 		}
@@ -140,6 +158,10 @@ func classifyNAT(chains []nftChain, legacy [2][]string) natFound {
 	for i, prog := range []string{"iptables", "ip6tables"} {
 		if slices.Contains(legacy[i], "nat") {
 			add(i, prog+"-legacy nat table")
+		}
+		if slices.Contains(legacy[i], "filter") {
+			// x_tables' filter table hooks forward as soon as it exists.
+			found.forward[i] = append(found.forward[i], prog+"-legacy filter table")
 		}
 	}
 	return found
@@ -190,4 +212,29 @@ func decideKeepSource(spec Spec, fam int, installed bool, found natFound, scanEr
 // implied by --ip-masq.
 func needsScan(spec Spec, fam int, installed bool) bool {
 	return spec.KeepSource && spec.Families()[fam].Enabled() && !spec.Masq && !installed
+}
+
+// decideForward decides whether family fam of spec gets its forward
+// accept rules now: where asked for, once any filter chain hooks forward
+// (someone's FORWARD policy or rules could drop pod traffic, and the hook
+// is there anyway), and for good once installed. A failed look installs
+// them, as flannel always does.
+func decideForward(spec Spec, fam int, installed bool, found natFound, scanErr error) keepDecision {
+	f := spec.Families()[fam]
+	switch {
+	case !spec.Forward || !f.Enabled():
+		return keepDecision{reason: "not asked for"}
+	case installed:
+		return keepDecision{on: true, reason: "already installed; kept until weft cleanup"}
+	case scanErr != nil:
+		return keepDecision{on: true, reason: "cannot tell whether anything filters forwarded traffic here: " + scanErr.Error()}
+	case len(found.forward[fam]) > 0:
+		return keepDecision{on: true, reason: "a filter chain on the forward hook may drop pod traffic", found: found.forward[fam]}
+	}
+	return keepDecision{reason: "nothing filters forwarded traffic in this network namespace"}
+}
+
+// needsForwardScan is needsScan for the forward rules.
+func needsForwardScan(spec Spec, fam int, installed bool) bool {
+	return spec.Forward && spec.Families()[fam].Enabled() && !installed
 }

@@ -231,6 +231,7 @@ type manager struct {
 	otherClean  bool
 	otherWarned bool         // a failed cleanup of the other mode is retried every Sync but logged as a warning once
 	keep        [2]keepState // per family: the keep-source decision, sticky once on
+	fwd         [2]keepState // per family: the forward rules' decision, sticky once on
 	scanWarned  bool         // a failed look for NAT was logged as a warning (later ones at debug)
 }
 
@@ -269,7 +270,7 @@ func (m *manager) effectiveSpec(ctx context.Context) Spec {
 	var found natFound
 	var scanErr error
 	for fam := range m.keep {
-		if needsScan(spec, fam, m.keep[fam] == keepOn) {
+		if needsScan(spec, fam, m.keep[fam] == keepOn) || needsForwardScan(spec, fam, m.fwd[fam] == keepOn) {
 			found, scanErr = m.scan()
 			break
 		}
@@ -279,7 +280,7 @@ func (m *manager) effectiveSpec(ctx context.Context) Spec {
 		if m.scanWarned {
 			level = slog.LevelDebug
 		}
-		m.log.Log(ctx, level, "cannot look for NAT in this network namespace; installing the keep-source rules to be safe", "err", scanErr)
+		m.log.Log(ctx, level, "cannot look for NAT and forward filters in this network namespace; installing the keep-source and forward rules to be safe", "err", scanErr)
 		m.scanWarned = true
 	}
 	for fam, f := range spec.Families() {
@@ -305,6 +306,29 @@ func (m *manager) effectiveSpec(ctx context.Context) Spec {
 			m.keep[fam] = state
 		}
 		spec.KeepSourceDeferred[fam] = !d.on
+
+		fd := decideForward(spec, fam, m.fwd[fam] == keepOn, found, scanErr)
+		state = keepDeferred
+		switch {
+		case fd.on:
+			state = keepOn
+		case !spec.Forward || !f.Enabled():
+			state = keepUndecided
+		}
+		if state != m.fwd[fam] {
+			switch {
+			case state == keepOn && len(fd.found) > 0:
+				m.log.Info("forward filtering found in this network namespace; installing the forward accept rules for the cluster network",
+					"family", f.Name(), "found", fd.found, "reason", fd.reason)
+			case state == keepOn:
+				m.log.Info("forward accept rules on", "family", f.Name(), "reason", fd.reason)
+			case state == keepDeferred:
+				m.log.Info("forward accept rules deferred: nothing filters forwarded traffic here, and a forward hook of weft's "+
+					"would be the only one; they are installed as soon as one appears", "family", f.Name(), "reason", fd.reason)
+			}
+			m.fwd[fam] = state
+		}
+		spec.ForwardDeferred[fam] = !fd.on
 	}
 	return spec
 }
@@ -379,5 +403,6 @@ func (m *manager) Cleanup(ctx context.Context) error {
 	defer m.mu.Unlock()
 	m.haveSpec = false
 	m.keep = [2]keepState{}
+	m.fwd = [2]keepState{}
 	return errors.Join(m.active.Cleanup(ctx), m.other.Cleanup(ctx))
 }

@@ -175,7 +175,11 @@ func (e *fakeEvents) notify() {
 	}
 }
 
-var dockerNAT = natFound{foreign: [2][]string{{"iptables-nft nat table (nft table ip nat)"}}}
+// hostForward is a host whose FORWARD chain exists (Docker's, a
+// firewall's), so that the forward rules are installed.
+var hostForward = [2][]string{{"iptables-nft FORWARD chain (nft table ip filter)"}}
+
+var dockerNAT = natFound{foreign: [2][]string{{"iptables-nft nat table (nft table ip nat)"}}, forward: hostForward}
 
 func hasKeepSource(def string) bool { return strings.Contains(def, "chain keepsrc") }
 
@@ -201,6 +205,7 @@ func TestKeepSourceOnDemand(t *testing.T) {
 
 	s := Spec{Network: netip.MustParsePrefix("10.244.0.0/16"), Subnet: netip.MustParsePrefix("10.244.1.0/24"),
 		Forward: true, KeepSource: true}
+	nat.set(natFound{forward: hostForward}, nil)
 	if err := m.Sync(ctx, s); err != nil {
 		t.Fatal(err)
 	}
@@ -268,10 +273,12 @@ func TestKeepSourceOnDemand(t *testing.T) {
 		t.Errorf("keep-source survived Cleanup without NAT:\n%s", def)
 	}
 
-	// --ip-masq: installed without a look.
+	// --ip-masq: installed without a look (for keep-source; the forward
+	// rules would still need one, so they are off here).
 	scans = nat.count()
 	masq := s
 	masq.Masq = true
+	masq.Forward = false
 	if err := m.Sync(ctx, masq); err != nil {
 		t.Fatal(err)
 	}
@@ -340,5 +347,72 @@ func TestEventLimiter(t *testing.T) {
 			t.Fatalf("after idling, resync %d waits %v", i+1, w)
 		}
 		l.take(now)
+	}
+}
+
+// TestForwardOnDemand: the forward accept rules wait for a filter chain on
+// the forward hook (weft would otherwise add the only one), appear on the
+// notification that one exists, and stay when it goes again.
+func TestForwardOnDemand(t *testing.T) {
+	nft := &driftingNFT{}
+	nat := &fakeNAT{}
+	ev := newFakeEvents()
+	m, err := New(NFTables, slog.New(slog.DiscardHandler), WithRunner(&ruleexec.Fake{Handle: nft.handle}),
+		withNATScan(nat.scan), withEvents(ev.watch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error)
+	go func() { done <- m.Run(ctx, time.Hour) }()
+
+	hasForward := func(def string) bool { return strings.Contains(def, "chain forward") }
+	s := Spec{Network: netip.MustParsePrefix("10.244.0.0/16"), Subnet: netip.MustParsePrefix("10.244.1.0/24"),
+		Forward: true, KeepSource: true}
+	if err := m.Sync(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if _, def := nft.last(); hasForward(def) || hasKeepSource(def) {
+		t.Fatalf("nothing filters or NATs here, yet weft wrote:\n%s", def)
+	}
+
+	nat.set(natFound{forward: hostForward}, nil)
+	ev.notify()
+	nstest.Eventually(t, 2*time.Second, func() error {
+		if _, def := nft.last(); !hasForward(def) {
+			return errors.New("forward chain not installed after a FORWARD chain appeared")
+		}
+		return nil
+	})
+	if _, def := nft.last(); hasKeepSource(def) {
+		t.Errorf("a filter chain alone installed keep-source:\n%s", def)
+	}
+
+	nat.set(natFound{}, nil)
+	syncs := nft.syncCount()
+	ev.notify()
+	nstest.Eventually(t, 2*time.Second, func() error {
+		if nft.syncCount() == syncs {
+			return errors.New("no resync after the notification")
+		}
+		return nil
+	})
+	if _, def := nft.last(); !hasForward(def) {
+		t.Errorf("forward rules not sticky:\n%s", def)
+	}
+
+	// A failed look installs them, as flannel always does.
+	m2, err := New(NFTables, slog.New(slog.DiscardHandler), WithRunner(&ruleexec.Fake{Handle: (&driftingNFT{}).handle}),
+		withNATScan(func() (natFound, error) { return natFound{}, errors.New("netlink says no") }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.Sync(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
 	}
 }

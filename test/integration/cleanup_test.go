@@ -7,13 +7,16 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/testbin"
 )
 
 // `weft cleanup` on a stopped vxlan host leaves nothing of weft's behind:
 // no rules, no device, no proto 87 route, no subnet.env, no state file.
 func TestCleanupRemovesEverything(t *testing.T) {
-	l := upLabBackend(t, 2, 1, "vxlan")
+	// --ip-masq, so that there are rules to remove: a host with no NAT and
+	// no forward filtering gets none from weft (docs/rules.md).
+	l, _ := upLabSpec(t, lab.Spec{Hosts: 2, Pods: 1, Backend: "vxlan", IPMasq: true})
 	h, _ := l.Topology().Host("h1")
 	if err := l.StopAgent("h1", syscall.SIGTERM); err != nil {
 		t.Fatal(err)

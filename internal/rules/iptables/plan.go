@@ -79,7 +79,7 @@ func Desired(f rulespec.Family, s rulespec.Spec, fullyRandom bool) Want {
 		nat.First = map[string]bool{"POSTROUTING": true}
 		w["nat"] = nat
 	}
-	if s.Forward {
+	if s.ForwardFor(f) {
 		w["filter"] = TableWant{
 			Own: []Chain{{ChainForward, []string{
 				fwd("-s "+n) + " -j ACCEPT",

@@ -78,7 +78,7 @@ func TableName(f rulespec.Family) (family, name string) {
 // masquerade fully-random; it is used only if s asks for it.
 func Render(f rulespec.Family, s rulespec.Spec, fullyRandom bool) string {
 	keep := s.KeepSourceFor(f)
-	if !f.Enabled() || !(s.Masq || keep || s.Forward) {
+	if !f.Enabled() || !(s.Masq || keep || s.ForwardFor(f)) {
 		return ""
 	}
 	fam, name := TableName(f)
@@ -117,7 +117,7 @@ func Render(f rulespec.Family, s rulespec.Spec, fullyRandom bool) string {
 		line(2, "%s saddr %s %s daddr %s snat to %s saddr", fam, sub, fam, n, fam)
 		line(1, "}")
 	}
-	if s.Forward {
+	if s.ForwardFor(f) {
 		line(1, "chain %s {", ChainForward)
 		line(2, "comment %q", "chain to accept flannel traffic")
 		line(2, "type filter hook forward priority filter; policy accept;")

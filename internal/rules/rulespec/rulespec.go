@@ -28,7 +28,12 @@ type Spec struct {
 	// line, where the tools cannot do it.
 	FullyRandom bool
 	// Forward accepts traffic from and to the cluster network in the
-	// forward hook (--iptables-forward-rules).
+	// forward hook (--iptables-forward-rules). Like KeepSource it is a
+	// request: the accept rules matter only where something in the forward
+	// hook could drop (Docker's FORWARD policy DROP, a firewall), and a
+	// forward hook of weft's own would put every forwarded packet through
+	// netfilter where nothing did before. rules.Manager defers them
+	// (ForwardDeferred) in a family with no forward filter chain at all.
 	Forward bool
 	// KeepSource asks that no other NAT rule on the host (Docker's
 	// `-s <subnet> ! -o docker0 -j MASQUERADE`) masquerade traffic from
@@ -48,6 +53,10 @@ type Spec struct {
 	// them. rules.Manager sets it; the zero value installs them wherever
 	// KeepSource asks. Renderers read both through KeepSourceFor.
 	KeepSourceDeferred [2]bool
+	// ForwardDeferred leaves out a family's forward rules although
+	// Forward asks for them; rules.Manager sets it. Renderers read both
+	// through ForwardFor.
+	ForwardDeferred [2]bool
 }
 
 // Family is one address family's part of a Spec.
@@ -98,6 +107,12 @@ func (f Family) Index() int {
 // installed now: asked for and not deferred.
 func (s Spec) KeepSourceFor(f Family) bool {
 	return s.KeepSource && !s.KeepSourceDeferred[f.Index()]
+}
+
+// ForwardFor reports whether family f's forward rules are to be installed
+// now: asked for and not deferred.
+func (s Spec) ForwardFor(f Family) bool {
+	return s.Forward && !s.ForwardDeferred[f.Index()]
 }
 
 // AnyNAT reports whether the spec wants NAT rules in any configured
