@@ -36,7 +36,7 @@ func (r *runner) dataPath(ctx context.Context) error {
 	}
 	subjects := []subject{{PathBaseline, "host-gw", "base", false}}
 	if r.o.hasBackend("host-gw") {
-		subjects = append(subjects, subject{PathBaselineRules, "host-gw", "basr", false}, subject{PathHostGW, "host-gw", "hgw", true})
+		subjects = append(subjects, subject{PathHostGW, "host-gw", "hgw", true}, subject{PathHostGWMasq, "host-gw", "hgwm", true})
 	}
 	if r.o.hasBackend("vxlan") {
 		subjects = append(subjects, subject{PathVXLAN, "vxlan", "vx", true}, subject{PathVXLANByHand, "vxlan", "vxh", false})
@@ -60,7 +60,7 @@ func (r *runner) dataPath(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		l, err := r.up(ctx, lab.Spec{Prefix: r.o.Prefix + s.suffix, Hosts: 2, Pods: 1, Backend: s.backend})
+		l, err := r.up(ctx, lab.Spec{Prefix: r.o.Prefix + s.suffix, Hosts: 2, Pods: 1, Backend: s.backend, IPMasq: s.name == PathHostGWMasq})
 		if err != nil {
 			r.fail("data path "+s.name, err)
 			continue
@@ -141,11 +141,11 @@ func (r *runner) preparePath(ctx context.Context, pl *pathLab) error {
 		return fmt.Errorf("no address for pod %s", dst.Name)
 	}
 	switch pl.name {
-	case PathBaseline, PathBaselineRules:
+	case PathBaseline:
 		if err := stopAgents(pl.l); err != nil {
 			return err
 		}
-		if err := handRoutes(ctx, pl.l, pl.name == PathBaselineRules); err != nil {
+		if err := handRoutes(ctx, pl.l); err != nil {
 			return err
 		}
 	case PathVXLANByHand:
@@ -200,13 +200,11 @@ func flushRules(ctx context.Context, ns string) error {
 // host-gw would install, typed by hand:
 //
 //	ip route replace <peer subnet> via <peer eth0 address> dev eth0
-func handRoutes(ctx context.Context, l *lab.Lab, keepRules bool) error {
+func handRoutes(ctx context.Context, l *lab.Lab) error {
 	hosts := l.Topology().Hosts
 	for _, h := range hosts {
-		if !keepRules {
-			if err := flushRules(ctx, h.NS); err != nil {
-				return err
-			}
+		if err := flushRules(ctx, h.NS); err != nil {
+			return err
 		}
 		if _, err := inNS(ctx, h.NS, "ip", "route", "flush", "proto", "87"); err != nil {
 			return err

@@ -6,8 +6,8 @@
 //
 //   - datapath: pod→pod across two hosts for the no-agent baseline (a
 //     host-gw lab whose agents are stopped, weft's rules flushed and the
-//     routes put back by hand), the same with weft's rules kept
-//     (baseline+rules: what the rules cost, apart from routing), host-gw,
+//     routes put back by hand), host-gw, host-gw with --ip-masq
+//     (host-gw+masq: what masquerading and its connection tracking cost),
 //     vxlan, udp, and a VXLAN device made by hand (no agent; the
 //     reference for vxlan). iperf3 TCP with 1
 //     and 4 streams, iperf3 UDP with 1400-byte datagrams (packets per

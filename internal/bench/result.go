@@ -110,13 +110,13 @@ type Settings struct {
 // agent.
 const (
 	PathBaseline = "baseline"
-	// PathBaselineRules is the baseline with weft's traffic rules left in
-	// place: it separates what the rules cost from what routing costs.
-	PathBaselineRules = "baseline+rules"
-	PathHostGW        = "host-gw"
-	PathVXLAN         = "vxlan"
-	PathVXLANByHand   = "vxlan-by-hand"
-	PathUDP           = "udp"
+	PathHostGW   = "host-gw"
+	// PathHostGWMasq is host-gw with --ip-masq: what masquerading, and
+	// the connection tracking it turns on, costs.
+	PathHostGWMasq  = "host-gw+masq"
+	PathVXLAN       = "vxlan"
+	PathVXLANByHand = "vxlan-by-hand"
+	PathUDP         = "udp"
 )
 
 // DataPath is the data-path section.
@@ -240,7 +240,7 @@ func (d *DataPath) Summarize() {
 		b.Median = medianSample(b.Rounds)
 		idx[b.Name] = i
 	}
-	refOf := map[string]string{PathHostGW: PathBaselineRules, PathVXLAN: PathVXLANByHand, PathUDP: PathVXLAN}
+	refOf := map[string]string{PathHostGWMasq: PathHostGW, PathVXLAN: PathVXLANByHand, PathUDP: PathVXLAN}
 	for i := range d.Backends {
 		b := &d.Backends[i]
 		if j, ok := idx[PathBaseline]; ok {
