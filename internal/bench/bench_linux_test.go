@@ -20,7 +20,7 @@ import (
 //
 // Labs built, one after the other (prefix <p> unique per run):
 //
-//	<p>base <p>hgw <p>hgwm <p>vx <p>vxh <p>udp   2 hosts × 1 pod each, all up together
+//	<p>base <p>bas2 <p>hgw <p>hgwm <p>vx <p>vxh <p>udp   2 hosts × 1 pod each, all up together
 //	<p>jhgw <p>jvx                       3 hosts, no pods
 //	<p>shgw <p>svx                       1 host, 100.64.0.0/10, synthetic leases
 //	<p>rhgw <p>rvx <p>rudp               2 hosts × 1 pod
@@ -61,7 +61,7 @@ func TestSmallRun(t *testing.T) {
 		}
 	}
 
-	if d := res.DataPath; d == nil || len(d.Backends) != 6 {
+	if d := res.DataPath; d == nil || len(d.Backends) != 7 {
 		t.Fatalf("data path: %+v", res.DataPath)
 	}
 	for _, b := range res.DataPath.Backends {

@@ -36,7 +36,8 @@ func (r *runner) dataPath(ctx context.Context) error {
 	}
 	subjects := []subject{{PathBaseline, "host-gw", "base", false}}
 	if r.o.hasBackend("host-gw") {
-		subjects = append(subjects, subject{PathHostGW, "host-gw", "hgw", true}, subject{PathHostGWMasq, "host-gw", "hgwm", true})
+		subjects = append(subjects, subject{PathBaselineAgain, "host-gw", "bas2", false},
+			subject{PathHostGW, "host-gw", "hgw", true}, subject{PathHostGWMasq, "host-gw", "hgwm", true})
 	}
 	if r.o.hasBackend("vxlan") {
 		subjects = append(subjects, subject{PathVXLAN, "vxlan", "vx", true}, subject{PathVXLANByHand, "vxlan", "vxh", false})
@@ -141,7 +142,7 @@ func (r *runner) preparePath(ctx context.Context, pl *pathLab) error {
 		return fmt.Errorf("no address for pod %s", dst.Name)
 	}
 	switch pl.name {
-	case PathBaseline:
+	case PathBaseline, PathBaselineAgain:
 		if err := stopAgents(pl.l); err != nil {
 			return err
 		}

@@ -6,7 +6,9 @@
 //
 //   - datapath: pod→pod across two hosts for the no-agent baseline (a
 //     host-gw lab whose agents are stopped, weft's rules flushed and the
-//     routes put back by hand), host-gw, host-gw with --ip-masq
+//     routes put back by hand) and a second one like it (baseline-2, an
+//     A/A control: how far noise alone moves a ratio), host-gw, host-gw
+//     with --ip-masq
 //     (host-gw+masq: what masquerading and its connection tracking cost),
 //     vxlan, udp, and a VXLAN device made by hand (no agent; the
 //     reference for vxlan). iperf3 TCP with 1

@@ -110,7 +110,11 @@ type Settings struct {
 // agent.
 const (
 	PathBaseline = "baseline"
-	PathHostGW   = "host-gw"
+	// PathBaselineAgain is a second, identical baseline lab: the ratio of
+	// two identical data paths shows how far this machine's noise alone
+	// moves a ratio (an A/A control).
+	PathBaselineAgain = "baseline-2"
+	PathHostGW        = "host-gw"
 	// PathHostGWMasq is host-gw with --ip-masq: what masquerading, and
 	// the connection tracking it turns on, costs.
 	PathHostGWMasq  = "host-gw+masq"
