@@ -38,8 +38,9 @@ func result() *Result {
 		Elapsed:  600,
 		DataPath: d,
 		Join:     []Join{{Backend: "host-gw", Hosts: 3, Joins: 50, JoinMs: Dist{N: 50, P50: 4, P99: 9}, LeaveMs: Dist{N: 50, P50: 3, P99: 7}}},
-		Scale: []Scale{{Backend: "vxlan", Leases: 5000, Entries: 15000, ProgrammedSeconds: 1.4, ReadySeconds: 1.45,
-			RSSMiB: 70, AnonMiB: 30, FileMiB: 40, PeakRSSMiB: 71, CPUSeconds: 1.3}},
+		Scale: []Scale{{Backend: "vxlan", Leases: 5000, Start: 1, Entries: 15000, ProgrammedSeconds: 1.4, ReadySeconds: 1.45,
+			RSSMiB: 70, AnonMiB: 30, FileMiB: 40, PeakRSSMiB: 71, CPUSeconds: 1.3,
+			SettledRSSMiB: 45, SettledAnonMiB: 25, SettledFileMiB: 20, SettleSeconds: 3}},
 		Churn:   []Churn{{Backend: "vxlan", Leases: 5000, Rate: 100, Seconds: 30, Adds: 3000, Deletes: 3000, LagMs: Dist{N: 6000, P50: 50, P99: 90}, CPUSeconds: 9, RSSMiB: 72, AnonMiB: 31}},
 		Restart: []Restart{{Backend: "host-gw", Signal: "SIGKILL", Sent: 300, Received: 300, RestartMs: 150}, {Backend: "vxlan", Signal: "SIGTERM", Sent: 300, Received: 299, Lost: 1, RestartMs: 160}},
 	}
@@ -129,7 +130,8 @@ func TestWriteTables(t *testing.T) {
 		"udp / vxlan",
 		"Join convergence",
 		"Scale: one agent",
-		"5000    15000    1.400 s",
+		"15000    1.400 s",
+		"settled 45.0 MiB (anon 25.0 + file 20.0)",
 		"Churn:",
 		"100+100/s",
 		"Restart continuity",
@@ -216,5 +218,32 @@ func TestNumJSON(t *testing.T) {
 		if err != nil || string(b) != c.want {
 			t.Errorf("Marshal(%v) = %s, %v; want %s", c.n, b, err, c.want)
 		}
+	}
+}
+
+// TestScaleTargetsUseMedians: with several starts, the memory and time
+// targets are judged on the medians, so one unlucky start neither passes
+// nor fails a target alone.
+func TestScaleTargetsUseMedians(t *testing.T) {
+	start := func(i int, prog, settled float64) Scale {
+		return Scale{Backend: "host-gw", Leases: 5000, Start: i, ProgrammedSeconds: Num(prog), ReadySeconds: Num(prog + 0.01),
+			RSSMiB: 50, PeakRSSMiB: 52, SettledRSSMiB: Num(settled), SettledAnonMiB: 15, SettledFileMiB: 20}
+	}
+	judged := func(ss ...Scale) map[string]bool {
+		out := map[string]bool{}
+		for _, tg := range Targets(&Result{Scale: ss}) {
+			if tg.Met != nil {
+				out[tg.Name] = *tg.Met
+			}
+		}
+		return out
+	}
+	got := judged(start(1, 2.5, 45), start(2, 1.1, 35), start(3, 1.2, 38))
+	if !got["agent RSS at 5000 leases, host-gw"] || !got["5000 leases programmed and ready, host-gw"] {
+		t.Errorf("medians 38 MiB and 1.2 s judged %v, want both met", got)
+	}
+	got = judged(start(1, 1.0, 39), start(2, 2.2, 41), start(3, 2.3, 42))
+	if got["agent RSS at 5000 leases, host-gw"] || got["5000 leases programmed and ready, host-gw"] {
+		t.Errorf("medians 41 MiB and 2.2 s judged %v, want both missed", got)
 	}
 }
