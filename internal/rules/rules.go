@@ -285,52 +285,62 @@ func (m *manager) effectiveSpec(ctx context.Context) Spec {
 	}
 	for fam, f := range spec.Families() {
 		d := decideKeepSource(spec, fam, m.keep[fam] == keepOn, found, scanErr)
-		state := keepDeferred
-		switch {
-		case d.on:
-			state = keepOn
-		case !spec.KeepSource || !f.Enabled():
-			state = keepUndecided
-		}
-		if state != m.keep[fam] {
-			switch {
-			case state == keepOn && len(d.found) > 0:
-				m.log.Info("NAT found in this network namespace; installing the keep-source rules so that it cannot rewrite pod → remote-pod sources",
-					"family", f.Name(), "found", d.found, "reason", d.reason)
-			case state == keepOn:
-				m.log.Info("keep-source rules on: pod → remote-pod traffic keeps its source address", "family", f.Name(), "reason", d.reason)
-			case state == keepDeferred:
-				m.log.Info("keep-source rules deferred: nothing NATs here, and a NAT hook would turn on connection tracking "+
-					"for all forwarded traffic; they are installed as soon as NAT appears", "family", f.Name(), "reason", d.reason)
-			}
-			m.keep[fam] = state
-		}
+		m.record(&m.keep[fam], d, spec.KeepSource, f, keepSourceLog)
 		spec.KeepSourceDeferred[fam] = !d.on
 
-		fd := decideForward(spec, fam, m.fwd[fam] == keepOn, found, scanErr)
-		state = keepDeferred
-		switch {
-		case fd.on:
-			state = keepOn
-		case !spec.Forward || !f.Enabled():
-			state = keepUndecided
-		}
-		if state != m.fwd[fam] {
-			switch {
-			case state == keepOn && len(fd.found) > 0:
-				m.log.Info("forward filtering found in this network namespace; installing the forward accept rules for the cluster network",
-					"family", f.Name(), "found", fd.found, "reason", fd.reason)
-			case state == keepOn:
-				m.log.Info("forward accept rules on", "family", f.Name(), "reason", fd.reason)
-			case state == keepDeferred:
-				m.log.Info("forward accept rules deferred: nothing filters forwarded traffic here, and a forward hook of weft's "+
-					"would be the only one; they are installed as soon as one appears", "family", f.Name(), "reason", fd.reason)
-			}
-			m.fwd[fam] = state
-		}
-		spec.ForwardDeferred[fam] = !fd.on
+		d = decideForward(spec, fam, m.fwd[fam] == keepOn, found, scanErr)
+		m.record(&m.fwd[fam], d, spec.Forward, f, forwardLog)
+		spec.ForwardDeferred[fam] = !d.on
 	}
 	return spec
+}
+
+// decisionLog is what record says when an on-demand rule group of one
+// family changes state.
+type decisionLog struct {
+	found    string // installed because something was found (named in "found")
+	on       string // installed for another reason
+	deferred string // asked for but not installed
+}
+
+var (
+	keepSourceLog = decisionLog{
+		found: "NAT found in this network namespace; installing the keep-source rules so that it cannot rewrite pod → remote-pod sources",
+		on:    "keep-source rules on: pod → remote-pod traffic keeps its source address",
+		deferred: "keep-source rules deferred: nothing NATs here, and a NAT hook would turn on connection tracking " +
+			"for all forwarded traffic; they are installed as soon as NAT appears",
+	}
+	forwardLog = decisionLog{
+		found: "forward filtering found in this network namespace; installing the forward accept rules for the cluster network",
+		on:    "forward accept rules on",
+		deferred: "forward accept rules deferred: nothing filters forwarded traffic here, and a forward hook of weft's " +
+			"would be the only one; they are installed as soon as one appears",
+	}
+)
+
+// record moves one family's state for a rule group to what decision d
+// says (asked tells "not asked for" from "deferred") and logs the change;
+// since installing is sticky, that is at most twice per family.
+func (m *manager) record(state *keepState, d keepDecision, asked bool, f rulespec.Family, say decisionLog) {
+	next := keepDeferred
+	switch {
+	case d.on:
+		next = keepOn
+	case !asked || !f.Enabled():
+		next = keepUndecided
+	}
+	if next == *state {
+		return
+	}
+	switch {
+	case next == keepOn && len(d.found) > 0:
+		m.log.Info(say.found, "family", f.Name(), "found", d.found, "reason", d.reason)
+	case next == keepOn:
+		m.log.Info(say.on, "family", f.Name(), "reason", d.reason)
+	case next == keepDeferred:
+		m.log.Info(say.deferred, "family", f.Name(), "reason", d.reason)
+	}
+	*state = next
 }
 
 func (m *manager) Run(ctx context.Context, period time.Duration) error {

@@ -183,13 +183,11 @@ var dockerNAT = natFound{foreign: [2][]string{{"iptables-nft nat table (nft tabl
 
 func hasKeepSource(def string) bool { return strings.Contains(def, "chain keepsrc") }
 
-// TestKeepSourceOnDemand drives the Manager's keep-source decision
-// through Sync and notification-driven resyncs: deferred without NAT,
-// installed within the debounce when NAT appears (with a resync period
-// far too long to explain it), kept when the NAT goes again, dropped only
-// by Cleanup; --ip-masq installs it without looking, and a failed look
-// installs it to be safe.
-func TestKeepSourceOnDemand(t *testing.T) {
+// runOnDemand starts an nftables Manager on fakes, with Run's period far
+// too long to matter: only Sync and notifications (ev) make it act. done
+// receives Run's result once cancel is called.
+func runOnDemand(t *testing.T) (Manager, *driftingNFT, *fakeNAT, *fakeEvents, context.Context, context.CancelFunc, chan error) {
+	t.Helper()
 	nft := &driftingNFT{}
 	nat := &fakeNAT{}
 	ev := newFakeEvents()
@@ -199,9 +197,20 @@ func TestKeepSourceOnDemand(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error)
+	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx, time.Hour) }()
+	return m, nft, nat, ev, ctx, cancel, done
+}
+
+// TestKeepSourceOnDemand drives the Manager's keep-source decision
+// through Sync and notification-driven resyncs: deferred without NAT,
+// installed within the debounce when NAT appears (with a resync period
+// far too long to explain it), kept when the NAT goes again, dropped only
+// by Cleanup; --ip-masq installs it without looking, and a failed look
+// installs it to be safe.
+func TestKeepSourceOnDemand(t *testing.T) {
+	m, nft, nat, ev, ctx, cancel, done := runOnDemand(t)
+	defer cancel()
 
 	s := Spec{Network: netip.MustParsePrefix("10.244.0.0/16"), Subnet: netip.MustParsePrefix("10.244.1.0/24"),
 		Forward: true, KeepSource: true}
@@ -354,18 +363,8 @@ func TestEventLimiter(t *testing.T) {
 // the forward hook (weft would otherwise add the only one), appear on the
 // notification that one exists, and stay when it goes again.
 func TestForwardOnDemand(t *testing.T) {
-	nft := &driftingNFT{}
-	nat := &fakeNAT{}
-	ev := newFakeEvents()
-	m, err := New(NFTables, slog.New(slog.DiscardHandler), WithRunner(&ruleexec.Fake{Handle: nft.handle}),
-		withNATScan(nat.scan), withEvents(ev.watch))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
+	m, nft, nat, ev, ctx, cancel, done := runOnDemand(t)
 	defer cancel()
-	done := make(chan error)
-	go func() { done <- m.Run(ctx, time.Hour) }()
 
 	hasForward := func(def string) bool { return strings.Contains(def, "chain forward") }
 	s := Spec{Network: netip.MustParsePrefix("10.244.0.0/16"), Subnet: netip.MustParsePrefix("10.244.1.0/24"),
