@@ -299,7 +299,11 @@ func (a *Agent) installRules(ctx context.Context, cfg *netconf.Config, own lease
 	err = mgr.Sync(ctx, spec)
 	switch {
 	case err == nil:
-		a.log.Info("traffic rules in place", "mode", mode, "ip-masq", spec.Masq, "forward", spec.Forward, "keep-source", "where NAT is in use")
+		fwd := "off"
+		if spec.Forward {
+			fwd = "where forwarded traffic is filtered"
+		}
+		a.log.Info("traffic rules in place", "mode", mode, "ip-masq", spec.Masq, "forward", fwd, "keep-source", "where NAT is in use")
 	case errors.Is(err, ruleexec.ErrNotFound) && !a.opts.IPMasq:
 		a.log.Warn("no traffic rules: the rule tools are not installed (install iptables or nftables to keep pod source addresses next to Docker and to open a FORWARD DROP policy)", "mode", mode, "err", err.Error())
 		return nil, nil
