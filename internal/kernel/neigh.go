@@ -170,6 +170,65 @@ type neighKey struct {
 // (including Permanent). Replaces come first, then deletes, each sorted by
 // link and IP.
 func PlanNeighs(desired, installed []Neigh, owned func(Neigh) bool) []NeighOp {
+	if strictlySorted(desired, cmpNeigh) && strictlySorted(installed, cmpNeigh) {
+		return planNeighsSorted(desired, installed, owned)
+	}
+	return planNeighsMaps(desired, installed, owned)
+}
+
+// cmpNeigh orders neighbours by link and IP, PlanNeighs's key.
+func cmpNeigh(a, b Neigh) int {
+	return cmp.Or(cmp.Compare(a.LinkIndex, b.LinkIndex), a.IP.Compare(b.IP))
+}
+
+// strictlySorted reports whether xs is sorted by c with no two equal keys.
+func strictlySorted[T any](xs []T, c func(a, b T) int) bool {
+	for i := 1; i < len(xs); i++ {
+		if c(xs[i-1], xs[i]) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// planNeighsSorted is PlanNeighs for inputs sorted by key without
+// duplicates, as a backend's own lists are: one merge, no maps, so that a
+// change of one peer among thousands costs a pass without allocations
+// beyond the result. Its output is the same as planNeighsMaps's.
+func planNeighsSorted(desired, installed []Neigh, owned func(Neigh) bool) []NeighOp {
+	var replaces, deletes []NeighOp
+	i, j := 0, 0
+	for i < len(desired) || j < len(installed) {
+		c := 0
+		switch {
+		case i == len(desired):
+			c = 1
+		case j == len(installed):
+			c = -1
+		default:
+			c = cmpNeigh(desired[i], installed[j])
+		}
+		switch {
+		case c < 0:
+			replaces = append(replaces, NeighOp{Kind: Replace, Neigh: desired[i]})
+			i++
+		case c > 0:
+			if owned(installed[j]) {
+				deletes = append(deletes, NeighOp{Kind: Delete, Neigh: installed[j]})
+			}
+			j++
+		default:
+			if desired[i] != installed[j] {
+				replaces = append(replaces, NeighOp{Kind: Replace, Neigh: desired[i], Prev: installed[j]})
+			}
+			i, j = i+1, j+1
+		}
+	}
+	return append(replaces, deletes...)
+}
+
+// planNeighsMaps is PlanNeighs for any input.
+func planNeighsMaps(desired, installed []Neigh, owned func(Neigh) bool) []NeighOp {
 	want := make(map[neighKey]Neigh, len(desired))
 	for _, d := range desired {
 		want[neighKey{d.LinkIndex, d.IP}] = d
@@ -215,6 +274,100 @@ type fdbKey struct {
 // entries of other MACs only when owned accepts them. Replaces come first, then deletes, each sorted by link, MAC
 // and destination.
 func PlanFDB(desired, installed []FDB, owned func(FDB) bool) []FDBOp {
+	if strictlySorted(desired, cmpFDBKey) && slices.IsSortedFunc(installed, cmpFDBKey) {
+		return planFDBSorted(desired, installed, owned)
+	}
+	return planFDBMaps(desired, installed, owned)
+}
+
+// cmpFDBKey orders FDB entries by link and MAC, PlanFDB's key; entries of
+// one MAC compare equal, so a stable order keeps the kernel's order of
+// their remotes.
+func cmpFDBKey(a, b FDB) int {
+	return cmp.Or(cmp.Compare(a.LinkIndex, b.LinkIndex), slices.Compare(a.MAC[:], b.MAC[:]))
+}
+
+// planFDBSorted is PlanFDB for desired sorted by key without duplicates
+// and installed sorted by key (remotes of one MAC in the kernel's order),
+// as the vxlan backend's own lists are: a merge instead of maps. Its output
+// is the same as planFDBMaps's.
+func planFDBSorted(desired, installed []FDB, owned func(FDB) bool) []FDBOp {
+	var replaces, deletes []FDBOp
+	i, j := 0, 0
+	for i < len(desired) || j < len(installed) {
+		// The run of installed entries with the key at j.
+		k := j
+		for k < len(installed) && cmpFDBKey(installed[k], installed[j]) == 0 {
+			k++
+		}
+		c := 0
+		switch {
+		case i == len(desired):
+			c = 1
+		case j == len(installed):
+			c = -1
+		default:
+			c = cmpFDBKey(desired[i], installed[j])
+		}
+		switch {
+		case c < 0:
+			replaces = append(replaces, FDBOp{Kind: Replace, Entry: desired[i]})
+			i++
+		case c > 0:
+			for _, r := range installed[j:k] {
+				if owned(r) {
+					deletes = append(deletes, FDBOp{Kind: Delete, Entry: r})
+				}
+			}
+			j = k
+		default:
+			replaces, deletes = planFDBKey(desired[i], installed[j:k], replaces, deletes)
+			i, j = i+1, k
+		}
+	}
+	slices.SortFunc(replaces, cmpFDBOp)
+	slices.SortFunc(deletes, cmpFDBOp)
+	return append(replaces, deletes...)
+}
+
+// planFDBKey plans one wanted entry d against the remotes rs installed for
+// its MAC (kernel order), appending to replaces and deletes.
+func planFDBKey(d FDB, rs []FDB, replaces, deletes []FDBOp) ([]FDBOp, []FDBOp) {
+	hasRemote := slices.ContainsFunc(rs, d.sameRemote)
+	if !slices.Contains(rs, d) {
+		op := FDBOp{Kind: Replace, Entry: d}
+		if len(rs) > 0 {
+			op.Prev = rs[0]
+		}
+		replaces = append(replaces, op)
+	}
+	for i, r := range rs {
+		if r.sameRemote(d) {
+			continue
+		}
+		if i == 0 && !hasRemote {
+			// The replace rewrites this remote into the desired one.
+			continue
+		}
+		// A second remote of a wanted MAC would get a copy of every
+		// frame; it goes whoever added it.
+		deletes = append(deletes, FDBOp{Kind: Delete, Entry: r})
+	}
+	return replaces, deletes
+}
+
+// cmpFDBOp is the order of PlanFDB's output within replaces and deletes.
+func cmpFDBOp(a, b FDBOp) int {
+	return cmp.Or(
+		cmp.Compare(a.Entry.LinkIndex, b.Entry.LinkIndex),
+		slices.Compare(a.Entry.MAC[:], b.Entry.MAC[:]),
+		a.Entry.Dst.Compare(b.Entry.Dst),
+		cmp.Compare(a.Entry.VNI, b.Entry.VNI),
+	)
+}
+
+// planFDBMaps is PlanFDB for any input.
+func planFDBMaps(desired, installed []FDB, owned func(FDB) bool) []FDBOp {
 	want := make(map[fdbKey]FDB, len(desired))
 	for _, d := range desired {
 		want[fdbKey{d.LinkIndex, d.MAC}] = d
@@ -226,27 +379,7 @@ func PlanFDB(desired, installed []FDB, owned func(FDB) bool) []FDBOp {
 	}
 	var replaces, deletes []FDBOp
 	for k, d := range want {
-		rs := have[k]
-		hasRemote := slices.ContainsFunc(rs, d.sameRemote)
-		if !slices.Contains(rs, d) {
-			op := FDBOp{Kind: Replace, Entry: d}
-			if len(rs) > 0 {
-				op.Prev = rs[0]
-			}
-			replaces = append(replaces, op)
-		}
-		for i, r := range rs {
-			if r.sameRemote(d) {
-				continue
-			}
-			if i == 0 && !hasRemote {
-				// The replace rewrites this remote into the desired one.
-				continue
-			}
-			// A second remote of a wanted MAC would get a copy of every
-			// frame; it goes whoever added it.
-			deletes = append(deletes, FDBOp{Kind: Delete, Entry: r})
-		}
+		replaces, deletes = planFDBKey(d, have[k], replaces, deletes)
 	}
 	for k, rs := range have {
 		if _, ok := want[k]; ok {
@@ -258,16 +391,8 @@ func PlanFDB(desired, installed []FDB, owned func(FDB) bool) []FDBOp {
 			}
 		}
 	}
-	byEntry := func(a, b FDBOp) int {
-		return cmp.Or(
-			cmp.Compare(a.Entry.LinkIndex, b.Entry.LinkIndex),
-			slices.Compare(a.Entry.MAC[:], b.Entry.MAC[:]),
-			a.Entry.Dst.Compare(b.Entry.Dst),
-			cmp.Compare(a.Entry.VNI, b.Entry.VNI),
-		)
-	}
-	slices.SortFunc(replaces, byEntry)
-	slices.SortFunc(deletes, byEntry)
+	slices.SortFunc(replaces, cmpFDBOp)
+	slices.SortFunc(deletes, cmpFDBOp)
 	return append(replaces, deletes...)
 }
 

@@ -28,6 +28,7 @@
 package vxlan
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -180,12 +181,16 @@ type Backend struct {
 	// inst is what the last sync left in the kernel; Apply plans against
 	// it instead of reading thousands of entries back for every change.
 	inst installed
-	// wantIP and wantMAC index the neighbour addresses and VTEP MACs of
-	// peers, and wantDst their subnets, so that Run tells in constant time
-	// whether a deleted entry is one the last Apply asked for.
-	wantIP  map[netip.Addr]bool
-	wantMAC map[kernel.MAC]bool
+	// wantIP and wantMAC map the neighbour addresses and VTEP MACs of
+	// peers to their subnets, and wantDst holds the subnets, so that Run
+	// tells in constant time whether a deleted entry is one the last Apply
+	// asked for, and logs tell whose an entry is. prevIP and prevMAC are
+	// the Apply before's, for entries of peers that have just left.
+	wantIP  map[netip.Addr]netip.Prefix
+	wantMAC map[kernel.MAC]netip.Prefix
 	wantDst map[netip.Prefix]bool
+	prevIP  map[netip.Addr]netip.Prefix
+	prevMAC map[kernel.MAC]netip.Prefix
 }
 
 // installed is the kernel state a sync left: every entry it asked for, as
@@ -455,6 +460,11 @@ func entries(peers []peer, devIndex int, direct map[netip.Prefix]int) (neighs []
 		fdbs = append(fdbs, kernel.FDB{LinkIndex: devIndex, MAC: p.MAC, Dst: p.PublicIP, Permanent: true})
 		routes = append(routes, kernel.Route{Dst: p.Subnet, Gw: gw, LinkIndex: devIndex, OnLink: true, Proto: kernel.ProtoWeft})
 	}
+	// By MAC, as kernel.PlanFDB merges sorted lists without maps (stable:
+	// of two peers claiming one MAC, the later still wins).
+	slices.SortStableFunc(fdbs, func(a, b kernel.FDB) int {
+		return cmp.Or(cmp.Compare(a.LinkIndex, b.LinkIndex), slices.Compare(a.MAC[:], b.MAC[:]))
+	})
 	return neighs, fdbs, routes
 }
 

@@ -297,12 +297,13 @@ func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
 	st := desireWith(b.network, b.own, b.ext.PublicIP, b.mac, leases, b.macs.parser(len(leases)))
 	b.noteIgnored(st.ignored)
 	b.peers, b.applied = st.peers, true
-	b.wantIP = make(map[netip.Addr]bool, len(st.peers))
-	b.wantMAC = make(map[kernel.MAC]bool, len(st.peers))
+	b.prevIP, b.prevMAC = b.wantIP, b.wantMAC
+	b.wantIP = make(map[netip.Addr]netip.Prefix, len(st.peers))
+	b.wantMAC = make(map[kernel.MAC]netip.Prefix, len(st.peers))
 	b.wantDst = make(map[netip.Prefix]bool, len(st.peers))
 	for _, p := range st.peers {
-		b.wantIP[p.Subnet.Addr()] = true
-		b.wantMAC[p.MAC] = true
+		b.wantIP[p.Subnet.Addr()] = p.Subnet
+		b.wantMAC[p.MAC] = p.Subnet
 		b.wantDst[p.Subnet] = true
 	}
 
@@ -464,36 +465,59 @@ func (b *Backend) directLinks(peers []peer, devIndex int) map[netip.Prefix]int {
 	return out
 }
 
-// attribution finds the peer subnet a kernel entry belongs to.
+// attribution finds the peer subnet a kernel entry belongs to: a peer of
+// the last Apply, else of the one before (a peer that has just left), else
+// one this process never saw, named by the entries being changed. It looks
+// up the maps Apply keeps rather than building its own, so that a change
+// of one peer among thousands costs its own entries, not a pass over all.
 type attribution struct {
-	byAddr map[netip.Addr]netip.Prefix // subnet network address → subnet
-	byMAC  map[kernel.MAC]netip.Prefix
+	addrs []map[netip.Addr]netip.Prefix // subnet network address → subnet, in order of precedence
+	macs  []map[kernel.MAC]netip.Prefix
 }
 
-func (b *Backend) attribution(prev map[netip.Prefix]programmed, rres kernel.Result, nres kernel.NeighResult) attribution {
-	at := attribution{byAddr: make(map[netip.Addr]netip.Prefix), byMAC: make(map[kernel.MAC]netip.Prefix)}
-	for _, m := range []map[netip.Prefix]programmed{prev, b.known} {
-		for s, p := range m {
-			at.byAddr[s.Addr()] = s
-			at.byMAC[p.MAC] = s
+func (a attribution) byAddr(ip netip.Addr) (netip.Prefix, bool) {
+	for _, m := range a.addrs {
+		if s, ok := m[ip]; ok {
+			return s, true
 		}
+	}
+	return netip.Prefix{}, false
+}
+
+func (a attribution) byMAC(mac kernel.MAC) (netip.Prefix, bool) {
+	for _, m := range a.macs {
+		if s, ok := m[mac]; ok {
+			return s, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+func (b *Backend) attribution(rres kernel.Result, nres kernel.NeighResult) attribution {
+	at := attribution{
+		addrs: []map[netip.Addr]netip.Prefix{b.wantIP, b.prevIP},
+		macs:  []map[kernel.MAC]netip.Prefix{b.wantMAC, b.prevMAC},
 	}
 	// Entries of peers this process never saw: an onlink route through
 	// the device names the subnet, and its neighbour names the MAC.
+	unseenAddr := map[netip.Addr]netip.Prefix{}
 	for _, op := range rres.Done {
 		if op.Route.OnLink {
-			if _, ok := at.byAddr[op.Route.Gw]; !ok {
-				at.byAddr[op.Route.Gw] = op.Route.Dst
+			if _, ok := at.byAddr(op.Route.Gw); !ok {
+				unseenAddr[op.Route.Gw] = op.Route.Dst
 			}
 		}
 	}
+	at.addrs = append(at.addrs, unseenAddr)
+	unseenMAC := map[kernel.MAC]netip.Prefix{}
 	for _, op := range nres.Done {
-		if s, ok := at.byAddr[op.Neigh.IP]; ok {
-			if _, ok := at.byMAC[op.Neigh.MAC]; !ok {
-				at.byMAC[op.Neigh.MAC] = s
+		if s, ok := at.byAddr(op.Neigh.IP); ok {
+			if _, ok := at.byMAC(op.Neigh.MAC); !ok {
+				unseenMAC[op.Neigh.MAC] = s
 			}
 		}
 	}
+	at.macs = append(at.macs, unseenMAC)
 	return at
 }
 
@@ -505,7 +529,7 @@ func (b *Backend) report(trigger string, nres kernel.NeighResult, fres kernel.FD
 		b.repairs.fdb.Add(uint64(len(fres.Done)))
 		b.repairs.route.Add(uint64(len(rres.Done)))
 	}
-	at := b.attribution(nil, rres, nres)
+	at := b.attribution(rres, nres)
 	who := func(s netip.Prefix, ok bool, err error) error {
 		if !ok {
 			return fmt.Errorf("stale entry: %w", err)
@@ -519,11 +543,11 @@ func (b *Backend) report(trigger string, nres kernel.NeighResult, fres kernel.FD
 		return fmt.Errorf("peer %s (subnet %s): %w", pub, s, err)
 	}
 	for _, f := range nres.Failed {
-		s, ok := at.byAddr[f.Op.Neigh.IP]
+		s, ok := at.byAddr(f.Op.Neigh.IP)
 		res.failures = append(res.failures, failure{entry: "neigh " + f.Op.Neigh.IP.String(), err: who(s, ok, f)})
 	}
 	for _, f := range fres.Failed {
-		s, ok := at.byMAC[f.Op.Entry.MAC]
+		s, ok := at.byMAC(f.Op.Entry.MAC)
 		res.failures = append(res.failures, failure{entry: "fdb " + f.Op.Entry.MAC.String() + " " + f.Op.Entry.Dst.String(), err: who(s, ok, f)})
 	}
 	for _, f := range rres.Failed {
@@ -547,7 +571,7 @@ func verb(k kernel.OpKind) string {
 func (b *Backend) logPeers(trigger string, prev map[netip.Prefix]programmed,
 	nset kernel.NeighResult, fset kernel.FDBResult, rres kernel.Result, fdel kernel.FDBResult, ndel kernel.NeighResult,
 ) {
-	at := b.attribution(prev, rres, kernel.NeighResult{Done: append(slices.Clone(nset.Done), ndel.Done...)})
+	at := b.attribution(rres, kernel.NeighResult{Done: append(slices.Clone(nset.Done), ndel.Done...)})
 	groups := make(map[netip.Prefix][]string)
 	var stale []string
 	add := func(s netip.Prefix, ok bool, what string) {
@@ -559,13 +583,13 @@ func (b *Backend) logPeers(trigger string, prev map[netip.Prefix]programmed,
 	}
 	neighs := func(r kernel.NeighResult) {
 		for _, op := range r.Done {
-			s, ok := at.byAddr[op.Neigh.IP]
+			s, ok := at.byAddr(op.Neigh.IP)
 			add(s, ok, fmt.Sprintf("neigh %s %s lladdr %s", verb(op.Kind), op.Neigh.IP, op.Neigh.MAC))
 		}
 	}
 	fdbs := func(r kernel.FDBResult) {
 		for _, op := range r.Done {
-			s, ok := at.byMAC[op.Entry.MAC]
+			s, ok := at.byMAC(op.Entry.MAC)
 			add(s, ok, fmt.Sprintf("fdb %s %s dst %s", verb(op.Kind), op.Entry.MAC, op.Entry.Dst))
 		}
 	}
@@ -828,9 +852,11 @@ func (b *Backend) neighMatters(n kernel.DeletedNeigh) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if n.FDB {
-		return b.wantMAC[n.MAC]
+		_, ok := b.wantMAC[n.MAC]
+		return ok
 	}
-	return b.wantIP[n.IP]
+	_, ok := b.wantIP[n.IP]
+	return ok
 }
 
 // routeMatters reports whether a deleted route may need a repair: the
