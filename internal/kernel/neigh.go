@@ -191,6 +191,19 @@ func strictlySorted[T any](xs []T, c func(a, b T) int) bool {
 	return true
 }
 
+// mergeSide tells a merge of two sorted lists, at positions i and j, which
+// comes next: < 0 desired[i] alone, > 0 installed[j] alone, 0 both (equal
+// keys).
+func mergeSide[T any](desired, installed []T, i, j int, c func(a, b T) int) int {
+	switch {
+	case i == len(desired):
+		return 1
+	case j == len(installed):
+		return -1
+	}
+	return c(desired[i], installed[j])
+}
+
 // planNeighsSorted is PlanNeighs for inputs sorted by key without
 // duplicates, as a backend's own lists are: one merge, no maps, so that a
 // change of one peer among thousands costs a pass without allocations
@@ -199,16 +212,7 @@ func planNeighsSorted(desired, installed []Neigh, owned func(Neigh) bool) []Neig
 	var replaces, deletes []NeighOp
 	i, j := 0, 0
 	for i < len(desired) || j < len(installed) {
-		c := 0
-		switch {
-		case i == len(desired):
-			c = 1
-		case j == len(installed):
-			c = -1
-		default:
-			c = cmpNeigh(desired[i], installed[j])
-		}
-		switch {
+		switch c := mergeSide(desired, installed, i, j, cmpNeigh); {
 		case c < 0:
 			replaces = append(replaces, NeighOp{Kind: Replace, Neigh: desired[i]})
 			i++
@@ -300,16 +304,7 @@ func planFDBSorted(desired, installed []FDB, owned func(FDB) bool) []FDBOp {
 		for k < len(installed) && cmpFDBKey(installed[k], installed[j]) == 0 {
 			k++
 		}
-		c := 0
-		switch {
-		case i == len(desired):
-			c = 1
-		case j == len(installed):
-			c = -1
-		default:
-			c = cmpFDBKey(desired[i], installed[j])
-		}
-		switch {
+		switch c := mergeSide(desired, installed, i, j, cmpFDBKey); {
 		case c < 0:
 			replaces = append(replaces, FDBOp{Kind: Replace, Entry: desired[i]})
 			i++

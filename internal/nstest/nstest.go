@@ -35,6 +35,20 @@ func RequireRoot(t testing.TB) {
 	t.Skip("needs root for network namespaces; run `sudo make test`")
 }
 
+// RequireTools skips the test when one of the programs is not on PATH,
+// except under CI, where it fails: CI installs them all (.ci/run).
+func RequireTools(t testing.TB, programs ...string) {
+	t.Helper()
+	for _, p := range programs {
+		if _, err := exec.LookPath(p); err != nil {
+			if Required() {
+				t.Fatalf("%s not installed, and CI/WEFT_REQUIRE_ROOT forbids skipping (.ci/run installs it)", p)
+			}
+			t.Skipf("%s not installed", p)
+		}
+	}
+}
+
 // UniqueName returns prefix plus a short random suffix, kept under the
 // 15-byte interface-name limit when prefix is short.
 func UniqueName(prefix string) string {

@@ -157,14 +157,7 @@ func expectSource(t *testing.T, what, ns, dst, want string) {
 
 func requireTools(t *testing.T, names ...string) {
 	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			if nstest.Required() {
-				t.Fatalf("%s not installed (apt-get install iptables nftables)", n)
-			}
-			t.Skipf("%s not installed (apt-get install iptables nftables)", n)
-		}
-	}
+	nstest.RequireTools(t, names...)
 }
 
 // testLog sends a manager's log lines to the test log.

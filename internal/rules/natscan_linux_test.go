@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"log/slog"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -120,14 +119,7 @@ func TestChainDumpRequest(t *testing.T) {
 // foreign, looking changes nothing, and every nft change notifies.
 func TestScanAndWatchInNamespace(t *testing.T) {
 	nstest.RequireRoot(t)
-	for _, p := range []string{"nft", "iptables-nft", "ip6tables-legacy"} {
-		if _, err := exec.LookPath(p); err != nil {
-			if nstest.Required() {
-				t.Fatalf("%s not installed", p)
-			}
-			t.Skipf("%s not installed", p)
-		}
-	}
+	nstest.RequireTools(t, "nft", "iptables-nft", "ip6tables-legacy")
 	ns := nstest.NewNS(t, "ns")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

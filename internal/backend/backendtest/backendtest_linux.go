@@ -209,6 +209,31 @@ func (h *Host) EchoServer(t testing.TB) string {
 	return ln.Addr().String()
 }
 
+// Echo connects from h's PodIP to an EchoServer at target, within
+// timeout, and checks that what it sends comes back.
+func (h *Host) Echo(target string, timeout time.Duration) error {
+	return netns.Do(h.NS, func() error {
+		d := net.Dialer{Timeout: timeout, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(h.PodIP, 0))}
+		c, err := d.Dial("tcp4", target)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(timeout))
+		if _, err := c.Write([]byte("weft")); err != nil {
+			return err
+		}
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return err
+		}
+		if string(buf) != "weft" {
+			return fmt.Errorf("echo from %s = %q, want %q", target, buf, "weft")
+		}
+		return nil
+	})
+}
+
 // LogBuffer collects a backend's log output, written from Apply and Run
 // concurrently, for the test to search.
 type LogBuffer struct {

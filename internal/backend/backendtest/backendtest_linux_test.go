@@ -170,25 +170,7 @@ func TestEchoServer(t *testing.T) {
 	if ap := netip.MustParseAddrPort(target); ap.Addr() != h.PodIP || ap.Port() == 0 {
 		t.Errorf("echo server at %s, want %s:<port>", target, h.PodIP)
 	}
-	if err := netns.Do(h.NS, func() error {
-		c, err := net.DialTimeout("tcp4", target, 2*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-		if _, err := c.Write([]byte("weft")); err != nil {
-			return err
-		}
-		buf := make([]byte, 4)
-		if _, err := io.ReadFull(c, buf); err != nil {
-			return err
-		}
-		if string(buf) != "weft" {
-			return fmt.Errorf("echo = %q", buf)
-		}
-		return nil
-	}); err != nil {
+	if err := h.Echo(target, 2*time.Second); err != nil {
 		t.Error(err)
 	}
 }

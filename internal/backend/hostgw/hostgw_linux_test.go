@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -16,7 +15,6 @@ import (
 	"github.com/weftnet/weft/internal/backend/backendtest"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/netconf"
-	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/nstest"
 )
 
@@ -332,31 +330,7 @@ func TestPodTraffic(t *testing.T) {
 
 	target := bh.EchoServer(t)
 
-	dial := func() error {
-		return netns.Do(a.NS, func() error {
-			d := net.Dialer{
-				Timeout:   time.Second,
-				LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(a.PodIP, 0)),
-			}
-			c, err := d.Dial("tcp4", target)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(time.Second))
-			if _, err := c.Write([]byte("weft")); err != nil {
-				return err
-			}
-			buf := make([]byte, 4)
-			if _, err := io.ReadFull(c, buf); err != nil {
-				return err
-			}
-			if string(buf) != "weft" {
-				return fmt.Errorf("echo = %q", buf)
-			}
-			return nil
-		})
-	}
+	dial := func() error { return a.Echo(target, time.Second) }
 
 	if err := dial(); err == nil {
 		t.Fatal("pod-to-pod connection worked before any route was programmed")
