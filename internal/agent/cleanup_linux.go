@@ -8,9 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
+	"slices"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/backend/backends"
 
 	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/options"
@@ -20,9 +23,10 @@ import (
 
 // Cleanup removes everything an agent installed on this host, for
 // operators uninstalling weft (flannel leaves its rules behind): traffic
-// rules of both modes and both iptables variants, the flannel.<VNI> and
-// flannel0 devices (their routes, neighbours and FDB entries go with
-// them), routes tagged proto 87, subnet.env and the state files. The lease
+// rules of both modes and both iptables variants, the devices each backend
+// of the table creates (flannel.<VNI>, flannel0: their routes, neighbours
+// and FDB entries go with them), routes tagged proto 87, subnet.env and
+// the state files the backends name. The lease
 // in the store is left to expire, so a host that is reinstalled gets its
 // subnet back. The agent must be stopped first, or it puts everything back.
 //
@@ -52,9 +56,12 @@ func Cleanup(ctx context.Context, opts options.Options, log *slog.Logger) error 
 	if err != nil {
 		errs = append(errs, fmt.Errorf("list links: %w", err))
 	}
+	all := backends.All()
 	for _, l := range links {
 		name, typ := l.Attrs().Name, l.Type()
-		ours := (typ == "vxlan" && strings.HasPrefix(name, "flannel.")) || (typ == "tuntap" && name == "flannel0")
+		ours := slices.ContainsFunc(all, func(d backend.Descriptor) bool {
+			return slices.ContainsFunc(d.Devices, func(f backend.DeviceFact) bool { return f.Matches(typ, name) })
+		})
 		if !ours {
 			continue
 		}
@@ -78,8 +85,12 @@ func Cleanup(ctx context.Context, opts options.Options, log *slog.Logger) error 
 	}
 
 	files := []string{opts.SubnetFile}
-	if matches, err := filepath.Glob(filepath.Join(opts.StateDir, "weft-*")); err == nil {
-		files = append(files, matches...)
+	for _, d := range all {
+		for _, pattern := range d.StateFiles {
+			if matches, err := filepath.Glob(filepath.Join(opts.StateDir, pattern)); err == nil {
+				files = append(files, matches...)
+			}
+		}
 	}
 	for _, f := range files {
 		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {

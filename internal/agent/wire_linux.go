@@ -8,9 +8,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/internal/backend"
-	"github.com/weftnet/weft/internal/backend/hostgw"
-	"github.com/weftnet/weft/internal/backend/udp"
-	"github.com/weftnet/weft/internal/backend/vxlan"
+	"github.com/weftnet/weft/internal/backend/backends"
 	"github.com/weftnet/weft/internal/extiface"
 	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/options"
@@ -19,16 +17,6 @@ import (
 	etcdstore "github.com/weftnet/weft/internal/store/etcd"
 	kubestore "github.com/weftnet/weft/internal/store/kube"
 )
-
-// Backends is the table of data planes this build offers, by the lower-case
-// name used in the network config's Backend.Type.
-func Backends() map[string]backend.Factory {
-	return map[string]backend.Factory{
-		"host-gw": hostgw.New,
-		"vxlan":   vxlan.New,
-		"udp":     udp.New,
-	}
-}
 
 // Main runs an agent with the real store, backends and kernel.
 func Main(ctx context.Context, opts options.Options, log *slog.Logger) error {
@@ -40,7 +28,7 @@ func Main(ctx context.Context, opts options.Options, log *slog.Logger) error {
 	defer st.Close()
 	a := New(opts, Deps{
 		Store:           st,
-		Backends:        Backends(),
+		Backends:        backends.Factories(),
 		SelectInterface: selectInterface,
 		Rules: func(mode rules.Mode) (rules.Manager, error) {
 			return rules.New(mode, log)

@@ -19,6 +19,7 @@
 package hostgw
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -36,6 +37,7 @@ import (
 	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/metrics"
+	"github.com/weftnet/weft/internal/netconf"
 )
 
 // BackendType is the lease BackendType of this backend, as flannel names it.
@@ -199,6 +201,7 @@ type desiredState struct {
 	peerOf  map[netip.Prefix]netip.Addr
 	ignored map[netip.Prefix]lease.Attrs // leases of another backend type
 	errs    []error                      // host-gw leases that get no route, and why
+	refused map[netip.Prefix]string      // the same leases by subnet: the reason alone
 }
 
 // desire computes the routes for leases: one per host-gw peer other than
@@ -207,6 +210,7 @@ func desire(network netip.Prefix, own lease.Lease, ext backend.ExternalInterface
 	st := desiredState{
 		peerOf:  make(map[netip.Prefix]netip.Addr),
 		ignored: make(map[netip.Prefix]lease.Attrs),
+		refused: make(map[netip.Prefix]string),
 	}
 	for _, l := range leases {
 		subnet := l.Subnet.Masked()
@@ -222,6 +226,7 @@ func desire(network netip.Prefix, own lease.Lease, ext backend.ExternalInterface
 		if reason != "" {
 			pub := backend.PeerName(l)
 			st.errs = append(st.errs, fmt.Errorf("peer %s (subnet %s): no route: %s", pub, subnet, reason))
+			st.refused[subnet] = reason
 			continue
 		}
 		st.routes = append(st.routes, kernel.Route{
@@ -233,4 +238,68 @@ func desire(network netip.Prefix, own lease.Lease, ext backend.ExternalInterface
 		st.peerOf[subnet] = peer
 	}
 	return st
+}
+
+// Descriptor describes host-gw to the rest of weft.
+func Descriptor() backend.Descriptor {
+	return backend.Descriptor{
+		Name:         BackendType,
+		LeaseTypes:   []string{BackendType},
+		New:          New,
+		CheckOptions: func(raw json.RawMessage) error { _, err := ParseSettings(raw); return err },
+		Expect:       expect,
+	}
+}
+
+// Settings are host-gw's options: there are none, but the Backend object
+// must still be an object.
+type Settings struct{}
+
+// ParseSettings checks the Backend object raw (nil means none) as
+// flannel decodes it: keys are matched case-insensitively and unknown
+// keys are ignored, so any JSON object will do.
+func ParseSettings(raw json.RawMessage) (Settings, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return Settings{}, nil
+	}
+	var s Settings
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return Settings{}, fmt.Errorf("host-gw options %s: %w", raw, err)
+	}
+	return s, nil
+}
+
+// expect is host-gw's Expectation: no device, and per peer the route
+// desire plans, on the external interface.
+func expect(cfg *netconf.Config, ext backend.ExternalInterface) (backend.Expectation, error) {
+	if _, err := ParseSettings(cfg.Backend); err != nil {
+		return backend.Expectation{}, err
+	}
+	basis := ""
+	if ext.Name != "" {
+		basis = fmt.Sprintf("%s's MTU", ext.Name)
+	}
+	return backend.Expectation{
+		PodMTU:   ext.MTU,
+		MTUBasis: basis,
+		Wants: func(own lease.Lease, ownPublicIP netip.Addr, leases []lease.Lease, _ map[netip.Addr]string) backend.Wants {
+			return wants(cfg.Network, ext, own, ownPublicIP, leases)
+		},
+	}, nil
+}
+
+// wants turns desire's plan into Wants, naming the external interface.
+// Pure.
+func wants(network netip.Prefix, ext backend.ExternalInterface, own lease.Lease, ownPublicIP netip.Addr, leases []lease.Lease) backend.Wants {
+	ext.PublicIP = ownPublicIP
+	st := desire(network, own, ext, leases)
+	names := map[int]string{ext.Index: ext.Name}
+	w := backend.Wants{Peers: make(map[netip.Prefix]backend.PeerWants, len(st.routes)+len(st.refused))}
+	for _, r := range st.routes {
+		w.Peers[r.Dst] = backend.PeerWants{Entries: backend.EntryWants(names, []kernel.Route{r}, nil, nil)}
+	}
+	for subnet, reason := range st.refused {
+		w.Peers[subnet] = backend.PeerWants{Refused: reason}
+	}
+	return w
 }

@@ -88,12 +88,13 @@ type desiredPeers struct {
 	table   *peerTable
 	ignored map[netip.Prefix]lease.Attrs // leases of another backend type
 	errs    []error                      // udp leases that get no entry, and why
+	refused map[netip.Prefix]string      // the same leases by subnet: the reason alone
 }
 
 // desire computes the peer table for leases: every udp lease other than
 // own, reached at its PublicIP on port. Pure.
 func desire(network netip.Prefix, own lease.Lease, ownPublicIP netip.Addr, port int, leases []lease.Lease) desiredPeers {
-	st := desiredPeers{ignored: make(map[netip.Prefix]lease.Attrs)}
+	st := desiredPeers{ignored: make(map[netip.Prefix]lease.Attrs), refused: make(map[netip.Prefix]string)}
 	var peers []peer
 	seen := make(map[netip.Prefix]bool)
 	for _, l := range leases {
@@ -115,6 +116,9 @@ func desire(network netip.Prefix, own lease.Lease, ownPublicIP netip.Addr, port 
 		if reason != "" {
 			p := backend.PeerName(l)
 			st.errs = append(st.errs, fmt.Errorf("peer %s (subnet %s): not reachable over udp: %s", p, subnet, reason))
+			if !seen[subnet] {
+				st.refused[subnet] = reason
+			}
 			continue
 		}
 		seen[subnet] = true

@@ -49,8 +49,10 @@ import (
 	vns "github.com/vishvananda/netns"
 
 	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/metrics"
+	"github.com/weftnet/weft/internal/netconf"
 	"github.com/weftnet/weft/internal/tun"
 )
 
@@ -119,6 +121,66 @@ func parseConfig(raw json.RawMessage) (config, error) {
 		return config{}, fmt.Errorf("udp backend option Port %d is not a UDP port (1-65535)", c.Port)
 	}
 	return c, nil
+}
+
+// Descriptor describes udp to the rest of weft.
+func Descriptor() backend.Descriptor {
+	return backend.Descriptor{
+		Name:         BackendType,
+		LeaseTypes:   []string{"", BackendType},
+		New:          New,
+		CheckOptions: func(raw json.RawMessage) error { _, err := parseConfig(raw); return err },
+		Expect:       expect,
+		Devices:      []backend.DeviceFact{{Kind: "tuntap", Name: DeviceName}},
+	}
+}
+
+// expect is udp's Expectation: flannel0 and one route for the whole
+// network through it; nothing per peer, whose packets the backend sends
+// itself.
+func expect(cfg *netconf.Config, ext backend.ExternalInterface) (backend.Expectation, error) {
+	c, err := parseConfig(cfg.Backend)
+	if err != nil {
+		return backend.Expectation{}, err
+	}
+	mtu := 0
+	if ext.MTU != 0 {
+		mtu = ext.MTU - Overhead
+	}
+	return backend.Expectation{
+		PodMTU:   mtu,
+		MTUBasis: fmt.Sprintf("%s's MTU %d minus %d for UDP", ext.Name, ext.MTU, Overhead),
+		Port:     c.Port,
+		PortUser: "udp proxy",
+		Wants: func(own lease.Lease, ownPublicIP netip.Addr, leases []lease.Lease, _ map[netip.Addr]string) backend.Wants {
+			return wants(cfg.Network, mtu, c.Port, own, ownPublicIP, leases)
+		},
+	}, nil
+}
+
+// wants is what desire plans, as Wants: the device and its route for the
+// host, and no kernel entry per peer. Pure.
+func wants(network netip.Prefix, mtu, port int, own lease.Lease, ownPublicIP netip.Addr, leases []lease.Lease) backend.Wants {
+	names := map[int]string{1: DeviceName}
+	w := backend.Wants{
+		Host: append([]backend.Want{{Kind: backend.KindDevice, Dev: DeviceName, MTU: mtu}},
+			backend.EntryWants(names, []kernel.Route{networkRoute(network.Masked(), 1)}, nil, nil)...),
+	}
+	st := desire(network.Masked(), own, ownPublicIP, port, leases)
+	w.Peers = make(map[netip.Prefix]backend.PeerWants, len(st.table.peers)+len(st.refused))
+	for _, p := range st.table.peers {
+		w.Peers[p.subnet] = backend.PeerWants{}
+	}
+	for subnet, reason := range st.refused {
+		w.Peers[subnet] = backend.PeerWants{Refused: reason}
+	}
+	return w
+}
+
+// networkRoute is the one route udp programs: the whole network into
+// flannel0 (ip route replace NETWORK dev flannel0 proto 87).
+func networkRoute(network netip.Prefix, devIndex int) kernel.Route {
+	return kernel.Route{Dst: network, LinkIndex: devIndex, Proto: kernel.ProtoWeft}
 }
 
 // Backend is the udp data plane of one host.

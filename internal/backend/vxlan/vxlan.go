@@ -50,6 +50,7 @@ import (
 	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/netconf"
 )
 
 // BackendType is the lease BackendType of this backend, as flannel names it.
@@ -86,14 +87,27 @@ type Settings struct {
 // ParseSettings decodes the Backend object raw (nil means all defaults),
 // filling MTU from extMTU when it is not given.
 func ParseSettings(raw json.RawMessage, extMTU int) (Settings, error) {
+	s, err := parseOptions(raw)
+	if err != nil {
+		return Settings{}, err
+	}
+	if s.MTU == 0 {
+		s.MTU = extMTU
+	}
+	if err := checkMTU(s.MTU); err != nil {
+		return Settings{}, err
+	}
+	return s, nil
+}
+
+// parseOptions decodes and checks what the Backend object alone decides:
+// MTU stays 0 when it is not given.
+func parseOptions(raw json.RawMessage) (Settings, error) {
 	s := Settings{VNI: DefaultVNI}
 	if len(raw) > 0 {
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return Settings{}, fmt.Errorf("vxlan options %s: %w", raw, err)
 		}
-	}
-	if s.MTU == 0 {
-		s.MTU = extMTU
 	}
 	switch {
 	case s.VNI < 0 || s.VNI > 1<<24-1:
@@ -103,10 +117,19 @@ func ParseSettings(raw json.RawMessage, extMTU int) (Settings, error) {
 			s.VNI, DeviceName(s.VNI))
 	case s.Port < 0 || s.Port > 65535:
 		return Settings{}, fmt.Errorf("vxlan option Port %d: must be between 1 and 65535, or 0 for the kernel's default (%d)", s.Port, KernelDefaultPort)
-	case s.MTU-Overhead < 68 || s.MTU > 65535:
-		return Settings{}, fmt.Errorf("vxlan MTU %d: must be between %d and 65535 so that the device gets at least IPv4's minimum of 68", s.MTU, 68+Overhead)
+	case s.MTU != 0:
+		if err := checkMTU(s.MTU); err != nil {
+			return Settings{}, err
+		}
 	}
 	return s, nil
+}
+
+func checkMTU(mtu int) error {
+	if mtu-Overhead < 68 || mtu > 65535 {
+		return fmt.Errorf("vxlan MTU %d: must be between %d and 65535 so that the device gets at least IPv4's minimum of 68", mtu, 68+Overhead)
+	}
+	return nil
 }
 
 // DeviceName is the VXLAN device of vni, as flannel names it.
@@ -387,6 +410,7 @@ type peersState struct {
 	peers   []peer                       // sorted by subnet
 	ignored map[netip.Prefix]lease.Attrs // leases of another backend type
 	errs    []error                      // vxlan leases that get nothing, and why
+	refused map[netip.Prefix]string      // the same leases by subnet: the reason alone
 }
 
 // desire picks the peers to program from leases: every vxlan lease but the
@@ -400,7 +424,7 @@ func desire(network netip.Prefix, own lease.Lease, ownPublicIP netip.Addr, ownMA
 func desireWith(network netip.Prefix, own lease.Lease, ownPublicIP netip.Addr, ownMAC kernel.MAC, leases []lease.Lease,
 	parse func(json.RawMessage) (kernel.MAC, error),
 ) peersState {
-	st := peersState{ignored: make(map[netip.Prefix]lease.Attrs)}
+	st := peersState{ignored: make(map[netip.Prefix]lease.Attrs), refused: make(map[netip.Prefix]string)}
 	byAddr := func(a, b lease.Lease) int { return a.Subnet.Addr().Compare(b.Subnet.Addr()) }
 	// Stores deliver leases sorted already.
 	if !slices.IsSortedFunc(leases, byAddr) {
@@ -436,6 +460,7 @@ func desireWith(network netip.Prefix, own lease.Lease, ownPublicIP netip.Addr, o
 		if reason != "" {
 			p := backend.PeerName(l)
 			st.errs = append(st.errs, fmt.Errorf("peer %s (subnet %s): skipped: %s", p, subnet, reason))
+			st.refused[subnet] = reason
 			continue
 		}
 		macOwner[mac] = subnet
@@ -604,3 +629,138 @@ func writeMACFile(path string, mac kernel.MAC) error {
 
 // isNotExist reports whether err says a file is missing.
 func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+
+// Descriptor describes vxlan to the rest of weft.
+func Descriptor() backend.Descriptor {
+	return backend.Descriptor{
+		Name:         BackendType,
+		LeaseTypes:   []string{BackendType},
+		New:          New,
+		CheckOptions: func(raw json.RawMessage) error { _, err := parseOptions(raw); return err },
+		Expect:       expect,
+		LeaseMAC: func(l lease.Lease) (kernel.MAC, bool) {
+			mac, err := parsePeerData(l.Attrs.BackendData)
+			return mac, err == nil
+		},
+		Devices: []backend.DeviceFact{{Kind: "vxlan", Name: "flannel.", Prefix: true}},
+		// The MAC files, and the temporary files writeMACFile leaves when
+		// it is interrupted before its rename.
+		StateFiles: []string{"weft-vtep-flannel.*.mac", ".weft-vtep-*.tmp"},
+	}
+}
+
+// expect is vxlan's Expectation: the device with its MAC and address, and
+// per peer the entries desire and entries plan.
+func expect(cfg *netconf.Config, ext backend.ExternalInterface) (backend.Expectation, error) {
+	set, err := parseOptions(cfg.Backend)
+	if err != nil {
+		return backend.Expectation{}, err
+	}
+	underlay := set.MTU
+	basis := fmt.Sprintf("the configured MTU %d minus %d for VXLAN", set.MTU, Overhead)
+	if underlay == 0 {
+		underlay = ext.MTU
+		basis = fmt.Sprintf("%s's MTU %d minus %d for VXLAN", ext.Name, ext.MTU, Overhead)
+	}
+	podMTU := 0
+	if underlay != 0 {
+		podMTU = underlay - Overhead
+	}
+	port := set.Port
+	if port == 0 {
+		port = KernelDefaultPort
+	}
+	dev := DeviceName(set.VNI)
+	return backend.Expectation{
+		PodMTU:        podMTU,
+		MTUBasis:      basis,
+		Port:          port,
+		PortUser:      "VXLAN device",
+		GatewayHint:   "; also check there that its VXLAN device's MAC is the VtepMAC its lease publishes",
+		Overlays:      []string{dev},
+		DirectRouting: set.DirectRouting,
+		Wants: func(own lease.Lease, ownPublicIP netip.Addr, leases []lease.Lease, direct map[netip.Addr]string) backend.Wants {
+			return wants(cfg.Network, set, podMTU, own, ownPublicIP, leases, direct)
+		},
+	}, nil
+}
+
+// wantsDevIndex is the index wants gives the VXLAN device; the devices of
+// direct routes get the ones below it. Only names reach the Wants.
+const wantsDevIndex = -1
+
+// wants turns desire's and entries' plan into Wants, grouped by peer in
+// the order they are programmed: neighbour, FDB entry, route. Pure.
+func wants(network netip.Prefix, set Settings, podMTU int, own lease.Lease, ownPublicIP netip.Addr, leases []lease.Lease,
+	direct map[netip.Addr]string,
+) backend.Wants {
+	dev := DeviceName(set.VNI)
+	ownMAC, _ := parsePeerData(own.Attrs.BackendData) // zero when undecodable: any MAC matches then
+	w := backend.Wants{Host: []backend.Want{{Kind: backend.KindDevice, Dev: dev, MTU: podMTU, MAC: ownMAC}}}
+	if own.Subnet.IsValid() {
+		w.Host = append(w.Host, backend.Want{Kind: backend.KindAddr, Dev: dev, Dst: netip.PrefixFrom(own.Subnet.Masked().Addr(), 32)})
+	}
+
+	st := desire(network, own, ownPublicIP, ownMAC, leases)
+	names := map[int]string{wantsDevIndex: dev}
+	var directIdx map[netip.Prefix]int
+	if set.DirectRouting {
+		directIdx = make(map[netip.Prefix]int)
+		byName := make(map[string]int)
+		for _, p := range st.peers {
+			name, ok := direct[p.PublicIP]
+			if !ok {
+				continue
+			}
+			idx, ok := byName[name]
+			if !ok {
+				idx = wantsDevIndex - 1 - len(byName)
+				byName[name], names[idx] = idx, name
+			}
+			directIdx[p.Subnet] = idx
+		}
+	}
+	neighs, fdbs, routes := entries(st.peers, wantsDevIndex, directIdx)
+
+	bySubnet := make(map[netip.Prefix][]backend.Want, len(st.peers))
+	subnetOfGw := make(map[netip.Addr]netip.Prefix, len(st.peers))
+	subnetOfMAC := make(map[kernel.MAC]netip.Prefix, len(st.peers))
+	for _, p := range st.peers {
+		subnetOfGw[p.Subnet.Addr()] = p.Subnet
+		subnetOfMAC[p.MAC] = p.Subnet
+	}
+	for _, n := range neighs {
+		s := subnetOfGw[n.IP]
+		bySubnet[s] = append(bySubnet[s], backend.EntryWants(names, nil, []kernel.Neigh{n}, nil)...)
+	}
+	for _, f := range fdbs {
+		s := subnetOfMAC[f.MAC]
+		bySubnet[s] = append(bySubnet[s], backend.EntryWants(names, nil, nil, []kernel.FDB{f})...)
+	}
+	for _, r := range routes {
+		bySubnet[r.Dst] = append(bySubnet[r.Dst], backend.EntryWants(names, []kernel.Route{r}, nil, nil)...)
+	}
+
+	w.Peers = make(map[netip.Prefix]backend.PeerWants, len(st.peers)+len(st.refused))
+	for subnet, es := range bySubnet {
+		w.Peers[subnet] = backend.PeerWants{Entries: es}
+	}
+	for subnet, reason := range st.refused {
+		w.Peers[subnet] = backend.PeerWants{Refused: reason}
+	}
+	// desire programs a peer of another VNI like any other, but its
+	// device drops what this host sends it.
+	for _, l := range leases {
+		subnet := l.Subnet.Masked()
+		pw, ok := w.Peers[subnet]
+		if !ok || pw.Refused != "" || l.Attrs.BackendType != BackendType {
+			continue
+		}
+		var d backendData
+		if json.Unmarshal(l.Attrs.BackendData, &d) == nil && d.VNI != set.VNI {
+			pw.Mismatch = fmt.Sprintf("the lease publishes VNI %d but the network uses VNI %d", d.VNI, set.VNI)
+			w.Peers[subnet] = pw
+		}
+	}
+	return w
+}
