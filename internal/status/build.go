@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/backend/backends"
 	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/netconf"
@@ -75,46 +76,40 @@ func Build(in Inputs) Report {
 		add(Problem{Code: CodeInterface, Message: fmt.Sprintf(
 			"cannot tell which interface carries traffic between hosts (%v); routes are checked without their device. Give status the agent's --iface/--public-ip flags", in.ExtErr)})
 	}
-	env := Env{Network: cfg.Network, ExtDev: in.Ext.Name, ExtMTU: in.Ext.MTU, Direct: in.Direct}
-	exps := Expectations()
-	exp, known := exps[cfg.BackendType]
-	if !known {
-		add(Problem{Code: CodeConfig, Message: fmt.Sprintf(
-			"the network's backend %q is not one status can check (it knows %s): leases are listed, kernel entries are not checked",
-			cfg.BackendType, strings.Join(sortedKeys(exps), ", "))})
-	}
-	var err error
-	switch cfg.BackendType {
-	case "vxlan":
-		env.VXLAN, err = ParseVXLAN(cfg.Backend)
-	case "udp":
-		env.UDP, err = ParseUDP(cfg.Backend)
-	}
-	if err != nil {
-		add(Problem{Code: CodeConfig, Message: fmt.Sprintf("the network config's Backend is invalid, so no agent can start with it: %v", err)})
-		known = false
+	m := model{}
+	var p *Problem
+	m.desc, m.exp, p = expectation(cfg, in.Ext)
+	m.known = p == nil
+	if p != nil {
+		add(*p)
 	}
 
 	own, ownOK := findOwn(in, add)
 	if ownOK {
 		r.Host.Subnet = own.Subnet.String()
 	}
-	if known && ownOK {
-		for _, w := range exp.Host(env, own) {
+	if m.known {
+		if !ownOK {
+			own = lease.Lease{}
+		}
+		m.wants = m.exp.Wants(own, in.PublicIP, in.Leases, in.Direct)
+	}
+	if m.known && ownOK {
+		for _, w := range m.wants.Host {
 			e := Compare(w, &in.Kernel)
 			r.Host.Entries = append(r.Host.Entries, e)
-			for _, p := range entryProblems(e, lease.Lease{}, env) {
+			for _, p := range entryProblems(e, lease.Lease{}, m.exp.MTUBasis) {
 				add(p)
 			}
 		}
 	}
 	if in.SubnetErr == nil {
-		for _, p := range subnetFileProblems(in, cfg, env, exp, known) {
+		for _, p := range subnetFileProblems(in, cfg, m) {
 			add(p)
 		}
 	}
 	if ownOK {
-		for _, p := range bridgeProblems(in, own, env, exp, known) {
+		for _, p := range bridgeProblems(in, own, m) {
 			add(p)
 		}
 	}
@@ -127,7 +122,7 @@ func Build(in Inputs) Report {
 	}
 	for _, l := range in.Leases {
 		self := ownOK && l.Subnet == own.Subnet
-		row := buildRow(in, l, self, env, exp, known)
+		row := buildRow(in, l, self, m)
 		for _, other := range byIP[l.Attrs.PublicIP] {
 			if other != l.Subnet {
 				row.Problems = append(row.Problems, Problem{Code: CodeDuplicateIP, Message: fmt.Sprintf(
@@ -156,13 +151,14 @@ func finish(r *Report) {
 	r.OK = n == 0
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
+// model is the network's backend as status checks it.
+type model struct {
+	desc  backend.Descriptor
+	exp   backend.Expectation
+	wants backend.Wants
+	// known is false when the backend is not one of this build or its
+	// options are invalid: leases are listed, nothing is compared.
+	known bool
 }
 
 // findOwn picks this host's lease: the one for the subnet in subnet.env,
@@ -233,7 +229,7 @@ func addrOrUnknown(a netip.Addr) string {
 
 // subnetFileProblems compares subnet.env with the network config and the
 // backend's MTU.
-func subnetFileProblems(in Inputs, cfg *netconf.Config, env Env, exp Expectation, known bool) []Problem {
+func subnetFileProblems(in Inputs, cfg *netconf.Config, m model) []Problem {
 	var ps []Problem
 	se := in.SubnetEnv
 	if len(se.Networks) > 0 && cfg.Network.IsValid() && !slices.Contains(se.Networks, cfg.Network) {
@@ -241,28 +237,15 @@ func subnetFileProblems(in Inputs, cfg *netconf.Config, env Env, exp Expectation
 			"%s has FLANNEL_NETWORK=%s but the network config says %s: the file is from an earlier config; restart weft to rewrite it, then recreate this host's pods",
 			in.SubnetFile, joinPrefixes(se.Networks), cfg.Network)})
 	}
-	if !known || se.MTU == 0 {
+	if !m.known || se.MTU == 0 {
 		return ps
 	}
-	if want := exp.PodMTU(env); want != 0 && se.MTU != want {
+	if want := m.exp.PodMTU; want != 0 && se.MTU != want {
 		ps = append(ps, Problem{Code: CodeMTU, Message: fmt.Sprintf(
 			"%s has FLANNEL_MTU=%d, but the %s backend gives pods %d here (%s): pods created from this file %s; restart weft to rewrite it, then recreate this host's pods",
-			in.SubnetFile, se.MTU, cfg.BackendType, want, mtuBasis(env, cfg.BackendType), mtuEffect(se.MTU, want))})
+			in.SubnetFile, se.MTU, cfg.BackendType, want, m.exp.MTUBasis, mtuEffect(se.MTU, want))})
 	}
 	return ps
-}
-
-func mtuBasis(env Env, backendType string) string {
-	switch backendType {
-	case "vxlan":
-		if env.VXLAN.MTU != 0 {
-			return fmt.Sprintf("the configured MTU %d minus %d for VXLAN", env.VXLAN.MTU, vxlanOverhead)
-		}
-		return fmt.Sprintf("%s's MTU %d minus %d for VXLAN", env.ExtDev, env.ExtMTU, vxlanOverhead)
-	case "udp":
-		return fmt.Sprintf("%s's MTU %d minus %d for UDP", env.ExtDev, env.ExtMTU, udpOverhead)
-	}
-	return fmt.Sprintf("%s's MTU", env.ExtDev)
 }
 
 func deviceMTUEffect(dev string, have, want int) string {
@@ -290,7 +273,7 @@ func joinPrefixes(ps []netip.Prefix) string {
 // bridgeProblems checks cni0, when it exists (the bridge plugin creates it
 // with the host's first pod): its address must be the own subnet's first
 // address, and its MTU no larger than the pods'.
-func bridgeProblems(in Inputs, own lease.Lease, env Env, exp Expectation, known bool) []Problem {
+func bridgeProblems(in Inputs, own lease.Lease, m model) []Problem {
 	br, ok := in.Kernel.Link("cni0")
 	if !ok {
 		return nil
@@ -315,8 +298,8 @@ func bridgeProblems(in Inputs, own lease.Lease, env Env, exp Expectation, known 
 	}
 	// The backend's MTU is what the path carries; subnet.env may be stale.
 	limit := 0
-	if known {
-		limit = exp.PodMTU(env)
+	if m.known {
+		limit = m.exp.PodMTU
 	}
 	if limit == 0 && in.SubnetErr == nil {
 		limit = in.SubnetEnv.MTU
@@ -330,7 +313,7 @@ func bridgeProblems(in Inputs, own lease.Lease, env Env, exp Expectation, known 
 }
 
 // buildRow describes one lease and, for a peer, compares its entries.
-func buildRow(in Inputs, l lease.Lease, self bool, env Env, exp Expectation, known bool) Row {
+func buildRow(in Inputs, l lease.Lease, self bool, m model) Row {
 	row := Row{
 		Subnet:      l.Subnet.String(),
 		PublicIP:    addrOrNone(l.Attrs.PublicIP),
@@ -340,8 +323,8 @@ func buildRow(in Inputs, l lease.Lease, self bool, env Env, exp Expectation, kno
 		Entries:     []Entry{},
 		Problems:    []Problem{},
 	}
-	if l.Attrs.BackendType == "vxlan" {
-		if mac, _, err := VtepMAC(l); err == nil {
+	if d, ok := backends.ForLeaseType(l.Attrs.BackendType); ok && d.LeaseMAC != nil {
+		if mac, ok := d.LeaseMAC(l); ok {
 			row.VtepMAC = mac.String()
 		}
 	}
@@ -351,10 +334,10 @@ func buildRow(in Inputs, l lease.Lease, self bool, env Env, exp Expectation, kno
 		row.Expires, row.ExpiresIn = &exp, &left
 	}
 	row.Problems = append(row.Problems, expiryProblems(in, l, self)...)
-	if self || !known {
+	if self || !m.known {
 		return row
 	}
-	if !slices.Contains(exp.LeaseTypes, l.Attrs.BackendType) {
+	if !slices.Contains(m.desc.LeaseTypes, l.Attrs.BackendType) {
 		typ := l.Attrs.BackendType
 		if typ == "" {
 			typ = "none"
@@ -364,33 +347,39 @@ func buildRow(in Inputs, l lease.Lease, self bool, env Env, exp Expectation, kno
 			typ, in.Config.BackendType)})
 		return row
 	}
-	wants, err := exp.Peer(env, l)
-	if err != nil {
-		code, msg := CodeBadLease, err.Error()
-		if le, ok := err.(*leaseError); ok {
-			code = le.code
-		}
-		row.Problems = append(row.Problems, Problem{Code: code, Message: msg})
+	pw, ok := m.wants.Peers[l.Subnet.Masked()]
+	switch {
+	case !ok:
+		// The own subnet under another PublicIP: findOwn has said so.
+		return row
+	case pw.Refused != "":
+		row.Problems = append(row.Problems, Problem{Code: CodeBadLease, Message: fmt.Sprintf(
+			"this host's agent skips the lease: %s; fix or delete it (etcdctl del) if that host is gone", pw.Refused)})
+		return row
+	case pw.Mismatch != "":
+		row.Problems = append(row.Problems, Problem{Code: CodeVNIMismatch, Message: pw.Mismatch +
+			": that host runs with another Backend config; make the configs agree and restart its agent"})
 		return row
 	}
 	t := probeTarget{
-		addr:     l.Subnet.Masked().Addr().Next(),
-		publicIP: l.Attrs.PublicIP,
-		port:     exp.Port(env),
-		mtu:      podMTU(in, env, exp),
-		backend:  in.Config.BackendType,
+		addr:        l.Subnet.Masked().Addr().Next(),
+		publicIP:    l.Attrs.PublicIP,
+		port:        m.exp.Port,
+		portUser:    m.exp.PortUser,
+		gatewayHint: m.exp.GatewayHint,
+		mtu:         podMTU(in, m.exp),
 	}
-	for _, w := range wants {
+	for _, w := range pw.Entries {
 		e := Compare(w, &in.Kernel)
 		row.Entries = append(row.Entries, e)
-		row.Problems = append(row.Problems, entryProblems(e, l, env)...)
+		row.Problems = append(row.Problems, entryProblems(e, l, m.exp.MTUBasis)...)
 		if w.Kind == KindRoute {
 			t.path = w
 		}
 	}
 	if !t.path.Dst.IsValid() {
 		// udp: the route for the whole network carries every peer.
-		for _, w := range exp.Host(env, l) {
+		for _, w := range m.wants.Host {
 			if w.Kind == KindRoute {
 				t.path = w
 			}
@@ -400,11 +389,11 @@ func buildRow(in Inputs, l lease.Lease, self bool, env Env, exp Expectation, kno
 	return row
 }
 
-func podMTU(in Inputs, env Env, exp Expectation) int {
+func podMTU(in Inputs, exp backend.Expectation) int {
 	if in.SubnetErr == nil && in.SubnetEnv.MTU != 0 {
 		return in.SubnetEnv.MTU
 	}
-	return exp.PodMTU(env)
+	return exp.PodMTU
 }
 
 func addrOrNone(a netip.Addr) string {
@@ -441,7 +430,7 @@ func expiryProblems(in Inputs, l lease.Lease, self bool) []Problem {
 
 // entryProblems explains an entry that is not as wanted; peer is the lease
 // it is for (zero for this host's own entries).
-func entryProblems(e Entry, peer lease.Lease, env Env) []Problem {
+func entryProblems(e Entry, peer lease.Lease, mtuBasis string) []Problem {
 	if e.State == StateOK {
 		return nil
 	}
@@ -502,7 +491,7 @@ func entryProblems(e Entry, peer lease.Lease, env Env) []Problem {
 		if w.MTU != 0 && l.MTU != w.MTU {
 			ps = append(ps, Problem{Code: CodeMTU, Want: e.Want, Have: e.Have, Message: fmt.Sprintf(
 				"%s has MTU %d, but the backend sets %d (%s): %s; restart weft to set it",
-				w.Dev, l.MTU, w.MTU, deviceMTUBasis(env, w.Dev), deviceMTUEffect(w.Dev, l.MTU, w.MTU))})
+				w.Dev, l.MTU, w.MTU, mtuBasis, deviceMTUEffect(w.Dev, l.MTU, w.MTU))})
 		}
 		return ps
 	case KindAddr:
@@ -513,13 +502,6 @@ func entryProblems(e Entry, peer lease.Lease, env Env) []Problem {
 }
 
 const staleMAC = "the peer's VTEP changed (a reboot re-created its device with a new MAC: flannel's classic bug) and this host was not updated, so frames go to a MAC no host owns. Start or restart weft here: it reprograms every peer from the leases"
-
-func deviceMTUBasis(env Env, dev string) string {
-	if dev == udpDevice {
-		return mtuBasis(env, "udp")
-	}
-	return mtuBasis(env, "vxlan")
-}
 
 func macOrNone(m kernel.MAC) string {
 	if m.IsZero() {

@@ -366,12 +366,13 @@ func TestProbeGolden(t *testing.T) {
 // The explanations of probe results, case by case.
 func TestExplain(t *testing.T) {
 	target := probeTarget{
-		addr:     ip("10.244.3.1"),
-		path:     Want{Kind: KindRoute, Dst: pfx("10.244.3.0/24"), Gw: ip("10.244.3.0"), Dev: "flannel.1", OnLink: true},
-		publicIP: ip("192.168.1.3"),
-		port:     8472,
-		mtu:      1450,
-		backend:  "vxlan",
+		addr:        ip("10.244.3.1"),
+		path:        Want{Kind: KindRoute, Dst: pfx("10.244.3.0/24"), Gw: ip("10.244.3.0"), Dev: "flannel.1", OnLink: true},
+		publicIP:    ip("192.168.1.3"),
+		port:        8472,
+		mtu:         1450,
+		portUser:    "VXLAN device",
+		gatewayHint: "; also check there that its VXLAN device's MAC is the VtepMAC its lease publishes",
 	}
 	good := pathVia("10.244.3.1", "10.244.3.0", "flannel.1")
 	silent := errors.New("no echo reply from 10.244.3.1 within 1s")

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/kernel"
 )
 
@@ -191,7 +192,7 @@ func compareDevice(e *Entry, w Want, k *Kernel) {
 		e.State = StateMissing
 		return
 	}
-	e.Have = deviceText(l.Name, l.MTU, l.MAC, l.Up)
+	e.Have = backend.FormatDevice(l.Name, l.MTU, l.MAC, l.Up)
 	e.haveLink = &l
 	e.State = StateWrong
 	if (w.MTU == 0 || l.MTU == w.MTU) && (w.MAC.IsZero() || l.MAC == w.MAC) && l.Up {

@@ -2,12 +2,12 @@ package status
 
 import (
 	"encoding/json"
-	"errors"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/lease"
 )
@@ -49,100 +49,119 @@ func texts(ws []Want) string {
 	return strings.Join(s, "\n")
 }
 
-// Each backend's expectation, as the iproute2 text an operator compares
-// with `ip route`, `ip neigh` and `bridge fdb`.
-func TestPeerExpectations(t *testing.T) {
-	env := Env{Network: pfx("10.244.0.0/16"), ExtDev: "eth0", ExtMTU: 1500, VXLAN: VXLAN{VNI: 1}, UDP: UDP{Port: 8285}}
-	direct := env
-	direct.VXLAN.DirectRouting = true
-	direct.Direct = map[netip.Addr]string{ip("192.168.1.3"): "eth0"}
-	exps := Expectations()
+// What status expects, through each backend's descriptor, as the
+// iproute2 text an operator compares with `ip route`, `ip neigh` and
+// `bridge fdb`. The backends' own tests hold the derivation to their
+// planners; this pins the words status shows.
+func TestExpectationTexts(t *testing.T) {
+	ext := eth0()
+	own := vxlanLease("10.244.1.0/24", "192.168.1.1", "aa:bb:cc:dd:ee:01", 1, time.Hour)
+	peer3 := vxlanLease("10.244.3.0/24", "192.168.1.3", "aa:bb:cc:dd:ee:03", 1, time.Hour)
+	direct := map[netip.Addr]string{ip("192.168.1.3"): "eth0"}
 	cases := []struct {
-		name    string
-		backend string
-		env     Env
-		lease   lease.Lease
-		want    string
-		errCode string
+		name   string
+		config string
+		ext    backend.ExternalInterface
+		own    lease.Lease
+		peer   lease.Lease
+		direct map[netip.Addr]string
+		host   string
+		want   string // the peer's entries, or "refused: ..." / "mismatch: ..."
 	}{
-		{"host-gw", "host-gw", env, hostgwLease("10.244.3.0/24", "192.168.1.3", time.Hour),
-			"route: 10.244.3.0/24 via 192.168.1.3 dev eth0", ""},
-		{"host-gw without known interface matches any device", "host-gw", Env{Network: env.Network},
-			hostgwLease("10.244.3.0/24", "192.168.1.3", 0), "route: 10.244.3.0/24 via 192.168.1.3", ""},
-		{"vxlan", "vxlan", env, vxlanLease("10.244.3.0/24", "192.168.1.3", "aa:bb:cc:dd:ee:03", 1, time.Hour),
+		{"host-gw", hostgwConfig, ext, hostgwLease("10.244.1.0/24", "192.168.1.1", 0), hostgwLease("10.244.3.0/24", "192.168.1.3", time.Hour), nil,
+			"", "route: 10.244.3.0/24 via 192.168.1.3 dev eth0"},
+		{"host-gw without known interface matches any device", hostgwConfig, backend.ExternalInterface{}, lease.Lease{},
+			hostgwLease("10.244.3.0/24", "192.168.1.3", 0), nil, "", "route: 10.244.3.0/24 via 192.168.1.3"},
+		{"vxlan", vxlanConfig, ext, own, peer3, nil,
+			"device: flannel.1 mtu 1450 lladdr aa:bb:cc:dd:ee:01 up\naddr: 10.244.1.0/32 dev flannel.1",
 			"neigh: 10.244.3.0 dev flannel.1 lladdr aa:bb:cc:dd:ee:03 PERMANENT\n" +
 				"fdb: aa:bb:cc:dd:ee:03 dev flannel.1 dst 192.168.1.3 self permanent\n" +
-				"route: 10.244.3.0/24 via 10.244.3.0 dev flannel.1 onlink", ""},
-		{"vxlan direct routing, peer on the same segment", "vxlan", direct,
-			vxlanLease("10.244.3.0/24", "192.168.1.3", "aa:bb:cc:dd:ee:03", 1, time.Hour),
-			"route: 10.244.3.0/24 via 192.168.1.3 dev eth0", ""},
-		{"vxlan direct routing, peer behind a router", "vxlan", direct,
-			vxlanLease("10.244.4.0/24", "192.168.9.4", "aa:bb:cc:dd:ee:04", 1, time.Hour),
+				"route: 10.244.3.0/24 via 10.244.3.0 dev flannel.1 onlink"},
+		{"vxlan with its own MTU", `{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":4,"MTU":1400}}`, ext,
+			vxlanLease("10.244.1.0/24", "192.168.1.1", "aa:bb:cc:dd:ee:01", 4, time.Hour),
+			vxlanLease("10.244.3.0/24", "192.168.1.3", "aa:bb:cc:dd:ee:03", 4, time.Hour), nil,
+			"device: flannel.4 mtu 1350 lladdr aa:bb:cc:dd:ee:01 up\naddr: 10.244.1.0/32 dev flannel.4",
+			"neigh: 10.244.3.0 dev flannel.4 lladdr aa:bb:cc:dd:ee:03 PERMANENT\n" +
+				"fdb: aa:bb:cc:dd:ee:03 dev flannel.4 dst 192.168.1.3 self permanent\n" +
+				"route: 10.244.3.0/24 via 10.244.3.0 dev flannel.4 onlink"},
+		{"vxlan direct routing, peer on the same segment", `{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}`,
+			ext, own, peer3, direct,
+			"device: flannel.1 mtu 1450 lladdr aa:bb:cc:dd:ee:01 up\naddr: 10.244.1.0/32 dev flannel.1",
+			"route: 10.244.3.0/24 via 192.168.1.3 dev eth0"},
+		{"vxlan direct routing, peer behind a router", `{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}`,
+			ext, own, vxlanLease("10.244.4.0/24", "192.168.9.4", "aa:bb:cc:dd:ee:04", 1, time.Hour), direct,
+			"device: flannel.1 mtu 1450 lladdr aa:bb:cc:dd:ee:01 up\naddr: 10.244.1.0/32 dev flannel.1",
 			"neigh: 10.244.4.0 dev flannel.1 lladdr aa:bb:cc:dd:ee:04 PERMANENT\n" +
 				"fdb: aa:bb:cc:dd:ee:04 dev flannel.1 dst 192.168.9.4 self permanent\n" +
-				"route: 10.244.4.0/24 via 10.244.4.0 dev flannel.1 onlink", ""},
-		{"vxlan with another VNI", "vxlan", env, vxlanLease("10.244.3.0/24", "192.168.1.3", "aa:bb:cc:dd:ee:03", 7, time.Hour),
-			"", CodeVNIMismatch},
-		{"vxlan without VtepMAC", "vxlan", env, hostgwLease("10.244.3.0/24", "192.168.1.3", time.Hour), "", CodeBadLease},
-		{"vxlan with a multicast VtepMAC", "vxlan", env, vxlanLease("10.244.3.0/24", "192.168.1.3", "01:00:5e:00:00:01", 1, time.Hour), "", CodeBadLease},
-		{"udp: nothing per peer", "udp", env, lease.Lease{Subnet: pfx("10.244.3.0/24"), Attrs: lease.Attrs{PublicIP: ip("192.168.1.3")}}, "", ""},
-		{"subnet outside the network", "host-gw", env, hostgwLease("10.9.3.0/24", "192.168.1.3", time.Hour), "", CodeBadLease},
-		{"no PublicIP", "host-gw", env, lease.Lease{Subnet: pfx("10.244.3.0/24"), Attrs: lease.Attrs{BackendType: "host-gw"}}, "", CodeBadLease},
+				"route: 10.244.4.0/24 via 10.244.4.0 dev flannel.1 onlink"},
+		{"vxlan with another VNI", vxlanConfig, ext, own, vxlanLease("10.244.3.0/24", "192.168.1.3", "aa:bb:cc:dd:ee:03", 7, time.Hour), nil,
+			"device: flannel.1 mtu 1450 lladdr aa:bb:cc:dd:ee:01 up\naddr: 10.244.1.0/32 dev flannel.1",
+			"mismatch: the lease publishes VNI 7 but the network uses VNI 1"},
+		{"vxlan without VtepMAC", vxlanConfig, ext, own, lease.Lease{Subnet: pfx("10.244.3.0/24"), Attrs: lease.Attrs{PublicIP: ip("192.168.1.3"), BackendType: "vxlan"}}, nil,
+			"device: flannel.1 mtu 1450 lladdr aa:bb:cc:dd:ee:01 up\naddr: 10.244.1.0/32 dev flannel.1",
+			"refused: it has no BackendData"},
+		{"udp: nothing per peer", `{"Network":"10.244.0.0/16","Backend":{"Type":"udp"}}`, ext, lease.Lease{Subnet: pfx("10.244.1.0/24")},
+			lease.Lease{Subnet: pfx("10.244.3.0/24"), Attrs: lease.Attrs{PublicIP: ip("192.168.1.3")}}, nil,
+			"device: flannel0 mtu 1472 up\nroute: 10.244.0.0/16 dev flannel0", ""},
+		{"subnet outside the network", hostgwConfig, ext, lease.Lease{}, hostgwLease("10.9.3.0/24", "192.168.1.3", time.Hour), nil,
+			"", "refused: its subnet is not inside the network 10.244.0.0/16"},
+		{"no PublicIP", hostgwConfig, ext, lease.Lease{}, lease.Lease{Subnet: pfx("10.244.3.0/24"), Attrs: lease.Attrs{BackendType: "host-gw"}}, nil,
+			"", "refused: it has no IPv4 PublicIP"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			ws, err := exps[c.backend].Peer(c.env, c.lease)
-			if c.errCode != "" {
-				var le *leaseError
-				if !errors.As(err, &le) || le.code != c.errCode {
-					t.Fatalf("err = %v, want a lease error %s", err, c.errCode)
-				}
-				return
+			_, exp, bad := expectation(mustConfig(t, c.config), c.ext)
+			if bad != nil {
+				t.Fatal(bad.Message)
 			}
-			if err != nil {
-				t.Fatalf("err = %v", err)
+			ws := exp.Wants(c.own, c.ext.PublicIP, []lease.Lease{c.own, c.peer}, c.direct)
+			if got := texts(ws.Host); got != c.host {
+				t.Errorf("host entries:\n%s\nwant\n%s", got, c.host)
 			}
-			if got := texts(ws); got != c.want {
-				t.Errorf("got\n%s\nwant\n%s", got, c.want)
+			pw, ok := ws.Peers[c.peer.Subnet.Masked()]
+			if !ok {
+				t.Fatalf("no answer for the peer: %+v", ws.Peers)
+			}
+			got := texts(pw.Entries)
+			switch {
+			case pw.Refused != "":
+				got = "refused: " + pw.Refused
+			case pw.Mismatch != "":
+				got = "mismatch: " + pw.Mismatch
+			}
+			if got != c.want {
+				t.Errorf("peer entries:\n%s\nwant\n%s", got, c.want)
 			}
 		})
 	}
 }
 
-func TestHostExpectations(t *testing.T) {
-	env := Env{Network: pfx("10.244.0.0/16"), ExtDev: "eth0", ExtMTU: 1500, VXLAN: VXLAN{VNI: 4}}
-	own := vxlanLease("10.244.1.0/24", "192.168.1.1", "aa:bb:cc:dd:ee:01", 4, time.Hour)
-	exps := Expectations()
-	for _, c := range []struct {
-		backend string
-		env     Env
-		want    string
-	}{
-		{"host-gw", env, ""},
-		{"vxlan", env, "device: flannel.4 mtu 1450 lladdr aa:bb:cc:dd:ee:01 up\naddr: 10.244.1.0/32 dev flannel.4"},
-		{"vxlan", Env{Network: env.Network, ExtMTU: 9000, VXLAN: VXLAN{VNI: 4, MTU: 1400}},
-			"device: flannel.4 mtu 1350 lladdr aa:bb:cc:dd:ee:01 up\naddr: 10.244.1.0/32 dev flannel.4"},
-		{"udp", env, "device: flannel0 mtu 1472 up\nroute: 10.244.0.0/16 dev flannel0"},
+// A backend status cannot check, or invalid options, is a config problem
+// and no kernel entry is compared.
+func TestExpectationOfBadConfig(t *testing.T) {
+	for _, c := range []struct{ config, want string }{
+		{`{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":10000000}}`, "device name flannel.10000000 would be longer"},
+		{`{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","MTU":100}}`, "vxlan MTU 100"},
+		{`{"Network":"10.244.0.0/16","Backend":{"Type":"udp","Port":70000}}`, "udp backend option Port 70000"},
 	} {
-		if got := texts(exps[c.backend].Host(c.env, own)); got != c.want {
-			t.Errorf("%s host entries:\n%s\nwant\n%s", c.backend, got, c.want)
+		in := hostgwHealthy(t)
+		in.Config = mustConfig(t, c.config)
+		r := Build(in)
+		if len(r.Problems) == 0 || r.Problems[0].Code != CodeConfig || !strings.Contains(r.Problems[0].Message, c.want) {
+			t.Errorf("%s: problems %+v, want a config problem naming %q", c.config, r.Problems, c.want)
+		}
+		for _, row := range r.Leases {
+			if len(row.Entries) != 0 {
+				t.Errorf("%s: row %s compared entries %+v", c.config, row.Subnet, row.Entries)
+			}
 		}
 	}
-}
-
-func TestParseOptions(t *testing.T) {
-	v, err := ParseVXLAN(json.RawMessage(`{"Type":"vxlan","vni":42,"port":4789,"directRouting":true}`))
-	if err != nil || v != (VXLAN{VNI: 42, Port: 4789, DirectRouting: true}) || v.Device() != "flannel.42" || v.UDPPort() != 4789 {
-		t.Errorf("ParseVXLAN = %+v, %v", v, err)
-	}
-	if v, err := ParseVXLAN(nil); err != nil || v.VNI != 1 || v.UDPPort() != 8472 {
-		t.Errorf("ParseVXLAN(nil) = %+v, %v; want VNI 1, port 8472", v, err)
-	}
-	if _, err := ParseVXLAN(json.RawMessage(`{"VNI":-1}`)); err == nil {
-		t.Error("ParseVXLAN accepted VNI -1")
-	}
-	if u, err := ParseUDP(nil); err != nil || u.Port != 8285 {
-		t.Errorf("ParseUDP(nil) = %+v, %v", u, err)
+	in := hostgwHealthy(t)
+	in.Config = mustConfig(t, hostgwConfig)
+	in.Config.BackendType = "wireguard"
+	r := Build(in)
+	if len(r.Problems) == 0 || !strings.Contains(r.Problems[0].Message, `"wireguard" is not one status can check (it knows host-gw, udp, vxlan)`) {
+		t.Errorf("problems %+v", r.Problems)
 	}
 }
 

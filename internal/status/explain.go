@@ -63,7 +63,10 @@ type probeTarget struct {
 	publicIP netip.Addr
 	port     int // the backend's UDP port on the peer; 0: none to probe
 	mtu      int // the pods' MTU, for the full-size echo; 0: skip it
-	backend  string
+	// portUser and gatewayHint are the backend's words for what receives
+	// on port and for what else to check when the pod gateway is silent.
+	portUser    string
+	gatewayHint string
 }
 
 // probeResult is what the probes of one peer returned.
@@ -216,30 +219,23 @@ func explain(row *Row, res probeResult) {
 			c.PortUnreachable = &closed
 			found = true
 			add(CodeUDPPortClosed, "%s answers ping but refuses UDP port %d (ICMP port unreachable): %s. Is weft running on that host with the same Backend config (VNI, Port)?",
-				t.publicIP, t.port, portMeaning(t.backend))
+				t.publicIP, t.port, portMeaning(t.portUser))
 		default:
 			open := false
 			c.PortUnreachable = &open
 		}
 	}
 	if !found && !known {
-		extra := ""
-		if t.backend == "vxlan" {
-			extra = "; also check there that its VXLAN device's MAC is the VtepMAC its lease publishes"
-		}
 		add(CodeGatewayNoAnswer, "%s answers ping, but %s, its pod gateway on cni0, does not (%v): cni0 appears with the first pod on that host; if pods run there, check its net.ipv4.ip_forward and FORWARD chain, and run `weft status` on that host%s",
-			t.publicIP, t.addr, res.echoErr, extra)
+			t.publicIP, t.addr, res.echoErr, t.gatewayHint)
 	}
 }
 
-func portMeaning(backend string) string {
-	switch backend {
-	case "vxlan":
-		return "no VXLAN device receives on that port there"
-	case "udp":
-		return "no udp proxy receives on that port there"
+func portMeaning(user string) string {
+	if user == "" {
+		return "nothing receives on that port there"
 	}
-	return "nothing receives on that port there"
+	return "no " + user + " receives on that port there"
 }
 
 // pathMatches reports whether the kernel's choice p is the route w.

@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/kernel"
+	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/netconf"
 )
 
 // Snapshot reads what Compare looks at from the namespace h works in:
@@ -65,6 +69,25 @@ func Snapshot(h *netlink.Handle, overlays []string) (Kernel, error) {
 	return k, nil
 }
 
+// snapshotFor takes the Snapshot the network's backend needs (the
+// neighbours and FDB of its overlay devices) and, when its entries depend
+// on it, which peers are directly reachable. An unknown backend, or one
+// with invalid options, gets the links and routes only: Build reports it.
+func snapshotFor(h *netlink.Handle, cfg *netconf.Config, ext backend.ExternalInterface, leases []lease.Lease, publicIP netip.Addr) (Kernel, map[netip.Addr]string, error) {
+	_, exp, bad := expectation(cfg, ext)
+	k, err := Snapshot(h, exp.Overlays)
+	if err != nil || bad != nil || !exp.DirectRouting {
+		return k, nil, err
+	}
+	var ips []netip.Addr
+	for _, l := range leases {
+		if l.Attrs.PublicIP.IsValid() && l.Attrs.PublicIP != publicIP {
+			ips = append(ips, l.Attrs.PublicIP)
+		}
+	}
+	return k, directPeers(h, ips, exp.Overlays), nil
+}
+
 // lookup asks the kernel for the route to dst (ip route get dst).
 func lookup(h *netlink.Handle, dst netip.Addr) (Path, error) {
 	rs, err := h.RouteGet(dst.AsSlice())
@@ -98,8 +121,8 @@ func lookup(h *netlink.Handle, dst netip.Addr) (Path, error) {
 // directPeers maps each address in ips that the kernel reaches without a
 // gateway to the device it leaves by, as vxlan's DirectRouting decides:
 // `ip route get` gives exactly one unicast route, with no via, on a device
-// other than the overlay.
-func directPeers(h *netlink.Handle, ips []netip.Addr, overlay string) map[netip.Addr]string {
+// other than the overlays.
+func directPeers(h *netlink.Handle, ips []netip.Addr, overlays []string) map[netip.Addr]string {
 	out := make(map[netip.Addr]string)
 	for _, ip := range ips {
 		rs, err := h.RouteGet(ip.AsSlice())
@@ -111,7 +134,7 @@ func directPeers(h *netlink.Handle, ips []netip.Addr, overlay string) map[netip.
 			continue
 		}
 		l, err := h.LinkByIndex(r.LinkIndex)
-		if err != nil || l.Attrs().Name == overlay {
+		if err != nil || slices.Contains(overlays, l.Attrs().Name) {
 			continue
 		}
 		out[ip] = l.Attrs().Name

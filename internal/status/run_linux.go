@@ -49,24 +49,8 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	in.SubnetEnv, in.SubnetErr = subnetenv.Read(o.SubnetFile)
 
-	var overlays []string
-	var vx VXLAN
-	if cfg.BackendType == "vxlan" {
-		if vx, err = ParseVXLAN(cfg.Backend); err == nil {
-			overlays = append(overlays, vx.Device())
-		}
-	}
-	if in.Kernel, err = Snapshot(h, overlays); err != nil {
+	if in.Kernel, in.Direct, err = snapshotFor(h, cfg, in.Ext, leases, in.PublicIP); err != nil {
 		return Report{}, fmt.Errorf("read this host's kernel state: %w", err)
-	}
-	if vx.DirectRouting {
-		var ips []netip.Addr
-		for _, l := range leases {
-			if l.Attrs.PublicIP.IsValid() && l.Attrs.PublicIP != in.PublicIP {
-				ips = append(ips, l.Attrs.PublicIP)
-			}
-		}
-		in.Direct = directPeers(h, ips, vx.Device())
 	}
 
 	r := Build(in)

@@ -275,13 +275,9 @@ func expect(cfg *netconf.Config, ext backend.ExternalInterface) (backend.Expecta
 	if _, err := ParseSettings(cfg.Backend); err != nil {
 		return backend.Expectation{}, err
 	}
-	basis := ""
-	if ext.Name != "" {
-		basis = fmt.Sprintf("%s's MTU", ext.Name)
-	}
 	return backend.Expectation{
 		PodMTU:   ext.MTU,
-		MTUBasis: basis,
+		MTUBasis: fmt.Sprintf("%s's MTU", ext.Name),
 		Wants: func(own lease.Lease, ownPublicIP netip.Addr, leases []lease.Lease, _ map[netip.Addr]string) backend.Wants {
 			return wants(cfg.Network, ext, own, ownPublicIP, leases)
 		},
