@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"slices"
 	"time"
+
+	"github.com/weftnet/weft/internal/backend/backends"
 )
 
 // Sections, in the order a run takes them.
@@ -22,9 +24,10 @@ const (
 // AllSections is every section, in run order.
 var AllSections = []string{SectionDataPath, SectionJoin, SectionScale, SectionChurn, SectionRestart}
 
-// Backends the benchmarks know. The data path also always runs the
-// baseline, and by-hand VXLAN whenever vxlan is among them.
-var AllBackends = []string{"host-gw", "vxlan", "udp"}
+// AllBackends are the backends the benchmarks run: every one of this
+// build's. The data path also always runs the baseline, and by-hand VXLAN
+// whenever vxlan is among them.
+var AllBackends = backends.Names()
 
 // Options configure one run; zero fields take the defaults of
 // DefaultOptions.

@@ -10,7 +10,14 @@ import (
 	"strings"
 )
 
-// SupportedBackends are the Backend.Type values weft implements.
+// SupportedBackends are the Backend.Type values weft implements, in the
+// order of the backend table (backends.Names). It is a copy because that
+// table's packages import this one; a test in package backends keeps the
+// two equal. Parse checks the name here, not in the table, so that every
+// reader of a config (stores, configcmd) refuses an unknown backend and
+// the agent waits for a config it can run instead of exiting. The
+// Backend object's other options are the backend's to check
+// (backend.Descriptor.CheckOptions).
 var SupportedBackends = []string{"host-gw", "vxlan", "udp"}
 
 // flannelOnlyBackends are backend types flannel knows (now or in earlier

@@ -292,10 +292,15 @@ func wants(network netip.Prefix, ext backend.ExternalInterface, own lease.Lease,
 	names := map[int]string{ext.Index: ext.Name}
 	w := backend.Wants{Peers: make(map[netip.Prefix]backend.PeerWants, len(st.routes)+len(st.refused))}
 	for _, r := range st.routes {
-		w.Peers[r.Dst] = backend.PeerWants{Entries: backend.EntryWants(names, []kernel.Route{r}, nil, nil)}
+		pw := w.Peers[r.Dst]
+		pw.Entries = append(pw.Entries, backend.EntryWants(names, []kernel.Route{r}, nil, nil)...)
+		w.Peers[r.Dst] = pw
 	}
 	for subnet, reason := range st.refused {
-		w.Peers[subnet] = backend.PeerWants{Refused: reason}
+		// Another lease for the subnet may have been usable.
+		if _, ok := w.Peers[subnet]; !ok {
+			w.Peers[subnet] = backend.PeerWants{Refused: reason}
+		}
 	}
 	return w
 }

@@ -1,11 +1,15 @@
 package hostgw
 
 import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/backend/backendtest"
 	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/netconf"
@@ -153,4 +157,103 @@ func TestOwns(t *testing.T) {
 			t.Errorf("owns(%v) = %v, want %v", c.r, got, c.want)
 		}
 	}
+}
+
+// For any set of leases, the Wants status gets are exactly the routes
+// desire plans, each on the external interface, and a lease PeerProblem
+// refuses contributes none.
+func TestWantsAreThePlan(t *testing.T) {
+	ext := testExt
+	own := backendtest.Own
+	own.Attrs.BackendType = BackendType
+	for seed := range uint64(300) {
+		r := rand.New(rand.NewPCG(seed, 1))
+		leases := append(backendtest.RandomLeases(r, 1+r.IntN(40), []string{BackendType, BackendType, "vxlan", ""}), own)
+		r.Shuffle(len(leases), func(i, j int) { leases[i], leases[j] = leases[j], leases[i] })
+
+		w := wants(testNetwork, ext, own, ext.PublicIP, leases)
+		st := desire(testNetwork, own, ext, leases)
+		if len(w.Host) != 0 {
+			t.Fatalf("seed %d: host-gw asks for host entries %v", seed, w.Host)
+		}
+		var got []backend.Want
+		for subnet, pw := range w.Peers {
+			if pw.Refused != "" && len(pw.Entries) != 0 {
+				t.Fatalf("seed %d: %s refused (%s) with entries %v", seed, subnet, pw.Refused, pw.Entries)
+			}
+			got = append(got, pw.Entries...)
+			for _, e := range pw.Entries {
+				if e.Dst != subnet || e.Dev != ext.Name || !usable(leases, own, ext, subnet, e.Gw) {
+					t.Fatalf("seed %d: entry %v under %s comes from no usable lease", seed, e, subnet)
+				}
+			}
+		}
+		want := backend.EntryWants(map[int]string{ext.Index: ext.Name}, st.routes, nil, nil)
+		if !sameWants(got, want) {
+			t.Fatalf("seed %d: wants\n%v\nplan\n%v", seed, got, want)
+		}
+		for _, l := range leases {
+			s := l.Subnet.Masked()
+			if l.Attrs.BackendType != BackendType || s == own.Subnet {
+				continue
+			}
+			if _, ok := w.Peers[s]; !ok {
+				t.Fatalf("seed %d: no answer for host-gw lease %v", seed, l)
+			}
+		}
+	}
+}
+
+// usable reports whether a host-gw lease for subnet at gw passes
+// PeerProblem.
+func usable(leases []lease.Lease, own lease.Lease, ext backend.ExternalInterface, subnet netip.Prefix, gw netip.Addr) bool {
+	for _, l := range leases {
+		if l.Attrs.BackendType == BackendType && l.Subnet.Masked() == subnet && l.Attrs.PublicIP == gw &&
+			backend.PeerProblem(l, testNetwork, own, ext.PublicIP) == "" {
+			return true
+		}
+	}
+	return false
+}
+
+func sameWants(a, b []backend.Want) bool {
+	count := make(map[string]int)
+	for _, w := range a {
+		count[w.Kind+" "+w.String()]++
+	}
+	for _, w := range b {
+		count[w.Kind+" "+w.String()]--
+	}
+	for _, n := range count {
+		if n != 0 {
+			return false
+		}
+	}
+	return len(a) == len(b)
+}
+
+func TestParseSettings(t *testing.T) {
+	for _, raw := range []string{``, `{}`, `{"Type":"host-gw","Whatever":1}`} {
+		if _, err := ParseSettings(json.RawMessage(raw)); err != nil {
+			t.Errorf("%s: %v", raw, err)
+		}
+	}
+	for _, raw := range []string{`[1]`, `"host-gw"`, `{"Type":`} {
+		if _, err := ParseSettings(json.RawMessage(raw)); err == nil || !strings.Contains(err.Error(), "host-gw options") {
+			t.Errorf("%s: err %v, want one naming the host-gw options", raw, err)
+		}
+	}
+}
+
+func FuzzParseSettings(f *testing.F) {
+	for _, s := range []string{``, `{}`, `{"Type":"host-gw"}`, `[1]`, `null`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		_, err := ParseSettings(raw)
+		var obj map[string]any
+		if (err == nil) != (len(bytes.TrimSpace(raw)) == 0 || json.Unmarshal(raw, &obj) == nil) {
+			t.Errorf("ParseSettings(%q) = %v, but the input is a JSON object (or empty): %v", raw, err, err == nil)
+		}
+	})
 }

@@ -172,7 +172,10 @@ func wants(network netip.Prefix, mtu, port int, own lease.Lease, ownPublicIP net
 		w.Peers[p.subnet] = backend.PeerWants{}
 	}
 	for subnet, reason := range st.refused {
-		w.Peers[subnet] = backend.PeerWants{Refused: reason}
+		// Another lease for the subnet may have been usable.
+		if _, ok := w.Peers[subnet]; !ok {
+			w.Peers[subnet] = backend.PeerWants{Refused: reason}
+		}
 	}
 	return w
 }

@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/backend/backendtest"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/netconf"
 )
@@ -260,4 +262,59 @@ func TestApplyPublishesTableAndLogsChanges(t *testing.T) {
 	if n := strings.Count(out, "ignoring peer of another backend type"); n != 1 {
 		t.Errorf("vxlan peer logged %d times over two Applies, want once:\n%s", n, out)
 	}
+}
+
+// For any set of leases, status gets flannel0 and its route, and per peer
+// no entry: a usable peer when desire puts it in the table, refused when
+// PeerProblem refuses every lease of its subnet.
+func TestWantsAreThePlan(t *testing.T) {
+	own := backendtest.Own
+	for seed := range uint64(300) {
+		r := rand.New(rand.NewPCG(seed, 3))
+		leases := append(backendtest.RandomLeases(r, 1+r.IntN(40), []string{"", "", BackendType, "vxlan"}), own)
+		w := wants(testNetwork, 1472, DefaultPort, own, backendtest.OwnPublicIP, leases)
+		if got := fmt.Sprint(w.Host); got != "[flannel0 mtu 1472 up 10.244.0.0/16 dev flannel0]" {
+			t.Fatalf("seed %d: host wants %s", seed, got)
+		}
+		st := desire(testNetwork, own, backendtest.OwnPublicIP, DefaultPort, leases)
+		inTable := make(map[netip.Prefix]bool)
+		for _, p := range st.table.peers {
+			inTable[p.subnet] = true
+		}
+		for subnet, pw := range w.Peers {
+			if len(pw.Entries) != 0 || pw.Mismatch != "" {
+				t.Fatalf("seed %d: %s: %+v", seed, subnet, pw)
+			}
+			if (pw.Refused == "") != inTable[subnet] {
+				t.Fatalf("seed %d: %s refused %q, in the table %v", seed, subnet, pw.Refused, inTable[subnet])
+			}
+		}
+		for _, l := range leases {
+			s := l.Subnet.Masked()
+			if !acceptsType(l.Attrs.BackendType) || s == own.Subnet {
+				continue
+			}
+			if _, ok := w.Peers[s]; !ok {
+				t.Fatalf("seed %d: no answer for udp lease %v", seed, l)
+			}
+			if backend.PeerProblem(l, testNetwork, own, backendtest.OwnPublicIP) == "" && w.Peers[s].Refused != "" {
+				t.Fatalf("seed %d: usable lease %v refused: %s", seed, l, w.Peers[s].Refused)
+			}
+		}
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	for _, s := range []string{``, `{"Type":"udp"}`, `{"port":9000}`, `{"Port":70000}`, `{"Port":"1"}`, `null`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		c, err := parseConfig(raw)
+		if err == nil && (c.Port < 1 || c.Port > 65535) {
+			t.Errorf("parseConfig(%q) = port %d", raw, c.Port)
+		}
+		if err != nil && !strings.Contains(err.Error(), "udp backend option") {
+			t.Errorf("parseConfig(%q): error %q does not say it is about the udp options", raw, err)
+		}
+	})
 }

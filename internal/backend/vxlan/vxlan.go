@@ -746,7 +746,10 @@ func wants(network netip.Prefix, set Settings, podMTU int, own lease.Lease, ownP
 		w.Peers[subnet] = backend.PeerWants{Entries: es}
 	}
 	for subnet, reason := range st.refused {
-		w.Peers[subnet] = backend.PeerWants{Refused: reason}
+		// Another lease for the subnet may have been usable.
+		if _, ok := w.Peers[subnet]; !ok {
+			w.Peers[subnet] = backend.PeerWants{Refused: reason}
+		}
 	}
 	// desire programs a peer of another VNI like any other, but its
 	// device drops what this host sends it.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/backend/backendtest"
 	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/lease"
 )
@@ -324,4 +327,146 @@ func TestMACFile(t *testing.T) {
 			t.Errorf("file %q: %v, want %q", content, err, want)
 		}
 	}
+}
+
+// For any set of leases, the Wants status gets are exactly the entries
+// desire and entries plan, grouped under the peer they are for; a subnet
+// whose every lease PeerProblem refuses gets none.
+func TestWantsAreThePlan(t *testing.T) {
+	ownMAC := mustMAC("0a:00:00:00:01:05") // also in RandomLeases' pool
+	own := backendtest.Own
+	own.Attrs.BackendType, own.Attrs.BackendData = BackendType, leaseData(1, ownMAC)
+	for seed := range uint64(300) {
+		r := rand.New(rand.NewPCG(seed, 2))
+		leases := append(backendtest.RandomLeases(r, 1+r.IntN(40), []string{BackendType, BackendType, "host-gw"}), own)
+		r.Shuffle(len(leases), func(i, j int) { leases[i], leases[j] = leases[j], leases[i] })
+		set := Settings{VNI: 1, MTU: 1500, DirectRouting: r.IntN(2) == 0}
+		direct := make(map[netip.Addr]string)
+		for i := range 40 {
+			if r.IntN(3) == 0 {
+				direct[netip.AddrFrom4([4]byte{192, 168, 1, byte(2 + i)})] = []string{"eth0", "eth1"}[r.IntN(2)]
+			}
+		}
+
+		w := wants(testNetwork, set, 1450, own, backendtest.OwnPublicIP, leases, direct)
+		wantHost := []backend.Want{
+			{Kind: backend.KindDevice, Dev: "flannel.1", MTU: 1450, MAC: ownMAC},
+			{Kind: backend.KindAddr, Dev: "flannel.1", Dst: netip.MustParsePrefix("10.244.1.0/32")},
+		}
+		if !slices.Equal(w.Host, wantHost) {
+			t.Fatalf("seed %d: host wants %v", seed, w.Host)
+		}
+
+		// The planner's output, with real link indexes.
+		st := desire(testNetwork, own, backendtest.OwnPublicIP, ownMAC, leases)
+		links := map[string]int{"flannel.1": 5, "eth0": 2, "eth1": 3}
+		var directIdx map[netip.Prefix]int
+		if set.DirectRouting {
+			directIdx = make(map[netip.Prefix]int)
+			for _, p := range st.peers {
+				if dev, ok := direct[p.PublicIP]; ok {
+					directIdx[p.Subnet] = links[dev]
+				}
+			}
+		}
+		neighs, fdbs, routes := entries(st.peers, 5, directIdx)
+		plan := backend.EntryWants(map[int]string{5: "flannel.1", 2: "eth0", 3: "eth1"}, routes, neighs, fdbs)
+
+		var got []backend.Want
+		for subnet, pw := range w.Peers {
+			if pw.Refused != "" && len(pw.Entries) != 0 {
+				t.Fatalf("seed %d: %s refused (%s) with entries %v", seed, subnet, pw.Refused, pw.Entries)
+			}
+			for _, e := range pw.Entries {
+				if (e.Kind == backend.KindRoute && e.Dst != subnet) || (e.Kind == backend.KindNeigh && e.IP != subnet.Addr()) {
+					t.Fatalf("seed %d: entry %v filed under %s", seed, e, subnet)
+				}
+			}
+			got = append(got, pw.Entries...)
+		}
+		if !sameWants(got, plan) {
+			t.Fatalf("seed %d: wants\n%v\nplan\n%v", seed, got, plan)
+		}
+
+		for _, l := range leases {
+			s := l.Subnet.Masked()
+			if l.Attrs.BackendType != BackendType || s == own.Subnet {
+				continue
+			}
+			pw, ok := w.Peers[s]
+			if !ok {
+				t.Fatalf("seed %d: no answer for vxlan lease %v", seed, l)
+			}
+			if allRefused(leases, s, own) && (pw.Refused == "" || len(pw.Entries) != 0) {
+				t.Fatalf("seed %d: PeerProblem refuses every lease of %s, but wants %+v", seed, s, pw)
+			}
+			if pw.Mismatch != "" && !strings.Contains(pw.Mismatch, "VNI 2 but the network uses VNI 1") {
+				t.Fatalf("seed %d: mismatch %q", seed, pw.Mismatch)
+			}
+		}
+	}
+}
+
+func allRefused(leases []lease.Lease, subnet netip.Prefix, own lease.Lease) bool {
+	for _, l := range leases {
+		if l.Attrs.BackendType == BackendType && l.Subnet.Masked() == subnet &&
+			backend.PeerProblem(l, testNetwork, own, backendtest.OwnPublicIP) == "" {
+			return false
+		}
+	}
+	return true
+}
+
+func sameWants(a, b []backend.Want) bool {
+	count := make(map[string]int)
+	for _, w := range a {
+		count[w.Kind+" "+w.String()]++
+	}
+	for _, w := range b {
+		count[w.Kind+" "+w.String()]--
+	}
+	for _, n := range count {
+		if n != 0 {
+			return false
+		}
+	}
+	return len(a) == len(b)
+}
+
+// The options alone: what CheckOptions and status accept. An MTU left out
+// stays 0 for the host to fill.
+func TestParseOptions(t *testing.T) {
+	if s, err := parseOptions(nil); err != nil || s != (Settings{VNI: 1}) {
+		t.Errorf("parseOptions(nil) = %+v, %v", s, err)
+	}
+	for raw, field := range map[string]string{
+		`{"VNI":-1}`:       "VNI",
+		`{"VNI":10000000}`: "VNI",
+		`{"Port":65536}`:   "Port",
+		`{"MTU":100}`:      "MTU",
+		`{"MTU":70000}`:    "MTU",
+	} {
+		if _, err := parseOptions(json.RawMessage(raw)); err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("%s: err %v, want one naming %s", raw, err, field)
+		}
+	}
+}
+
+func FuzzParseOptions(f *testing.F) {
+	for _, s := range []string{``, `{"VNI":1}`, `{"vni":9999999,"port":4789,"mtu":9000,"directrouting":true}`, `{"MTU":117}`, `[1]`, `null`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		s, err := parseOptions(raw)
+		if err != nil {
+			return
+		}
+		if s.VNI < 0 || len(DeviceName(s.VNI)) > 15 || s.Port < 0 || s.Port > 65535 || (s.MTU != 0 && checkMTU(s.MTU) != nil) {
+			t.Errorf("parseOptions(%q) accepted %+v", raw, s)
+		}
+		// What the options accept, a host with a sane MTU accepts too.
+		if _, err := ParseSettings(raw, 1500); err != nil {
+			t.Errorf("parseOptions(%q) accepted what ParseSettings refuses: %v", raw, err)
+		}
+	})
 }
