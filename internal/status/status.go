@@ -5,10 +5,10 @@
 //
 // The decisions are pure and tested without root:
 //
-//   - expect.go: per backend, what the kernel of this host must hold for a
-//     peer's lease (host-gw: one route; vxlan: neighbour, FDB entry and
-//     onlink route, or a direct route; udp: nothing per peer, one route for
-//     the whole network), as values rendered in iproute2's text;
+//   - expect.go: asks the network's backend (backend.Descriptor.Expect)
+//     what the kernel of this host must hold, for itself and for each
+//     peer's lease, as values rendered in iproute2's text; the backends
+//     derive them from the same plan they program;
 //   - compare.go: whether a snapshot of the kernel holds each entry, and
 //     what it holds instead;
 //   - build.go: the report, one row per lease, with each problem explained
