@@ -250,3 +250,29 @@ func TestCompare(t *testing.T) {
 		})
 	}
 }
+
+// A lease the backend refuses is a bad lease, in the backend's words, and
+// nothing is compared or probed for it.
+func TestRefusedLeaseIsBadLease(t *testing.T) {
+	in := hostgwHealthy(t)
+	in.Leases = append(in.Leases,
+		lease.Lease{Subnet: pfx("10.244.8.0/24"), Attrs: lease.Attrs{BackendType: "host-gw"}},
+		hostgwLease("10.9.0.0/24", "192.168.1.9", 0))
+	r := Build(in)
+	want := map[string]string{
+		"10.244.8.0/24": "this host's agent skips the lease: it has no IPv4 PublicIP",
+		"10.9.0.0/24":   "this host's agent skips the lease: its subnet is not inside the network 10.244.0.0/16",
+	}
+	for _, row := range r.Leases {
+		msg, ok := want[row.Subnet]
+		if !ok {
+			continue
+		}
+		if len(row.Problems) != 1 || row.Problems[0].Code != CodeBadLease || !strings.HasPrefix(row.Problems[0].Message, msg) {
+			t.Errorf("row %s: problems %+v, want %s %q", row.Subnet, row.Problems, CodeBadLease, msg)
+		}
+		if len(row.Entries) != 0 || row.target.addr.IsValid() {
+			t.Errorf("row %s: entries %v, probe target %v; want none", row.Subnet, row.Entries, row.target.addr)
+		}
+	}
+}
