@@ -92,6 +92,7 @@ func Build(in Inputs) Report {
 		if !ownOK {
 			own = lease.Lease{}
 		}
+		m.own = own
 		m.wants = m.exp.Wants(own, in.PublicIP, in.Leases, in.Direct)
 	}
 	if m.known && ownOK {
@@ -156,6 +157,7 @@ type model struct {
 	desc  backend.Descriptor
 	exp   backend.Expectation
 	wants backend.Wants
+	own   lease.Lease // this host's, zero when unknown
 	// known is false when the backend is not one of this build or its
 	// options are invalid: leases are listed, nothing is compared.
 	known bool
@@ -348,10 +350,15 @@ func buildRow(in Inputs, l lease.Lease, self bool, m model) Row {
 		return row
 	}
 	pw, ok := m.wants.Peers[l.Subnet.Masked()]
+	if !ok {
+		// The planners pass over the own subnet, which with the own lease
+		// unknown is the invalid one: a lease without a subnet.
+		pw.Refused = backend.PeerProblem(l, in.Config.Network, m.own, in.PublicIP)
+		if pw.Refused == "" {
+			return row // the own subnet under another PublicIP: findOwn has said so
+		}
+	}
 	switch {
-	case !ok:
-		// The own subnet under another PublicIP: findOwn has said so.
-		return row
 	case pw.Refused != "":
 		row.Problems = append(row.Problems, Problem{Code: CodeBadLease, Message: fmt.Sprintf(
 			"this host's agent skips the lease: %s; fix or delete it (etcdctl del) if that host is gone", pw.Refused)})

@@ -276,3 +276,15 @@ func TestRefusedLeaseIsBadLease(t *testing.T) {
 		}
 	}
 }
+
+// Without an own lease, a lease without a subnet is still a bad lease.
+func TestLeaseWithoutSubnetWithoutOwnLease(t *testing.T) {
+	in := noLease(t)
+	in.PublicIP = netip.Addr{}
+	in.Leases = append(in.Leases, lease.Lease{Attrs: lease.Attrs{PublicIP: ip("192.168.1.8"), BackendType: "host-gw"}})
+	r := Build(in)
+	row := r.Leases[len(r.Leases)-1]
+	if len(row.Problems) != 1 || row.Problems[0].Code != CodeBadLease || !strings.Contains(row.Problems[0].Message, "no IPv4 subnet") {
+		t.Errorf("problems %+v, want a bad lease without subnet", row.Problems)
+	}
+}
