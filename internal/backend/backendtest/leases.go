@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 
+	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/lease"
 )
 
@@ -58,4 +59,22 @@ func RandomLeases(r *rand.Rand, n int, types []string) []lease.Lease {
 		out[i] = l
 	}
 	return out
+}
+
+// SameWants reports whether a and b hold the same Wants, counting
+// repeats, in any order.
+func SameWants(a, b []backend.Want) bool {
+	count := make(map[string]int)
+	for _, w := range a {
+		count[w.Kind+" "+w.String()]++
+	}
+	for _, w := range b {
+		count[w.Kind+" "+w.String()]--
+	}
+	for _, n := range count {
+		if n != 0 {
+			return false
+		}
+	}
+	return len(a) == len(b)
 }

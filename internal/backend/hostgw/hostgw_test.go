@@ -189,7 +189,7 @@ func TestWantsAreThePlan(t *testing.T) {
 			}
 		}
 		want := backend.EntryWants(map[int]string{ext.Index: ext.Name}, st.routes, nil, nil)
-		if !sameWants(got, want) {
+		if !backendtest.SameWants(got, want) {
 			t.Fatalf("seed %d: wants\n%v\nplan\n%v", seed, got, want)
 		}
 		for _, l := range leases {
@@ -214,22 +214,6 @@ func usable(leases []lease.Lease, own lease.Lease, ext backend.ExternalInterface
 		}
 	}
 	return false
-}
-
-func sameWants(a, b []backend.Want) bool {
-	count := make(map[string]int)
-	for _, w := range a {
-		count[w.Kind+" "+w.String()]++
-	}
-	for _, w := range b {
-		count[w.Kind+" "+w.String()]--
-	}
-	for _, n := range count {
-		if n != 0 {
-			return false
-		}
-	}
-	return len(a) == len(b)
 }
 
 func TestParseSettings(t *testing.T) {

@@ -384,7 +384,7 @@ func TestWantsAreThePlan(t *testing.T) {
 			}
 			got = append(got, pw.Entries...)
 		}
-		if !sameWants(got, plan) {
+		if !backendtest.SameWants(got, plan) {
 			t.Fatalf("seed %d: wants\n%v\nplan\n%v", seed, got, plan)
 		}
 
@@ -415,22 +415,6 @@ func allRefused(leases []lease.Lease, subnet netip.Prefix, own lease.Lease) bool
 		}
 	}
 	return true
-}
-
-func sameWants(a, b []backend.Want) bool {
-	count := make(map[string]int)
-	for _, w := range a {
-		count[w.Kind+" "+w.String()]++
-	}
-	for _, w := range b {
-		count[w.Kind+" "+w.String()]--
-	}
-	for _, n := range count {
-		if n != 0 {
-			return false
-		}
-	}
-	return len(a) == len(b)
 }
 
 // The options alone: what CheckOptions and status accept. An MTU left out
