@@ -43,7 +43,7 @@ func Main(ctx context.Context, opts options.Options, log *slog.Logger) error {
 		Backends:        Backends(),
 		SelectInterface: selectInterface,
 		Rules: func(mode rules.Mode) (rules.Manager, error) {
-			return rules.New(mode, log)
+			return rules.New(mode, log, rules.WithMetrics(m))
 		},
 		Metrics: m,
 		Log:     log,
