@@ -17,10 +17,11 @@ const (
 	SectionScale    = "scale"
 	SectionChurn    = "churn"
 	SectionRestart  = "restart"
+	SectionRules    = "rules-resync"
 )
 
 // AllSections is every section, in run order.
-var AllSections = []string{SectionDataPath, SectionJoin, SectionScale, SectionChurn, SectionRestart}
+var AllSections = []string{SectionDataPath, SectionJoin, SectionScale, SectionChurn, SectionRestart, SectionRules}
 
 // Backends the benchmarks know. The data path also always runs the
 // baseline, and by-hand VXLAN whenever vxlan is among them.
