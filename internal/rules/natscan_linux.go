@@ -29,13 +29,7 @@ func scanNAT(netnsName string) (natFound, error) {
 		legacy, err = readLegacyTables()
 		return err
 	}
-	var err error
-	if netnsName == "" {
-		err = look()
-	} else {
-		err = netns.Do(netnsName, look)
-	}
-	if err != nil {
+	if err := netns.Do(netnsName, look); err != nil {
 		return natFound{}, fmt.Errorf("look for NAT in the network namespace: %w", err)
 	}
 	return classifyNAT(chains, legacy), nil
@@ -44,9 +38,6 @@ func scanNAT(netnsName string) (natFound, error) {
 // legacyTables names the iptables-legacy tables of the named namespace
 // ("" is the caller's), per family, without creating any.
 func legacyTables(netnsName string) ([2][]string, error) {
-	if netnsName == "" {
-		return readLegacyTables()
-	}
 	var names [2][]string
 	err := netns.Do(netnsName, func() error {
 		var err error
@@ -127,13 +118,7 @@ func subscribeNFT(netnsName string) (*nftEvents, error) {
 		}
 		return nil
 	}
-	var err error
-	if netnsName == "" {
-		err = open()
-	} else {
-		err = netns.Do(netnsName, open)
-	}
-	if err != nil {
+	if err := netns.Do(netnsName, open); err != nil {
 		return nil, err
 	}
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: 1 << (unix.NFNLGRP_NFTABLES - 1)}); err != nil {

@@ -16,23 +16,15 @@ import (
 	"github.com/weftnet/weft/internal/rules/ruleexec"
 )
 
-// inNetns runs fn in the named namespace, or here for "". A program fn
-// starts inherits the namespace of the locked thread that forks it.
-func inNetns(name string, fn func() error) error {
-	if name == "" {
-		return fn()
-	}
-	return netns.Do(name, fn)
-}
-
 // newNFT returns knftables' nft for one table, running nft in the named
-// namespace. A missing nft is ruleexec.ErrNotFound.
+// namespace ("" is the caller's): a program inherits the namespace of the
+// locked thread that forks it. A missing nft is ruleexec.ErrNotFound.
 func newNFT(ns string, family knftables.Family, table string) (knftables.Interface, error) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		return nil, ruleexec.NotFound("nft")
 	}
 	var nft knftables.Interface
-	err := inNetns(ns, func() error {
+	err := netns.Do(ns, func() error {
 		var err error
 		nft, err = knftables.New(family, table)
 		return err
@@ -79,7 +71,7 @@ func readTable(ns string, family knftables.Family, table string) (State, error) 
 		fam = gnft.TableFamilyIPv6
 	}
 	var st State
-	err := inNetns(ns, func() error {
+	err := netns.Do(ns, func() error {
 		// A connection of its own per call: opened on this thread, so in
 		// this namespace, and closed before the thread leaves it.
 		c, err := gnft.New()
