@@ -14,13 +14,17 @@ import (
 	"github.com/weftnet/weft/internal/rules"
 )
 
-// Rules-resync sizes: kube-proxy keeps a few rules per service endpoint
-// in nat and filter; 10 000 is a cluster of some thousand services.
-const (
-	rulesOther   = 10000 // split evenly between nat and filter
-	rulesResyncs = 30    // converged resyncs timed per mode
-	rulesRepairs = 10    // repair resyncs timed per mode
-)
+// rulesSizes are how much a rules-resync measurement loads and times.
+type rulesSizes struct {
+	other   int // kube-proxy-like rules, split evenly between nat and filter
+	resyncs int // converged resyncs timed
+	repairs int // repair resyncs timed
+}
+
+// rulesRun is what the bench measures: kube-proxy keeps a few rules per
+// service endpoint in nat and filter, and 10 000 is a cluster of some
+// thousand services.
+var rulesRun = rulesSizes{other: 10000, resyncs: 30, repairs: 10}
 
 // rulesModes are the rule back ends measured: which weft mode, which
 // iptables variant weft uses, and which iptables program holds the
@@ -53,8 +57,8 @@ func (r *runner) rulesResync(ctx context.Context) error {
 		if missing {
 			continue
 		}
-		r.say("rules-resync: %s, %d other rules", m.name, rulesOther)
-		res, err := measureRulesResync(ctx, r.o.Prefix+"rr", m.mode, m.variant, m.loader)
+		r.say("rules-resync: %s, %d other rules", m.name, rulesRun.other)
+		res, err := measureRulesResync(ctx, r.o.Prefix+"rr", m.mode, m.variant, m.loader, rulesRun)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("rules-resync %s: %w", m.name, err))
 			continue
@@ -99,17 +103,17 @@ func kubeProxyLike(n int) string {
 // measureRulesResync loads the kube-proxy-like rules into a fresh
 // namespace, installs weft's rules, and times resyncs: converged ones,
 // then ones that find a rule of weft's deleted.
-func measureRulesResync(ctx context.Context, ns string, mode rules.Mode, variant, loader string) (RulesResync, error) {
+func measureRulesResync(ctx context.Context, ns string, mode rules.Mode, variant, loader string, size rulesSizes) (RulesResync, error) {
 	_ = netns.Delete(ns) // a leftover of an interrupted run
 	if err := netns.Create(ns); err != nil {
 		return RulesResync{}, err
 	}
 	defer netns.Delete(ns)
-	script := kubeProxyLike(rulesOther)
+	script := kubeProxyLike(size.other)
 	load := exec.CommandContext(ctx, "ip", "netns", "exec", ns, loader, "-w", "5")
 	load.Stdin = strings.NewReader(script)
 	if out, err := load.CombinedOutput(); err != nil {
-		return RulesResync{}, fmt.Errorf("load %d rules with %s: %w: %s", rulesOther, loader, err, out)
+		return RulesResync{}, fmt.Errorf("load %d rules with %s: %w: %s", size.other, loader, err, out)
 	}
 	opts := []rules.Option{rules.WithNetns(ns)}
 	if variant != "" {
@@ -134,9 +138,9 @@ func measureRulesResync(ctx context.Context, ns string, mode rules.Mode, variant
 		err := m.Sync(ctx, spec)
 		return float64(time.Since(start).Microseconds()) / 1000, err
 	}
-	res := RulesResync{OtherRules: rulesOther, Resyncs: rulesResyncs}
+	res := RulesResync{OtherRules: size.other, Resyncs: size.resyncs}
 	var converged, repair []float64
-	for range rulesResyncs {
+	for range size.resyncs {
 		ms, err := timed()
 		if err != nil {
 			return RulesResync{}, fmt.Errorf("resync: %w", err)
@@ -147,7 +151,7 @@ func measureRulesResync(ctx context.Context, ns string, mode rules.Mode, variant
 	if mode == rules.NFTables {
 		del = []string{"nft", "flush", "chain", "ip", "flannel-ipv4", "forward"}
 	}
-	for range rulesRepairs {
+	for range size.repairs {
 		if out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, del...)...).CombinedOutput(); err != nil {
 			return RulesResync{}, fmt.Errorf("delete a rule of weft's: %w: %s", err, out)
 		}
