@@ -111,7 +111,9 @@ func readTable(ns string, family knftables.Family, table string) (State, error) 
 			for _, r := range rules {
 				k, err := ruleKey(byte(fam), r)
 				if err != nil {
-					return fmt.Errorf("chain %s: %w", ch.Name, err)
+					// Not one of weft's rules, which all encode: a key
+					// no reference holds, so the table is rewritten.
+					k = fmt.Sprintf("handle %d (%v)", r.Handle, err)
 				}
 				cs.Rules = append(cs.Rules, k)
 			}
