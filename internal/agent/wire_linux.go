@@ -31,7 +31,7 @@ func Main(ctx context.Context, opts options.Options, log *slog.Logger) error {
 		Backends:        backends.Factories(),
 		SelectInterface: selectInterface,
 		Rules: func(mode rules.Mode) (rules.Manager, error) {
-			return rules.New(mode, log)
+			return rules.New(mode, log, rules.WithMetrics(m))
 		},
 		Metrics: m,
 		Log:     log,

@@ -31,6 +31,8 @@ Sections (--only):
   churn     adds and deletes per second against that agent: lag, lost
             and stale entries
   restart   ping loss across agent restarts (SIGTERM, SIGKILL)
+  rules-resync  one resync of weft's rules (iptables-nft, iptables-legacy,
+            nftables) beside 10 000 kube-proxy-like rules
 
 Flags:
 `

@@ -19,10 +19,11 @@ const (
 	SectionScale    = "scale"
 	SectionChurn    = "churn"
 	SectionRestart  = "restart"
+	SectionRules    = "rules-resync"
 )
 
 // AllSections is every section, in run order.
-var AllSections = []string{SectionDataPath, SectionJoin, SectionScale, SectionChurn, SectionRestart}
+var AllSections = []string{SectionDataPath, SectionJoin, SectionScale, SectionChurn, SectionRestart, SectionRules}
 
 // AllBackends are the backends the benchmarks run: every one of this
 // build's. The data path also always runs the baseline, and by-hand VXLAN

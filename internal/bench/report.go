@@ -44,6 +44,10 @@ func WriteTables(w io.Writer, r *Result) error {
 		b.WriteString("\n")
 		writeRestart(&b, r.Restart)
 	}
+	if len(r.RulesResync) > 0 {
+		b.WriteString("\n")
+		writeRulesResync(&b, r.RulesResync)
+	}
 	if len(r.Targets) > 0 {
 		b.WriteString("\n")
 		writeTargets(&b, r.Targets)

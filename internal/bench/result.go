@@ -77,6 +77,8 @@ type Result struct {
 	Churn    []Churn   `json:"churn,omitempty"`
 	Restart  []Restart `json:"restart,omitempty"`
 
+	RulesResync []RulesResync `json:"rules_resync,omitempty"`
+
 	Targets []Target `json:"targets,omitempty"`
 	// Errors are the sections (or backends of a section) that failed; the
 	// rest of the run went on without them.

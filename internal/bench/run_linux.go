@@ -70,6 +70,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		{o.has(SectionJoin), r.joins},
 		{o.has(SectionScale) || o.has(SectionChurn), r.scale},
 		{o.has(SectionRestart), r.restarts},
+		{o.has(SectionRules), r.rulesResync},
 	}
 	for _, s := range steps {
 		if !s.on {

@@ -85,8 +85,13 @@ func Handle(name string) (*netlink.Handle, error) {
 // Sockets fn creates belong to that namespace for their whole life, which is
 // how the lab dials and listens "inside" a pod without a subprocess. If the
 // thread cannot be moved back, it stays locked so the runtime discards it
-// instead of reusing a thread in the wrong namespace.
+// instead of reusing a thread in the wrong namespace. An empty name runs fn
+// where the caller is, for code that works in a named namespace or, by
+// default, in its own.
 func Do(name string, fn func() error) error {
+	if name == "" {
+		return fn()
+	}
 	target, err := vns.GetFromName(name)
 	if err != nil {
 		return fmt.Errorf("open netns %s: %w", name, err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http/httptest"
 	"net/netip"
 	"os/exec"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/nstest"
 	"github.com/weftnet/weft/internal/rules"
@@ -339,9 +341,29 @@ func iptablesState(t *testing.T, ns, variant string) string {
 	return counters.ReplaceAllString(nstest.Exec(t, ns, "iptables-"+variant+"-save"), "")
 }
 
+// ruleRepairs reads weft_reconcile_repairs_total{kind="rule"} as /metrics
+// serves it.
+func ruleRepairs(t *testing.T, m *metrics.Metrics) float64 {
+	t.Helper()
+	rr := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rr, httptest.NewRequest("GET", "/metrics", nil))
+	var n float64
+	for _, l := range strings.Split(rr.Body.String(), "\n") {
+		if v, ok := strings.CutPrefix(l, `weft_reconcile_repairs_total{kind="rule"} `); ok {
+			if _, err := fmt.Sscan(v, &n); err != nil {
+				t.Fatalf("metric line %q: %v", l, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no rule repairs counter in\n%s", rr.Body.String())
+	return 0
+}
+
 // TestRepairWithinResync breaks installed rules the ways people and other
 // daemons do and checks that Run restores exactly the installed state
-// within one resync period of starting (plus the time the programs take).
+// within one resync period of starting (plus the time the programs take),
+// and counts each restoration in weft_reconcile_repairs_total{kind="rule"}.
 func TestRepairWithinResync(t *testing.T) {
 	const period = 500 * time.Millisecond
 	const deadline = period + 1500*time.Millisecond
@@ -379,7 +401,8 @@ func TestRepairWithinResync(t *testing.T) {
 		t.Run(mc.name, func(t *testing.T) {
 			requireTools(t, tools(mc)...)
 			ns := hostNS(t)
-			m, err := rules.New(mc.mode, testLog(t), rules.WithNetns(ns), rules.WithIPTablesVariant(mc.variant))
+			met := metrics.New()
+			m, err := rules.New(mc.mode, testLog(t), rules.WithNetns(ns), rules.WithIPTablesVariant(mc.variant), rules.WithMetrics(met))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -408,6 +431,9 @@ func TestRepairWithinResync(t *testing.T) {
 				}
 			}
 			installed := state()
+			if n := ruleRepairs(t, met); n != 0 {
+				t.Errorf("installing counted %v repairs", n)
+			}
 			// Run is stopped while a breakage is made, so that it cannot
 			// repair half of it, and started again to time the repair.
 			startRun := func() (stop func()) {
@@ -421,6 +447,7 @@ func TestRepairWithinResync(t *testing.T) {
 				if state() == installed {
 					t.Fatalf("%s: breaking changed nothing", name)
 				}
+				before := ruleRepairs(t, met)
 				stop := startRun()
 				defer stop()
 				start := time.Now()
@@ -431,6 +458,12 @@ func TestRepairWithinResync(t *testing.T) {
 					return nil
 				})
 				t.Logf("%s: restored %v after Run started (period %v)", name, time.Since(start).Round(time.Millisecond), period)
+				nstest.Eventually(t, deadline, func() error {
+					if n := ruleRepairs(t, met); n <= before {
+						return fmt.Errorf("%s: restored, but the rule repairs counter stayed at %v", name, n)
+					}
+					return nil
+				})
 			}
 			for _, b := range breaks {
 				for _, cmd := range b.cmds {

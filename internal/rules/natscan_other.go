@@ -19,3 +19,6 @@ func scanNAT(string) (natFound, error) { return natFound{}, errNotLinux }
 func watchNFT(context.Context, string, *slog.Logger) (<-chan struct{}, error) {
 	return nil, errNotLinux
 }
+
+// legacyTables cannot look; iptables then reads its tables all at once.
+func legacyTables(string) ([2][]string, error) { return [2][]string{}, errNotLinux }

@@ -36,6 +36,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/rules/iptables"
 	"github.com/weftnet/weft/internal/rules/nftables"
 	"github.com/weftnet/weft/internal/rules/ruleexec"
@@ -96,25 +97,36 @@ type config struct {
 	runner  Runner
 	variant iptables.Variant
 	netns   string
+	metrics *metrics.Metrics
 	err     error
 
 	// Seams for unit tests; nil means the real thing in netns.
 	scan  func() (natFound, error)
 	watch func(ctx context.Context) (<-chan struct{}, error)
+	nft   func(*nftables.Options)
 }
 
-// WithRunner makes the Manager run its programs through r (a fake in unit
-// tests).
+// WithRunner makes the Manager run its iptables programs through r (a
+// fake in unit tests).
 func WithRunner(r Runner) Option { return func(c *config) { c.runner = r } }
 
 // WithNetns makes the Manager work inside the named network namespace:
-// it runs its programs there (ip netns exec NAME), looks for NAT there and
+// it runs its programs there (ip netns exec NAME for iptables, nft from a
+// thread in the namespace), reads nftables and looks for NAT there and
 // listens to that namespace's nftables notifications. Integration tests
 // point it at a virtual host this way. The agent leaves it unset and works
 // where it runs.
 func WithNetns(name string) Option {
 	return func(c *config) { c.runner, c.netns = ruleexec.Exec{Netns: name}, name }
 }
+
+// WithMetrics counts in m each repair of a rule that changed behind
+// weft's back (weft_reconcile_repairs_total{kind="rule"}); nil counts
+// nothing.
+func WithMetrics(m *metrics.Metrics) Option { return func(c *config) { c.metrics = m } }
+
+// withNFT adjusts the nftables manager's options (unit tests: fakes).
+func withNFT(adjust func(*nftables.Options)) Option { return func(c *config) { c.nft = adjust } }
 
 // withNATScan replaces the look for NAT in the namespace (unit tests).
 func withNATScan(scan func() (natFound, error)) Option {
@@ -153,8 +165,18 @@ func New(mode Mode, log *slog.Logger, opts ...Option) (Manager, error) {
 	if c.watch == nil {
 		c.watch = func(ctx context.Context) (<-chan struct{}, error) { return watchNFT(ctx, c.netns, log) }
 	}
-	ipt := iptables.New(log.With("rules", "iptables"), iptables.Options{Runner: c.runner, Variant: c.variant})
-	nft := nftables.New(log.With("rules", "nftables"), nftables.Options{Runner: c.runner})
+	repaired := func(n int) { c.metrics.Repaired(metrics.KindRule, n) }
+	iptOpts := iptables.Options{Runner: c.runner, Variant: c.variant, Repaired: repaired}
+	if _, real := c.runner.(ruleexec.Exec); real {
+		// Unit tests' fake runners have no /proc to go with them.
+		iptOpts.LegacyTables = func() ([2][]string, error) { return legacyTables(c.netns) }
+	}
+	ipt := iptables.New(log.With("rules", "iptables"), iptOpts)
+	nftOpts := nftables.Options{Netns: c.netns, Repaired: repaired}
+	if c.nft != nil {
+		c.nft(&nftOpts)
+	}
+	nft := nftables.New(log.With("rules", "nftables"), nftOpts)
 	m := &manager{mode: mode, log: log, scan: c.scan, watch: c.watch}
 	switch mode {
 	case IPTables:

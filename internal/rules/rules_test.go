@@ -11,39 +11,59 @@ import (
 	"testing"
 	"time"
 
+	"sigs.k8s.io/knftables"
+
 	"github.com/weftnet/weft/internal/nstest"
+	"github.com/weftnet/weft/internal/rules/nftables"
 	"github.com/weftnet/weft/internal/rules/ruleexec"
 )
 
-// driftingNFT is nft on a host without iptables whose listing of weft's
-// table changes whenever the test says, so that every Sync after a drift
-// rewrites the table.
+// driftingNFT is nft on a host without iptables (knftables' fake behind
+// nftables.Fake), whose IPv4 table the test can change behind weft's back.
 type driftingNFT struct {
+	fake *nftables.Fake
+
 	mu      sync.Mutex
-	written []string // every table definition written
-	drift   int
-	syncs   int // "nft list tables" calls: one per Sync of the nftables manager
+	written []string // the IPv4 table (knftables dump) after every write
+	syncs   int      // reads of the IPv6 table: one per Sync, as the tests' specs are IPv4 only
 }
 
-func (d *driftingNFT) handle(c ruleexec.Call) ([]byte, error) {
-	if c.Name != "nft" {
-		return nil, ruleexec.NotFound(c.Name)
+// newDriftingNFT returns the fake and the Options that put a Manager on
+// it: nft on the fake, iptables programs missing.
+func newDriftingNFT() (*driftingNFT, []Option) {
+	d := &driftingNFT{fake: nftables.NewFake()}
+	d.fake.AfterWrite = func(int) {
+		dump := d.fake.Tables[0].Dump()
+		d.mu.Lock()
+		d.written = append(d.written, dump)
+		d.mu.Unlock()
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	switch args := strings.Join(c.Args, " "); {
-	case args == "list tables":
-		d.syncs++
-		if len(d.written) > 0 {
-			return []byte("table ip flannel-ipv4\n"), nil
+	noPrograms := &ruleexec.Fake{Handle: func(c ruleexec.Call) ([]byte, error) { return nil, ruleexec.NotFound(c.Name) }}
+	return d, []Option{WithRunner(noPrograms), withNFT(func(o *nftables.Options) {
+		d.fake.Options(o)
+		read := o.Read
+		o.Read = func(family knftables.Family, table string) (nftables.State, error) {
+			if family == knftables.IPv6Family {
+				d.mu.Lock()
+				d.syncs++
+				d.mu.Unlock()
+			}
+			return read(family, table)
 		}
-		return nil, nil
-	case strings.HasPrefix(args, "list table"):
-		return []byte(strings.Repeat("x", d.drift)), nil
-	case args == "-f -":
-		d.written = append(d.written, c.Stdin)
+	})}
+}
+
+// tamper deletes the first rule of one of weft's IPv4 chains.
+func (d *driftingNFT) tamper() {
+	t := d.fake.Tables[0]
+	t.Lock()
+	defer t.Unlock()
+	for _, c := range t.Table.Chains {
+		if len(c.Rules) > 0 {
+			c.Rules = c.Rules[1:]
+			return
+		}
 	}
-	return nil, nil
 }
 
 func (d *driftingNFT) last() (int, string) {
@@ -65,11 +85,10 @@ func (d *driftingNFT) syncCount() int {
 func noNAT() (natFound, error) { return natFound{}, nil }
 
 func TestRunResyncsLatestSpec(t *testing.T) {
-	nft := &driftingNFT{}
+	nft, opts := newDriftingNFT()
 	// Without nftables notifications Run works on its timer alone.
 	noEvents := func(context.Context) (<-chan struct{}, error) { return nil, errors.New("no notifications here") }
-	m, err := New(NFTables, slog.New(slog.DiscardHandler), WithRunner(&ruleexec.Fake{Handle: nft.handle}),
-		withNATScan(noNAT), withEvents(noEvents))
+	m, err := New(NFTables, slog.New(slog.DiscardHandler), append(opts, withNATScan(noNAT), withEvents(noEvents))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,9 +105,7 @@ func TestRunResyncsLatestSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, _ := nft.last()
-	nft.mu.Lock()
-	nft.drift++
-	nft.mu.Unlock()
+	nft.tamper()
 	nstest.Eventually(t, 2*time.Second, func() error {
 		if got, def := nft.last(); got <= n || !strings.Contains(def, "10.244.9.0/24") {
 			return fmt.Errorf("Run has not rewritten the drifted table with the latest spec (%d writes)", got)
@@ -181,18 +198,17 @@ var hostForward = [2][]string{{"iptables-nft FORWARD chain (nft table ip filter)
 
 var dockerNAT = natFound{foreign: [2][]string{{"iptables-nft nat table (nft table ip nat)"}}, forward: hostForward}
 
-func hasKeepSource(def string) bool { return strings.Contains(def, "chain keepsrc") }
+func hasKeepSource(def string) bool { return strings.Contains(def, "chain ip flannel-ipv4 keepsrc") }
 
 // runOnDemand starts an nftables Manager on fakes, with Run's period far
 // too long to matter: only Sync and notifications (ev) make it act. done
 // receives Run's result once cancel is called.
 func runOnDemand(t *testing.T) (Manager, *driftingNFT, *fakeNAT, *fakeEvents, context.Context, context.CancelFunc, chan error) {
 	t.Helper()
-	nft := &driftingNFT{}
+	nft, opts := newDriftingNFT()
 	nat := &fakeNAT{}
 	ev := newFakeEvents()
-	m, err := New(NFTables, slog.New(slog.DiscardHandler), WithRunner(&ruleexec.Fake{Handle: nft.handle}),
-		withNATScan(nat.scan), withEvents(ev.watch))
+	m, err := New(NFTables, slog.New(slog.DiscardHandler), append(opts, withNATScan(nat.scan), withEvents(ev.watch))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +382,7 @@ func TestForwardOnDemand(t *testing.T) {
 	m, nft, nat, ev, ctx, cancel, done := runOnDemand(t)
 	defer cancel()
 
-	hasForward := func(def string) bool { return strings.Contains(def, "chain forward") }
+	hasForward := func(def string) bool { return strings.Contains(def, "chain ip flannel-ipv4 forward") }
 	s := Spec{Network: netip.MustParsePrefix("10.244.0.0/16"), Subnet: netip.MustParsePrefix("10.244.1.0/24"),
 		Forward: true, KeepSource: true}
 	if err := m.Sync(ctx, s); err != nil {
@@ -402,8 +418,9 @@ func TestForwardOnDemand(t *testing.T) {
 	}
 
 	// A failed look installs them, as flannel always does.
-	m2, err := New(NFTables, slog.New(slog.DiscardHandler), WithRunner(&ruleexec.Fake{Handle: (&driftingNFT{}).handle}),
-		withNATScan(func() (natFound, error) { return natFound{}, errors.New("netlink says no") }))
+	_, opts := newDriftingNFT()
+	m2, err := New(NFTables, slog.New(slog.DiscardHandler),
+		append(opts, withNATScan(func() (natFound, error) { return natFound{}, errors.New("netlink says no") }))...)
 	if err != nil {
 		t.Fatal(err)
 	}

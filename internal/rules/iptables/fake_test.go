@@ -105,10 +105,18 @@ func (f *fakeTables) restore(script string) error {
 	return nil
 }
 
-func (f *fakeTables) save() string {
+func (f *fakeTables) save() string { return f.saveTables([]string{"filter", "nat"}, false) }
+
+// saveTables prints the named tables; builtins makes a missing table
+// print as its empty built-in chains (iptables-nft-save -t) rather than
+// not at all.
+func (f *fakeTables) saveTables(names []string, builtins bool) string {
 	var b strings.Builder
-	for _, name := range []string{"filter", "nat"} {
+	for _, name := range names {
 		t := f.d[name]
+		if t == nil && builtins {
+			t = (&fakeTables{d: Dump{}}).table(name)
+		}
 		if t == nil {
 			continue
 		}
@@ -146,6 +154,12 @@ func (h *fakeHost) handle(c ruleexec.Call) ([]byte, error) {
 			if slices.Contains(c.Args, "--version") {
 				return []byte(h.version), nil
 			}
+			if len(c.Args) == 2 && c.Args[0] == "-t" {
+				if v == Legacy {
+					ft.table(c.Args[1]) // iptables-legacy-save -t creates the table
+				}
+				return []byte(ft.saveTables(c.Args[1:], true)), nil
+			}
 			return []byte(ft.save()), nil
 		case tl.restore[0]:
 			if !slices.Equal(c.Args, []string{"-w", "5", "--noflush"}) {
@@ -155,4 +169,15 @@ func (h *fakeHost) handle(c ruleexec.Call) ([]byte, error) {
 		}
 	}
 	return nil, ruleexec.NotFound(c.Name)
+}
+
+// legacyTables lists the legacy tables that exist, as /proc does.
+func (h *fakeHost) legacyTables() ([2][]string, error) {
+	var names [2][]string
+	if ft := h.v[Legacy]; ft != nil {
+		for n := range ft.d {
+			names[0] = append(names[0], n)
+		}
+	}
+	return names, nil
 }

@@ -43,10 +43,10 @@
 // Without Masq and keep-source, weft writes nothing to (and so never
 // creates) the nat table.
 //
-// Sync reads iptables-save, compares every chain and position with the
-// desired set (flannel only checks that rules exist, issue #1337) and
-// fixes whatever differs in one iptables-restore --noflush transaction per
-// table.
+// Sync reads iptables-save (iptables-legacy table by table, see
+// Manager.save), compares every chain and position with the desired set
+// (flannel only checks that rules exist, issue #1337) and fixes whatever
+// differs in one iptables-restore --noflush transaction per table.
 package iptables
 
 import "fmt"

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 
@@ -24,6 +25,18 @@ type Options struct {
 	// Variant forces iptables-nft or iptables-legacy; empty detects it at
 	// the first Sync.
 	Variant Variant
+	// LegacyTables, if set, names the iptables-legacy tables that exist,
+	// per family, without creating any (the kernel lists them in
+	// /proc/net/ip{,6}_tables_names). With it Sync reads only the legacy
+	// tables weft writes to that exist, table by table; without it, it
+	// reads all of them at once, since iptables-legacy-save -t creates
+	// the table it names, and a nat table turns on connection tracking.
+	LegacyTables func() ([2][]string, error)
+	// Repaired, if set, is told how many problems (a rule or chain of
+	// weft's missing, altered, added or out of place) a Sync fixed while
+	// the desired rules were those of the previous successful Sync:
+	// repairs, not installs or changes.
+	Repaired func(n int)
 }
 
 // Manager keeps weft's iptables rules. Its methods may be called from
@@ -40,6 +53,9 @@ type Manager struct {
 	otherClean  bool   // the other variant's rules of ours have been removed
 	otherWarned bool   // a failure to do so was logged as a warning (later ones at debug)
 	famClean    [2]bool
+	synced      [2]string // per family, the desired rules of the last successful sync
+	legacy      func() ([2][]string, error)
+	repaired    func(n int)
 }
 
 // New returns a Manager; it touches nothing until Sync.
@@ -48,7 +64,7 @@ func New(log *slog.Logger, opts Options) *Manager {
 	if r == nil {
 		r = ruleexec.Exec{}
 	}
-	return &Manager{log: log, run: r, forced: opts.Variant}
+	return &Manager{log: log, run: r, forced: opts.Variant, legacy: opts.LegacyTables, repaired: opts.Repaired}
 }
 
 // Variant returns the variant in use, detecting it if Sync has not yet.
@@ -118,7 +134,16 @@ func (m *Manager) Sync(ctx context.Context, spec rulespec.Spec) error {
 		if !fam.Enabled() && m.famClean[i] {
 			continue
 		}
-		err := m.syncFamily(ctx, t, i, Desired(fam, spec, m.fullyRandom))
+		want := Desired(fam, spec, m.fullyRandom)
+		key := fmt.Sprint(want)
+		fixed, err := m.syncFamily(ctx, t, i, want)
+		if err == nil && m.installed && key == m.synced[i] && m.repaired != nil {
+			m.repaired(fixed)
+		}
+		m.synced[i] = ""
+		if err == nil {
+			m.synced[i] = key
+		}
 		if err != nil && !fam.Enabled() && i == 1 {
 			// A host without ip6tables cannot hold IPv6 rules to remove.
 			m.log.Debug("skip IPv6 cleanup", "err", err)
@@ -159,23 +184,26 @@ func (m *Manager) Sync(ctx context.Context, spec rulespec.Spec) error {
 const writeAttempts = 3
 
 // syncFamily brings one family's tables to want, reading them back after
-// every write.
-func (m *Manager) syncFamily(ctx context.Context, t tools, fam int, want Want) error {
+// every write. It returns how many problems it found and fixed.
+func (m *Manager) syncFamily(ctx context.Context, t tools, fam int, want Want) (fixed int, err error) {
 	var writeErr error // the last failed write: it may have raced with another writer
 	for attempt := 0; ; attempt++ {
 		have, err := m.save(ctx, t, fam)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		plan := MakePlan(have, want)
 		if plan.Script == "" {
-			return nil
+			return fixed, nil
+		}
+		if attempt == 0 {
+			fixed = len(plan.Problems)
 		}
 		if attempt == writeAttempts {
 			if writeErr != nil {
-				return writeErr
+				return 0, writeErr
 			}
-			return fmt.Errorf("%s: rules still differ after %d writes: %s", t.restore[fam], attempt, strings.Join(plan.Problems, "; "))
+			return 0, fmt.Errorf("%s: rules still differ after %d writes: %s", t.restore[fam], attempt, strings.Join(plan.Problems, "; "))
 		}
 		msg := "repairing iptables rules"
 		switch {
@@ -192,7 +220,45 @@ func (m *Manager) syncFamily(ctx context.Context, t tools, fam int, want Want) e
 	}
 }
 
+// save reads the rules of one family. iptables-legacy is read table by
+// table (iptables-save -t), only the tables weft writes to (Tables) that
+// exist: each is a separate kernel blob, so the others (kube-proxy's
+// mangle, raw) are never copied or parsed, and a table that does not
+// exist is known to be empty without reading it, which would create it.
+// iptables-nft is read whole in one call: each iptables-nft-save run
+// fetches the nftables ruleset anew, and beside 10 000 kube-proxy rules
+// in nat and filter the two -t runs took 143 ms against 93 ms for one
+// (docs/benchmarks.md).
 func (m *Manager) save(ctx context.Context, t tools, fam int) (Dump, error) {
+	if t.variant != Legacy || m.legacy == nil {
+		return m.saveAll(ctx, t, fam)
+	}
+	names, err := m.legacy()
+	if err != nil {
+		return nil, fmt.Errorf("list iptables-legacy tables: %w", err)
+	}
+	d := Dump{}
+	for _, table := range Tables {
+		if !slices.Contains(names[fam], table) {
+			continue
+		}
+		out, err := m.run.Run(ctx, nil, t.save[fam], "-t", table)
+		if err != nil {
+			return nil, fmt.Errorf("read %s rules: %w", table, err)
+		}
+		part, err := ParseSave(string(out))
+		if err != nil {
+			return nil, fmt.Errorf("%s -t %s: %w", t.save[fam], table, err)
+		}
+		if pt := part[table]; pt != nil {
+			d[table] = pt
+		}
+	}
+	return d, nil
+}
+
+// saveAll reads every table of a family at once.
+func (m *Manager) saveAll(ctx context.Context, t tools, fam int) (Dump, error) {
 	out, err := m.run.Run(ctx, nil, t.save[fam])
 	if err != nil {
 		return nil, fmt.Errorf("read rules: %w", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -84,10 +85,14 @@ func TestManagerSync(t *testing.T) {
 		Legacy: newFakeTables(hostSave),
 		NFT:    newFakeTables(staleNFT),
 	}}
-	m, f, logs := newTestManager(t, h, Options{})
+	repaired := 0
+	m, f, logs := newTestManager(t, h, Options{LegacyTables: h.legacyTables, Repaired: func(n int) { repaired += n }})
 	ctx := context.Background()
 	if err := m.Sync(ctx, spec4()); err != nil {
 		t.Fatal(err)
+	}
+	if repaired != 0 {
+		t.Errorf("install counted as %d repairs", repaired)
 	}
 	log := logs.String()
 	for _, s := range []string{`variant=iptables-legacy`, `reason="iptables-legacy holds more rules (5 vs 2)"`,
@@ -110,10 +115,12 @@ func TestManagerSync(t *testing.T) {
 	if err := m.Sync(ctx, spec4()); err != nil {
 		t.Fatal(err)
 	}
+	var calls []string
 	for _, c := range f.Calls() {
-		if c.Name != "iptables-legacy-save" {
-			t.Errorf("converged Sync ran %s; want only iptables-legacy-save", c)
-		}
+		calls = append(calls, c.String())
+	}
+	if want := []string{"iptables-legacy-save -t nat", "iptables-legacy-save -t filter"}; !slices.Equal(calls, want) {
+		t.Errorf("converged Sync ran %q; want %q", calls, want)
 	}
 
 	// Someone deletes a rule: the next Sync repairs it and says so.
@@ -127,6 +134,18 @@ func TestManagerSync(t *testing.T) {
 	if !strings.Contains(logs.String(), "repairing iptables rules") || !strings.Contains(logs.String(), "nat/WEFT-KEEPSRC: missing rule") {
 		t.Errorf("repair not logged:\n%s", logs.String())
 	}
+	if repaired != 3 {
+		t.Errorf("3 rules flushed from WEFT-KEEPSRC counted as %d repairs", repaired)
+	}
+	// A new desired set is a change, not a repair.
+	moved := spec4()
+	moved.Subnet = netip.MustParsePrefix("10.244.7.0/24")
+	if err := m.Sync(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	if repaired != 3 {
+		t.Errorf("a new subnet counted as %d repairs", repaired-3)
+	}
 
 	if err := m.Cleanup(ctx); err != nil {
 		t.Fatal(err)
@@ -135,6 +154,33 @@ func TestManagerSync(t *testing.T) {
 		if s := ft.save(); strings.Contains(s, "FLANNEL") || strings.Contains(s, "WEFT") {
 			t.Errorf("%s not clean after Cleanup:\n%s", v, s)
 		}
+	}
+}
+
+// TestManagerLegacyReadsOnlyExistingTables: on iptables-legacy, where
+// iptables-save -t creates the table it names, weft reads only the
+// tables that exist, so a forward-only spec never creates the nat table
+// (whose hooks would turn on connection tracking).
+func TestManagerLegacyReadsOnlyExistingTables(t *testing.T) {
+	h := &fakeHost{t: t, version: "iptables-save v1.8.9", v: map[Variant]*fakeTables{Legacy: newFakeTables("")}}
+	m, f, _ := newTestManager(t, h, Options{Variant: Legacy, LegacyTables: h.legacyTables})
+	fwd := spec4()
+	fwd.Masq, fwd.KeepSource = false, false
+	for range 2 {
+		if err := m.Sync(context.Background(), fwd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range f.Calls() {
+		if strings.Contains(c.Name, "legacy") && slices.Contains(c.Args, "nat") {
+			t.Errorf("ran %s", c)
+		}
+	}
+	if _, ok := h.v[Legacy].d["nat"]; ok {
+		t.Error("the legacy nat table was created")
+	}
+	if s := h.v[Legacy].save(); !strings.Contains(s, "-A FORWARD") {
+		t.Errorf("forward rules not installed:\n%s", s)
 	}
 }
 

@@ -32,8 +32,15 @@ func ParseSave(text string) (Dump, error) {
 		case line == "" || strings.HasPrefix(line, "#"):
 		case strings.HasPrefix(line, "*"):
 			name := line[1:]
-			cur = &Table{Name: name, Chains: map[string][]string{}, Builtin: map[string]bool{}}
-			d[name] = cur
+			if name == "" {
+				return nil, fmt.Errorf("parse iptables-save line %d: table without a name", n)
+			}
+			// A table listed twice goes on where it left off rather than
+			// losing what came first.
+			if cur = d[name]; cur == nil {
+				cur = &Table{Name: name, Chains: map[string][]string{}, Builtin: map[string]bool{}}
+				d[name] = cur
+			}
 		case line == "COMMIT":
 			cur = nil
 		case strings.HasPrefix(line, ":"):

@@ -8,53 +8,86 @@ import (
 	"strings"
 	"sync"
 
+	"sigs.k8s.io/knftables"
+
 	"github.com/weftnet/weft/internal/rules/ruleexec"
 	"github.com/weftnet/weft/internal/rules/rulespec"
 )
 
-// probeScript is checked (nft -c, nothing is written) to learn whether
-// this nft and kernel can masquerade fully-random, as flannel does.
-const probeScript = `table ip weft-probe {
-	chain c {
-		type nat hook postrouting priority srcnat; policy accept;
-		masquerade fully-random
-	}
-}
-`
+// probeChain is a chain checked (nft --check, nothing is written) in
+// weft's IPv4 table to learn whether this nft and kernel can masquerade
+// fully-random, as flannel does.
+const probeChain = "weft-probe"
 
 // Options are Manager's knobs.
 type Options struct {
-	// Runner runs nft; nil means ruleexec.Exec{}.
-	Runner ruleexec.Runner
+	// Netns is the named network namespace to work in; "" is the
+	// caller's own.
+	Netns string
+	// NFT returns the knftables Interface of one of weft's tables; nil
+	// means nft in Netns. Unit tests pass knftables fakes.
+	NFT func(family knftables.Family, table string) (knftables.Interface, error)
+	// Read reads one of weft's tables back; nil means over netlink in
+	// Netns. Unit tests read their fakes.
+	Read func(family knftables.Family, table string) (State, error)
+	// Repaired, if set, is told how many problems (a rule or chain
+	// missing, altered, added or out of place) a Sync fixed in a table
+	// that weft had written with the same rules before: repairs, not
+	// installs or changes of the desired rules.
+	Repaired func(n int)
 }
 
 // Manager keeps weft's nftables tables. Its methods may be called from
 // several goroutines; they run one at a time.
 type Manager struct {
-	log *slog.Logger
-	run ruleexec.Runner
+	log      *slog.Logger
+	newNFT   func(family knftables.Family, table string) (knftables.Interface, error)
+	read     func(family knftables.Family, table string) (State, error)
+	repaired func(n int)
 
 	mu          sync.Mutex // guards the fields below and serialises Sync/Cleanup
+	nft         [2]knftables.Interface
 	probed      bool
 	fullyRandom bool
 	installed   bool
-	// written holds, per family, the definition weft last wrote and the
-	// listing (normalised) that means the table is still as written.
+	// written holds, per family, what weft last wrote and the table as
+	// read back right after.
 	written [2]written
-	// warnedFormat is set once nft has listed a table differently from
-	// weft's rendering of it.
-	warnedFormat bool
 }
 
-type written struct{ def, listing string }
+type written struct {
+	key string // wantKey of what was written; "" for nothing
+	ref reference
+}
 
 // New returns a Manager; it touches nothing until Sync.
 func New(log *slog.Logger, opts Options) *Manager {
-	r := opts.Runner
-	if r == nil {
-		r = ruleexec.Exec{}
+	m := &Manager{log: log, newNFT: opts.NFT, read: opts.Read, repaired: opts.Repaired}
+	if m.newNFT == nil {
+		m.newNFT = func(family knftables.Family, table string) (knftables.Interface, error) {
+			return newNFT(opts.Netns, family, table)
+		}
 	}
-	return &Manager{log: log, run: r}
+	if m.read == nil {
+		m.read = func(family knftables.Family, table string) (State, error) {
+			return readTable(opts.Netns, family, table)
+		}
+	}
+	return m
+}
+
+// iface returns (making it once) the knftables Interface of family i.
+func (m *Manager) iface(i int) (knftables.Interface, error) {
+	if m.nft[i] != nil {
+		return m.nft[i], nil
+	}
+	fam, name := TableName(rulespec.Spec{}.Families()[i])
+	nft, err := m.newNFT(fam, name)
+	if err != nil {
+		return nil, err
+	}
+	m.nft[i] = nft
+	return nft, nil
 }
 
 // Sync makes flannel-ipv4 and flannel-ipv6 hold exactly what spec wants,
@@ -68,22 +101,14 @@ func (m *Manager) Sync(ctx context.Context, spec rulespec.Spec) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.probed {
-		_, err := m.run.Run(ctx, []byte(probeScript), "nft", "-c", "-f", "-")
-		if errors.Is(err, ruleexec.ErrNotFound) {
+		if err := m.probe(ctx, spec.FullyRandom); err != nil {
 			return err
 		}
-		m.fullyRandom, m.probed = err == nil, true
-		if spec.FullyRandom && !m.fullyRandom {
-			m.log.Warn("nft cannot masquerade fully-random here; masquerading without it", "err", err)
-		}
-	}
-	tables, err := m.tables(ctx)
-	if err != nil {
-		return err
 	}
 	var errs []error
 	for i, f := range spec.Families() {
-		if err := m.syncTable(ctx, i, f, Render(f, spec, m.fullyRandom), tables); err != nil {
+		w, ok := Desired(f, spec, m.fullyRandom)
+		if err := m.syncTable(ctx, i, w, ok); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -94,108 +119,114 @@ func (m *Manager) Sync(ctx context.Context, spec rulespec.Spec) error {
 	return nil
 }
 
-func (m *Manager) syncTable(ctx context.Context, i int, f rulespec.Family, def string, tables map[string]bool) error {
-	fam, name := TableName(f)
-	exists := tables[fam+" "+name]
-	w := &m.written[i]
-	if def == "" {
-		*w = written{}
-		if !exists {
-			return nil
-		}
-		m.log.Info("removing nftables table", "table", fam+" "+name)
-		if _, err := m.run.Run(ctx, []byte(deleteScript(fam, name)), "nft", "-f", "-"); err != nil {
-			return fmt.Errorf("delete table %s %s: %w", fam, name, err)
-		}
-		return nil
+func (m *Manager) probe(ctx context.Context, wanted bool) error {
+	nft, err := m.iface(0)
+	if err != nil {
+		return err
 	}
-	var problems []string
-	switch {
-	case !exists:
-		problems = []string{"table missing"}
-	case w.def == "":
-		problems = []string{"table not yet written by this agent"}
-	case w.def != def:
-		problems = []string{"desired rules changed"}
-	default:
-		listing, err := m.list(ctx, fam, name)
-		if err != nil {
-			return err
-		}
-		if listing == w.listing {
+	tx := nft.NewTransaction()
+	tx.Add(&knftables.Table{})
+	tx.Add(&knftables.Chain{Name: probeChain, Type: knftables.PtrTo(knftables.NATType),
+		Hook: knftables.PtrTo(knftables.PostroutingHook), Priority: knftables.PtrTo(knftables.SNATPriority)})
+	tx.Add(&knftables.Rule{Chain: probeChain, Rule: "masquerade fully-random"})
+	err = nft.Check(ctx, tx)
+	m.fullyRandom, m.probed = err == nil, true
+	if wanted && !m.fullyRandom {
+		m.log.Warn("nft cannot masquerade fully-random here; masquerading without it", "err", err)
+	}
+	return nil
+}
+
+// wantKey identifies the content of a Want, to tell a repair from a
+// change of the desired rules.
+func wantKey(w Want) string {
+	tx := knftables.NewFake(w.Family, w.Name).NewTransaction()
+	replace(tx, w)
+	return tx.String()
+}
+
+// writeAttempts bounds how often one Sync writes a table that someone
+// else changes between weft's write and its read-back.
+const writeAttempts = 3
+
+func (m *Manager) syncTable(ctx context.Context, i int, w Want, wanted bool) error {
+	fam, name := TableName(rulespec.Spec{}.Families()[i])
+	table := string(fam) + " " + name
+	prev := &m.written[i]
+	have, err := m.read(fam, name)
+	if err != nil {
+		return fmt.Errorf("read table %s: %w", table, err)
+	}
+	if !wanted {
+		*prev = written{}
+		if !have.Exists {
 			return nil
 		}
-		problems = describeChange(w.listing, listing)
+		m.log.Info("removing nftables table", "table", table)
+		return m.remove(ctx, i, table)
+	}
+	key := wantKey(w)
+	var problems []string
+	repair := prev.key == key
+	switch {
+	case !have.Exists:
+		problems = []string{"table missing"}
+	case prev.key == "":
+		problems = []string{"table not yet written by this agent"}
+	case !repair:
+		problems = []string{"desired rules changed"}
+	case have.Equal(prev.ref.state):
+		return nil
+	default:
+		problems = prev.ref.describeChange(have)
 	}
 	msg := "repairing nftables table"
 	if !m.installed {
 		msg = "installing nftables table"
 	}
-	m.log.Info(msg, "table", fam+" "+name, "problems", problems)
-	// nft lists a table the way weft renders it, so the rendering is the
-	// reference for later Syncs, and a change someone makes between the
-	// write and the check below is seen as one: the table is written
-	// again. If the same listing comes back twice, this nft version prints
-	// the table differently, and that listing becomes the reference.
-	want := normalize(def)
-	var prev string
-	for attempt := 0; ; attempt++ {
-		if _, err := m.run.Run(ctx, []byte(replaceScript(fam, name, def)), "nft", "-f", "-"); err != nil {
-			return fmt.Errorf("write table %s %s: %w", fam, name, err)
+	m.log.Info(msg, "table", table, "problems", problems)
+	nft, err := m.iface(i)
+	if err != nil {
+		return err
+	}
+	*prev = written{}
+	for attempt := 1; ; attempt++ {
+		tx := nft.NewTransaction()
+		replace(tx, w)
+		if err := nft.Run(ctx, tx); err != nil {
+			return fmt.Errorf("write table %s: %w", table, err)
 		}
-		listing, err := m.list(ctx, fam, name)
+		got, err := m.read(fam, name)
 		if err != nil {
-			return err
+			return fmt.Errorf("read table %s back: %w", table, err)
 		}
-		switch {
-		case listing == want:
-			*w = written{def: def, listing: want}
-			return nil
-		case attempt > 0 && listing == prev:
-			if !m.warnedFormat {
-				m.log.Warn("nft lists weft's table differently from how weft writes it; comparing with its listing instead",
-					"table", fam+" "+name, "differences", describeChange(want, listing))
-				m.warnedFormat = true
+		shape := shapeProblems(got, w)
+		if len(shape) == 0 {
+			*prev = written{key: key, ref: newReference(got, w)}
+			if repair && m.repaired != nil {
+				m.repaired(len(problems))
 			}
-			*w = written{def: def, listing: listing}
 			return nil
-		case attempt == 2:
-			*w = written{}
-			return fmt.Errorf("write table %s %s: it changed while being written: %s",
-				fam, name, strings.Join(describeChange(want, listing), "; "))
 		}
-		prev = listing
-	}
-}
-
-// tables returns the tables nft lists, as "family name" keys.
-func (m *Manager) tables(ctx context.Context) (map[string]bool, error) {
-	out, err := m.run.Run(ctx, nil, "nft", "list", "tables")
-	if err != nil {
-		return nil, fmt.Errorf("list nftables tables: %w", err)
-	}
-	got := map[string]bool{}
-	for _, l := range strings.Split(string(out), "\n") {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(l), "table "); ok {
-			got[rest] = true
+		if attempt == writeAttempts {
+			return fmt.Errorf("write table %s: it changed while being written: %s", table, strings.Join(shape, "; "))
 		}
+		m.log.Info("nftables table changed while being written; writing again", "table", table, "problems", shape)
 	}
-	return got, nil
 }
 
-// list returns the table's listing, normalised.
-func (m *Manager) list(ctx context.Context, fam, name string) (string, error) {
-	out, err := m.run.Run(ctx, nil, "nft", "list", "table", fam, name)
+// remove deletes family i's table.
+func (m *Manager) remove(ctx context.Context, i int, table string) error {
+	nft, err := m.iface(i)
 	if err != nil {
-		return "", fmt.Errorf("list table %s %s: %w", fam, name, err)
+		return err
 	}
-	return normalize(string(out)), nil
-}
-
-// normalize drops indentation and blank lines, which nft's listings and
-// weft's rendering use differently.
-func normalize(s string) string {
-	return strings.Join(listingLines(s), "\n") + "\n"
+	tx := nft.NewTransaction()
+	remove(tx)
+	if err := nft.Run(ctx, tx); err != nil {
+		return fmt.Errorf("delete table %s: %w", table, err)
+	}
+	return nil
 }
 
 // Cleanup deletes both of flannel's tables, for `weft cleanup` and for
@@ -205,26 +236,24 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 	defer m.mu.Unlock()
 	m.written = [2]written{}
 	m.installed = false
-	tables, err := m.tables(ctx)
-	if errors.Is(err, ruleexec.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var script strings.Builder
-	for _, f := range (rulespec.Spec{}).Families() {
+	var errs []error
+	for i, f := range (rulespec.Spec{}).Families() {
 		fam, name := TableName(f)
-		if tables[fam+" "+name] {
-			m.log.Info("removing nftables table", "table", fam+" "+name)
-			script.WriteString(deleteScript(fam, name))
+		table := string(fam) + " " + name
+		have, err := m.read(fam, name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read table %s: %w", table, err))
+			continue
 		}
+		if !have.Exists {
+			continue
+		}
+		m.log.Info("removing nftables table", "table", table)
+		err = m.remove(ctx, i, table)
+		if errors.Is(err, ruleexec.ErrNotFound) {
+			continue
+		}
+		errs = append(errs, err)
 	}
-	if script.Len() == 0 {
-		return nil
-	}
-	if _, err := m.run.Run(ctx, []byte(script.String()), "nft", "-f", "-"); err != nil {
-		return fmt.Errorf("delete flannel nftables tables: %w", err)
-	}
-	return nil
+	return errors.Join(errs...)
 }

@@ -40,15 +40,17 @@
 // no NAT yet (see rulespec.Spec.KeepSource), since a nat chain turns on
 // connection tracking for all forwarded traffic.
 //
-// Sync replaces a whole table atomically (one nft -f transaction). nft
-// lists a table the way Render writes it, so each Sync compares the
-// listing with the rendering, indentation aside; any difference (rule
-// deleted, reordered, added, table gone) makes it write the table again.
+// Sync writes a table through knftables (one nft -f transaction that
+// deletes and redefines it) and reads it back over netlink with
+// google/nftables, which only dumps and so neither creates tables nor
+// causes notifications. The chains and rule expressions read right after
+// weft's write are the reference for later Syncs: any difference (rule
+// deleted, reordered, added or altered, chain or table gone) makes it
+// write the table again.
 package nftables
 
 import (
-	"fmt"
-	"strings"
+	"sigs.k8s.io/knftables"
 
 	"github.com/weftnet/weft/internal/rules/rulespec"
 )
@@ -66,114 +68,104 @@ const (
 const kubeProxyMark = "0x00004000"
 
 // TableName returns the nft family and table name of f, e.g. "ip", "flannel-ipv4".
-func TableName(f rulespec.Family) (family, name string) {
+func TableName(f rulespec.Family) (family knftables.Family, name string) {
 	if f.IPv6 {
-		return "ip6", TableIPv6
+		return knftables.IPv6Family, TableIPv6
 	}
-	return "ip", TableIPv4
+	return knftables.IPv4Family, TableIPv4
 }
 
-// Render returns the definition of f's table that spec s wants, in nft
-// syntax, or "" when it wants no table. fullyRandom says whether nft can
-// masquerade fully-random; it is used only if s asks for it.
-func Render(f rulespec.Family, s rulespec.Spec, fullyRandom bool) string {
+// Want is the table one family needs: the table, then its chains in the
+// order they are created, each with its rules in order.
+type Want struct {
+	Family knftables.Family
+	Name   string
+	Table  *knftables.Table
+	Chains []WantChain
+}
+
+// WantChain is one chain of a Want and its rules.
+type WantChain struct {
+	Chain *knftables.Chain
+	Rules []*knftables.Rule
+}
+
+// Desired returns the table that spec s wants for family f, or ok false
+// when it wants none. fullyRandom says whether nft can masquerade
+// fully-random; it is used only if s asks for it.
+func Desired(f rulespec.Family, s rulespec.Spec, fullyRandom bool) (w Want, ok bool) {
 	keep := s.KeepSourceFor(f)
 	if !f.Enabled() || !(s.Masq || keep || s.ForwardFor(f)) {
-		return ""
+		return Want{}, false
 	}
 	fam, name := TableName(f)
 	n, sub := f.Network.Masked().String(), f.Subnet.Masked().String()
-	mark := "meta mark & " + kubeProxyMark + " == " + kubeProxyMark + " return"
+	ip := string(fam) // the address match keyword is the family's name: ip, ip6
+	mark := knftables.Concat("meta mark &", kubeProxyMark, "==", kubeProxyMark, "return")
 	masq := "masquerade"
 	if s.FullyRandom && fullyRandom {
 		masq += " fully-random"
 	}
-	var b strings.Builder
-	line := func(indent int, format string, args ...any) {
-		b.WriteString(strings.Repeat("\t", indent))
-		fmt.Fprintf(&b, format, args...)
-		b.WriteByte('\n')
+	w.Family, w.Name = fam, name
+	w.Table = &knftables.Table{Comment: knftables.PtrTo("rules for " + name)}
+	chain := func(cname, comment string, typ knftables.BaseChainType, hook knftables.BaseChainHook,
+		prio knftables.BaseChainPriority, rules ...string) {
+		c := WantChain{Chain: &knftables.Chain{
+			Name: cname, Comment: knftables.PtrTo(comment),
+			Type: knftables.PtrTo(typ), Hook: knftables.PtrTo(hook), Priority: knftables.PtrTo(prio),
+		}}
+		for _, r := range rules {
+			c.Rules = append(c.Rules, &knftables.Rule{Chain: cname, Rule: r})
+		}
+		w.Chains = append(w.Chains, c)
 	}
-	line(0, "table %s %s {", fam, name)
-	line(1, "comment %q", "rules for "+name)
 	if s.Masq {
-		line(1, "chain %s {", ChainMasq)
-		line(2, "comment %q", "chain to manage traffic masquerading by flannel")
-		line(2, "type nat hook postrouting priority srcnat; policy accept;")
-		line(2, "%s", mark)
-		line(2, "%s saddr %s %s daddr %s return", fam, sub, fam, n)
-		line(2, "%s saddr %s %s daddr %s return", fam, n, fam, sub)
-		line(2, "%s saddr != %s %s daddr %s return", fam, n, fam, sub)
-		line(2, "%s saddr %s %s daddr != %s %s", fam, n, fam, f.Multicast(), masq)
-		line(2, "%s saddr != %s %s daddr %s %s", fam, n, fam, n, masq)
-		line(1, "}")
+		chain(ChainMasq, "chain to manage traffic masquerading by flannel",
+			knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority,
+			mark,
+			knftables.Concat(ip, "saddr", sub, ip, "daddr", n, "return"),
+			knftables.Concat(ip, "saddr", n, ip, "daddr", sub, "return"),
+			knftables.Concat(ip, "saddr !=", n, ip, "daddr", sub, "return"),
+			knftables.Concat(ip, "saddr", n, ip, "daddr !=", f.Multicast().String(), masq),
+			knftables.Concat(ip, "saddr !=", n, ip, "daddr", n, masq),
+		)
 	}
 	if keep {
-		line(1, "chain %s {", ChainKeepSource)
-		line(2, "comment %q", "keep pod source addresses inside the cluster network (weft)")
-		line(2, "type nat hook postrouting priority srcnat - 1; policy accept;")
-		line(2, "%s", mark)
-		line(2, "%s daddr %s return", fam, sub)
-		line(2, "%s saddr %s %s daddr %s snat to %s saddr", fam, sub, fam, n, fam)
-		line(1, "}")
+		chain(ChainKeepSource, "keep pod source addresses inside the cluster network (weft)",
+			knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority+"-1",
+			mark,
+			knftables.Concat(ip, "daddr", sub, "return"),
+			knftables.Concat(ip, "saddr", sub, ip, "daddr", n, "snat to", ip, "saddr"),
+		)
 	}
 	if s.ForwardFor(f) {
-		line(1, "chain %s {", ChainForward)
-		line(2, "comment %q", "chain to accept flannel traffic")
-		line(2, "type filter hook forward priority filter; policy accept;")
-		line(2, "%s saddr %s accept", fam, n)
-		line(2, "%s daddr %s accept", fam, n)
-		line(1, "}")
+		chain(ChainForward, "chain to accept flannel traffic",
+			knftables.FilterType, knftables.ForwardHook, knftables.FilterPriority,
+			knftables.Concat(ip, "saddr", n, "accept"),
+			knftables.Concat(ip, "daddr", n, "accept"),
+		)
 	}
-	line(0, "}")
-	return b.String()
+	return w, true
 }
 
-// replaceScript makes nft -f swap in a table in one transaction: create it
-// if missing (so the delete cannot fail), delete it, define it anew.
-func replaceScript(family, name, def string) string {
-	return deleteScript(family, name) + def
-}
-
-// deleteScript removes a table whether or not it exists (nft before 1.0.8
-// has no "destroy").
-func deleteScript(family, name string) string {
-	return fmt.Sprintf("add table %s %s\ndelete table %s %s\n", family, name, family, name)
-}
-
-// describeChange says how a table's listing moved away from the one
-// recorded after weft wrote it.
-func describeChange(was, now string) []string {
-	count := map[string]int{}
-	for _, l := range listingLines(now) {
-		count[l]++
+// replace adds to tx (of w's table's Interface) what swaps in w's table
+// in one transaction: create the table if missing (so the delete cannot
+// fail; nft before 1.0.8 has no "destroy"), delete it, define it anew.
+func replace(tx *knftables.Transaction, w Want) {
+	remove(tx)
+	tx.Add(w.Table)
+	for _, c := range w.Chains {
+		tx.Add(c.Chain)
 	}
-	var out []string
-	for _, l := range listingLines(was) {
-		if count[l] > 0 {
-			count[l]--
-			continue
-		}
-		out = append(out, "missing: "+l)
-	}
-	for _, l := range listingLines(now) {
-		if count[l] > 0 {
-			out = append(out, "unexpected: "+l)
-			count[l]--
+	for _, c := range w.Chains {
+		for _, r := range c.Rules {
+			tx.Add(r)
 		}
 	}
-	if len(out) == 0 {
-		out = append(out, "rules out of order")
-	}
-	return out
 }
 
-func listingLines(s string) []string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			out = append(out, l)
-		}
-	}
-	return out
+// remove adds to tx what deletes its table whether or not it exists.
+func remove(tx *knftables.Transaction) {
+	tx.Add(&knftables.Table{})
+	tx.Delete(&knftables.Table{})
 }

@@ -5,14 +5,14 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/knftables"
 
 	"github.com/weftnet/weft/internal/rules/ruleexec"
 	"github.com/weftnet/weft/internal/rules/rulespec"
@@ -45,22 +45,38 @@ var spec = rulespec.Spec{
 	Masq:        true, FullyRandom: true, Forward: true, KeepSource: true,
 }
 
-func TestRender(t *testing.T) {
+// dump is the table Desired wants, as knftables' fake holds it once written.
+func dump(t *testing.T, f rulespec.Family, s rulespec.Spec, fullyRandom bool) string {
+	t.Helper()
+	w, ok := Desired(f, s, fullyRandom)
+	if !ok {
+		return ""
+	}
+	fake := knftables.NewFake(w.Family, w.Name)
+	tx := fake.NewTransaction()
+	replace(tx, w)
+	if err := fake.Run(context.Background(), tx); err != nil {
+		t.Fatalf("write %s: %v", w.Name, err)
+	}
+	return fake.Dump()
+}
+
+func TestDesired(t *testing.T) {
 	for _, f := range spec.Families() {
-		golden(t, "table-"+f.Name(), Render(f, spec, true))
+		golden(t, "table-"+f.Name(), dump(t, f, spec, true))
 	}
 	keepOnly := rulespec.Spec{Network: spec.Network, Subnet: spec.Subnet, KeepSource: true}
-	golden(t, "keepsrc-only", Render(keepOnly.Families()[0], keepOnly, true))
+	golden(t, "keepsrc-only", dump(t, keepOnly.Families()[0], keepOnly, true))
 
-	if got := Render(spec.Families()[0], spec, false); strings.Contains(got, "fully-random") {
+	if got := dump(t, spec.Families()[0], spec, false); strings.Contains(got, "fully-random") {
 		t.Errorf("fully-random without support:\n%s", got)
 	}
-	if got := Render(rulespec.Spec{}.Families()[0], spec, true); got != "" {
-		t.Errorf("disabled family rendered %q", got)
+	if _, ok := Desired(rulespec.Spec{}.Families()[0], spec, true); ok {
+		t.Error("disabled family wants a table")
 	}
 	none := rulespec.Spec{Network: spec.Network, Subnet: spec.Subnet}
-	if got := Render(none.Families()[0], none, true); got != "" {
-		t.Errorf("no groups rendered %q", got)
+	if _, ok := Desired(none.Families()[0], none, true); ok {
+		t.Error("no groups want a table")
 	}
 
 	// Deferred keep-source: no keepsrc chain, and without --ip-masq no
@@ -68,117 +84,70 @@ func TestRender(t *testing.T) {
 	deferred := spec
 	deferred.Masq = false
 	deferred.KeepSourceDeferred = [2]bool{true, false}
-	v4, v6 := Render(deferred.Families()[0], deferred, true), Render(deferred.Families()[1], deferred, true)
-	if strings.Contains(v4, "type nat") || !strings.Contains(v4, "chain forward") {
-		t.Errorf("deferred IPv4 renders NAT or lacks forward:\n%s", v4)
+	v4, v6 := dump(t, deferred.Families()[0], deferred, true), dump(t, deferred.Families()[1], deferred, true)
+	if strings.Contains(v4, "type nat") || !strings.Contains(v4, "chain ip flannel-ipv4 forward") {
+		t.Errorf("deferred IPv4 has NAT or lacks forward:\n%s", v4)
 	}
-	if !strings.Contains(v6, "chain keepsrc") {
+	if !strings.Contains(v6, "chain ip6 flannel-ipv6 keepsrc") {
 		t.Errorf("IPv6 not deferred lacks keepsrc:\n%s", v6)
 	}
 	keepOnly.KeepSourceDeferred[0] = true
-	if got := Render(keepOnly.Families()[0], keepOnly, true); got != "" {
-		t.Errorf("deferred keep-source as the only group rendered %q", got)
+	if _, ok := Desired(keepOnly.Families()[0], keepOnly, true); ok {
+		t.Error("deferred keep-source as the only group wants a table")
 	}
 }
 
-// fakeNFT models nft for one namespace: tables as their listing text.
-type fakeNFT struct {
-	tables       map[string]string // "ip flannel-ipv4" → listing
-	noRandom     bool
-	notInstalled bool
+// deleteRule removes the rule with text r from a fake's chain.
+func deleteRule(f *knftables.Fake, chain, r string) bool {
+	f.Lock()
+	defer f.Unlock()
+	c := f.Table.Chains[chain]
+	for i, x := range c.Rules {
+		if x.Rule == r {
+			c.Rules = append(c.Rules[:i], c.Rules[i+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
-func (n *fakeNFT) handle(c ruleexec.Call) ([]byte, error) {
-	if n.notInstalled || c.Name != "nft" {
-		return nil, ruleexec.NotFound(c.Name)
-	}
-	args := strings.Join(c.Args, " ")
-	switch {
-	case args == "-c -f -":
-		if n.noRandom {
-			return nil, errors.New("Error: fully-random not supported")
-		}
-		return nil, nil
-	case args == "list tables":
-		var b strings.Builder
-		for _, k := range slices.Sorted(mapsKeys(n.tables)) {
-			b.WriteString("table " + k + "\n")
-		}
-		return []byte(b.String()), nil
-	case strings.HasPrefix(args, "list table "):
-		l, ok := n.tables[strings.TrimPrefix(args, "list table ")]
-		if !ok {
-			return nil, errors.New("Error: No such file or directory")
-		}
-		return []byte(l), nil
-	case args == "-f -":
-		lines := strings.Split(c.Stdin, "\n")
-		for len(lines) >= 2 && strings.HasPrefix(lines[0], "add table ") && strings.HasPrefix(lines[1], "delete table ") {
-			delete(n.tables, strings.TrimPrefix(lines[0], "add table "))
-			lines = lines[2:]
-		}
-		if def := strings.Join(lines, "\n"); strings.TrimSpace(def) != "" {
-			head, _, _ := strings.Cut(def, " {")
-			n.tables[strings.TrimPrefix(head, "table ")] = def
-		}
-		return nil, nil
-	}
-	return nil, errors.New("fake nft: unexpected " + args)
-}
-
-func mapsKeys(m map[string]string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
-func writes(f *ruleexec.Fake) int {
-	n := 0
-	for _, c := range f.Calls() {
-		if strings.Join(c.Args, " ") == "-f -" {
-			n++
-		}
-	}
-	return n
+func newManager(fake *Fake, log *bytes.Buffer, repaired *int) *Manager {
+	opts := Options{Repaired: func(n int) { *repaired += n }}
+	fake.Options(&opts)
+	return New(slog.New(slog.NewTextHandler(log, nil)), opts)
 }
 
 func TestManager(t *testing.T) {
 	ctx := context.Background()
-	nft := &fakeNFT{tables: map[string]string{"ip nat": "table ip nat {}\n"}}
-	f := &ruleexec.Fake{Handle: nft.handle}
+	fake := NewFake()
 	var logs bytes.Buffer
-	m := New(slog.New(slog.NewTextHandler(&logs, nil)), Options{Runner: f})
+	repaired := 0
+	m := newManager(fake, &logs, &repaired)
 
 	if err := m.Sync(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range spec.Families() {
-		fam, name := TableName(f)
-		if got := nft.tables[fam+" "+name]; got != Render(f, spec, true) {
-			t.Errorf("%s %s = %q", fam, name, got)
+	for i, f := range spec.Families() {
+		if got, want := fake.Tables[i].Dump(), dump(t, f, spec, true); got != want {
+			t.Errorf("family %s:\n%s\nwant\n%s", f.Name(), got, want)
 		}
 	}
 	if !strings.Contains(logs.String(), "installing nftables table") || !strings.Contains(logs.String(), "table missing") {
 		t.Errorf("install not logged:\n%s", logs.String())
 	}
-	if nft.tables["ip nat"] == "" {
-		t.Error("someone else's table was touched")
-	}
 
-	f.Reset()
+	writes, _ := fake.Counts()
 	if err := m.Sync(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
-	if writes(f) != 0 {
-		t.Errorf("converged Sync wrote: %v", f.Calls())
+	if w, _ := fake.Counts(); w != writes || repaired != 0 {
+		t.Errorf("converged Sync wrote %d times, counted %d repairs", w-writes, repaired)
 	}
 
-	// A rule deleted behind weft's back is noticed and put back.
-	nft.tables["ip flannel-ipv4"] = strings.Replace(nft.tables["ip flannel-ipv4"], "\t\tip daddr 10.244.1.0/24 return\n", "", 1)
+	// A rule deleted behind weft's back is noticed, put back and counted.
+	if !deleteRule(fake.Tables[0], "keepsrc", "ip daddr 10.244.1.0/24 return") {
+		t.Fatal("rule to delete not found")
+	}
 	logs.Reset()
 	if err := m.Sync(ctx, spec); err != nil {
 		t.Fatal(err)
@@ -186,53 +155,61 @@ func TestManager(t *testing.T) {
 	if !strings.Contains(logs.String(), "repairing nftables table") || !strings.Contains(logs.String(), "missing: ip daddr 10.244.1.0/24 return") {
 		t.Errorf("repair not logged:\n%s", logs.String())
 	}
-	if nft.tables["ip flannel-ipv4"] != Render(spec.Families()[0], spec, true) {
-		t.Error("table not restored")
+	if fake.Tables[0].Dump() != dump(t, spec.Families()[0], spec, true) || repaired != 1 {
+		t.Errorf("table not restored or repair not counted (%d):\n%s", repaired, fake.Tables[0].Dump())
 	}
 
 	// Reordered rules are a change too.
-	def := nft.tables["ip flannel-ipv4"]
-	nft.tables["ip flannel-ipv4"] = strings.Replace(strings.Replace(def, "\t\tip saddr 10.244.0.0/16 accept\n", "", 1),
-		"\t\tip daddr 10.244.0.0/16 accept\n", "\t\tip daddr 10.244.0.0/16 accept\n\t\tip saddr 10.244.0.0/16 accept\n", 1)
+	fake.Tables[0].Lock()
+	r := fake.Tables[0].Table.Chains["forward"].Rules
+	r[0], r[1] = r[1], r[0]
+	fake.Tables[0].Unlock()
 	logs.Reset()
 	if err := m.Sync(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(logs.String(), "rules out of order") {
-		t.Errorf("reorder not reported:\n%s", logs.String())
+	if !strings.Contains(logs.String(), "rules out of order") || repaired != 2 {
+		t.Errorf("reorder not reported or counted (%d):\n%s", repaired, logs.String())
 	}
 
-	// IPv6 switched off: its table goes.
+	// A change of the desired rules is no repair; IPv6 switched off: its
+	// table goes.
 	v4 := spec
 	v4.IPv6Network, v4.IPv6Subnet = netip.Prefix{}, netip.Prefix{}
+	v4.Subnet = netip.MustParsePrefix("10.244.9.0/24")
 	if err := m.Sync(ctx, v4); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := nft.tables["ip6 flannel-ipv6"]; ok {
-		t.Error("ip6 flannel-ipv6 left after IPv6 was switched off")
+	if FakeState(fake.Tables[1]).Exists || repaired != 2 {
+		t.Errorf("ip6 flannel-ipv6 left after IPv6 was switched off, or a change counted as repair (%d)", repaired)
 	}
 
 	if err := m.Cleanup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if len(nft.tables) != 1 || nft.tables["ip nat"] == "" {
-		t.Errorf("after Cleanup tables = %v, want only ip nat", slices.Sorted(mapsKeys(nft.tables)))
+	if FakeState(fake.Tables[0]).Exists {
+		t.Error("ip flannel-ipv4 left after Cleanup")
 	}
 }
 
 func TestManagerWithoutFullyRandomOrNFT(t *testing.T) {
-	nft := &fakeNFT{tables: map[string]string{}, noRandom: true}
+	fake := NewFake()
+	fake.NoFullyRandom = true
 	var logs bytes.Buffer
-	m := New(slog.New(slog.NewTextHandler(&logs, nil)), Options{Runner: &ruleexec.Fake{Handle: nft.handle}})
+	repaired := 0
+	m := newManager(fake, &logs, &repaired)
 	if err := m.Sync(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(nft.tables["ip flannel-ipv4"], "fully-random") || !strings.Contains(logs.String(), "cannot masquerade fully-random") {
-		t.Errorf("fully-random used or not logged:\n%s\n%s", nft.tables["ip flannel-ipv4"], logs.String())
+	if d := fake.Tables[0].Dump(); strings.Contains(d, "fully-random") || !strings.Contains(logs.String(), "cannot masquerade fully-random") {
+		t.Errorf("fully-random used or not logged:\n%s\n%s", d, logs.String())
 	}
 
-	gone := &fakeNFT{notInstalled: true}
-	m = New(slog.New(slog.DiscardHandler), Options{Runner: &ruleexec.Fake{Handle: gone.handle}})
+	opts := Options{
+		NFT:  func(knftables.Family, string) (knftables.Interface, error) { return nil, ruleexec.NotFound("nft") },
+		Read: func(knftables.Family, string) (State, error) { return State{}, nil },
+	}
+	m = New(slog.New(slog.DiscardHandler), opts)
 	if err := m.Sync(context.Background(), spec); !errors.Is(err, ruleexec.ErrNotFound) {
 		t.Errorf("Sync without nft: %v", err)
 	}
@@ -241,73 +218,97 @@ func TestManagerWithoutFullyRandomOrNFT(t *testing.T) {
 	}
 }
 
-func TestDescribeChange(t *testing.T) {
-	was := "a\nb\nc\n"
-	for now, want := range map[string][]string{
-		"a\nc\n":       {"missing: b"},
-		"a\nb\nc\nx\n": {"unexpected: x"},
-		"b\na\nc\n":    {"rules out of order"},
-		"a\nb\nb\nc\n": {"unexpected: b"},
-	} {
-		if got := describeChange(was, now); !slices.Equal(got, want) {
-			t.Errorf("describeChange(%q) = %q, want %q", now, got, want)
+// TestManagerRace: a rule inserted between weft's write and its read-back
+// is caught and removed at once; a table that changes on every write is
+// an error.
+func TestManagerRace(t *testing.T) {
+	v4 := spec
+	v4.IPv6Network, v4.IPv6Subnet = netip.Prefix{}, netip.Prefix{}
+	fake := NewFake()
+	insert := func(int) {
+		tbl := fake.Tables[0]
+		tbl.Lock()
+		c := tbl.Table.Chains["forward"]
+		c.Rules = append(c.Rules, &knftables.Rule{Chain: "forward", Rule: "ip saddr 1.2.3.4 accept"})
+		tbl.Unlock()
+	}
+	fake.AfterWrite = func(n int) {
+		if n == 1 {
+			insert(n)
 		}
+	}
+	var logs bytes.Buffer
+	repaired := 0
+	m := newManager(fake, &logs, &repaired)
+	ctx := context.Background()
+	if err := m.Sync(ctx, v4); err != nil {
+		t.Fatal(err)
+	}
+	if w, _ := fake.Counts(); w != 2 || fake.Tables[0].Dump() != dump(t, v4.Families()[0], v4, true) {
+		t.Errorf("race: %d writes, table\n%s", w, fake.Tables[0].Dump())
+	}
+	if !strings.Contains(logs.String(), "changed while being written") {
+		t.Errorf("rewrite not logged:\n%s", logs.String())
+	}
+
+	fake = NewFake()
+	fake.AfterWrite = insert
+	m = newManager(fake, &logs, &repaired)
+	if err := m.Sync(ctx, v4); err == nil || !strings.Contains(err.Error(), "changed while being written") {
+		t.Errorf("endless writer: err = %v", err)
 	}
 }
 
-// TestManagerRaceAndFormat: a rule inserted between weft's write and its
-// check is caught and removed at once; an nft that lists the table in its
-// own format is accepted after two identical listings; a table that
-// changes on every write is an error.
-func TestManagerRaceAndFormat(t *testing.T) {
-	nft := &fakeNFT{tables: map[string]string{}}
-	v4 := spec
-	v4.IPv6Network, v4.IPv6Subnet = netip.Prefix{}, netip.Prefix{}
-	var after func(n int)
-	writesSeen := 0
-	f := &ruleexec.Fake{Handle: func(c ruleexec.Call) ([]byte, error) {
-		out, err := nft.handle(c)
-		if strings.Join(c.Args, " ") == "-f -" {
-			writesSeen++
-			after(writesSeen)
-		}
-		return out, err
-	}}
-	var logs bytes.Buffer
-	m := New(slog.New(slog.NewTextHandler(&logs, nil)), Options{Runner: f})
-	ctx := context.Background()
-
-	after = func(n int) {
-		if n == 1 {
-			nft.tables["ip flannel-ipv4"] += "\tip saddr 1.2.3.4 accept\n"
-		}
-	}
-	if err := m.Sync(ctx, v4); err != nil {
+func TestDescribeChange(t *testing.T) {
+	w, _ := Desired(spec.Families()[0], spec, true)
+	fake := knftables.NewFake(w.Family, w.Name)
+	tx := fake.NewTransaction()
+	replace(tx, w)
+	if err := fake.Run(context.Background(), tx); err != nil {
 		t.Fatal(err)
 	}
-	if writesSeen != 2 || nft.tables["ip flannel-ipv4"] != Render(v4.Families()[0], v4, true) {
-		t.Errorf("race: %d writes, table %q", writesSeen, nft.tables["ip flannel-ipv4"])
+	ref := newReference(FakeState(fake), w)
+	change := func(edit func(c map[string]ChainState)) State {
+		st := FakeState(fake)
+		chains := map[string]ChainState{}
+		for _, c := range st.Chains {
+			c.Rules = append([]string(nil), c.Rules...)
+			chains[c.Name] = c
+		}
+		edit(chains)
+		for i, c := range st.Chains {
+			st.Chains[i] = chains[c.Name]
+		}
+		return st
 	}
-
-	m = New(slog.New(slog.NewTextHandler(&logs, nil)), Options{Runner: f})
-	writesSeen = 0
-	after = func(int) {
-		nft.tables["ip flannel-ipv4"] = strings.ReplaceAll(nft.tables["ip flannel-ipv4"], "0x00004000", "0x4000")
-	}
-	if err := m.Sync(ctx, v4); err != nil {
-		t.Fatal(err)
-	}
-	if writesSeen != 2 || !strings.Contains(logs.String(), "differently from how weft writes it") {
-		t.Errorf("format: %d writes; log:\n%s", writesSeen, logs.String())
-	}
-	writesSeen = 0
-	if err := m.Sync(ctx, v4); err != nil || writesSeen != 0 {
-		t.Errorf("converged Sync in the other format: err %v, %d writes", err, writesSeen)
-	}
-
-	m = New(slog.New(slog.DiscardHandler), Options{Runner: f})
-	after = func(n int) { nft.tables["ip flannel-ipv4"] += fmt.Sprintf("\tip saddr 1.2.3.%d accept\n", n) }
-	if err := m.Sync(ctx, v4); err == nil || !strings.Contains(err.Error(), "changed while being written") {
-		t.Errorf("endless writer: err = %v", err)
+	for name, tc := range map[string]struct {
+		now  State
+		want string
+	}{
+		"missing": {change(func(c map[string]ChainState) {
+			f := c["forward"]
+			f.Rules = f.Rules[1:]
+			c["forward"] = f
+		}), "missing: ip saddr 10.244.0.0/16 accept"},
+		"unexpected": {change(func(c map[string]ChainState) {
+			f := c["forward"]
+			f.Rules = append(f.Rules, "ip saddr 1.2.3.4 accept")
+			c["forward"] = f
+		}), "unexpected: chain forward rule 3"},
+		"duplicate": {change(func(c map[string]ChainState) {
+			f := c["forward"]
+			f.Rules = append(f.Rules, f.Rules[0])
+			c["forward"] = f
+		}), "unexpected: chain forward rule 3 (again: ip saddr 10.244.0.0/16 accept)"},
+		"order": {change(func(c map[string]ChainState) {
+			f := c["forward"]
+			f.Rules[0], f.Rules[1] = f.Rules[1], f.Rules[0]
+			c["forward"] = f
+		}), "rules out of order"},
+		"gone": {State{}, "table missing"},
+	} {
+		if got := strings.Join(ref.describeChange(tc.now), "; "); got != tc.want {
+			t.Errorf("%s: %q, want %q", name, got, tc.want)
+		}
 	}
 }
