@@ -250,6 +250,19 @@ func (s *Store) Config(ctx context.Context) (*netconf.Config, error) {
 	return cfg, nil
 }
 
+// RawConfig reads <prefix>/config as stored, without parsing it.
+func (s *Store) RawConfig(ctx context.Context) ([]byte, error) {
+	key := s.ConfigKey()
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("read network config %s from etcd: %w", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, fmt.Errorf("read network config %s from etcd: %w", key, store.ErrNoConfig)
+	}
+	return resp.Kvs[0].Value, nil
+}
+
 // PutConfig stores raw as the network config, byte for byte, after checking
 // that it parses; an invalid config is refused with the reason.
 func (s *Store) PutConfig(ctx context.Context, raw []byte) error {
