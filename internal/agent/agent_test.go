@@ -139,14 +139,11 @@ func startWith(t *testing.T, prefix, subnetEnv string, mod func(*Deps)) *fixture
 		t.Fatal(err)
 	}
 	deps := Deps{
-		Store:    st,
-		Backends: map[string]backend.Factory{"host-gw": func(backend.Config) (backend.Backend, error) { return f.rec, nil }},
-		SelectInterface: func(*options.Options) (backend.ExternalInterface, error) {
-			ip := netip.MustParseAddr("10.4.7.21")
-			return backend.ExternalInterface{Name: "eth0", Index: 2, MTU: 1500, Addr: ip, PublicIP: ip}, nil
-		},
-		Health: f.health,
-		Log:    log,
+		Store:           st,
+		Backends:        map[string]backend.Factory{"host-gw": func(backend.Config) (backend.Backend, error) { return f.rec, nil }},
+		SelectInterface: testInterface,
+		Health:          f.health,
+		Log:             log,
 	}
 	f.srv = srv
 	f.metrics = metrics.New()
@@ -157,16 +154,27 @@ func startWith(t *testing.T, prefix, subnetEnv string, mod func(*Deps)) *fixture
 	a := New(opts, deps)
 	go func() { f.done <- a.Run(ctx) }()
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-f.done:
-		case <-time.After(10 * time.Second):
-			t.Error("agent did not stop within 10s of cancel")
-		}
+		awaitStop(t, cancel, f.done)
 		f.cli.Close()
 		st.Close()
 	})
 	return f
+}
+
+// testInterface is every test host's external interface.
+func testInterface(*options.Options) (backend.ExternalInterface, error) {
+	ip := netip.MustParseAddr("10.4.7.21")
+	return backend.ExternalInterface{Name: "eth0", Index: 2, MTU: 1500, Addr: ip, PublicIP: ip}, nil
+}
+
+// awaitStop cancels an agent and waits for Run to return.
+func awaitStop(t *testing.T, cancel context.CancelFunc, done <-chan error) {
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Error("agent did not stop within 10s of cancel")
+	}
 }
 
 func (f *fixture) put(t *testing.T, key, val string) {
@@ -421,6 +429,16 @@ type fakeFixture struct {
 
 const fakeConf = `{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}`
 
+// configuredFake is a fake store holding fakeConf.
+func configuredFake(t *testing.T) *storetest.Fake {
+	t.Helper()
+	st := storetest.New(nil)
+	if err := st.SetConfig(fakeConf); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 // startFake runs an agent on st with the recording backend rec.
 func startFake(t *testing.T, st *storetest.Fake, rec *recorder) *fakeFixture {
 	t.Helper()
@@ -430,25 +448,15 @@ func startFake(t *testing.T, st *storetest.Fake, rec *recorder) *fakeFixture {
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
 	a := New(opts, Deps{
-		Store:    st,
-		Backends: map[string]backend.Factory{"host-gw": func(backend.Config) (backend.Backend, error) { return rec, nil }},
-		SelectInterface: func(*options.Options) (backend.ExternalInterface, error) {
-			ip := netip.MustParseAddr("10.4.7.21")
-			return backend.ExternalInterface{Name: "eth0", Index: 2, MTU: 1500, Addr: ip, PublicIP: ip}, nil
-		},
-		Health:  f.health,
-		Metrics: metrics.New(),
-		Log:     slog.New(slog.NewTextHandler(f.logs, nil)),
+		Store:           st,
+		Backends:        map[string]backend.Factory{"host-gw": func(backend.Config) (backend.Backend, error) { return rec, nil }},
+		SelectInterface: testInterface,
+		Health:          f.health,
+		Metrics:         metrics.New(),
+		Log:             slog.New(slog.NewTextHandler(f.logs, nil)),
 	})
 	go func() { f.done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-f.done:
-		case <-time.After(10 * time.Second):
-			t.Error("agent did not stop within 10s of cancel")
-		}
-	})
+	t.Cleanup(func() { awaitStop(t, cancel, f.done) })
 	return f
 }
 
@@ -472,10 +480,7 @@ func (f *fakeFixture) waitReady(t *testing.T) {
 // peers is in the kernel, so a DaemonSet's readiness means "pods can reach
 // every known peer".
 func TestReadyOnlyAfterPeersProgrammed(t *testing.T) {
-	st := storetest.New(nil)
-	if err := st.SetConfig(fakeConf); err != nil {
-		t.Fatal(err)
-	}
+	st := configuredFake(t)
 	rec := &recorder{gate: make(chan struct{}), entered: make(chan struct{})}
 	f := startFake(t, st, rec)
 	select {
@@ -505,10 +510,7 @@ func TestReadyOnlyAfterPeersProgrammed(t *testing.T) {
 // Acquire failures are retried until the store recovers; the agent is
 // not ready meanwhile and does not exit.
 func TestAcquireRetriedUntilStoreRecovers(t *testing.T) {
-	st := storetest.New(nil)
-	if err := st.SetConfig(fakeConf); err != nil {
-		t.Fatal(err)
-	}
+	st := configuredFake(t)
 	st.Fail(storetest.OpAcquire, storetest.ErrInjected)
 	f := startFake(t, st, &recorder{})
 	nstest.Eventually(t, 10*time.Second, func() error {
@@ -533,10 +535,7 @@ func TestAcquireRetriedUntilStoreRecovers(t *testing.T) {
 // When this host's lease vanishes from the store (an administrator
 // deleted it), the agent re-creates it for the same subnet at once.
 func TestDeletedOwnLeaseIsRecreated(t *testing.T) {
-	st := storetest.New(nil)
-	if err := st.SetConfig(fakeConf); err != nil {
-		t.Fatal(err)
-	}
+	st := configuredFake(t)
 	f := startFake(t, st, &recorder{})
 	f.waitReady(t)
 	own := st.Leases()[0]
@@ -559,10 +558,7 @@ func TestDeletedOwnLeaseIsRecreated(t *testing.T) {
 
 // A watch that fails for good stops the agent with the error.
 func TestWatchFailureStopsTheAgent(t *testing.T) {
-	st := storetest.New(nil)
-	if err := st.SetConfig(fakeConf); err != nil {
-		t.Fatal(err)
-	}
+	st := configuredFake(t)
 	st.Fail(storetest.OpWatch, storetest.ErrInjected)
 	f := startFake(t, st, &recorder{})
 	select {

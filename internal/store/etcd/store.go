@@ -233,19 +233,13 @@ func (s *Store) SubnetsPrefix() string { return s.subnets }
 
 // Config reads and parses the network config.
 func (s *Store) Config(ctx context.Context) (*netconf.Config, error) {
-	key := s.ConfigKey()
-	resp, err := s.cli.Get(ctx, key)
+	raw, err := s.RawConfig(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read network config %s from etcd: %w", key, err)
+		return nil, err
 	}
-	if len(resp.Kvs) == 0 {
-		// flanneld users often wrote the config with the v2 API, which the
-		// v3 API does not see; say so.
-		return nil, fmt.Errorf("read network config %s from etcd: %w (was it written with the etcd v3 API?)", key, store.ErrNoConfig)
-	}
-	cfg, err := netconf.Parse(resp.Kvs[0].Value)
+	cfg, err := netconf.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("network config %s in etcd: %w", key, err)
+		return nil, fmt.Errorf("network config %s in etcd: %w", s.ConfigKey(), err)
 	}
 	return cfg, nil
 }
@@ -258,7 +252,9 @@ func (s *Store) RawConfig(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("read network config %s from etcd: %w", key, err)
 	}
 	if len(resp.Kvs) == 0 {
-		return nil, fmt.Errorf("read network config %s from etcd: %w", key, store.ErrNoConfig)
+		// flanneld users often wrote the config with the v2 API, which the
+		// v3 API does not see; say so.
+		return nil, fmt.Errorf("read network config %s from etcd: %w (was it written with the etcd v3 API?)", key, store.ErrNoConfig)
 	}
 	return resp.Kvs[0].Value, nil
 }
