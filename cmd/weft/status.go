@@ -8,18 +8,18 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/weftnet/weft/internal/extiface"
 	"github.com/weftnet/weft/internal/options"
 	"github.com/weftnet/weft/internal/status"
-	etcdstore "github.com/weftnet/weft/internal/store/etcd"
+	"github.com/weftnet/weft/internal/store/open"
 )
 
 const statusHelp = `Usage: weft status [-o table|json] [--check] [agent flags]
 
-Shows every lease in the store and, for this host, whether the kernel holds
+Shows every lease in the store (etcd, or with --kube-subnet-mgr the Nodes'
+podCIDRs and flannel annotations) and, for this host, whether the kernel holds
 each peer's entries (routes; for vxlan also neighbour and FDB entries), and
 explains every problem. It reads the store and the kernel directly, so it
 works while the agent is down. Give it the agent's flags (or the same
@@ -37,14 +37,28 @@ the store could not be read, 2 for bad usage.
 Flags:
 `
 
+// statusArgs are status's own flags, beside the agent's.
+type statusArgs struct {
+	output  string
+	check   bool
+	timeout time.Duration
+}
+
+// statusFlags registers the agent's flags, bound to opts, and status's own.
+func statusFlags(opts *options.Options, a *statusArgs) *flag.FlagSet {
+	fs := flag.NewFlagSet("weft status", flag.ContinueOnError)
+	opts.AddFlags(fs)
+	fs.StringVar(&a.output, "o", "table", "output format: table or json")
+	fs.BoolVar(&a.check, "check", false, "also probe every peer from this host and explain failures")
+	fs.DurationVar(&a.timeout, "timeout", 20*time.Second, "give up after this long")
+	return fs
+}
+
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	opts := options.Defaults()
-	fs := flag.NewFlagSet("weft status", flag.ContinueOnError)
+	var a statusArgs
+	fs := statusFlags(&opts, &a)
 	fs.SetOutput(stderr)
-	opts.AddFlags(fs)
-	output := fs.String("o", "table", "output format: table or json")
-	check := fs.Bool("check", false, "also probe every peer from this host and explain failures")
-	timeout := fs.Duration("timeout", 20*time.Second, "give up after this long")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), statusHelp)
 		fs.PrintDefaults()
@@ -59,20 +73,16 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "weft status: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	if err := applyAgentEnv(fs, os.Getenv); err != nil {
+	if err := options.ApplyEnv(fs, os.Getenv); err != nil {
 		fmt.Fprintf(stderr, "weft status: %v\n", err)
 		return 2
 	}
-	if *output != "table" && *output != "json" {
-		fmt.Fprintf(stderr, "weft status: -o %q: want table or json\n", *output)
+	if a.output != "table" && a.output != "json" {
+		fmt.Fprintf(stderr, "weft status: -o %q: want table or json\n", a.output)
 		return 2
 	}
-	if opts.KubeSubnetMgr {
-		fmt.Fprintln(stderr, "weft status: reads leases from etcd; --kube-subnet-mgr is not supported yet")
-		return 2
-	}
-	if opts.SubnetLeaseRenewMargin < 1 || opts.SubnetLeaseRenewMargin > 1439 {
-		fmt.Fprintf(stderr, "weft status: --subnet-lease-renew-margin=%d: must be between 1 and 1439 minutes\n", opts.SubnetLeaseRenewMargin)
+	if err := opts.Validate(); err != nil {
+		fmt.Fprintf(stderr, "weft status: %v\n", err)
 		return 2
 	}
 
@@ -84,18 +94,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
-	st, err := etcdstore.New(ctx, etcdstore.Options{
-		Endpoints: opts.Endpoints(),
-		Prefix:    opts.EtcdPrefix,
-		CertFile:  opts.EtcdCertfile,
-		KeyFile:   opts.EtcdKeyfile,
-		CAFile:    opts.EtcdCAFile,
-		Username:  opts.EtcdUsername,
-		Password:  opts.EtcdPassword,
-		Log:       log.With("store", "etcd"),
-	})
+	st, err := open.New(ctx, opts, open.Params{Log: log, ReadOnly: true})
 	if err != nil {
 		fmt.Fprintf(stderr, "weft status: %v\n", err)
 		return 1
@@ -104,7 +105,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 	rep, err := status.Run(ctx, status.Options{
 		Source:     st,
-		Store:      "etcd " + strings.Join(opts.Endpoints(), ",") + " " + strings.TrimRight(opts.EtcdPrefix, "/"),
+		Store:      open.Describe(opts),
 		SubnetFile: opts.SubnetFile,
 		Iface: extiface.Options{
 			Ifaces:        opts.Iface,
@@ -113,14 +114,18 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			PublicIP:      opts.PublicIP,
 		},
 		RenewMargin: time.Duration(opts.SubnetLeaseRenewMargin) * time.Minute,
-		Check:       *check,
+		Check:       a.check,
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "weft status: %v\n(is etcd reachable from this host? --etcd-endpoints=%s)\n", err, opts.EtcdEndpoints)
+		where := "is etcd reachable from this host? --etcd-endpoints=" + opts.EtcdEndpoints
+		if opts.KubeSubnetMgr {
+			where = "is the Kubernetes API reachable from this host, and --net-config-path readable? " + open.Describe(opts)
+		}
+		fmt.Fprintf(stderr, "weft status: %v\n(%s)\n", err, where)
 		return 1
 	}
 	write := status.WriteTable
-	if *output == "json" {
+	if a.output == "json" {
 		write = status.WriteJSON
 	}
 	if err := write(stdout, rep); err != nil {
@@ -131,29 +136,4 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	return 0
-}
-
-// applyAgentEnv fills the agent's flags that the command line left unset
-// from their FLANNELD_* variables, as the agent does, and leaves status's
-// own flags alone.
-func applyAgentEnv(fs *flag.FlagSet, getenv func(string) string) error {
-	agent := flag.NewFlagSet("", flag.ContinueOnError)
-	scratch := options.Defaults()
-	scratch.AddFlags(agent)
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var errs []error
-	agent.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || f.Name == "version" {
-			return
-		}
-		v := getenv(options.EnvName(f.Name))
-		if v == "" {
-			return
-		}
-		if err := fs.Set(f.Name, v); err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: %w", options.EnvName(f.Name), v, err))
-		}
-	})
-	return errors.Join(errs...)
 }

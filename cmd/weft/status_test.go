@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"strings"
 	"testing"
 
@@ -14,6 +13,8 @@ func TestStatusUsageErrors(t *testing.T) {
 		{"weft", "status", "extra"},
 		{"weft", "status", "--no-such-flag"},
 		{"weft", "status", "--subnet-lease-renew-margin=0"},
+		{"weft", "status", "--log-format=xml"},
+		{"weft", "status", "--etcd-certfile=c.pem"},
 	} {
 		var out, errOut strings.Builder
 		if code := run(args, &out, &errOut); code != 2 {
@@ -30,33 +31,34 @@ func TestStatusUsageErrors(t *testing.T) {
 // line wins, and status's own flags read nothing from the environment.
 func TestStatusAppliesAgentEnvironment(t *testing.T) {
 	opts := options.Defaults()
-	fs := flag.NewFlagSet("weft status", flag.ContinueOnError)
-	opts.AddFlags(fs)
-	output := fs.String("o", "table", "")
+	var a statusArgs
+	fs := statusFlags(&opts, &a)
 	if err := fs.Parse([]string{"--public-ip=10.0.0.9"}); err != nil {
 		t.Fatal(err)
 	}
 	env := map[string]string{
-		"FLANNELD_SUBNET_FILE":    "/run/x/subnet.env",
-		"FLANNELD_PUBLIC_IP":      "10.0.0.1",
-		"FLANNELD_ETCD_ENDPOINTS": "https://etcd:2379",
-		"FLANNELD_O":              "json",
+		"FLANNELD_SUBNET_FILE":     "/run/x/subnet.env",
+		"FLANNELD_PUBLIC_IP":       "10.0.0.1",
+		"FLANNELD_ETCD_ENDPOINTS":  "https://etcd:2379",
+		"FLANNELD_KUBE_SUBNET_MGR": "true",
+		"FLANNELD_O":               "json",
+		"FLANNELD_CHECK":           "true",
 	}
-	if err := applyAgentEnv(fs, func(k string) string { return env[k] }); err != nil {
+	if err := options.ApplyEnv(fs, func(k string) string { return env[k] }); err != nil {
 		t.Fatal(err)
 	}
-	if opts.SubnetFile != "/run/x/subnet.env" || opts.EtcdEndpoints != "https://etcd:2379" {
-		t.Errorf("environment not applied: subnet file %q, endpoints %q", opts.SubnetFile, opts.EtcdEndpoints)
+	if opts.SubnetFile != "/run/x/subnet.env" || opts.EtcdEndpoints != "https://etcd:2379" || !opts.KubeSubnetMgr {
+		t.Errorf("environment not applied: subnet file %q, endpoints %q, kube %v", opts.SubnetFile, opts.EtcdEndpoints, opts.KubeSubnetMgr)
 	}
 	if opts.PublicIP != "10.0.0.9" {
 		t.Errorf("--public-ip = %q, want the command line's 10.0.0.9", opts.PublicIP)
 	}
-	if *output != "table" {
-		t.Errorf("-o = %q: status's own flags must not read FLANNELD_*", *output)
+	if a.output != "table" || a.check {
+		t.Errorf("-o = %q, --check = %v: status's own flags must not read FLANNELD_*", a.output, a.check)
 	}
 
 	bad := map[string]string{"FLANNELD_SUBNET_LEASE_RENEW_MARGIN": "soon"}
-	if err := applyAgentEnv(fs, func(k string) string { return bad[k] }); err == nil || !strings.Contains(err.Error(), "FLANNELD_SUBNET_LEASE_RENEW_MARGIN") {
+	if err := options.ApplyEnv(fs, func(k string) string { return bad[k] }); err == nil || !strings.Contains(err.Error(), "FLANNELD_SUBNET_LEASE_RENEW_MARGIN") {
 		t.Errorf("bad variable: err = %v, want one naming it", err)
 	}
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -26,6 +27,7 @@ import (
 	"github.com/weftnet/weft/internal/nstest"
 	"github.com/weftnet/weft/internal/options"
 	etcdstore "github.com/weftnet/weft/internal/store/etcd"
+	"github.com/weftnet/weft/internal/store/storetest"
 )
 
 // These tests run the agent's lifecycle against a real (embedded) etcd with
@@ -38,6 +40,9 @@ type recorder struct {
 	started lease.Lease
 	applied [][]lease.Lease
 	gate    chan struct{} // when set, Apply waits for it to close
+	// entered, when set, is closed as the first Apply begins.
+	entered   chan struct{}
+	enterOnce sync.Once
 }
 
 func (r *recorder) LeaseAttrs() (string, json.RawMessage) { return "host-gw", nil }
@@ -49,6 +54,9 @@ func (r *recorder) Start(_ context.Context, own lease.Lease) error {
 	return nil
 }
 func (r *recorder) Apply(_ context.Context, ls []lease.Lease) error {
+	if r.entered != nil {
+		r.enterOnce.Do(func() { close(r.entered) })
+	}
 	if r.gate != nil {
 		<-r.gate
 	}
@@ -131,14 +139,11 @@ func startWith(t *testing.T, prefix, subnetEnv string, mod func(*Deps)) *fixture
 		t.Fatal(err)
 	}
 	deps := Deps{
-		Store:    st,
-		Backends: map[string]backend.Factory{"host-gw": func(backend.Config) (backend.Backend, error) { return f.rec, nil }},
-		SelectInterface: func(*options.Options) (backend.ExternalInterface, error) {
-			ip := netip.MustParseAddr("10.4.7.21")
-			return backend.ExternalInterface{Name: "eth0", Index: 2, MTU: 1500, Addr: ip, PublicIP: ip}, nil
-		},
-		Health: f.health,
-		Log:    log,
+		Store:           st,
+		Backends:        map[string]backend.Factory{"host-gw": func(backend.Config) (backend.Backend, error) { return f.rec, nil }},
+		SelectInterface: testInterface,
+		Health:          f.health,
+		Log:             log,
 	}
 	f.srv = srv
 	f.metrics = metrics.New()
@@ -149,16 +154,27 @@ func startWith(t *testing.T, prefix, subnetEnv string, mod func(*Deps)) *fixture
 	a := New(opts, deps)
 	go func() { f.done <- a.Run(ctx) }()
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-f.done:
-		case <-time.After(10 * time.Second):
-			t.Error("agent did not stop within 10s of cancel")
-		}
+		awaitStop(t, cancel, f.done)
 		f.cli.Close()
 		st.Close()
 	})
 	return f
+}
+
+// testInterface is every test host's external interface.
+func testInterface(*options.Options) (backend.ExternalInterface, error) {
+	ip := netip.MustParseAddr("10.4.7.21")
+	return backend.ExternalInterface{Name: "eth0", Index: 2, MTU: 1500, Addr: ip, PublicIP: ip}, nil
+}
+
+// awaitStop cancels an agent and waits for Run to return.
+func awaitStop(t *testing.T, cancel context.CancelFunc, done <-chan error) {
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Error("agent did not stop within 10s of cancel")
+	}
 }
 
 func (f *fixture) put(t *testing.T, key, val string) {
@@ -398,28 +414,160 @@ func TestSdNotify(t *testing.T) {
 	expect("STOPPING=1")
 }
 
+// fakeFixture is an agent on an in-memory store (storetest.Fake): for the
+// loops' reactions to store failures and to changes no real store can be
+// made to produce on cue.
+type fakeFixture struct {
+	opts   options.Options
+	st     *storetest.Fake
+	rec    *recorder
+	health *health.Status
+	logs   *syncBuffer
+	done   chan error
+	cancel context.CancelFunc
+}
+
+const fakeConf = `{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}`
+
+// configuredFake is a fake store holding fakeConf.
+func configuredFake(t *testing.T) *storetest.Fake {
+	t.Helper()
+	st := storetest.New(nil)
+	if err := st.SetConfig(fakeConf); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// startFake runs an agent on st with the recording backend rec.
+func startFake(t *testing.T, st *storetest.Fake, rec *recorder) *fakeFixture {
+	t.Helper()
+	opts := options.Defaults()
+	opts.SubnetFile = filepath.Join(t.TempDir(), "subnet.env")
+	f := &fakeFixture{opts: opts, st: st, rec: rec, health: &health.Status{}, logs: &syncBuffer{}, done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	a := New(opts, Deps{
+		Store:           st,
+		Backends:        map[string]backend.Factory{"host-gw": func(backend.Config) (backend.Backend, error) { return rec, nil }},
+		SelectInterface: testInterface,
+		Health:          f.health,
+		Metrics:         metrics.New(),
+		Log:             slog.New(slog.NewTextHandler(f.logs, nil)),
+	})
+	go func() { f.done <- a.Run(ctx) }()
+	t.Cleanup(func() { awaitStop(t, cancel, f.done) })
+	return f
+}
+
+func (f *fakeFixture) readyz() (int, string) {
+	rr := httptest.NewRecorder()
+	f.health.Handler().ServeHTTP(rr, httptest.NewRequest("GET", "/readyz", nil))
+	return rr.Code, rr.Body.String()
+}
+
+func (f *fakeFixture) waitReady(t *testing.T) {
+	t.Helper()
+	nstest.Eventually(t, 10*time.Second, func() error {
+		if code, body := f.readyz(); code != 200 {
+			return fmt.Errorf("/readyz = %d %s", code, body)
+		}
+		return nil
+	})
+}
+
 // /readyz stays 503 after subnet.env exists until the first snapshot of
 // peers is in the kernel, so a DaemonSet's readiness means "pods can reach
 // every known peer".
 func TestReadyOnlyAfterPeersProgrammed(t *testing.T) {
-	gate := make(chan struct{})
-	f := startWith(t, "/coreos.com/network", "", func(d *Deps) {
-		d.Backends = map[string]backend.Factory{"host-gw": func(backend.Config) (backend.Backend, error) {
-			r := &recorder{gate: gate}
-			return r, nil
-		}}
-	})
-	f.put(t, "/coreos.com/network/config", `{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}`)
+	st := configuredFake(t)
+	rec := &recorder{gate: make(chan struct{}), entered: make(chan struct{})}
+	f := startFake(t, st, rec)
+	select {
+	case <-rec.entered:
+	case err := <-f.done:
+		f.done <- err
+		t.Fatalf("agent stopped before programming peers: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first Apply did not begin within 10s")
+	}
+	if _, err := os.Stat(f.opts.SubnetFile); err != nil {
+		t.Fatalf("the first Apply began before subnet.env was written: %v", err)
+	}
+	// The agent says it is programming peers once subnet.env is written
+	// and it waits for the first Apply, which the gate holds: from then
+	// on nothing but that Apply returning may make it ready.
 	nstest.Eventually(t, 10*time.Second, func() error {
-		if _, err := os.Stat(f.opts.SubnetFile); err != nil {
-			return err
+		if code, body := f.readyz(); code != 503 || !strings.Contains(body, "programming peers") {
+			return fmt.Errorf("/readyz = %d %q while the first Apply is held, want 503 programming peers", code, body)
 		}
 		return nil
 	})
-	time.Sleep(200 * time.Millisecond) // give a wrong implementation the chance to flip to ready
-	if code := f.readyz(t); code != 503 {
-		t.Fatalf("/readyz = %d while the first Apply is still running, want 503", code)
-	}
-	close(gate)
+	close(rec.gate)
 	f.waitReady(t)
+}
+
+// Acquire failures are retried until the store recovers; the agent is
+// not ready meanwhile and does not exit.
+func TestAcquireRetriedUntilStoreRecovers(t *testing.T) {
+	st := configuredFake(t)
+	st.Fail(storetest.OpAcquire, storetest.ErrInjected)
+	f := startFake(t, st, &recorder{})
+	nstest.Eventually(t, 10*time.Second, func() error {
+		if n := st.Calls(storetest.OpAcquire); n < 2 {
+			return fmt.Errorf("%d acquire calls, want a retry", n)
+		}
+		return nil
+	})
+	if code, _ := f.readyz(); code != 503 {
+		t.Fatalf("/readyz = %d without a lease", code)
+	}
+	if !strings.Contains(f.logs.String(), "cannot acquire a subnet lease; retrying") {
+		t.Errorf("the failure is not logged:\n%s", f.logs.String())
+	}
+	st.Fail(storetest.OpAcquire, nil)
+	f.waitReady(t)
+	if ls := st.Leases(); len(ls) != 1 || ls[0].Attrs.PublicIP != netip.MustParseAddr("10.4.7.21") {
+		t.Errorf("store holds %v, want this host's one lease", ls)
+	}
+}
+
+// When this host's lease vanishes from the store (an administrator
+// deleted it), the agent re-creates it for the same subnet at once.
+func TestDeletedOwnLeaseIsRecreated(t *testing.T) {
+	st := configuredFake(t)
+	f := startFake(t, st, &recorder{})
+	f.waitReady(t)
+	own := st.Leases()[0]
+	renewed := st.Calls(storetest.OpRenew)
+	st.Delete(own.Subnet)
+	nstest.Eventually(t, 10*time.Second, func() error {
+		ls := st.Leases()
+		if len(ls) != 1 || ls[0].Subnet != own.Subnet {
+			return fmt.Errorf("store holds %v, want %s back", ls, own.Subnet)
+		}
+		return nil
+	})
+	if st.Calls(storetest.OpRenew) <= renewed {
+		t.Error("the lease came back without a Renew")
+	}
+	if !strings.Contains(f.logs.String(), "own lease is gone from the store") {
+		t.Errorf("no log line about the lost lease:\n%s", f.logs.String())
+	}
+}
+
+// A watch that fails for good stops the agent with the error.
+func TestWatchFailureStopsTheAgent(t *testing.T) {
+	st := configuredFake(t)
+	st.Fail(storetest.OpWatch, storetest.ErrInjected)
+	f := startFake(t, st, &recorder{})
+	select {
+	case err := <-f.done:
+		f.done <- err // for the cleanup, which waits for the agent to stop
+		if !errors.Is(err, storetest.ErrInjected) || !strings.Contains(err.Error(), "watch leases") {
+			t.Errorf("Run returned %v, want the watch failure", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent still running 10s after its watch failed")
+	}
 }

@@ -13,9 +13,7 @@ import (
 	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/options"
 	"github.com/weftnet/weft/internal/rules"
-	"github.com/weftnet/weft/internal/store"
-	etcdstore "github.com/weftnet/weft/internal/store/etcd"
-	kubestore "github.com/weftnet/weft/internal/store/kube"
+	"github.com/weftnet/weft/internal/store/open"
 )
 
 // Main runs an agent with the real store, backends and kernel.
@@ -39,51 +37,11 @@ func Main(ctx context.Context, opts options.Options, log *slog.Logger) error {
 	return a.Run(ctx)
 }
 
-// closableStore is a store the agent owns and closes.
-type closableStore interface {
-	store.Store
-	Close() error
-}
-
 // openStore connects to the Kubernetes API with --kube-subnet-mgr, else to
 // etcd.
-func openStore(ctx context.Context, opts options.Options, log *slog.Logger, m *metrics.Metrics) (closableStore, error) {
-	if opts.KubeSubnetMgr {
-		st, err := kubestore.New(ctx, kubestore.Options{
-			KubeconfigFile:            opts.KubeconfigFile,
-			APIURL:                    opts.KubeAPIURL,
-			AnnotationPrefix:          opts.KubeAnnotationPrefix,
-			NetConfigPath:             opts.NetConfigPath,
-			SetNodeNetworkUnavailable: opts.SetNodeNetworkUnavailable,
-			Log:                       log.With("store", "kube"),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("connect to the Kubernetes API: %w", err)
-		}
-		return kubeCloser{st}, nil
-	}
-	st, err := etcdstore.New(ctx, etcdstore.Options{
-		Endpoints: opts.Endpoints(),
-		Prefix:    opts.EtcdPrefix,
-		CertFile:  opts.EtcdCertfile,
-		KeyFile:   opts.EtcdKeyfile,
-		CAFile:    opts.EtcdCAFile,
-		Username:  opts.EtcdUsername,
-		Password:  opts.EtcdPassword,
-		Log:       log.With("store", "etcd"),
-		Metrics:   m,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("connect to etcd at %s: %w", opts.EtcdEndpoints, err)
-	}
-	return st, nil
+func openStore(ctx context.Context, opts options.Options, log *slog.Logger, m *metrics.Metrics) (open.Store, error) {
+	return open.New(ctx, opts, open.Params{Log: log, Metrics: m})
 }
-
-// kubeCloser gives the Kubernetes store the Close the agent expects; the
-// client holds nothing that needs closing.
-type kubeCloser struct{ *kubestore.Store }
-
-func (kubeCloser) Close() error { return nil }
 
 func selectInterface(o *options.Options) (backend.ExternalInterface, error) {
 	h, err := netlink.NewHandle()

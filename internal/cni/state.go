@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/weftnet/weft/internal/atomicfile"
 )
 
 // The saved delegate configs live in dataDir, one file per container, named
@@ -26,50 +28,15 @@ func checkContainerID(id string) error {
 // fsync, rename, fsync of the directory. A crash never leaves a truncated
 // file for DEL to choke on. The directory is 0700 and the file 0600 because
 // delegate configs may carry secrets of chained plugins.
-func saveConf(dataDir, containerID string, conf []byte) (err error) {
+func saveConf(dataDir, containerID string, conf []byte) error {
 	if err := checkContainerID(containerID); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir %s: %w", dataDir, err)
 	}
-	path := filepath.Join(dataDir, containerID)
-	f, err := os.CreateTemp(dataDir, "."+containerID+".tmp*")
-	if err != nil {
-		return fmt.Errorf("save delegate config %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(conf); err != nil {
-		return fmt.Errorf("save delegate config %s: %w", path, err)
-	}
-	if err := f.Chmod(0o600); err != nil {
-		return fmt.Errorf("save delegate config %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("save delegate config %s: fsync: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save delegate config %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("save delegate config %s: %w", path, err)
-	}
-	return syncDir(dataDir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
+	if err := atomicfile.Write(filepath.Join(dataDir, containerID), conf, 0o600); err != nil {
+		return fmt.Errorf("save delegate config: %w", err)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/weftnet/weft/internal/netconf"
 	"github.com/weftnet/weft/internal/options"
 	"github.com/weftnet/weft/internal/store"
+	"github.com/weftnet/weft/internal/store/open"
 )
 
 // Env is the command's surroundings.
@@ -34,9 +35,13 @@ const usage = `Usage:
   weft config get [flags]             print the stored config
   weft config get --parsed            ... and what it means with flannel's defaults filled in
   weft config get -o json             ... as one JSON object: key, stored config, effective config
+  weft config put --dry-run ...       validate and show, without connecting to etcd
 
-put refuses an invalid config, says why and writes nothing. The etcd flags are
+put refuses an invalid config, says why and writes nothing. The store flags are
 the agent's and also read FLANNELD_* variables (FLANNELD_ETCD_ENDPOINTS, ...).
+With --kube-subnet-mgr, get shows the --net-config-path file (net-conf.json of
+the DaemonSet's ConfigMap); change that ConfigMap to change the config, after
+checking it with put --dry-run.
 
 Example:
   weft config put --etcd-endpoints=http://10.4.7.12:2379 \
@@ -69,12 +74,17 @@ func Put(ctx context.Context, st Store, raw []byte, o PutOptions, out, warn io.W
 		fmt.Fprintf(warn, "warning: %s\n", w)
 	}
 
-	prev, err := st.RawConfig(ctx)
-	switch {
-	case errors.Is(err, store.ErrNoConfig):
-		prev = nil
-	case err != nil:
-		return err
+	// A dry run reads nothing either, so that it works with the store out
+	// of reach; it cannot warn about a change of the stored config.
+	var prev []byte
+	if !o.DryRun {
+		prev, err = st.RawConfig(ctx)
+		switch {
+		case errors.Is(err, store.ErrNoConfig):
+			prev = nil
+		case err != nil:
+			return err
+		}
 	}
 	if prev != nil {
 		warnChange(warn, prev, cfg)
@@ -139,13 +149,13 @@ type getJSON struct {
 }
 
 // Get prints the stored config. A missing config is an error that names
-// the key and how to create one (hint is the put command line to suggest);
-// an invalid one is printed and then returned as an error.
-func Get(ctx context.Context, st Store, f GetFormat, hint string, out io.Writer) error {
+// the key and how to create one (hint, e.g. the put command line to
+// suggest); an invalid one is printed and then returned as an error.
+func Get(ctx context.Context, st store.RawConfigReader, f GetFormat, hint string, out io.Writer) error {
 	key := st.ConfigKey()
 	raw, err := st.RawConfig(ctx)
 	if errors.Is(err, store.ErrNoConfig) {
-		return fmt.Errorf("no network config at %s in etcd. Create one with:\n  %s\n(a config written with etcdctl's v2 API, `etcdctl set`, is invisible to the v3 API weft reads): %w", key, hint, store.ErrNoConfig)
+		return fmt.Errorf("no network config at %s. %s: %w", key, hint, store.ErrNoConfig)
 	}
 	if err != nil {
 		return err
@@ -214,13 +224,13 @@ func Main(ctx context.Context, args []string, env Env) int {
 		fmt.Fprint(env.Stderr, usage+"\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	o.AddEtcdFlags(fs)
-	timeout := fs.Duration("timeout", 10*time.Second, "give up on etcd after this long")
+	o.AddStoreFlags(fs)
+	timeout := fs.Duration("timeout", 10*time.Second, "give up on the store after this long")
 	var file, format string
 	var dryRun, parsed bool
 	if verb == "put" {
 		fs.StringVar(&file, "f", "", "read the config from this file (- for stdin)")
-		fs.BoolVar(&dryRun, "dry-run", false, "validate and show, but do not store")
+		fs.BoolVar(&dryRun, "dry-run", false, "validate and show, but do not connect to the store")
 	} else {
 		fs.BoolVar(&parsed, "parsed", false, "also show the config with flannel's defaults filled in")
 		fs.StringVar(&format, "o", "", `output format: "json" for one JSON object`)
@@ -232,22 +242,14 @@ func Main(ctx context.Context, args []string, env Env) int {
 	if err != nil {
 		return 2
 	}
-	// Only the etcd flags have FLANNELD_* variables; --timeout, -f and the
-	// like belong to this command alone.
-	etcdEnv := func(k string) string {
-		for _, name := range options.EtcdFlagNames {
-			if k == options.EnvName(name) {
-				return env.Getenv(k)
-			}
-		}
-		return ""
-	}
-	if err := options.ApplyEnv(fs, etcdEnv); err != nil {
+	// Only the agent's flags have FLANNELD_* variables; --timeout, -f and
+	// the like belong to this command alone.
+	if err := options.ApplyEnv(fs, env.Getenv); err != nil {
 		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
 		return 2
 	}
-	if (o.EtcdKeyfile == "") != (o.EtcdCertfile == "") {
-		fmt.Fprintf(env.Stderr, "%s: --etcd-keyfile and --etcd-certfile must be given together\n", name)
+	if err := o.Validate(); err != nil {
+		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
 		return 2
 	}
 
@@ -277,10 +279,23 @@ func Main(ctx context.Context, args []string, env Env) int {
 		}
 	}
 
+	if verb == "put" && dryRun {
+		err = Put(ctx, offline(open.ConfigKey(o)), raw, PutOptions{DryRun: true, Backends: env.Backends}, env.Stdout, env.Stderr)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
+			return 1
+		}
+		return 0
+	}
+	if verb == "put" && o.KubeSubnetMgr {
+		fmt.Fprintf(env.Stderr, "%s: with --kube-subnet-mgr the network config is %s, mounted from the net-conf.json key of the DaemonSet's ConfigMap (deploy/kube-weft.yml: kube-weft/kube-weft-cfg); change the ConfigMap with kubectl, after checking the config with --dry-run\n", name, open.ConfigKey(o))
+		return 2
+	}
+
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err := Open(ctx, o, log)
+	st, err := open.New(ctx, o, open.Params{Log: log, ReadOnly: verb == "get"})
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
 		return 1
@@ -288,9 +303,13 @@ func Main(ctx context.Context, args []string, env Env) int {
 	defer st.Close()
 
 	if verb == "put" {
-		err = Put(ctx, st, raw, PutOptions{DryRun: dryRun, Backends: env.Backends}, env.Stdout, env.Stderr)
+		w, ok := st.(Store)
+		if !ok {
+			w = readOnly{st, "this store does not take a config"}
+		}
+		err = Put(ctx, w, raw, PutOptions{Backends: env.Backends}, env.Stdout, env.Stderr)
 	} else {
-		err = Get(ctx, st, getFmt, putHint(o), env.Stdout)
+		err = Get(ctx, st, getFmt, missingHint(o, st), env.Stdout)
 	}
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
@@ -348,6 +367,15 @@ func readInput(file string, pos []string, stdin io.Reader) ([]byte, error) {
 	default:
 		return nil, errors.New("no config given")
 	}
+}
+
+// missingHint says how to create a missing config: for etcd the put
+// command line, for Kubernetes what the store suggests.
+func missingHint(o options.Options, st any) string {
+	if h, ok := st.(store.ConfigHinter); ok && o.KubeSubnetMgr {
+		return "To create it, " + h.ConfigHint()
+	}
+	return "Create one with:\n  " + putHint(o) + "\n(a config written with etcdctl's v2 API, `etcdctl set`, is invisible to the v3 API weft reads)"
 }
 
 // putHint is the command that creates a config at the same endpoints and

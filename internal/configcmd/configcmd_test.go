@@ -344,3 +344,38 @@ func TestParseInterleaved(t *testing.T) {
 		}
 	}
 }
+
+// put --dry-run validates and shows without connecting: nothing listens at
+// the endpoint, and it still answers at once.
+func TestPutDryRunNeedsNoEtcd(t *testing.T) {
+	var out, errw strings.Builder
+	env := Env{Getenv: func(string) string { return "" }, Stdout: &out, Stderr: &errw, Backends: []string{"host-gw"}}
+	start := time.Now()
+	code := Main(context.Background(), []string{"put", "--dry-run", "--etcd-endpoints=http://127.0.0.1:1", "--etcd-prefix=/atomic.io/network/", seedConf}, env)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errw.String())
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("took %v: did it wait for etcd?", d)
+	}
+	for _, want := range []string{
+		"valid; not stored (dry run). " + configKey + " would hold:\n" + seedConf + "\n",
+		"pool       255 subnets of /24, one per host\n",
+		`Backend    host-gw  {"Type": "host-gw"}` + "\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("dry-run output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	// An invalid config is refused with the reason and the key, exit 1.
+	out.Reset()
+	errw.Reset()
+	code = Main(context.Background(), []string{"put", "--dry-run", "--etcd-endpoints=http://127.0.0.1:1", "--etcd-prefix=" + prefix, `{"Network": "172.7.0.0/30"}`}, env)
+	if code != 1 || !strings.Contains(errw.String(), "Minimum useful network prefix is /28") || !strings.Contains(errw.String(), configKey) {
+		t.Errorf("invalid dry run: exit %d, stderr %q", code, errw.String())
+	}
+	if strings.Contains(out.String(), "would hold") {
+		t.Errorf("invalid dry run showed the config as valid:\n%s", out.String())
+	}
+}

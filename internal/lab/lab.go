@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/weftnet/weft/internal/atomicfile"
 )
 
 // Options configure building, checking and tearing down a lab.
@@ -164,13 +166,5 @@ func (p *printer) say(format string, args ...any) {
 // writeFileAtomic writes via a temporary file and rename, so a reader (a
 // concurrent `weft lab down`) never sees half a file.
 func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("rename %s: %w", tmp, err)
-	}
-	return nil
+	return atomicfile.Write(path, data, 0o644)
 }

@@ -77,3 +77,20 @@ type Completer interface {
 type ConfigHinter interface {
 	ConfigHint() string
 }
+
+// Lister is a store that reads every lease once, ordered by subnet, for
+// tools that look rather than follow (weft status).
+type Lister interface {
+	List(ctx context.Context) ([]lease.Lease, error)
+}
+
+// RawConfigReader is a store that hands out the network config as stored,
+// byte for byte, for weft config get.
+type RawConfigReader interface {
+	// ConfigKey names where the config lives (an etcd key, a file), for
+	// messages.
+	ConfigKey() string
+	// RawConfig returns the stored bytes, or an error wrapping ErrNoConfig
+	// when there are none.
+	RawConfig(ctx context.Context) ([]byte, error)
+}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/weftnet/weft/internal/atomicfile"
 )
 
 // Marshal renders flannel's exact lines and order:
@@ -56,47 +58,16 @@ func joinPrefixes(ps []netip.Prefix) string {
 }
 
 // Write writes the file atomically (temp file in the same directory, fsync,
-// rename), mode 0644, creating the directory (0755) if needed. Readers see
-// either the old file or the new one, never a part.
-func Write(path string, e Env) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// rename, fsync of the directory), mode 0644, creating the directory
+// (0755) if needed. Readers see either the old file or the new one, never a
+// part.
+func Write(path string, e Env) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("write %s: create directory: %w", path, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(Marshal(e)); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	// CreateTemp makes the file 0600; the CNI plugin and docker helpers may
-	// run as other users, and flannel's file is 0644.
-	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: sync: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	// Make the rename itself durable. Failing to sync a directory is not
-	// worth failing the write for: the content is already in place.
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	// The CNI plugin and docker helpers may run as other users, and
+	// flannel's file is 0644.
+	return atomicfile.Write(path, Marshal(e), 0o644)
 }
 
 // Read parses a subnet.env. A missing file yields an error wrapping

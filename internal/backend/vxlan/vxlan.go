@@ -47,6 +47,7 @@ import (
 	"github.com/vishvananda/netlink"
 	vns "github.com/vishvananda/netns"
 
+	"github.com/weftnet/weft/internal/atomicfile"
 	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/lease"
@@ -597,34 +598,13 @@ func readMACFile(path string) (kernel.MAC, error) {
 	return m, nil
 }
 
-// writeMACFile replaces path with mac atomically (temporary file and
+// writeMACFile replaces path with mac atomically (temporary file, fsync,
 // rename), creating its directory.
 func writeMACFile(path string, mac kernel.MAC) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".weft-vtep-*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // fails harmlessly after the rename
-	if _, err := f.WriteString(mac.String() + "\n"); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.Write(path, []byte(mac.String()+"\n"), 0o644)
 }
 
 // isNotExist reports whether err says a file is missing.

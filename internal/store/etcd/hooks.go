@@ -13,6 +13,8 @@ import (
 var (
 	_ store.PublishedReader = (*Store)(nil)
 	_ store.ConfigHinter    = (*Store)(nil)
+	_ store.Lister          = (*Store)(nil)
+	_ store.RawConfigReader = (*Store)(nil)
 )
 
 // Published returns the backend type and data of the lease that carries

@@ -233,6 +233,19 @@ func (s *Store) SubnetsPrefix() string { return s.subnets }
 
 // Config reads and parses the network config.
 func (s *Store) Config(ctx context.Context) (*netconf.Config, error) {
+	raw, err := s.RawConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := netconf.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("network config %s in etcd: %w", s.ConfigKey(), err)
+	}
+	return cfg, nil
+}
+
+// RawConfig reads <prefix>/config as stored, without parsing it.
+func (s *Store) RawConfig(ctx context.Context) ([]byte, error) {
 	key := s.ConfigKey()
 	resp, err := s.cli.Get(ctx, key)
 	if err != nil {
@@ -243,11 +256,7 @@ func (s *Store) Config(ctx context.Context) (*netconf.Config, error) {
 		// v3 API does not see; say so.
 		return nil, fmt.Errorf("read network config %s from etcd: %w (was it written with the etcd v3 API?)", key, store.ErrNoConfig)
 	}
-	cfg, err := netconf.Parse(resp.Kvs[0].Value)
-	if err != nil {
-		return nil, fmt.Errorf("network config %s in etcd: %w", key, err)
-	}
-	return cfg, nil
+	return resp.Kvs[0].Value, nil
 }
 
 // PutConfig stores raw as the network config, byte for byte, after checking

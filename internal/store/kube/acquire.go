@@ -37,6 +37,9 @@ type wantState struct {
 // of nodes/<name>/status, unless they are already in place.
 // req.Previous is ignored: the controller-manager decides the subnet.
 func (s *Store) Acquire(ctx context.Context, cfg *netconf.Config, req store.AcquireRequest) (lease.Lease, error) {
+	if s.node == "" {
+		return lease.Lease{}, errNoNode
+	}
 	n, v4, v6, err := s.waitPodCIDR(ctx, cfg)
 	if err != nil {
 		return lease.Lease{}, err

@@ -48,6 +48,10 @@ import (
 	"github.com/weftnet/weft/internal/version"
 )
 
+// errNoNode is what a read-only store without a node name answers when
+// asked about its own Node.
+var errNoNode = errors.New("this store does not know its own Node (read-only, no node name given)")
+
 // DefaultNetConfigPath is flanneld's --net-config-path default: where the
 // DaemonSet mounts the ConfigMap's net-conf.json.
 const DefaultNetConfigPath = "/etc/kube-flannel/net-conf.json"
@@ -73,6 +77,11 @@ type Options struct {
 	// SetNodeNetworkUnavailable is --set-node-network-unavailable: when
 	// false, MarkNetworkAvailable does nothing.
 	SetNodeNetworkUnavailable bool
+	// ReadOnly is for tools that only read the config and list leases
+	// (weft status, weft config get) and may run on a machine that is no
+	// node: an empty NodeName is then left empty rather than looked up,
+	// and whatever needs the own Node fails.
+	ReadOnly bool
 	// Log receives the store's messages; nil discards them.
 	Log *slog.Logger
 }
@@ -121,7 +130,7 @@ func newStore(ctx context.Context, cs *Client, o Options) (*Store, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	name := o.NodeName
-	if name == "" {
+	if name == "" && !o.ReadOnly {
 		if name, err = NodeName(ctx, cs, os.Getenv); err != nil {
 			return nil, err
 		}
@@ -184,12 +193,9 @@ func (s *Store) Node() string { return s.node }
 // file. A missing file wraps store.ErrNoConfig, so the agent waits for the
 // ConfigMap to be mounted.
 func (s *Store) Config(ctx context.Context) (*netconf.Config, error) {
-	data, err := os.ReadFile(s.netConf)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("network config file %s does not exist (in a DaemonSet it is net-conf.json of the ConfigMap mounted there): %w", s.netConf, store.ErrNoConfig)
-	}
+	data, err := s.RawConfig(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read network config: %w", err)
+		return nil, err
 	}
 	cfg, err := netconf.Parse(data)
 	if err != nil {
@@ -197,6 +203,26 @@ func (s *Store) Config(ctx context.Context) (*netconf.Config, error) {
 	}
 	return cfg, nil
 }
+
+// ConfigKey is the network config file (--net-config-path).
+func (s *Store) ConfigKey() string { return s.netConf }
+
+// RawConfig reads the network config file as it is. A missing file wraps
+// store.ErrNoConfig.
+func (s *Store) RawConfig(context.Context) ([]byte, error) {
+	data, err := os.ReadFile(s.netConf)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("network config file %s does not exist (in a DaemonSet it is net-conf.json of the ConfigMap mounted there): %w", s.netConf, store.ErrNoConfig)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read network config: %w", err)
+	}
+	return data, nil
+}
+
+// Close releases nothing: the client keeps no connection that outlives a
+// request. It is here so that callers close every store alike.
+func (s *Store) Close() error { return nil }
 
 // NodePublicIP returns the address an administrator set in the own node's
 // <prefix>/node-public-ip annotation, which replaces --public-ip (and so
@@ -239,6 +265,9 @@ func (s *Store) StoredBackendData(ctx context.Context) (backendType string, data
 }
 
 func (s *Store) getNode(ctx context.Context) (*corev1.Node, error) {
+	if s.node == "" {
+		return nil, errNoNode
+	}
 	n, err := s.cs.GetNode(ctx, s.node)
 	if err != nil {
 		return nil, fmt.Errorf("get node %q: %w", s.node, err)
