@@ -1,19 +1,28 @@
 package vxlan
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/backend/backendtest"
 	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/kernel/kerneltest"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/netconf"
+	"github.com/weftnet/weft/internal/nstest"
 )
 
 // These tests run the backend against kerneltest's fake kernel, without
@@ -29,14 +38,25 @@ type fakeHost struct {
 
 func newFakeHost(t *testing.T) fakeHost {
 	t.Helper()
+	return newFakeHostWith(t, `{"Type":"vxlan"}`)
+}
+
+func newFakeHostWith(t *testing.T, conf string) fakeHost {
+	t.Helper()
+	return newFakeHostFull(t, conf, 0, nil)
+}
+
+func newFakeHostFull(t *testing.T, conf string, period time.Duration, m *metrics.Metrics) fakeHost {
+	t.Helper()
 	k := kerneltest.New()
 	eth0 := k.AddDevice("eth0", 1500)
 	addr := netip.MustParseAddr("192.168.70.1")
 	b, err := NewWithOptions(backend.Config{
 		Ext:      backend.ExternalInterface{Name: "eth0", Index: eth0, MTU: 1500, Addr: addr},
-		Network:  &netconf.Config{EnableIPv4: true, Network: testNetwork, SubnetLen: 24, BackendType: BackendType, Backend: json.RawMessage(`{"Type":"vxlan"}`)},
+		Network:  &netconf.Config{EnableIPv4: true, Network: testNetwork, SubnetLen: 24, BackendType: BackendType, Backend: json.RawMessage(conf)},
 		StateDir: t.TempDir(),
-	}, Options{Handle: k, NoSubscribe: true})
+		Metrics:  m,
+	}, Options{Handle: k, NoSubscribe: true, ReconcilePeriod: period})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,6 +225,103 @@ func TestFakeRepairRestoresDeletedEntriesAndCountsThem(t *testing.T) {
 	if g := h.k.State(); len(g) != len(want) {
 		t.Errorf("state after re-creating the device:\n%q\nwant as many entries as\n%q", g, want)
 	}
+}
+
+func TestFakeDirectRoutingRoutesReachablePeersWithoutEncapsulation(t *testing.T) {
+	h := newFakeHostWith(t, `{"Type":"vxlan","DirectRouting":true}`)
+	eth0 := h.b.ext.Index
+	// 192.168.70.2 is on eth0's network; 192.168.80.3 is behind a router.
+	h.k.SetRouteGet(func(dst net.IP) ([]netlink.Route, error) {
+		if dst.Equal(net.ParseIP("192.168.70.2")) {
+			return []netlink.Route{{LinkIndex: eth0, Type: unix.RTN_UNICAST}}, nil
+		}
+		return []netlink.Route{{LinkIndex: eth0, Gw: net.ParseIP("192.168.70.254"), Type: unix.RTN_UNICAST}}, nil
+	})
+	far := fakePeer(3)
+	far.Attrs.PublicIP = netip.MustParseAddr("192.168.80.3")
+	h.k.ResetCalls()
+	if err := h.b.Apply(t.Context(), []lease.Lease{fakePeer(2), far}); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, "Apply with one direct and one encapsulated peer", changes(h.k.Calls()), []string{
+		"neigh replace 10.244.3.0 lladdr 0a:00:00:00:00:03 dev flannel.1",
+		"fdb replace 0a:00:00:00:00:03 dev flannel.1 dst 192.168.80.3",
+		"route replace 10.244.2.0/24 via 192.168.70.2 dev eth0",
+		"route replace 10.244.3.0/24 via 10.244.3.0 dev flannel.1 onlink",
+	})
+}
+
+// TestFakeWatchFilters holds the rules that say which kernel reports call
+// for a repair to the state of an applied backend.
+func TestFakeWatchFilters(t *testing.T) {
+	h := newFakeHost(t)
+	if err := h.b.Apply(t.Context(), []lease.Lease{fakePeer(2)}); err != nil {
+		t.Fatal(err)
+	}
+	dev := int(h.b.devIndex.Load())
+	mac2 := kernel.MAC{0x0a, 0, 0, 0, 0, 2}
+	for _, c := range []struct {
+		what string
+		got  bool
+		want bool
+	}{
+		{"the peer's neighbour", h.b.neighMatters(kernel.DeletedNeigh{LinkIndex: dev, IP: netip.MustParseAddr("10.244.2.0")}), true},
+		{"the peer's fdb entry", h.b.neighMatters(kernel.DeletedNeigh{LinkIndex: dev, FDB: true, MAC: mac2}), true},
+		{"a neighbour of no peer", h.b.neighMatters(kernel.DeletedNeigh{LinkIndex: dev, IP: netip.MustParseAddr("10.244.7.0")}), false},
+		{"the peer's address on another link", h.b.neighMatters(kernel.DeletedNeigh{LinkIndex: dev + 100, IP: netip.MustParseAddr("10.244.2.0")}), false},
+		{"the peer's route", h.b.routeMatters(kernel.Route{Dst: netip.MustParsePrefix("10.244.2.0/24"), Gw: netip.MustParseAddr("10.244.2.0"), LinkIndex: dev, OnLink: true}), true},
+		{"a route of no peer", h.b.routeMatters(kernel.Route{Dst: netip.MustParsePrefix("10.244.7.0/24"), Gw: netip.MustParseAddr("10.244.7.0"), LinkIndex: dev}), false},
+		{"a route outside the network", h.b.routeMatters(kernel.Route{Dst: netip.MustParsePrefix("172.16.0.0/24"), Gw: netip.MustParseAddr("192.168.70.254")}), false},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s calls for a repair: %v, want %v", c.what, c.got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		ev   kernel.LinkEvent
+		want string
+	}{
+		{kernel.LinkEvent{Index: dev, Name: "flannel.1", Deleted: true}, "device deleted"},
+		{kernel.LinkEvent{Index: dev, Name: "flannel.1"}, "device changed"},
+		{kernel.LinkEvent{Index: h.b.ext.Index, Name: "eth0", Up: true}, "external interface changed"},
+		{kernel.LinkEvent{Index: h.b.ext.Index, Name: "eth0"}, ""},
+		{kernel.LinkEvent{Index: 99, Name: "veth9", Up: true}, ""},
+	} {
+		if got := h.b.linkTrigger(c.ev); got != c.want {
+			t.Errorf("linkTrigger(%+v) = %q, want %q", c.ev, got, c.want)
+		}
+	}
+}
+
+// TestFakeRunRepairsOnTheTimerAndCountsInMetrics runs Run itself on the
+// fake kernel: deleted entries come back on the timer, and the repairs show
+// in weft_reconcile_repairs_total by kind.
+func TestFakeRunRepairsOnTheTimerAndCountsInMetrics(t *testing.T) {
+	m := metrics.New()
+	h := newFakeHostFull(t, `{"Type":"vxlan"}`, 5*time.Millisecond, m)
+	if err := h.b.Apply(t.Context(), []lease.Lease{fakePeer(2)}); err != nil {
+		t.Fatal(err)
+	}
+	want := h.k.State()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- h.b.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v when its context ended, want nil", err)
+		}
+	}()
+
+	h.k.DeleteNeigh(netip.MustParseAddr("10.244.2.0"))
+	h.k.DeleteFDB(kernel.MAC{0x0a, 0, 0, 0, 0, 2})
+	nstest.Eventually(t, 5*time.Second, func() error {
+		n, f := backendtest.Repairs(t, m, metrics.KindNeighbour), backendtest.Repairs(t, m, metrics.KindFDB)
+		if n != 1 || f != 1 || !slices.Equal(h.k.State(), want) {
+			return fmt.Errorf("neighbour repairs %v, fdb repairs %v, state\n%q\nwant\n%q", n, f, h.k.State(), want)
+		}
+		return nil
+	})
 }
 
 func mapsEqual(a, b backend.Counts) bool {
