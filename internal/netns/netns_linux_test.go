@@ -11,7 +11,7 @@ import (
 )
 
 // TestDoHandleRunsInTheNamespace sees, from inside DoHandle, the links of
-// a fresh namespace (only lo plus the dummy veth added there), and from
+// a fresh namespace (the veth added there), and from
 // the caller's goroutine afterwards its own namespace again.
 func TestDoHandleRunsInTheNamespace(t *testing.T) {
 	nstest.RequireRoot(t)
