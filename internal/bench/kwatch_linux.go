@@ -11,6 +11,7 @@ import (
 	vns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/netns"
 )
 
@@ -71,64 +72,45 @@ func record(ctx context.Context, ns string, neighs bool) (*recorder, error) {
 		r.mu.Unlock()
 	}
 
-	routes := make(chan netlink.RouteUpdate, 1<<16)
-	done := make(chan struct{})
-	go func() {
-		<-ctx.Done()
-		close(done)
-	}()
-	err = netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{
-		Namespace:              &h,
-		ReceiveBufferSize:      recvBuf,
-		ReceiveBufferForceSize: true,
-		ErrorCallback:          func(err error) { fail(fmt.Errorf("route notifications in %s: %w", ns, err)) },
+	// The stamps are taken in convert, as each notification is read, and
+	// nothing is passed on: the recorder is the consumer.
+	o := kernel.WatchOptions{Namespace: &h, RcvBuf: recvBuf, ForceRcvBuf: true, OnError: func(err error) {
+		fail(fmt.Errorf("notifications in %s: %w", ns, err))
+	}}
+	_, err = kernel.WatchRouteUpdates(ctx, o, func(u netlink.RouteUpdate) (struct{}, bool) {
+		at := time.Now()
+		if u.Dst == nil {
+			return struct{}{}, false
+		}
+		if a, ok := netip.AddrFromSlice(u.Dst.IP); ok {
+			bits, _ := u.Dst.Mask.Size()
+			r.note(entry{kindRoute, netip.PrefixFrom(a.Unmap(), bits).String()}, u.Type == unix.RTM_NEWROUTE, at)
+		}
+		return struct{}{}, false
 	})
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to routes in %s: %w", ns, err)
 	}
-	go func() {
-		for u := range routes {
-			at := time.Now()
-			if u.Dst == nil {
-				continue
-			}
-			a, ok := netip.AddrFromSlice(u.Dst.IP)
-			if !ok {
-				continue
-			}
-			bits, _ := u.Dst.Mask.Size()
-			r.note(entry{kindRoute, netip.PrefixFrom(a.Unmap(), bits).String()}, u.Type == unix.RTM_NEWROUTE, at)
-		}
-	}()
 	if !neighs {
 		return r, nil
 	}
-	nc := make(chan netlink.NeighUpdate, 1<<16)
-	err = netlink.NeighSubscribeWithOptions(nc, done, netlink.NeighSubscribeOptions{
-		Namespace:              &h,
-		ReceiveBufferSize:      recvBuf,
-		ReceiveBufferForceSize: true,
-		ErrorCallback:          func(err error) { fail(fmt.Errorf("neighbour notifications in %s: %w", ns, err)) },
+	_, err = kernel.WatchNeighUpdates(ctx, o, func(u netlink.NeighUpdate) (struct{}, bool) {
+		at := time.Now()
+		add := u.Type == unix.RTM_NEWNEIGH
+		if u.Family == unix.AF_BRIDGE {
+			if len(u.HardwareAddr) > 0 {
+				r.note(entry{kindFDB, u.HardwareAddr.String()}, add, at)
+			}
+			return struct{}{}, false
+		}
+		if a, ok := netip.AddrFromSlice(u.IP); ok {
+			r.note(entry{kindNeigh, a.Unmap().String()}, add, at)
+		}
+		return struct{}{}, false
 	})
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to neighbours in %s: %w", ns, err)
 	}
-	go func() {
-		for u := range nc {
-			at := time.Now()
-			add := u.Type == unix.RTM_NEWNEIGH
-			if u.Family == unix.AF_BRIDGE {
-				if len(u.HardwareAddr) == 0 {
-					continue
-				}
-				r.note(entry{kindFDB, u.HardwareAddr.String()}, add, at)
-				continue
-			}
-			if a, ok := netip.AddrFromSlice(u.IP); ok {
-				r.note(entry{kindNeigh, a.Unmap().String()}, add, at)
-			}
-		}
-	}()
 	return r, nil
 }
 

@@ -37,7 +37,7 @@ func RetryDump[T any](dump func() (T, error)) (T, error) {
 // (ip route show table main; ip -6 route show table main). Entries a Route
 // cannot represent (multipath, blackhole, local, RTA_VIA) are left out: no
 // plan ever deletes them.
-func ListRoutes(h *netlink.Handle) ([]Route, error) {
+func ListRoutes(h RouteHandle) ([]Route, error) {
 	nrs, err := RetryDump(func() ([]netlink.Route, error) {
 		return h.RouteListFiltered(netlink.FAMILY_ALL,
 			&netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
@@ -121,7 +121,7 @@ func toNetlink(r Route) *netlink.Route {
 // ApplyOps performs ops in order and returns what took effect and what the
 // kernel refused. Deleting a route that is already gone counts as neither:
 // the table is as wanted, and nothing changed.
-func ApplyOps(h *netlink.Handle, ops []Op) Result {
+func ApplyOps(h RouteHandle, ops []Op) Result {
 	var res Result
 	for _, op := range ops {
 		var err error
@@ -152,7 +152,7 @@ func ApplyOps(h *netlink.Handle, ops []Op) Result {
 // accepts. It fails without changing anything when the table cannot be
 // read; otherwise single refused changes are in the Result, and never stop
 // the others.
-func Sync(h *netlink.Handle, desired []Route, owned func(Route) bool) (Result, error) {
+func Sync(h RouteHandle, desired []Route, owned func(Route) bool) (Result, error) {
 	installed, err := ListRoutes(h)
 	if err != nil {
 		return Result{}, err

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 
-	"github.com/vishvananda/netlink"
 	vns "github.com/vishvananda/netns"
 )
 
@@ -17,10 +16,10 @@ import (
 func RetryDump[T any](dump func() (T, error)) (T, error) { return dump() }
 
 // ListRoutes is Linux-only.
-func ListRoutes(h *netlink.Handle) ([]Route, error) { return nil, errors.ErrUnsupported }
+func ListRoutes(h RouteHandle) ([]Route, error) { return nil, errors.ErrUnsupported }
 
 // ApplyOps is Linux-only; every op fails.
-func ApplyOps(h *netlink.Handle, ops []Op) Result {
+func ApplyOps(h RouteHandle, ops []Op) Result {
 	var res Result
 	for _, op := range ops {
 		res.Failed = append(res.Failed, &OpError{Op: op, Err: errors.ErrUnsupported})
@@ -29,7 +28,7 @@ func ApplyOps(h *netlink.Handle, ops []Op) Result {
 }
 
 // Sync is Linux-only.
-func Sync(h *netlink.Handle, desired []Route, owned func(Route) bool) (Result, error) {
+func Sync(h RouteHandle, desired []Route, owned func(Route) bool) (Result, error) {
 	return Result{}, errors.ErrUnsupported
 }
 

@@ -123,6 +123,13 @@ type LinkEvent struct {
 	Up      bool // IFF_UP; false for a deleted link
 }
 
+// AddrEvent is an address added to or removed from a link.
+type AddrEvent struct {
+	LinkIndex int
+	Prefix    netip.Prefix
+	Added     bool // false: removed
+}
+
 // NeighOp is one change to the neighbour table.
 type NeighOp struct {
 	Kind  OpKind // Replace: ip neigh replace; Delete: ip neigh del

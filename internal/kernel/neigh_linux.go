@@ -11,7 +11,7 @@ import (
 
 // ListNeighs returns the IPv4 neighbour entries of link linkIndex (ip -4
 // neigh show dev DEV nud all). Entries still resolving have a zero MAC.
-func ListNeighs(h *netlink.Handle, linkIndex int) ([]Neigh, error) {
+func ListNeighs(h NeighHandle, linkIndex int) ([]Neigh, error) {
 	ns, err := RetryDump(func() ([]netlink.Neigh, error) { return h.NeighList(linkIndex, unix.AF_INET) })
 	if err != nil {
 		return nil, fmt.Errorf("list neighbours of link %d: %w", linkIndex, err)
@@ -35,7 +35,7 @@ func ListNeighs(h *netlink.Handle, linkIndex int) ([]Neigh, error) {
 
 // ListFDB returns the forwarding entries of VXLAN link linkIndex, one per
 // remote, in the kernel's order (bridge fdb show dev DEV).
-func ListFDB(h *netlink.Handle, linkIndex int) ([]FDB, error) {
+func ListFDB(h NeighHandle, linkIndex int) ([]FDB, error) {
 	ns, err := RetryDump(func() ([]netlink.Neigh, error) { return h.NeighList(linkIndex, unix.AF_BRIDGE) })
 	if err != nil {
 		return nil, fmt.Errorf("list fdb entries of link %d: %w", linkIndex, err)
@@ -100,7 +100,7 @@ func fdbToNetlink(f FDB) *netlink.Neigh {
 
 // ApplyNeighOps performs ops in order. Deleting an entry that is already
 // gone counts as neither done nor failed.
-func ApplyNeighOps(h *netlink.Handle, ops []NeighOp) NeighResult {
+func ApplyNeighOps(h NeighHandle, ops []NeighOp) NeighResult {
 	var res NeighResult
 	for _, op := range ops {
 		var err error
@@ -126,7 +126,7 @@ func ApplyNeighOps(h *netlink.Handle, ops []NeighOp) NeighResult {
 
 // ApplyFDBOps performs ops in order. Deleting a remote that is already gone
 // counts as neither done nor failed.
-func ApplyFDBOps(h *netlink.Handle, ops []FDBOp) FDBResult {
+func ApplyFDBOps(h NeighHandle, ops []FDBOp) FDBResult {
 	var res FDBResult
 	for _, op := range ops {
 		var err error

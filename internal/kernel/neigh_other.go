@@ -6,18 +6,17 @@ import (
 	"context"
 	"errors"
 
-	"github.com/vishvananda/netlink"
 	vns "github.com/vishvananda/netns"
 )
 
 // ListNeighs is Linux-only.
-func ListNeighs(h *netlink.Handle, linkIndex int) ([]Neigh, error) { return nil, errors.ErrUnsupported }
+func ListNeighs(h NeighHandle, linkIndex int) ([]Neigh, error) { return nil, errors.ErrUnsupported }
 
 // ListFDB is Linux-only.
-func ListFDB(h *netlink.Handle, linkIndex int) ([]FDB, error) { return nil, errors.ErrUnsupported }
+func ListFDB(h NeighHandle, linkIndex int) ([]FDB, error) { return nil, errors.ErrUnsupported }
 
 // ApplyNeighOps is Linux-only; every op fails.
-func ApplyNeighOps(h *netlink.Handle, ops []NeighOp) NeighResult {
+func ApplyNeighOps(h NeighHandle, ops []NeighOp) NeighResult {
 	var res NeighResult
 	for _, op := range ops {
 		res.Failed = append(res.Failed, &NeighOpError{Op: op, Err: errors.ErrUnsupported})
@@ -26,7 +25,7 @@ func ApplyNeighOps(h *netlink.Handle, ops []NeighOp) NeighResult {
 }
 
 // ApplyFDBOps is Linux-only; every op fails.
-func ApplyFDBOps(h *netlink.Handle, ops []FDBOp) FDBResult {
+func ApplyFDBOps(h NeighHandle, ops []FDBOp) FDBResult {
 	var res FDBResult
 	for _, op := range ops {
 		res.Failed = append(res.Failed, &FDBOpError{Op: op, Err: errors.ErrUnsupported})
@@ -41,5 +40,10 @@ func WatchNeighDeletions(ctx context.Context, ns *vns.NsHandle, onError func(err
 
 // WatchLinks is Linux-only.
 func WatchLinks(ctx context.Context, ns *vns.NsHandle, onError func(error)) (<-chan LinkEvent, error) {
+	return nil, errors.ErrUnsupported
+}
+
+// WatchAddrs is Linux-only.
+func WatchAddrs(ctx context.Context, ns *vns.NsHandle, onError func(error)) (<-chan AddrEvent, error) {
 	return nil, errors.ErrUnsupported
 }

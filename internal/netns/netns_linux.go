@@ -97,7 +97,26 @@ func Do(name string, fn func() error) error {
 		return fmt.Errorf("open netns %s: %w", name, err)
 	}
 	defer target.Close()
+	return doIn(target, name, fn)
+}
 
+// DoHandle is Do for a namespace the caller holds open; nil means the
+// caller's own namespace, where fn simply runs. fn runs on a goroutine of
+// its own, so that a thread that cannot be moved back dies with it and the
+// caller's goroutine is never left locked in ns. The caller keeps ns open
+// until DoHandle returns, and closes it.
+func DoHandle(ns *vns.NsHandle, fn func() error) error {
+	if ns == nil {
+		return fn()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- doIn(*ns, ns.String(), fn) }()
+	return <-errc
+}
+
+// doIn runs fn on the caller's goroutine, locked to a thread moved into
+// target; name says which namespace in errors.
+func doIn(target vns.NsHandle, name string, fn func() error) error {
 	runtime.LockOSThread()
 	orig, err := vns.Get()
 	if err != nil {

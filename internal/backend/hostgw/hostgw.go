@@ -54,7 +54,7 @@ type Options struct {
 	ReconcilePeriod time.Duration
 	// Handle programs the routes; nil means a handle in the caller's
 	// network namespace. The backend never closes it.
-	Handle *netlink.Handle
+	Handle kernel.RouteHandle
 	// Netns is the namespace Handle works in, where Run subscribes to route
 	// deletions; nil means the caller's. It must be set with Handle unless
 	// NoSubscribe is, so that the subscription watches the table that
@@ -141,17 +141,11 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 }
 
 func checkConfig(cfg backend.Config) error {
-	if cfg.Network == nil || !cfg.Network.Network.IsValid() || !cfg.Network.Network.Addr().Is4() {
-		return errors.New("host-gw needs an IPv4 cluster Network")
+	ext, err := backend.CheckConfig(BackendType, cfg)
+	if err != nil {
+		return err
 	}
-	ext := cfg.Ext
-	if ext.Index == 0 || ext.Name == "" {
-		return errors.New("host-gw needs an external interface")
-	}
-	if !ext.Addr.IsValid() {
-		return fmt.Errorf("host-gw needs an IPv4 address on interface %s", ext.Name)
-	}
-	if ext.PublicIP.IsValid() && ext.PublicIP != ext.Addr {
+	if ext.PublicIP != ext.Addr {
 		return fmt.Errorf("host-gw needs --public-ip %s to be an address of interface %s (it has %s): "+
 			"peers route pod subnets straight to this address, so it must be reachable on the same L2 segment; "+
 			"this host is probably behind NAT — use vxlan", ext.PublicIP, ext.Name, ext.Addr)
@@ -190,9 +184,7 @@ func (b *Backend) owns(r kernel.Route) bool {
 }
 
 func owns(network, own netip.Prefix, r kernel.Route) bool {
-	return r.Gw.IsValid() && r.Dst.Addr().Is4() &&
-		r.Dst.Bits() > network.Bits() && network.Contains(r.Dst.Addr()) &&
-		!r.Dst.Overlaps(own)
+	return kernel.PeerRouteOwner(network, own)(r)
 }
 
 // desiredState is what one set of leases asks of the kernel.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -33,7 +32,8 @@ func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
 		return errors.New("host-gw: Apply before Start")
 	}
 	st := desire(b.network, b.own, b.ext, leases)
-	b.noteIgnored(st.ignored)
+	backend.NoteIgnored(b.log, BackendType, b.ignored, st.ignored)
+	b.ignored = st.ignored
 	b.desired, b.peerOf, b.applied = st.routes, st.peerOf, true
 
 	errs := st.errs
@@ -57,64 +57,26 @@ func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
 // nothing, because only a complete set of leases says which routes are
 // stale. It returns nil when ctx is done.
 func (b *Backend) Run(ctx context.Context) error {
-	tick := time.NewTicker(b.opts.ReconcilePeriod)
-	defer tick.Stop()
-
-	var deleted <-chan kernel.Route
-	subscribe := func() {
-		if b.opts.NoSubscribe || deleted != nil {
-			return
-		}
-		ch, err := kernel.WatchDeletions(ctx, b.opts.Netns, func(err error) {
-			b.log.Warn("route deletion watch reported an error", "err", err)
-		})
-		if err != nil {
-			b.log.Warn("cannot watch route deletions; repairing on the timer only until it works",
-				"period", b.opts.ReconcilePeriod, "err", err)
-			return
-		}
-		deleted = ch
-	}
-
-	subscribe()
-	// Whatever changed between Apply and the subscription is caught here.
-	b.repair("start")
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-			subscribe()
-			b.repair("timer")
-		case r, ok := <-deleted:
-			lost := !ok
-			relevant := ok && b.wants(r)
-			// A link going down deletes many routes at once; repair once.
-		drain:
-			for !lost {
-				select {
-				case r, ok := <-deleted:
-					lost = !ok
-					relevant = relevant || (ok && b.wants(r))
-				default:
-					break drain
+	var watches []backend.Watch
+	if !b.opts.NoSubscribe {
+		watches = append(watches, backend.NewWatch("route deletions",
+			func(ctx context.Context, onError func(error)) (<-chan kernel.Route, error) {
+				return kernel.WatchDeletions(ctx, b.opts.Netns, onError)
+			},
+			func(r kernel.Route) string {
+				if b.wants(r) {
+					return "route deleted"
 				}
-			}
-			if lost {
-				// Deletions may have been missed: watch again, then repair.
-				deleted = nil
-				if ctx.Err() != nil {
-					return nil
-				}
-				subscribe()
-				b.repair("watch restarted")
-				continue
-			}
-			if relevant {
-				b.repair("route deleted")
-			}
-		}
+				return ""
+			}))
 	}
+	return backend.RunRepairLoop(ctx, backend.RepairConfig{
+		Period:  b.opts.ReconcilePeriod,
+		Watches: watches,
+		Repair:  b.repair,
+		Log:     b.log,
+		Metrics: b.metrics,
+	})
 }
 
 // sync makes the table hold b.desired. With cached, and when the last sync
@@ -147,20 +109,20 @@ func (b *Backend) wants(r kernel.Route) bool {
 	return ok && b.owns(r)
 }
 
-// repair re-applies the last desired state and counts what it had to change.
-func (b *Backend) repair(trigger string) {
+// repair re-applies the last desired state and returns what it had to
+// change.
+func (b *Backend) repair(trigger string) backend.Counts {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.applied {
-		return
+		return nil
 	}
 	res, err := b.sync(false)
 	if err != nil {
 		b.log.Warn("route repair failed", "trigger", trigger, "err", err)
-		return
+		return nil
 	}
 	b.repairs.Add(uint64(len(res.Done)))
-	b.metrics.Repaired(metrics.KindRoute, len(res.Done))
 	b.logDone(res.Done, trigger)
 	failing := make(map[netip.Prefix]string, len(res.Failed))
 	for _, f := range res.Failed {
@@ -172,6 +134,7 @@ func (b *Backend) repair(trigger string) {
 		}
 	}
 	b.failing = failing
+	return backend.Counts{metrics.KindRoute: len(res.Done)}
 }
 
 // logDone logs one line per route change; more than backend.BulkChanges
@@ -221,22 +184,4 @@ func (b *Backend) opError(f *kernel.OpError) error {
 			r.Gw, r.Dst, r.Format(b.names), f.Err, r.Gw, b.ext.Name)
 	}
 	return fmt.Errorf("peer %s (subnet %s): replace route %s: %w", r.Gw, r.Dst, r.Format(b.names), f.Err)
-}
-
-// noteIgnored logs each lease of another backend type once, when it
-// appears or changes type, and forgets the ones that are gone. Callers
-// hold mu.
-func (b *Backend) noteIgnored(now map[netip.Prefix]lease.Attrs) {
-	for subnet, a := range now {
-		if prev, ok := b.ignored[subnet]; ok && prev.BackendType == a.BackendType {
-			continue
-		}
-		typ := a.BackendType
-		if typ == "" {
-			typ = "none"
-		}
-		b.log.Info("ignoring peer of another backend type; host-gw cannot reach it", "subnet", subnet,
-			"peer", a.PublicIP, "backend_type", typ)
-	}
-	b.ignored = now
 }

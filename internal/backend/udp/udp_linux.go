@@ -7,17 +7,17 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"sync"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	vns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/metrics"
+	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/tun"
 )
 
@@ -40,7 +40,7 @@ func (b *Backend) Start(ctx context.Context, own lease.Lease) error {
 	b.own = lease.Lease{Subnet: own.Subnet.Masked(), Attrs: own.Attrs}
 
 	local := netip.AddrPortFrom(b.ext.Addr, uint16(b.port))
-	err := inNetns(b.opts.Netns, func() (err error) {
+	err := netns.DoHandle(b.opts.Netns, func() (err error) {
 		b.sock, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(local))
 		return err
 	})
@@ -48,7 +48,7 @@ func (b *Backend) Start(ctx context.Context, own lease.Lease) error {
 		return fmt.Errorf("udp: listen on %s: %w", local, err)
 	}
 	tuneSocket(b.sock)
-	if err := b.reconcileLocked("start"); err != nil {
+	if err := b.reconcileLocked("start", nil); err != nil {
 		b.closeLocked()
 		return fmt.Errorf("udp: %w", err)
 	}
@@ -93,7 +93,7 @@ func (b *Backend) Run(ctx context.Context) error {
 		b.mu.Unlock()
 		return errors.New("udp: Run needs a started backend and runs once")
 	}
-	l := &loops{b: b, devErr: make(chan tun.Device, 1), fatal: make(chan error, 1)}
+	l := &loops{b: b, devFailed: make(chan string, 1), fatal: make(chan error, 1)}
 	b.loops = l
 	l.start(b.sock)
 	l.startTun(b.dev)
@@ -101,56 +101,67 @@ func (b *Backend) Run(ctx context.Context) error {
 	defer l.wg.Wait()
 	defer b.Close()
 
-	// Ends the subscriptions also when Run returns for a failed socket.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	tick := time.NewTicker(b.opts.ReconcilePeriod)
-	defer tick.Stop()
-	w := newWatcher(b)
-	w.subscribe(ctx)
-	// Whatever changed between Start and the subscriptions is caught here.
-	b.reconcile("run")
-	last := b.Stats()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-l.fatal:
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("udp: %w", err)
-		case dev := <-l.devErr:
-			b.mu.Lock()
-			if b.dev == dev {
-				b.broken = true
-			}
-			b.mu.Unlock()
-			b.reconcile("device read failed")
-		case <-tick.C:
-			w.subscribe(ctx)
-			b.reconcile("timer")
-			last = b.logDrops(last)
-		case ev := <-w.events:
-			if ev.ended >= 0 {
-				if ctx.Err() != nil {
-					return nil
-				}
-				// Changes may have been missed: watch again, then repair.
-				w.ended(ev.ended)
-				w.subscribe(ctx)
-				ev.trigger = "watch restarted"
-			}
-			b.reconcile(ev.trigger)
+	var watches []backend.Watch
+	if !b.opts.NoSubscribe {
+		ns := b.opts.Netns
+		watches = []backend.Watch{
+			backend.NewWatch("link changes",
+				func(ctx context.Context, onError func(error)) (<-chan kernel.LinkEvent, error) {
+					return kernel.WatchLinks(ctx, ns, onError)
+				},
+				func(e kernel.LinkEvent) string {
+					if e.Name == DeviceName || int32(e.Index) == b.curIndex.Load() {
+						return "device changed"
+					}
+					return ""
+				}),
+			backend.NewWatch("address changes",
+				func(ctx context.Context, onError func(error)) (<-chan kernel.AddrEvent, error) {
+					return kernel.WatchAddrs(ctx, ns, onError)
+				},
+				func(e kernel.AddrEvent) string {
+					if int32(e.LinkIndex) == b.curIndex.Load() {
+						return "address changed"
+					}
+					return ""
+				}),
+			backend.NewWatch("route deletions",
+				func(ctx context.Context, onError func(error)) (<-chan kernel.Route, error) {
+					return kernel.WatchDeletions(ctx, ns, onError)
+				},
+				func(r kernel.Route) string {
+					if r.Dst == b.network {
+						return "route deleted"
+					}
+					return ""
+				}),
 		}
 	}
+	last := b.Stats()
+	err := backend.RunRepairLoop(ctx, backend.RepairConfig{
+		Period:  b.opts.ReconcilePeriod,
+		Watches: watches,
+		Repair:  b.reconcile,
+		Initial: "run",
+		Extra:   l.devFailed,
+		Fatal:   l.fatal,
+		OnTick:  func() { last = b.logDrops(last) },
+		Log:     b.log,
+		Metrics: b.metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("udp: %w", err)
+	}
+	return nil
 }
 
-// reconcile runs reconcileLocked and logs a failure once until it changes.
-func (b *Backend) reconcile(trigger string) {
+// reconcile runs reconcileLocked, logs a failure once until it changes,
+// and returns what it repaired.
+func (b *Backend) reconcile(trigger string) backend.Counts {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	err := b.reconcileLocked(trigger)
+	counts := backend.Counts{}
+	err := b.reconcileLocked(trigger, counts)
 	msg := ""
 	if err != nil {
 		msg = err.Error()
@@ -159,18 +170,30 @@ func (b *Backend) reconcile(trigger string) {
 		b.log.Warn("repair of flannel0 failed; retrying", "trigger", trigger, "err", msg)
 	}
 	b.failing = msg
+	return counts
+}
+
+// markBroken notes that reading dev failed, so that the next reconcile
+// attaches again, unless dev was replaced meanwhile.
+func (b *Backend) markBroken(dev tun.Device) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.dev == dev {
+		b.broken = true
+	}
 }
 
 // reconcileLocked makes flannel0 exist and be attached, with the MTU, up,
 // exactly the own /32 among its IPv4 addresses, and the Network route
-// through it. One change's failure does not stop the others. Callers
+// through it. One change's failure does not stop the others. It counts
+// its changes as repairs in counts, unless that is nil (Start's). Callers
 // hold mu.
-func (b *Backend) reconcileLocked(trigger string) error {
+func (b *Backend) reconcileLocked(trigger string, counts backend.Counts) error {
 	if b.closed {
 		return nil
 	}
 	h := b.opts.Handle
-	link, err := b.ensureDeviceLocked(trigger)
+	link, err := b.ensureDeviceLocked(trigger, counts)
 	if err != nil {
 		return err
 	}
@@ -181,7 +204,7 @@ func (b *Backend) reconcileLocked(trigger string) error {
 		if err := h.LinkSetMTU(link, b.mtu); err != nil {
 			errs = append(errs, fmt.Errorf("set mtu %d on %s: %w", b.mtu, DeviceName, err))
 		} else {
-			b.changed(trigger, metrics.KindDevice, "device mtu set", "mtu", b.mtu, "was", attrs.MTU)
+			b.changed(counts, trigger, metrics.KindDevice, "device mtu set", "mtu", b.mtu, "was", attrs.MTU)
 		}
 	}
 	if attrs.TxQLen != txQueueLen {
@@ -189,7 +212,7 @@ func (b *Backend) reconcileLocked(trigger string) error {
 		if err := h.LinkSetTxQLen(link, txQueueLen); err != nil {
 			errs = append(errs, fmt.Errorf("set txqueuelen %d on %s: %w", txQueueLen, DeviceName, err))
 		} else {
-			b.changed(trigger, metrics.KindDevice, "device queue set", "txqueuelen", txQueueLen, "was", attrs.TxQLen)
+			b.changed(counts, trigger, metrics.KindDevice, "device queue set", "txqueuelen", txQueueLen, "was", attrs.TxQLen)
 		}
 	}
 	if attrs.Flags&net.FlagUp == 0 {
@@ -197,10 +220,10 @@ func (b *Backend) reconcileLocked(trigger string) error {
 		if err := h.LinkSetUp(link); err != nil {
 			errs = append(errs, fmt.Errorf("set %s up: %w", DeviceName, err))
 		} else {
-			b.changed(trigger, metrics.KindDevice, "device set up")
+			b.changed(counts, trigger, metrics.KindDevice, "device set up")
 		}
 	}
-	errs = append(errs, b.syncAddressLocked(link, trigger))
+	errs = append(errs, b.syncAddressLocked(link, trigger, counts))
 
 	// ip route replace NETWORK dev flannel0 proto 87 (scope global, as
 	// flannel's: the source of host-originated packets is then the
@@ -215,11 +238,11 @@ func (b *Backend) reconcileLocked(trigger string) error {
 	for _, op := range res.Done {
 		switch {
 		case op.Kind == kernel.Delete:
-			b.changed(trigger, metrics.KindRoute, "route removed", "route", op.Route.Format(names))
+			b.changed(counts, trigger, metrics.KindRoute, "route removed", "route", op.Route.Format(names))
 		case op.Prev != (kernel.Route{}):
-			b.changed(trigger, metrics.KindRoute, "route replaced", "route", op.Route.Format(names), "was", op.Prev.Format(names))
+			b.changed(counts, trigger, metrics.KindRoute, "route replaced", "route", op.Route.Format(names), "was", op.Prev.Format(names))
 		default:
-			b.changed(trigger, metrics.KindRoute, "route added", "route", op.Route.Format(names))
+			b.changed(counts, trigger, metrics.KindRoute, "route added", "route", op.Route.Format(names))
 		}
 	}
 	for _, f := range res.Failed {
@@ -232,7 +255,7 @@ func (b *Backend) reconcileLocked(trigger string) error {
 // /32, among flannel0's IPv4 addresses: flannel's choice, so that no
 // broadcast routes appear and host-originated packets have a source that
 // peers route back. Callers hold mu.
-func (b *Backend) syncAddressLocked(link netlink.Link, trigger string) error {
+func (b *Backend) syncAddressLocked(link netlink.Link, trigger string, counts backend.Counts) error {
 	h := b.opts.Handle
 	want := netip.PrefixFrom(b.own.Subnet.Addr(), 32)
 	addrs, err := kernel.RetryDump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_V4) })
@@ -252,7 +275,7 @@ func (b *Backend) syncAddressLocked(link netlink.Link, trigger string) error {
 		if err := h.AddrDel(link, &a); err != nil {
 			errs = append(errs, fmt.Errorf("delete address %s from %s: %w", a.IPNet, DeviceName, err))
 		} else {
-			b.changed(trigger, metrics.KindAddress, "address removed", "addr", a.IPNet.String())
+			b.changed(counts, trigger, metrics.KindAddress, "address removed", "addr", a.IPNet.String())
 		}
 	}
 	if !have {
@@ -261,7 +284,7 @@ func (b *Backend) syncAddressLocked(link netlink.Link, trigger string) error {
 		if err := h.AddrAdd(link, a); err != nil && !errors.Is(err, unix.EEXIST) {
 			errs = append(errs, fmt.Errorf("add address %s to %s: %w", want, DeviceName, err))
 		} else if err == nil {
-			b.changed(trigger, metrics.KindAddress, "address added", "addr", want)
+			b.changed(counts, trigger, metrics.KindAddress, "address added", "addr", want)
 		}
 	}
 	return errors.Join(errs...)
@@ -284,7 +307,7 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 // TUN device can be deleted (ip link del flannel0) while we hold its file
 // descriptor: the kernel detaches the fd, which from then on only fails
 // with EBADFD. Callers hold mu.
-func (b *Backend) ensureDeviceLocked(trigger string) (netlink.Link, error) {
+func (b *Backend) ensureDeviceLocked(trigger string, counts backend.Counts) (netlink.Link, error) {
 	h := b.opts.Handle
 	link, err := h.LinkByName(DeviceName)
 	exists := err == nil
@@ -300,7 +323,7 @@ func (b *Backend) ensureDeviceLocked(trigger string) (netlink.Link, error) {
 		b.dev = nil
 	}
 	var dev tun.Device
-	err = inNetns(b.opts.Netns, func() (err error) {
+	err = netns.DoHandle(b.opts.Netns, func() (err error) {
 		dev, err = tun.Open(DeviceName, tun.Options{Persist: true})
 		return err
 	})
@@ -326,7 +349,7 @@ func (b *Backend) ensureDeviceLocked(trigger string) (netlink.Link, error) {
 		msg = "device reattached"
 	}
 	if reopen || !exists {
-		b.changed(trigger, metrics.KindDevice, msg, "index", b.devIndex)
+		b.changed(counts, trigger, metrics.KindDevice, msg, "index", b.devIndex)
 	} else {
 		b.log.Info(msg, "device", DeviceName, "index", b.devIndex, "trigger", trigger)
 	}
@@ -342,7 +365,7 @@ func (b *Backend) ensureDeviceLocked(trigger string) (netlink.Link, error) {
 // without IPv6 has nothing to turn off.
 func disableIPv6(ns *vns.NsHandle, name string) error {
 	// /proc/sys/net shows the namespace of the thread that opens it.
-	err := inNetns(ns, func() error {
+	err := netns.DoHandle(ns, func() error {
 		return os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0)
 	})
 	if errors.Is(err, os.ErrNotExist) {
@@ -351,13 +374,13 @@ func disableIPv6(ns *vns.NsHandle, name string) error {
 	return err
 }
 
-// changed logs one kernel change, and counts it as a repair unless Start
-// made it. Callers hold mu.
-func (b *Backend) changed(trigger, kind, msg string, args ...any) {
+// changed logs one kernel change, and counts it as a repair in counts
+// unless that is nil (Start made it). Callers hold mu.
+func (b *Backend) changed(counts backend.Counts, trigger, kind, msg string, args ...any) {
 	b.log.Info(msg, append([]any{"device", DeviceName, "trigger", trigger}, args...)...)
-	if trigger != "start" {
+	if counts != nil {
 		b.repairs.Add(1)
-		b.metrics.Repaired(kind, 1)
+		counts.Add(kind, 1)
 	}
 }
 
@@ -381,10 +404,10 @@ func (b *Backend) logDrops(last Stats) Stats {
 
 // loops are the packet goroutines of one Run.
 type loops struct {
-	b      *Backend
-	wg     sync.WaitGroup
-	devErr chan tun.Device // a device whose Read failed, not by Close
-	fatal  chan error      // the socket failed
+	b         *Backend
+	wg        sync.WaitGroup
+	devFailed chan string // reading a device failed, not by Close: a trigger for a repair
+	fatal     chan error  // the socket failed
 }
 
 // start runs the socket → flannel0 direction.
@@ -446,8 +469,9 @@ func (l *loops) startTun(dev tun.Device) {
 			if err != nil {
 				if !errors.Is(err, os.ErrClosed) {
 					b.log.Warn("reading flannel0 failed; attaching to it again", "err", err)
+					b.markBroken(dev)
 					select {
-					case l.devErr <- dev:
+					case l.devFailed <- "device read failed":
 					default:
 					}
 				}
@@ -475,176 +499,4 @@ func makeBufs(n, size int) [][]byte {
 		bufs[i] = back[i*size : (i+1)*size : (i+1)*size]
 	}
 	return bufs
-}
-
-// watcher holds Run's netlink subscriptions: link changes of flannel0,
-// address changes on it, and deletions of the Network route. Only Run's
-// goroutine touches live; the subscriptions report through events.
-type watcher struct {
-	b      *Backend
-	live   [3]bool // watchLink, watchAddr, watchRoute
-	events chan watchEvent
-}
-
-const (
-	watchLink = iota
-	watchAddr
-	watchRoute
-)
-
-// watchEvent is a relevant change (trigger set) or the end of a
-// subscription (ended set), after which changes may have been missed.
-type watchEvent struct {
-	trigger string
-	ended   int
-}
-
-func newWatcher(b *Backend) *watcher {
-	return &watcher{b: b, events: make(chan watchEvent, 1)}
-}
-
-// subscribe starts the subscriptions that are not running.
-func (w *watcher) subscribe(ctx context.Context) {
-	b := w.b
-	if b.opts.NoSubscribe {
-		return
-	}
-	onErr := func(err error) {
-		if ctx.Err() == nil {
-			b.log.Warn("netlink subscription reported an error", "err", err)
-		}
-	}
-	if !w.live[watchLink] {
-		ch := make(chan netlink.LinkUpdate, 16)
-		done := make(chan struct{})
-		err := netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{Namespace: b.opts.Netns, ErrorCallback: onErr})
-		if err != nil {
-			b.log.Warn("cannot watch link changes; repairing on the timer only until it works", "err", err)
-		} else {
-			w.live[watchLink] = true
-			w.pipe(ctx, watchLink, "device changed", forward(ctx, ch, done, func(u netlink.LinkUpdate) bool {
-				return u.Link.Attrs().Name == DeviceName || int32(u.Link.Attrs().Index) == b.curIndex.Load()
-			}))
-		}
-	}
-	if !w.live[watchAddr] {
-		ch := make(chan netlink.AddrUpdate, 16)
-		done := make(chan struct{})
-		err := netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{Namespace: b.opts.Netns, ErrorCallback: onErr})
-		if err != nil {
-			b.log.Warn("cannot watch address changes; repairing on the timer only until it works", "err", err)
-		} else {
-			w.live[watchAddr] = true
-			w.pipe(ctx, watchAddr, "address changed", forward(ctx, ch, done, func(u netlink.AddrUpdate) bool {
-				return int32(u.LinkIndex) == b.curIndex.Load()
-			}))
-		}
-	}
-	if !w.live[watchRoute] {
-		ch, err := kernel.WatchDeletions(ctx, b.opts.Netns, onErr)
-		if err != nil {
-			b.log.Warn("cannot watch route deletions; repairing on the timer only until it works", "err", err)
-		} else {
-			w.live[watchRoute] = true
-			sig := make(chan struct{}, 1)
-			go func() {
-				defer close(sig)
-				for r := range ch {
-					if r.Dst == b.network {
-						select {
-						case sig <- struct{}{}:
-						default:
-						}
-					}
-				}
-			}()
-			w.pipe(ctx, watchRoute, "route deleted", sig)
-		}
-	}
-}
-
-// ended marks subscription i as gone, so the next subscribe renews it.
-func (w *watcher) ended(i int) { w.live[i] = false }
-
-// pipe turns each signal on sig into an event with trigger, and the end of
-// sig into an event that says subscription i ended.
-func (w *watcher) pipe(ctx context.Context, i int, trigger string, sig <-chan struct{}) {
-	go func() {
-		for range sig {
-			select {
-			case w.events <- watchEvent{trigger: trigger, ended: -1}:
-			case <-ctx.Done():
-				return
-			}
-		}
-		select {
-		case w.events <- watchEvent{ended: i}:
-		case <-ctx.Done():
-		}
-	}()
-}
-
-// forward passes on one coalesced signal per burst of relevant updates
-// from a netlink subscription, until ctx is done or the subscription ends;
-// then it closes the returned channel.
-func forward[T any](ctx context.Context, updates chan T, done chan struct{}, relevant func(T) bool) <-chan struct{} {
-	out := make(chan struct{}, 1)
-	go func() {
-		defer close(out)
-		// Closing done closes the socket, which ends netlink's reader; it
-		// may be blocked sending on updates, so drain until it closes it.
-		defer func() {
-			close(done)
-			for range updates {
-			}
-		}()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case u, ok := <-updates:
-				if !ok {
-					return
-				}
-				if relevant(u) {
-					select {
-					case out <- struct{}{}:
-					default:
-					}
-				}
-			}
-		}
-	}()
-	return out
-}
-
-// inNetns runs fn on a thread in namespace ns (nil: the caller's), so that
-// the file descriptors fn opens (TUN device, socket) belong to ns for good.
-// The thread is thrown away if it cannot be moved back.
-func inNetns(ns *vns.NsHandle, fn func() error) error {
-	if ns == nil {
-		return fn()
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := vns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := vns.Set(*ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns: %w", err)
-			return
-		}
-		ferr := fn()
-		if err := vns.Set(orig); err == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- ferr
-	}()
-	return <-errc
 }

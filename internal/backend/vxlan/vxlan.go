@@ -51,6 +51,7 @@ import (
 	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/netconf"
 )
 
@@ -147,7 +148,7 @@ type Options struct {
 	ReconcilePeriod time.Duration
 	// Handle programs the kernel; nil means a handle in the caller's
 	// network namespace. The backend never closes it.
-	Handle *netlink.Handle
+	Handle kernel.Handle
 	// Netns is the namespace Handle works in, where Run subscribes to
 	// deletions; nil means the caller's. It must be set with Handle unless
 	// NoSubscribe is. The backend never closes it.
@@ -185,6 +186,8 @@ type Backend struct {
 	opts      Options
 	mac       kernel.MAC // the VTEP MAC, settled by New; never changes
 	data      json.RawMessage
+
+	metrics *metrics.Metrics // counts Run's repairs by kind
 
 	repairs  repairCounters
 	devIndex atomic.Int32 // the device's current ifindex, for the watches; 0 before it exists
@@ -280,6 +283,7 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 		log:       log.With("backend", BackendType),
 		opts:      o,
 		names:     map[int]string{ext.Index: ext.Name},
+		metrics:   cfg.Metrics,
 	}
 	if cfg.StateDir != "" {
 		b.macFile = filepath.Join(cfg.StateDir, MACFileName(set.VNI))

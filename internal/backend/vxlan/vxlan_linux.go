@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -18,6 +17,7 @@ import (
 	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/metrics"
 )
 
 // supported reports whether this platform can run the backend.
@@ -295,7 +295,8 @@ func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
 		return errors.New("vxlan: Apply before Start")
 	}
 	st := desireWith(b.network, b.own, b.ext.PublicIP, b.mac, leases, b.macs.parser(len(leases)))
-	b.noteIgnored(st.ignored)
+	backend.NoteIgnored(b.log, BackendType, b.ignored, st.ignored)
+	b.ignored = st.ignored
 	b.peers, b.applied = st.peers, true
 	b.prevIP, b.prevMAC = b.wantIP, b.wantMAC
 	b.wantIP = make(map[netip.Addr]netip.Prefix, len(st.peers))
@@ -329,6 +330,7 @@ type failure struct {
 // syncResult is what one sync did.
 type syncResult struct {
 	failures []failure
+	counts   backend.Counts // the changes of a repair by kind; nil for Apply
 }
 
 // sync makes the kernel match b.peers and logs what it changed, one line
@@ -341,12 +343,13 @@ type syncResult struct {
 // failure or a change to the device, reads the kernel instead.
 func (b *Backend) sync(trigger string) (syncResult, error) {
 	var res syncResult
+	if trigger != "apply" {
+		res.counts = backend.Counts{}
+	}
 	h := b.opts.Handle
 	devIndex, devChanges, err := b.ensureDevice()
 	b.logDevice(devChanges, trigger)
-	if trigger != "apply" {
-		b.count(devChanges)
-	}
+	b.count(devChanges, res.counts)
 	cached := trigger == "apply" && b.inst.valid && len(devChanges) == 0 && b.inst.devIndex == devIndex
 	// Valid again only if this sync completes without a failure.
 	b.inst.valid = false
@@ -524,10 +527,13 @@ func (b *Backend) attribution(rres kernel.Result, nres kernel.NeighResult) attri
 // report collects the refused changes into res, with the peer each was
 // for, and counts Run's repairs. Callers hold mu.
 func (b *Backend) report(trigger string, nres kernel.NeighResult, fres kernel.FDBResult, rres kernel.Result, res *syncResult) {
-	if trigger != "apply" {
+	if res.counts != nil {
 		b.repairs.neighbour.Add(uint64(len(nres.Done)))
 		b.repairs.fdb.Add(uint64(len(fres.Done)))
 		b.repairs.route.Add(uint64(len(rres.Done)))
+		res.counts.Add(metrics.KindNeighbour, len(nres.Done))
+		res.counts.Add(metrics.KindFDB, len(fres.Done))
+		res.counts.Add(metrics.KindRoute, len(rres.Done))
 	}
 	at := b.attribution(rres, nres)
 	who := func(s netip.Prefix, ok bool, err error) error {
@@ -674,33 +680,22 @@ func (b *Backend) logDevice(changes []change, trigger string) {
 	b.log.Info("device updated", "device", b.dev, "changes", strings.Join(whats, "; "), "trigger", trigger)
 }
 
-// count adds device and address changes to the repair counters.
-func (b *Backend) count(changes []change) {
+// count adds device and address changes to the repair counters and to
+// counts; a nil counts (an Apply's) counts nothing.
+func (b *Backend) count(changes []change, counts backend.Counts) {
+	if counts == nil {
+		return
+	}
 	for _, c := range changes {
 		switch c.kind {
 		case "device":
 			b.repairs.device.Add(1)
+			counts.Add(metrics.KindDevice, 1)
 		case "address":
 			b.repairs.address.Add(1)
+			counts.Add(metrics.KindAddress, 1)
 		}
 	}
-}
-
-// noteIgnored logs each lease of another backend type once, when it
-// appears or changes type. Callers hold mu.
-func (b *Backend) noteIgnored(now map[netip.Prefix]lease.Attrs) {
-	for subnet, a := range now {
-		if prev, ok := b.ignored[subnet]; ok && prev.BackendType == a.BackendType {
-			continue
-		}
-		typ := a.BackendType
-		if typ == "" {
-			typ = "none"
-		}
-		b.log.Info("ignoring peer of another backend type; vxlan cannot reach it", "subnet", subnet,
-			"peer", a.PublicIP, "backend_type", typ)
-	}
-	b.ignored = now
 }
 
 // Run repairs the device, its neighbours and FDB, and the peer routes until
@@ -711,134 +706,66 @@ func (b *Backend) noteIgnored(now map[netip.Prefix]lease.Attrs) {
 // interface coming up. Before the first Apply it changes nothing. It
 // returns nil when ctx is done.
 func (b *Backend) Run(ctx context.Context) error {
-	tick := time.NewTicker(b.opts.ReconcilePeriod)
-	defer tick.Stop()
+	var watches []backend.Watch
+	if !b.opts.NoSubscribe {
+		ns := b.opts.Netns
+		watches = []backend.Watch{
+			backend.NewWatch("route deletions",
+				func(ctx context.Context, onError func(error)) (<-chan kernel.Route, error) {
+					return kernel.WatchDeletions(ctx, ns, onError)
+				},
+				func(r kernel.Route) string {
+					if b.routeMatters(r) {
+						return "route deleted"
+					}
+					return ""
+				}),
+			backend.NewWatch("neighbour and fdb deletions",
+				func(ctx context.Context, onError func(error)) (<-chan kernel.DeletedNeigh, error) {
+					return kernel.WatchNeighDeletions(ctx, ns, onError)
+				},
+				func(n kernel.DeletedNeigh) string {
+					switch {
+					case !b.neighMatters(n):
+						return ""
+					case n.FDB:
+						return "fdb entry deleted"
+					}
+					return "neighbour deleted"
+				}),
+			backend.NewWatch("link changes",
+				func(ctx context.Context, onError func(error)) (<-chan kernel.LinkEvent, error) {
+					return kernel.WatchLinks(ctx, ns, onError)
+				},
+				b.linkTrigger),
+		}
+	}
+	return backend.RunRepairLoop(ctx, backend.RepairConfig{
+		Period:  b.opts.ReconcilePeriod,
+		Watches: watches,
+		Repair:  b.repair,
+		// The device's deletion takes all its entries at once; it names
+		// the burst.
+		Dominant: "device deleted",
+		Log:      b.log,
+		Metrics:  b.metrics,
+	})
+}
 
-	var (
-		routes <-chan kernel.Route
-		neighs <-chan kernel.DeletedNeigh
-		links  <-chan kernel.LinkEvent
-	)
-	warn := func(what string) func(error) {
-		return func(err error) { b.log.Warn(what+" watch reported an error", "err", err) }
+// linkTrigger says why a link change calls for a repair, "" when it does
+// not.
+func (b *Backend) linkTrigger(l kernel.LinkEvent) string {
+	switch {
+	case l.Name == b.dev && l.Deleted:
+		return "device deleted"
+	case l.Name == b.dev || l.Index == int(b.devIndex.Load()):
+		return "device changed"
+	case l.Index == b.ext.Index && l.Up:
+		// Routes on a link that went down are flushed without a
+		// deletion message; put direct routes back when it is up.
+		return "external interface changed"
 	}
-	subscribe := func() {
-		if b.opts.NoSubscribe || ctx.Err() != nil {
-			return
-		}
-		fail := func(what string, err error) {
-			b.log.Warn("cannot watch "+what+"; repairing on the timer until it works", "period", b.opts.ReconcilePeriod, "err", err)
-		}
-		var err error
-		if routes == nil {
-			if routes, err = kernel.WatchDeletions(ctx, b.opts.Netns, warn("route")); err != nil {
-				fail("route deletions", err)
-			}
-		}
-		if neighs == nil {
-			if neighs, err = kernel.WatchNeighDeletions(ctx, b.opts.Netns, warn("neighbour")); err != nil {
-				fail("neighbour and fdb deletions", err)
-			}
-		}
-		if links == nil {
-			if links, err = kernel.WatchLinks(ctx, b.opts.Netns, warn("link")); err != nil {
-				fail("link changes", err)
-			}
-		}
-	}
-
-	// Each handler says why an event calls for a repair ("" when it does
-	// not). A closed channel means events may have been missed: it is
-	// subscribed again and repaired.
-	onRoute := func(r kernel.Route, ok bool) string {
-		switch {
-		case !ok:
-			routes = nil
-			subscribe()
-			return "watch restarted"
-		case b.routeMatters(r):
-			return "route deleted"
-		}
-		return ""
-	}
-	onNeigh := func(n kernel.DeletedNeigh, ok bool) string {
-		switch {
-		case !ok:
-			neighs = nil
-			subscribe()
-			return "watch restarted"
-		case !b.neighMatters(n):
-			return ""
-		case n.FDB:
-			return "fdb entry deleted"
-		}
-		return "neighbour deleted"
-	}
-	onLink := func(l kernel.LinkEvent, ok bool) string {
-		switch {
-		case !ok:
-			links = nil
-			subscribe()
-			return "watch restarted"
-		case l.Name == b.dev && l.Deleted:
-			return "device deleted"
-		case l.Name == b.dev || l.Index == int(b.devIndex.Load()):
-			return "device changed"
-		case l.Index == b.ext.Index && l.Up:
-			// Routes on a link that went down are flushed without a
-			// deletion message; put direct routes back when it is up.
-			return "external interface changed"
-		}
-		return ""
-	}
-
-	subscribe()
-	// Whatever changed between Apply and the subscriptions is caught here.
-	b.repair("start")
-	for {
-		var trigger string
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-			subscribe()
-			trigger = "timer"
-		case r, ok := <-routes:
-			trigger = onRoute(r, ok)
-		case n, ok := <-neighs:
-			trigger = onNeigh(n, ok)
-		case l, ok := <-links:
-			trigger = onLink(l, ok)
-		}
-		if trigger == "" {
-			continue
-		}
-		// One repair covers a burst (the device's deletion takes all its
-		// entries at once): take what is already queued, keeping for the
-		// log the first trigger that names a deletion, or the device's.
-	drain:
-		for {
-			var t string
-			select {
-			case <-tick.C:
-			case r, ok := <-routes:
-				t = onRoute(r, ok)
-			case n, ok := <-neighs:
-				t = onNeigh(n, ok)
-			case l, ok := <-links:
-				t = onLink(l, ok)
-			default:
-				break drain
-			}
-			if (trigger == "timer" && t != "") || t == "device deleted" {
-				trigger = t
-			}
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		b.repair(trigger)
-	}
+	return ""
 }
 
 // neighMatters reports whether a deleted neighbour or FDB entry is one the
@@ -872,12 +799,12 @@ func (b *Backend) routeMatters(r kernel.Route) bool {
 	return b.wantDst[r.Dst] && kernel.PeerRouteOwner(b.network, b.own.Subnet)(r)
 }
 
-// repair re-applies the last desired state and counts what it changed.
-func (b *Backend) repair(trigger string) {
+// repair re-applies the last desired state and returns what it changed.
+func (b *Backend) repair(trigger string) backend.Counts {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.applied {
-		return
+		return nil
 	}
 	res, err := b.sync(trigger)
 	if err != nil {
@@ -886,7 +813,7 @@ func (b *Backend) repair(trigger string) {
 			b.log.Warn("repair failed", "trigger", trigger, "err", msg)
 		}
 		b.failing = map[string]string{"sync": msg}
-		return
+		return res.counts
 	}
 	failing := make(map[string]string, len(res.failures))
 	for _, f := range res.failures {
@@ -897,4 +824,5 @@ func (b *Backend) repair(trigger string) {
 		}
 	}
 	b.failing = failing
+	return res.counts
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/backend/backendtest"
 	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/netconf"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/nstest"
@@ -37,6 +38,7 @@ type host struct {
 	*backendtest.Host
 	stateDir string
 	logBuf   *backendtest.LogBuffer
+	metrics  *metrics.Metrics // nil unless a test counts repairs
 }
 
 // cluster builds perSegment[s] hosts on segment s, numbered on from 1
@@ -73,6 +75,7 @@ func (hg *host) build(t *testing.T, conf string, o Options) (*Backend, error) {
 		Network:  &netconf.Config{EnableIPv4: true, Network: network, SubnetLen: 24, BackendType: BackendType, Backend: json.RawMessage(conf)},
 		Log:      log,
 		StateDir: hg.stateDir,
+		Metrics:  hg.metrics,
 	}, o)
 }
 
@@ -485,6 +488,43 @@ func TestRunRepairsEachDeletedEntry(t *testing.T) {
 			t.Errorf("want exactly one log line with %q; logs:\n%s", want, logs)
 		}
 	}
+}
+
+// TestRunCountsRepairsInMetrics deletes a neighbour and an FDB entry and
+// sees both return and weft_reconcile_repairs_total{neighbour,fdb} move,
+// which stayed 0 before the repair loop was shared.
+func TestRunCountsRepairsInMetrics(t *testing.T) {
+	hs := cluster(t, 2)
+	a := hs[0]
+	a.metrics = metrics.New()
+	bs, _ := startAll(t, hs, plainConfig)
+	macB := bs[1].VtepMAC().String()
+	want := state(t, a.NS)
+	backendtest.Run(t, bs[0].Run)
+	count := func(kind string) float64 { return backendtest.Repairs(t, a.metrics, kind) }
+
+	// The first deletion may race Run's start-up repair; once the route is
+	// back the watches certainly run.
+	nstest.Exec(t, a.NS, "ip", "route", "del", "10.244.2.0/24")
+	nstest.Eventually(t, 2*time.Second, func() error {
+		if count(metrics.KindRoute) < 1 {
+			return errors.New("route repair not counted yet")
+		}
+		return nil
+	})
+	neigh0, fdb0 := count(metrics.KindNeighbour), count(metrics.KindFDB)
+
+	nstest.Exec(t, a.NS, "ip", "neigh", "del", "10.244.2.0", "dev", "flannel.1")
+	nstest.Exec(t, a.NS, "bridge", "fdb", "del", macB, "dev", "flannel.1", "dst", "192.168.70.2", "self")
+	nstest.Eventually(t, 2*time.Second, func() error {
+		if got := state(t, a.NS); got != want {
+			return fmt.Errorf("after deleting the neighbour and fdb entry:\n%s\nwant:\n%s", got, want)
+		}
+		if n, f := count(metrics.KindNeighbour)-neigh0, count(metrics.KindFDB)-fdb0; n != 1 || f != 1 {
+			return fmt.Errorf("repairs counted: neighbour +%v, fdb +%v; want +1 each", n, f)
+		}
+		return nil
+	})
 }
 
 func TestRunRepairsOnTimerWithoutWatch(t *testing.T) {
