@@ -33,13 +33,19 @@ type FS struct {
 // Host is the running kernel's /proc/sys.
 var Host = FS{}
 
-// Path is the file that holds the named parameter.
+// Path is the file that holds the named parameter. A name that contains a
+// slash is taken as a path below the root as it is, which is how a
+// parameter of an interface with a dot in its name is spelt
+// ("net/ipv4/conf/flannel.1/rp_filter"), as sysctl(8) does.
 func (f FS) Path(name string) string {
 	root := f.Root
 	if root == "" {
 		root = DefaultRoot
 	}
-	return filepath.Join(root, strings.ReplaceAll(name, ".", "/"))
+	if !strings.Contains(name, "/") {
+		name = strings.ReplaceAll(name, ".", "/")
+	}
+	return filepath.Join(root, name)
 }
 
 // Get returns the parameter's value with surrounding white space removed.

@@ -62,3 +62,9 @@ func TestHostPath(t *testing.T) {
 		t.Fatalf("Path = %s, want %s", got, want)
 	}
 }
+
+func TestSlashNameKeepsDots(t *testing.T) {
+	if got, want := Host.Path("net/ipv4/conf/flannel.1/rp_filter"), "/proc/sys/net/ipv4/conf/flannel.1/rp_filter"; got != want {
+		t.Fatalf("Path = %s, want %s", got, want)
+	}
+}
