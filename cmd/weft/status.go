@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftnet/weft/internal/cmdline"
 	"github.com/weftnet/weft/internal/extiface"
 	"github.com/weftnet/weft/internal/options"
 	"github.com/weftnet/weft/internal/status"
@@ -40,7 +41,6 @@ Flags:
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	opts := options.Defaults()
 	fs := flag.NewFlagSet("weft status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	opts.AddFlags(fs)
 	output := fs.String("o", "table", "output format: table or json")
 	check := fs.Bool("check", false, "also probe every peer from this host and explain failures")
@@ -49,15 +49,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprint(fs.Output(), statusHelp)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if err := cmdline.Parse(fs, args, stdout, stderr); err != nil {
+		return cmdline.Exit(fs.Name(), err, stderr)
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "weft status: unexpected arguments %q\n", fs.Args())
-		return 2
+	if err := cmdline.NoArgs(fs, stderr); err != nil {
+		return cmdline.Exit(fs.Name(), err, stderr)
 	}
 	if err := applyAgentEnv(fs, os.Getenv); err != nil {
 		fmt.Fprintf(stderr, "weft status: %v\n", err)
