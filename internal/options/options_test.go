@@ -215,3 +215,36 @@ func TestVerbosityLevel(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParse: any command line and FLANNELD_* environment either parses or
+// returns an error, never panics; what parses validates without panicking,
+// and every ignored klog flag it reports is one of klog's.
+func FuzzParse(f *testing.F) {
+	f.Add("--ip-blackhole-route\x00-v=3\x00--logtostderr", "FLANNELD_IP_MASQ=true")
+	f.Add("-vmodule=x=2\x00--log_dir\x00/tmp", "FLANNELD_V=1\nFLANNELD_STDERRTHRESHOLD=ERROR")
+	f.Add("--iface\x00eth0\x00stray", "FLANNELD_HEALTHZ_PORT=x")
+	f.Fuzz(func(t *testing.T, args, environ string) {
+		var argv []string
+		if args != "" {
+			argv = strings.Split(args, "\x00")
+		}
+		vars := map[string]string{}
+		for _, line := range strings.Split(environ, "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok {
+				vars[k] = v
+			}
+		}
+		o, _, err := Parse("flanneld", argv, env(vars))
+		if err != nil {
+			return
+		}
+		_ = o.Validate()
+		_, _ = o.Level()
+		for _, g := range o.Klog.Given {
+			name, _, _ := strings.Cut(g, "=")
+			if !klogFlagNames[name] {
+				t.Fatalf("Klog.Given has %q, not a klog flag", g)
+			}
+		}
+	})
+}
