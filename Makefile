@@ -19,7 +19,8 @@ weft:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/weft ./cmd/weft-agent
 
 # The lab and the tests use the reference CNI plugins built from the Go
-# module proxy at the version go.mod pins, next to weft's own plugin
+# module proxy at the version go.mod pins (its tool directives keep them
+# in the module graph through `go mod tidy`), next to weft's own plugin
 # installed under flannel's name.
 cni:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/cni/flannel ./cmd/weft-cni

@@ -19,6 +19,7 @@ import (
 
 	"github.com/weftnet/weft/internal/agent"
 	"github.com/weftnet/weft/internal/bench"
+	"github.com/weftnet/weft/internal/cmdline"
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/options"
 	"github.com/weftnet/weft/internal/version"
@@ -60,31 +61,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runAgent(ctx, prog, rest, stdout, stderr)
 	}
 	if len(rest) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprintf(stderr, "weft: no command given\n\n%s", usage)
 		return 2
 	}
 	switch rest[0] {
 	case "agent":
 		return runAgent(ctx, "weft agent", rest[1:], stdout, stderr)
 	case "cleanup":
-		return runCleanup(ctx, rest[1:], stderr)
+		return runCleanup(ctx, rest[1:], stdout, stderr)
 	case "lab":
 		// The benchmarks build on the lab, so the lab cannot import them.
 		lab.BenchMain = bench.Main
-		if err := lab.Main(ctx, rest[1:], stdout, stderr); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
-			}
-			// `weft lab exec h1 -- CMD` exits with CMD's status, as
-			// `ip netns exec` does.
-			var exit *exec.ExitError
-			if errors.As(err, &exit) && exit.ExitCode() > 0 {
-				return exit.ExitCode()
-			}
-			fmt.Fprintf(stderr, "weft lab: %v\n", err)
-			return 1
+		err := lab.Main(ctx, rest[1:], stdout, stderr)
+		// `weft lab exec h1 -- CMD` exits with CMD's status, as
+		// `ip netns exec` does.
+		var exit *exec.ExitError
+		if errors.As(err, &exit) && exit.ExitCode() > 0 {
+			return exit.ExitCode()
 		}
-		return 0
+		return cmdline.Exit("weft lab", err, stderr)
 	case "config":
 		return runConfig(ctx, rest[1:], stdout, stderr)
 	case "docker-opts":
@@ -92,8 +87,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "status":
 		return runStatus(ctx, rest[1:], stdout, stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintf(stdout, "weft %s\n", version.Version)
-		return 0
+		return runVersion(rest[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -107,15 +101,39 @@ func runAgent(ctx context.Context, name string, args []string, stdout, stderr io
 	return agent.Command(ctx, name, args, stdout, stderr)
 }
 
-func runCleanup(ctx context.Context, args []string, stderr io.Writer) int {
-	opts, fs, err := options.Parse("weft cleanup", args, os.Getenv)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
+// runVersion is `weft version`, which takes no flags or arguments.
+func runVersion(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("weft version", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprintln(fs.Output(), "Usage: weft version\n\nPrints weft's version.") }
+	err := cmdline.Parse(fs, args, stdout, stderr)
+	if err == nil {
+		err = cmdline.NoArgs(fs, stderr)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "weft cleanup: %v\n", err)
-		fs.Usage()
-		return 2
+		return cmdline.Exit(fs.Name(), err, stderr)
+	}
+	fmt.Fprintf(stdout, "weft %s\n", version.Version)
+	return 0
+}
+
+const cleanupUsage = `Usage: weft cleanup [agent flags]
+
+Removes every traffic rule, device, route and file weft installed on this
+host; the lease in the store is left to expire. Stop the agent first, or it
+puts everything back. Give it the agent's flags (or the same FLANNELD_*
+variables) so that it finds the same subnet file and state directory.
+
+Flags:
+`
+
+func runCleanup(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	opts, fs, err := options.Parse("weft cleanup", args, os.Getenv)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), cleanupUsage)
+		fs.PrintDefaults()
+	}
+	if err := cmdline.Check(fs, err, stdout, stderr); err != nil {
+		return cmdline.Exit("weft cleanup", err, stderr)
 	}
 	log := agent.NewLogger(stderr, &opts)
 	if err := agent.Cleanup(ctx, opts, log); err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/weftnet/weft/internal/cmdline"
 	"github.com/weftnet/weft/internal/extiface"
 	"github.com/weftnet/weft/internal/options"
 	"github.com/weftnet/weft/internal/status"
@@ -58,20 +58,15 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	opts := options.Defaults()
 	var a statusArgs
 	fs := statusFlags(&opts, &a)
-	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), statusHelp)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if err := cmdline.Parse(fs, args, stdout, stderr); err != nil {
+		return cmdline.Exit(fs.Name(), err, stderr)
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "weft status: unexpected arguments %q\n", fs.Args())
-		return 2
+	if err := cmdline.NoArgs(fs, stderr); err != nil {
+		return cmdline.Exit(fs.Name(), err, stderr)
 	}
 	if err := options.ApplyEnv(fs, os.Getenv); err != nil {
 		fmt.Fprintf(stderr, "weft status: %v\n", err)

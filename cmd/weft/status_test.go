@@ -22,8 +22,8 @@ func TestStatusUsageErrors(t *testing.T) {
 		}
 	}
 	var out, errOut strings.Builder
-	if code := run([]string{"weft", "status", "-h"}, &out, &errOut); code != 0 || !strings.Contains(errOut.String(), "Exit status") {
-		t.Errorf("status -h: exit %d, usage %q", code, errOut.String())
+	if code := run([]string{"weft", "status", "-h"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "Exit status") {
+		t.Errorf("status -h: exit %d, help on stdout %q", code, out.String())
 	}
 }
 

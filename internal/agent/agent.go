@@ -64,6 +64,20 @@ type Deps struct {
 	OutageGrace time.Duration
 	// ProbeEvery is how often the store is probed; zero means 5 s.
 	ProbeEvery time.Duration
+	// Blackhole keeps the --ip-blackhole-route route; nil leaves blackhole
+	// routes alone (tests whose kernel is a recorder).
+	Blackhole BlackholeRoutes
+}
+
+// BlackholeRoutes adds and removes weft's blackhole route for a subnet
+// (flanneld's --ip-blackhole-route).
+type BlackholeRoutes interface {
+	// Ensure installs the route unless it is there, and reports whether it
+	// had to.
+	Ensure(subnet netip.Prefix) (added bool, err error)
+	// Remove deletes weft's blackhole route for exactly subnet, if there
+	// is one, and reports whether there was.
+	Remove(subnet netip.Prefix) (removed bool, err error)
 }
 
 // Agent runs one host's share of the network.
@@ -132,6 +146,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.log.Info("network config", "network", cfg.Network, "subnet-len", cfg.SubnetLen, "backend", cfg.BackendType)
+	a.deps.Metrics.SetBackend(cfg.BackendType)
 
 	factory, ok := a.deps.Backends[cfg.BackendType]
 	if !ok {
@@ -175,6 +190,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Before subnet.env is rewritten, while it still names the subnet a
+	// previous run may have left a blackhole route for.
+	a.setupBlackhole(log, own.Subnet)
 
 	env := subnetenv.Env{
 		Networks: []netip.Prefix{cfg.Network},
@@ -213,6 +231,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if mgr != nil {
 		resync := time.Duration(a.opts.IPTablesResync) * time.Second
 		run("traffic rules", func(ctx context.Context) error { return mgr.Run(ctx, resync) })
+	}
+	if a.deps.Blackhole != nil && a.opts.IPBlackholeRoute {
+		run("blackhole route", func(ctx context.Context) error { return a.keepBlackhole(ctx, log, own.Subnet) })
 	}
 	ready := make(chan struct{})
 	run("probe store", func(ctx context.Context) error { return a.probeStore(ctx, ready) })
@@ -313,6 +334,68 @@ func (a *Agent) installRules(ctx context.Context, cfg *netconf.Config, own lease
 		a.log.Error("cannot install traffic rules; retrying every --iptables-resync", "mode", mode, "err", err.Error())
 	}
 	return mgr, nil
+}
+
+// setupBlackhole makes the blackhole routes match the options and the
+// lease: with --ip-blackhole-route the own subnet has one; a previous
+// run's route for a subnet this host no longer holds (its subnet.env names
+// another), or for the own subnet when the flag is now off, is removed.
+// Failures are logged: a missing blackhole route costs no connectivity,
+// and keepBlackhole retries.
+func (a *Agent) setupBlackhole(log *slog.Logger, own netip.Prefix) {
+	bh := a.deps.Blackhole
+	if bh == nil {
+		return
+	}
+	if prev, err := subnetenv.Read(a.opts.SubnetFile); err == nil && prev.Subnet.IsValid() && prev.Subnet.Masked() != own {
+		if removed, err := bh.Remove(prev.Subnet.Masked()); err != nil {
+			log.Error("cannot remove the blackhole route of the previous lease", "previous", prev.Subnet.Masked(), "err", err.Error())
+		} else if removed {
+			log.Info("removed the blackhole route of the previous lease", "previous", prev.Subnet.Masked())
+		}
+	}
+	if !a.opts.IPBlackholeRoute {
+		if removed, err := bh.Remove(own); err != nil {
+			log.Error("cannot remove the blackhole route left from a run with --ip-blackhole-route", "err", err.Error())
+		} else if removed {
+			log.Info("removed the blackhole route left from a run with --ip-blackhole-route")
+		}
+		return
+	}
+	if _, err := bh.Ensure(own); err != nil {
+		log.Error("cannot add the blackhole route; retrying every --iptables-resync", "err", err.Error())
+		return
+	}
+	log.Info("blackhole route in place: traffic to unassigned addresses of this host's subnet is dropped here", "metric", BlackholeMetric)
+}
+
+// keepBlackhole puts the blackhole route back whenever it goes missing,
+// checking every --iptables-resync as flanneld does.
+func (a *Agent) keepBlackhole(ctx context.Context, log *slog.Logger, own netip.Prefix) error {
+	t := time.NewTicker(time.Duration(a.opts.IPTablesResync) * time.Second)
+	defer t.Stop()
+	var lastErr string
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		added, err := a.deps.Blackhole.Ensure(own)
+		switch {
+		case err != nil:
+			if err.Error() != lastErr {
+				log.Error("cannot restore the blackhole route; retrying", "err", err.Error())
+			}
+			lastErr = err.Error()
+		case added:
+			lastErr = ""
+			a.deps.Metrics.Repaired(metrics.KindRoute, 1)
+			log.Warn("blackhole route was missing; restored")
+		default:
+			lastErr = ""
+		}
+	}
 }
 
 // waitConfig polls the store until it holds a valid network config. A

@@ -2,15 +2,16 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 
 	"k8s.io/klog/v2"
 
+	"github.com/weftnet/weft/internal/cmdline"
 	"github.com/weftnet/weft/internal/options"
 	"github.com/weftnet/weft/internal/version"
 )
@@ -22,13 +23,8 @@ import (
 // here.
 func Command(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
 	opts, fs, err := options.Parse(name, args, os.Getenv)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", name, err)
-		fs.Usage()
-		return 2
+	if err := cmdline.Check(fs, err, stdout, stderr); err != nil {
+		return cmdline.Exit(name, err, stderr)
 	}
 	if opts.Version {
 		fmt.Fprintf(stdout, "%s\n", version.Version)
@@ -39,9 +35,19 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 		return 2
 	}
 	log := NewLogger(stderr, &opts)
-	// client-go logs through klog; send it to the same handler.
+	// client-go logs through klog; send it to the same handler, and let -v
+	// reach klog's own verbosity, which gates those lines before they get
+	// here.
 	klog.SetSlogLogger(log)
+	if opts.Verbosity > 0 {
+		var kfs flag.FlagSet
+		klog.InitFlags(&kfs)
+		_ = kfs.Set("v", strconv.Itoa(opts.Verbosity))
+	}
 	log.Info("starting weft agent", "version", version.Version, "options", opts)
+	for _, f := range opts.Klog.Given {
+		log.Debug("klog flag accepted for flanneld compatibility and ignored: weft logs to stderr through its own logger", "flag", f)
+	}
 	if err := Main(ctx, opts, log); err != nil {
 		if ctx.Err() != nil {
 			return 0

@@ -31,8 +31,9 @@ func Main(ctx context.Context, opts options.Options, log *slog.Logger) error {
 		Rules: func(mode rules.Mode) (rules.Manager, error) {
 			return rules.New(mode, log, rules.WithMetrics(m))
 		},
-		Metrics: m,
-		Log:     log,
+		Metrics:   m,
+		Log:       log,
+		Blackhole: NewBlackholeRoutes(nil),
 	})
 	return a.Run(ctx)
 }

@@ -10,6 +10,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/weftnet/weft/internal/cmdline"
 )
 
 const mainUsage = `usage: weft lab bench [flags]   (needs root, iperf3 and ping)
@@ -40,7 +42,6 @@ Flags:
 // Main runs `weft lab bench ARGS...`.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("weft lab bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	o := DefaultOptions()
 	only := strings.Join(o.Sections, ",")
 	backends := strings.Join(o.Backends, ",")
@@ -71,20 +72,23 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(fs.Output(), mainUsage)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := cmdline.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	if err := cmdline.NoArgs(fs, stderr); err != nil {
+		return err
 	}
 	if format != "table" && format != "json" {
-		return fmt.Errorf("-o %q: want table or json", format)
+		return cmdline.Fail(fs, stderr, fmt.Errorf("-o %q: want table or json", format))
 	}
 	o.Sections = splitList(only)
 	o.Backends = splitList(backends)
 	var err error
 	if o.Leases, err = parseInts(leases); err != nil {
-		return fmt.Errorf("--leases: %w", err)
+		return cmdline.Fail(fs, stderr, fmt.Errorf("--leases: %w", err))
+	}
+	if _, err := o.resolve(); err != nil {
+		return cmdline.Fail(fs, stderr, err)
 	}
 	lvl := slog.LevelWarn
 	if verbose {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftnet/weft/internal/cmdline"
 	"github.com/weftnet/weft/internal/netconf"
 	"github.com/weftnet/weft/internal/options"
 	"github.com/weftnet/weft/internal/store"
@@ -203,7 +204,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 		env.Getenv = os.Getenv
 	}
 	if len(args) == 0 {
-		fmt.Fprint(env.Stderr, usage)
+		fmt.Fprint(env.Stderr, "weft config: no command given\n\n"+usage)
 		return 2
 	}
 	verb, args := args[0], args[1:]
@@ -219,9 +220,9 @@ func Main(ctx context.Context, args []string, env Env) int {
 
 	o := options.Defaults()
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+	fs.SetOutput(io.Discard) // cmdline.Check reports errors and usage
 	fs.Usage = func() {
-		fmt.Fprint(env.Stderr, usage+"\nFlags:\n")
+		fmt.Fprint(fs.Output(), usage+"\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	o.AddStoreFlags(fs)
@@ -236,11 +237,8 @@ func Main(ctx context.Context, args []string, env Env) int {
 		fs.StringVar(&format, "o", "", `output format: "json" for one JSON object`)
 	}
 	pos, err := parseInterleaved(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		return 2
+	if err := cmdline.Check(fs, err, env.Stdout, env.Stderr); err != nil {
+		return cmdline.Exit(name, err, env.Stderr)
 	}
 	// Only the agent's flags have FLANNELD_* variables; --timeout, -f and
 	// the like belong to this command alone.
@@ -265,8 +263,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 		}
 	case "get":
 		if len(pos) > 0 {
-			fmt.Fprintf(env.Stderr, "%s: unexpected arguments %q\n", name, pos)
-			return 2
+			return cmdline.Exit(name, cmdline.Fail(fs, env.Stderr, fmt.Errorf("unexpected arguments %q", pos)), env.Stderr)
 		}
 		switch {
 		case format == "json":

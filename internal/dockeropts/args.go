@@ -53,6 +53,10 @@ func ParseArgs(args []string, getenv func(string) string) (Options, error) {
 		if len(a) < 2 || a[0] != '-' {
 			break
 		}
+		if a[1] == '-' {
+			// getopts has no long options; name the whole word.
+			return o, fmt.Errorf("unknown option %s", a)
+		}
 		for j := 1; j < len(a); j++ {
 			c := a[j]
 			switch c {

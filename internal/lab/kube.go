@@ -153,8 +153,8 @@ func (o Options) resolveKube() (Options, error) {
 
 // addKubeFlags adds the build flags of Kubernetes labs.
 func addKubeFlags(fs *flag.FlagSet, o *Options) {
-	fs.StringVar(&o.Store, "store", StoreEtcd, "where agents keep leases: etcd (the lab's own etcd) or kube (etcd + kube-apiserver + kube-controller-manager on the underlay; agents run with --kube-subnet-mgr as deploy/kube-weft.yml's ServiceAccount; needs `make kube-tools` once)")
-	fs.StringVar(&o.KubeBinDir, "kube-bin-dir", "", "with --store kube: directory of etcd, kube-apiserver and kube-controller-manager (default $WEFT_KUBE_BIN_DIR, else the cache `make kube-tools` fills)")
+	fs.StringVar(&o.Store, "store", StoreEtcd, "where agents keep leases: etcd (the lab's own etcd) or kube (etcd + kube-apiserver + kube-controller-manager on the underlay; agents run with --kube-subnet-mgr as deploy/kube-weft.yml's ServiceAccount; needs 'make kube-tools' once)")
+	fs.StringVar(&o.KubeBinDir, "kube-bin-dir", "", "with --store kube: directory of etcd, kube-apiserver and kube-controller-manager (default $WEFT_KUBE_BIN_DIR, else the cache that 'make kube-tools' fills)")
 	fs.StringVar(&o.KubeManifest, "kube-manifest", "", "with --store kube: manifest applied before the agents start (default deploy/kube-weft.yml of the weft repository)")
 }
 

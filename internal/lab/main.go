@@ -10,8 +10,9 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
+
+	"github.com/weftnet/weft/internal/cmdline"
 )
 
 const mainUsage = `weft lab: a virtual cluster on this machine, in network namespaces (needs root)
@@ -28,6 +29,13 @@ Usage:
 
 Run "weft lab demo -h" for the build flags.
 `
+
+// runningHelp says what each command on a running lab does, for its -h.
+var runningHelp = map[string]string{
+	"down":   "Tears down every namespace, process and file of the lab with that prefix.",
+	"check":  "Runs the demo's checks (every pod pair, the agents' health) against a running lab.",
+	"status": "Shows a running lab's hosts, leases and pods.",
+}
 
 const buildUsage = `usage: weft lab %s [flags]
 
@@ -54,8 +62,8 @@ Flags:
 // build interrupted that way is torn down before Main returns.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, mainUsage)
-		return errors.New("no lab command given")
+		fmt.Fprintf(stderr, "weft lab: no lab command given\n\n%s", mainUsage)
+		return &cmdline.UsageError{Err: errors.New("no lab command given"), Reported: true}
 	}
 	cmd, rest := args[0], args[1:]
 	// With stdout piped into something that exits early (`| head`), a
@@ -86,8 +94,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stdout, mainUsage)
 		return flag.ErrHelp
 	default:
-		fmt.Fprint(stderr, mainUsage)
-		return fmt.Errorf("unknown lab command %q", cmd)
+		fmt.Fprintf(stderr, "weft lab: unknown lab command %q\n\n%s", cmd, mainUsage)
+		return &cmdline.UsageError{Err: fmt.Errorf("unknown lab command %q", cmd), Reported: true}
 	}
 }
 
@@ -112,14 +120,12 @@ func (c *common) logger(stderr io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 }
 
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("weft lab "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
+func newFlagSet(name string) *flag.FlagSet {
+	return flag.NewFlagSet("weft lab "+name, flag.ContinueOnError)
 }
 
 func mainBuild(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet(cmd, stderr)
+	fs := newFlagSet(cmd)
 	var c common
 	c.add(fs)
 	var o Options
@@ -142,7 +148,10 @@ func mainBuild(ctx context.Context, cmd string, args []string, stdout, stderr io
 		fmt.Fprintf(fs.Output(), buildUsage, cmd)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := cmdline.Parse(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	if err := cmdline.NoArgs(fs, stderr); err != nil {
 		return err
 	}
 	// DirectRouting is what a cluster spanning segments runs vxlan with;
@@ -152,12 +161,9 @@ func mainBuild(ctx context.Context, cmd string, args []string, stdout, stderr io
 	if !set["direct-routing"] && o.Backend == "vxlan" && o.Segments > 1 {
 		o.DirectRouting = true
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
-	}
 	p, err := netip.ParsePrefix(network)
 	if err != nil {
-		return fmt.Errorf("--network: %w", err)
+		return cmdline.Fail(fs, stderr, fmt.Errorf("--network: %w", err))
 	}
 	o.Network = p
 	o.Prefix, o.StateRoot = c.prefix, c.stateRoot
@@ -176,14 +182,18 @@ func mainBuild(ctx context.Context, cmd string, args []string, stdout, stderr io
 }
 
 func mainRunning(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet(cmd, stderr)
+	fs := newFlagSet(cmd)
 	var c common
 	c.add(fs)
-	if err := fs.Parse(args); err != nil {
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: weft lab %s [--prefix P] [--state-dir DIR] [-v]\n\n%s\n\nFlags:\n", cmd, runningHelp[cmd])
+		fs.PrintDefaults()
+	}
+	if err := cmdline.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	if err := cmdline.NoArgs(fs, stderr); err != nil {
+		return err
 	}
 	spec := Spec{Prefix: c.prefix, StateRoot: c.stateRoot}
 	log := c.logger(stderr)
@@ -205,14 +215,14 @@ func mainRunning(ctx context.Context, cmd string, args []string, stdout, stderr 
 }
 
 func mainExec(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("exec", stderr)
+	fs := newFlagSet("exec")
 	var c common
 	c.add(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: weft lab exec [--prefix P] NAME -- CMD [ARGS...]   (NAME: ul, h1, h1p2, ...)")
+		fmt.Fprintln(fs.Output(), "Usage: weft lab exec [--prefix P] NAME -- CMD [ARGS...]   (NAME: ul, h1, h1p2, ...)\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := cmdline.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	rest := fs.Args()
@@ -220,8 +230,7 @@ func mainExec(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		rest = append(rest[:1:1], rest[2:]...)
 	}
 	if len(rest) < 2 {
-		fs.Usage()
-		return errors.New("exec needs a namespace and a command")
+		return cmdline.Fail(fs, stderr, errors.New("exec needs a namespace and a command"))
 	}
 	ns, err := ResolveNS(c.prefix, rest[0])
 	if err != nil {
@@ -231,11 +240,14 @@ func mainExec(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func mainEtcd(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlagSet("_etcd", stderr)
+	fs := newFlagSet("_etcd")
 	dataDir := fs.String("data-dir", "", "etcd data directory")
 	client := fs.String("listen-client", "", "client URL")
 	peer := fs.String("listen-peer", "", "peer URL")
-	if err := fs.Parse(args); err != nil {
+	if err := cmdline.Parse(fs, args, stderr, stderr); err != nil {
+		return err
+	}
+	if err := cmdline.NoArgs(fs, stderr); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -39,7 +40,10 @@ type Options struct {
 	HealthzIP                string
 	HealthzPort              int
 	IPTablesResync           int // seconds
-	ReconcilePeriod          time.Duration
+	// IPBlackholeRoute keeps a blackhole route for the own subnet, as
+	// flanneld's --ip-blackhole-route.
+	IPBlackholeRoute bool
+	ReconcilePeriod  time.Duration
 
 	// Kubernetes mode (--kube-subnet-mgr): the node's spec.podCIDR is its
 	// subnet and peers come from Node annotations instead of etcd.
@@ -54,6 +58,35 @@ type Options struct {
 	LogLevel  string // debug, info, warn, error
 	Verbosity int    // flanneld's -v; ≥1 turns on debug logging
 	Version   bool
+
+	// Klog holds klog's other flags, which flannel's units and manifests
+	// may pass; weft accepts them and otherwise ignores them.
+	Klog KlogFlags
+}
+
+// KlogFlags are klog's logging flags besides -v. flanneld accepts -vmodule
+// and -log_backtrace_at (it copies them from klog) and forces
+// -logtostderr; older units and glog-era manifests also pass -logtostderr,
+// -alsologtostderr, -log_dir and -stderrthreshold. weft logs through
+// log/slog to stderr only, so none of them changes anything: they are
+// accepted so that such command lines keep working, and the agent logs at
+// debug level which ones it ignored.
+type KlogFlags struct {
+	VModule         string
+	LogBacktraceAt  string
+	LogToStderr     bool
+	AlsoLogToStderr bool
+	LogDir          string
+	StderrThreshold string
+	// Given are the flags above that the command line or a FLANNELD_*
+	// variable set, as "name=value", in flag-name order.
+	Given []string
+}
+
+// klogFlagNames are the flags of KlogFlags.
+var klogFlagNames = map[string]bool{
+	"vmodule": true, "log_backtrace_at": true, "logtostderr": true,
+	"alsologtostderr": true, "log_dir": true, "stderrthreshold": true,
 }
 
 // Defaults are flanneld's.
@@ -112,19 +145,45 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.SetNodeNetworkUnavailable, "set-node-network-unavailable", o.SetNodeNetworkUnavailable, "set the Node's NetworkUnavailable condition to False once the network is up")
 	fs.StringVar(&o.HealthzIP, "healthz-ip", o.HealthzIP, "address for /healthz and /readyz")
 	fs.IntVar(&o.HealthzPort, "healthz-port", o.HealthzPort, "port for /healthz and /readyz (0 disables)")
-	fs.IntVar(&o.IPTablesResync, "iptables-resync", o.IPTablesResync, "seconds between traffic-rule resyncs")
+	fs.IntVar(&o.IPTablesResync, "iptables-resync", o.IPTablesResync, "seconds between traffic-rule resyncs (and blackhole-route checks)")
+	fs.BoolVar(&o.IPBlackholeRoute, "ip-blackhole-route", o.IPBlackholeRoute, "keep a blackhole route for this host's subnet, so traffic to its unassigned addresses is dropped here rather than sent along the default route")
 	fs.DurationVar(&o.ReconcilePeriod, "reconcile-period", o.ReconcilePeriod, "how often the kernel state is compared with the desired state (deletions are also repaired as they happen)")
 	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "log format: text or json")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn or error")
-	fs.IntVar(&o.Verbosity, "v", o.Verbosity, "flanneld-style verbosity; 1 or more logs at debug level")
+	fs.IntVar(&o.Verbosity, "v", o.Verbosity, "klog-style verbosity, as flanneld's: 1 or more logs at debug level (and passes N to the Kubernetes client's logs)")
 	fs.BoolVar(&o.Version, "version", o.Version, "print the version and exit")
+	const ignored = " (klog's; accepted for flanneld command lines, no effect: weft logs to stderr)"
+	fs.StringVar(&o.Klog.VModule, "vmodule", o.Klog.VModule, "per-file verbosity"+ignored)
+	fs.StringVar(&o.Klog.LogBacktraceAt, "log_backtrace_at", o.Klog.LogBacktraceAt, "file:line that logs a stack trace"+ignored)
+	fs.BoolVar(&o.Klog.LogToStderr, "logtostderr", o.Klog.LogToStderr, "log to stderr"+ignored)
+	fs.BoolVar(&o.Klog.AlsoLogToStderr, "alsologtostderr", o.Klog.AlsoLogToStderr, "log to stderr as well as files"+ignored)
+	fs.StringVar(&o.Klog.LogDir, "log_dir", o.Klog.LogDir, "directory for log files"+ignored)
+	fs.StringVar(&o.Klog.StderrThreshold, "stderrthreshold", o.Klog.StderrThreshold, "severity logged to stderr"+ignored)
 }
+
+// usageHeader introduces the agent's flags in Parse's usage.
+const usageHeader = `Usage: %s [flags]
+
+Runs weft's host agent. The flags are flanneld's; each one can also be given
+as a FLANNELD_<NAME> environment variable (upper case, '-' as '_'), and the
+command line wins. Single or double dash both work; boolean flags take
+--flag=false to turn off.
+
+Flags:
+`
 
 // Parse parses args (without the program name) into a fresh Options,
 // filling flags the command line did not set from FLANNELD_* variables.
 func Parse(name string, args []string, getenv func(string) string) (Options, *flag.FlagSet, error) {
 	o := Defaults()
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	// The caller reports errors and prints the usage (see cmdline.Check),
+	// once and on the right stream.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), usageHeader, name)
+		fs.PrintDefaults()
+	}
 	o.AddFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return o, fs, err
@@ -135,6 +194,11 @@ func Parse(name string, args []string, getenv func(string) string) (Options, *fl
 	if err := applyEnv(fs, getenv); err != nil {
 		return o, fs, err
 	}
+	fs.Visit(func(f *flag.Flag) {
+		if klogFlagNames[f.Name] {
+			o.Klog.Given = append(o.Klog.Given, f.Name+"="+f.Value.String())
+		}
+	})
 	return o, fs, nil
 }
 
@@ -195,10 +259,15 @@ func (o *Options) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Level is the slog level the options ask for.
+// Level is the slog level the options ask for. klog's -v N (flanneld's
+// verbosity) maps onto slog's levels below info: weft's own debug lines
+// are all at slog.LevelDebug, which every N ≥ 1 shows, since klog's levels
+// 1 to 4 are what it calls debugging detail. The Kubernetes client logs
+// its klog V(N) lines at slog level -N (DEBUG-2 for V(6), ...), so a
+// larger N also lowers the level far enough to show them.
 func (o *Options) Level() (slog.Level, error) {
 	if o.Verbosity > 0 {
-		return slog.LevelDebug, nil
+		return min(slog.LevelDebug, slog.Level(-o.Verbosity)), nil
 	}
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(o.LogLevel)); err != nil {
@@ -236,6 +305,7 @@ func (o Options) LogValue() slog.Value {
 			slog.Any("iface", o.Iface),
 			slog.String("subnet-file", o.SubnetFile),
 			slog.Bool("ip-masq", o.IPMasq),
+			slog.Bool("ip-blackhole-route", o.IPBlackholeRoute),
 			slog.Int("healthz-port", o.HealthzPort),
 		)
 	}
@@ -252,6 +322,7 @@ func (o Options) LogValue() slog.Value {
 		slog.String("subnet-file", o.SubnetFile),
 		slog.Int("subnet-lease-renew-margin", o.SubnetLeaseRenewMargin),
 		slog.Bool("ip-masq", o.IPMasq),
+		slog.Bool("ip-blackhole-route", o.IPBlackholeRoute),
 		slog.Int("healthz-port", o.HealthzPort),
 	)
 }

@@ -120,3 +120,131 @@ func TestPasswordNeverLogged(t *testing.T) {
 		t.Fatalf("expected redaction marker: %s", b.String())
 	}
 }
+
+// --ip-blackhole-route is off by default, as in flanneld, and is set by the
+// flag or by FLANNELD_IP_BLACKHOLE_ROUTE.
+func TestIPBlackholeRoute(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{"default", nil, nil, false},
+		{"flag", []string{"--ip-blackhole-route"}, nil, true},
+		{"single dash", []string{"-ip-blackhole-route=true"}, nil, true},
+		{"env", nil, map[string]string{"FLANNELD_IP_BLACKHOLE_ROUTE": "true"}, true},
+		{"command line wins", []string{"--ip-blackhole-route=false"}, map[string]string{"FLANNELD_IP_BLACKHOLE_ROUTE": "true"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, _, err := Parse("flanneld", tc.args, env(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.IPBlackholeRoute != tc.want {
+				t.Fatalf("IPBlackholeRoute = %v, want %v", o.IPBlackholeRoute, tc.want)
+			}
+		})
+	}
+	_, _, err := Parse("flanneld", nil, env(map[string]string{"FLANNELD_IP_BLACKHOLE_ROUTE": "maybe"}))
+	if err == nil || !strings.Contains(err.Error(), "FLANNELD_IP_BLACKHOLE_ROUTE") {
+		t.Fatalf("bad env value: %v, want an error naming the variable", err)
+	}
+}
+
+// The klog forms flanneld's units and manifests pass are accepted: -v
+// sets the level, the others change nothing but are remembered for the
+// agent's debug line.
+func TestKlogFlags(t *testing.T) {
+	args := []string{
+		"-v=2", "--vmodule=agent*=3", "-log_backtrace_at=main.go:1", "--logtostderr", "-alsologtostderr=false",
+		"--log_dir", "/var/log/flannel", "-stderrthreshold=INFO",
+	}
+	o, _, err := Parse("flanneld", args, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if o.Verbosity != 2 {
+		t.Fatalf("Verbosity = %d, want 2", o.Verbosity)
+	}
+	want := []string{"alsologtostderr=false", "log_backtrace_at=main.go:1", "log_dir=/var/log/flannel", "logtostderr=true", "stderrthreshold=INFO", "vmodule=agent*=3"}
+	if strings.Join(o.Klog.Given, " ") != strings.Join(want, " ") {
+		t.Fatalf("Klog.Given = %q, want %q", o.Klog.Given, want)
+	}
+
+	// FLANNELD_V and friends, as flanneld reads them.
+	o, _, err = Parse("flanneld", nil, env(map[string]string{"FLANNELD_V": "4", "FLANNELD_LOGTOSTDERR": "true"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Verbosity != 4 || len(o.Klog.Given) != 1 || o.Klog.Given[0] != "logtostderr=true" {
+		t.Fatalf("from env: Verbosity %d, Given %q", o.Verbosity, o.Klog.Given)
+	}
+
+	// Nothing given, nothing to report.
+	o, _, err = Parse("flanneld", []string{"--ip-masq"}, env(nil))
+	if err != nil || len(o.Klog.Given) != 0 {
+		t.Fatalf("Given = %q, err %v; want none", o.Klog.Given, err)
+	}
+}
+
+// -v N: 0 keeps --log-level; 1 to 4 are debug (weft's only level below
+// info); beyond 4 the level drops to -N so that the Kubernetes client's
+// klog V(N) lines, which arrive at slog level -N, show too.
+func TestVerbosityLevel(t *testing.T) {
+	for _, tc := range []struct {
+		v        int
+		logLevel string
+		want     slog.Level
+	}{
+		{0, "info", slog.LevelInfo},
+		{0, "warn", slog.LevelWarn},
+		{1, "warn", slog.LevelDebug},
+		{4, "info", slog.LevelDebug},
+		{6, "info", slog.Level(-6)},
+		{10, "info", slog.Level(-10)},
+	} {
+		o := Defaults()
+		o.Verbosity, o.LogLevel = tc.v, tc.logLevel
+		got, err := o.Level()
+		if err != nil || got != tc.want {
+			t.Errorf("-v %d --log-level %s: level %v (%v), want %v", tc.v, tc.logLevel, got, err, tc.want)
+		}
+	}
+}
+
+// FuzzParse: any command line and FLANNELD_* environment either parses or
+// returns an error, never panics; what parses validates without panicking,
+// and every ignored klog flag it reports is one of klog's.
+func FuzzParse(f *testing.F) {
+	f.Add("--ip-blackhole-route\x00-v=3\x00--logtostderr", "FLANNELD_IP_MASQ=true")
+	f.Add("-vmodule=x=2\x00--log_dir\x00/tmp", "FLANNELD_V=1\nFLANNELD_STDERRTHRESHOLD=ERROR")
+	f.Add("--iface\x00eth0\x00stray", "FLANNELD_HEALTHZ_PORT=x")
+	f.Fuzz(func(t *testing.T, args, environ string) {
+		var argv []string
+		if args != "" {
+			argv = strings.Split(args, "\x00")
+		}
+		vars := map[string]string{}
+		for _, line := range strings.Split(environ, "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok {
+				vars[k] = v
+			}
+		}
+		o, _, err := Parse("flanneld", argv, env(vars))
+		if err != nil {
+			return
+		}
+		_ = o.Validate()
+		_, _ = o.Level()
+		for _, g := range o.Klog.Given {
+			name, _, _ := strings.Cut(g, "=")
+			if !klogFlagNames[name] {
+				t.Fatalf("Klog.Given has %q, not a klog flag", g)
+			}
+		}
+	})
+}
