@@ -117,7 +117,7 @@ const (
 	CodeNoLease         = "no_lease"          // this host holds no lease
 	CodeSubnetFile      = "subnet_file"       // subnet.env unreadable or disagreeing with the lease
 	CodeInterface       = "interface"         // the external interface could not be determined
-	CodeConfig          = "config"            // the network config's backend options are invalid
+	CodeConfig          = "config"            // the network config's backend is not one of this build, or its options are invalid
 	CodeDevice          = "device"            // a device this host needs is missing or down
 	CodeOwnVtepMAC      = "own_vtep_mac"      // this host's VTEP MAC differs from its lease
 	CodeMTU             = "mtu_mismatch"      // an MTU differs from what the backend sets, or large packets are lost
