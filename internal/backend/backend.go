@@ -69,6 +69,14 @@ func CheckConfig(backendType string, cfg Config) (ExternalInterface, error) {
 	return ext, nil
 }
 
+// DeviceAddr is the address an overlay device (vxlan's flannel.<VNI>,
+// udp's flannel0) holds: the own subnet's network address as a /32, as
+// flannel gives it, so that no broadcast route appears and packets the
+// host itself sends have a source the peers route back.
+func DeviceAddr(own netip.Prefix) netip.Prefix {
+	return netip.PrefixFrom(own.Masked().Addr(), 32)
+}
+
 // Backend is one host's data plane for one network.
 //
 // The agent calls LeaseAttrs and MTU before it acquires a lease, Start once

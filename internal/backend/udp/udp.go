@@ -327,21 +327,9 @@ func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
 		b.log.Info("peer "+c.kind, args...)
 	}
 	b.applied = st.table
-	b.noteIgnored(st.ignored)
+	backend.NoteIgnored(b.log, BackendType, b.ignored, st.ignored)
+	b.ignored = st.ignored
 	return errors.Join(st.errs...)
-}
-
-// noteIgnored logs each lease of another backend type once, when it
-// appears or changes type. Callers hold amu.
-func (b *Backend) noteIgnored(now map[netip.Prefix]lease.Attrs) {
-	for subnet, a := range now {
-		if prev, ok := b.ignored[subnet]; ok && prev.BackendType == a.BackendType {
-			continue
-		}
-		b.log.Info("ignoring peer of another backend type; udp cannot reach it", "subnet", subnet,
-			"peer", a.PublicIP, "backend_type", a.BackendType)
-	}
-	b.ignored = now
 }
 
 // atomicStats is Stats shared by the loops and readers.

@@ -228,7 +228,7 @@ func (b *Backend) reconcileLocked(trigger string, counts backend.Counts) error {
 	// ip route replace NETWORK dev flannel0 proto 87 (scope global, as
 	// flannel's: the source of host-originated packets is then the
 	// flannel0 address, which the peers route back here)
-	want := kernel.Route{Dst: b.network, LinkIndex: b.devIndex, Proto: kernel.ProtoWeft}
+	want := networkRoute(b.network, b.devIndex)
 	owned := func(r kernel.Route) bool { return r.Dst == b.network && r.LinkIndex == b.devIndex }
 	res, err := kernel.Sync(h, []kernel.Route{want}, owned)
 	if err != nil {
@@ -257,7 +257,7 @@ func (b *Backend) reconcileLocked(trigger string, counts backend.Counts) error {
 // peers route back. Callers hold mu.
 func (b *Backend) syncAddressLocked(link netlink.Link, trigger string, counts backend.Counts) error {
 	h := b.opts.Handle
-	want := netip.PrefixFrom(b.own.Subnet.Addr(), 32)
+	want := backend.DeviceAddr(b.own.Subnet)
 	addrs, err := kernel.RetryDump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_V4) })
 	if err != nil {
 		return fmt.Errorf("list addresses of %s: %w", DeviceName, err)

@@ -682,7 +682,7 @@ func wants(network netip.Prefix, set Settings, podMTU int, own lease.Lease, ownP
 	ownMAC, _ := parsePeerData(own.Attrs.BackendData) // zero when undecodable: any MAC matches then
 	w := backend.Wants{Host: []backend.Want{{Kind: backend.KindDevice, Dev: dev, MTU: podMTU, MAC: ownMAC}}}
 	if own.Subnet.IsValid() {
-		w.Host = append(w.Host, backend.Want{Kind: backend.KindAddr, Dev: dev, Dst: netip.PrefixFrom(own.Subnet.Masked().Addr(), 32)})
+		w.Host = append(w.Host, backend.Want{Kind: backend.KindAddr, Dev: dev, Dst: backend.DeviceAddr(own.Subnet)})
 	}
 
 	st := desire(network, own, ownPublicIP, ownMAC, leases)

@@ -222,7 +222,7 @@ func (b *Backend) ensureDevice() (int, []change, error) {
 // Callers hold mu.
 func (b *Backend) ensureAddr(link netlink.Link) ([]change, error) {
 	h := b.opts.Handle
-	want := netip.PrefixFrom(b.own.Subnet.Masked().Addr(), 32)
+	want := backend.DeviceAddr(b.own.Subnet)
 	addrs, err := kernel.RetryDump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_V4) })
 	if err != nil {
 		return nil, fmt.Errorf("list the addresses of %s: %w", b.dev, err)
@@ -443,27 +443,19 @@ func (b *Backend) sync(trigger string) (syncResult, error) {
 }
 
 // directLinks returns, with DirectRouting, the peers whose PublicIP the
-// kernel reaches without a gateway (ip route get gives one unicast route
-// with no via), each with that route's link. It asks the kernel for every
-// peer on every sync: a route added since may have changed the answer for
-// a peer whose lease did not change, and no notification says so. Callers
-// hold mu.
+// kernel reaches without a gateway (backend.DirectLink), each with the
+// link it leaves by. It asks the kernel for every peer on every sync: a
+// route added since may have changed the answer for a peer whose lease did
+// not change, and no notification says so. Callers hold mu.
 func (b *Backend) directLinks(peers []peer, devIndex int) map[netip.Prefix]int {
 	if !b.set.DirectRouting {
 		return nil
 	}
 	out := make(map[netip.Prefix]int)
 	for _, p := range peers {
-		// ip route get PUBLICIP
-		rs, err := b.opts.Handle.RouteGet(p.PublicIP.AsSlice())
-		if err != nil || len(rs) != 1 {
-			continue
+		if link := backend.DirectLink(b.opts.Handle, p.PublicIP, devIndex); link != 0 {
+			out[p.Subnet] = link
 		}
-		r := rs[0]
-		if r.Gw != nil || r.Type != unix.RTN_UNICAST || r.LinkIndex == 0 || r.LinkIndex == devIndex {
-			continue
-		}
-		out[p.Subnet] = r.LinkIndex
 	}
 	return out
 }
