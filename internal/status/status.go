@@ -65,9 +65,10 @@ type Row struct {
 	Backend     string     `json:"backend"`
 	VtepMAC     string     `json:"vtep_mac,omitempty"`
 	Reservation bool       `json:"reservation"`
-	Expires     *time.Time `json:"expires,omitempty"` // absent for a reservation
+	Node        bool       `json:"node,omitempty"`    // a Kubernetes Node's podCIDR (--kube-subnet-mgr): no expiry, no reservation
+	Expires     *time.Time `json:"expires,omitempty"` // absent for a reservation or a node
 	// ExpiresIn is seconds until expiry at Report.Time, negative once
-	// expired; absent for a reservation.
+	// expired; absent for a reservation or a node.
 	ExpiresIn *int64 `json:"expires_in_seconds,omitempty"`
 	Self      bool   `json:"self"`
 	// Status is "ok", or "problem" when Problems is not empty.
