@@ -105,30 +105,21 @@ func (b *Backend) Run(ctx context.Context) error {
 	if !b.opts.NoSubscribe {
 		ns := b.opts.Netns
 		watches = []backend.Watch{
-			backend.NewWatch("link changes",
-				func(ctx context.Context, onError func(error)) (<-chan kernel.LinkEvent, error) {
-					return kernel.WatchLinks(ctx, ns, onError)
-				},
+			backend.NewWatch("link changes", ns, kernel.WatchLinks,
 				func(e kernel.LinkEvent) string {
 					if e.Name == DeviceName || int32(e.Index) == b.curIndex.Load() {
 						return "device changed"
 					}
 					return ""
 				}),
-			backend.NewWatch("address changes",
-				func(ctx context.Context, onError func(error)) (<-chan kernel.AddrEvent, error) {
-					return kernel.WatchAddrs(ctx, ns, onError)
-				},
+			backend.NewWatch("address changes", ns, kernel.WatchAddrs,
 				func(e kernel.AddrEvent) string {
 					if int32(e.LinkIndex) == b.curIndex.Load() {
 						return "address changed"
 					}
 					return ""
 				}),
-			backend.NewWatch("route deletions",
-				func(ctx context.Context, onError func(error)) (<-chan kernel.Route, error) {
-					return kernel.WatchDeletions(ctx, ns, onError)
-				},
+			backend.NewWatch("route deletions", ns, kernel.WatchDeletions,
 				func(r kernel.Route) string {
 					if r.Dst == b.network {
 						return "route deleted"

@@ -702,20 +702,14 @@ func (b *Backend) Run(ctx context.Context) error {
 	if !b.opts.NoSubscribe {
 		ns := b.opts.Netns
 		watches = []backend.Watch{
-			backend.NewWatch("route deletions",
-				func(ctx context.Context, onError func(error)) (<-chan kernel.Route, error) {
-					return kernel.WatchDeletions(ctx, ns, onError)
-				},
+			backend.NewWatch("route deletions", ns, kernel.WatchDeletions,
 				func(r kernel.Route) string {
 					if b.routeMatters(r) {
 						return "route deleted"
 					}
 					return ""
 				}),
-			backend.NewWatch("neighbour and fdb deletions",
-				func(ctx context.Context, onError func(error)) (<-chan kernel.DeletedNeigh, error) {
-					return kernel.WatchNeighDeletions(ctx, ns, onError)
-				},
+			backend.NewWatch("neighbour and fdb deletions", ns, kernel.WatchNeighDeletions,
 				func(n kernel.DeletedNeigh) string {
 					switch {
 					case !b.neighMatters(n):
@@ -725,11 +719,7 @@ func (b *Backend) Run(ctx context.Context) error {
 					}
 					return "neighbour deleted"
 				}),
-			backend.NewWatch("link changes",
-				func(ctx context.Context, onError func(error)) (<-chan kernel.LinkEvent, error) {
-					return kernel.WatchLinks(ctx, ns, onError)
-				},
-				b.linkTrigger),
+			backend.NewWatch("link changes", ns, kernel.WatchLinks, b.linkTrigger),
 		}
 	}
 	return backend.RunRepairLoop(ctx, backend.RepairConfig{
