@@ -229,11 +229,7 @@ type devRef struct{ dev tun.Device }
 
 // New builds the backend with default Options.
 func New(cfg backend.Config) (backend.Backend, error) {
-	b, err := NewWithOptions(cfg, Options{})
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
+	return backend.Built(NewWithOptions(cfg, Options{}))
 }
 
 // NewWithOptions builds the backend. It touches nothing in the kernel:
@@ -256,27 +252,18 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 	if o.Handle != nil && o.Netns == nil {
 		return nil, errors.New("udp: Options.Handle needs Options.Netns, so that flannel0 and the socket are created where Handle configures them")
 	}
-	if o.ReconcilePeriod <= 0 {
-		o.ReconcilePeriod = cfg.ReconcilePeriod
-	}
-	if o.ReconcilePeriod <= 0 {
-		o.ReconcilePeriod = DefaultReconcilePeriod
-	}
+	o.ReconcilePeriod = cfg.Period(o.ReconcilePeriod, DefaultReconcilePeriod)
 	if o.Handle == nil {
 		// A zero Handle opens a socket per request in the caller's
 		// namespace and holds nothing that needs closing.
 		o.Handle = &netlink.Handle{}
-	}
-	log := cfg.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
 	}
 	return &Backend{
 		ext:     ext,
 		network: cfg.Network.Network.Masked(),
 		port:    c.Port,
 		mtu:     ext.MTU - Overhead,
-		log:     log.With("backend", BackendType),
+		log:     cfg.Logger(BackendType),
 		opts:    o,
 		metrics: cfg.Metrics,
 	}, nil
