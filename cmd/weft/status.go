@@ -110,6 +110,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		},
 		RenewMargin: time.Duration(opts.SubnetLeaseRenewMargin) * time.Minute,
 		Check:       a.check,
+		Kubernetes:  opts.KubeSubnetMgr,
 	})
 	if err != nil {
 		where := "is etcd reachable from this host? --etcd-endpoints=" + opts.EtcdEndpoints

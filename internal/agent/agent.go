@@ -18,12 +18,14 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +49,12 @@ import (
 type Deps struct {
 	Store    store.Store
 	Backends map[string]backend.Factory
+	// CheckBackend checks the network config's Backend object for a
+	// backend of type typ (backends.CheckOptions, as weft config put
+	// does); an error names the field at fault, and the agent waits for a
+	// corrected config as it does for any invalid one. Nil checks only
+	// that Backends has the type.
+	CheckBackend func(typ string, raw json.RawMessage) error
 	// SelectInterface finds the external interface from the options.
 	SelectInterface func(o *options.Options) (backend.ExternalInterface, error)
 	Health          *health.Status
@@ -148,10 +156,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("network config", "network", cfg.Network, "subnet-len", cfg.SubnetLen, "backend", cfg.BackendType)
 	a.deps.Metrics.SetBackend(cfg.BackendType)
 
-	factory, ok := a.deps.Backends[cfg.BackendType]
-	if !ok {
-		return fmt.Errorf("backend %q from the network config is not available in this build of weft (available: %s)", cfg.BackendType, backendNames(a.deps.Backends))
-	}
+	factory := a.deps.Backends[cfg.BackendType] // waitConfig checked it is there
 	var published json.RawMessage
 	if pr, ok := a.deps.Store.(store.PublishedReader); ok {
 		if btype, data, err := pr.Published(ctx, ext.PublicIP); err != nil {
@@ -398,23 +403,30 @@ func (a *Agent) keepBlackhole(ctx context.Context, log *slog.Logger, own netip.P
 	}
 }
 
-// waitConfig polls the store until it holds a valid network config. A
-// missing or invalid config is an operator's job to fix, so the agent waits
-// and says exactly what to do rather than exiting.
+// waitConfig polls the store until it holds a valid network config whose
+// backend this agent can build. A missing or invalid config is an
+// operator's job to fix, so the agent waits and says exactly what to do
+// rather than exiting; each distinct complaint is logged once.
 func (a *Agent) waitConfig(ctx context.Context) (*netconf.Config, error) {
-	var lastMsg string
+	var last string
 	say := func(msg string, args ...any) {
-		if msg != lastMsg {
+		if key := fmt.Sprint(msg, args); key != last {
 			a.log.Warn(msg, args...)
-			lastMsg = msg
+			last = key
 		}
 	}
 	delay := time.Second
 	for {
 		cfg, err := a.deps.Store.Config(ctx)
+		var berr error
+		if err == nil {
+			berr = a.checkBackend(cfg)
+		}
 		switch {
-		case err == nil:
+		case err == nil && berr == nil:
 			return cfg, nil
+		case berr != nil:
+			say("the network config's Backend is invalid; waiting for a corrected config", "err", berr.Error())
 		case errors.Is(err, store.ErrNoConfig):
 			hint := fmt.Sprintf(`etcdctl put %s/config '{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}'`, a.opts.EtcdPrefix)
 			if h, ok := a.deps.Store.(store.ConfigHinter); ok {
@@ -429,6 +441,21 @@ func (a *Agent) waitConfig(ctx context.Context) (*netconf.Config, error) {
 			return nil, err
 		}
 	}
+}
+
+// checkBackend says why this agent cannot run cfg's backend, or returns
+// nil.
+func (a *Agent) checkBackend(cfg *netconf.Config) error {
+	if a.deps.CheckBackend != nil {
+		if err := a.deps.CheckBackend(cfg.BackendType, cfg.Backend); err != nil {
+			return err
+		}
+	}
+	if _, ok := a.deps.Backends[cfg.BackendType]; !ok {
+		return fmt.Errorf("Backend.Type %q is not available in this agent (it has %s)", cfg.BackendType,
+			strings.Join(slices.Sorted(maps.Keys(a.deps.Backends)), ", "))
+	}
+	return nil
 }
 
 // acquire gets this host's lease, retrying errors that time can fix (store
@@ -672,17 +699,6 @@ func expiry(l lease.Lease) string {
 		return "never"
 	}
 	return l.Expiration.UTC().Format(time.RFC3339)
-}
-
-func backendNames(m map[string]backend.Factory) string {
-	var s string
-	for n := range m {
-		if s != "" {
-			s += ", "
-		}
-		s += n
-	}
-	return s
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -19,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/backend/backends"
 	"github.com/weftnet/weft/internal/embedetcd"
 	"github.com/weftnet/weft/internal/embedetcd/etcdtest"
 	"github.com/weftnet/weft/internal/health"
@@ -267,20 +268,28 @@ func TestPeersReachTheBackendAsSnapshots(t *testing.T) {
 }
 
 // An invalid config is reported with the field at fault, and the agent
-// keeps waiting for a good one instead of exiting.
+// keeps waiting for a good one instead of exiting: a bad network, a
+// backend this build lacks, and options the backend refuses alike.
 func TestInvalidConfigIsReportedAndAwaited(t *testing.T) {
-	f := start(t, "/coreos.com/network", "")
-	f.put(t, "/coreos.com/network/config", `{"Network": "10.244.0.0/30"}`)
-	nstest.Eventually(t, 5*time.Second, func() error {
-		if !strings.Contains(f.logs.String(), "too small") {
-			return fmt.Errorf("no error about the network size logged:\n%s", f.logs.String())
+	f := startWith(t, "/coreos.com/network", "", func(d *Deps) { d.CheckBackend = backends.CheckOptions })
+	for _, c := range []struct{ config, logged string }{
+		{`{"Network": "10.244.0.0/30"}`, "too small"},
+		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard"}}`, "is a flannel backend that this build of weft does not implement"},
+		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 99999999}}`, "vxlan option VNI 99999999"},
+		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`, `Backend.Type \"vxlan\" is not available in this agent (it has host-gw)`},
+	} {
+		f.put(t, "/coreos.com/network/config", c.config)
+		nstest.Eventually(t, 5*time.Second, func() error {
+			if !strings.Contains(f.logs.String(), c.logged) {
+				return fmt.Errorf("%s: no error %q logged:\n%s", c.config, c.logged, f.logs.String())
+			}
+			return nil
+		})
+		select {
+		case err := <-f.done:
+			t.Fatalf("agent exited on config %s: %v", c.config, err)
+		default:
 		}
-		return nil
-	})
-	select {
-	case err := <-f.done:
-		t.Fatalf("agent exited on a bad config: %v", err)
-	default:
 	}
 	f.put(t, "/coreos.com/network/config", `{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}`)
 	nstest.Eventually(t, 10*time.Second, func() error {

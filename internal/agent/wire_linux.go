@@ -27,6 +27,7 @@ func Main(ctx context.Context, opts options.Options, log *slog.Logger) error {
 	a := New(opts, Deps{
 		Store:           st,
 		Backends:        backends.Factories(),
+		CheckBackend:    backends.CheckOptions,
 		SelectInterface: selectInterface,
 		Rules: func(mode rules.Mode) (rules.Manager, error) {
 			return rules.New(mode, log, rules.WithMetrics(m))

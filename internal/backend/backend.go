@@ -47,6 +47,38 @@ type Config struct {
 	Metrics *metrics.Metrics
 }
 
+// Period is how often a backend repairs: opt (its Options') when set,
+// else c.ReconcilePeriod when set, else the backend's default def.
+func (c Config) Period(opt, def time.Duration) time.Duration {
+	switch {
+	case opt > 0:
+		return opt
+	case c.ReconcilePeriod > 0:
+		return c.ReconcilePeriod
+	}
+	return def
+}
+
+// Logger is c.Log, or a logger that discards when it is nil, with the
+// backend's name attached to every line.
+func (c Config) Logger(backendType string) *slog.Logger {
+	log := c.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return log.With("backend", backendType)
+}
+
+// Built returns what a backend's constructor returned as a Backend: b, or
+// a nil Backend when err is set rather than an interface holding a nil
+// pointer, which callers would not see as nil.
+func Built[B Backend](b B, err error) (Backend, error) {
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
 // CheckConfig checks what every backend that carries traffic to peers'
 // public IPs needs of cfg: an IPv4 cluster Network, an external interface,
 // and an IPv4 address on it. Each error starts with backendType and names
@@ -67,6 +99,14 @@ func CheckConfig(backendType string, cfg Config) (ExternalInterface, error) {
 		ext.PublicIP = ext.Addr
 	}
 	return ext, nil
+}
+
+// DeviceAddr is the address an overlay device (vxlan's flannel.<VNI>,
+// udp's flannel0) holds: the own subnet's network address as a /32, as
+// flannel gives it, so that no broadcast route appears and packets the
+// host itself sends have a source the peers route back.
+func DeviceAddr(own netip.Prefix) netip.Prefix {
+	return netip.PrefixFrom(own.Masked().Addr(), 32)
 }
 
 // Backend is one host's data plane for one network.

@@ -1,8 +1,10 @@
 package backend
 
 import (
+	"errors"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/weftnet/weft/internal/netconf"
 )
@@ -48,5 +50,31 @@ func TestCheckConfig(t *testing.T) {
 		case ext.Name != cfg.Ext.Name || ext.Index != cfg.Ext.Index || ext.MTU != cfg.Ext.MTU || ext.Addr != cfg.Ext.Addr:
 			t.Errorf("%s: returned %+v, want %+v with PublicIP set", c.name, ext, cfg.Ext)
 		}
+	}
+}
+
+// The options' period wins, then the Config's, then the backend's default.
+func TestPeriod(t *testing.T) {
+	for _, c := range []struct{ opt, cfg, want time.Duration }{
+		{0, 0, 10 * time.Second},
+		{0, time.Minute, time.Minute},
+		{time.Second, time.Minute, time.Second},
+		{-time.Second, 0, 10 * time.Second},
+	} {
+		if got := (Config{ReconcilePeriod: c.cfg}).Period(c.opt, 10*time.Second); got != c.want {
+			t.Errorf("Period(%v) with Config %v = %v, want %v", c.opt, c.cfg, got, c.want)
+		}
+	}
+}
+
+// A failed constructor gives a Backend that is nil, not one holding a nil
+// pointer.
+func TestBuiltIsNilOnError(t *testing.T) {
+	type failing struct{ Backend }
+	if b, err := Built[*failing](nil, errors.New("no")); b != nil || err == nil {
+		t.Errorf("Built = %v, %v; want nil and the error", b, err)
+	}
+	if b, err := Built(&failing{}, nil); b == nil || err != nil {
+		t.Errorf("Built = %v, %v; want the backend", b, err)
 	}
 }

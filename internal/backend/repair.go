@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"time"
 
+	vns "github.com/vishvananda/netns"
+
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/metrics"
 )
@@ -34,12 +36,13 @@ type Watch struct {
 	Subscribe func(ctx context.Context, onError func(error)) (<-chan string, error)
 }
 
-// NewWatch makes a Watch of a subscription that reports events of type E
-// (kernel.WatchDeletions, say): trigger says what an event calls for, ""
-// when it calls for nothing.
-func NewWatch[E any](name string, subscribe func(ctx context.Context, onError func(error)) (<-chan E, error), trigger func(E) string) Watch {
+// NewWatch makes a Watch of a kernel subscription in the namespace ns (nil:
+// the caller's) that reports events of type E (kernel.WatchDeletions,
+// say): trigger says what an event calls for, "" when it calls for
+// nothing.
+func NewWatch[E any](name string, ns *vns.NsHandle, subscribe func(ctx context.Context, ns *vns.NsHandle, onError func(error)) (<-chan E, error), trigger func(E) string) Watch {
 	return Watch{Name: name, Subscribe: func(ctx context.Context, onError func(error)) (<-chan string, error) {
-		events, err := subscribe(ctx, onError)
+		events, err := subscribe(ctx, ns, onError)
 		if err != nil {
 			return nil, err
 		}

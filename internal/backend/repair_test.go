@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	vns "github.com/vishvananda/netns"
+
 	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/backend/backendtest"
 	"github.com/weftnet/weft/internal/metrics"
@@ -21,7 +23,7 @@ type fakeWatch struct {
 	refuse error // Subscribe fails with it while set
 }
 
-func (w *fakeWatch) subscribe(ctx context.Context, onError func(error)) (<-chan int, error) {
+func (w *fakeWatch) subscribe(ctx context.Context, _ *vns.NsHandle, onError func(error)) (<-chan int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.refuse != nil {
@@ -102,7 +104,7 @@ func TestRepairLoopRepairsOnReportsAndCountsByKind(t *testing.T) {
 	m := metrics.New()
 	stop := startLoop(t, backend.RepairConfig{
 		Period:  time.Hour,
-		Watches: []backend.Watch{backend.NewWatch("numbers", w.subscribe, odd)},
+		Watches: []backend.Watch{backend.NewWatch("numbers", nil, w.subscribe, odd)},
 		Repair:  rl.repair,
 		Metrics: m,
 	})
@@ -128,7 +130,7 @@ func TestRepairLoopCoalescesABurst(t *testing.T) {
 	var rl repairLog
 	startLoop(t, backend.RepairConfig{
 		Period:  time.Hour,
-		Watches: []backend.Watch{backend.NewWatch("numbers", w.subscribe, odd)},
+		Watches: []backend.Watch{backend.NewWatch("numbers", nil, w.subscribe, odd)},
 		Repair: func(trigger string) backend.Counts {
 			if trigger == "start" {
 				<-release
@@ -162,7 +164,7 @@ func TestRepairLoopResubscribesAndRepairsWhenAWatchEnds(t *testing.T) {
 	var rl repairLog
 	startLoop(t, backend.RepairConfig{
 		Period:  time.Hour,
-		Watches: []backend.Watch{backend.NewWatch("numbers", w.subscribe, odd)},
+		Watches: []backend.Watch{backend.NewWatch("numbers", nil, w.subscribe, odd)},
 		Repair:  rl.repair,
 	})
 	eventually(t, 5*time.Second, func() error { return rl.has("start") })
@@ -179,7 +181,7 @@ func TestRepairLoopRetriesARefusedSubscriptionOnTheTimer(t *testing.T) {
 	var rl repairLog
 	startLoop(t, backend.RepairConfig{
 		Period:  10 * time.Millisecond,
-		Watches: []backend.Watch{backend.NewWatch("numbers", w.subscribe, odd)},
+		Watches: []backend.Watch{backend.NewWatch("numbers", nil, w.subscribe, odd)},
 		Repair:  rl.repair,
 	})
 	eventually(t, 5*time.Second, func() error { return rl.has("timer") })

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftnet/weft/internal/backend/backends"
 	"github.com/weftnet/weft/internal/cmdline"
 	"github.com/weftnet/weft/internal/netconf"
 	"github.com/weftnet/weft/internal/options"
@@ -25,9 +26,6 @@ type Env struct {
 	Getenv         func(string) string // FLANNELD_* variables; nil means os.Getenv
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
-	// Backends are the backend types this build's agent implements; put
-	// warns about a config naming another. Nil skips the check.
-	Backends []string
 }
 
 const usage = `Usage:
@@ -51,12 +49,12 @@ Example:
 
 // PutOptions tune Put.
 type PutOptions struct {
-	DryRun   bool     // validate and show, store nothing
-	Backends []string // see Env.Backends
+	DryRun bool // validate and show, store nothing
 }
 
 // Put validates raw (surrounding whitespace trimmed) exactly as an agent
-// will when it reads it, and stores it unless it is invalid or o.DryRun.
+// will when it reads it (backends.ParseConfig: the network fields, the
+// backend's name and its options), and stores it unless it is invalid or o.DryRun.
 // It reports on out what it stored and what that means, and on warn what
 // looks wrong though valid, including a change of Network or backend that
 // running agents will not follow. An invalid config is returned as an
@@ -67,11 +65,11 @@ func Put(ctx context.Context, st Store, raw []byte, o PutOptions, out, warn io.W
 	if len(raw) == 0 {
 		return fmt.Errorf("refuse to store an empty network config at %s", key)
 	}
-	cfg, err := netconf.Parse(raw)
+	cfg, err := backends.ParseConfig(raw)
 	if err != nil {
 		return fmt.Errorf("refuse to store the network config at %s: %w", key, err)
 	}
-	for _, w := range Warnings(raw, cfg, o.Backends) {
+	for _, w := range Warnings(raw) {
 		fmt.Fprintf(warn, "warning: %s\n", w)
 	}
 
@@ -113,7 +111,7 @@ func Put(ctx context.Context, st Store, raw []byte, o PutOptions, out, warn io.W
 // break a running cluster (flannel documents that Network and backend
 // cannot change live).
 func warnChange(w io.Writer, prev []byte, next *netconf.Config) {
-	old, err := netconf.Parse(prev)
+	old, err := backends.ParseConfig(prev)
 	if err != nil {
 		fmt.Fprintf(w, "warning: replacing an invalid stored config (%v)\n", err)
 		return
@@ -161,7 +159,7 @@ func Get(ctx context.Context, st store.RawConfigReader, f GetFormat, hint string
 	if err != nil {
 		return err
 	}
-	cfg, perr := netconf.Parse(raw)
+	cfg, perr := backends.ParseConfig(raw)
 	if perr != nil {
 		perr = fmt.Errorf("the network config at %s is invalid, agents will refuse it: %w", key, perr)
 	}
@@ -277,7 +275,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 	}
 
 	if verb == "put" && dryRun {
-		err = Put(ctx, offline(open.ConfigKey(o)), raw, PutOptions{DryRun: true, Backends: env.Backends}, env.Stdout, env.Stderr)
+		err = Put(ctx, offline(open.ConfigKey(o)), raw, PutOptions{DryRun: true}, env.Stdout, env.Stderr)
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
 			return 1
@@ -304,7 +302,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 		if !ok {
 			w = readOnly{st, "this store does not take a config"}
 		}
-		err = Put(ctx, w, raw, PutOptions{Backends: env.Backends}, env.Stdout, env.Stderr)
+		err = Put(ctx, w, raw, PutOptions{}, env.Stdout, env.Stderr)
 	} else {
 		err = Get(ctx, st, getFmt, missingHint(o, st), env.Stdout)
 	}

@@ -1,9 +1,9 @@
 // Package configcmd is `weft config put|get`: it writes and reads the
 // network config at <prefix>/config in etcd, so that nobody has to type
-// JSON into etcdctl. put validates with netconf.Parse, the same check an
-// agent applies when it reads the config, refuses an invalid config with
-// the reason and writes nothing, and shows what the stored config means
-// once flannel's defaults are filled in.
+// JSON into etcdctl. put validates with backends.ParseConfig, the same
+// check an agent applies when it reads the config, refuses an invalid
+// config with the reason and writes nothing, and shows what the stored
+// config means once flannel's defaults are filled in.
 package configcmd
 
 import (
@@ -87,9 +87,8 @@ var fields = []string{
 var removedFields = []string{"networks", "ipv6networks"}
 
 // Warnings lists what is valid but probably not what the author meant:
-// keys flannel ignores, flannel's surprising udp default, and a backend the
-// agents of this build do not implement (backends nil skips that check).
-func Warnings(raw []byte, c *netconf.Config, backends []string) []string {
+// keys flannel ignores, and flannel's surprising udp default.
+func Warnings(raw []byte) []string {
 	var out []string
 	keys := topKeys(raw)
 	lower := slices.Sorted(maps.Keys(keys))
@@ -104,9 +103,6 @@ func Warnings(raw []byte, c *netconf.Config, backends []string) []string {
 	}
 	if _, ok := keys["backend"]; !ok {
 		out = append(out, `no Backend given: flannel and weft then use "udp" (not vxlan, whatever flannel's documentation says); name the backend, e.g. "Backend": {"Type": "host-gw"}`)
-	}
-	if backends != nil && !slices.Contains(backends, c.BackendType) {
-		out = append(out, fmt.Sprintf("backend %q is valid for flannel, but this build of weft implements only %s: weft agents will refuse to start with this config", c.BackendType, strings.Join(backends, ", ")))
 	}
 	return out
 }

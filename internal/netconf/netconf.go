@@ -31,7 +31,9 @@ type Config struct {
 
 	EnableNFTables bool
 
-	// BackendType is Backend.Type lower-cased ("host-gw", "vxlan", "udp").
+	// BackendType is Backend.Type lower-cased ("host-gw", "vxlan", "udp");
+	// Parse does not check that such a backend exists (backends.CheckOptions
+	// does).
 	BackendType string
 	// Backend is the raw Backend object, for the backend to decode its own
 	// options from (again with encoding/json semantics).

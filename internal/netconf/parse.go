@@ -6,24 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 )
-
-// SupportedBackends are the Backend.Type values weft implements, in the
-// order of the backend table (backends.Names). It is a copy because that
-// table's packages import this one; a test in package backends keeps the
-// two equal. Parse checks the name here, not in the table, so that every
-// reader of a config (stores, configcmd) refuses an unknown backend and
-// the agent waits for a config it can run instead of exiting. The
-// Backend object's other options are the backend's to check
-// (backend.Descriptor.CheckOptions).
-var SupportedBackends = []string{"host-gw", "vxlan", "udp"}
-
-// flannelOnlyBackends are backend types flannel knows (now or in earlier
-// releases) that weft does not implement. They get a clearer error than a
-// typo does.
-var flannelOnlyBackends = []string{"wireguard", "ipip", "ipsec", "alloc", "extension", "tencent-vpc", "aws-vpc", "gce", "ali-vpc"}
 
 // wireConfig is the JSON shape. Addresses are strings so that errors can
 // quote what the user wrote.
@@ -56,6 +40,12 @@ type wireConfig struct {
 //   - Backend {"Type":"udp"} when the Backend object is absent or null.
 //     That is flannel's code, although its documentation says vxlan; weft
 //     keeps it so that a config means the same thing to both.
+//
+// The Backend object must have a string Type, which is lower-cased; which
+// types exist and what options they take is not checked here but by the
+// backend table (backends.CheckOptions), which netconf cannot import: the
+// backends import netconf. Every reader that acts on the backend (agent,
+// weft config, weft status) applies that check after Parse.
 //
 // Network may carry host bits ("10.1.2.3/16"); they are masked, as flannel
 // does.
@@ -100,17 +90,9 @@ func (c *Config) parseBackend(raw json.RawMessage) error {
 		return fmt.Errorf("Backend %s: must be an object with a string Type: %w", truncate(raw), err)
 	}
 	if b.Type == "" {
-		return fmt.Errorf("Backend.Type is missing in Backend %s (supported: %s)", truncate(raw), strings.Join(SupportedBackends, ", "))
+		return fmt.Errorf(`Backend.Type is missing in Backend %s: name the backend, e.g. {"Type": "vxlan"}`, truncate(raw))
 	}
-	t := strings.ToLower(b.Type)
-	switch {
-	case slices.Contains(SupportedBackends, t):
-	case slices.Contains(flannelOnlyBackends, t):
-		return fmt.Errorf("Backend.Type %q is a flannel backend that weft does not support (supported: %s)", b.Type, strings.Join(SupportedBackends, ", "))
-	default:
-		return fmt.Errorf("unknown backend type %q in Backend.Type (supported: %s)", b.Type, strings.Join(SupportedBackends, ", "))
-	}
-	c.BackendType = t
+	c.BackendType = strings.ToLower(b.Type)
 	c.Backend = append(json.RawMessage(nil), raw...)
 	return nil
 }

@@ -186,13 +186,6 @@ func TestParseErrors(t *testing.T) {
 		{"Backend not object", `{"Network": "10.1.0.0/16", "Backend": "vxlan"}`, []string{"Backend", `"vxlan"`, "object"}},
 		{"Backend Type missing", `{"Network": "10.1.0.0/16", "Backend": {"VNI": 1}}`, []string{"Backend.Type is missing"}},
 		{"Backend Type not string", `{"Network": "10.1.0.0/16", "Backend": {"Type": 1}}`, []string{"Backend"}},
-		{"wireguard", `{"Network": "10.1.0.0/16", "Backend": {"Type": "wireguard"}}`, []string{`"wireguard"`, "weft does not support", "host-gw, vxlan, udp"}},
-		{"ipip", `{"Network": "10.1.0.0/16", "Backend": {"Type": "IPIP"}}`, []string{`"IPIP"`, "weft does not support"}},
-		{"ipsec", `{"Network": "10.1.0.0/16", "Backend": {"Type": "ipsec"}}`, []string{`"ipsec"`, "weft does not support"}},
-		{"alloc", `{"Network": "10.1.0.0/16", "Backend": {"Type": "alloc"}}`, []string{`"alloc"`, "weft does not support"}},
-		{"extension", `{"Network": "10.1.0.0/16", "Backend": {"Type": "extension"}}`, []string{`"extension"`, "weft does not support"}},
-		{"tencent-vpc", `{"Network": "10.1.0.0/16", "Backend": {"Type": "tencent-vpc"}}`, []string{`"tencent-vpc"`, "weft does not support"}},
-		{"unknown", `{"Network": "10.1.0.0/16", "Backend": {"Type": "vxlann"}}`, []string{`unknown backend type "vxlann"`, "supported: host-gw, vxlan, udp"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -207,6 +200,63 @@ func TestParseErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Parse leaves the backend's name and options to the backend table
+// (backends.CheckOptions): any Type passes, lower-cased.
+func TestBackendTypeNotChecked(t *testing.T) {
+	c, err := Parse([]byte(`{"Network": "10.1.0.0/16", "Backend": {"Type": "WireGuard", "PersistentKeepaliveInterval": 25}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "BackendType", c.BackendType, "wireguard")
+	check(t, "Backend", string(c.Backend), `{"Type": "WireGuard", "PersistentKeepaliveInterval": 25}`)
+}
+
+// Whatever the input, Parse returns a config that holds what its
+// documentation promises, or an error; it never panics.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		`{"Network": "172.7.0.0/16", "Backend": {"Type": "host-gw"}}`,
+		`{"Network": "10.1.2.3/16", "SubnetLen": 26, "SubnetMin": "10.1.10.0", "SubnetMax": "10.1.20.192", "Backend": {"type": "VXLAN", "VNI": 4}}`,
+		`{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00::/56", "IPv6SubnetLen": 60, "Backend": {"Type": "vxlan"}}`,
+		`{"Network": "10.1.0.0/28"}`,
+		`{"Network": "10.1.0.0/16", "Backend": null}`,
+		`{"Network": "10.1.0.0/16", "Backend": "vxlan"}`,
+		`[]`, ``, `{"Network": 1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data)
+		if err != nil {
+			return
+		}
+		if c.BackendType == "" || c.BackendType != strings.ToLower(c.BackendType) || len(c.Backend) == 0 {
+			t.Fatalf("Parse(%q): BackendType %q, Backend %s", data, c.BackendType, c.Backend)
+		}
+		if !c.EnableIPv4 && !c.EnableIPv6 {
+			t.Fatalf("Parse(%q): no family enabled", data)
+		}
+		if c.EnableIPv4 {
+			n := c.Network
+			if !n.IsValid() || !n.Addr().Is4() || n != n.Masked() || c.SubnetLen < n.Bits()+2 || c.SubnetLen > 30 {
+				t.Fatalf("Parse(%q): Network %s, SubnetLen %d", data, n, c.SubnetLen)
+			}
+			if !n.Contains(c.SubnetMin) || !n.Contains(c.SubnetMax) || c.SubnetMax.Less(c.SubnetMin) {
+				t.Fatalf("Parse(%q): SubnetMin %s, SubnetMax %s in %s", data, c.SubnetMin, c.SubnetMax, n)
+			}
+			if c.Subnets() < 1 {
+				t.Fatalf("Parse(%q): an empty pool", data)
+			}
+		}
+		if c.EnableIPv6 {
+			n := c.IPv6Network
+			if !n.IsValid() || !n.Addr().Is6() || c.IPv6SubnetLen < n.Bits()+2 || c.IPv6SubnetLen > 126 {
+				t.Fatalf("Parse(%q): IPv6Network %s, IPv6SubnetLen %d", data, n, c.IPv6SubnetLen)
+			}
+		}
+	})
 }
 
 func TestSubnetsZeroForInvalid(t *testing.T) {

@@ -44,6 +44,9 @@ type Inputs struct {
 	// RenewMargin is --subnet-lease-renew-margin: agents renew this long
 	// before expiry, so a lease closer to expiry has a silent agent.
 	RenewMargin time.Duration
+	// Kubernetes says the leases are Nodes' podCIDRs (--kube-subnet-mgr),
+	// which never expire.
+	Kubernetes bool
 }
 
 // Build compares the leases with the kernel and explains every difference.
@@ -320,7 +323,8 @@ func buildRow(in Inputs, l lease.Lease, self bool, m model) Row {
 		Subnet:      l.Subnet.String(),
 		PublicIP:    addrOrNone(l.Attrs.PublicIP),
 		Backend:     l.Attrs.BackendType,
-		Reservation: l.Reservation(),
+		Reservation: l.Reservation() && !in.Kubernetes,
+		Node:        in.Kubernetes,
 		Self:        self,
 		Entries:     []Entry{},
 		Problems:    []Problem{},

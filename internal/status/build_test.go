@@ -168,6 +168,18 @@ func staleSubnetFile(t *testing.T) Inputs {
 	return in
 }
 
+// kubeHealthy is hostgwHealthy in Kubernetes mode: the leases are Nodes,
+// without expiry.
+func kubeHealthy(t *testing.T) Inputs {
+	in := hostgwHealthy(t)
+	in.Kubernetes = true
+	in.Store = "kubernetes https://10.0.0.1:6443 (config /etc/kube-flannel/net-conf.json)"
+	for i := range in.Leases {
+		in.Leases[i].Expiration = time.Time{}
+	}
+	return in
+}
+
 func TestBuildGolden(t *testing.T) {
 	for _, c := range []struct {
 		name   string
@@ -177,6 +189,7 @@ func TestBuildGolden(t *testing.T) {
 		asJSON bool
 	}{
 		{"hostgw-ok", hostgwHealthy, true, nil, true},
+		{"kube-ok", kubeHealthy, true, nil, true},
 		{"hostgw-broken", hostgwBroken, false, []string{CodeMTU, CodeNoRoute, CodeDuplicateIP, CodeWrongRoute, CodeLeaseExpired,
 			CodeLeaseNotRenewed, CodeBackendMismatch, CodeNoRoute, CodeDuplicateIP}, true},
 		{"vxlan-broken", vxlanBroken, false, []string{CodeOwnVtepMAC, CodeMTU, CodeCNIBridge,

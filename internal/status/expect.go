@@ -2,8 +2,6 @@ package status
 
 import (
 	"fmt"
-	"slices"
-	"strings"
 
 	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/backend/backends"
@@ -27,18 +25,19 @@ const (
 // expectation looks up the network's backend and asks it what it expects
 // of this host. It returns a Problem instead when status cannot check the
 // kernel: the backend is not one of this build, or its options are
-// invalid.
+// invalid, as the agent and weft config judge them (backends.CheckOptions).
 func expectation(cfg *netconf.Config, ext backend.ExternalInterface) (backend.Descriptor, backend.Expectation, *Problem) {
-	d, ok := backends.Lookup(cfg.BackendType)
-	if !ok {
-		return d, backend.Expectation{}, &Problem{Code: CodeConfig, Message: fmt.Sprintf(
-			"the network's backend %q is not one status can check (it knows %s): leases are listed, kernel entries are not checked",
-			cfg.BackendType, strings.Join(slices.Sorted(slices.Values(backends.Names())), ", "))}
+	invalid := func(err error) *Problem {
+		return &Problem{Code: CodeConfig, Message: fmt.Sprintf(
+			"the network config is invalid, so no agent can start with it: %v. Leases are listed, kernel entries are not checked", err)}
 	}
+	if err := backends.CheckOptions(cfg.BackendType, cfg.Backend); err != nil {
+		return backend.Descriptor{}, backend.Expectation{}, invalid(err)
+	}
+	d, _ := backends.Lookup(cfg.BackendType)
 	exp, err := d.Expect(cfg, ext)
 	if err != nil {
-		return d, backend.Expectation{}, &Problem{Code: CodeConfig, Message: fmt.Sprintf(
-			"the network config's Backend is invalid, so no agent can start with it: %v", err)}
+		return d, backend.Expectation{}, invalid(err)
 	}
 	return d, exp, nil
 }

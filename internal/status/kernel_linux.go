@@ -85,7 +85,7 @@ func snapshotFor(h *netlink.Handle, cfg *netconf.Config, ext backend.ExternalInt
 			ips = append(ips, l.Attrs.PublicIP)
 		}
 	}
-	return k, directPeers(h, ips, exp.Overlays), nil
+	return k, directPeers(h, k, ips, exp.Overlays), nil
 }
 
 // lookup asks the kernel for the route to dst (ip route get dst).
@@ -119,25 +119,22 @@ func lookup(h *netlink.Handle, dst netip.Addr) (Path, error) {
 }
 
 // directPeers maps each address in ips that the kernel reaches without a
-// gateway to the device it leaves by, as vxlan's DirectRouting decides:
-// `ip route get` gives exactly one unicast route, with no via, on a device
-// other than the overlays.
-func directPeers(h *netlink.Handle, ips []netip.Addr, overlays []string) map[netip.Addr]string {
+// gateway to the device it leaves by, by the rule vxlan's DirectRouting
+// programs by (backend.DirectLink), with the overlays and device names
+// taken from k.
+func directPeers(h backend.RouteGetter, k Kernel, ips []netip.Addr, overlays []string) map[netip.Addr]string {
+	var skip []int
+	for _, name := range overlays {
+		if l, ok := k.Link(name); ok {
+			skip = append(skip, l.Index)
+		}
+	}
 	out := make(map[netip.Addr]string)
 	for _, ip := range ips {
-		rs, err := h.RouteGet(ip.AsSlice())
-		if err != nil || len(rs) != 1 {
-			continue
+		idx := backend.DirectLink(h, ip, skip...)
+		if i := slices.IndexFunc(k.Links, func(l Link) bool { return l.Index == idx }); idx != 0 && i >= 0 {
+			out[ip] = k.Links[i].Name
 		}
-		r := rs[0]
-		if r.Gw != nil || r.Type != unix.RTN_UNICAST || r.LinkIndex == 0 {
-			continue
-		}
-		l, err := h.LinkByIndex(r.LinkIndex)
-		if err != nil || slices.Contains(overlays, l.Attrs().Name) {
-			continue
-		}
-		out[ip] = l.Attrs().Name
 	}
 	return out
 }

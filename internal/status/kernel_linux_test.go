@@ -2,12 +2,16 @@ package status
 
 import (
 	"context"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/netns"
@@ -160,5 +164,26 @@ func TestNetProberInNamespaces(t *testing.T) {
 		return
 	}); err != nil || closed {
 		t.Errorf("PortUnreachable with a listener = %v, %v; want false", closed, err)
+	}
+}
+
+// routeGetFunc answers ip route get with a function.
+type routeGetFunc func(net.IP) ([]netlink.Route, error)
+
+func (f routeGetFunc) RouteGet(dst net.IP) ([]netlink.Route, error) { return f(dst) }
+
+// directPeers names the device of each directly reachable peer from the
+// snapshot, and a peer reached through an overlay device is not direct.
+func TestDirectPeersNamesLinksAndSkipsOverlays(t *testing.T) {
+	k := Kernel{Links: []Link{{Name: "eth0", Index: 2}, {Name: "eth1", Index: 3}, {Name: "flannel.1", Index: 5}}}
+	via := map[string]int{"192.168.1.2": 2, "192.168.2.2": 3, "10.9.0.1": 5}
+	h := routeGetFunc(func(dst net.IP) ([]netlink.Route, error) {
+		return []netlink.Route{{Type: unix.RTN_UNICAST, LinkIndex: via[dst.String()]}}, nil
+	})
+	ips := []netip.Addr{netip.MustParseAddr("192.168.1.2"), netip.MustParseAddr("192.168.2.2"), netip.MustParseAddr("10.9.0.1"), netip.MustParseAddr("10.9.9.9")}
+	got := directPeers(h, k, ips, []string{"flannel.1", "flannel.7"})
+	want := map[netip.Addr]string{netip.MustParseAddr("192.168.1.2"): "eth0", netip.MustParseAddr("192.168.2.2"): "eth1"}
+	if !maps.Equal(got, want) {
+		t.Errorf("directPeers = %v, want %v", got, want)
 	}
 }

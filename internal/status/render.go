@@ -97,7 +97,10 @@ func orDash(s string) string {
 }
 
 func expiresText(row Row, now time.Time) string {
-	if row.Reservation || row.Expires == nil {
+	switch {
+	case row.Node:
+		return "never (node)"
+	case row.Reservation || row.Expires == nil:
 		return "reservation"
 	}
 	left := row.Expires.Sub(now)

@@ -29,6 +29,9 @@ type Options struct {
 	Iface extiface.Options
 	// RenewMargin is the agent's --subnet-lease-renew-margin.
 	RenewMargin time.Duration
+	// Kubernetes is the agent's --kube-subnet-mgr: Source's leases are
+	// Nodes, shown as such rather than as reservations.
+	Kubernetes bool
 	// Check sends the probes of --check.
 	Check bool
 	// Prober sends them; nil means a NetProber in this process's network

@@ -39,6 +39,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		Store:       o.Store,
 		SubnetFile:  o.SubnetFile,
 		RenewMargin: o.RenewMargin,
+		Kubernetes:  o.Kubernetes,
 	}
 	in.Ext, in.ExtErr = extiface.Select(h, o.Iface)
 	switch {

@@ -65,9 +65,10 @@ type Row struct {
 	Backend     string     `json:"backend"`
 	VtepMAC     string     `json:"vtep_mac,omitempty"`
 	Reservation bool       `json:"reservation"`
-	Expires     *time.Time `json:"expires,omitempty"` // absent for a reservation
+	Node        bool       `json:"node,omitempty"`    // a Kubernetes Node's podCIDR (--kube-subnet-mgr): no expiry, no reservation
+	Expires     *time.Time `json:"expires,omitempty"` // absent for a reservation or a node
 	// ExpiresIn is seconds until expiry at Report.Time, negative once
-	// expired; absent for a reservation.
+	// expired; absent for a reservation or a node.
 	ExpiresIn *int64 `json:"expires_in_seconds,omitempty"`
 	Self      bool   `json:"self"`
 	// Status is "ok", or "problem" when Problems is not empty.
@@ -117,7 +118,7 @@ const (
 	CodeNoLease         = "no_lease"          // this host holds no lease
 	CodeSubnetFile      = "subnet_file"       // subnet.env unreadable or disagreeing with the lease
 	CodeInterface       = "interface"         // the external interface could not be determined
-	CodeConfig          = "config"            // the network config's backend options are invalid
+	CodeConfig          = "config"            // the network config's backend is not one of this build, or its options are invalid
 	CodeDevice          = "device"            // a device this host needs is missing or down
 	CodeOwnVtepMAC      = "own_vtep_mac"      // this host's VTEP MAC differs from its lease
 	CodeMTU             = "mtu_mismatch"      // an MTU differs from what the backend sets, or large packets are lost

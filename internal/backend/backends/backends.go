@@ -15,6 +15,7 @@ import (
 	"github.com/weftnet/weft/internal/backend/hostgw"
 	"github.com/weftnet/weft/internal/backend/udp"
 	"github.com/weftnet/weft/internal/backend/vxlan"
+	"github.com/weftnet/weft/internal/netconf"
 )
 
 // All returns every backend's descriptor, in the order help texts list
@@ -65,16 +66,40 @@ func Factories() map[string]backend.Factory {
 	return m
 }
 
+// flannelOnly are backend types flannel knows (now or in earlier releases)
+// that weft does not implement; naming one gets a clearer error than a
+// typo does.
+var flannelOnly = []string{"wireguard", "ipip", "ipsec", "alloc", "extension", "tencent-vpc", "aws-vpc", "gce", "ali-vpc"}
+
 // CheckOptions checks the network config's Backend object raw against
-// the options of backend typ. Errors name Backend.Type when typ is not a
-// backend of this build, and otherwise the option at fault.
+// the options of backend typ (Backend.Type, lower case). Errors name
+// Backend.Type when typ is not a backend of this build, and otherwise the
+// option at fault. netconf.Parse checks the rest of the config and leaves
+// this to the table, so that the agent, weft config and weft status judge
+// a backend with the same code.
 func CheckOptions(typ string, raw json.RawMessage) error {
 	d, ok := Lookup(typ)
-	if !ok {
+	switch {
+	case !ok && slices.Contains(flannelOnly, typ):
+		return fmt.Errorf("Backend.Type %q is a flannel backend that this build of weft does not implement (it has %s)", typ, strings.Join(Names(), ", "))
+	case !ok:
 		return fmt.Errorf("Backend.Type %q is not a backend of this build of weft (it has %s)", typ, strings.Join(Names(), ", "))
 	}
 	if err := d.CheckOptions(raw); err != nil {
 		return fmt.Errorf("Backend: %w", err)
 	}
 	return nil
+}
+
+// ParseConfig is netconf.Parse followed by CheckOptions: raw is a network
+// config an agent of this build can run.
+func ParseConfig(raw []byte) (*netconf.Config, error) {
+	cfg, err := netconf.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckOptions(cfg.BackendType, cfg.Backend); err != nil {
+		return nil, fmt.Errorf("parse network config: %w", err)
+	}
+	return cfg, nil
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/backend/vxlan"
-	"github.com/weftnet/weft/internal/netconf"
 )
 
 func TestTableIsWellFormed(t *testing.T) {
@@ -61,15 +60,23 @@ func TestTableIsWellFormed(t *testing.T) {
 	}
 }
 
-// netconf cannot import this table (backend imports netconf), so it keeps
-// the list of names it accepts; this keeps the two the same.
-func TestNetconfAcceptsExactlyTheTable(t *testing.T) {
-	if !slices.Equal(netconf.SupportedBackends, Names()) {
-		t.Errorf("netconf.SupportedBackends = %v, the table has %v", netconf.SupportedBackends, Names())
-	}
+// A config names its backend; the table judges the name and the
+// options, and ParseConfig applies both that and netconf's checks.
+func TestParseConfig(t *testing.T) {
 	for _, n := range Names() {
-		if _, err := netconf.Parse([]byte(`{"Network":"10.244.0.0/16","Backend":{"Type":"` + n + `"}}`)); err != nil {
-			t.Errorf("netconf refuses %s: %v", n, err)
+		cfg, err := ParseConfig([]byte(`{"Network":"10.244.0.0/16","Backend":{"Type":"` + strings.ToUpper(n) + `"}}`))
+		if err != nil || cfg.BackendType != n {
+			t.Errorf("%s: %+v, %v", n, cfg, err)
+		}
+	}
+	for _, c := range []struct{ raw, want string }{
+		{`{"Network":"10.244.0.0/30","Backend":{"Type":"vxlan"}}`, "too small"},
+		{`{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":99999999}}`, "VNI"},
+		{`{"Network":"10.244.0.0/16","Backend":{"Type":"vxlann"}}`, `Backend.Type "vxlann" is not a backend of this build of weft (it has host-gw, vxlan, udp)`},
+		{`{"Network":"10.244.0.0/16","Backend":{"Type":"WireGuard"}}`, `Backend.Type "wireguard" is a flannel backend that this build of weft does not implement`},
+	} {
+		if _, err := ParseConfig([]byte(c.raw)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err %v, want one containing %q", c.raw, err, c.want)
 		}
 	}
 }
@@ -96,6 +103,8 @@ func TestCheckOptionsNamesTheField(t *testing.T) {
 		{"udp", `{"Port":70000}`, "Port"},
 		{"udp", `{"Port":-1}`, "Port"},
 		{"wireguard", `{}`, "Backend.Type"},
+		{"ipip", `{}`, "flannel backend"},
+		{"tencent-vpc", `{}`, "flannel backend"},
 	} {
 		err := CheckOptions(c.typ, json.RawMessage(c.raw))
 		if err == nil || !strings.Contains(err.Error(), c.field) {

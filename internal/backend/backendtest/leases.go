@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 
 	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/lease"
@@ -77,4 +78,34 @@ func SameWants(a, b []backend.Want) bool {
 		}
 	}
 	return len(a) == len(b)
+}
+
+// PeerWants checks what the property tests hold every backend's Wants to,
+// whatever the leases: a refused peer has no entries, each entry is filed
+// under the subnet it serves (filed says whether it is), and every lease
+// whose BackendType is one of types has an answer, but for own's. It
+// returns every peer's entries, to compare with the planner's (SameWants).
+func PeerWants(w backend.Wants, leases []lease.Lease, own netip.Prefix, types []string, filed func(subnet netip.Prefix, e backend.Want) bool) ([]backend.Want, error) {
+	var all []backend.Want
+	for subnet, pw := range w.Peers {
+		if pw.Refused != "" && len(pw.Entries) != 0 {
+			return nil, fmt.Errorf("%s refused (%s) with entries %v", subnet, pw.Refused, pw.Entries)
+		}
+		for _, e := range pw.Entries {
+			if !filed(subnet, e) {
+				return nil, fmt.Errorf("entry %v filed under %s", e, subnet)
+			}
+		}
+		all = append(all, pw.Entries...)
+	}
+	for _, l := range leases {
+		s := l.Subnet.Masked()
+		if !slices.Contains(types, l.Attrs.BackendType) || s == own {
+			continue
+		}
+		if _, ok := w.Peers[s]; !ok {
+			return nil, fmt.Errorf("no answer for lease %v", l)
+		}
+	}
+	return all, nil
 }

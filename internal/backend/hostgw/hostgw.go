@@ -50,7 +50,7 @@ const DefaultReconcilePeriod = 10 * time.Second
 // Options are the knobs New leaves at their defaults.
 type Options struct {
 	// ReconcilePeriod is how often Run re-applies the last desired state;
-	// 0 means DefaultReconcilePeriod.
+	// 0 means the Config's, and DefaultReconcilePeriod when that is 0 too.
 	ReconcilePeriod time.Duration
 	// Handle programs the routes; nil means a handle in the caller's
 	// network namespace. The backend never closes it.
@@ -95,11 +95,7 @@ type Backend struct {
 
 // New builds the backend with default Options.
 func New(cfg backend.Config) (backend.Backend, error) {
-	b, err := NewWithOptions(cfg, Options{ReconcilePeriod: cfg.ReconcilePeriod})
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
+	return backend.Built(NewWithOptions(cfg, Options{}))
 }
 
 // NewWithOptions builds the backend. It refuses a host whose PublicIP is
@@ -115,9 +111,7 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 	if o.Handle != nil && o.Netns == nil && !o.NoSubscribe {
 		return nil, errors.New("host-gw: Options.Handle needs Options.Netns (or NoSubscribe), so that route deletions are watched where routes are programmed")
 	}
-	if o.ReconcilePeriod <= 0 {
-		o.ReconcilePeriod = DefaultReconcilePeriod
-	}
+	o.ReconcilePeriod = cfg.Period(o.ReconcilePeriod, DefaultReconcilePeriod)
 	if o.Handle == nil {
 		// A zero Handle opens a socket per request in the caller's
 		// namespace and holds nothing that needs closing.
@@ -126,14 +120,10 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 	if !cfg.Ext.PublicIP.IsValid() {
 		cfg.Ext.PublicIP = cfg.Ext.Addr
 	}
-	log := cfg.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	return &Backend{
 		ext:     cfg.Ext,
 		network: cfg.Network.Network,
-		log:     log.With("backend", BackendType),
+		log:     cfg.Logger(BackendType),
 		metrics: cfg.Metrics,
 		opts:    o,
 		names:   map[int]string{cfg.Ext.Index: cfg.Ext.Name},

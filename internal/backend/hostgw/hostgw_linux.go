@@ -59,10 +59,7 @@ func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
 func (b *Backend) Run(ctx context.Context) error {
 	var watches []backend.Watch
 	if !b.opts.NoSubscribe {
-		watches = append(watches, backend.NewWatch("route deletions",
-			func(ctx context.Context, onError func(error)) (<-chan kernel.Route, error) {
-				return kernel.WatchDeletions(ctx, b.opts.Netns, onError)
-			},
+		watches = append(watches, backend.NewWatch("route deletions", b.opts.Netns, kernel.WatchDeletions,
 			func(r kernel.Route) string {
 				if b.wants(r) {
 					return "route deleted"

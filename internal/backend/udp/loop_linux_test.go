@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/nstest"
 	"github.com/weftnet/weft/internal/tun/tuntest"
 )
 
@@ -84,12 +85,17 @@ func TestLoopsCarryPacketsBetweenHostsOverUDP(t *testing.T) {
 	if dst := netip.AddrFrom4([4]byte(got[16:20])); dst != netip.MustParseAddr("10.244.2.5") || got[8] != 62 {
 		t.Errorf("B received a packet to %s with TTL %d, want 10.244.2.5 with TTL 62", dst, got[8])
 	}
-	if st := a.Stats(); st.Sent != 1 {
-		t.Errorf("A's stats %+v, want one packet sent", st)
-	}
-	if st := b.Stats(); st.Received != 1 || st.Delivered != 1 {
-		t.Errorf("B's stats %+v, want one packet received and delivered", st)
-	}
+	// Each loop adds its batch's counts after the batch, which may be
+	// after the other side has the packet.
+	nstest.Eventually(t, 5*time.Second, func() error {
+		if st := a.Stats(); st.Sent != 1 {
+			return fmt.Errorf("A's stats %+v, want one packet sent", st)
+		}
+		if st := b.Stats(); st.Received != 1 || st.Delivered != 1 {
+			return fmt.Errorf("B's stats %+v, want one packet received and delivered", st)
+		}
+		return nil
+	})
 
 	// No lease holds 10.244.9.0: A answers with ICMP net unreachable,
 	// written back into its own device.

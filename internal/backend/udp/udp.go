@@ -229,11 +229,7 @@ type devRef struct{ dev tun.Device }
 
 // New builds the backend with default Options.
 func New(cfg backend.Config) (backend.Backend, error) {
-	b, err := NewWithOptions(cfg, Options{})
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
+	return backend.Built(NewWithOptions(cfg, Options{}))
 }
 
 // NewWithOptions builds the backend. It touches nothing in the kernel:
@@ -256,27 +252,18 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 	if o.Handle != nil && o.Netns == nil {
 		return nil, errors.New("udp: Options.Handle needs Options.Netns, so that flannel0 and the socket are created where Handle configures them")
 	}
-	if o.ReconcilePeriod <= 0 {
-		o.ReconcilePeriod = cfg.ReconcilePeriod
-	}
-	if o.ReconcilePeriod <= 0 {
-		o.ReconcilePeriod = DefaultReconcilePeriod
-	}
+	o.ReconcilePeriod = cfg.Period(o.ReconcilePeriod, DefaultReconcilePeriod)
 	if o.Handle == nil {
 		// A zero Handle opens a socket per request in the caller's
 		// namespace and holds nothing that needs closing.
 		o.Handle = &netlink.Handle{}
-	}
-	log := cfg.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
 	}
 	return &Backend{
 		ext:     ext,
 		network: cfg.Network.Network.Masked(),
 		port:    c.Port,
 		mtu:     ext.MTU - Overhead,
-		log:     log.With("backend", BackendType),
+		log:     cfg.Logger(BackendType),
 		opts:    o,
 		metrics: cfg.Metrics,
 	}, nil
@@ -327,21 +314,9 @@ func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
 		b.log.Info("peer "+c.kind, args...)
 	}
 	b.applied = st.table
-	b.noteIgnored(st.ignored)
+	backend.NoteIgnored(b.log, BackendType, b.ignored, st.ignored)
+	b.ignored = st.ignored
 	return errors.Join(st.errs...)
-}
-
-// noteIgnored logs each lease of another backend type once, when it
-// appears or changes type. Callers hold amu.
-func (b *Backend) noteIgnored(now map[netip.Prefix]lease.Attrs) {
-	for subnet, a := range now {
-		if prev, ok := b.ignored[subnet]; ok && prev.BackendType == a.BackendType {
-			continue
-		}
-		b.log.Info("ignoring peer of another backend type; udp cannot reach it", "subnet", subnet,
-			"peer", a.PublicIP, "backend_type", a.BackendType)
-	}
-	b.ignored = now
 }
 
 // atomicStats is Stats shared by the loops and readers.

@@ -105,30 +105,21 @@ func (b *Backend) Run(ctx context.Context) error {
 	if !b.opts.NoSubscribe {
 		ns := b.opts.Netns
 		watches = []backend.Watch{
-			backend.NewWatch("link changes",
-				func(ctx context.Context, onError func(error)) (<-chan kernel.LinkEvent, error) {
-					return kernel.WatchLinks(ctx, ns, onError)
-				},
+			backend.NewWatch("link changes", ns, kernel.WatchLinks,
 				func(e kernel.LinkEvent) string {
 					if e.Name == DeviceName || int32(e.Index) == b.curIndex.Load() {
 						return "device changed"
 					}
 					return ""
 				}),
-			backend.NewWatch("address changes",
-				func(ctx context.Context, onError func(error)) (<-chan kernel.AddrEvent, error) {
-					return kernel.WatchAddrs(ctx, ns, onError)
-				},
+			backend.NewWatch("address changes", ns, kernel.WatchAddrs,
 				func(e kernel.AddrEvent) string {
 					if int32(e.LinkIndex) == b.curIndex.Load() {
 						return "address changed"
 					}
 					return ""
 				}),
-			backend.NewWatch("route deletions",
-				func(ctx context.Context, onError func(error)) (<-chan kernel.Route, error) {
-					return kernel.WatchDeletions(ctx, ns, onError)
-				},
+			backend.NewWatch("route deletions", ns, kernel.WatchDeletions,
 				func(r kernel.Route) string {
 					if r.Dst == b.network {
 						return "route deleted"
@@ -228,7 +219,7 @@ func (b *Backend) reconcileLocked(trigger string, counts backend.Counts) error {
 	// ip route replace NETWORK dev flannel0 proto 87 (scope global, as
 	// flannel's: the source of host-originated packets is then the
 	// flannel0 address, which the peers route back here)
-	want := kernel.Route{Dst: b.network, LinkIndex: b.devIndex, Proto: kernel.ProtoWeft}
+	want := networkRoute(b.network, b.devIndex)
 	owned := func(r kernel.Route) bool { return r.Dst == b.network && r.LinkIndex == b.devIndex }
 	res, err := kernel.Sync(h, []kernel.Route{want}, owned)
 	if err != nil {
@@ -257,7 +248,7 @@ func (b *Backend) reconcileLocked(trigger string, counts backend.Counts) error {
 // peers route back. Callers hold mu.
 func (b *Backend) syncAddressLocked(link netlink.Link, trigger string, counts backend.Counts) error {
 	h := b.opts.Handle
-	want := netip.PrefixFrom(b.own.Subnet.Addr(), 32)
+	want := backend.DeviceAddr(b.own.Subnet)
 	addrs, err := kernel.RetryDump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_V4) })
 	if err != nil {
 		return fmt.Errorf("list addresses of %s: %w", DeviceName, err)

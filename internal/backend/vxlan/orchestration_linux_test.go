@@ -67,6 +67,17 @@ func newFakeHostFull(t *testing.T, conf string, period time.Duration, m *metrics
 	return fakeHost{k: k, b: b}
 }
 
+// apply applies leases, failing the test on an error, and returns the
+// calls the Apply made.
+func (h fakeHost) apply(t *testing.T, leases ...lease.Lease) []string {
+	t.Helper()
+	h.k.ResetCalls()
+	if err := h.b.Apply(t.Context(), leases); err != nil {
+		t.Fatal(err)
+	}
+	return h.k.Calls()
+}
+
 // fakePeer is host i's lease: subnet 10.244.i.0/24, PublicIP 192.168.70.i
 // and VTEP MAC 0a:00:00:00:00:0i.
 func fakePeer(i byte) lease.Lease {
@@ -119,22 +130,14 @@ func TestFakeStartCreatesTheDeviceInOrder(t *testing.T) {
 
 func TestFakeApplyProgramsNeighbourThenFDBThenRoute(t *testing.T) {
 	h := newFakeHost(t)
-	h.k.ResetCalls()
-	if err := h.b.Apply(t.Context(), []lease.Lease{fakePeer(2)}); err != nil {
-		t.Fatal(err)
-	}
-	wantCalls(t, "Apply of one peer", changes(h.k.Calls()), []string{
+	wantCalls(t, "Apply of one peer", changes(h.apply(t, fakePeer(2))), []string{
 		"neigh replace 10.244.2.0 lladdr 0a:00:00:00:00:02 dev flannel.1",
 		"fdb replace 0a:00:00:00:00:02 dev flannel.1 dst 192.168.70.2",
 		"route replace 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink",
 	})
 
 	// The peer leaves: its route goes first, then FDB, then neighbour.
-	h.k.ResetCalls()
-	if err := h.b.Apply(t.Context(), nil); err != nil {
-		t.Fatal(err)
-	}
-	wantCalls(t, "Apply without the peer", changes(h.k.Calls()), []string{
+	wantCalls(t, "Apply without the peer", changes(h.apply(t)), []string{
 		"route del 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink",
 		"fdb del 0a:00:00:00:00:02 dev flannel.1 dst 192.168.70.2",
 		"neigh del 10.244.2.0 dev flannel.1",
@@ -143,14 +146,8 @@ func TestFakeApplyProgramsNeighbourThenFDBThenRoute(t *testing.T) {
 
 func TestFakeApplyPlansAgainstTheCache(t *testing.T) {
 	h := newFakeHost(t)
-	if err := h.b.Apply(t.Context(), []lease.Lease{fakePeer(2)}); err != nil {
-		t.Fatal(err)
-	}
-	h.k.ResetCalls()
-	if err := h.b.Apply(t.Context(), []lease.Lease{fakePeer(2), fakePeer(3)}); err != nil {
-		t.Fatal(err)
-	}
-	calls := h.k.Calls()
+	h.apply(t, fakePeer(2))
+	calls := h.apply(t, fakePeer(2), fakePeer(3))
 	wantCalls(t, "reads of an Apply after a clean one", dumps(calls), nil)
 	wantCalls(t, "the second Apply", changes(calls), []string{
 		"neigh replace 10.244.3.0 lladdr 0a:00:00:00:00:03 dev flannel.1",
@@ -164,11 +161,7 @@ func TestFakeApplyPlansAgainstTheCache(t *testing.T) {
 		t.Fatal("Apply with a refused route succeeded")
 	}
 	h.k.Fail("route replace 10.244.4.0/24", nil)
-	h.k.ResetCalls()
-	if err := h.b.Apply(t.Context(), []lease.Lease{fakePeer(2), fakePeer(3), fakePeer(4)}); err != nil {
-		t.Fatal(err)
-	}
-	wantCalls(t, "reads after a failed Apply", dumps(h.k.Calls()), []string{
+	wantCalls(t, "reads after a failed Apply", dumps(h.apply(t, fakePeer(2), fakePeer(3), fakePeer(4))), []string{
 		"neigh list dev flannel.1", "fdb list dev flannel.1", "route list",
 	})
 }
@@ -194,9 +187,7 @@ func TestFakeRepairRestoresDeletedEntriesAndCountsThem(t *testing.T) {
 	if got := h.b.repair("timer"); got != nil {
 		t.Errorf("repair before the first Apply = %v, want nothing done", got)
 	}
-	if err := h.b.Apply(t.Context(), []lease.Lease{fakePeer(2), fakePeer(3)}); err != nil {
-		t.Fatal(err)
-	}
+	h.apply(t, fakePeer(2), fakePeer(3))
 	want := h.k.State()
 	if got := h.b.repair("timer"); len(got) != 0 {
 		t.Errorf("repair of a converged kernel = %v, want nothing", got)
@@ -239,11 +230,7 @@ func TestFakeDirectRoutingRoutesReachablePeersWithoutEncapsulation(t *testing.T)
 	})
 	far := fakePeer(3)
 	far.Attrs.PublicIP = netip.MustParseAddr("192.168.80.3")
-	h.k.ResetCalls()
-	if err := h.b.Apply(t.Context(), []lease.Lease{fakePeer(2), far}); err != nil {
-		t.Fatal(err)
-	}
-	wantCalls(t, "Apply with one direct and one encapsulated peer", changes(h.k.Calls()), []string{
+	wantCalls(t, "Apply with one direct and one encapsulated peer", changes(h.apply(t, fakePeer(2), far)), []string{
 		"neigh replace 10.244.3.0 lladdr 0a:00:00:00:00:03 dev flannel.1",
 		"fdb replace 0a:00:00:00:00:03 dev flannel.1 dst 192.168.80.3",
 		"route replace 10.244.2.0/24 via 192.168.70.2 dev eth0",
@@ -255,9 +242,7 @@ func TestFakeDirectRoutingRoutesReachablePeersWithoutEncapsulation(t *testing.T)
 // for a repair to the state of an applied backend.
 func TestFakeWatchFilters(t *testing.T) {
 	h := newFakeHost(t)
-	if err := h.b.Apply(t.Context(), []lease.Lease{fakePeer(2)}); err != nil {
-		t.Fatal(err)
-	}
+	h.apply(t, fakePeer(2))
 	dev := int(h.b.devIndex.Load())
 	mac2 := kernel.MAC{0x0a, 0, 0, 0, 0, 2}
 	for _, c := range []struct {
@@ -299,9 +284,7 @@ func TestFakeWatchFilters(t *testing.T) {
 func TestFakeRunRepairsOnTheTimerAndCountsInMetrics(t *testing.T) {
 	m := metrics.New()
 	h := newFakeHostFull(t, `{"Type":"vxlan"}`, 5*time.Millisecond, m)
-	if err := h.b.Apply(t.Context(), []lease.Lease{fakePeer(2)}); err != nil {
-		t.Fatal(err)
-	}
+	h.apply(t, fakePeer(2))
 	want := h.k.State()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)

@@ -234,11 +234,7 @@ type installed struct {
 
 // New builds the backend with default Options.
 func New(cfg backend.Config) (backend.Backend, error) {
-	b, err := NewWithOptions(cfg, Options{})
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
+	return backend.Built(NewWithOptions(cfg, Options{}))
 }
 
 // NewWithOptions builds the backend: it decodes the options, settles the
@@ -261,18 +257,9 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 	if o.Handle != nil && o.Netns == nil && !o.NoSubscribe {
 		return nil, errors.New("vxlan: Options.Handle needs Options.Netns (or NoSubscribe), so that deletions are watched where entries are programmed")
 	}
-	if o.ReconcilePeriod <= 0 {
-		o.ReconcilePeriod = cfg.ReconcilePeriod
-	}
-	if o.ReconcilePeriod <= 0 {
-		o.ReconcilePeriod = DefaultReconcilePeriod
-	}
+	o.ReconcilePeriod = cfg.Period(o.ReconcilePeriod, DefaultReconcilePeriod)
 	if o.Handle == nil {
 		o.Handle = &netlink.Handle{}
-	}
-	log := cfg.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
 	}
 	b := &Backend{
 		published: cfg.Published,
@@ -280,7 +267,7 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 		network:   cfg.Network.Network,
 		set:       set,
 		dev:       DeviceName(set.VNI),
-		log:       log.With("backend", BackendType),
+		log:       cfg.Logger(BackendType),
 		opts:      o,
 		names:     map[int]string{ext.Index: ext.Name},
 		metrics:   cfg.Metrics,
@@ -682,7 +669,7 @@ func wants(network netip.Prefix, set Settings, podMTU int, own lease.Lease, ownP
 	ownMAC, _ := parsePeerData(own.Attrs.BackendData) // zero when undecodable: any MAC matches then
 	w := backend.Wants{Host: []backend.Want{{Kind: backend.KindDevice, Dev: dev, MTU: podMTU, MAC: ownMAC}}}
 	if own.Subnet.IsValid() {
-		w.Host = append(w.Host, backend.Want{Kind: backend.KindAddr, Dev: dev, Dst: netip.PrefixFrom(own.Subnet.Masked().Addr(), 32)})
+		w.Host = append(w.Host, backend.Want{Kind: backend.KindAddr, Dev: dev, Dst: backend.DeviceAddr(own.Subnet)})
 	}
 
 	st := desire(network, own, ownPublicIP, ownMAC, leases)

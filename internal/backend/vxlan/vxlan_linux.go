@@ -222,7 +222,7 @@ func (b *Backend) ensureDevice() (int, []change, error) {
 // Callers hold mu.
 func (b *Backend) ensureAddr(link netlink.Link) ([]change, error) {
 	h := b.opts.Handle
-	want := netip.PrefixFrom(b.own.Subnet.Masked().Addr(), 32)
+	want := backend.DeviceAddr(b.own.Subnet)
 	addrs, err := kernel.RetryDump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_V4) })
 	if err != nil {
 		return nil, fmt.Errorf("list the addresses of %s: %w", b.dev, err)
@@ -443,27 +443,19 @@ func (b *Backend) sync(trigger string) (syncResult, error) {
 }
 
 // directLinks returns, with DirectRouting, the peers whose PublicIP the
-// kernel reaches without a gateway (ip route get gives one unicast route
-// with no via), each with that route's link. It asks the kernel for every
-// peer on every sync: a route added since may have changed the answer for
-// a peer whose lease did not change, and no notification says so. Callers
-// hold mu.
+// kernel reaches without a gateway (backend.DirectLink), each with the
+// link it leaves by. It asks the kernel for every peer on every sync: a
+// route added since may have changed the answer for a peer whose lease did
+// not change, and no notification says so. Callers hold mu.
 func (b *Backend) directLinks(peers []peer, devIndex int) map[netip.Prefix]int {
 	if !b.set.DirectRouting {
 		return nil
 	}
 	out := make(map[netip.Prefix]int)
 	for _, p := range peers {
-		// ip route get PUBLICIP
-		rs, err := b.opts.Handle.RouteGet(p.PublicIP.AsSlice())
-		if err != nil || len(rs) != 1 {
-			continue
+		if link := backend.DirectLink(b.opts.Handle, p.PublicIP, devIndex); link != 0 {
+			out[p.Subnet] = link
 		}
-		r := rs[0]
-		if r.Gw != nil || r.Type != unix.RTN_UNICAST || r.LinkIndex == 0 || r.LinkIndex == devIndex {
-			continue
-		}
-		out[p.Subnet] = r.LinkIndex
 	}
 	return out
 }
@@ -710,20 +702,14 @@ func (b *Backend) Run(ctx context.Context) error {
 	if !b.opts.NoSubscribe {
 		ns := b.opts.Netns
 		watches = []backend.Watch{
-			backend.NewWatch("route deletions",
-				func(ctx context.Context, onError func(error)) (<-chan kernel.Route, error) {
-					return kernel.WatchDeletions(ctx, ns, onError)
-				},
+			backend.NewWatch("route deletions", ns, kernel.WatchDeletions,
 				func(r kernel.Route) string {
 					if b.routeMatters(r) {
 						return "route deleted"
 					}
 					return ""
 				}),
-			backend.NewWatch("neighbour and fdb deletions",
-				func(ctx context.Context, onError func(error)) (<-chan kernel.DeletedNeigh, error) {
-					return kernel.WatchNeighDeletions(ctx, ns, onError)
-				},
+			backend.NewWatch("neighbour and fdb deletions", ns, kernel.WatchNeighDeletions,
 				func(n kernel.DeletedNeigh) string {
 					switch {
 					case !b.neighMatters(n):
@@ -733,11 +719,7 @@ func (b *Backend) Run(ctx context.Context) error {
 					}
 					return "neighbour deleted"
 				}),
-			backend.NewWatch("link changes",
-				func(ctx context.Context, onError func(error)) (<-chan kernel.LinkEvent, error) {
-					return kernel.WatchLinks(ctx, ns, onError)
-				},
-				b.linkTrigger),
+			backend.NewWatch("link changes", ns, kernel.WatchLinks, b.linkTrigger),
 		}
 	}
 	return backend.RunRepairLoop(ctx, backend.RepairConfig{
