@@ -41,6 +41,16 @@ type Options struct {
 	IPTablesResync           int // seconds
 	ReconcilePeriod          time.Duration
 
+	// RaiseNeighGCThresh lets the agent raise the kernel's neighbour-table
+	// thresholds (net.ipv4.neigh.default.gc_thresh1/2/3) to what this host
+	// needs; never lowers them. Off by default: the kernel is the
+	// operator's.
+	RaiseNeighGCThresh bool
+	// ProcRoot is where the agent reads sysctls (<ProcRoot>/sys) and the
+	// neighbour tables' statistics (<ProcRoot>/net/stat): the host's /proc,
+	// a container's mount of it, or a test's fake tree.
+	ProcRoot string
+
 	// Kubernetes mode (--kube-subnet-mgr): the node's spec.podCIDR is its
 	// subnet and peers come from Node annotations instead of etcd.
 	KubeSubnetMgr             bool
@@ -71,6 +81,7 @@ func Defaults() Options {
 		NetConfigPath:             "/etc/kube-flannel/net-conf.json",
 		SetNodeNetworkUnavailable: true,
 		ReconcilePeriod:           10 * time.Second,
+		ProcRoot:                  "/proc",
 		LogFormat:                 "text",
 		LogLevel:                  "info",
 	}
@@ -114,6 +125,8 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.HealthzPort, "healthz-port", o.HealthzPort, "port for /healthz and /readyz (0 disables)")
 	fs.IntVar(&o.IPTablesResync, "iptables-resync", o.IPTablesResync, "seconds between traffic-rule resyncs")
 	fs.DurationVar(&o.ReconcilePeriod, "reconcile-period", o.ReconcilePeriod, "how often the kernel state is compared with the desired state (deletions are also repaired as they happen)")
+	fs.BoolVar(&o.RaiseNeighGCThresh, "raise-neigh-gc-thresh", o.RaiseNeighGCThresh, "raise net.ipv4.neigh.default.gc_thresh1/2/3 to fit this host's peers and pods (never lowers them; logs old -> new)")
+	fs.StringVar(&o.ProcRoot, "proc-root", o.ProcRoot, "the kernel's /proc: sysctls are read from <dir>/sys and neighbour-table statistics from <dir>/net/stat")
 	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "log format: text or json")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn or error")
 	fs.IntVar(&o.Verbosity, "v", o.Verbosity, "flanneld-style verbosity; 1 or more logs at debug level")
@@ -237,6 +250,7 @@ func (o Options) LogValue() slog.Value {
 			slog.String("subnet-file", o.SubnetFile),
 			slog.Bool("ip-masq", o.IPMasq),
 			slog.Int("healthz-port", o.HealthzPort),
+			slog.Bool("raise-neigh-gc-thresh", o.RaiseNeighGCThresh),
 		)
 	}
 	return slog.GroupValue(
@@ -253,5 +267,6 @@ func (o Options) LogValue() slog.Value {
 		slog.Int("subnet-lease-renew-margin", o.SubnetLeaseRenewMargin),
 		slog.Bool("ip-masq", o.IPMasq),
 		slog.Int("healthz-port", o.HealthzPort),
+		slog.Bool("raise-neigh-gc-thresh", o.RaiseNeighGCThresh),
 	)
 }
