@@ -68,8 +68,16 @@ type Finding struct {
 }
 
 // Key identifies the finding across checks, so that a caller can tell a
-// new finding from one it already reported.
-func (f Finding) Key() string { return f.Code + " " + f.Sysctl }
+// new finding from one it already reported. The two threshold findings of
+// one neighbour table share a key: a table that goes from short of
+// gc_thresh2 to short of gc_thresh3 is one problem getting worse, not one
+// solved and another begun.
+func (f Finding) Key() string {
+	if f.Code == CodeNeighThresh2 || f.Code == CodeNeighThresh3 {
+		return "neigh_gc_thresh " + strings.TrimRight(f.Sysctl, "0123456789")
+	}
+	return f.Code + " " + f.Sysctl
+}
 
 // Reader reads kernel facts from a /proc-like tree.
 type Reader struct {

@@ -239,3 +239,15 @@ func TestRaise(t *testing.T) {
 		t.Error("Raise without the sysctls: no error")
 	}
 }
+
+func TestThresholdFindingsOfOneTableShareAKey(t *testing.T) {
+	w := NeighFindings(neightable.IPv4, Need{NextHops: 600}, stock)[0]
+	e := NeighFindings(neightable.IPv4, Need{NextHops: 1100}, stock)[0]
+	v6 := NeighFindings(neightable.IPv6, Need{NextHops: 1100}, stock)[0]
+	if w.Code == e.Code || w.Key() != e.Key() {
+		t.Errorf("keys %q (%s) and %q (%s): want one key for the IPv4 table", w.Key(), w.Code, e.Key(), e.Code)
+	}
+	if v6.Key() == e.Key() {
+		t.Errorf("IPv6 and IPv4 share key %q", e.Key())
+	}
+}
