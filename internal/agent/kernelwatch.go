@@ -220,7 +220,7 @@ func (w *kernelWatch) check(ctx context.Context) {
 			w.log.Error("the kernel dropped neighbour entries", "family", f.String(), "table-fulls", s.TableFulls-prev, "entries", s.Entries)
 			continue
 		}
-		fd := hostfacts.TableFullFinding(f, s.TableFulls-prev, false, t, need.Total(), s)
+		fd := hostfacts.TableFullFinding(f, s.TableFulls-prev, t, need.Total(), s)
 		w.logFinding(ctx, fd)
 	}
 

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/extiface"
+	"github.com/weftnet/weft/internal/kernel/hostfacts"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/netconf"
 )
@@ -29,8 +30,14 @@ type Options struct {
 	Iface extiface.Options
 	// RenewMargin is the agent's --subnet-lease-renew-margin.
 	RenewMargin time.Duration
-	// Check sends the probes of --check.
+	// Check sends the probes of --check, and reads the kernel settings
+	// the agent watches (hostkernel.go).
 	Check bool
+	// Kube is --kube-subnet-mgr: --check then also looks at what
+	// Kubernetes needs of the bridge (br_netfilter).
+	Kube bool
+	// Facts reads those kernel settings; nil reads /proc.
+	Facts *hostfacts.Reader
 	// Prober sends them; nil means a NetProber in this process's network
 	// namespace.
 	Prober Prober

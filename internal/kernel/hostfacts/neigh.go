@@ -186,12 +186,11 @@ func NeighFindings(f neightable.Family, need Need, t neightable.Thresholds) []Fi
 }
 
 // TableFullFinding reports that the kernel refused n neighbour entries
-// because the table was full: since the last look (an error, traffic was
-// dropped just now) or, with sinceBoot, at some time since boot (a
-// warning: it happened, maybe long ago). The suggestion fits both what
-// this host needs and what the table held, since the table is shared by
-// every network namespace and every other user of the host.
-func TableFullFinding(f neightable.Family, n uint64, sinceBoot bool, t neightable.Thresholds, need int64, s neightable.Stats) Finding {
+// since the last look because the table was full: traffic was dropped
+// just now. The suggestion fits both what this host needs and what the
+// table held, since the table is shared by every network namespace and
+// every other user of the host.
+func TableFullFinding(f neightable.Family, n uint64, t neightable.Thresholds, need int64, s neightable.Stats) Finding {
 	fit := neightable.Fit(t, max(need, int64(s.Entries)))
 	fd := Finding{
 		Code: CodeNeighTableFull, Severity: Error, Sysctl: f.Sysctl(3),
@@ -200,15 +199,10 @@ func TableFullFinding(f neightable.Family, n uint64, sinceBoot bool, t neightabl
 			f, n, s.Entries, f.Sysctl(3), t.GC3),
 		Fix: FitCommand(f, t, fit),
 	}
-	if sinceBoot {
-		fd.Severity = Warn
-		fd.Message = fmt.Sprintf("the kernel has refused %s neighbour entries %d times since boot because the table was full (%d entries now, %s=%d); packets to the neighbours it refused were dropped (\"neighbor table overflow!\" in the kernel log)",
-			f, n, s.Entries, f.Sysctl(3), t.GC3)
-	}
 	if fit == t {
-		// The thresholds were lowered back, or the overflow came from
-		// outside this host's needs and has passed: say so rather than
-		// suggest nothing.
+		// The overflow came from outside this host's needs and has
+		// passed, or the thresholds were raised since: say where to look
+		// rather than suggest nothing.
 		fd.Suggested = ""
 		fd.Fix = fmt.Sprintf("find what filled the table (`ip -s neigh show`, in every network namespace) or raise %s", f.Sysctl(3))
 	}

@@ -64,7 +64,7 @@ func TestNeedFor(t *testing.T) {
 		},
 		{
 			name: "without a routing table every peer counts",
-			in: NeedInput{Leases: []lease.Lease{own, peer("10.244.2.0/24", "10.4.9.2", "vxlan"), peer("10.244.3.0/24", "192.0.2.3", "vxlan")}},
+			in:   NeedInput{Leases: []lease.Lease{own, peer("10.244.2.0/24", "10.4.9.2", "vxlan"), peer("10.244.3.0/24", "192.0.2.3", "vxlan")}},
 			hops: 2,
 		},
 		{
@@ -199,7 +199,7 @@ func TestNeighFindingsNeverSuggestLowering(t *testing.T) {
 
 func TestTableFullFinding(t *testing.T) {
 	s := neightable.Stats{Entries: 1024, TableFulls: 40}
-	f := TableFullFinding(neightable.IPv4, 7, false, stock, 300, s)
+	f := TableFullFinding(neightable.IPv4, 7, stock, 300, s)
 	if f.Severity != Error || f.Code != CodeNeighTableFull || !strings.HasPrefix(f.Message, "the kernel dropped neighbour entries") {
 		t.Errorf("rising table_fulls: %+v", f)
 	}
@@ -208,12 +208,8 @@ func TestTableFullFinding(t *testing.T) {
 	if f.Suggested != "4096" {
 		t.Errorf("suggested %q, want 4096", f.Suggested)
 	}
-	boot := TableFullFinding(neightable.IPv4, 40, true, stock, 300, s)
-	if boot.Severity != Warn || !strings.Contains(boot.Message, "since boot") {
-		t.Errorf("since boot: %+v", boot)
-	}
 	big := neightable.Thresholds{GC1: 4096, GC2: 8192, GC3: 16384}
-	if f := TableFullFinding(neightable.IPv4, 1, false, big, 300, neightable.Stats{Entries: 12}); f.Suggested != "" || !strings.Contains(f.Fix, "ip -s neigh") {
+	if f := TableFullFinding(neightable.IPv4, 1, big, 300, neightable.Stats{Entries: 12}); f.Suggested != "" || !strings.Contains(f.Fix, "ip -s neigh") {
 		t.Errorf("with room now: %+v", f)
 	}
 }
