@@ -42,6 +42,7 @@ type kernelWatch struct {
 	read     hostfacts.Reader
 	raise    bool
 	every    time.Duration
+	now      func() time.Time
 	routes   func() ([]kernel.Route, error)
 	host     hostfacts.Host // UnderlayMTU is read on every check
 	families []neightable.Family
@@ -82,6 +83,7 @@ func (a *Agent) newKernelWatch(cfg *netconf.Config, ext backend.ExternalInterfac
 		read:     read,
 		raise:    a.opts.RaiseNeighGCThresh,
 		every:    every,
+		now:      a.now,
 		routes:   routes,
 		families: []neightable.Family{neightable.IPv4},
 		host: hostfacts.Host{
@@ -127,19 +129,37 @@ func (w *kernelWatch) setPeers(ls []lease.Lease) {
 
 // run checks at start, on every new peer set and every w.every, until ctx
 // is done. It never fails: a kernel it cannot read is reported, not fatal.
+//
+// Peer sets are counted at most once per w.every; one that arrives sooner
+// waits for the tick. An agent joining a large cluster, or a lab starting
+// hundreds of hosts on one machine, sees a burst of peer sets, and each
+// count lists the routing table.
 func (w *kernelWatch) run(ctx context.Context) error {
 	tick := time.NewTicker(w.every)
 	defer tick.Stop()
 	w.check(ctx)
+	var pending []lease.Lease // a peer set not counted yet; nil when none
+	var last time.Time        // when a peer set was last counted
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ls := <-w.peers:
-			if w.count(ls) {
+		case pending = <-w.peers:
+			if w.now().Sub(last) < w.every {
+				continue
+			}
+			last = w.now()
+			changed := w.count(pending)
+			pending = nil
+			if changed {
 				w.check(ctx)
 			}
 		case <-tick.C:
+			if pending != nil {
+				last = w.now()
+				w.count(pending)
+				pending = nil
+			}
 			w.check(ctx)
 		}
 	}
