@@ -243,7 +243,8 @@ func TestKernelWatchWarnsThenErrorsAsPeersGrow(t *testing.T) {
 // neighbour thresholds or statistics) is one WARN at start, and the agent
 // carries on.
 func TestKernelWatchUnreadableIsOneWarning(t *testing.T) {
-	proc := newFakeProc(t, map[string]string{"sys/net/ipv4/ip_forward": "1"})
+	// A statistics directory without arp_cache, as in a child namespace.
+	proc := newFakeProc(t, map[string]string{"sys/net/ipv4/ip_forward": "1", "net/stat/rt_cache": ""})
 	f := startWatched(t, proc, nil)
 	f.waitLog(t, 1, "level=WARN", "cannot read some kernel settings", "gc_thresh1", "arp_cache", "initial network namespace")
 	// Two more peer sets, each counted and checked, bring no more warnings.

@@ -47,8 +47,9 @@ type Options struct {
 	// operator's.
 	RaiseNeighGCThresh bool
 	// ProcRoot is where the agent reads sysctls (<ProcRoot>/sys) and the
-	// neighbour tables' statistics (<ProcRoot>/net/stat): the host's /proc,
-	// a container's mount of it, or a test's fake tree.
+	// neighbour tables' statistics (<ProcRoot>/net/stat, else /proc's): the
+	// host's /proc, a container's mount of the host's /proc/sys/net, or a
+	// test's fake tree.
 	ProcRoot string
 
 	// Kubernetes mode (--kube-subnet-mgr): the node's spec.podCIDR is its
@@ -126,7 +127,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.IPTablesResync, "iptables-resync", o.IPTablesResync, "seconds between traffic-rule resyncs")
 	fs.DurationVar(&o.ReconcilePeriod, "reconcile-period", o.ReconcilePeriod, "how often the kernel state is compared with the desired state (deletions are also repaired as they happen)")
 	fs.BoolVar(&o.RaiseNeighGCThresh, "raise-neigh-gc-thresh", o.RaiseNeighGCThresh, "raise net.ipv4.neigh.default.gc_thresh1/2/3 to fit this host's peers and pods (never lowers them; logs old -> new)")
-	fs.StringVar(&o.ProcRoot, "proc-root", o.ProcRoot, "the kernel's /proc: sysctls are read from <dir>/sys and neighbour-table statistics from <dir>/net/stat")
+	fs.StringVar(&o.ProcRoot, "proc-root", o.ProcRoot, "the kernel's /proc: sysctls are read from <dir>/sys, neighbour-table statistics from <dir>/net/stat if it exists (else /proc/net/stat)")
 	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "log format: text or json")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn or error")
 	fs.IntVar(&o.Verbosity, "v", o.Verbosity, "flanneld-style verbosity; 1 or more logs at debug level")

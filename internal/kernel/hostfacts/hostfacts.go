@@ -91,16 +91,24 @@ type Reader struct {
 }
 
 // FromProcRoot reads below root as if it were /proc: parameters from
-// root/sys, statistics from root/net/stat. "" and "/proc" are the host's;
-// devices are always read from /sys/class/net.
+// root/sys, statistics from root/net/stat when that exists and from
+// /proc/net/stat otherwise. "" and "/proc" are the host's; devices are
+// always read from /sys/class/net.
+//
+// The fallback is for containers: the runtime mounts /proc/sys read-only,
+// so a DaemonSet that lets weft raise thresholds mounts the host's
+// /proc/sys/net below another root, while /proc/net/stat, which follows
+// the reader's network namespace, is already the host's with hostNetwork
+// (and a bind mount of it would follow whichever process made it).
 func FromProcRoot(root string) Reader {
 	if root == "" || filepath.Clean(root) == "/proc" {
 		return Reader{}
 	}
-	return Reader{
-		Sysctl:  sysctl.FS{Root: filepath.Join(root, "sys")},
-		StatDir: filepath.Join(root, "net", "stat"),
+	r := Reader{Sysctl: sysctl.FS{Root: filepath.Join(root, "sys")}}
+	if st, err := os.Stat(filepath.Join(root, "net", "stat")); err == nil && st.IsDir() {
+		r.StatDir = filepath.Join(root, "net", "stat")
 	}
+	return r
 }
 
 // Thresholds reads a family's neighbour-table thresholds.

@@ -207,8 +207,16 @@ func TestFromProcRoot(t *testing.T) {
 	if r := FromProcRoot("/proc/"); r != (Reader{}) {
 		t.Errorf("FromProcRoot(/proc/) = %+v, want the host's", r)
 	}
-	r := FromProcRoot("/host/proc")
-	if r.Sysctl.Root != "/host/proc/sys" || r.StatDir != "/host/proc/net/stat" {
-		t.Errorf("FromProcRoot(/host/proc) = %+v", r)
+	// Only /proc/sys/net mounted there: statistics from this /proc.
+	root := t.TempDir()
+	r := FromProcRoot(root)
+	if r.Sysctl.Root != filepath.Join(root, "sys") || r.StatDir != "" {
+		t.Errorf("FromProcRoot without net/stat = %+v", r)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "net", "stat"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if r := FromProcRoot(root); r.StatDir != filepath.Join(root, "net", "stat") {
+		t.Errorf("FromProcRoot with net/stat = %+v", r)
 	}
 }
