@@ -1,8 +1,10 @@
 package integration
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/nstest"
+	"github.com/weftnet/weft/internal/testbin"
 )
 
 // The kernel's neighbour table is shared by every namespace, and its
@@ -25,9 +28,10 @@ import (
 //	netns <p>-h1       netns <p>-h2       netns <p>-h3
 //	weft agent --proc-root=<fake>   (each needs 2 peers + 253 pods + 16 = 271)
 //
-// A host whose need passes gc_thresh2 warns once; the kernel refusing
-// entries (table_fulls rising) is an ERROR; gc_thresh3 below the need is
-// an ERROR; /readyz stays 200 throughout and /metrics shows the numbers.
+// A host whose need passes gc_thresh2 warns once, and `weft status
+// --check` shows it and exits 3; the kernel refusing entries (table_fulls
+// rising) is an ERROR; gc_thresh3 below the need is an ERROR; /readyz
+// stays 200 throughout and /metrics shows the numbers.
 func TestAgentWarnsBeforeTheNeighbourTableOverflows(t *testing.T) {
 	proc := t.TempDir()
 	write := func(rel, v string) {
@@ -95,6 +99,26 @@ func TestAgentWarnsBeforeTheNeighbourTableOverflows(t *testing.T) {
 	waitLog("level=WARN", "code=neigh_gc_thresh2", "current=270", "suggested=1024", "2 peer next hops + 253 pod addresses + 16 margin")
 	metric("h1", `weft_neighbour_entries_needed{family="ipv4"} 271`)
 	metric("h1", `weft_neighbour_gc_thresh{family="ipv4",level="2"} 270`)
+
+	// `weft status --check`, given the agent's flags (--proc-root too),
+	// shows the same shortfall as a WARN line with the fix and exits 3:
+	// warnings only.
+	h1, _ := l.Topology().Host("h1")
+	args := append([]string{"netns", "exec", h1.NS, testbin.Weft(t), "status"}, l.Topology().AgentArgs(h1)[1:]...)
+	out, err := exec.Command("ip", append(args, "--check")...).Output()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+		t.Errorf("weft status --check with a short table: %v, want exit status 3\n%s", err, out)
+	}
+	for _, want := range []string{
+		"    - WARN this host needs 271 IPv4 neighbour entries",
+		"      fix:  sysctl -w net.ipv4.neigh.default.gc_thresh1=271 net.ipv4.neigh.default.gc_thresh2=1024",
+		"WARNINGS: 3 leases, 2 peers, probed, no problems, 1 warning",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("weft status --check lacks %q:\n%s", want, out)
+		}
+	}
 
 	// The kernel refuses entries: every agent says so within a poll.
 	write("net/stat/arp_cache", stat(5))
