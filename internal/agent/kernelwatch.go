@@ -166,7 +166,9 @@ func (w *kernelWatch) run(ctx context.Context) error {
 }
 
 // count recounts the entries needed when the peers' PublicIPs or types
-// changed, which renewals do not; it reports whether they did.
+// changed, which renewals do not; it reports whether they did. The routing
+// table is listed only then: a change of the underlay's routes alone
+// (another gateway) is seen with the next change of peers.
 func (w *kernelWatch) count(ls []lease.Lease) bool {
 	var sum uint64
 	for _, l := range ls {
