@@ -11,6 +11,7 @@ import (
 
 	"github.com/weftnet/weft/internal/cmdline"
 	"github.com/weftnet/weft/internal/extiface"
+	"github.com/weftnet/weft/internal/kernel/hostfacts"
 	"github.com/weftnet/weft/internal/options"
 	"github.com/weftnet/weft/internal/status"
 	"github.com/weftnet/weft/internal/store/open"
@@ -28,11 +29,15 @@ subnet file.
 
   --check   also probe each peer: route lookup, ICMP echo to its pod
             gateway, its PublicIP and UDP port when that fails, and a
-            full-size echo for MTU problems (needs root)
+            full-size echo for MTU problems (needs root); and read the
+            kernel settings weft depends on (neighbour table thresholds,
+            forwarding, rp_filter, br_netfilter), each shortfall with its fix
   -o json   machine-readable output; see docs/status.md
 
 Exit status: 0 when everything is in order, 1 when a problem was found or
-the store could not be read, 2 for bad usage.
+the store could not be read, 2 for bad usage, 3 when --check found only
+warnings (traffic flows, but a kernel setting will fail it as the cluster
+grows or hits some of it).
 
 Flags:
 `
@@ -98,6 +103,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	defer st.Close()
 
+	facts := hostfacts.FromProcRoot(opts.ProcRoot)
 	rep, err := status.Run(ctx, status.Options{
 		Source:     st,
 		Store:      open.Describe(opts),
@@ -111,6 +117,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		RenewMargin: time.Duration(opts.SubnetLeaseRenewMargin) * time.Minute,
 		Check:       a.check,
 		Kubernetes:  opts.KubeSubnetMgr,
+		Facts:       &facts,
 	})
 	if err != nil {
 		where := "is etcd reachable from this host? --etcd-endpoints=" + opts.EtcdEndpoints
@@ -128,8 +135,17 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "weft status: %v\n", err)
 		return 1
 	}
-	if !rep.OK {
+	return statusExit(rep)
+}
+
+// statusExit is the exit status for a report (docs/status.md): 1 for any
+// problem, 3 for warnings only, 0 for neither.
+func statusExit(rep status.Report) int {
+	switch {
+	case !rep.OK:
 		return 1
+	case rep.WarningCount > 0:
+		return 3
 	}
 	return 0
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/weftnet/weft/internal/options"
+	"github.com/weftnet/weft/internal/status"
 )
 
 func TestStatusUsageErrors(t *testing.T) {
@@ -73,5 +74,22 @@ func TestStatusStoreUnreachable(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), "http://127.0.0.1:1") || !strings.Contains(errOut.String(), "read the network config") {
 		t.Errorf("stderr %q does not say what failed where", errOut.String())
+	}
+}
+
+// Scripts tell "warnings only" from problems by the exit status.
+func TestStatusExit(t *testing.T) {
+	for _, tc := range []struct {
+		rep  status.Report
+		want int
+	}{
+		{status.Report{OK: true}, 0},
+		{status.Report{OK: true, WarningCount: 2}, 3},
+		{status.Report{OK: false, ProblemCount: 1}, 1},
+		{status.Report{OK: false, ProblemCount: 1, WarningCount: 2}, 1},
+	} {
+		if got := statusExit(tc.rep); got != tc.want {
+			t.Errorf("statusExit(ok %v, %d problems, %d warnings) = %d, want %d", tc.rep.OK, tc.rep.ProblemCount, tc.rep.WarningCount, got, tc.want)
+		}
 	}
 }

@@ -33,6 +33,8 @@ import (
 
 	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/health"
+	"github.com/weftnet/weft/internal/kernel"
+	"github.com/weftnet/weft/internal/kernel/hostfacts"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/netconf"
@@ -75,6 +77,15 @@ type Deps struct {
 	// Blackhole keeps the --ip-blackhole-route route; nil leaves blackhole
 	// routes alone (tests whose kernel is a recorder).
 	Blackhole BlackholeRoutes
+	// KernelFacts reads the kernel settings the agent watches (sysctls,
+	// neighbour-table statistics, device MTUs); nil reads --proc-root.
+	// Tests give a fake tree, never the host's values.
+	KernelFacts *hostfacts.Reader
+	// KernelEvery is how often they are read; zero means 5 s.
+	KernelEvery time.Duration
+	// Routes lists the main routing table, where the next hop to each
+	// peer is found; nil reads the agent's namespace.
+	Routes func() ([]kernel.Route, error)
 }
 
 // BlackholeRoutes adds and removes weft's blackhole route for a subnet
@@ -94,6 +105,7 @@ type Agent struct {
 	deps Deps
 	log  *slog.Logger
 	now  func() time.Time
+	kw   *kernelWatch // set in Run before the loops start
 }
 
 // New returns an agent; Start it with Run.
@@ -226,6 +238,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	a.kw = a.newKernelWatch(cfg, ext, own, be)
+	run("kernel limits", a.kw.run)
 	ownCh := make(chan lease.Lease, 1)
 	ownCh <- own
 	lost := make(chan struct{}, 1)
@@ -566,6 +580,7 @@ func (a *Agent) watchLoop(ctx context.Context, be backend.Backend, own netip.Pre
 				a.deps.Metrics.PeerProgrammed(done.Sub(snap.at))
 			}
 			a.countPeers(snap.leases, own)
+			a.kw.setPeers(snap.leases)
 			if first {
 				first = false
 				close(programmed)

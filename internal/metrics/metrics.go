@@ -10,6 +10,8 @@ import (
 	"math"
 	"net/http"
 	"runtime"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +43,9 @@ type Metrics struct {
 	programLatency prometheus.Histogram
 	applyDuration  prometheus.Histogram
 	buildInfo      *prometheus.GaugeVec
+	neighNeeded    *prometheus.GaugeVec
+	neighThresh    *prometheus.GaugeVec
+	neighFulls     *kernelCounter
 }
 
 // New creates the collectors on a fresh registry, with the Go runtime and
@@ -80,6 +85,17 @@ func New() *Metrics {
 		Help: "Always 1; the labels say which weft build this is, the Go release that built it and the backend the network config selected (empty until it is read).",
 	}, []string{"version", "goversion", "backend"})
 	m.SetBackend("")
+	m.neighNeeded = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "weft_neighbour_entries_needed",
+		Help: "Neighbour-table entries this host needs to reach every peer's next hop and every local pod address, plus a margin.",
+	}, []string{"family"})
+	m.neighThresh = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "weft_neighbour_gc_thresh",
+		Help: "The kernel's neighbour-table thresholds net.ipv{4,6}.neigh.default.gc_thresh{1,2,3}, by level.",
+	}, []string{"family", "level"})
+	m.neighFulls = &kernelCounter{desc: prometheus.NewDesc("weft_neighbour_table_fulls_total",
+		"Times the kernel refused a neighbour entry because its table was full (table_fulls in /proc/net/stat), since boot.",
+		[]string{"family"}, nil), v: map[string]uint64{}}
 	leaseExpiry := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "weft_lease_expiry_seconds",
 		Help: "Seconds until this host's subnet lease expires; +Inf for a reservation, 0 before the first lease.",
@@ -94,6 +110,7 @@ func New() *Metrics {
 		}
 	})
 	m.reg.MustRegister(m.buildInfo, leaseExpiry, m.peers, m.storeErrors, m.watchRestarts, m.repairs, m.programLatency, m.applyDuration,
+		m.neighNeeded, m.neighThresh, m.neighFulls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, k := range []string{KindRoute, KindNeighbour, KindFDB, KindRule, KindDevice, KindAddress} {
 		m.repairs.WithLabelValues(k)
@@ -184,4 +201,61 @@ func (m *Metrics) Applied(d time.Duration) {
 		return
 	}
 	m.applyDuration.Observe(d.Seconds())
+}
+
+// Neighbour-table families, the label values of weft_neighbour_*.
+const (
+	FamilyIPv4 = "ipv4"
+	FamilyIPv6 = "ipv6"
+)
+
+// NeighbourNeeded records how many neighbour entries this host needs.
+func (m *Metrics) NeighbourNeeded(family string, n int64) {
+	if m == nil {
+		return
+	}
+	m.neighNeeded.WithLabelValues(family).Set(float64(n))
+}
+
+// NeighbourThresholds records the table's gc_thresh1, 2 and 3.
+func (m *Metrics) NeighbourThresholds(family string, gc1, gc2, gc3 int64) {
+	if m == nil {
+		return
+	}
+	for i, v := range []int64{gc1, gc2, gc3} {
+		m.neighThresh.WithLabelValues(family, strconv.Itoa(i+1)).Set(float64(v))
+	}
+}
+
+// NeighbourTableFulls records the kernel's table_fulls counter as read.
+func (m *Metrics) NeighbourTableFulls(family string, n uint64) {
+	if m == nil {
+		return
+	}
+	m.neighFulls.set(family, n)
+}
+
+// kernelCounter exports counters the kernel keeps: the value is the
+// kernel's, read from time to time, so it is exposed as read rather than
+// incremented here. A family appears once it has been read.
+type kernelCounter struct {
+	desc *prometheus.Desc
+	mu   sync.Mutex        // guards v
+	v    map[string]uint64 // by label value
+}
+
+func (c *kernelCounter) set(label string, n uint64) {
+	c.mu.Lock()
+	c.v[label] = n
+	c.mu.Unlock()
+}
+
+func (c *kernelCounter) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *kernelCounter) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for l, n := range c.v {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(n), l)
+	}
 }

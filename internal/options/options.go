@@ -45,6 +45,17 @@ type Options struct {
 	IPBlackholeRoute bool
 	ReconcilePeriod  time.Duration
 
+	// RaiseNeighGCThresh lets the agent raise the kernel's neighbour-table
+	// thresholds (net.ipv4.neigh.default.gc_thresh1/2/3) to what this host
+	// needs; never lowers them. Off by default: the kernel is the
+	// operator's.
+	RaiseNeighGCThresh bool
+	// ProcRoot is where the agent reads sysctls (<ProcRoot>/sys) and the
+	// neighbour tables' statistics (<ProcRoot>/net/stat, else /proc's): the
+	// host's /proc, a container's mount of the host's /proc/sys/net, or a
+	// test's fake tree.
+	ProcRoot string
+
 	// Kubernetes mode (--kube-subnet-mgr): the node's spec.podCIDR is its
 	// subnet and peers come from Node annotations instead of etcd.
 	KubeSubnetMgr             bool
@@ -104,6 +115,7 @@ func Defaults() Options {
 		NetConfigPath:             "/etc/kube-flannel/net-conf.json",
 		SetNodeNetworkUnavailable: true,
 		ReconcilePeriod:           10 * time.Second,
+		ProcRoot:                  "/proc",
 		LogFormat:                 "text",
 		LogLevel:                  "info",
 	}
@@ -148,6 +160,8 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.IPTablesResync, "iptables-resync", o.IPTablesResync, "seconds between traffic-rule resyncs (and blackhole-route checks)")
 	fs.BoolVar(&o.IPBlackholeRoute, "ip-blackhole-route", o.IPBlackholeRoute, "keep a blackhole route for this host's subnet, so traffic to its unassigned addresses is dropped here rather than sent along the default route")
 	fs.DurationVar(&o.ReconcilePeriod, "reconcile-period", o.ReconcilePeriod, "how often the kernel state is compared with the desired state (deletions are also repaired as they happen)")
+	fs.BoolVar(&o.RaiseNeighGCThresh, "raise-neigh-gc-thresh", o.RaiseNeighGCThresh, "raise net.ipv4.neigh.default.gc_thresh1/2/3 to fit this host's peers and pods (never lowers them; logs old -> new)")
+	fs.StringVar(&o.ProcRoot, "proc-root", o.ProcRoot, "the kernel's /proc: sysctls are read from <dir>/sys, neighbour-table statistics from <dir>/net/stat if it exists (else /proc/net/stat)")
 	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "log format: text or json")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn or error")
 	fs.IntVar(&o.Verbosity, "v", o.Verbosity, "klog-style verbosity, as flanneld's: 1 or more logs at debug level (and passes N to the Kubernetes client's logs)")
@@ -307,6 +321,7 @@ func (o Options) LogValue() slog.Value {
 			slog.Bool("ip-masq", o.IPMasq),
 			slog.Bool("ip-blackhole-route", o.IPBlackholeRoute),
 			slog.Int("healthz-port", o.HealthzPort),
+			slog.Bool("raise-neigh-gc-thresh", o.RaiseNeighGCThresh),
 		)
 	}
 	return slog.GroupValue(
@@ -324,5 +339,6 @@ func (o Options) LogValue() slog.Value {
 		slog.Bool("ip-masq", o.IPMasq),
 		slog.Bool("ip-blackhole-route", o.IPBlackholeRoute),
 		slog.Int("healthz-port", o.HealthzPort),
+		slog.Bool("raise-neigh-gc-thresh", o.RaiseNeighGCThresh),
 	)
 }

@@ -248,3 +248,25 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// Tuning the kernel is opt-in, by flag or by its FLANNELD_ twin.
+func TestRaiseNeighGCThreshIsOffByDefaultAndHasAnEnvTwin(t *testing.T) {
+	o, _, err := Parse("weft", nil, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.RaiseNeighGCThresh || o.ProcRoot != "/proc" {
+		t.Fatalf("defaults: raise=%v proc-root=%q; want off and /proc", o.RaiseNeighGCThresh, o.ProcRoot)
+	}
+	o, _, err = Parse("weft", nil, env(map[string]string{"FLANNELD_RAISE_NEIGH_GC_THRESH": "true", "FLANNELD_PROC_ROOT": "/host/proc"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.RaiseNeighGCThresh || o.ProcRoot != "/host/proc" {
+		t.Fatalf("from the environment: raise=%v proc-root=%q", o.RaiseNeighGCThresh, o.ProcRoot)
+	}
+	o, _, err = Parse("weft", []string{"--raise-neigh-gc-thresh"}, env(nil))
+	if err != nil || !o.RaiseNeighGCThresh {
+		t.Fatalf("--raise-neigh-gc-thresh: %v, %v", o.RaiseNeighGCThresh, err)
+	}
+}

@@ -62,6 +62,10 @@ func WriteTable(w io.Writer, r Report) error {
 			writeProblems(&b, row.Problems)
 		}
 	}
+	if r.WarningCount > 0 {
+		b.WriteString("\nWarnings:\n  this host:\n")
+		writeProblemsAs(&b, r.Warnings, "WARN ")
+	}
 	b.WriteString("\n" + summary(r) + "\n")
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -146,9 +150,13 @@ func checkSummary(row Row, checked bool) string {
 	}
 }
 
-func writeProblems(b *strings.Builder, ps []Problem) {
+func writeProblems(b *strings.Builder, ps []Problem) { writeProblemsAs(b, ps, "") }
+
+// writeProblemsAs writes each problem's message after tag, wrapped, then
+// its want, have and fix.
+func writeProblemsAs(b *strings.Builder, ps []Problem, tag string) {
 	for _, p := range ps {
-		lines := wrap(p.Message+" ["+p.Code+"]", wrapWidth-6)
+		lines := wrap(tag+p.Message+" ["+p.Code+"]", wrapWidth-6)
 		for i, l := range lines {
 			if i == 0 {
 				b.WriteString("    - " + l + "\n")
@@ -161,6 +169,9 @@ func writeProblems(b *strings.Builder, ps []Problem) {
 		}
 		if p.Have != "" {
 			b.WriteString("      have: " + p.Have + "\n")
+		}
+		if p.Fix != "" {
+			b.WriteString("      fix:  " + p.Fix + "\n")
 		}
 	}
 }
@@ -215,10 +226,17 @@ func summary(r Report) string {
 	if r.Checked {
 		checked = ", probed"
 	}
+	warned := ""
+	if r.WarningCount > 0 {
+		warned = fmt.Sprintf(", %d %s", r.WarningCount, plural(r.WarningCount, "warning", "warnings"))
+	}
+	if r.OK && warned != "" {
+		return "WARNINGS: " + counts + checked + ", no problems" + warned
+	}
 	if r.OK {
 		return "ok: " + counts + checked + ", no problems"
 	}
-	return fmt.Sprintf("PROBLEMS: %s%s, %d %s", counts, checked, r.ProblemCount, plural(r.ProblemCount, "problem", "problems"))
+	return fmt.Sprintf("PROBLEMS: %s%s, %d %s%s", counts, checked, r.ProblemCount, plural(r.ProblemCount, "problem", "problems"), warned)
 }
 
 func plural(n int, one, many string) string {

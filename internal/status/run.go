@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/extiface"
+	"github.com/weftnet/weft/internal/kernel/hostfacts"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/netconf"
 )
@@ -30,10 +31,14 @@ type Options struct {
 	// RenewMargin is the agent's --subnet-lease-renew-margin.
 	RenewMargin time.Duration
 	// Kubernetes is the agent's --kube-subnet-mgr: Source's leases are
-	// Nodes, shown as such rather than as reservations.
+	// Nodes, shown as such rather than as reservations, and --check also
+	// looks at what Kubernetes needs of the bridge (br_netfilter).
 	Kubernetes bool
-	// Check sends the probes of --check.
+	// Check sends the probes of --check, and reads the kernel settings
+	// the agent watches (hostkernel.go).
 	Check bool
+	// Facts reads those kernel settings; nil reads /proc.
+	Facts *hostfacts.Reader
 	// Prober sends them; nil means a NetProber in this process's network
 	// namespace.
 	Prober Prober

@@ -9,6 +9,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/internal/extiface"
+	"github.com/weftnet/weft/internal/kernel/hostfacts"
 	"github.com/weftnet/weft/internal/subnetenv"
 )
 
@@ -56,11 +57,19 @@ func Run(ctx context.Context, o Options) (Report, error) {
 
 	r := Build(in)
 	if o.Check {
+		read := hostfacts.Reader{}
+		if o.Facts != nil {
+			read = *o.Facts
+		}
+		before := sampleTables(read, cfg.EnableIPv6)
 		p := o.Prober
 		if p == nil {
 			p = NetProber{Handle: h}
 		}
 		Probe(ctx, &r, p)
+		after := sampleTables(read, cfg.EnableIPv6)
+		facts, _ := read.Check(factsHost(in, o.Kubernetes)) // unreadable: passed over, the agent warns
+		addFindings(&r, hostFindings(in, r, before, after, facts))
 	}
 	return r, nil
 }

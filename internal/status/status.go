@@ -42,6 +42,10 @@ type Report struct {
 	ProblemCount int       `json:"problem_count"`
 	Leases       []Row     `json:"leases"`   // every lease, ordered by subnet
 	Problems     []Problem `json:"problems"` // about this host itself, not one peer
+	// Warnings are --check's findings about this host's kernel that do not
+	// stop traffic now (docs/status.md); absent when there are none.
+	Warnings     []Problem `json:"warnings,omitempty"`
+	WarningCount int       `json:"warning_count,omitempty"`
 }
 
 // Host describes this host as status sees it.
@@ -110,6 +114,7 @@ type Problem struct {
 	Message string `json:"message"`
 	Want    string `json:"want,omitempty"`
 	Have    string `json:"have,omitempty"`
+	Fix     string `json:"fix,omitempty"` // the command that puts it right, where one does
 }
 
 // Problem codes. They are part of the JSON interface: scripts may match on
