@@ -681,7 +681,7 @@ func Demo(ctx context.Context, opts Options) (res Result, err error) {
 		return res, err
 	}
 	res.Elapsed = time.Since(start)
-	out.say("checked %d pairs %s", len(res.Checks), formatSince(t0))
+	out.say("%d checks done %s", len(res.Checks), formatSince(t0))
 	out.say("")
 	// Like the progress lines, the table is for people: failing to print
 	// it (a closed pipe) does not change what the checks proved.
