@@ -27,7 +27,9 @@ const NeighRecord = DefaultStateRoot + "/neigh-thresholds.json"
 // (NeighRecord, under an flock) keeps the values from before the first
 // lab and a list of owners: each lab's state directory with the entries
 // it needs. A lab coming up raises the thresholds to fit the sum of all
-// owners' needs (never lowering, neightable.Fit); a lab going down leaves
+// owners' needs (never lowering, neightable.Fit), unless they stay below
+// gc_thresh2 with a quarter to spare, where the kernel collects nothing in
+// a hurry and small labs leave the kernel untouched; a lab going down leaves
 // them while other owners remain and restores the originals when it was
 // the last. An owner whose state directory is gone was removed without
 // `weft lab down` and no longer counts; one whose directory is still there
