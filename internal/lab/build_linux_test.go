@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -158,7 +159,7 @@ func TestBuildWiresHostsAndTeardownRemovesEverything(t *testing.T) {
 		t.Errorf("readPIDFile = %d, %v, %v; want %d, true", pid, ok, err, c.pid)
 	}
 
-	if err := teardown(ctx, topo, "", testLog(t)); err != nil {
+	if err := teardown(ctx, topo, "", testLog(t), &printer{w: io.Discard}); err != nil {
 		t.Fatalf("teardown: %v", err)
 	}
 	select {

@@ -75,5 +75,7 @@
 // (check, status and exec on a running lab), main.go (the command line),
 // kube.go and kube_linux.go (--store kube: a Kubernetes control plane from
 // internal/kubecluster on the underlay instead of etcd, Nodes for the
-// hosts, agents with --kube-subnet-mgr and a ServiceAccount token).
+// hosts, agents with --kube-subnet-mgr and a ServiceAccount token),
+// neigh.go and neigh_linux.go (what the lab needs of the kernel's shared
+// neighbour table, raising it and restoring it when the last lab goes).
 package lab

@@ -36,6 +36,11 @@ type Options struct {
 	KubeManifest string
 	// Keep leaves the lab running after Demo's checks.
 	Keep bool
+	// KeepNeighThresholds leaves the kernel's neighbour-table thresholds
+	// alone. By default a lab raises them to fit its size (they are shared
+	// by every namespace of the machine, see PlanNeighNeed) and restores
+	// them when the last lab goes down.
+	KeepNeighThresholds bool
 	// ReadyTimeout bounds each wait of the build (etcd, agents, routes);
 	// default 60 s.
 	ReadyTimeout time.Duration

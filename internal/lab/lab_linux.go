@@ -16,9 +16,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weftnet/weft/internal/kernel/neightable"
 	"github.com/weftnet/weft/internal/kubecluster"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/subnetenv"
+	"github.com/weftnet/weft/internal/sysctl"
 )
 
 // Lab is a running lab built by this process.
@@ -98,6 +100,9 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	if err := writeState(topo.StateDir, l.st); err != nil {
 		return l, err
 	}
+	if !opts.KeepNeighThresholds {
+		l.raiseNeigh()
+	}
 	steps := []func(context.Context) error{l.buildNetwork, l.startStore, l.startAgents, l.waitRoutes, l.addPods}
 	for _, step := range steps {
 		if err := ctx.Err(); err != nil {
@@ -111,6 +116,23 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 		return l, err
 	}
 	return l, nil
+}
+
+// raiseNeigh sizes the kernel's IPv4 neighbour table for the lab (see
+// neighGuard). A kernel that will not let it (a container's read-only
+// /proc/sys) leaves the lab as it was before this existed: it says so and
+// builds anyway, since small labs fit the stock table.
+func (l *Lab) raiseNeigh() {
+	need := PlanNeighNeed(l.topo)
+	msg, err := hostNeighGuard.Raise(l.topo.StateDir, need.Total())
+	if err != nil {
+		l.out.say("neighbour table: could not size it for the lab's %d entries (%v); a large lab may overflow it", need.Total(), err)
+		return
+	}
+	if strings.HasPrefix(msg, "raised") {
+		msg += fmt.Sprintf(" for %d hosts (about %d entries); restored at lab down", len(l.topo.Hosts), need.Total())
+	}
+	l.out.say("neighbour table: %s", msg)
 }
 
 // mkdirState creates the state directory. Another lab's teardown removes
@@ -439,6 +461,37 @@ func (l *Lab) Check(ctx context.Context) ([]Check, error) {
 	return runChecks(ctx, l.topo, targets(l.topo, l.st))
 }
 
+// checkWatched runs the checks and reads the kernel's IPv4 neighbour
+// table counters before and after, so that an overflow during the checks
+// is named as the cause of their failures (Result.Overflow). Unreadable
+// counters (no /proc/net/stat) only lose that diagnosis.
+func checkWatched(ctx context.Context, topo Topology, st state, log *slog.Logger) (Result, error) {
+	before, berr := neightable.ReadStats("", neightable.IPv4)
+	checks, err := runChecks(ctx, topo, targets(topo, st))
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Checks: checks}
+	after, aerr := neightable.ReadStats("", neightable.IPv4)
+	if err := errors.Join(berr, aerr); err != nil {
+		log.Warn("cannot tell whether the neighbour table overflowed", "err", err)
+		return res, nil
+	}
+	if after.TableFulls > before.TableFulls {
+		o := &NeighOverflow{
+			Table:   neightable.IPv4.StatName(),
+			Sysctl:  neightable.IPv4.Sysctl(3),
+			Refused: after.TableFulls - before.TableFulls,
+		}
+		if cur, err := neightable.ReadThresholds(sysctl.Host, neightable.IPv4); err == nil {
+			o.Limit = cur.GC3
+			o.Suggest = neightable.Fit(cur, PlanNeighNeed(topo).Total()).GC3
+		}
+		res.Overflow = o
+	}
+	return res, nil
+}
+
 func targets(topo Topology, st state) []probeTarget {
 	var ts []probeTarget
 	for _, p := range topo.Pods() {
@@ -453,7 +506,7 @@ func targets(topo Topology, st state) []probeTarget {
 func (l *Lab) Down() error {
 	ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
 	defer cancel()
-	err := teardown(ctx, l.topo, l.opts.CNIBinDir, l.opts.Log)
+	err := teardown(ctx, l.topo, l.opts.CNIBinDir, l.opts.Log, l.out)
 	// The processes were this process's children: wait until their
 	// reapers have run, so none lingers as a zombie.
 	for _, c := range l.children {
@@ -468,6 +521,15 @@ func (l *Lab) Down() error {
 // Down tears down the lab with the given spec's prefix and state root,
 // whichever process built it and however far it got.
 func Down(ctx context.Context, spec Spec, log *slog.Logger) error {
+	return DownTo(ctx, spec, log, nil)
+}
+
+// DownTo is Down that tells out what it did beyond removing the lab
+// (restoring the neighbour thresholds); nil discards.
+func DownTo(ctx context.Context, spec Spec, log *slog.Logger, out io.Writer) error {
+	if out == nil {
+		out = io.Discard
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -488,7 +550,7 @@ func Down(ctx context.Context, spec Spec, log *slog.Logger) error {
 		log.Debug("no usable lab state; tearing down by names only", "err", err)
 		topo.Hosts = nil
 	}
-	return teardown(ctx, topo, binDir, log)
+	return teardown(ctx, topo, binDir, log, &printer{w: out})
 }
 
 // teardown removes everything of the lab with topo's prefix, in an order
@@ -503,7 +565,7 @@ func Down(ctx context.Context, spec Spec, log *slog.Logger) error {
 //  4. remove the state directory.
 //
 // It keeps going after a failed step and returns all errors joined.
-func teardown(ctx context.Context, topo Topology, cniBinDir string, log *slog.Logger) error {
+func teardown(ctx context.Context, topo Topology, cniBinDir string, log *slog.Logger, out *printer) error {
 	prefix := topo.Spec.Prefix
 	var errs []error
 	if cniBinDir != "" {
@@ -557,6 +619,13 @@ func teardown(ctx context.Context, topo Topology, cniBinDir string, log *slog.Lo
 	if left, err := labNamespaces(prefix); err == nil && len(left) > 0 {
 		errs = append(errs, fmt.Errorf("namespaces left after teardown: %s", strings.Join(left, ", ")))
 	}
+	// After a crash this is where the thresholds the lab raised come
+	// back: the record still names the lab's state directory.
+	if msg, err := hostNeighGuard.Release(topo.StateDir); err != nil {
+		errs = append(errs, err)
+	} else if msg != "" {
+		out.say("neighbour table: %s", msg)
+	}
 	if err := os.RemoveAll(topo.StateDir); err != nil {
 		errs = append(errs, fmt.Errorf("remove state dir: %w", err))
 	}
@@ -606,34 +675,26 @@ func Demo(ctx context.Context, opts Options) (res Result, err error) {
 	}
 	out.say("lab up %s; checking %d pods", formatSince(start), len(topo.Pods()))
 
-	checks, err := l.Check(ctx)
+	t0 := time.Now()
+	res, err = checkWatched(ctx, l.topo, l.st, opts.Log)
 	if err != nil {
 		return res, err
 	}
-	res.Checks = checks
 	res.Elapsed = time.Since(start)
+	out.say("%d checks done %s", len(res.Checks), formatSince(t0))
 	out.say("")
 	// Like the progress lines, the table is for people: failing to print
 	// it (a closed pipe) does not change what the checks proved.
-	_ = WriteTable(opts.Out, checks)
-	out.say("")
-	out.say("%s", res.Summary())
-	out.say("%s", res.Paths())
-	if !res.OK() {
-		failed := 0
-		for _, c := range checks {
-			if !c.OK() {
-				failed++
-			}
-		}
+	_ = WriteReport(opts.Out, res)
+	if !res.OK() && res.Overflow == nil {
 		// The logs go with the state directory; show what the agents said
-		// while they are still there.
+		// while they are still there. An overflow has its cause named
+		// already, and the agents have nothing to add to it.
 		for _, h := range topo.Hosts {
 			out.say("\n%s agent log (last lines of %s):\n%s", h.Name, h.AgentLog, tail(h.AgentLog, 10))
 		}
-		return res, fmt.Errorf("%d of %d checks failed", failed, len(checks))
 	}
-	return res, nil
+	return res, res.Err()
 }
 
 // printUsage tells how to use a lab left running.

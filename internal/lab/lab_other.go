@@ -20,6 +20,7 @@ func (l *Lab) Topology() Topology { return l.topo }
 
 func Up(context.Context, Options) (*Lab, error)                          { return nil, errUnsupported }
 func Down(context.Context, Spec, *slog.Logger) error                     { return errUnsupported }
+func DownTo(context.Context, Spec, *slog.Logger, io.Writer) error        { return errUnsupported }
 func Demo(context.Context, Options) (Result, error)                      { return Result{}, errUnsupported }
 func CheckRunning(context.Context, Spec, io.Writer) error                { return errUnsupported }
 func Status(Spec, io.Writer) error                                       { return errUnsupported }

@@ -141,6 +141,8 @@ func mainBuild(ctx context.Context, cmd string, args []string, stdout, stderr io
 	fs.BoolVar(&o.IPMasq, "ip-masq", false, "run the agents with --ip-masq and add an internet host (10.4.7.99) outside the cluster: pod→pod keeps its source, pod→internet is masqueraded")
 	fs.BoolVar(&o.DirectRouting, "direct-routing", false, `vxlan's "DirectRouting": true (default: on for vxlan with --segments > 1)`)
 	addKubeFlags(fs, &o)
+	tuneNeigh := true
+	fs.BoolVar(&tuneNeigh, "tune-neigh", true, "raise the kernel's neighbour-table thresholds (net.ipv4.neigh.default.gc_thresh1/2/3, shared by all namespaces) to fit the lab; restored when the last lab goes down")
 	if cmd == "demo" {
 		fs.BoolVar(&o.Keep, "keep", false, "leave the lab running after the checks")
 	}
@@ -166,6 +168,7 @@ func mainBuild(ctx context.Context, cmd string, args []string, stdout, stderr io
 		return cmdline.Fail(fs, stderr, fmt.Errorf("--network: %w", err))
 	}
 	o.Network = p
+	o.KeepNeighThresholds = !tuneNeigh
 	o.Prefix, o.StateRoot = c.prefix, c.stateRoot
 	o.Out, o.Log = stdout, c.logger(stderr)
 
@@ -202,7 +205,7 @@ func mainRunning(ctx context.Context, cmd string, args []string, stdout, stderr 
 		// A fresh context: a Ctrl-C must not leave half a lab behind.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownTimeout)
 		defer cancel()
-		if err := Down(dctx, spec, log); err != nil {
+		if err := DownTo(dctx, spec, log, stdout); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "lab %s torn down\n", c.prefix)

@@ -3,6 +3,7 @@ package lab
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	vns "github.com/vishvananda/netns"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 
@@ -25,7 +27,11 @@ const (
 	icmpTimeout  = 3 * time.Second
 	icmpInterval = 250 * time.Millisecond
 	tcpTimeout   = 3 * time.Second
+	// probeWorkers sources probe at once; each keeps up to icmpWindow
+	// echoes and tcpWindow connections in flight.
 	probeWorkers = 8
+	icmpWindow   = 128
+	tcpWindow    = 16
 )
 
 // probeTarget is a pod with its address, as the checks know it.
@@ -147,26 +153,34 @@ func runChecks(ctx context.Context, topo Topology, pods []probeTarget) ([]Check,
 		}
 	}
 
+	// The checks run source by source: each source namespace sends all
+	// its echoes through one ICMP socket and makes its TCP connections a
+	// window at a time, rather than paying for a socket and two namespace
+	// switches per probe. A few sources run at once.
 	checks := make([]Check, len(jobs))
-	next := make(chan int)
+	bySource := map[string][]int{}
+	var sources []string
+	for i, j := range jobs {
+		if _, ok := bySource[j.ns]; !ok {
+			sources = append(sources, j.ns)
+		}
+		bySource[j.ns] = append(bySource[j.ns], i)
+		checks[i] = j.check
+	}
+	next := make(chan string)
 	var wg sync.WaitGroup
-	for range min(probeWorkers, len(jobs)) {
+	for range min(probeWorkers, len(sources)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range next {
-				c := jobs[i].check
-				c.RTT, c.ICMPErr = pingFrom(ctx, jobs[i].ns, c.To.Addr)
-				if c.Kind == PodToPod || c.Kind == PodToInternet {
-					c.SeenSource, c.TCPErr = seenSourceFrom(ctx, jobs[i].ns, c.To.Addr)
-				}
-				checks[i] = c
+			for ns := range next {
+				probeSource(ctx, ns, checks, bySource[ns])
 			}
 		}()
 	}
-	for i := range jobs {
+	for _, ns := range sources {
 		select {
-		case next <- i:
+		case next <- ns:
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
@@ -179,6 +193,44 @@ func runChecks(ctx context.Context, topo Topology, pods []probeTarget) ([]Check,
 		return nil, fmt.Errorf("run checks: %w", err)
 	}
 	return checks, nil
+}
+
+// probeSource runs the checks idx (all from namespace ns): an ICMP echo
+// to each destination, then a TCP connection to each pod or internet
+// destination that reports the source address it saw.
+func probeSource(ctx context.Context, ns string, checks []Check, idx []int) {
+	dsts := make([]netip.Addr, len(idx))
+	for k, i := range idx {
+		dsts[k] = checks[i].To.Addr
+	}
+	rtts, errs := pingMany(ctx, ns, dsts)
+	for k, i := range idx {
+		checks[i].RTT, checks[i].ICMPErr = rtts[k], errs[k]
+	}
+
+	target, err := vns.GetFromName(ns)
+	if err != nil {
+		for _, i := range idx {
+			checks[i].TCPErr = fmt.Errorf("open netns %s: %w", ns, err)
+		}
+		return
+	}
+	defer target.Close()
+	sem := make(chan struct{}, tcpWindow)
+	var wg sync.WaitGroup
+	for _, i := range idx {
+		if c := checks[i].Kind; c != PodToPod && c != PodToInternet {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			checks[i].SeenSource, checks[i].TCPErr = seenSourceIn(ctx, &target, ns, checks[i].To.Addr)
+		}()
+	}
+	wg.Wait()
 }
 
 // routePaths names, for every ordered pair of hosts (by host name), the
@@ -228,12 +280,41 @@ func lookupHop(nh *netlink.Handle, dst netip.Addr) routeHop {
 }
 
 // pingFrom sends ICMP echo requests from inside namespace ns to dst and
-// returns the round trip of the first matching reply. It uses a raw ICMP
-// socket, which root may open in any namespace, because a fresh namespace's
-// ping_group_range allows no unprivileged ICMP sockets and the ping binary
-// may not be installed. A raw socket sees every ICMP packet of the
-// namespace, so replies are matched on identifier, sequence and source.
+// returns the round trip of the first matching reply (see pingMany).
 func pingFrom(ctx context.Context, ns string, dst netip.Addr) (time.Duration, error) {
+	rtts, errs := pingMany(ctx, ns, []netip.Addr{dst})
+	return rtts[0], errs[0]
+}
+
+// pingMany pings every address of dsts from inside namespace ns and
+// returns, per address, the round trip of the first matching reply or why
+// there was none. An echo is resent every icmpInterval until icmpTimeout
+// after the first one, so a first packet lost to ARP resolution does not
+// fail the check; at most icmpWindow addresses are in flight at once, so
+// that the replies fit the socket's buffer.
+//
+// It uses one raw ICMP socket, which root may open in any namespace,
+// because a fresh namespace's ping_group_range allows no unprivileged ICMP
+// sockets and the ping binary may not be installed. A raw socket sees
+// every ICMP packet delivered to the namespace, so a reply counts only
+// when its identifier is this call's, its sequence number names an
+// address, and it comes from that very address. The echo's payload
+// carries its send time, so a late reply to an earlier attempt still
+// measures its own round trip.
+func pingMany(ctx context.Context, ns string, dsts []netip.Addr) ([]time.Duration, []error) {
+	rtts := make([]time.Duration, len(dsts))
+	errs := make([]error, len(dsts))
+	fail := func(err error) ([]time.Duration, []error) {
+		for i := range errs {
+			if errs[i] == nil && rtts[i] == 0 {
+				errs[i] = err
+			}
+		}
+		return rtts, errs
+	}
+	if len(dsts) > 0xffff {
+		return fail(fmt.Errorf("%d destinations: more than ICMP sequence numbers", len(dsts)))
+	}
 	var conn *icmp.PacketConn
 	err := netns.Do(ns, func() error {
 		var err error
@@ -241,45 +322,71 @@ func pingFrom(ctx context.Context, ns string, dst netip.Addr) (time.Duration, er
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("open ICMP socket in netns %s: %w", ns, err)
+		return fail(fmt.Errorf("open ICMP socket in netns %s: %w", ns, err))
 	}
 	defer conn.Close()
 
 	id := rand.IntN(0xffff) + 1
-	deadline := time.Now().Add(icmpTimeout)
-	sent := map[int]time.Time{}
-	buf := make([]byte, 1500)
-	for seq := 1; time.Now().Before(deadline); seq++ {
-		if err := ctx.Err(); err != nil {
-			return 0, err
-		}
-		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("weft-lab")}}
+	type flight struct {
+		first, last time.Time
+		sendErr     error
+	}
+	inflight := map[int]*flight{}
+	nextNew := 0
+	send := func(i int, f *flight) {
+		now := time.Now()
+		data := binary.BigEndian.AppendUint64([]byte("weft-lab"), uint64(now.UnixNano()))
+		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: i + 1, Data: data}}
 		b, err := msg.Marshal(nil)
-		if err != nil {
-			return 0, fmt.Errorf("marshal echo: %w", err)
-		}
-		sent[seq] = time.Now()
-		if _, err := conn.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+		if err == nil {
 			// No route (yet) is worth retrying like a lost packet.
-			if time.Now().Add(icmpInterval).After(deadline) {
-				return 0, fmt.Errorf("send echo to %s: %w", dst, err)
+			_, err = conn.WriteTo(b, &net.IPAddr{IP: dsts[i].AsSlice()})
+		}
+		f.last, f.sendErr = now, err
+	}
+	buf := make([]byte, 1500)
+	for nextNew < len(dsts) || len(inflight) > 0 {
+		if err := ctx.Err(); err != nil {
+			return fail(err)
+		}
+		now := time.Now()
+		for i, f := range inflight {
+			switch {
+			case now.Sub(f.first) >= icmpTimeout:
+				delete(inflight, i)
+				errs[i] = fmt.Errorf("no echo reply from %s within %v", dsts[i], icmpTimeout)
+				if f.sendErr != nil {
+					errs[i] = fmt.Errorf("send echo to %s: %w", dsts[i], f.sendErr)
+				}
+			case now.Sub(f.last) >= icmpInterval:
+				send(i, f)
 			}
-			time.Sleep(icmpInterval)
+		}
+		for nextNew < len(dsts) && len(inflight) < icmpWindow {
+			f := &flight{first: now}
+			inflight[nextNew] = f
+			send(nextNew, f)
+			nextNew++
+		}
+		if len(inflight) == 0 {
 			continue
 		}
-		wait := time.Now().Add(icmpInterval)
-		if wait.After(deadline) {
-			wait = deadline
+		// Read until the next resend is due, then look again.
+		wait := now.Add(icmpInterval)
+		for _, f := range inflight {
+			if d := f.last.Add(icmpInterval); d.Before(wait) {
+				wait = d
+			}
 		}
-		for {
-			_ = conn.SetReadDeadline(wait)
+		_ = conn.SetReadDeadline(wait)
+		for len(inflight) > 0 {
 			n, peer, err := conn.ReadFrom(buf)
 			if err != nil {
-				break // this attempt timed out; send the next one
+				break // time to resend
 			}
 			got := time.Now()
 			from, ok := peer.(*net.IPAddr)
-			if !ok || !from.IP.Equal(dst.AsSlice()) {
+			if !ok {
 				continue
 			}
 			m, err := icmp.ParseMessage(1, buf[:n]) // 1: ICMP for IPv4
@@ -287,24 +394,38 @@ func pingFrom(ctx context.Context, ns string, dst netip.Addr) (time.Duration, er
 				continue
 			}
 			echo, ok := m.Body.(*icmp.Echo)
-			if !ok || echo.ID != id {
+			if !ok || echo.ID != id || echo.Seq < 1 || echo.Seq > len(dsts) {
 				continue
 			}
-			if at, ok := sent[echo.Seq]; ok {
-				return got.Sub(at), nil
+			i := echo.Seq - 1
+			if _, ok := inflight[i]; !ok || !from.IP.Equal(dsts[i].AsSlice()) || len(echo.Data) != 16 {
+				continue
 			}
+			sent := time.Unix(0, int64(binary.BigEndian.Uint64(echo.Data[8:])))
+			rtts[i] = got.Sub(sent)
+			delete(inflight, i)
 		}
 	}
-	return 0, fmt.Errorf("no echo reply from %s within %v", dst, icmpTimeout)
+	return rtts, errs
 }
 
 // seenSourceFrom connects from inside namespace ns to the echo server at
 // dst and returns the client address the server reports having seen.
 func seenSourceFrom(ctx context.Context, ns string, dst netip.Addr) (netip.Addr, error) {
+	target, err := vns.GetFromName(ns)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("open netns %s: %w", ns, err)
+	}
+	defer target.Close()
+	return seenSourceIn(ctx, &target, ns, dst)
+}
+
+// seenSourceIn is seenSourceFrom in a namespace the caller holds open.
+func seenSourceIn(ctx context.Context, target *vns.NsHandle, ns string, dst netip.Addr) (netip.Addr, error) {
 	ctx, cancel := context.WithTimeout(ctx, tcpTimeout)
 	defer cancel()
 	var conn net.Conn
-	err := netns.Do(ns, func() error {
+	err := netns.DoHandle(target, func() error {
 		var err error
 		var d net.Dialer
 		conn, err = d.DialContext(ctx, "tcp4", netip.AddrPortFrom(dst, ProbePort).String())

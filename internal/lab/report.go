@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -99,6 +100,83 @@ func (c Check) Problem() string {
 type Result struct {
 	Checks  []Check
 	Elapsed time.Duration // wall time of the whole run, teardown included
+	// Overflow is set when the kernel's neighbour table refused entries
+	// while the checks ran, which is then the cause of their failures.
+	Overflow *NeighOverflow
+}
+
+// NeighOverflow is the kernel's neighbour table running full during the
+// checks: its table_fulls counter rose. Every namespace of the machine
+// shares that table, so the lab's probes time out for want of an ARP
+// entry, however right the routes are.
+type NeighOverflow struct {
+	Table   string // arp_cache
+	Sysctl  string // net.ipv4.neigh.default.gc_thresh3
+	Limit   int64  // its value during the checks; 0 when unreadable
+	Suggest int64  // a value that fits the lab
+	Refused uint64 // how much table_fulls rose
+}
+
+// String names the cause and the fix in one line.
+func (o NeighOverflow) String() string {
+	limit := "?"
+	if o.Limit > 0 {
+		limit = fmt.Sprint(o.Limit)
+	}
+	return fmt.Sprintf("the kernel's neighbour table (%s) overflowed during the checks: it refused %d new entries "+
+		"(table_fulls), %s = %s; raise it (sysctl -w %s=%d) or let the lab size it (--tune-neigh)",
+		o.Table, o.Refused, o.Sysctl, limit, o.Sysctl, o.Suggest)
+}
+
+// Failed counts the checks that failed.
+func (r Result) Failed() int {
+	n := 0
+	for _, c := range r.Checks {
+		if !c.OK() {
+			n++
+		}
+	}
+	return n
+}
+
+// WriteReport prints the result table and the verdict lines. When the
+// neighbour table overflowed, the failed checks are not listed one by one
+// (hundreds of identical timeouts) but counted under that one cause.
+func WriteReport(w io.Writer, r Result) error {
+	checks := r.Checks
+	if r.Overflow != nil {
+		checks = slices.DeleteFunc(slices.Clone(checks), func(c Check) bool { return !c.OK() })
+	}
+	if err := WriteTable(w, checks); err != nil {
+		return err
+	}
+	if r.Overflow != nil && r.Failed() > 0 {
+		fmt.Fprintf(w, "(%d failed checks not listed)\n", r.Failed())
+	}
+	fmt.Fprintf(w, "\n%s\n%s\n", r.Summary(), r.Paths())
+	switch {
+	case r.Overflow != nil && r.Failed() > 0:
+		fmt.Fprintf(w, "%d of %d checks failed because %s\n", r.Failed(), len(r.Checks), r.Overflow)
+	case r.Overflow != nil:
+		fmt.Fprintf(w, "every check passed on a retry, but %s\n", r.Overflow)
+	}
+	return nil
+}
+
+// Err is nil when every check passed, else the count of failures and,
+// when it is known, their cause.
+func (r Result) Err() error {
+	if r.OK() {
+		return nil
+	}
+	if len(r.Checks) == 0 {
+		return errors.New("no checks ran")
+	}
+	if r.Overflow != nil {
+		return fmt.Errorf("%d of %d checks failed: neighbour table overflow (%s = %d)",
+			r.Failed(), len(r.Checks), r.Overflow.Sysctl, r.Overflow.Limit)
+	}
+	return fmt.Errorf("%d of %d checks failed", r.Failed(), len(r.Checks))
 }
 
 // OK reports whether there were checks and all of them passed.

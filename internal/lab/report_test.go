@@ -123,3 +123,40 @@ func TestPathName(t *testing.T) {
 		})
 	}
 }
+
+// Hundreds of checks failing for want of neighbour entries are reported
+// as that one cause, not row by row.
+func TestWriteReportNamesAnOverflowOnce(t *testing.T) {
+	ok := Check{Kind: PodToPod, From: ep("h1p1", "172.7.37.2"), To: ep("h2p1", "172.7.52.2"), SeenSource: netip.MustParseAddr("172.7.37.2")}
+	res := Result{Checks: []Check{ok}}
+	for range 300 {
+		res.Checks = append(res.Checks, Check{Kind: PodToPod, From: ep("h1p1", "172.7.37.2"), To: ep("h3p1", "172.7.9.2"),
+			ICMPErr: errors.New("no echo reply from 172.7.9.2 within 3s"), TCPErr: errors.New("i/o timeout")})
+	}
+	res.Overflow = &NeighOverflow{Table: "arp_cache", Sysctl: "net.ipv4.neigh.default.gc_thresh3", Limit: 1024, Suggest: 6144, Refused: 812}
+	var b strings.Builder
+	if err := WriteReport(&b, res); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if n := strings.Count(out, "no echo reply"); n != 0 {
+		t.Errorf("the report lists %d timeouts:\n%s", n, out)
+	}
+	if n := strings.Count(out, "neighbour table (arp_cache) overflowed"); n != 1 {
+		t.Errorf("the report names the overflow %d times, want once:\n%s", n, out)
+	}
+	for _, want := range []string{
+		"300 of 301 checks failed because",
+		"it refused 812 new entries",
+		"net.ipv4.neigh.default.gc_thresh3 = 1024",
+		"sysctl -w net.ipv4.neigh.default.gc_thresh3=6144",
+		"1/301 pod pairs ok",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	if err := res.Err(); err == nil || !strings.Contains(err.Error(), "300 of 301 checks failed: neighbour table overflow") {
+		t.Errorf("Err = %v", err)
+	}
+}

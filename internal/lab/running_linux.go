@@ -2,9 +2,9 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -36,19 +36,14 @@ func CheckRunning(ctx context.Context, spec Spec, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	checks, err := runChecks(ctx, topo, targets(topo, st))
+	res, err := checkWatched(ctx, topo, st, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
-	if err := WriteTable(out, checks); err != nil {
+	if err := WriteReport(out, res); err != nil {
 		return err
 	}
-	res := Result{Checks: checks}
-	fmt.Fprintf(out, "\n%s\n%s\n", res.Summary(), res.Paths())
-	if !res.OK() {
-		return errors.New("some checks failed")
-	}
-	return nil
+	return res.Err()
 }
 
 // Status prints what of a running lab is there: namespaces, processes,
