@@ -40,11 +40,15 @@ demo: build
 bench: build
 	./bin/weft lab bench --json-out bin/bench.json $(BENCH_FLAGS)
 
-# Unit and integration tests. Integration tests need root and fail (rather
-# than skip) when they cannot run.
+# Unit and integration tests, with the race detector. Integration tests
+# need root and fail (rather than skip) when they cannot run. The tests
+# that change host-wide kernel settings (nstest.Serial) run afterwards, on
+# their own, so that no other test shares the kernel with them.
+TEST_ENV := WEFT_REQUIRE_ROOT=1 WEFT_CNI_BIN_DIR=$(CURDIR)/bin/cni WEFT_BIN=$(CURDIR)/bin/weft
+SERIAL_TESTS := TestDemoOverflowsALoweredNeighTable
 test: build vet kube-tools
-	WEFT_REQUIRE_ROOT=1 WEFT_CNI_BIN_DIR=$(CURDIR)/bin/cni WEFT_BIN=$(CURDIR)/bin/weft \
-		$(GO) test -count=1 -timeout 30m ./...
+	$(TEST_ENV) $(GO) test -race -count=1 -timeout 30m ./...
+	$(TEST_ENV) WEFT_SERIAL_TESTS=1 $(GO) test -race -count=1 -timeout 10m -run '^($(SERIAL_TESTS))$$' ./...
 
 # Kubernetes mode against a real etcd + kube-apiserver + kube-controller-
 # manager, built once from the module proxy (about 8 minutes cold) and
@@ -53,8 +57,7 @@ kube-tools:
 	test/kube/build-tools.sh
 
 test-kube: build kube-tools
-	WEFT_REQUIRE_ROOT=1 WEFT_CNI_BIN_DIR=$(CURDIR)/bin/cni WEFT_BIN=$(CURDIR)/bin/weft \
-		$(GO) test -count=1 -timeout 20m ./internal/store/kube/ ./test/kube/...
+	$(TEST_ENV) $(GO) test -race -count=1 -timeout 20m ./internal/store/kube/ ./test/kube/...
 
 # Only the tests that need neither root nor namespaces.
 unit:

@@ -75,7 +75,7 @@ func (l *Lab) StartAgent(ctx context.Context, host string) error {
 	if err != nil {
 		return err
 	}
-	l.children = append(l.children, c)
+	l.addChild(c)
 	sub, err := l.waitAgent(ctx, h, c)
 	if err != nil {
 		return err
@@ -86,9 +86,10 @@ func (l *Lab) StartAgent(ctx context.Context, host string) error {
 
 // agent returns the newest child process that is host's agent.
 func (l *Lab) agent(host string) *child {
-	for i := len(l.children) - 1; i >= 0; i-- {
-		if l.children[i].name == host+" agent" {
-			return l.children[i]
+	kids := l.childList()
+	for i := len(kids) - 1; i >= 0; i-- {
+		if kids[i].name == host+" agent" {
+			return kids[i]
 		}
 	}
 	return nil

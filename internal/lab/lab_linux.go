@@ -25,9 +25,12 @@ import (
 
 // Lab is a running lab built by this process.
 type Lab struct {
-	opts     Options
-	topo     Topology
-	out      *printer
+	opts Options
+	topo Topology
+	out  *printer
+	// childMu guards children: a benchmark restarts one host's agent
+	// while another goroutine asks for that agent's process.
+	childMu  sync.Mutex
 	children []*child // etcd first, then agents in host order
 	st       state
 	kube     *kubecluster.Cluster // the control plane of a Kubernetes lab
@@ -246,7 +249,7 @@ func (l *Lab) startEtcd(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	l.children = append(l.children, c)
+	l.addChild(c)
 
 	// Wait for the port before making the client: a gRPC connection
 	// refused once backs off for a second before it tries again.
@@ -291,7 +294,7 @@ func (l *Lab) startAgents(ctx context.Context) error {
 			return err
 		}
 		kids[i] = c
-		l.children = append(l.children, c)
+		l.addChild(c)
 	}
 	var (
 		wg   sync.WaitGroup
@@ -509,7 +512,7 @@ func (l *Lab) Down() error {
 	err := teardown(ctx, l.topo, l.opts.CNIBinDir, l.opts.Log, l.out)
 	// The processes were this process's children: wait until their
 	// reapers have run, so none lingers as a zombie.
-	for _, c := range l.children {
+	for _, c := range l.childList() {
 		select {
 		case <-c.exited:
 		case <-ctx.Done():
@@ -721,4 +724,17 @@ lab %[1]s is running (state in %[2]s). Try:
 Tear it down with:
   weft lab down%[3]s
 `, p, topo.StateDir, pf, example, router)
+}
+
+func (l *Lab) addChild(c *child) {
+	l.childMu.Lock()
+	defer l.childMu.Unlock()
+	l.children = append(l.children, c)
+}
+
+// childList is a copy of the children, to range over without the lock.
+func (l *Lab) childList() []*child {
+	l.childMu.Lock()
+	defer l.childMu.Unlock()
+	return slices.Clone(l.children)
 }

@@ -22,6 +22,7 @@ import (
 // the demo and again in t.Cleanup, so a failure or panic half-way still
 // puts them back.
 func TestDemoOverflowsALoweredNeighTable(t *testing.T) {
+	nstest.Serial(t)
 	nstest.RequireRoot(t)
 	spec := Spec{Prefix: testPrefix(), Hosts: 8, Pods: 1, Backend: "host-gw", StateRoot: t.TempDir()}
 	topo, err := Plan(spec)

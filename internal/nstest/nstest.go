@@ -35,6 +35,22 @@ func RequireRoot(t testing.TB) {
 	t.Skip("needs root for network namespaces; run `sudo make test`")
 }
 
+// SerialEnv names the variable under which the tests that change
+// host-wide kernel settings run: `make test` runs them in a step of their
+// own, after the parallel run, so that no other test's namespaces share
+// the kernel with them while they do.
+const SerialEnv = "WEFT_SERIAL_TESTS"
+
+// Serial marks a test that changes host-wide state (a sysctl every
+// namespace shares). It runs only in the serial step (SerialEnv=1), and is
+// skipped, saying where it runs, in the parallel one.
+func Serial(t testing.TB) {
+	t.Helper()
+	if os.Getenv(SerialEnv) != "1" {
+		t.Skipf("changes host-wide kernel settings: runs in make test's serial step (%s=1)", SerialEnv)
+	}
+}
+
 // RequireTools skips the test when one of the programs is not on PATH,
 // except under CI, where it fails: CI installs them all (.ci/run).
 func RequireTools(t testing.TB, programs ...string) {
