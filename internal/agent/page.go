@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/extiface"
+	"github.com/weftnet/weft/internal/kernel/hostfacts"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/netconf"
@@ -132,7 +133,7 @@ func (a *Agent) pageHandler(start time.Time) http.Handler {
 		Kubernetes:  a.opts.KubeSubnetMgr,
 		Now:         a.now,
 	}
-	return web.New(func(ctx context.Context) web.Page {
+	build := func(ctx context.Context, opts status.Options) web.Page {
 		var p web.Page
 		rep, err := status.Run(ctx, opts)
 		if err != nil {
@@ -151,7 +152,19 @@ func (a *Agent) pageHandler(start time.Time) http.Handler {
 			p.Time = now
 		}
 		return p
-	}, a.log)
+	}
+	// The probes are status's --check, sent from this process's namespace;
+	// the kernel settings it also reads come from where the agent reads
+	// them.
+	probeOpts := opts
+	probeOpts.Check = true
+	facts := hostfacts.FromProcRoot(a.opts.ProcRoot)
+	if a.deps.KernelFacts != nil {
+		facts = *a.deps.KernelFacts
+	}
+	probeOpts.Facts = &facts
+	return web.New(func(ctx context.Context) web.Page { return build(ctx, opts) }, a.log).
+		WithProbe(func(ctx context.Context) web.Page { return build(ctx, probeOpts) })
 }
 
 // watchRepairs turns the reconciler's repair counters into events: the

@@ -5,6 +5,12 @@
 (function () {
   "use strict";
   var every = 3000;
+  // Probes cost packets to every peer; the server sends them at most once
+  // per 5 s however many pages ask, and only while a page asks.
+  var probeEvery = 5000;
+  var reach = {};     // subnet -> {text, bad}
+  var lastFail = {};  // subnet -> "time: why" of the latest failed probe
+  var lastRep = null;
 
   function text(id, s) {
     var el = document.getElementById(id);
@@ -72,9 +78,50 @@
       var why = cell("td", (r.problems && r.problems.length) ? r.problems[0].message : "");
       why.className = "reason";
       tr.appendChild(why);
+      var rc = cell("td", r.self ? "" : reachText(r.subnet));
+      rc.className = "reach" + (reach[r.subnet] && reach[r.subnet].bad ? " bad" : "");
+      tr.appendChild(rc);
       rows.appendChild(tr);
     });
     body.replaceChildren(rows);
+  }
+
+  function reachText(subnet) {
+    var r = reach[subnet];
+    var s = r ? r.text : "probing…";
+    if (lastFail[subnet] && !(r && r.bad)) {
+      s += "; last failure " + lastFail[subnet];
+    }
+    return s;
+  }
+
+  // takeProbes turns status's --check result for each peer into the
+  // reachability column: the echo's round trip, whether a full-size packet
+  // got through, or the explanation status gives for the failure.
+  function takeProbes(rep) {
+    (rep.leases || []).forEach(function (r) {
+      var c = r.check;
+      if (r.self || !c) { return; }
+      var probs = r.problems || [];
+      var why = probs.length ? probs[probs.length - 1].message : (c.error || "no reply");
+      if (c.reply && c.full_size_reply !== false) {
+        var rtt = c.rtt_ms !== undefined ? c.rtt_ms.toFixed(2) + " ms" : "";
+        reach[r.subnet] = { text: "reachable, RTT " + rtt + (c.full_size_mtu ? ", MTU " + c.full_size_mtu + " path ok" : ""), bad: false };
+      } else {
+        var what = c.reply ? "full-size packets lost: " : "unreachable: ";
+        reach[r.subnet] = { text: what + why, bad: true };
+        lastFail[r.subnet] = clock(rep.time) + ": " + why;
+      }
+    });
+    if (lastRep) { drawPeers(lastRep); }
+  }
+
+  function probeTick() {
+    fetch("/probe.json", { cache: "no-store" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (rep) { if (rep) { takeProbes(rep); } })
+      .catch(function () {})
+      .then(function () { window.setTimeout(probeTick, probeEvery); });
   }
 
   function drawEvents(evs) {
@@ -100,6 +147,7 @@
   }
 
   function draw(rep) {
+    lastRep = rep;
     var ag = rep.agent || {};
     var ov = document.getElementById("overall");
     if (ov) {
@@ -133,5 +181,6 @@
       })
       .then(function () { window.setTimeout(tick, every); });
   }
-  window.setTimeout(tick, every);
+  tick();
+  probeTick();
 }());

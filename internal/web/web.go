@@ -52,6 +52,10 @@ type Builder func(ctx context.Context) Page
 // MinInterval is the least time between two builds.
 const MinInterval = time.Second
 
+// ProbeInterval is the least time between two rounds of probes, however
+// many pages are open: each round sends a few packets to every peer.
+const ProbeInterval = 5 * time.Second
+
 //go:embed page.html.tmpl page.js page.css
 var assets embed.FS
 
@@ -63,7 +67,8 @@ var tmpl = template.Must(template.New("page.html.tmpl").Funcs(template.FuncMap{
 	"deref":    func(p *int64) int64 { return *p },
 }).ParseFS(assets, "page.html.tmpl"))
 
-// Handler serves /, /status.json, /page.js and /page.css from build.
+// Handler serves /, /status.json, /page.js and /page.css from build, and
+// /probe.json when WithProbe gave it a prober.
 type Handler struct {
 	build Builder
 	log   *slog.Logger
@@ -72,6 +77,29 @@ type Handler struct {
 	mu   sync.Mutex // serialises builds and guards last/at
 	last Page
 	at   time.Time
+
+	probe Builder    // nil: no /probe.json
+	pmu   sync.Mutex // serialises probe rounds and guards plast/pat
+	plast Page
+	pat   time.Time
+}
+
+// WithProbe serves /probe.json from probe, a Builder whose report carries
+// status's --check probes. Nothing is probed until a viewer asks (the
+// page's script does while it is open), and then at most once per
+// ProbeInterval.
+func (h *Handler) WithProbe(probe Builder) *Handler {
+	h.probe = probe
+	return h
+}
+
+func (h *Handler) probed(ctx context.Context) Page {
+	h.pmu.Lock()
+	defer h.pmu.Unlock()
+	if now := h.now(); h.pat.IsZero() || now.Sub(h.pat) >= ProbeInterval {
+		h.plast, h.pat = h.probe(ctx), now
+	}
+	return h.plast
 }
 
 // New returns the handler; log may be nil.
@@ -118,13 +146,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write(buf.Bytes())
 	case "/status.json":
-		b, err := json.MarshalIndent(h.page(r.Context()), "", "  ")
-		if err != nil {
-			http.Error(w, "cannot encode the report: "+err.Error(), http.StatusInternalServerError)
+		writeJSON(w, h.page(r.Context()))
+	case "/probe.json":
+		if h.probe == nil {
+			http.NotFound(w, r)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(append(b, '\n'))
+		writeJSON(w, h.probed(r.Context()))
 	case "/page.js":
 		h.asset(w, r, "page.js", "text/javascript; charset=utf-8")
 	case "/page.css":
@@ -132,6 +160,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+func writeJSON(w http.ResponseWriter, p Page) {
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		http.Error(w, "cannot encode the report: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(append(b, '\n'))
 }
 
 func (h *Handler) asset(w http.ResponseWriter, _ *http.Request, name, typ string) {

@@ -199,3 +199,40 @@ func TestEventsRing(t *testing.T) {
 		t.Fatalf("ring lists %v, want e d c", got)
 	}
 }
+
+// Probes run only when /probe.json is asked for, at most once per
+// ProbeInterval however often it is; without a prober it does not exist.
+func TestProbesOnDemandAndRateLimited(t *testing.T) {
+	if res, _ := get(t, New(func(context.Context) Page { return page(t) }, nil), http.MethodGet, "/probe.json"); res.StatusCode != http.StatusNotFound {
+		t.Fatalf("/probe.json without a prober: status %d, want 404", res.StatusCode)
+	}
+	rounds := 0
+	h := New(func(context.Context) Page { return page(t) }, nil).WithProbe(func(context.Context) Page {
+		rounds++
+		p := page(t)
+		p.Checked = true
+		return p
+	})
+	now := t0
+	h.now = func() time.Time { return now }
+	get(t, h, http.MethodGet, "/")
+	get(t, h, http.MethodGet, "/status.json")
+	if rounds != 0 {
+		t.Fatalf("%d probe rounds without /probe.json being asked for", rounds)
+	}
+	for range 10 {
+		now = now.Add(ProbeInterval / 10)
+		_, body := get(t, h, http.MethodGet, "/probe.json")
+		if !strings.Contains(body, `"checked": true`) {
+			t.Fatalf("/probe.json is not a checked report:\n%s", body)
+		}
+	}
+	if rounds != 1 {
+		t.Fatalf("%d probe rounds over 10 requests within one ProbeInterval, want 1", rounds)
+	}
+	now = now.Add(ProbeInterval)
+	get(t, h, http.MethodGet, "/probe.json")
+	if rounds != 2 {
+		t.Fatalf("%d probe rounds once ProbeInterval passed, want 2", rounds)
+	}
+}

@@ -24,24 +24,27 @@ type pageRow struct {
 	Subnet string `json:"subnet"`
 	State  string `json:"state"`
 	Reason string `json:"reason"`
+	Reach  string `json:"reach"`
 }
 
 const readRows = `Array.from(document.querySelectorAll("#peers tbody tr")).map(function (r) {
   return {subnet: r.getAttribute("data-subnet"),
           state: r.querySelector("td.state").textContent,
-          reason: r.querySelector("td.reason").textContent};
+          reason: r.querySelector("td.reason").textContent,
+          reach: r.querySelector("td.reach").textContent};
 })`
 
 // h1's page in headless Chromium: it loads without a console error and
 // shows every peer ok; a route to h3 pointed at the wrong host (which the
 // agent only hears of on its next reconcile) turns h3's row to "wrong" with
 // status's reason, without a reload; the agent's repair turns it back to
-// ok and shows up among the events. With WEFT_SCREENSHOT_DIR set, it
+// ok and shows up among the events. The reachability column, fed by
+// status's probes while the page is open, shows each peer's RTT. With WEFT_SCREENSHOT_DIR set, it
 // saves both states as page-ok.png and page-broken.png there.
 func TestPageInBrowser(t *testing.T) {
 	nstest.RequireRoot(t)
 	nstest.RequireTools(t, "chromium")
-	l := upLab(t, 3, 0)
+	l := upLab(t, 3, 1) // a pod per host, so that each pod gateway answers the probes
 	s1, s3 := subnetOf(t, l, "h1"), subnetOf(t, l, "h3")
 	h1, _ := l.Topology().Host("h1")
 
@@ -125,6 +128,15 @@ func TestPageInBrowser(t *testing.T) {
 		return nil
 	}
 	waitRows(10*time.Second, allOK)
+	// While the page is open, its script has the agent probe every peer.
+	waitRows(15*time.Second, func(m map[string]pageRow) error {
+		for s, r := range m {
+			if s != s1.String() && !strings.HasPrefix(r.Reach, "reachable, RTT ") {
+				return fmt.Errorf("row %s: reachability %q, want reachable with an RTT", s, r.Reach)
+			}
+		}
+		return nil
+	})
 	screenshot(t, bctx, "page-ok.png")
 
 	// Narrow screens scroll the table, not the page.
