@@ -98,14 +98,36 @@ func withoutUserinfo(s string) string {
 	for i, w := range words {
 		urls := strings.Split(w, ",")
 		for j, u := range urls {
-			if p, err := url.Parse(u); err == nil && p.User != nil {
+			p, err := url.Parse(u)
+			switch {
+			case err == nil && p.User != nil:
 				p.User = nil
 				urls[j] = p.String()
+			case err != nil:
+				urls[j] = cutUserinfo(u)
 			}
 		}
 		words[i] = strings.Join(urls, ",")
 	}
 	return strings.Join(words, " ")
+}
+
+// cutUserinfo removes "user:password@" after the scheme of a URL that
+// does not parse, which the store's name would otherwise show as written.
+func cutUserinfo(u string) string {
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		return u
+	}
+	host := rest
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		host = rest[:i]
+	}
+	at := strings.LastIndex(host, "@")
+	if at < 0 {
+		return u
+	}
+	return scheme + "://" + rest[at+1:]
 }
 
 func addrText(a netip.Addr) string {

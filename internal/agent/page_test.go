@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -65,4 +66,32 @@ func TestPageHasNoSecrets(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Whatever the operator wrote as endpoints, the store's name on the page
+// keeps no user name or password of a URL.
+func FuzzWithoutUserinfo(f *testing.F) {
+	f.Add("etcd https://admin:pw@10.0.0.5:2379,http://u@h:1 /coreos.com/network")
+	f.Add("kubernetes https://tok:en@10.0.0.1:6443 (config /etc/kube-flannel/net-conf.json)")
+	f.Add("etcd %zz://a:b@c, ,:://@")
+	f.Add("etcd http://admin:SECRET@10.0.0.5:2379/%zz")
+	f.Fuzz(func(t *testing.T, s string) {
+		out := withoutUserinfo(s)
+		for _, w := range strings.Fields(out) {
+			for _, u := range strings.Split(w, ",") {
+				if p, err := url.Parse(u); err == nil && p.User != nil {
+					t.Fatalf("withoutUserinfo(%q) = %q keeps user info in %q", s, out, u)
+				}
+				// Also where the URL does not parse: no "@" in the authority.
+				if scheme, rest, ok := strings.Cut(u, "://"); ok && scheme != "" && !strings.ContainsAny(scheme, "/?#@") {
+					if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+						rest = rest[:i]
+					}
+					if strings.Contains(rest, "@") {
+						t.Fatalf("withoutUserinfo(%q) = %q keeps user info in %q", s, out, u)
+					}
+				}
+			}
+		}
+	})
 }

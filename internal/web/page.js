@@ -54,13 +54,13 @@
     (rep.leases || []).forEach(function (r) {
       var tr = document.createElement("tr");
       var st = rowState(r);
-      tr.className = st;
+      tr.className = r.self ? "self" : st;
       tr.setAttribute("data-subnet", r.subnet);
       var th = cell("th", r.subnet);
       th.scope = "row";
       tr.appendChild(th);
       var ip = document.createElement("td");
-      if (r.self) {
+      if (r.self || r.public_ip === "none") {
         ip.textContent = r.public_ip;
       } else {
         var a = document.createElement("a");
