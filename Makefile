@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/weftnet/weft/internal/version.Version=$(VERSION)
 CNI_PLUGINS := github.com/containernetworking/plugins/plugins
 
-.PHONY: all build weft cni demo test test-kube kube-tools unit vet clean bench
+.PHONY: all build weft cni demo test test-kube kube-tools unit vet clean bench screenshots
 
 all: build
 
@@ -58,6 +58,14 @@ kube-tools:
 
 test-kube: build kube-tools
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 20m ./internal/store/kube/ ./test/kube/...
+
+# docs/img/page-ok.png and page-broken.png, taken by the browser test of
+# the agent's page (docs/page.md) in a three-host lab; needs root and
+# Debian's chromium.
+screenshots: build
+	mkdir -p docs/img
+	WEFT_SCREENSHOT_DIR=$(CURDIR)/docs/img WEFT_REQUIRE_ROOT=1 WEFT_CNI_BIN_DIR=$(CURDIR)/bin/cni WEFT_BIN=$(CURDIR)/bin/weft \
+		$(GO) test -count=1 -run '^TestPageInBrowser$$' ./test/integration/
 
 # Only the tests that need neither root nor namespaces.
 unit:

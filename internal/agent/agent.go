@@ -43,6 +43,7 @@ import (
 	"github.com/weftnet/weft/internal/rules/ruleexec"
 	"github.com/weftnet/weft/internal/store"
 	"github.com/weftnet/weft/internal/subnetenv"
+	"github.com/weftnet/weft/internal/web"
 )
 
 // Deps are the agent's seams: where leases live, which backends exist and
@@ -106,6 +107,7 @@ type Agent struct {
 	log  *slog.Logger
 	now  func() time.Time
 	kw   *kernelWatch // set in Run before the loops start
+	page pageView     // what the page at / on the health listener shows
 }
 
 // New returns an agent; Start it with Run.
@@ -136,8 +138,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		addr := net.JoinHostPort(a.opts.HealthzIP, strconv.Itoa(a.opts.HealthzPort))
 		go func() {
 			mux := http.NewServeMux()
-			mux.Handle("/", a.deps.Health.Handler())
+			mux.Handle("/healthz", a.deps.Health.Handler())
+			mux.Handle("/readyz", a.deps.Health.Handler())
 			mux.Handle("GET /metrics", a.deps.Metrics.Handler())
+			mux.Handle("/", a.pageHandler(start))
+			go a.watchRepairs(ctx, 3*time.Second)
 			if err := health.Serve(ctx, addr, mux, a.log); err != nil {
 				a.log.Error("health endpoint failed", "err", err)
 			}
@@ -167,6 +172,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("network config", "network", cfg.Network, "subnet-len", cfg.SubnetLen, "backend", cfg.BackendType)
 	a.deps.Metrics.SetBackend(cfg.BackendType)
+	a.page.setConfig(cfg)
 
 	factory := a.deps.Backends[cfg.BackendType] // waitConfig checked it is there
 	var published json.RawMessage
@@ -580,6 +586,7 @@ func (a *Agent) watchLoop(ctx context.Context, be backend.Backend, own netip.Pre
 				a.deps.Metrics.PeerProgrammed(done.Sub(snap.at))
 			}
 			a.countPeers(snap.leases, own)
+			a.page.setLeases(snap.leases)
 			a.kw.setPeers(snap.leases)
 			if first {
 				first = false
@@ -668,6 +675,7 @@ func (a *Agent) probeStore(ctx context.Context, ready <-chan struct{}) error {
 				down = false
 				a.deps.Health.SetReady()
 				a.log.Info("store reachable again")
+				a.page.add(web.EventStore, "store reachable again")
 			}
 		default:
 			a.deps.Metrics.StoreError("probe")
@@ -676,6 +684,7 @@ func (a *Agent) probeStore(ctx context.Context, ready <-chan struct{}) error {
 				reason := fmt.Sprintf("store unreachable for %v (longer than the lease renew margin): %v", out.Round(time.Second), err)
 				a.deps.Health.SetNotReady(reason)
 				a.log.Error("store unreachable; reporting not ready, data plane unchanged", "for", out.Round(time.Second), "err", err.Error())
+				a.page.add(web.EventStore, "%s", reason)
 			}
 		}
 	}
@@ -692,6 +701,10 @@ func (a *Agent) logChanges(prev, next []lease.Lease, own netip.Prefix) []lease.L
 	}
 	added, changed, removed := notOwn(ch.Added), notOwn(ch.Changed), notOwn(ch.Removed)
 	lvl := slog.LevelInfo
+	bulk := len(added)+len(changed)+len(removed) > backend.BulkChanges
+	if prev != nil { // the first snapshot is the start, not peers joining
+		a.page.peersChanged(added, changed, removed, bulk)
+	}
 	if n := len(added) + len(changed) + len(removed); n > backend.BulkChanges {
 		lvl = slog.LevelDebug
 		a.log.Info("peers changed in bulk; one line per peer at debug level", "added", len(added), "changed", len(changed), "removed", len(removed))

@@ -1,0 +1,223 @@
+// Package web serves the agent's page: this host and every peer as the
+// agent sees them, at / as server-rendered HTML that works without
+// JavaScript, and at /status.json as the report of `weft status -o json`
+// with an "agent" object added. Both come from one Page value, so scripts
+// and the page never disagree.
+//
+// Everything is embedded; the page loads nothing from elsewhere. Only GET
+// and HEAD are served. The report is rebuilt at most once per MinInterval
+// however many viewers poll, because each build reads the kernel.
+package web
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"html/template"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/weftnet/weft/internal/status"
+)
+
+// Page is what / shows and /status.json returns. Its JSON is the report's
+// (the embedded fields come out at the top level, so it decodes into a
+// status.Report) plus "agent".
+type Page struct {
+	status.Report
+	Agent Agent `json:"agent"`
+}
+
+// Agent is what only the running agent knows.
+type Agent struct {
+	Version       string    `json:"version"`
+	Started       time.Time `json:"started"`
+	UptimeSeconds int64     `json:"uptime_seconds"`
+	Ready         bool      `json:"ready"`
+	// NotReady says why the agent is not ready; empty when it is.
+	NotReady string `json:"not_ready,omitempty"`
+	// Error says why the report is empty: the agent has not read the
+	// network config yet, or the kernel could not be read.
+	Error  string  `json:"error,omitempty"`
+	Events []Event `json:"events"`
+}
+
+// Builder makes a fresh Page. It must not put secrets in it.
+type Builder func(ctx context.Context) Page
+
+// MinInterval is the least time between two builds.
+const MinInterval = time.Second
+
+// ProbeInterval is the least time between two rounds of probes, however
+// many pages are open: each round sends a few packets to every peer.
+const ProbeInterval = 5 * time.Second
+
+//go:embed page.html.tmpl page.js page.css
+var assets embed.FS
+
+var tmpl = template.Must(template.New("page.html.tmpl").Funcs(template.FuncMap{
+	"duration": func(s int64) string { return status.FormatDuration(time.Duration(s) * time.Second) },
+	"clock":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+	"state":    rowState,
+	"reason":   rowReason,
+	"deref":    func(p *int64) int64 { return *p },
+}).ParseFS(assets, "page.html.tmpl"))
+
+// Handler serves /, /status.json, /page.js and /page.css from build, and
+// /probe.json when WithProbe gave it a prober.
+type Handler struct {
+	build Builder
+	log   *slog.Logger
+	now   func() time.Time
+
+	mu   sync.Mutex // serialises builds and guards last/at
+	last Page
+	at   time.Time
+
+	probe Builder    // nil: no /probe.json
+	pmu   sync.Mutex // serialises probe rounds and guards plast/pat
+	plast Page
+	pat   time.Time
+}
+
+// WithProbe serves /probe.json from probe, a Builder whose report carries
+// status's --check probes. Nothing is probed until a viewer asks (the
+// page's script does while it is open), and then at most once per
+// ProbeInterval.
+func (h *Handler) WithProbe(probe Builder) *Handler {
+	h.probe = probe
+	return h
+}
+
+func (h *Handler) probed(ctx context.Context) Page {
+	h.pmu.Lock()
+	defer h.pmu.Unlock()
+	if now := h.now(); h.pat.IsZero() || now.Sub(h.pat) >= ProbeInterval {
+		h.plast, h.pat = h.probe(ctx), now
+	}
+	return h.plast
+}
+
+// New returns the handler; log may be nil.
+func New(build Builder, log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Handler{build: build, log: log, now: time.Now}
+}
+
+func (h *Handler) page(ctx context.Context) Page {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if now := h.now(); h.at.IsZero() || now.Sub(h.at) >= MinInterval {
+		h.last, h.at = h.build(ctx), now
+	}
+	return h.last
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "read-only: only GET and HEAD", http.StatusMethodNotAllowed)
+		return
+	}
+	// The page is about this host's network; no one should frame it or
+	// run scripts from elsewhere in it.
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	switch r.URL.Path {
+	case "/":
+		var buf bytes.Buffer
+		data := struct {
+			Page
+			Port string // of this listener, for links to peers' pages
+		}{h.page(r.Context()), listenPort(r)}
+		if err := tmpl.Execute(&buf, data); err != nil {
+			h.log.Error("render the status page", "err", err.Error())
+			http.Error(w, "cannot render the page: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write(buf.Bytes())
+	case "/status.json":
+		writeJSON(w, h.page(r.Context()))
+	case "/probe.json":
+		if h.probe == nil {
+			http.NotFound(w, r)
+			return
+		}
+		writeJSON(w, h.probed(r.Context()))
+	case "/page.js":
+		h.asset(w, r, "page.js", "text/javascript; charset=utf-8")
+	case "/page.css":
+		h.asset(w, r, "page.css", "text/css; charset=utf-8")
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, p Page) {
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		http.Error(w, "cannot encode the report: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func (h *Handler) asset(w http.ResponseWriter, _ *http.Request, name, typ string) {
+	b, err := assets.ReadFile(name)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", typ)
+	_, _ = w.Write(b)
+}
+
+// listenPort is the port the viewer reached this page on; peers serve
+// theirs on the same one.
+func listenPort(r *http.Request) string {
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if _, p, err := net.SplitHostPort(a.String()); err == nil {
+			return p
+		}
+	}
+	if _, p, err := net.SplitHostPort(r.Host); err == nil {
+		return p
+	}
+	return "80"
+}
+
+// rowState is a row's kernel state in one word: ok, or the state of its
+// first entry that is not ok (missing, wrong), or "problem" when the
+// problem is not a kernel entry (an expired lease, a backend mismatch).
+func rowState(r status.Row) string {
+	if r.Self {
+		return "this host"
+	}
+	for _, e := range r.Entries {
+		if e.State != status.StateOK {
+			return e.State
+		}
+	}
+	if len(r.Problems) > 0 {
+		return "problem"
+	}
+	return status.StateOK
+}
+
+// rowReason is the first problem's explanation, as weft status gives it.
+func rowReason(r status.Row) string {
+	if len(r.Problems) == 0 {
+		return ""
+	}
+	return r.Problems[0].Message
+}

@@ -1,0 +1,263 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/weftnet/weft/internal/netns"
+	"github.com/weftnet/weft/internal/nstest"
+)
+
+// pageRow is one row of the page's peer table as the browser shows it.
+type pageRow struct {
+	Subnet string `json:"subnet"`
+	State  string `json:"state"`
+	Reason string `json:"reason"`
+	Reach  string `json:"reach"`
+}
+
+const readRows = `Array.from(document.querySelectorAll("#peers tbody tr")).map(function (r) {
+  return {subnet: r.getAttribute("data-subnet"),
+          state: r.querySelector("td.state").textContent,
+          reason: r.querySelector("td.reason").textContent,
+          reach: r.querySelector("td.reach").textContent};
+})`
+
+// h1's page in headless Chromium: it loads without a console error and
+// shows every peer ok; a route to h3 pointed at the wrong host (which the
+// agent only hears of on its next reconcile) turns h3's row to "wrong" with
+// status's reason, without a reload; the agent's repair turns it back to
+// ok and shows up among the events. The reachability column, fed by
+// status's probes while the page is open, shows each peer's RTT. With WEFT_SCREENSHOT_DIR set, it
+// saves both states as page-ok.png and page-broken.png there.
+func TestPageInBrowser(t *testing.T) {
+	nstest.RequireRoot(t)
+	nstest.RequireTools(t, "chromium")
+	l := upLab(t, 3, 1) // a pod per host, so that each pod gateway answers the probes
+	s1, s3 := subnetOf(t, l, "h1"), subnetOf(t, l, "h3")
+	h1, _ := l.Topology().Host("h1")
+
+	// The agent listens on h1's loopback; the browser runs here.
+	url := forwardInto(t, h1.NS, h1.Health.String()) + "/"
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	actx, cancelA := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath("chromium"),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	defer cancelA()
+	bctx, cancelB := chromedp.NewContext(actx)
+	defer cancelB()
+
+	// The console is read from before the page loads: a message the page
+	// wrote before the subscription would be lost.
+	var mu sync.Mutex
+	var consoleErrs []string
+	messages := chromedp.Console(bctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleWarning || m.IsException() {
+				mu.Lock()
+				consoleErrs = append(consoleErrs, m.String()+" "+m.URL)
+				mu.Unlock()
+			}
+		}
+	}()
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(bctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	do("open the page", chromedp.EmulateViewport(1280, 800),
+		chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("#peers tbody tr")))
+
+	rows := func() map[string]pageRow {
+		rs, err := chromedp.Run(bctx, chromedp.Evaluate[[]pageRow](readRows))
+		if err != nil {
+			t.Fatalf("read the peer table: %v", err)
+		}
+		m := map[string]pageRow{}
+		for _, r := range rs {
+			m[r.Subnet] = r
+		}
+		return m
+	}
+	// waitRows polls the table the page's own script keeps current.
+	waitRows := func(within time.Duration, cond func(map[string]pageRow) error) {
+		t.Helper()
+		nstest.Eventually(t, within, func() error { return cond(rows()) })
+	}
+	allOK := func(m map[string]pageRow) error {
+		if len(m) != 3 {
+			return fmt.Errorf("%d rows, want 3: %+v", len(m), m)
+		}
+		for s, r := range m {
+			want := "ok"
+			if s == s1.String() {
+				want = "this host"
+			}
+			if r.State != want {
+				return fmt.Errorf("row %s is %q (%s), want %q", s, r.State, r.Reason, want)
+			}
+		}
+		return nil
+	}
+	waitRows(10*time.Second, allOK)
+	// While the page is open, its script has the agent probe every peer.
+	waitRows(15*time.Second, func(m map[string]pageRow) error {
+		for s, r := range m {
+			if s != s1.String() && !strings.HasPrefix(r.Reach, "reachable, RTT ") {
+				return fmt.Errorf("row %s: reachability %q, want reachable with an RTT", s, r.Reach)
+			}
+		}
+		return nil
+	})
+	screenshot(t, bctx, "page-ok.png")
+
+	// Narrow screens scroll the table, not the page.
+	do("narrow the screen", chromedp.EmulateViewport(375, 700))
+	overflow, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth`))
+	if err != nil {
+		t.Fatalf("measure the page: %v", err)
+	}
+	do("widen the screen", chromedp.EmulateViewport(1280, 800))
+	if overflow {
+		t.Errorf("the page is wider than a 375 px screen")
+	}
+
+	// Point h1's route to h3 at h2: a replaced route is no deletion, so
+	// the agent finds it only on its next reconcile, and the page has
+	// time to show it.
+	h2IP := hostIP(t, l, "h2")
+	if out, err := exec.Command("ip", "-n", h1.NS, "route", "replace", s3.String(), "via", h2IP.String(),
+		"dev", h1.Iface, "proto", "87").CombinedOutput(); err != nil {
+		t.Fatalf("ip route replace: %v: %s", err, out)
+	}
+	broken := time.Now()
+	waitRows(8*time.Second, func(m map[string]pageRow) error {
+		r := m[s3.String()]
+		if r.State != "wrong" || !strings.Contains(r.Reason, "does not lead to the peer") {
+			return fmt.Errorf("row %s is %q (%s), want wrong with status's reason", s3, r.State, r.Reason)
+		}
+		return nil
+	})
+	t.Logf("the page showed the wrong route after %v", time.Since(broken).Round(time.Millisecond))
+	screenshot(t, bctx, "page-broken.png")
+
+	// The reconcile period is 10 s.
+	waitRows(25*time.Second, allOK)
+	t.Logf("the page showed the repair after %v", time.Since(broken).Round(time.Millisecond))
+	nstest.Eventually(t, 10*time.Second, func() error {
+		events, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("#events")))
+		if err != nil {
+			t.Fatalf("read the events: %v", err)
+		}
+		if !strings.Contains(events, "restored 1 route entry") {
+			return fmt.Errorf("events lack the repair: %q", events)
+		}
+		return nil
+	})
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(consoleErrs) > 0 {
+		t.Errorf("the browser reported:\n%s", strings.Join(consoleErrs, "\n"))
+	}
+}
+
+// screenshot saves the viewport as name under WEFT_SCREENSHOT_DIR, if set.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	dir := os.Getenv("WEFT_SCREENSHOT_DIR")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+		t.Fatalf("save screenshot: %v", err)
+	}
+}
+
+// forwardInto listens on the test's loopback and relays each connection to
+// addr inside namespace ns; it returns the base URL and stops with the
+// test.
+func forwardInto(t *testing.T, ns, addr string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				var up net.Conn
+				err := netns.Do(ns, func() error {
+					var err error
+					up, err = net.DialTimeout("tcp", addr, 2*time.Second)
+					return err
+				})
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				done := make(chan struct{}, 2)
+				relay := func(dst, src net.Conn) {
+					_, _ = io.Copy(dst, src)
+					// Half-close so the other direction ends as well.
+					if tc, ok := dst.(*net.TCPConn); ok {
+						_ = tc.CloseWrite()
+					}
+					done <- struct{}{}
+				}
+				go relay(up, c)
+				go relay(c, up)
+				<-done
+				<-done
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
