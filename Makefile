@@ -64,7 +64,7 @@ test-kube: build kube-tools
 # Debian's chromium.
 screenshots: build
 	mkdir -p docs/img
-	WEFT_SCREENSHOT_DIR=$(CURDIR)/docs/img WEFT_REQUIRE_ROOT=1 WEFT_CNI_BIN_DIR=$(CURDIR)/bin/cni WEFT_BIN=$(CURDIR)/bin/weft \
+	WEFT_SCREENSHOT_DIR=$(CURDIR)/docs/img $(TEST_ENV) \
 		$(GO) test -count=1 -run '^TestPageInBrowser$$' ./test/integration/
 
 # Only the tests that need neither root nor namespaces.
