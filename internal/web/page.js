@@ -117,7 +117,7 @@
   }
 
   function probeTick() {
-    fetch("/probe.json", { cache: "no-store" })
+    fetch("probe.json", { cache: "no-store" })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (rep) { if (rep) { takeProbes(rep); } })
       .catch(function () {})
@@ -169,7 +169,7 @@
   }
 
   function tick() {
-    fetch("/status.json", { cache: "no-store" })
+    fetch("status.json", { cache: "no-store" })
       .then(function (r) { return r.json(); })
       .then(draw)
       .catch(function () {

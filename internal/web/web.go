@@ -56,12 +56,12 @@ const MinInterval = time.Second
 // many pages are open: each round sends a few packets to every peer.
 const ProbeInterval = 5 * time.Second
 
-//go:embed page.html.tmpl page.js page.css
+//go:embed page.html.tmpl page.js page.css lab.html.tmpl lab.js
 var assets embed.FS
 
 var tmpl = template.Must(template.New("page.html.tmpl").Funcs(template.FuncMap{
-	"duration": func(s int64) string { return status.FormatDuration(time.Duration(s) * time.Second) },
-	"clock":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+	"duration": tmplDuration,
+	"clock":    tmplClock,
 	"state":    rowState,
 	"reason":   rowReason,
 	"deref":    func(p *int64) int64 { return *p },
@@ -172,7 +172,15 @@ func writeJSON(w http.ResponseWriter, p Page) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
+func tmplDuration(s int64) string { return status.FormatDuration(time.Duration(s) * time.Second) }
+
+func tmplClock(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") }
+
 func (h *Handler) asset(w http.ResponseWriter, _ *http.Request, name, typ string) {
+	serveAsset(w, name, typ)
+}
+
+func serveAsset(w http.ResponseWriter, name, typ string) {
 	b, err := assets.ReadFile(name)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
