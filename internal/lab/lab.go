@@ -34,6 +34,9 @@ type Options struct {
 	// agents start, whose ServiceAccount they run as; default:
 	// deploy/kube-weft.yml of the weft repository.
 	KubeManifest string
+	// PageAddr is where the lab page (every host's row, the N×N matrix)
+	// listens, in the root namespace; empty: no page.
+	PageAddr string
 	// Keep leaves the lab running after Demo's checks.
 	Keep bool
 	// KeepNeighThresholds leaves the kernel's neighbour-table thresholds

@@ -118,6 +118,11 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	if err := writeState(topo.StateDir, l.st); err != nil {
 		return l, err
 	}
+	if opts.PageAddr != "" {
+		if err := l.startPage(ctx); err != nil {
+			return l, err
+		}
+	}
 	return l, nil
 }
 
@@ -592,6 +597,7 @@ func teardown(ctx context.Context, topo Topology, cniBinDir string, log *slog.Lo
 		ns       []string
 		pidFiles []string
 	}{
+		{nil, []string{pagePIDFile(topo)}},
 		{hostSide, agentPIDs},
 		{[]string{underlay}, etcdPIDs},
 	} {

@@ -90,6 +90,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return BenchMain(ctx, rest, stdout, stderr)
 	case "_etcd":
 		return mainEtcd(ctx, rest, stderr)
+	case "_page":
+		return mainPage(ctx, rest, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, mainUsage)
 		return flag.ErrHelp
@@ -143,6 +145,11 @@ func mainBuild(ctx context.Context, cmd string, args []string, stdout, stderr io
 	addKubeFlags(fs, &o)
 	tuneNeigh := true
 	fs.BoolVar(&tuneNeigh, "tune-neigh", true, "raise the kernel's neighbour-table thresholds (net.ipv4.neigh.default.gc_thresh1/2/3, shared by all namespaces) to fit the lab; restored when the last lab goes down")
+	pageAddr := "127.0.0.1:8470"
+	if cmd == "demo" {
+		pageAddr = ""
+	}
+	fs.StringVar(&o.PageAddr, "page-addr", pageAddr, `where the lab page (every host's row, the N×N matrix) listens, in the root namespace; port 0 picks a free one; "" for none`)
 	if cmd == "demo" {
 		fs.BoolVar(&o.Keep, "keep", false, "leave the lab running after the checks")
 	}
@@ -255,4 +262,19 @@ func mainEtcd(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	return runEtcd(ctx, *dataDir, *client, *peer, log)
+}
+
+func mainPage(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlagSet("_page")
+	var c common
+	c.add(fs)
+	addr := fs.String("addr", "127.0.0.1:8470", "listen address")
+	if err := cmdline.Parse(fs, args, stderr, stderr); err != nil {
+		return err
+	}
+	if err := cmdline.NoArgs(fs, stderr); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	return runPage(ctx, Spec{Prefix: c.prefix, StateRoot: c.stateRoot}, *addr, log)
 }

@@ -52,6 +52,9 @@ func spawnEnv(name, ns, bin string, args, env []string, logFile, pidFile string)
 	defer devnull.Close()
 
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...)
+	if ns == "" { // the root namespace: the lab page
+		cmd = exec.Command(bin, args...)
+	}
 	cmd.Env = append(childEnv(os.Environ()), env...)
 	cmd.Stdin = devnull
 	cmd.Stdout = logf
