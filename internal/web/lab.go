@@ -125,7 +125,7 @@ func BuildLab(lab string, now time.Time, srcs []LabSource) LabPage {
 // report, in the words the agent's own page uses.
 func cellFor(r *Page, subnet string, self bool) Cell {
 	if self {
-		return Cell{State: CellSelf, Text: "—"}
+		return Cell{State: CellSelf, Text: "self"}
 	}
 	if r == nil || subnet == "" {
 		return Cell{State: CellUnknown, Text: "unknown: no report"}
