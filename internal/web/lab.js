@@ -31,7 +31,7 @@
       (lab.hosts || []).forEach(function (h) {
         var tr = document.createElement("tr");
         tr.setAttribute("data-host", h.name);
-        tr.className = (h.ready && !h.error && !h.problem_count) ? "ok" : "problem";
+        tr.className = (h.ready && !h.error) ? "ok" : "problem";
         var th = document.createElement("th");
         th.scope = "row";
         var a = cell("a", h.name);
@@ -43,7 +43,7 @@
         tr.appendChild(cell("td", h.backend || ""));
         tr.appendChild(cell("td", h.expires_in_seconds !== undefined ? dur(h.expires_in_seconds) : "-"));
         tr.appendChild(cell("td", h.error ? "no: " + h.error : (h.ready ? "yes" : "no: " + h.not_ready), "state"));
-        tr.appendChild(cell("td", String(h.problem_count), "problems"));
+        tr.appendChild(cell("td", String(h.problem_count), h.problem_count ? "problems bad" : "problems"));
         rows.appendChild(tr);
       });
       hb.replaceChildren(rows);

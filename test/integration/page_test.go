@@ -15,8 +15,10 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/nstest"
+	"github.com/weftnet/weft/internal/testbin"
 )
 
 // pageRow is one row of the page's peer table as the browser shows it.
@@ -261,3 +263,123 @@ func forwardInto(t *testing.T, ns, addr string) string {
 	return "http://" + ln.Addr().String()
 }
 
+const readMatrix = `Array.from(document.querySelectorAll("#matrix tbody tr")).map(function (r) {
+  return Array.from(r.querySelectorAll("td")).map(function (c) { return c.className + "|" + c.textContent; });
+})`
+
+// The lab's page in headless Chromium: every host's row and a 3×3 matrix
+// of ok cells; a prohibit route in h1 to h3's pod gateway turns that one
+// cell to "failed" with the reason, without a reload, and removing it
+// turns it back to ok.
+func TestLabPageInBrowser(t *testing.T) {
+	nstest.RequireRoot(t)
+	nstest.RequireTools(t, "chromium")
+	spec := lab.Spec{Prefix: nstest.UniqueName("it"), Hosts: 3, Pods: 1, Backend: "host-gw"}
+	var out strings.Builder
+	uctx, ucancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	l, err := lab.Up(uctx, lab.Options{Spec: spec, WeftBinary: testbin.Weft(t), CNIBinDir: testbin.CNIDir(t),
+		Out: &out, PageAddr: "127.0.0.1:0"})
+	ucancel()
+	if err != nil {
+		t.Fatalf("lab up: %v\n%s", err, out.String())
+	}
+	t.Cleanup(func() {
+		if err := l.Down(); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+	})
+	addr := lab.PageAddr(l.Topology())
+	if !strings.Contains(out.String(), "page: http://"+addr+"/") {
+		t.Fatalf("lab up did not print the page's address %q:\n%s", addr, out.String())
+	}
+	h1, _ := l.Topology().Host("h1")
+	s3 := subnetOf(t, l, "h3")
+	gw3 := s3.Addr().Next().String() // h3's pod gateway, what h1 probes
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	actx, cancelA := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath("chromium"), chromedp.Headless, chromedp.NoSandbox, chromedp.NoFirstRun,
+		chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	defer cancelA()
+	bctx, cancelB := chromedp.NewContext(actx)
+	defer cancelB()
+	var mu sync.Mutex
+	var consoleErrs []string
+	messages := chromedp.Console(bctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleWarning || m.IsException() {
+				mu.Lock()
+				consoleErrs = append(consoleErrs, m.String()+" "+m.URL)
+				mu.Unlock()
+			}
+		}
+	}()
+	if err := chromedp.Do(bctx, chromedp.EmulateViewport(1280, 800),
+		chromedp.Navigate("http://"+addr+"/"), chromedp.WaitVisible(chromedp.CSS("#matrix tbody tr"))); err != nil {
+		t.Fatalf("open the lab page: %v", err)
+	}
+	hosts, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("#hosts tbody tr").length`))
+	if err != nil || hosts != 3 {
+		t.Fatalf("host rows: %d, %v; want 3", hosts, err)
+	}
+	// cellIs waits until the cell from row i to column j has the class
+	// and text prefix, and every other off-diagonal cell is ok.
+	cellIs := func(within time.Duration, i, j int, state, text string) {
+		t.Helper()
+		nstest.Eventually(t, within, func() error {
+			m, err := chromedp.Run(bctx, chromedp.Evaluate[[][]string](readMatrix))
+			if err != nil {
+				t.Fatalf("read the matrix: %v", err)
+			}
+			if len(m) != 3 {
+				return fmt.Errorf("matrix %v, want 3 rows", m)
+			}
+			for a, row := range m {
+				if len(row) != 3 {
+					return fmt.Errorf("matrix row %d: %v", a, row)
+				}
+				for b, c := range row {
+					wantState, wantText := "cell ok", "ok "
+					switch {
+					case a == b:
+						wantState, wantText = "cell self", "self"
+					case a == i && b == j:
+						wantState, wantText = "cell "+state, text
+					}
+					if !strings.HasPrefix(c, wantState+"|"+wantText) {
+						return fmt.Errorf("cell %d→%d is %q, want %s|%s...", a, b, c, wantState, wantText)
+					}
+				}
+			}
+			return nil
+		})
+	}
+	cellIs(10*time.Second, 0, 1, "ok", "ok ")
+	screenshot(t, bctx, "lab-ok.png")
+
+	// A prohibit route to h3's pod gateway is more specific than the
+	// agent's route to h3's subnet, which it leaves alone.
+	if out, err := exec.Command("ip", "-n", h1.NS, "route", "add", "prohibit", gw3+"/32").CombinedOutput(); err != nil {
+		t.Fatalf("ip route add prohibit: %v: %s", err, out)
+	}
+	cellIs(20*time.Second, 0, 2, "failed", "failed: ")
+	screenshot(t, bctx, "lab-broken.png")
+	if out, err := exec.Command("ip", "-n", h1.NS, "route", "del", "prohibit", gw3+"/32").CombinedOutput(); err != nil {
+		t.Fatalf("ip route del prohibit: %v: %s", err, out)
+	}
+	cellIs(20*time.Second, 0, 1, "ok", "ok ")
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(consoleErrs) > 0 {
+		t.Errorf("the browser reported:\n%s", strings.Join(consoleErrs, "\n"))
+	}
+}
