@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -40,7 +41,11 @@ func labSources(reports ...*Page) []LabSource {
 	var srcs []LabSource
 	for i, r := range reports {
 		name := "h" + string(rune('1'+i))
-		srcs = append(srcs, LabSource{Name: name, Link: "/h/" + name + "/", Subnet: labSubnets[i], Report: r})
+		src := LabSource{Name: name, Link: "/h/" + name + "/", Report: r}
+		if i < len(labSubnets) {
+			src.Subnet = labSubnets[i]
+		}
+		srcs = append(srcs, src)
 	}
 	return srcs
 }
@@ -130,4 +135,31 @@ func TestLabHandler(t *testing.T) {
 			t.Errorf("GET %s: %d", a, res.StatusCode)
 		}
 	}
+}
+
+// The agents' reports come over the network: whatever they decode to,
+// BuildLab gives an N×N matrix and renders.
+func FuzzBuildLab(f *testing.F) {
+	seed, _ := json.Marshal([]*Page{probed(0), probed(1, labSubnets[2]), nil})
+	f.Add(seed)
+	f.Add([]byte(`[{"leases":[{"subnet":"","check":{}}]},null]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var reports []*Page
+		if json.Unmarshal(b, &reports) != nil || len(reports) > 20 {
+			return
+		}
+		srcs := labSources(reports...)
+		p := BuildLab("f", t0, srcs)
+		if len(p.Matrix.Cells) != len(srcs) {
+			t.Fatalf("%d matrix rows for %d hosts", len(p.Matrix.Cells), len(srcs))
+		}
+		for i, row := range p.Matrix.Cells {
+			if len(row) != len(srcs) || row[i].State != CellSelf {
+				t.Fatalf("row %d: %+v", i, row)
+			}
+		}
+		if err := labTmpl.Execute(io.Discard, p); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
