@@ -65,7 +65,7 @@ test-kube: build kube-tools
 screenshots: build
 	mkdir -p docs/img
 	WEFT_SCREENSHOT_DIR=$(CURDIR)/docs/img $(TEST_ENV) \
-		$(GO) test -count=1 -run '^TestPageInBrowser$$' ./test/integration/
+		$(GO) test -count=1 -run '^(TestPageInBrowser|TestLabPageInBrowser)$$' ./test/integration/
 
 # Only the tests that need neither root nor namespaces.
 unit:
