@@ -1,15 +1,12 @@
 package web
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -178,9 +175,7 @@ type LabHandler struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	mu   sync.Mutex
-	last LabPage
-	at   time.Time
+	fetched throttled[LabPage]
 }
 
 // NewLab returns the lab page's handler; log may be nil.
@@ -192,46 +187,24 @@ func NewLab(fetch func(ctx context.Context) LabPage, agents http.Handler, log *s
 }
 
 func (h *LabHandler) page(ctx context.Context) LabPage {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if now := h.now(); h.at.IsZero() || now.Sub(h.at) >= ProbeInterval {
-		h.last, h.at = h.fetch(ctx), now
-	}
-	return h.last
+	return h.fetched.get(h.now(), ProbeInterval, func() LabPage { return h.fetch(ctx) })
 }
 
 // ServeHTTP implements http.Handler.
 func (h *LabHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "read-only: only GET and HEAD", http.StatusMethodNotAllowed)
+	if !readOnly(w, r) {
 		return
 	}
 	if strings.HasPrefix(r.URL.Path, "/h/") && h.agents != nil {
 		h.agents.ServeHTTP(w, r)
 		return
 	}
-	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Cache-Control", "no-store")
+	secureHeaders(w)
 	switch r.URL.Path {
 	case "/":
-		var buf bytes.Buffer
-		if err := labTmpl.Execute(&buf, h.page(r.Context())); err != nil {
-			h.log.Error("render the lab page", "err", err.Error())
-			http.Error(w, "cannot render the page: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_, _ = w.Write(buf.Bytes())
+		renderHTML(w, h.log, "lab page", labTmpl, h.page(r.Context()))
 	case "/lab.json":
-		b, err := json.MarshalIndent(h.page(r.Context()), "", "  ")
-		if err != nil {
-			http.Error(w, "cannot encode the lab: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(append(b, '\n'))
+		writeJSON(w, h.page(r.Context()))
 	case "/page.css":
 		serveAsset(w, "page.css", "text/css; charset=utf-8")
 	case "/lab.js":

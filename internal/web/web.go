@@ -74,14 +74,60 @@ type Handler struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	mu   sync.Mutex // serialises builds and guards last/at
-	last Page
-	at   time.Time
+	built throttled[Page]
 
-	probe Builder    // nil: no /probe.json
-	pmu   sync.Mutex // serialises probe rounds and guards plast/pat
-	plast Page
-	pat   time.Time
+	probe  Builder // nil: no /probe.json
+	probes throttled[Page]
+}
+
+// throttled keeps the last result of an expensive call (a report build, a
+// round of probes) and makes it again at most once per interval, however
+// many viewers ask; callers wait for a round already running.
+type throttled[T any] struct {
+	mu   sync.Mutex
+	last T
+	at   time.Time
+}
+
+func (c *throttled[T]) get(now time.Time, every time.Duration, make func() T) T {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at.IsZero() || now.Sub(c.at) >= every {
+		c.last, c.at = make(), now
+	}
+	return c.last
+}
+
+// readOnly answers anything but GET and HEAD with 405 and reports whether
+// the request may go on; the pages change nothing.
+func readOnly(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "read-only: only GET and HEAD", http.StatusMethodNotAllowed)
+		return false
+	}
+	return true
+}
+
+// secureHeaders: the pages are about the network; no one should frame
+// them or run scripts from elsewhere in them, and nothing is cached.
+func secureHeaders(w http.ResponseWriter) {
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+}
+
+// renderHTML executes t with data and writes the page, or a 500 naming
+// what could not be rendered.
+func renderHTML(w http.ResponseWriter, log *slog.Logger, what string, t *template.Template, data any) {
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, data); err != nil {
+		log.Error("render the "+what, "err", err.Error())
+		http.Error(w, "cannot render the page: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write(buf.Bytes())
 }
 
 // WithProbe serves /probe.json from probe, a Builder whose report carries
@@ -94,12 +140,7 @@ func (h *Handler) WithProbe(probe Builder) *Handler {
 }
 
 func (h *Handler) probed(ctx context.Context) Page {
-	h.pmu.Lock()
-	defer h.pmu.Unlock()
-	if now := h.now(); h.pat.IsZero() || now.Sub(h.pat) >= ProbeInterval {
-		h.plast, h.pat = h.probe(ctx), now
-	}
-	return h.plast
+	return h.probes.get(h.now(), ProbeInterval, func() Page { return h.probe(ctx) })
 }
 
 // New returns the handler; log may be nil.
@@ -111,40 +152,22 @@ func New(build Builder, log *slog.Logger) *Handler {
 }
 
 func (h *Handler) page(ctx context.Context) Page {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if now := h.now(); h.at.IsZero() || now.Sub(h.at) >= MinInterval {
-		h.last, h.at = h.build(ctx), now
-	}
-	return h.last
+	return h.built.get(h.now(), MinInterval, func() Page { return h.build(ctx) })
 }
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "read-only: only GET and HEAD", http.StatusMethodNotAllowed)
+	if !readOnly(w, r) {
 		return
 	}
-	// The page is about this host's network; no one should frame it or
-	// run scripts from elsewhere in it.
-	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Cache-Control", "no-store")
+	secureHeaders(w)
 	switch r.URL.Path {
 	case "/":
-		var buf bytes.Buffer
 		data := struct {
 			Page
 			Port string // of this listener, for links to peers' pages
 		}{h.page(r.Context()), listenPort(r)}
-		if err := tmpl.Execute(&buf, data); err != nil {
-			h.log.Error("render the status page", "err", err.Error())
-			http.Error(w, "cannot render the page: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_, _ = w.Write(buf.Bytes())
+		renderHTML(w, h.log, "status page", tmpl, data)
 	case "/status.json":
 		writeJSON(w, h.page(r.Context()))
 	case "/probe.json":
@@ -162,7 +185,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func writeJSON(w http.ResponseWriter, p Page) {
+func writeJSON(w http.ResponseWriter, p any) {
 	b, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {
 		http.Error(w, "cannot encode the report: "+err.Error(), http.StatusInternalServerError)
