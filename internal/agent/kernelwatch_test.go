@@ -17,6 +17,7 @@ import (
 	"github.com/weftnet/weft/internal/kernel/hostfacts"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/metrics"
+	"github.com/weftnet/weft/internal/sysctl/sysctltest"
 	"github.com/weftnet/weft/internal/nstest"
 	"github.com/weftnet/weft/internal/options"
 	"github.com/weftnet/weft/internal/store/storetest"
@@ -44,18 +45,7 @@ func newFakeProc(t *testing.T, files map[string]string) *fakeProc {
 
 func (p *fakeProc) write(t *testing.T, rel, v string) {
 	t.Helper()
-	path := filepath.Join(p.root, rel)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// Written aside and renamed, so that the agent never reads half a file.
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(v+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
+	sysctltest.WriteFile(t, p.root, rel, v)
 }
 
 func (p *fakeProc) read(t *testing.T, rel string) string {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/weftnet/weft/internal/kernel/neightable"
 	"github.com/weftnet/weft/internal/sysctl"
+	"github.com/weftnet/weft/internal/sysctl/sysctltest"
 )
 
 // fakeNeighGuard is a guard over a fake /proc/sys holding the stock
@@ -17,13 +18,7 @@ func fakeNeighGuard(t *testing.T) neighGuard {
 	root := t.TempDir()
 	fs := sysctl.FS{Root: filepath.Join(root, "sys")}
 	for i, v := range []string{"128", "512", "1024"} {
-		p := fs.Path(neightable.IPv4.Sysctl(i + 1))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(v+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		sysctltest.Set(t, fs, neightable.IPv4.Sysctl(i+1), v)
 	}
 	return neighGuard{FS: fs, Record: filepath.Join(root, "run", "neigh-thresholds.json")}
 }

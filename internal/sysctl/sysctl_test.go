@@ -1,25 +1,17 @@
-package sysctl
+package sysctl_test
 
 import (
 	"errors"
 	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/weftnet/weft/internal/sysctl"
+	"github.com/weftnet/weft/internal/sysctl/sysctltest"
 )
 
-func fakeTree(t *testing.T, files map[string]string) FS {
+func fakeTree(t *testing.T, files map[string]string) sysctl.FS {
 	t.Helper()
-	root := t.TempDir()
-	for rel, v := range files {
-		p := filepath.Join(root, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return FS{Root: root}
+	return sysctl.FS{Root: sysctltest.Tree(t, files)}
 }
 
 func TestGetSetRoundTrip(t *testing.T) {
@@ -39,10 +31,10 @@ func TestGetSetRoundTrip(t *testing.T) {
 func TestMissingIsNamed(t *testing.T) {
 	f := fakeTree(t, nil)
 	_, err := f.Get("net.bridge.bridge-nf-call-iptables")
-	if !errors.Is(err, ErrMissing) {
+	if !errors.Is(err, sysctl.ErrMissing) {
 		t.Fatalf("Get of a missing sysctl: %v, want ErrMissing", err)
 	}
-	if err := f.Set("net.ipv4.ip_forward", "1"); !errors.Is(err, ErrMissing) {
+	if err := f.Set("net.ipv4.ip_forward", "1"); !errors.Is(err, sysctl.ErrMissing) {
 		t.Fatalf("Set of a missing sysctl: %v, want ErrMissing", err)
 	}
 	if _, err := os.Stat(f.Path("net.ipv4.ip_forward")); !os.IsNotExist(err) {
@@ -58,13 +50,13 @@ func TestGetIntRejectsText(t *testing.T) {
 }
 
 func TestHostPath(t *testing.T) {
-	if got, want := Host.Path("net.ipv4.neigh.default.gc_thresh1"), "/proc/sys/net/ipv4/neigh/default/gc_thresh1"; got != want {
+	if got, want := sysctl.Host.Path("net.ipv4.neigh.default.gc_thresh1"), "/proc/sys/net/ipv4/neigh/default/gc_thresh1"; got != want {
 		t.Fatalf("Path = %s, want %s", got, want)
 	}
 }
 
 func TestSlashNameKeepsDots(t *testing.T) {
-	if got, want := Host.Path("net/ipv4/conf/flannel.1/rp_filter"), "/proc/sys/net/ipv4/conf/flannel.1/rp_filter"; got != want {
+	if got, want := sysctl.Host.Path("net/ipv4/conf/flannel.1/rp_filter"), "/proc/sys/net/ipv4/conf/flannel.1/rp_filter"; got != want {
 		t.Fatalf("Path = %s, want %s", got, want)
 	}
 }

@@ -9,22 +9,14 @@ import (
 	"testing"
 
 	"github.com/weftnet/weft/internal/sysctl"
+	"github.com/weftnet/weft/internal/sysctl/sysctltest"
 )
 
 // fakeProc writes files below a temporary /proc-like root and returns a
 // Reader on it; tests never touch the host's values.
 func fakeProc(t *testing.T, files map[string]string) Reader {
 	t.Helper()
-	root := t.TempDir()
-	for rel, v := range files {
-		p := filepath.Join(root, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(v+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	root := sysctltest.Tree(t, files)
 	r := FromProcRoot(root)
 	r.NetDir = filepath.Join(root, "class-net")
 	return r

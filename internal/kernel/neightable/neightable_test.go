@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/weftnet/weft/internal/sysctl"
+	"github.com/weftnet/weft/internal/sysctl/sysctltest"
 )
 
 // The testdata files were captured from /proc/net/stat on a 6.18 kernel
@@ -74,13 +75,7 @@ func TestReadThresholds(t *testing.T) {
 	root := t.TempDir()
 	fs := sysctl.FS{Root: root}
 	for i, v := range []string{"128", "512", "1024"} {
-		p := fs.Path(IPv4.Sysctl(i + 1))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(v+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		sysctltest.Set(t, fs, IPv4.Sysctl(i+1), v)
 	}
 	got, err := ReadThresholds(fs, IPv4)
 	if err != nil {
