@@ -17,10 +17,10 @@ import (
 	"github.com/weftnet/weft/internal/kernel/hostfacts"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/metrics"
-	"github.com/weftnet/weft/internal/sysctl/sysctltest"
 	"github.com/weftnet/weft/internal/nstest"
 	"github.com/weftnet/weft/internal/options"
 	"github.com/weftnet/weft/internal/store/storetest"
+	"github.com/weftnet/weft/internal/sysctl/sysctltest"
 )
 
 // These tests drive the kernel watch through a whole agent (fake store,
