@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -55,40 +56,7 @@ func TestPageInBrowser(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	actx, cancelA := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath("chromium"),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	defer cancelA()
-	bctx, cancelB := chromedp.NewContext(actx)
-	defer cancelB()
-
-	// The console is read from before the page loads: a message the page
-	// wrote before the subscription would be lost.
-	var mu sync.Mutex
-	var consoleErrs []string
-	messages := chromedp.Console(bctx)
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleWarning || m.IsException() {
-				mu.Lock()
-				consoleErrs = append(consoleErrs, m.String()+" "+m.URL)
-				mu.Unlock()
-			}
-		}
-	}()
+	bctx, consoleErrs := newBrowser(t, ctx)
 	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
 		if err := chromedp.Do(bctx, steps...); err != nil {
@@ -185,10 +153,8 @@ func TestPageInBrowser(t *testing.T) {
 		return nil
 	})
 
-	mu.Lock()
-	defer mu.Unlock()
-	if len(consoleErrs) > 0 {
-		t.Errorf("the browser reported:\n%s", strings.Join(consoleErrs, "\n"))
+	if errs := consoleErrs(); len(errs) > 0 {
+		t.Errorf("the browser reported:\n%s", strings.Join(errs, "\n"))
 	}
 }
 
@@ -298,30 +264,7 @@ func TestLabPageInBrowser(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	actx, cancelA := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath("chromium"), chromedp.Headless, chromedp.NoSandbox, chromedp.NoFirstRun,
-		chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	defer cancelA()
-	bctx, cancelB := chromedp.NewContext(actx)
-	defer cancelB()
-	var mu sync.Mutex
-	var consoleErrs []string
-	messages := chromedp.Console(bctx)
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleWarning || m.IsException() {
-				mu.Lock()
-				consoleErrs = append(consoleErrs, m.String()+" "+m.URL)
-				mu.Unlock()
-			}
-		}
-	}()
+	bctx, consoleErrs := newBrowser(t, ctx)
 	if err := chromedp.Do(bctx, chromedp.EmulateViewport(1280, 800),
 		chromedp.Navigate("http://"+addr+"/"), chromedp.WaitVisible(chromedp.CSS("#matrix tbody tr"))); err != nil {
 		t.Fatalf("open the lab page: %v", err)
@@ -377,9 +320,54 @@ func TestLabPageInBrowser(t *testing.T) {
 	}
 	cellIs(20*time.Second, 0, 1, "ok", "ok ")
 
-	mu.Lock()
-	defer mu.Unlock()
-	if len(consoleErrs) > 0 {
-		t.Errorf("the browser reported:\n%s", strings.Join(consoleErrs, "\n"))
+	if errs := consoleErrs(); len(errs) > 0 {
+		t.Errorf("the browser reported:\n%s", strings.Join(errs, "\n"))
+	}
+}
+
+// newBrowser starts headless Chromium with the flags this machine's closed
+// network needs (docs/page.md) and returns its context and a function
+// that lists the console errors, warnings and exceptions seen so far; the
+// console is read from the start, before any page loads.
+func newBrowser(t *testing.T, ctx context.Context) (context.Context, func() []string) {
+	t.Helper()
+	actx, cancelA := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath("chromium"),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	t.Cleanup(cancelA)
+	bctx, cancelB := chromedp.NewContext(actx)
+	t.Cleanup(cancelB)
+
+	// The console is read from before the page loads: a message the page
+	// wrote before the subscription would be lost.
+	var mu sync.Mutex
+	var consoleErrs []string
+	messages := chromedp.Console(bctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleWarning || m.IsException() {
+				mu.Lock()
+				consoleErrs = append(consoleErrs, m.String()+" "+m.URL)
+				mu.Unlock()
+			}
+		}
+	}()
+	return bctx, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(consoleErrs)
 	}
 }
