@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -235,11 +236,10 @@ func (w *watcher) follow(ctx context.Context) (progressed bool, err error) {
 				return progressed, err
 			}
 			// Take what is queued already: one delivery for a burst.
-			select {
-			case resp, ok = <-ch:
+			var queued bool
+			if resp, ok, queued = receiveQueued(ch); queued {
 				// Closed (!ok): what was applied is delivered below.
 				continue
-			default:
 			}
 			break
 		}
@@ -266,6 +266,27 @@ func (w *watcher) follow(ctx context.Context) (progressed bool, err error) {
 		return progressed, err
 	}
 	return progressed, errors.New("watch channel closed")
+}
+
+// receiveQueued takes a watch response that is already queued, without
+// waiting for one. The client hands its queue over one response at a time
+// from a goroutine that must loop back to its send after each hand-over;
+// yielding once gives it that chance, so a burst the client already holds
+// is drained in one pass rather than found "empty" between two of its
+// sends. queued is false when nothing was there; ok is false when the
+// channel is closed.
+func receiveQueued(ch clientv3.WatchChan) (resp clientv3.WatchResponse, ok, queued bool) {
+	for try := 0; try < 2; try++ {
+		select {
+		case resp, ok = <-ch:
+			return resp, ok, true
+		default:
+		}
+		if try == 0 {
+			runtime.Gosched()
+		}
+	}
+	return resp, true, false
 }
 
 // gap is the least time between two deliveries: 10 µs per lease, so 50 ms

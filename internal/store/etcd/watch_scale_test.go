@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/weftnet/weft/internal/embedetcd/etcdtest"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/nstest"
@@ -66,6 +68,23 @@ func TestWatchCoalescesWhileBusy(t *testing.T) {
 		}
 		return nil
 	})
+	// An independent watcher tells when etcd has sent the whole burst out,
+	// so that fn is released only once the store's stream has it too (or
+	// nearly): released earlier, the test would measure how fast puts
+	// trickle in under load, not whether queued ones are coalesced.
+	wctx, wcancel := context.WithCancel(context.Background())
+	defer wcancel()
+	seen := make(chan struct{})
+	wch := cli.Watch(wctx, subnetKey("10.7.1.0/24")[:strings.LastIndex(subnetKey("10.7.1.0/24"), "/")+1], clientv3.WithPrefix())
+	go func() {
+		n := 0
+		for resp := range wch {
+			if n += len(resp.Events); n >= 40 {
+				close(seen)
+				return
+			}
+		}
+	}()
 	putLease(t, cli, "10.7.1.0/24", attrs("192.168.7.1"), 0)
 	select {
 	case <-busy:
@@ -74,6 +93,11 @@ func TestWatchCoalescesWhileBusy(t *testing.T) {
 	}
 	for i := 2; i <= 40; i++ {
 		putLease(t, cli, fmt.Sprintf("10.7.%d.0/24", i), attrs(fmt.Sprintf("192.168.7.%d", i)), 0)
+	}
+	select {
+	case <-seen:
+	case <-time.After(10 * time.Second):
+		t.Fatal("an independent watcher never saw the 40 puts")
 	}
 	free()
 
