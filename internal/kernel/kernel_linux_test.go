@@ -162,12 +162,11 @@ func TestSyncReportsRefusedRoute(t *testing.T) {
 	}
 }
 
-func TestWatchDeletions(t *testing.T) {
+// TestWatchRoutes sees a route added, changed and deleted, each as the
+// kernel then holds it, and nothing once ctx is cancelled.
+func TestWatchRoutes(t *testing.T) {
 	ns, h, eth0 := hostNS(t)
 	r := Route{Dst: netip.MustParsePrefix("10.244.2.0/24"), Gw: netip.MustParseAddr("192.168.1.2"), LinkIndex: eth0, Proto: ProtoWeft}
-	if res := ApplyOps(h, []Op{{Kind: Replace, Route: r}}); res.Err() != nil {
-		t.Fatal(res.Err())
-	}
 
 	nsh, err := vns.GetFromName(ns)
 	if err != nil {
@@ -176,24 +175,37 @@ func TestWatchDeletions(t *testing.T) {
 	defer nsh.Close()
 	ctx, cancel := context.WithCancel(t.Context())
 	var subErr atomic.Pointer[error]
-	ch, err := WatchDeletions(ctx, &nsh, func(err error) { subErr.Store(&err) })
+	ch, err := WatchRoutes(ctx, &nsh, func(err error) { subErr.Store(&err) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	// An addition is not reported; the deletion after it is.
-	nstest.Exec(t, ns, "ip", "route", "add", "10.244.8.0/24", "via", "192.168.1.8")
+	if res := ApplyOps(h, []Op{{Kind: Replace, Route: r}}); res.Err() != nil {
+		t.Fatal(res.Err())
+	}
+	nstest.Exec(t, ns, "ip", "route", "replace", "10.244.2.0/24", "via", "192.168.1.9", "dev", "eth0")
 	nstest.Exec(t, ns, "ip", "route", "del", "10.244.2.0/24")
-	select {
-	case got := <-ch:
-		if got != r {
-			t.Errorf("deleted route = %v, want %v", got, r)
+	changed := r
+	changed.Gw, changed.Proto = netip.MustParseAddr("192.168.1.9"), 3 // proto boot, ip's default
+	want := []RouteEvent{{Route: r}, {Route: changed}, {Route: changed, Deleted: true}}
+	deadline := time.After(5 * time.Second)
+	for len(want) > 0 {
+		select {
+		case got := <-ch:
+			// Routes the kernel adds on its own (none here) are skipped.
+			if got.Route.Dst != r.Dst {
+				continue
+			}
+			if got != want[0] {
+				t.Fatalf("reported %+v, want %+v", got, want[0])
+			}
+			want = want[1:]
+		case <-deadline:
+			t.Fatalf("not reported within 5s: %+v", want)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no deletion reported within 5s")
 	}
 
 	cancel()
-	deadline := time.After(5 * time.Second)
+	deadline = time.After(5 * time.Second)
 	for open := true; open; {
 		select {
 		case _, open = <-ch:

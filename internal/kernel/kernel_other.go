@@ -32,7 +32,7 @@ func Sync(h RouteHandle, desired []Route, owned func(Route) bool) (Result, error
 	return Result{}, errors.ErrUnsupported
 }
 
-// WatchDeletions is Linux-only.
-func WatchDeletions(ctx context.Context, ns *vns.NsHandle, onError func(error)) (<-chan Route, error) {
+// WatchRoutes is Linux-only.
+func WatchRoutes(ctx context.Context, ns *vns.NsHandle, onError func(error)) (<-chan RouteEvent, error) {
 	return nil, errors.ErrUnsupported
 }

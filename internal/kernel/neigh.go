@@ -106,13 +106,33 @@ func (f FDB) sameRemote(g FDB) bool {
 	return f.LinkIndex == g.LinkIndex && f.MAC == g.MAC && f.Dst == g.Dst && f.VNI == g.VNI
 }
 
-// DeletedNeigh is a neighbour or FDB entry the kernel deleted.
-type DeletedNeigh struct {
+// NeighEvent is a neighbour or FDB entry the kernel added, changed
+// (RTM_NEWNEIGH) or deleted (RTM_DELNEIGH).
+type NeighEvent struct {
+	Deleted   bool
 	LinkIndex int
 	FDB       bool       // a forwarding entry (AF_BRIDGE), not a neighbour
 	IP        netip.Addr // the neighbour's address, or the FDB remote
 	MAC       MAC
+	VNI       int // an FDB remote's VNI when it is not the device's; 0 otherwise
 	Permanent bool
+}
+
+// Neigh is e as a neighbour entry (meaningful when !e.FDB).
+func (e NeighEvent) Neigh() Neigh {
+	return Neigh{LinkIndex: e.LinkIndex, IP: e.IP, MAC: e.MAC, Permanent: e.Permanent}
+}
+
+// Entry is e as an FDB remote (meaningful when e.FDB).
+func (e NeighEvent) Entry() FDB {
+	return FDB{LinkIndex: e.LinkIndex, MAC: e.MAC, Dst: e.IP, VNI: e.VNI, Permanent: e.Permanent}
+}
+
+// RouteEvent is a main-table unicast route the kernel added, changed
+// (RTM_NEWROUTE) or deleted (RTM_DELROUTE).
+type RouteEvent struct {
+	Route   Route
+	Deleted bool
 }
 
 // LinkEvent is a link that appeared, changed or went away.

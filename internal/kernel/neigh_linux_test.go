@@ -140,7 +140,9 @@ func TestSyncNeighsAgainstKernel(t *testing.T) {
 	}
 }
 
-func TestWatchNeighDeletionsAndLinks(t *testing.T) {
+// TestWatchNeighsAndLinks sees a neighbour and an FDB entry added,
+// changed and deleted, then the device deleted.
+func TestWatchNeighsAndLinks(t *testing.T) {
 	ns, _, vx := vxlanNS(t)
 	nsh, err := vns.GetFromName(ns)
 	if err != nil {
@@ -148,7 +150,7 @@ func TestWatchNeighDeletionsAndLinks(t *testing.T) {
 	}
 	t.Cleanup(func() { nsh.Close() })
 	ctx, cancel := context.WithCancel(t.Context())
-	neighs, err := WatchNeighDeletions(ctx, &nsh, func(err error) { t.Log(err) })
+	neighs, err := WatchNeighs(ctx, &nsh, func(err error) { t.Log(err) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,25 +159,33 @@ func TestWatchNeighDeletionsAndLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	nstest.Exec(t, ns, "ip", "neigh", "replace", "10.244.2.0", "lladdr", "0e:00:00:00:00:02", "dev", "vx0", "nud", "permanent")
+	nstest.Exec(t, ns, "ip", "neigh", "replace", "10.244.2.0", "lladdr", "0e:00:00:00:00:99", "dev", "vx0", "nud", "permanent")
 	nstest.Exec(t, ns, "bridge", "fdb", "add", "0e:00:00:00:00:02", "dev", "vx0", "dst", "192.168.1.2", "self", "permanent")
+	nstest.Exec(t, ns, "bridge", "fdb", "replace", "0e:00:00:00:00:02", "dev", "vx0", "dst", "192.168.1.99", "self", "permanent")
 	nstest.Exec(t, ns, "ip", "neigh", "del", "10.244.2.0", "dev", "vx0")
-	nstest.Exec(t, ns, "bridge", "fdb", "del", "0e:00:00:00:00:02", "dev", "vx0", "dst", "192.168.1.2", "self")
+	nstest.Exec(t, ns, "bridge", "fdb", "del", "0e:00:00:00:00:02", "dev", "vx0", "dst", "192.168.1.99", "self")
 
-	next := func() DeletedNeigh {
-		t.Helper()
+	ip := netip.MustParseAddr("10.244.2.0")
+	want := []NeighEvent{
+		{LinkIndex: vx, IP: ip, MAC: mac("0e:00:00:00:00:02"), Permanent: true},
+		{LinkIndex: vx, IP: ip, MAC: mac("0e:00:00:00:00:99"), Permanent: true},
+		{LinkIndex: vx, FDB: true, IP: netip.MustParseAddr("192.168.1.2"), MAC: mac("0e:00:00:00:00:02"), Permanent: true},
+		{LinkIndex: vx, FDB: true, IP: netip.MustParseAddr("192.168.1.99"), MAC: mac("0e:00:00:00:00:02"), Permanent: true},
+		// The kernel reports a deleted neighbour as changed to FAILED,
+		// without its lladdr, and then as deleted.
+		{LinkIndex: vx, IP: ip},
+		{Deleted: true, LinkIndex: vx, IP: ip},
+		{Deleted: true, LinkIndex: vx, FDB: true, IP: netip.MustParseAddr("192.168.1.99"), MAC: mac("0e:00:00:00:00:02"), Permanent: true},
+	}
+	for _, w := range want {
 		select {
-		case d := <-neighs:
-			return d
+		case got := <-neighs:
+			if got != w {
+				t.Errorf("reported %+v, want %+v", got, w)
+			}
 		case <-time.After(2 * time.Second):
-			t.Fatal("no deletion reported within 2s")
+			t.Fatalf("not reported within 2s: %+v", w)
 		}
-		return DeletedNeigh{}
-	}
-	if d := next(); d.LinkIndex != vx || d.FDB || d.IP != netip.MustParseAddr("10.244.2.0") {
-		t.Errorf("first deletion %+v, want the neighbour 10.244.2.0 on link %d", d, vx)
-	}
-	if d := next(); d.LinkIndex != vx || !d.FDB || !d.Permanent || d.MAC != mac("0e:00:00:00:00:02") || d.IP != netip.MustParseAddr("192.168.1.2") {
-		t.Errorf("second deletion %+v, want the permanent FDB entry 0e:00:00:00:00:02 dst 192.168.1.2", d)
 	}
 
 	nstest.Exec(t, ns, "ip", "link", "del", "vx0")

@@ -33,8 +33,8 @@ func ApplyFDBOps(h NeighHandle, ops []FDBOp) FDBResult {
 	return res
 }
 
-// WatchNeighDeletions is Linux-only.
-func WatchNeighDeletions(ctx context.Context, ns *vns.NsHandle, onError func(error)) (<-chan DeletedNeigh, error) {
+// WatchNeighs is Linux-only.
+func WatchNeighs(ctx context.Context, ns *vns.NsHandle, onError func(error)) (<-chan NeighEvent, error) {
 	return nil, errors.ErrUnsupported
 }
 

@@ -2,7 +2,7 @@
 // routes, the way every route-programming backend needs it: compute a plan
 // from what is installed (pure, in this file), perform it over a netlink
 // handle bound to one namespace, retry dumps the kernel interrupted, and
-// report deletions so a backend can repair within milliseconds.
+// report changes and deletions so a backend can repair within milliseconds.
 //
 // A backend owns part of the table. It says which part with an ownership
 // predicate instead of by a protocol number, because routes left by flannel
@@ -77,20 +77,10 @@ func (r Route) Format(names map[int]string) string {
 		b.WriteString(r.Gw.String())
 	}
 	if r.LinkIndex != 0 {
-		b.WriteString(" dev ")
-		if n, ok := names[r.LinkIndex]; ok {
-			b.WriteString(n)
-		} else {
-			b.WriteString("if" + strconv.Itoa(r.LinkIndex))
-		}
+		b.WriteString(" dev " + linkName(r.LinkIndex, names))
 	}
 	if r.Proto != 0 {
-		b.WriteString(" proto ")
-		if n, ok := protoNames[r.Proto]; ok {
-			b.WriteString(n)
-		} else {
-			b.WriteString(strconv.Itoa(int(r.Proto)))
-		}
+		b.WriteString(" proto " + protoName(r.Proto))
 	}
 	if r.Metric != 0 {
 		b.WriteString(" metric " + strconv.Itoa(r.Metric))

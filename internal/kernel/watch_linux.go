@@ -86,43 +86,49 @@ func WatchAddrUpdates[E any](ctx context.Context, o WatchOptions, convert func(n
 		}, convert)
 }
 
-// WatchDeletions reports the main-table unicast routes the kernel deletes
-// in namespace ns (nil: the caller's), as `ip monitor route` shows them
-// ("Deleted 10.5.3.0/24 via ..."), from the moment it returns. Its channel
-// closes as the other Watch functions' do.
+// WatchRoutes reports the main-table unicast routes the kernel adds,
+// changes or deletes in namespace ns (nil: the caller's), as `ip monitor
+// route` shows them, from the moment it returns. A backend compares what
+// it reports with its plan (RouteDrift), so that its own writes, which
+// come back as the planned route, call for nothing. Its channel closes as
+// the other Watch functions' do.
 //
 // The kernel sends no per-route notification when it flushes IPv4 routes
 // because their device went down or lost its address, so a periodic
 // reconcile is still needed beside this.
-func WatchDeletions(ctx context.Context, ns *vns.NsHandle, onError func(error)) (<-chan Route, error) {
-	return WatchRouteUpdates(ctx, WatchOptions{Namespace: ns, OnError: onError}, func(u netlink.RouteUpdate) (Route, bool) {
-		if u.Type != unix.RTM_DELROUTE {
-			return Route{}, false
+func WatchRoutes(ctx context.Context, ns *vns.NsHandle, onError func(error)) (<-chan RouteEvent, error) {
+	return WatchRouteUpdates(ctx, WatchOptions{Namespace: ns, OnError: onError}, func(u netlink.RouteUpdate) (RouteEvent, bool) {
+		if u.Type != unix.RTM_NEWROUTE && u.Type != unix.RTM_DELROUTE {
+			return RouteEvent{}, false
 		}
-		return FromNetlink(u.Route)
+		r, ok := FromNetlink(u.Route)
+		return RouteEvent{Route: r, Deleted: u.Type == unix.RTM_DELROUTE}, ok
 	})
 }
 
-// WatchNeighDeletions reports the neighbour and FDB entries the kernel
-// deletes in namespace ns (nil: the caller's), as `ip monitor neigh` shows
-// them ("Deleted ..."), from the moment it returns. The kernel also
-// reports entries it expires on its own; callers filter by link and
-// Permanent.
-func WatchNeighDeletions(ctx context.Context, ns *vns.NsHandle, onError func(error)) (<-chan DeletedNeigh, error) {
-	return WatchNeighUpdates(ctx, WatchOptions{Namespace: ns, OnError: onError}, func(u netlink.NeighUpdate) (DeletedNeigh, bool) {
-		if u.Type != unix.RTM_DELNEIGH {
-			return DeletedNeigh{}, false
+// WatchNeighs reports the IPv4 neighbour and the FDB entries the kernel
+// adds, changes or deletes in namespace ns (nil: the caller's), as `ip
+// monitor neigh` and `bridge monitor fdb` show them, from the moment it
+// returns. The kernel also reports entries it resolves and expires on its
+// own; callers filter by link and compare with their plan (NeighDrift,
+// FDBDrift).
+func WatchNeighs(ctx context.Context, ns *vns.NsHandle, onError func(error)) (<-chan NeighEvent, error) {
+	return WatchNeighUpdates(ctx, WatchOptions{Namespace: ns, OnError: onError}, func(u netlink.NeighUpdate) (NeighEvent, bool) {
+		if (u.Type != unix.RTM_NEWNEIGH && u.Type != unix.RTM_DELNEIGH) || (u.Family != unix.AF_INET && u.Family != unix.AF_BRIDGE) {
+			return NeighEvent{}, false
 		}
-		d := DeletedNeigh{
+		e := NeighEvent{
+			Deleted:   u.Type == unix.RTM_DELNEIGH,
 			LinkIndex: u.LinkIndex,
 			FDB:       u.Family == unix.AF_BRIDGE,
+			VNI:       u.VNI,
 			Permanent: u.State&netlink.NUD_PERMANENT != 0,
 		}
 		if a, ok := netip.AddrFromSlice(u.IP); ok {
-			d.IP = a.Unmap()
+			e.IP = a.Unmap()
 		}
-		d.MAC, _ = MACFrom(u.HardwareAddr)
-		return d, true
+		e.MAC, _ = MACFrom(u.HardwareAddr)
+		return e, true
 	})
 }
 
