@@ -19,7 +19,12 @@ func TestRouteDrift(t *testing.T) {
 	}{
 		{"the planned route (our own write echoed)", RouteEvent{Route: want}, ""},
 		{"a route at another destination", RouteEvent{Route: with(func(r *Route) { r.Dst = netip.MustParsePrefix("10.244.9.0/24") })}, ""},
-		{"another gateway", RouteEvent{Route: with(func(r *Route) { r.Gw = netip.MustParseAddr("192.168.70.9"); r.LinkIndex = 2; r.OnLink = false; r.Proto = 3 })},
+		{"another gateway", RouteEvent{Route: with(func(r *Route) {
+			r.Gw = netip.MustParseAddr("192.168.70.9")
+			r.LinkIndex = 2
+			r.OnLink = false
+			r.Proto = 3
+		})},
 			"route 10.244.2.0/24 had via 192.168.70.9 dev eth0 proto boot onlink no, want via 10.244.2.0 dev flannel.1 proto weft onlink yes"},
 		{"no gateway", RouteEvent{Route: with(func(r *Route) { r.Gw = netip.Addr{}; r.OnLink = false })},
 			"route 10.244.2.0/24 had via none onlink no, want via 10.244.2.0 onlink yes"},

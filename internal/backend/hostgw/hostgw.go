@@ -15,7 +15,8 @@
 // does not overlap this host's own subnet, which is also what flannel's
 // host-gw leaves behind, so routes of peers that left while no agent ran
 // (flannel issue #2554) go away at the first Apply. Run repairs drift on a
-// timer and within milliseconds of a route deletion the kernel reports.
+// timer and within milliseconds of a route deletion or change the kernel
+// reports.
 package hostgw
 
 import (
@@ -74,6 +75,9 @@ type Backend struct {
 	metrics *metrics.Metrics
 
 	repairs atomic.Uint64
+	// reconciles counts Run's repair passes, changes or not, so that tests
+	// can bound the passes the kernel's echo of Apply's writes causes.
+	reconciles atomic.Uint64
 
 	// mu guards the fields below. It is also held across every kernel sync,
 	// so that Apply and Run's repairs never interleave: a repair planned
@@ -81,11 +85,12 @@ type Backend struct {
 	mu      sync.Mutex
 	own     lease.Lease // set by Start
 	started bool
-	applied bool                         // Apply ran at least once; before that Run touches nothing
-	desired []kernel.Route               // from the last Apply
-	peerOf  map[netip.Prefix]netip.Addr  // desired route Dst → the peer's PublicIP, for logs and errors
-	ignored map[netip.Prefix]lease.Attrs // leases of another backend type, by subnet, so each is logged once
-	failing map[netip.Prefix]string      // Dst → last error a repair logged for it, so a dead peer is not logged every period
+	applied bool                          // Apply ran at least once; before that Run touches nothing
+	desired []kernel.Route                // from the last Apply
+	peerOf  map[netip.Prefix]netip.Addr   // desired route Dst → the peer's PublicIP, for logs and errors
+	plan    map[netip.Prefix]kernel.Route // desired routes by Dst, which route notifications are compared with
+	ignored map[netip.Prefix]lease.Attrs  // leases of another backend type, by subnet, so each is logged once
+	failing map[netip.Prefix]string       // Dst → last error a repair logged for it, so a dead peer is not logged every period
 	// installed is what the last kernel sync left, when it completed
 	// without a failure (nil otherwise). Apply plans against it instead of
 	// dumping the whole table for every change; Run's repairs always read

@@ -35,6 +35,10 @@ func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
 	backend.NoteIgnored(b.log, BackendType, b.ignored, st.ignored)
 	b.ignored = st.ignored
 	b.desired, b.peerOf, b.applied = st.routes, st.peerOf, true
+	b.plan = make(map[netip.Prefix]kernel.Route, len(st.routes))
+	for _, r := range st.routes {
+		b.plan[r.Dst] = r
+	}
 
 	errs := st.errs
 	res, err := b.sync(true)
@@ -52,20 +56,15 @@ func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
 }
 
 // Run repairs the routing table until ctx is done: every ReconcilePeriod,
-// and as soon as the kernel reports the deletion of a route the last Apply
-// asked for (someone ran `ip route del`). Before the first Apply it changes
-// nothing, because only a complete set of leases says which routes are
-// stale. It returns nil when ctx is done.
+// and as soon as the kernel reports that a route the last Apply asked for
+// was deleted (`ip route del`) or changed (`ip route replace` with another
+// gateway). Before the first Apply it changes nothing, because only a
+// complete set of leases says which routes are stale. It returns nil when
+// ctx is done.
 func (b *Backend) Run(ctx context.Context) error {
 	var watches []backend.Watch
 	if !b.opts.NoSubscribe {
-		watches = append(watches, backend.NewWatch("route deletions", b.opts.Netns, kernel.WatchDeletions,
-			func(r kernel.Route) string {
-				if b.wants(r) {
-					return "route deleted"
-				}
-				return ""
-			}))
+		watches = append(watches, backend.NewWatch("routes", b.opts.Netns, kernel.WatchRoutes, b.routeTrigger))
 	}
 	return backend.RunRepairLoop(ctx, backend.RepairConfig{
 		Period:  b.opts.ReconcilePeriod,
@@ -98,12 +97,23 @@ func (b *Backend) sync(cached bool) (kernel.Result, error) {
 	return res, err
 }
 
-// wants reports whether r's destination is one the last Apply asked for.
-func (b *Backend) wants(r kernel.Route) bool {
+// routeTrigger says why a route event calls for a repair, "" when it
+// does not: only a route at a destination the last Apply asked for that
+// is deleted or differs from the plan (kernel.RouteDrift). The kernel
+// echoes every route Apply writes; those equal the plan and call for
+// nothing, so programming many peers does not cause as many repairs.
+func (b *Backend) routeTrigger(e kernel.RouteEvent) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	_, ok := b.peerOf[r.Dst]
-	return ok && b.owns(r)
+	drift := kernel.RouteDrift(b.plan, e, b.owns, b.names)
+	switch {
+	case drift == "":
+		return ""
+	case e.Deleted:
+		return "route deleted"
+	}
+	b.log.Debug("route drifted from the plan", "drift", drift)
+	return "route changed"
 }
 
 // repair re-applies the last desired state and returns what it had to
@@ -111,6 +121,7 @@ func (b *Backend) wants(r kernel.Route) bool {
 func (b *Backend) repair(trigger string) backend.Counts {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.reconciles.Add(1)
 	if !b.applied {
 		return nil
 	}
@@ -162,7 +173,7 @@ func (b *Backend) logDone(ops []kernel.Op, trigger string) {
 			b.log.Log(ctx, lvl, "route removed", "subnet", r.Dst, "peer", r.Gw, "route", r.Format(b.names), "trigger", trigger)
 		case op.Prev != (kernel.Route{}):
 			b.log.Log(ctx, lvl, "route replaced", "subnet", r.Dst, "peer", r.Gw, "route", r.Format(b.names),
-				"was", op.Prev.Format(b.names), "trigger", trigger)
+				"was", op.Prev.Format(b.names), "wrong", kernel.RouteChange(r, op.Prev, b.names), "trigger", trigger)
 		default:
 			b.log.Log(ctx, lvl, "route added", "subnet", r.Dst, "peer", r.Gw, "route", r.Format(b.names), "trigger", trigger)
 		}

@@ -13,7 +13,9 @@ import (
 
 	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/backend/backendtest"
+	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/netconf"
 	"github.com/weftnet/weft/internal/nstest"
 )
@@ -26,8 +28,9 @@ var network = backendtest.Network
 
 type host struct {
 	*backendtest.Host
-	lease  lease.Lease
-	logBuf *backendtest.LogBuffer
+	lease   lease.Lease
+	logBuf  *backendtest.LogBuffer
+	metrics *metrics.Metrics // nil unless a test counts repairs
 }
 
 func segment(t *testing.T, n int) []*host {
@@ -62,6 +65,7 @@ func (hg *host) start(t *testing.T, o Options) *Backend {
 		Ext:     hg.Ext,
 		Network: &netconf.Config{EnableIPv4: true, Network: network, SubnetLen: 24, BackendType: BackendType},
 		Log:     log,
+		Metrics: hg.metrics,
 	}, o)
 	if err != nil {
 		t.Fatal(err)
@@ -235,6 +239,69 @@ func TestRunRepairsDeletedRouteAtOnce(t *testing.T) {
 	}
 	if backendtest.LogLines(a.logBuf.String(), `msg="route added"`, `subnet=10.244.3.0/24 peer=192.168.77.3`, `trigger="route deleted"`) == 0 {
 		t.Errorf("repair not logged as triggered by the deletion:\n%s", a.logBuf.String())
+	}
+}
+
+// TestRunRepairsChangedRouteAtOnce changes a peer's route to another
+// gateway, which the kernel reports as a new route and not as a deletion.
+// The period is an hour, so only the change notification can repair it:
+// the route must be back within 2 s, counted in the metric, and logged
+// with what was wrong. Then it times 20 such repairs.
+func TestRunRepairsChangedRouteAtOnce(t *testing.T) {
+	hs := segment(t, 3)
+	a := hs[0]
+	a.metrics = metrics.New()
+	b := a.start(t, Options{ReconcilePeriod: time.Hour})
+	if err := b.Apply(t.Context(), leases(hs...)); err != nil {
+		t.Fatal(err)
+	}
+	want := weftRoutes(t, a.NS)
+	backendtest.Run(t, b.Run)
+	count := func() float64 { return backendtest.Repairs(t, a.metrics, metrics.KindRoute) }
+	// The first change may race Run's start-up repair; once a deletion is
+	// repaired, the watch certainly runs.
+	nstest.Exec(t, a.NS, "ip", "route", "del", "10.244.3.0/24")
+	nstest.Eventually(t, 2*time.Second, func() error {
+		if count() < 1 {
+			return errors.New("the warm-up deletion is not repaired yet")
+		}
+		return nil
+	})
+	base := count()
+
+	nstest.Exec(t, a.NS, "ip", "route", "replace", "10.244.3.0/24", "via", "192.168.77.2", "dev", "eth0")
+	nstest.Eventually(t, 2*time.Second, func() error {
+		if got := weftRoutes(t, a.NS); !slices.Equal(got, want) {
+			return fmt.Errorf("routes after the change: %q, want %q", got, want)
+		}
+		if n := count() - base; n != 1 {
+			return fmt.Errorf("route repairs counted: +%v, want +1", n)
+		}
+		return nil
+	})
+	if backendtest.LogLines(a.logBuf.String(), `msg="route replaced"`, "subnet=10.244.3.0/24",
+		`wrong="route 10.244.3.0/24 had via 192.168.77.2 proto boot, want via 192.168.77.3 proto weft"`, `trigger="route changed"`) != 1 {
+		t.Errorf("the repair is not logged once with what was wrong:\n%s", a.logBuf.String())
+	}
+
+	events, err := kernel.WatchRoutes(t.Context(), &a.Netns, func(err error) { t.Log(err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	planned := kernel.Route{Dst: netip.MustParsePrefix("10.244.3.0/24"), Gw: netip.MustParseAddr("192.168.77.3"), LinkIndex: a.Ext.Index, Proto: kernel.ProtoWeft}
+	wrong := planned
+	wrong.Gw = netip.MustParseAddr("192.168.77.2")
+	const tries = 20
+	took := backendtest.RepairTimes(t, tries, events,
+		func() error {
+			return kernel.ApplyOps(a.Handle, []kernel.Op{{Kind: kernel.Replace, Route: wrong}}).Err()
+		},
+		func(e kernel.RouteEvent) bool { return !e.Deleted && e.Route == wrong },
+		func(e kernel.RouteEvent) bool { return !e.Deleted && e.Route == planned })
+	t.Logf("host-gw route with a wrong gateway repaired in %v (median of %d; min %v, max %v)",
+		backendtest.Median(took), tries, slices.Min(took), slices.Max(took))
+	if n := count() - base; n != 1+tries {
+		t.Errorf("route repairs counted: +%v, want +%d", n, 1+tries)
 	}
 }
 

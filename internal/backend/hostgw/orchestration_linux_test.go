@@ -103,7 +103,42 @@ func TestFakeRepairRestoresADeletedRouteAndCountsIt(t *testing.T) {
 		t.Errorf("after the repair: %q, Repairs %d", k.State(), b.Repairs())
 	}
 	// A deleted route the last Apply did not ask for calls for nothing.
-	if b.wants(kernel.Route{Dst: netip.MustParsePrefix("10.244.7.0/24"), Gw: netip.MustParseAddr("192.168.1.7")}) {
-		t.Error("wants a route of no peer")
+	if got := b.routeTrigger(kernel.RouteEvent{Route: kernel.Route{Dst: netip.MustParsePrefix("10.244.7.0/24"), Gw: netip.MustParseAddr("192.168.1.7")}, Deleted: true}); got != "" {
+		t.Errorf("a deleted route of no peer calls for %q", got)
+	}
+}
+
+// TestFakeRouteTriggerComparesWithThePlan: the echo of Apply's own route
+// calls for nothing, the same route with another gateway for a repair,
+// and that repair puts the planned route back and says what was wrong.
+func TestFakeRouteTriggerComparesWithThePlan(t *testing.T) {
+	k, b := newFake(t)
+	if err := b.Apply(t.Context(), []lease.Lease{hgLease("10.244.2.0/24", "192.168.1.2")}); err != nil {
+		t.Fatal(err)
+	}
+	planned := b.plan[netip.MustParsePrefix("10.244.2.0/24")]
+	for _, c := range []struct {
+		name string
+		e    kernel.RouteEvent
+		want string
+	}{
+		{"Apply's own route echoed", kernel.RouteEvent{Route: planned}, ""},
+		{"another gateway", kernel.RouteEvent{Route: kernel.Route{Dst: planned.Dst, Gw: netip.MustParseAddr("192.168.1.9"), LinkIndex: planned.LinkIndex, Proto: 3}}, "route changed"},
+		{"the planned route deleted", kernel.RouteEvent{Route: planned, Deleted: true}, "route deleted"},
+	} {
+		if got := b.routeTrigger(c.e); got != c.want {
+			t.Errorf("%s: trigger %q, want %q", c.name, got, c.want)
+		}
+	}
+	k.ResetCalls()
+	wrong := kernel.Route{Dst: planned.Dst, Gw: netip.MustParseAddr("192.168.1.9"), LinkIndex: planned.LinkIndex, Proto: 3}
+	if res := kernel.ApplyOps(k, []kernel.Op{{Kind: kernel.Replace, Route: wrong}}); res.Err() != nil {
+		t.Fatal(res.Err())
+	}
+	if got := b.repair("route changed"); got[metrics.KindRoute] != 1 {
+		t.Errorf("repair of the changed route = %v, want one route", got)
+	}
+	if !slices.Contains(k.State(), "route 10.244.2.0/24 via 192.168.1.2 dev eth0") {
+		t.Errorf("after the repair: %q", k.State())
 	}
 }
