@@ -245,21 +245,33 @@ func TestFakeWatchFilters(t *testing.T) {
 	h.apply(t, fakePeer(2))
 	dev := int(h.b.devIndex.Load())
 	mac2 := kernel.MAC{0x0a, 0, 0, 0, 0, 2}
+	neigh := kernel.NeighEvent{LinkIndex: dev, IP: netip.MustParseAddr("10.244.2.0"), MAC: mac2, Permanent: true}
+	entry := kernel.NeighEvent{LinkIndex: dev, FDB: true, IP: netip.MustParseAddr("192.168.70.2"), MAC: mac2, Permanent: true}
+	route := kernel.Route{Dst: netip.MustParsePrefix("10.244.2.0/24"), Gw: netip.MustParseAddr("10.244.2.0"), LinkIndex: dev, OnLink: true, Proto: kernel.ProtoWeft}
+	with := func(e kernel.NeighEvent, f func(*kernel.NeighEvent)) kernel.NeighEvent { f(&e); return e }
+	withRoute := func(f func(*kernel.Route)) kernel.Route { r := route; f(&r); return r }
 	for _, c := range []struct {
 		what string
-		got  bool
-		want bool
+		got  string
+		want string
 	}{
-		{"the peer's neighbour", h.b.neighMatters(kernel.DeletedNeigh{LinkIndex: dev, IP: netip.MustParseAddr("10.244.2.0")}), true},
-		{"the peer's fdb entry", h.b.neighMatters(kernel.DeletedNeigh{LinkIndex: dev, FDB: true, MAC: mac2}), true},
-		{"a neighbour of no peer", h.b.neighMatters(kernel.DeletedNeigh{LinkIndex: dev, IP: netip.MustParseAddr("10.244.7.0")}), false},
-		{"the peer's address on another link", h.b.neighMatters(kernel.DeletedNeigh{LinkIndex: dev + 100, IP: netip.MustParseAddr("10.244.2.0")}), false},
-		{"the peer's route", h.b.routeMatters(kernel.Route{Dst: netip.MustParsePrefix("10.244.2.0/24"), Gw: netip.MustParseAddr("10.244.2.0"), LinkIndex: dev, OnLink: true}), true},
-		{"a route of no peer", h.b.routeMatters(kernel.Route{Dst: netip.MustParsePrefix("10.244.7.0/24"), Gw: netip.MustParseAddr("10.244.7.0"), LinkIndex: dev}), false},
-		{"a route outside the network", h.b.routeMatters(kernel.Route{Dst: netip.MustParsePrefix("172.16.0.0/24"), Gw: netip.MustParseAddr("192.168.70.254")}), false},
+		{"the peer's neighbour as planned (Apply's echo)", h.b.neighTrigger(neigh), ""},
+		{"the peer's neighbour with another MAC", h.b.neighTrigger(with(neigh, func(e *kernel.NeighEvent) { e.MAC = kernel.MAC{0x0e, 0, 0, 0, 0, 0x99} })), "neighbour changed"},
+		{"the peer's neighbour failing (ip neigh del)", h.b.neighTrigger(with(neigh, func(e *kernel.NeighEvent) { e.MAC = kernel.MAC{}; e.Permanent = false })), "neighbour deleted"},
+		{"the peer's neighbour deleted", h.b.neighTrigger(with(neigh, func(e *kernel.NeighEvent) { e.Deleted = true })), "neighbour deleted"},
+		{"the peer's fdb entry as planned", h.b.neighTrigger(entry), ""},
+		{"the peer's fdb entry with another dst", h.b.neighTrigger(with(entry, func(e *kernel.NeighEvent) { e.IP = netip.MustParseAddr("192.168.70.99") })), "fdb entry changed"},
+		{"the peer's fdb entry deleted", h.b.neighTrigger(with(entry, func(e *kernel.NeighEvent) { e.Deleted = true })), "fdb entry deleted"},
+		{"a neighbour of no peer", h.b.neighTrigger(with(neigh, func(e *kernel.NeighEvent) { e.IP = netip.MustParseAddr("10.244.7.0"); e.Deleted = true })), ""},
+		{"the peer's address on another link", h.b.neighTrigger(with(neigh, func(e *kernel.NeighEvent) { e.LinkIndex = dev + 100; e.Deleted = true })), ""},
+		{"the peer's route as planned", h.b.routeTrigger(kernel.RouteEvent{Route: route}), ""},
+		{"the peer's route via another gateway", h.b.routeTrigger(kernel.RouteEvent{Route: withRoute(func(r *kernel.Route) { r.Gw = netip.MustParseAddr("192.168.70.50"); r.OnLink = false })}), "route changed"},
+		{"the peer's route deleted", h.b.routeTrigger(kernel.RouteEvent{Route: route, Deleted: true}), "route deleted"},
+		{"a route of no peer deleted", h.b.routeTrigger(kernel.RouteEvent{Route: withRoute(func(r *kernel.Route) { r.Dst = netip.MustParsePrefix("10.244.7.0/24") }), Deleted: true}), ""},
+		{"a route outside the network deleted", h.b.routeTrigger(kernel.RouteEvent{Route: kernel.Route{Dst: netip.MustParsePrefix("172.16.0.0/24"), Gw: netip.MustParseAddr("192.168.70.254")}, Deleted: true}), ""},
 	} {
 		if c.got != c.want {
-			t.Errorf("%s calls for a repair: %v, want %v", c.what, c.got, c.want)
+			t.Errorf("%s: trigger %q, want %q", c.what, c.got, c.want)
 		}
 	}
 	for _, c := range []struct {

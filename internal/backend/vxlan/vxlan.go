@@ -189,8 +189,11 @@ type Backend struct {
 
 	metrics *metrics.Metrics // counts Run's repairs by kind
 
-	repairs  repairCounters
-	devIndex atomic.Int32 // the device's current ifindex, for the watches; 0 before it exists
+	repairs repairCounters
+	// reconciles counts Run's repair passes, changes or not, so that tests
+	// can bound the passes the kernel's echo of Apply's writes causes.
+	reconciles atomic.Uint64
+	devIndex   atomic.Int32 // the device's current ifindex, for the watches; 0 before it exists
 
 	// mu guards the fields below and is held across every kernel sync, so
 	// that a repair planned from an older desired set never undoes a newer
@@ -209,15 +212,24 @@ type Backend struct {
 	// it instead of reading thousands of entries back for every change.
 	inst installed
 	// wantIP and wantMAC map the neighbour addresses and VTEP MACs of
-	// peers to their subnets, and wantDst holds the subnets, so that Run
-	// tells in constant time whether a deleted entry is one the last Apply
-	// asked for, and logs tell whose an entry is. prevIP and prevMAC are
-	// the Apply before's, for entries of peers that have just left.
+	// peers to their subnets, so that logs tell whose an entry is. prevIP
+	// and prevMAC are the Apply before's, for entries of peers that have
+	// just left.
 	wantIP  map[netip.Addr]netip.Prefix
 	wantMAC map[kernel.MAC]netip.Prefix
-	wantDst map[netip.Prefix]bool
 	prevIP  map[netip.Addr]netip.Prefix
 	prevMAC map[kernel.MAC]netip.Prefix
+	// plan is what the last sync asked of the kernel, by the key the
+	// kernel reports each entry with, so that Run's watches tell in
+	// constant time whether a reported entry differs from it.
+	plan plan
+}
+
+// plan is the entries one sync asks for, by key.
+type plan struct {
+	neighs map[netip.Addr]kernel.Neigh
+	fdbs   map[kernel.MAC]kernel.FDB
+	routes map[netip.Prefix]kernel.Route
 }
 
 // installed is the kernel state a sync left: every entry it asked for, as

@@ -301,11 +301,9 @@ func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
 	b.prevIP, b.prevMAC = b.wantIP, b.wantMAC
 	b.wantIP = make(map[netip.Addr]netip.Prefix, len(st.peers))
 	b.wantMAC = make(map[kernel.MAC]netip.Prefix, len(st.peers))
-	b.wantDst = make(map[netip.Prefix]bool, len(st.peers))
 	for _, p := range st.peers {
 		b.wantIP[p.Subnet.Addr()] = p.Subnet
 		b.wantMAC[p.MAC] = p.Subnet
-		b.wantDst[p.Subnet] = true
 	}
 
 	errs := st.errs
@@ -411,6 +409,20 @@ func (b *Backend) sync(trigger string) (syncResult, error) {
 		}
 	}
 	routes = slices.DeleteFunc(routes, func(r kernel.Route) bool { return r.OnLink && broken[r.Gw] })
+	b.plan = plan{
+		neighs: make(map[netip.Addr]kernel.Neigh, len(neighs)),
+		fdbs:   make(map[kernel.MAC]kernel.FDB, len(fdbs)),
+		routes: make(map[netip.Prefix]kernel.Route, len(routes)),
+	}
+	for _, n := range neighs {
+		b.plan.neighs[n.IP] = n
+	}
+	for _, f := range fdbs {
+		b.plan.fdbs[f.MAC] = f
+	}
+	for _, r := range routes {
+		b.plan.routes[r.Dst] = r
+	}
 	owner := kernel.PeerRouteOwner(b.network, b.own.Subnet)
 	var rres kernel.Result
 	if cached {
@@ -579,24 +591,33 @@ func (b *Backend) logPeers(trigger string, prev map[netip.Prefix]programmed,
 			stale = append(stale, what)
 		}
 	}
+	// An entry that replaced a wrong one says what was wrong with it.
 	neighs := func(r kernel.NeighResult) {
 		for _, op := range r.Done {
 			s, ok := at.byAddr(op.Neigh.IP)
-			add(s, ok, fmt.Sprintf("neigh %s %s lladdr %s", verb(op.Kind), op.Neigh.IP, op.Neigh.MAC))
+			what := fmt.Sprintf("neigh %s %s lladdr %s", verb(op.Kind), op.Neigh.IP, op.Neigh.MAC)
+			if op.Kind == kernel.Replace && op.Prev != (kernel.Neigh{}) {
+				what = kernel.NeighChange(op.Neigh, op.Prev, b.names) + ", replaced"
+			}
+			add(s, ok, what)
 		}
 	}
 	fdbs := func(r kernel.FDBResult) {
 		for _, op := range r.Done {
 			s, ok := at.byMAC(op.Entry.MAC)
-			add(s, ok, fmt.Sprintf("fdb %s %s dst %s", verb(op.Kind), op.Entry.MAC, op.Entry.Dst))
+			what := fmt.Sprintf("fdb %s %s dst %s", verb(op.Kind), op.Entry.MAC, op.Entry.Dst)
+			if op.Kind == kernel.Replace && op.Prev != (kernel.FDB{}) {
+				what = kernel.FDBChange(op.Entry, op.Prev, b.names) + ", replaced"
+			}
+			add(s, ok, what)
 		}
 	}
 	neighs(nset)
 	fdbs(fset)
 	for _, op := range rres.Done {
 		what := fmt.Sprintf("route %s %s", verb(op.Kind), op.Route.Format(b.names))
-		if op.Prev != (kernel.Route{}) {
-			what += " (was " + op.Prev.Format(b.names) + ")"
+		if op.Kind == kernel.Replace && op.Prev != (kernel.Route{}) {
+			what = kernel.RouteChange(op.Route, op.Prev, b.names) + ", replaced"
 		}
 		add(op.Route.Dst, true, what)
 	}
@@ -691,35 +712,29 @@ func (b *Backend) count(changes []change, counts backend.Counts) {
 }
 
 // Run repairs the device, its neighbours and FDB, and the peer routes until
-// ctx is done: every ReconcilePeriod, and as soon as the kernel reports a
-// deleted permanent neighbour or FDB entry on the device, a deleted route
-// weft may own (any deleted route with DirectRouting, whose choices depend
-// on the table), a change to the device or its deletion, or the external
-// interface coming up. Before the first Apply it changes nothing. It
-// returns nil when ctx is done.
+// ctx is done: every ReconcilePeriod, and as soon as the kernel reports
+// that a neighbour, FDB entry or route the last sync asked for was deleted
+// or changed to anything else (kernel.NeighDrift, FDBDrift, RouteDrift),
+// that the device or its address changed or went away, or that the
+// external interface came up; with DirectRouting, any change of a route
+// outside the network, which may change how a peer is reached. The
+// kernel's echo of the backend's own writes equals the plan and calls for
+// nothing. Before the first Apply it changes nothing. It returns nil when
+// ctx is done.
 func (b *Backend) Run(ctx context.Context) error {
 	var watches []backend.Watch
 	if !b.opts.NoSubscribe {
 		ns := b.opts.Netns
 		watches = []backend.Watch{
-			backend.NewWatch("route deletions", ns, kernel.WatchDeletions,
-				func(r kernel.Route) string {
-					if b.routeMatters(r) {
-						return "route deleted"
-					}
-					return ""
-				}),
-			backend.NewWatch("neighbour and fdb deletions", ns, kernel.WatchNeighDeletions,
-				func(n kernel.DeletedNeigh) string {
-					switch {
-					case !b.neighMatters(n):
-						return ""
-					case n.FDB:
-						return "fdb entry deleted"
-					}
-					return "neighbour deleted"
-				}),
+			backend.NewWatch("routes", ns, kernel.WatchRoutes, b.routeTrigger),
+			backend.NewWatch("neighbours and fdb", ns, kernel.WatchNeighs, b.neighTrigger),
 			backend.NewWatch("link changes", ns, kernel.WatchLinks, b.linkTrigger),
+			backend.NewWatch("address changes", ns, kernel.WatchAddrs, func(e kernel.AddrEvent) string {
+				if e.LinkIndex == int(b.devIndex.Load()) {
+					return "device address changed"
+				}
+				return ""
+			}),
 		}
 	}
 	return backend.RunRepairLoop(ctx, backend.RepairConfig{
@@ -750,39 +765,65 @@ func (b *Backend) linkTrigger(l kernel.LinkEvent) string {
 	return ""
 }
 
-// neighMatters reports whether a deleted neighbour or FDB entry is one the
-// last Apply asked for. The kernel reports a deleted neighbour in state
-// FAILED, whatever it was before, so the entry is matched by its address
-// (and an FDB entry by its MAC) rather than by its state.
-func (b *Backend) neighMatters(n kernel.DeletedNeigh) bool {
-	if n.LinkIndex != int(b.devIndex.Load()) {
-		return false
+// neighTrigger says why a neighbour or FDB event calls for a repair, ""
+// when it does not: the entry of a planned IP or MAC on the device was
+// deleted or differs from the plan.
+func (b *Backend) neighTrigger(e kernel.NeighEvent) string {
+	if e.LinkIndex != int(b.devIndex.Load()) {
+		return ""
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if n.FDB {
-		_, ok := b.wantMAC[n.MAC]
-		return ok
+	var drift string
+	if e.FDB {
+		drift = kernel.FDBDrift(b.plan.fdbs, e, b.names)
+	} else {
+		drift = kernel.NeighDrift(b.plan.neighs, e, b.names)
 	}
-	_, ok := b.wantIP[n.IP]
-	return ok
+	switch {
+	case drift == "":
+		return ""
+	case e.FDB && e.Deleted:
+		return "fdb entry deleted"
+	case e.Deleted || (!e.FDB && e.MAC.IsZero()):
+		// `ip neigh del` reports the entry as changed to FAILED, without
+		// its lladdr, before it reports the deletion.
+		return "neighbour deleted"
+	}
+	b.log.Debug("entry drifted from the plan", "drift", drift)
+	if e.FDB {
+		return "fdb entry changed"
+	}
+	return "neighbour changed"
 }
 
-// routeMatters reports whether a deleted route may need a repair: the
-// route of a peer the last Apply asked for (not one that Apply itself
-// removed), or, with DirectRouting, any route outside the cluster network,
-// which may change how a peer's PublicIP is reached.
-func (b *Backend) routeMatters(r kernel.Route) bool {
+// routeTrigger says why a route event calls for a repair, "" when it does
+// not: the route of a planned destination was deleted or differs from the
+// plan, or, with DirectRouting, any route outside the cluster network
+// changed, which may change how a peer's PublicIP is reached.
+func (b *Backend) routeTrigger(e kernel.RouteEvent) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.set.DirectRouting && !b.network.Contains(r.Dst.Addr()) {
-		return true
+	if b.set.DirectRouting && !b.network.Contains(e.Route.Dst.Addr()) {
+		if e.Deleted {
+			return "route deleted"
+		}
+		return "route changed"
 	}
-	return b.wantDst[r.Dst] && kernel.PeerRouteOwner(b.network, b.own.Subnet)(r)
+	drift := kernel.RouteDrift(b.plan.routes, e, kernel.PeerRouteOwner(b.network, b.own.Subnet), b.names)
+	switch {
+	case drift == "":
+		return ""
+	case e.Deleted:
+		return "route deleted"
+	}
+	b.log.Debug("route drifted from the plan", "drift", drift)
+	return "route changed"
 }
 
 // repair re-applies the last desired state and returns what it changed.
 func (b *Backend) repair(trigger string) backend.Counts {
+	b.reconciles.Add(1)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.applied {

@@ -409,7 +409,7 @@ func TestApplyCleansUpAfterFlannel(t *testing.T) {
 	}
 	logs := a.logBuf.String()
 	for _, want := range [][]string{
-		{`msg="peer added"`, "subnet=10.244.2.0/24", "(was 10.244.2.0/24 via 10.244.2.0 dev flannel.1 proto boot onlink)"},
+		{`msg="peer added"`, "subnet=10.244.2.0/24", "route 10.244.2.0/24 had proto boot, want proto weft, replaced"},
 		{`msg="peer removed"`, "subnet=10.244.9.0/24", "route delete", "fdb delete 0e:00:00:00:00:09 dst 192.168.70.9", "neigh delete 10.244.9.0"},
 	} {
 		if backendtest.LogLines(logs, want...) != 1 {
