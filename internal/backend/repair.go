@@ -26,7 +26,7 @@ func (c Counts) Add(kind string, n int) {
 // Watch is one kernel subscription the repair loop keeps alive: a source of
 // reports that the kernel changed under the backend.
 type Watch struct {
-	// Name says what is watched, in logs ("route deletions").
+	// Name says what is watched, in logs ("routes").
 	Name string
 	// Subscribe starts the subscription. Its channel carries one trigger
 	// per reported change that calls for a repair (the trigger names the
@@ -37,7 +37,7 @@ type Watch struct {
 }
 
 // NewWatch makes a Watch of a kernel subscription in the namespace ns (nil:
-// the caller's) that reports events of type E (kernel.WatchDeletions,
+// the caller's) that reports events of type E (kernel.WatchRoutes,
 // say): trigger says what an event calls for, "" when it calls for
 // nothing.
 func NewWatch[E any](name string, ns *vns.NsHandle, subscribe func(ctx context.Context, ns *vns.NsHandle, onError func(error)) (<-chan E, error), trigger func(E) string) Watch {
