@@ -83,7 +83,8 @@ func (b *Backend) closeLocked() error {
 
 // Run moves packets until ctx is done, and keeps flannel0 as Start made
 // it: every ReconcilePeriod, and as soon as the kernel reports that the
-// device, its address or the Network route changed or went away. A deleted
+// device, its address or the Network route changed or went away (the
+// kernel's echo of the backend's own route calls for nothing). A deleted
 // flannel0 is created again, and the loops move to it. When ctx is done Run
 // detaches from flannel0, closes the socket and returns nil; it returns an
 // error only when the socket fails for good.
@@ -119,13 +120,7 @@ func (b *Backend) Run(ctx context.Context) error {
 					}
 					return ""
 				}),
-			backend.NewWatch("route deletions", ns, kernel.WatchDeletions,
-				func(r kernel.Route) string {
-					if r.Dst == b.network {
-						return "route deleted"
-					}
-					return ""
-				}),
+			backend.NewWatch("routes", ns, kernel.WatchRoutes, b.routeTrigger),
 		}
 	}
 	last := b.Stats()
@@ -144,6 +139,25 @@ func (b *Backend) Run(ctx context.Context) error {
 		return fmt.Errorf("udp: %w", err)
 	}
 	return nil
+}
+
+// routeTrigger says why a route event calls for a repair, "" when it
+// does not: the Network route was deleted, or differs from the one
+// through flannel0 (kernel.RouteDrift).
+func (b *Backend) routeTrigger(e kernel.RouteEvent) string {
+	if e.Route.Dst != b.network {
+		return ""
+	}
+	idx := int(b.curIndex.Load())
+	plan := map[netip.Prefix]kernel.Route{b.network: networkRoute(b.network, idx)}
+	owned := func(r kernel.Route) bool { return r.Dst == b.network && r.LinkIndex == idx }
+	switch {
+	case kernel.RouteDrift(plan, e, owned, nil) == "":
+		return ""
+	case e.Deleted:
+		return "route deleted"
+	}
+	return "route changed"
 }
 
 // reconcile runs reconcileLocked, logs a failure once until it changes,
@@ -231,7 +245,8 @@ func (b *Backend) reconcileLocked(trigger string, counts backend.Counts) error {
 		case op.Kind == kernel.Delete:
 			b.changed(counts, trigger, metrics.KindRoute, "route removed", "route", op.Route.Format(names))
 		case op.Prev != (kernel.Route{}):
-			b.changed(counts, trigger, metrics.KindRoute, "route replaced", "route", op.Route.Format(names), "was", op.Prev.Format(names))
+			b.changed(counts, trigger, metrics.KindRoute, "route replaced", "route", op.Route.Format(names), "was", op.Prev.Format(names),
+				"wrong", kernel.RouteChange(op.Route, op.Prev, names))
 		default:
 			b.changed(counts, trigger, metrics.KindRoute, "route added", "route", op.Route.Format(names))
 		}

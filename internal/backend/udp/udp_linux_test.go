@@ -436,6 +436,7 @@ func TestRunRepairsKernelState(t *testing.T) {
 		trigger string
 	}{
 		{"route deleted", []string{"ip", "route", "del", "10.244.0.0/16", "dev", "flannel0"}, ""},
+		{"route changed", []string{"ip", "route", "replace", "10.244.0.0/16", "dev", "eth0"}, `trigger="route changed"`},
 		{"address deleted", []string{"ip", "addr", "del", "10.244.1.0/32", "dev", "flannel0"}, `trigger="address changed"`},
 		{"mtu changed", []string{"ip", "link", "set", "flannel0", "mtu", "1400"}, `trigger="device changed"`},
 		{"device down", []string{"ip", "link", "set", "flannel0", "down"}, `trigger="device changed"`},
