@@ -229,3 +229,64 @@ func TestApplyOfManyPeersCausesNoRepairStorm(t *testing.T) {
 		t.Errorf("%d repair passes for an Apply of %d peers and two sentinel changes, want at most 4", n, peers)
 	}
 }
+
+// TestRunRepairsTheDeviceAtOnce sets the device down, changes its MTU and
+// its local address, and deletes its address, with a period of an hour:
+// link and address notifications alone must bring each back within 2 s,
+// counted by kind.
+func TestRunRepairsTheDeviceAtOnce(t *testing.T) {
+	hs := cluster(t, 2)
+	a := hs[0]
+	a.metrics = metrics.New()
+	ba := a.start(t, plainConfig, Options{ReconcilePeriod: time.Hour})
+	bb, err := hs[1].build(t, plainConfig, Options{NoSubscribe: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ba.Apply(t.Context(), []lease.Lease{a.lease(ba), hs[1].lease(bb)}); err != nil {
+		t.Fatal(err)
+	}
+	want := state(t, a.NS)
+	backendtest.Run(t, ba.Run)
+	count := func(kind string) float64 { return backendtest.Repairs(t, a.metrics, kind) }
+	// The first change may race Run's start-up repair; once a deletion is
+	// repaired, the watches certainly run.
+	nstest.Exec(t, a.NS, "ip", "route", "del", "10.244.2.0/24")
+	nstest.Eventually(t, 2*time.Second, func() error {
+		if count(metrics.KindRoute) < 1 {
+			return errors.New("the warm-up deletion is not repaired yet")
+		}
+		return nil
+	})
+	for _, c := range []struct {
+		what string
+		cmd  []string
+		kind string
+	}{
+		{"device down", []string{"ip", "link", "set", "flannel.1", "down"}, metrics.KindDevice},
+		{"mtu changed", []string{"ip", "link", "set", "flannel.1", "mtu", "1300"}, metrics.KindDevice},
+		{"local address changed", []string{"ip", "link", "set", "flannel.1", "type", "vxlan", "local", "192.168.70.50"}, metrics.KindDevice},
+		{"address deleted", []string{"ip", "addr", "del", "10.244.1.0/32", "dev", "flannel.1"}, metrics.KindAddress},
+	} {
+		base := count(c.kind)
+		nstest.Exec(t, a.NS, c.cmd...)
+		nstest.Eventually(t, 2*time.Second, func() error {
+			// The device first, without failing the test: a changed local
+			// address makes the backend re-create it.
+			l, err := a.Handle.LinkByName("flannel.1")
+			if err != nil {
+				return fmt.Errorf("after %s: %w", c.what, err)
+			}
+			if got := attrsOf(l); got.Local != a.Ext.Addr || l.Attrs().MTU != 1450 {
+				return fmt.Errorf("after %s: local %s, mtu %d", c.what, got.Local, l.Attrs().MTU)
+			}
+			if got := state(t, a.NS); got != want {
+				return fmt.Errorf("after %s:\n%s\nwant:\n%s", c.what, got, want)
+			}
+			if count(c.kind) == base {
+				return fmt.Errorf("after %s: no %s repair counted", c.what, c.kind)
+			}
+			return nil
+		})
+	}
+}
