@@ -228,6 +228,24 @@ func TestApplyOfManyPeersCausesNoRepairStorm(t *testing.T) {
 	if n > 4 {
 		t.Errorf("%d repair passes for an Apply of %d peers and two sentinel changes, want at most 4", n, peers)
 	}
+
+	// A repair reads every entry back, so its time grows with the peers:
+	// time it here too.
+	events, err := kernel.WatchNeighs(t.Context(), &a.Netns, func(err error) { t.Log(err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := linkOf(t, a, "flannel.1").Attrs().Index
+	planned := kernel.Neigh{LinkIndex: dev, IP: netip.MustParseAddr("10.100.0.0"), MAC: kernel.MAC{0x0e, 0, 0, 0, 0, 0}, Permanent: true}
+	wrong := planned
+	wrong.MAC = kernel.MAC{0x0e, 0, 0, 0, 0, 0x99}
+	const tries = 20
+	took := backendtest.RepairTimes(t, tries, events,
+		func() error { return kernel.ApplyNeighOps(a.Handle, []kernel.NeighOp{{Kind: kernel.Replace, Neigh: wrong}}).Err() },
+		func(e kernel.NeighEvent) bool { return !e.FDB && !e.Deleted && e.Neigh() == wrong },
+		func(e kernel.NeighEvent) bool { return !e.FDB && !e.Deleted && e.Neigh() == planned })
+	t.Logf("vxlan neighbour with a wrong MAC among %d peers repaired in %v (median of %d; min %v, max %v)",
+		peers, backendtest.Median(took), tries, slices.Min(took), slices.Max(took))
 }
 
 // TestRunRepairsTheDeviceAtOnce sets the device down, changes its MTU and
