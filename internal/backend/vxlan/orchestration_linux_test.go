@@ -218,6 +218,45 @@ func TestFakeRepairRestoresDeletedEntriesAndCountsThem(t *testing.T) {
 	}
 }
 
+// TestFakeRepairReplacesChangedEntries: entries changed in place (not
+// deleted) are replaced with the planned ones, and counted by kind.
+func TestFakeRepairReplacesChangedEntries(t *testing.T) {
+	h := newFakeHost(t)
+	h.apply(t, fakePeer(2), fakePeer(3))
+	want := h.k.State()
+	dev := int(h.b.devIndex.Load())
+	wrongNeigh := kernel.Neigh{LinkIndex: dev, IP: netip.MustParseAddr("10.244.2.0"), MAC: kernel.MAC{0x0e, 0, 0, 0, 0, 0x99}, Permanent: true}
+	wrongFDB := kernel.FDB{LinkIndex: dev, MAC: kernel.MAC{0x0a, 0, 0, 0, 0, 3}, Dst: netip.MustParseAddr("192.168.70.99"), Permanent: true}
+	wrongRoute := kernel.Route{Dst: netip.MustParsePrefix("10.244.3.0/24"), Gw: netip.MustParseAddr("192.168.70.3"), LinkIndex: h.b.ext.Index, Proto: 3}
+	if err := kernel.ApplyNeighOps(h.k, []kernel.NeighOp{{Kind: kernel.Replace, Neigh: wrongNeigh}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := kernel.ApplyFDBOps(h.k, []kernel.FDBOp{{Kind: kernel.Replace, Entry: wrongFDB}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := kernel.ApplyOps(h.k, []kernel.Op{{Kind: kernel.Replace, Route: wrongRoute}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		what string
+		got  string
+	}{
+		{"the changed neighbour", h.b.neighTrigger(kernel.NeighEvent{LinkIndex: dev, IP: wrongNeigh.IP, MAC: wrongNeigh.MAC, Permanent: true})},
+		{"the changed fdb entry", h.b.neighTrigger(kernel.NeighEvent{LinkIndex: dev, FDB: true, IP: wrongFDB.Dst, MAC: wrongFDB.MAC, Permanent: true})},
+		{"the changed route", h.b.routeTrigger(kernel.RouteEvent{Route: wrongRoute})},
+	} {
+		if c.got == "" {
+			t.Errorf("%s calls for no repair", c.what)
+		}
+	}
+	got := h.b.repair("neighbour changed")
+	wantCounts := backend.Counts{metrics.KindNeighbour: 1, metrics.KindFDB: 1, metrics.KindRoute: 1}
+	if !mapsEqual(got, wantCounts) {
+		t.Errorf("repair counts = %v, want %v", got, wantCounts)
+	}
+	wantCalls(t, "state after the repair", h.k.State(), want)
+}
+
 func TestFakeDirectRoutingRoutesReachablePeersWithoutEncapsulation(t *testing.T) {
 	h := newFakeHostWith(t, `{"Type":"vxlan","DirectRouting":true}`)
 	eth0 := h.b.ext.Index
