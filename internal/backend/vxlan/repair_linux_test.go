@@ -241,7 +241,9 @@ func TestApplyOfManyPeersCausesNoRepairStorm(t *testing.T) {
 	wrong.MAC = kernel.MAC{0x0e, 0, 0, 0, 0, 0x99}
 	const tries = 20
 	took := backendtest.RepairTimes(t, tries, events,
-		func() error { return kernel.ApplyNeighOps(a.Handle, []kernel.NeighOp{{Kind: kernel.Replace, Neigh: wrong}}).Err() },
+		func() error {
+			return kernel.ApplyNeighOps(a.Handle, []kernel.NeighOp{{Kind: kernel.Replace, Neigh: wrong}}).Err()
+		},
 		func(e kernel.NeighEvent) bool { return !e.FDB && !e.Deleted && e.Neigh() == wrong },
 		func(e kernel.NeighEvent) bool { return !e.FDB && !e.Deleted && e.Neigh() == planned })
 	t.Logf("vxlan neighbour with a wrong MAC among %d peers repaired in %v (median of %d; min %v, max %v)",
