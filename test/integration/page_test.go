@@ -39,11 +39,12 @@ const readRows = `Array.from(document.querySelectorAll("#peers tbody tr")).map(f
 
 // h1's page in headless Chromium: it loads without a console error and
 // shows every peer ok; a route to h3 pointed at the wrong host (which the
-// agent only hears of on its next reconcile) turns h3's row to "wrong" with
-// status's reason, without a reload; the agent's repair turns it back to
-// ok and shows up among the events. The reachability column, fed by
-// status's probes while the page is open, shows each peer's RTT. With WEFT_SCREENSHOT_DIR set, it
-// saves both states as page-ok.png and page-broken.png there.
+// agent cannot repair while h1 lacks its connected route) turns h3's row
+// to "wrong" with status's reason, without a reload; the agent's repair
+// turns it back to ok and shows up among the events. The reachability
+// column, fed by status's probes while the page is open, shows each peer's
+// RTT. With WEFT_SCREENSHOT_DIR set, it saves both states as page-ok.png
+// and page-broken.png there.
 func TestPageInBrowser(t *testing.T) {
 	nstest.RequireRoot(t)
 	nstest.RequireTools(t, "chromium")
@@ -120,14 +121,21 @@ func TestPageInBrowser(t *testing.T) {
 		t.Errorf("the page is wider than a 375 px screen")
 	}
 
-	// Point h1's route to h3 at h2: a replaced route is no deletion, so
-	// the agent finds it only on its next reconcile, and the page has
-	// time to show it.
+	// Point h1's route to h3 at h2. The agent hears of a changed route at
+	// once and would repair it within a millisecond, so first take away
+	// h1's connected route to its segment: the kernel then refuses the
+	// repair (h3 is not on a network of eth0) until the route is back,
+	// and the page has time to show the wrong route.
 	h2IP := hostIP(t, l, "h2")
-	if out, err := exec.Command("ip", "-n", h1.NS, "route", "replace", s3.String(), "via", h2IP.String(),
-		"dev", h1.Iface, "proto", "87").CombinedOutput(); err != nil {
-		t.Fatalf("ip route replace: %v: %s", err, out)
+	segment := h1.Addr.Masked().String()
+	ipIn := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", append([]string{"-n", h1.NS}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %q: %v: %s", args, err, out)
+		}
 	}
+	ipIn("route", "del", segment, "dev", h1.Iface)
+	ipIn("route", "replace", s3.String(), "via", h2IP.String(), "dev", h1.Iface, "proto", "87", "onlink")
 	broken := time.Now()
 	waitRows(8*time.Second, func(m map[string]pageRow) error {
 		r := m[s3.String()]
@@ -139,7 +147,9 @@ func TestPageInBrowser(t *testing.T) {
 	t.Logf("the page showed the wrong route after %v", time.Since(broken).Round(time.Millisecond))
 	screenshot(t, bctx, "page-broken.png")
 
-	// The reconcile period is 10 s.
+	// Nothing reports the connected route's return as a change of an
+	// entry the agent planned; the reconcile period is 10 s.
+	ipIn("route", "add", segment, "dev", h1.Iface, "proto", "kernel", "scope", "link", "src", h1.Addr.Addr().String())
 	waitRows(25*time.Second, allOK)
 	t.Logf("the page showed the repair after %v", time.Since(broken).Round(time.Millisecond))
 	nstest.Eventually(t, 10*time.Second, func() error {
