@@ -542,7 +542,7 @@ func TestRunRepairsOnTimerWithoutWatch(t *testing.T) {
 	backendtest.Run(t, ba.Run)
 	for _, cmd := range [][]string{
 		{"ip", "route", "del", "10.244.2.0/24"},
-		// Changes in place send no deletion; only the timer sees them.
+		// Without subscriptions, changes in place are the timer's too.
 		{"ip", "route", "replace", "10.244.2.0/24", "via", "192.168.70.50", "dev", "eth0"},
 		{"ip", "neigh", "replace", "10.244.2.0", "lladdr", "0e:00:00:00:00:99", "dev", "flannel.1", "nud", "permanent"},
 		{"bridge", "fdb", "replace", bb.VtepMAC().String(), "dev", "flannel.1", "dst", "192.168.70.99", "self", "permanent"},
