@@ -207,4 +207,3 @@ func TestDecideWithoutOwn(t *testing.T) {
 		t.Error("RefusedSubnet does not find the refusal")
 	}
 }
-
