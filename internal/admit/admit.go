@@ -71,6 +71,49 @@ type Input struct {
 	Own         lease.Lease
 	OwnPublicIP netip.Addr
 	Leases      []lease.Lease
+	// Memo, when not nil, keeps the backend's verdicts on BackendData
+	// from one Decide to the next, so that a snapshot in a large cluster
+	// does not decode every lease's JSON again (the agent keeps one; a
+	// one-off caller passes nil). One Memo serves one Config and Backend.
+	Memo *Memo
+}
+
+// Memo remembers LeaseCheck's answers by BackendData, for the leases of the
+// last two snapshots.
+type Memo struct {
+	prev, cur map[string]verdict
+}
+
+type verdict struct {
+	id  string
+	err error
+}
+
+// NewMemo returns an empty Memo.
+func NewMemo() *Memo { return &Memo{prev: map[string]verdict{}, cur: map[string]verdict{}} }
+
+// judge returns check's verdict on l, from the memo when it has one.
+func (m *Memo) judge(check backend.LeaseCheck, l lease.Lease) (string, error) {
+	if m == nil {
+		return check(l)
+	}
+	if v, ok := m.cur[string(l.Attrs.BackendData)]; ok {
+		return v.id, v.err
+	}
+	v, ok := m.prev[string(l.Attrs.BackendData)]
+	if !ok {
+		v.id, v.err = check(l)
+	}
+	m.cur[string(l.Attrs.BackendData)] = v
+	return v.id, v.err
+}
+
+// turn starts a snapshot: what the one before did not use is forgotten.
+func (m *Memo) turn() {
+	if m != nil {
+		m.prev, m.cur = m.cur, m.prev
+		clear(m.cur)
+	}
 }
 
 // Refusal is one lease that is not a peer, and why.
@@ -124,6 +167,7 @@ func Decide(in Input) Result {
 			check = c
 		}
 	}
+	in.Memo.turn()
 	checks := func(l lease.Lease) bool {
 		return check != nil && slices.Contains(in.Backend.LeaseTypes, l.Attrs.BackendType)
 	}
@@ -150,7 +194,7 @@ func Decide(in Input) Result {
 	taken := make(map[netip.Prefix]int, n) // masked subnet → admitted lease
 	ids := make(map[string]int)            // backend identity → admitted lease
 	if ownSubnet.IsValid() && checks(own) {
-		if id, err := check(own); err == nil && id != "" {
+		if id, err := in.Memo.judge(check, own); err == nil && id != "" {
 			ids[id] = ownIdx
 		}
 	}
@@ -199,7 +243,7 @@ func Decide(in Input) Result {
 		var id string
 		if checks(l) {
 			var err error
-			if id, err = check(l); err != nil {
+			if id, err = in.Memo.judge(check, l); err != nil {
 				refuse(i, KindBackendData, "is not a %s peer: %v", cfg.BackendType, err)
 				continue
 			}

@@ -207,3 +207,31 @@ func TestDecideWithoutOwn(t *testing.T) {
 		t.Error("RefusedSubnet does not find the refusal")
 	}
 }
+
+// BenchmarkDecide5000 is one snapshot of a 5000-host vxlan cluster, as the
+// agent decides it on every change.
+func BenchmarkDecide5000(b *testing.B) {
+	cfg, err := netconf.Parse([]byte(`{"Network":"10.0.0.0/8","SubnetLen":24,"Backend":{"Type":"vxlan"}}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	leases := make([]lease.Lease, 5000)
+	for i := range leases {
+		sub := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24)
+		leases[i] = mk(sub.String(), fmt.Sprintf("192.168.%d.%d", i>>8, i&0xff), int64(i), fmt.Sprintf("0a:00:00:00:%02x:%02x", i>>8, i&0xff), 1)
+	}
+	in := Input{Config: cfg, Backend: vxlan.Descriptor(), Own: leases[7], OwnPublicIP: leases[7].Attrs.PublicIP, Leases: leases}
+	for _, memo := range []bool{false, true} {
+		b.Run(fmt.Sprintf("memo=%v", memo), func(b *testing.B) {
+			in.Memo = nil
+			if memo {
+				in.Memo = NewMemo()
+			}
+			for b.Loop() {
+				if res := Decide(in); len(res.Refused) != 0 {
+					b.Fatal(res.Refused[0].Reason)
+				}
+			}
+		})
+	}
+}

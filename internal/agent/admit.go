@@ -26,7 +26,7 @@ type admitter struct {
 func newAdmitter(cfg *netconf.Config, ownPublicIP netip.Addr, own lease.Lease) *admitter {
 	d, _ := backends.Lookup(cfg.BackendType) // waitConfig checked it is there
 	return &admitter{
-		in:     admit.Input{Config: cfg, Backend: d, OwnPublicIP: ownPublicIP},
+		in:     admit.Input{Config: cfg, Backend: d, OwnPublicIP: ownPublicIP, Memo: admit.NewMemo()},
 		own:    own,
 		active: map[string]admit.Refusal{},
 	}
