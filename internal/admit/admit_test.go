@@ -178,6 +178,7 @@ func TestDecideOrderIndependent(t *testing.T) {
 	in.Leases = leases
 	want := key(Decide(in))
 	perm := slices.Clone(leases)
+	in.Memo = NewMemo() // as the agent decides, snapshot after snapshot
 	for k := 0; k < 50; k++ {
 		// A fixed sequence of swaps walks through many orders.
 		i, j := (k*7)%len(perm), (k*3+1)%len(perm)
