@@ -107,6 +107,7 @@ type Agent struct {
 	log  *slog.Logger
 	now  func() time.Time
 	kw   *kernelWatch // set in Run before the loops start
+	adm  *admitter    // set in Run before the loops start
 	page pageView     // what the page at / on the health listener shows
 }
 
@@ -245,6 +246,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 	a.kw = a.newKernelWatch(cfg, ext, own, be)
+	a.adm = newAdmitter(cfg, ext.PublicIP, own)
 	run("kernel limits", a.kw.run)
 	ownCh := make(chan lease.Lease, 1)
 	ownCh <- own
@@ -573,8 +575,9 @@ func (a *Agent) watchLoop(ctx context.Context, be backend.Backend, own netip.Pre
 			}
 			changes := a.logChanges(prev, snap.leases, own)
 			prev = snap.leases
+			peers := a.admitPeers(snap.leases) // refused leases never reach the backend
 			t0 := a.now()
-			err := be.Apply(ctx, snap.leases)
+			err := be.Apply(ctx, peers)
 			done := a.now()
 			a.deps.Metrics.Applied(done.Sub(t0))
 			if err != nil && ctx.Err() == nil {
@@ -587,7 +590,7 @@ func (a *Agent) watchLoop(ctx context.Context, be backend.Backend, own netip.Pre
 			}
 			a.countPeers(snap.leases, own)
 			a.page.setLeases(snap.leases)
-			a.kw.setPeers(snap.leases)
+			a.kw.setPeers(peers)
 			if first {
 				first = false
 				close(programmed)

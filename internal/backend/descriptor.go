@@ -35,12 +35,24 @@ type Descriptor struct {
 	// LeaseMAC returns the MAC a lease of this backend publishes (vxlan's
 	// VtepMAC); nil when its leases carry none.
 	LeaseMAC func(l lease.Lease) (kernel.MAC, bool)
+	// LeaseCheck returns, for a network configured by cfg, what the
+	// admission step (package admit) asks of every lease of LeaseTypes
+	// beyond the rules common to all backends. Nil asks nothing. It fails
+	// when cfg's Backend options are invalid. Pure.
+	LeaseCheck func(cfg *netconf.Config) (LeaseCheck, error)
 	// Devices are the devices it creates, for cleanup.
 	Devices []DeviceFact
 	// StateFiles are glob patterns, relative to the state directory, of
 	// the files it leaves there, for cleanup.
 	StateFiles []string
 }
+
+// LeaseCheck judges one lease's BackendData for a configured backend. It
+// returns the lease's identity, a value no two peers may share (vxlan:
+// "VtepMAC aa:bb:cc:dd:ee:ff"), "" for none, or an error saying why the
+// lease cannot be a peer of this network (vxlan: no usable VtepMAC, or
+// another VNI than the config's, with both VNIs).
+type LeaseCheck func(l lease.Lease) (identity string, err error)
 
 // DeviceFact names devices a backend creates: those of link type Kind
 // whose name is Name, or starts with Name when Prefix is set.

@@ -11,8 +11,26 @@ import (
 // backend, or returns "" when it can. network is the cluster network, own
 // this host's lease and ownPublicIP its public address. Every backend
 // applies the same rules, so a peer that one refuses the others refuse too,
-// with the same words.
+// with the same words. The agent's admission step (package admit) applies
+// LeaseProblem before any backend sees a lease; the backends keep calling
+// PeerProblem so that each is safe on its own.
 func PeerProblem(l lease.Lease, network netip.Prefix, own lease.Lease, ownPublicIP netip.Addr) string {
+	if why := LeaseProblem(l, network); why != "" {
+		return why
+	}
+	switch {
+	case l.Subnet.Masked().Overlaps(own.Subnet):
+		return fmt.Sprintf("its subnet overlaps this host's %s", own.Subnet)
+	case l.Attrs.PublicIP == ownPublicIP:
+		return "it carries this host's own PublicIP but is not this host's lease"
+	}
+	return ""
+}
+
+// LeaseProblem is the part of PeerProblem that looks at the lease alone: an
+// IPv4 subnet strictly inside network and an IPv4 PublicIP. "" when it has
+// both.
+func LeaseProblem(l lease.Lease, network netip.Prefix) string {
 	subnet := l.Subnet.Masked()
 	pub := l.Attrs.PublicIP
 	switch {
@@ -20,12 +38,8 @@ func PeerProblem(l lease.Lease, network netip.Prefix, own lease.Lease, ownPublic
 		return "no IPv4 subnet"
 	case subnet.Bits() <= network.Bits() || !network.Contains(subnet.Addr()):
 		return fmt.Sprintf("its subnet is not inside the network %s", network)
-	case subnet.Overlaps(own.Subnet):
-		return fmt.Sprintf("its subnet overlaps this host's %s", own.Subnet)
 	case !pub.IsValid() || !pub.Is4() || pub.IsUnspecified():
 		return "it has no IPv4 PublicIP"
-	case pub == ownPublicIP:
-		return "it carries this host's own PublicIP but is not this host's lease"
 	}
 	return ""
 }

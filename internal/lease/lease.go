@@ -36,6 +36,13 @@ type Lease struct {
 	// Expiration is when the store drops the lease. The zero time means the
 	// lease never expires: an administrator's reservation.
 	Expiration time.Time
+	// Created orders leases by age, for the rule that when two leases
+	// conflict the one that was there first wins: etcd's CreateRevision of
+	// the key, or with the Kubernetes store the Node's creationTimestamp
+	// in Unix nanoseconds. Smaller is older; 0 means unknown, which counts
+	// as oldest. It is not part of the lease's data: a key deleted and
+	// written again with the same value is no change to the data plane.
+	Created int64
 }
 
 // Reservation reports whether l never expires (a key without TTL).

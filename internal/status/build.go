@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftnet/weft/internal/admit"
 	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/backend/backends"
 	"github.com/weftnet/weft/internal/kernel"
@@ -91,12 +92,19 @@ func Build(in Inputs) Report {
 	if ownOK {
 		r.Host.Subnet = own.Subnet.String()
 	}
+	if !ownOK {
+		own = lease.Lease{}
+	}
+	// The agent's own admission step, on the same leases: what it refuses
+	// is shown as refused, and the backend plans only the rest.
+	adm := admit.Decide(admit.Input{Config: cfg, Backend: m.desc, Own: own, OwnPublicIP: in.PublicIP, Leases: in.Leases})
+	m.refused = make(map[refusedKey]admit.Refusal, len(adm.Refused))
+	for _, r := range adm.Refused {
+		m.refused[refusedKey{r.Lease.Subnet, r.Lease.Attrs.PublicIP}] = r
+	}
 	if m.known {
-		if !ownOK {
-			own = lease.Lease{}
-		}
 		m.own = own
-		m.wants = m.exp.Wants(own, in.PublicIP, in.Leases, in.Direct)
+		m.wants = m.exp.Wants(own, in.PublicIP, adm.Admitted, in.Direct)
 	}
 	if m.known && ownOK {
 		for _, w := range m.wants.Host {
@@ -147,7 +155,10 @@ func finish(r *Report) {
 		row := &r.Leases[i]
 		n += len(row.Problems)
 		row.Status = "ok"
-		if len(row.Problems) > 0 || (row.Self && len(r.Problems) > 0) {
+		switch {
+		case row.Refused != "":
+			row.Status = "refused"
+		case len(row.Problems) > 0 || (row.Self && len(r.Problems) > 0):
 			row.Status = "problem"
 		}
 	}
@@ -161,9 +172,17 @@ type model struct {
 	exp   backend.Expectation
 	wants backend.Wants
 	own   lease.Lease // this host's, zero when unknown
+	// refused are the leases the agent's admission step refuses.
+	refused map[refusedKey]admit.Refusal
 	// known is false when the backend is not one of this build or its
 	// options are invalid: leases are listed, nothing is compared.
 	known bool
+}
+
+// refusedKey names a lease among a snapshot's.
+type refusedKey struct {
+	subnet netip.Prefix
+	pub    netip.Addr
 }
 
 // findOwn picks this host's lease: the one for the subnet in subnet.env,
@@ -340,6 +359,13 @@ func buildRow(in Inputs, l lease.Lease, self bool, m model) Row {
 		row.Expires, row.ExpiresIn = &exp, &left
 	}
 	row.Problems = append(row.Problems, expiryProblems(in, l, self)...)
+	if r, ok := m.refused[refusedKey{l.Subnet, l.Attrs.PublicIP}]; ok && !self {
+		row.Refused = r.Reason
+		row.Problems = append(row.Problems, Problem{Code: CodeBadLease, Message: fmt.Sprintf(
+			"refused: %s. This host's agent does not program it (weft_leases_refused counts it); delete the key (etcdctl del) if no host holds it, or fix the host that wrote it",
+			r.Reason)})
+		return row
+	}
 	if self || !m.known {
 		return row
 	}

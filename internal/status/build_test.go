@@ -193,7 +193,7 @@ func TestBuildGolden(t *testing.T) {
 		{"hostgw-broken", hostgwBroken, false, []string{CodeMTU, CodeNoRoute, CodeDuplicateIP, CodeWrongRoute, CodeLeaseExpired,
 			CodeLeaseNotRenewed, CodeBackendMismatch, CodeNoRoute, CodeDuplicateIP}, true},
 		{"vxlan-broken", vxlanBroken, false, []string{CodeOwnVtepMAC, CodeMTU, CodeCNIBridge,
-			CodeWrongVtepMAC, CodeWrongVtepMAC, CodeMissingNeigh, CodeWrongFDB, CodeWrongRoute, CodeVNIMismatch, CodeMissingNeigh, CodeMissingFDB, CodeNoRoute}, true},
+			CodeWrongVtepMAC, CodeWrongVtepMAC, CodeMissingNeigh, CodeWrongFDB, CodeWrongRoute, CodeBadLease, CodeMissingNeigh, CodeMissingFDB, CodeNoRoute}, true},
 		{"no-lease", noLease, false, []string{CodeSubnetFile, CodeNoLease}, false},
 		{"stale-subnet-file", staleSubnetFile, false, []string{CodeSubnetFile, CodeSubnetFile}, false},
 	} {

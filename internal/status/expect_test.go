@@ -255,8 +255,8 @@ func TestRefusedLeaseIsBadLease(t *testing.T) {
 		hostgwLease("10.9.0.0/24", "192.168.1.9", 0))
 	r := Build(in)
 	want := map[string]string{
-		"10.244.8.0/24": "this host's agent skips the lease: it has no IPv4 PublicIP",
-		"10.9.0.0/24":   "this host's agent skips the lease: its subnet is not inside the network 10.244.0.0/16",
+		"10.244.8.0/24": "refused: 10.244.8.0-24 (PublicIP none) is not a peer: it has no IPv4 PublicIP",
+		"10.9.0.0/24":   "refused: 10.9.0.0-24 (PublicIP 192.168.1.9) is not a peer: its subnet is not inside the network 10.244.0.0/16",
 	}
 	for _, row := range r.Leases {
 		msg, ok := want[row.Subnet]
@@ -265,6 +265,9 @@ func TestRefusedLeaseIsBadLease(t *testing.T) {
 		}
 		if len(row.Problems) != 1 || row.Problems[0].Code != CodeBadLease || !strings.HasPrefix(row.Problems[0].Message, msg) {
 			t.Errorf("row %s: problems %+v, want %s %q", row.Subnet, row.Problems, CodeBadLease, msg)
+		}
+		if row.Status != "refused" || !strings.HasPrefix("refused: "+row.Refused, msg) {
+			t.Errorf("row %s: status %q, refused %q", row.Subnet, row.Status, row.Refused)
 		}
 		if len(row.Entries) != 0 || row.target.addr.IsValid() {
 			t.Errorf("row %s: entries %v, probe target %v; want none", row.Subnet, row.Entries, row.target.addr)

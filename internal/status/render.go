@@ -38,8 +38,11 @@ func WriteTable(w io.Writer, r Report) error {
 			host, kern = "self", kernelSummary(r.Host.Entries)
 		}
 		st := row.Status
-		if st == "problem" {
+		switch st {
+		case "problem":
 			st = "PROBLEM"
+		case "refused":
+			st = "REFUSED"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			row.Subnet, row.PublicIP, orDash(row.Backend), expiresText(row, r.Time), orDash(host), kern, checkSummary(row, r.Checked), st)

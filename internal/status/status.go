@@ -75,8 +75,14 @@ type Row struct {
 	// expired; absent for a reservation or a node.
 	ExpiresIn *int64 `json:"expires_in_seconds,omitempty"`
 	Self      bool   `json:"self"`
-	// Status is "ok", or "problem" when Problems is not empty.
+	// Status is "ok", "refused" when this host's agent does not accept
+	// the lease as a peer (Refused says why), or "problem" when Problems
+	// is not empty.
 	Status string `json:"status"`
+	// Refused is why the agent's admission step refuses the lease, naming
+	// the lease and, for a conflict, the lease it conflicts with; empty
+	// for an accepted lease.
+	Refused string `json:"refused,omitempty"`
 	// Entries are the kernel entries this host needs for the peer; empty
 	// for the own lease and for peers this host cannot program.
 	Entries  []Entry   `json:"entries"`

@@ -12,6 +12,8 @@ const (
 	EventLeave  = "leave"  // a peer's lease went away
 	EventRepair = "repair" // the reconciler restored kernel state or rules
 	EventStore  = "store"  // the store became unreachable, or reachable again
+	// EventRefused: a lease started or stopped being refused as a peer.
+	EventRefused = "refused"
 )
 
 // Event is one thing that happened to this host's view of the fabric.

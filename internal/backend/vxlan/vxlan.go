@@ -625,11 +625,38 @@ func Descriptor() backend.Descriptor {
 			mac, err := parsePeerData(l.Attrs.BackendData)
 			return mac, err == nil
 		},
-		Devices: []backend.DeviceFact{{Kind: "vxlan", Name: "flannel.", Prefix: true}},
+		LeaseCheck: leaseCheck,
+		Devices:    []backend.DeviceFact{{Kind: "vxlan", Name: "flannel.", Prefix: true}},
 		// The MAC files, and the temporary files writeMACFile leaves when
 		// it is interrupted before its rename.
 		StateFiles: []string{"weft-vtep-flannel.*.mac", ".weft-vtep-*.tmp"},
 	}
+}
+
+// leaseCheck is vxlan's part of admission: a peer's identity is its
+// VtepMAC (two peers with one MAC would share one FDB entry, so the later
+// one would redirect the other's traffic), and a peer publishing another
+// VNI than this network's is refused, since its device drops what this
+// host sends. A lease whose BackendData names no VNI (none of flannel's
+// releases writes one without it) is taken to use the network's.
+func leaseCheck(cfg *netconf.Config) (backend.LeaseCheck, error) {
+	set, err := parseOptions(cfg.Backend)
+	if err != nil {
+		return nil, err
+	}
+	return func(l lease.Lease) (string, error) {
+		mac, err := parsePeerData(l.Attrs.BackendData)
+		if err != nil {
+			return "", err
+		}
+		var d struct{ VNI *int }
+		// parsePeerData has decoded the same bytes into a struct.
+		_ = json.Unmarshal(l.Attrs.BackendData, &d)
+		if d.VNI != nil && *d.VNI != set.VNI {
+			return "", fmt.Errorf("it publishes VNI %d but this network uses VNI %d", *d.VNI, set.VNI)
+		}
+		return "VtepMAC " + mac.String(), nil
+	}, nil
 }
 
 // expect is vxlan's Expectation: the device with its MAC and address, and

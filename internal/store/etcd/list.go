@@ -17,7 +17,9 @@ import (
 )
 
 // decode turns one key under <prefix>/subnets/ into a lease without
-// Expiration. The error says what is wrong with the key or the value.
+// Expiration. Created is the key's CreateRevision, which says which of two
+// conflicting leases was there first. The error says what is wrong with
+// the key or the value.
 func (s *Store) decode(kv *mvccpb.KeyValue) (lease.Lease, error) {
 	name := strings.TrimPrefix(string(kv.Key), s.subnets)
 	v4, v6, err := lease.ParseKeyName(name)
@@ -28,7 +30,7 @@ func (s *Store) decode(kv *mvccpb.KeyValue) (lease.Lease, error) {
 	if err := json.Unmarshal(kv.Value, &a); err != nil {
 		return lease.Lease{}, err
 	}
-	return lease.Lease{Subnet: v4, IPv6Subnet: v6, Attrs: a}, nil
+	return lease.Lease{Subnet: v4, IPv6Subnet: v6, Attrs: a, Created: kv.CreateRevision}, nil
 }
 
 // maxTTLLookups bounds the TimeToLive calls in flight, so that listing

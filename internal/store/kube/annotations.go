@@ -231,6 +231,11 @@ func (k keys) leaseOf(n *corev1.Node) (lease.Lease, error) {
 		Subnet: v4,
 		Attrs:  lease.Attrs{PublicIP: ip.Unmap(), BackendType: bt, BackendData: data},
 	}
+	// The older Node wins a conflict; the timestamp has whole seconds, and
+	// snapshot's order (subnet, then node name) settles a tie.
+	if !n.CreationTimestamp.IsZero() {
+		l.Created = n.CreationTimestamp.UnixNano()
+	}
 	if v6.IsValid() {
 		if ip6, err := netip.ParseAddr(a[k.publicIPv6]); err == nil && ip6.Is6() && !ip6.Is4In6() {
 			if d6, err := annotationJSON(n, k.backendV6Data); err == nil {

@@ -191,6 +191,9 @@ func TestLeaseOf(t *testing.T) {
 			n.Spec.PodCIDR = "10.244.9.0/24"
 			n.Spec.PodCIDRs = []string{"fd00:1::/64", "10.244.1.0/24"}
 		}), want: good, managed: true},
+		{name: "the Node's age orders it", node: mod(func(n *corev1.Node) {
+			n.CreationTimestamp = metav1.NewTime(time.Unix(1700000000, 0))
+		}), want: lease.Lease{Subnet: good.Subnet, Attrs: good.Attrs, Created: 1700000000e9}, managed: true},
 		{name: "no podCIDR", node: mod(func(n *corev1.Node) { n.Spec = corev1.NodeSpec{} }), err: "no IPv4 podCIDR yet", managed: true},
 		{name: "garbage podCIDR", node: mod(func(n *corev1.Node) { n.Spec.PodCIDRs = []string{"10.244.1.0"} }), err: "podCIDR", managed: true},
 		{name: "garbage public-ip", node: mod(func(n *corev1.Node) { n.Annotations[p+"public-ip"] = "not-an-ip" }), err: "public-ip", managed: true},
@@ -213,7 +216,7 @@ func TestLeaseOf(t *testing.T) {
 				}
 			case err != nil:
 				t.Errorf("err = %v", err)
-			case got.Subnet != tc.want.Subnet || !got.Attrs.Equal(tc.want.Attrs) || !got.Reservation():
+			case got.Subnet != tc.want.Subnet || !got.Attrs.Equal(tc.want.Attrs) || !got.Reservation() || got.Created != tc.want.Created:
 				t.Errorf("lease = %v %s, want %v %s", got, got.Attrs.BackendData, tc.want, tc.want.Attrs.BackendData)
 			}
 		})

@@ -162,7 +162,7 @@ func (p *peerSet) snapshot(objs []any) []lease.Lease {
 func sameLeases(a, b []lease.Lease) bool {
 	return slices.EqualFunc(a, b, func(x, y lease.Lease) bool {
 		return x.Subnet == y.Subnet && x.IPv6Subnet == y.IPv6Subnet &&
-			x.Expiration.Equal(y.Expiration) && x.Attrs.Equal(y.Attrs)
+			x.Expiration.Equal(y.Expiration) && x.Created == y.Created && x.Attrs.Equal(y.Attrs)
 	})
 }
 

@@ -1,0 +1,311 @@
+// Package admit decides which leases of a snapshot become peers: the one
+// step between the store, which delivers whatever keys anyone wrote, and
+// the backends, which program what they are given. A stray or hostile key
+// (a /25 over a live host's /24, a /32 stealing one pod, a /17, a copy of
+// a live peer's VtepMAC) must never displace a live peer, so the decision
+// looks at the whole snapshot at once and lets the lease that was there
+// first win every conflict.
+//
+// It is its own package rather than part of package lease because it needs
+// the backends' knowledge of BackendData (backend.Descriptor.LeaseCheck),
+// and package backend already imports lease; the agent and `weft status`
+// both call Decide, so that what the page shows as refused is exactly what
+// the agent refused. Pure: no I/O, no clock.
+//
+// The rules (docs/formats.md, "Which leases become peers"):
+//
+//   - The host's own lease is always admitted.
+//   - A peer's lease has an IPv4 subnet of exactly SubnetLen, aligned,
+//     inside Network, and an IPv4 PublicIP (backend.LeaseProblem). This is
+//     the rule flannel applies to reservations (keys without TTL), and weft
+//     applies it to every lease: SubnetMin..SubnetMax only bounds which
+//     subnets are handed out, so a peer keeping an older subnet after the
+//     range was narrowed stays reachable.
+//   - It does not overlap this host's lease, nor carry this host's
+//     PublicIP.
+//   - Of two leases for one subnet, the older (lease.Lease.Created) wins.
+//   - The network's backend may refuse a lease's BackendData, and names
+//     an identity no two peers may share; of two leases with one identity,
+//     the older wins (vxlan: the VtepMAC; another VNI is refused).
+//
+// Leases of another backend type than the network's are admitted as they
+// are (the backends pass over them, and status explains them) but take
+// part in the subnet rules.
+package admit
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/netconf"
+)
+
+// Kinds of refusal, the label values of weft_leases_refused{reason}.
+const (
+	KindMalformed   = "malformed"          // no IPv4 subnet or PublicIP, or outside Network
+	KindLength      = "wrong_length"       // not a subnet of exactly SubnetLen
+	KindOverlap     = "overlap"            // overlaps an older lease
+	KindOwnSubnet   = "own_subnet"         // overlaps this host's lease
+	KindOwnPublicIP = "own_public_ip"      // carries this host's PublicIP
+	KindBackendData = "backend_data"       // the backend cannot use its BackendData
+	KindIdentity    = "duplicate_identity" // shares its backend identity with an older lease
+)
+
+// Kinds lists every kind, for metrics that show zero for each.
+var Kinds = []string{KindMalformed, KindLength, KindOverlap, KindOwnSubnet, KindOwnPublicIP, KindBackendData, KindIdentity}
+
+// Input is everything Decide looks at.
+type Input struct {
+	Config *netconf.Config
+	// Backend is the network's backend. Its LeaseCheck judges the
+	// BackendData of leases of its LeaseTypes; when it is nil or fails
+	// (invalid Backend options, which the agent never runs with) only the
+	// common rules apply.
+	Backend backend.Descriptor
+	// Own is this host's lease; zero when unknown. OwnPublicIP is this
+	// host's PublicIP; invalid when unknown.
+	Own         lease.Lease
+	OwnPublicIP netip.Addr
+	Leases      []lease.Lease
+	// Memo, when not nil, keeps the backend's verdicts on BackendData
+	// from one Decide to the next, so that a snapshot in a large cluster
+	// does not decode every lease's JSON again (the agent keeps one; a
+	// one-off caller passes nil). One Memo serves one Config and Backend.
+	Memo *Memo
+}
+
+// Memo remembers LeaseCheck's answers by BackendData, for the leases of the
+// last two snapshots.
+type Memo struct {
+	prev, cur map[string]verdict
+}
+
+type verdict struct {
+	id  string
+	err error
+}
+
+// NewMemo returns an empty Memo.
+func NewMemo() *Memo { return &Memo{prev: map[string]verdict{}, cur: map[string]verdict{}} }
+
+// judge returns check's verdict on l, from the memo when it has one.
+func (m *Memo) judge(check backend.LeaseCheck, l lease.Lease) (string, error) {
+	if m == nil {
+		return check(l)
+	}
+	if v, ok := m.cur[string(l.Attrs.BackendData)]; ok {
+		return v.id, v.err
+	}
+	v, ok := m.prev[string(l.Attrs.BackendData)]
+	if !ok {
+		v.id, v.err = check(l)
+	}
+	m.cur[string(l.Attrs.BackendData)] = v
+	return v.id, v.err
+}
+
+// turn starts a snapshot: what the one before did not use is forgotten.
+func (m *Memo) turn() {
+	if m != nil {
+		m.prev, m.cur = m.cur, m.prev
+		clear(m.cur)
+	}
+}
+
+// Refusal is one lease that is not a peer, and why.
+type Refusal struct {
+	Lease lease.Lease
+	// Kind is one of the Kind constants.
+	Kind string
+	// Reason is a sentence naming the lease's key and PublicIP and, for a
+	// conflict, the other lease's, e.g. "172.7.138.0-25 (PublicIP
+	// 10.4.7.99) overlaps 172.7.138.0-24 (PublicIP 10.4.7.22), which was
+	// there first".
+	Reason string
+}
+
+// Result is Decide's answer. Both lists keep the order of Input.Leases.
+type Result struct {
+	Admitted []lease.Lease // the own lease included
+	Refused  []Refusal
+}
+
+// RefusedSubnet returns the refusal of a lease for subnet (masked) with
+// PublicIP pub, if there is one.
+func (r Result) RefusedSubnet(subnet netip.Prefix, pub netip.Addr) (Refusal, bool) {
+	for _, f := range r.Refused {
+		if f.Lease.Subnet.Masked() == subnet.Masked() && f.Lease.Attrs.PublicIP == pub {
+			return f, true
+		}
+	}
+	return Refusal{}, false
+}
+
+// Name is how reasons name a lease: its key and PublicIP, e.g.
+// "172.7.138.0-24 (PublicIP 10.4.7.22)".
+func Name(l lease.Lease) string {
+	key := "(no subnet)"
+	if l.Subnet.IsValid() {
+		key = lease.KeyName(l.Subnet, l.IPv6Subnet)
+	}
+	return fmt.Sprintf("%s (PublicIP %s)", key, backend.PeerName(l))
+}
+
+// Decide splits in.Leases into the peers to program and the refused. It
+// runs in O(n log n) for n leases (plus a scan of the admitted peers for
+// each refused lease wider than SubnetLen).
+func Decide(in Input) Result {
+	n := len(in.Leases)
+	cfg := in.Config
+	var check backend.LeaseCheck
+	if in.Backend.LeaseCheck != nil && cfg != nil {
+		if c, err := in.Backend.LeaseCheck(cfg); err == nil {
+			check = c
+		}
+	}
+	in.Memo.turn()
+	checks := func(l lease.Lease) bool {
+		return check != nil && slices.Contains(in.Backend.LeaseTypes, l.Attrs.BackendType)
+	}
+	own := in.Own
+	ownSubnet := own.Subnet.Masked()
+	isOwn := func(l lease.Lease) bool { return ownSubnet.IsValid() && l.Subnet.Masked() == ownSubnet }
+
+	// Oldest first; Created ties (unknown ages, or Nodes created in one
+	// second) go by subnet, then PublicIP, then the store's order, so that
+	// every host decides alike.
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		x, y := in.Leases[a], in.Leases[b]
+		return cmp.Or(cmp.Compare(x.Created, y.Created),
+			x.Subnet.Addr().Compare(y.Subnet.Addr()),
+			cmp.Compare(x.Subnet.Bits(), y.Subnet.Bits()),
+			x.Attrs.PublicIP.Compare(y.Attrs.PublicIP))
+	})
+
+	const ownIdx = -1
+	taken := make(map[netip.Prefix]int, n) // masked subnet → admitted lease
+	ids := make(map[string]int)            // backend identity → admitted lease
+	if ownSubnet.IsValid() && checks(own) {
+		if id, err := in.Memo.judge(check, own); err == nil && id != "" {
+			ids[id] = ownIdx
+		}
+	}
+	byIdx := func(i int) lease.Lease {
+		if i == ownIdx {
+			return own
+		}
+		return in.Leases[i]
+	}
+	refused := make([]*Refusal, n)
+	var wrongLen []int // refused for their length: their overlaps are named afterwards
+	refuse := func(i int, kind, format string, args ...any) {
+		refused[i] = &Refusal{Lease: in.Leases[i], Kind: kind, Reason: Name(in.Leases[i]) + " " + fmt.Sprintf(format, args...)}
+	}
+	for _, i := range order {
+		l := in.Leases[i]
+		if isOwn(l) {
+			continue
+		}
+		subnet := l.Subnet.Masked()
+		if cfg == nil {
+			refuse(i, KindMalformed, "cannot be judged without a network config")
+			continue
+		}
+		if why := backend.LeaseProblem(l, cfg.Network); why != "" {
+			refuse(i, KindMalformed, "is not a peer: %s", why)
+			continue
+		}
+		if l.Subnet.Bits() != cfg.SubnetLen || subnet != l.Subnet {
+			refuse(i, KindLength, "is not a /%d subnet (the network's SubnetLen)", cfg.SubnetLen)
+			wrongLen = append(wrongLen, i)
+			continue
+		}
+		if ownSubnet.IsValid() && subnet.Overlaps(ownSubnet) {
+			refuse(i, KindOwnSubnet, "overlaps this host's own lease %s", Name(own))
+			continue
+		}
+		if in.OwnPublicIP.IsValid() && l.Attrs.PublicIP == in.OwnPublicIP {
+			refuse(i, KindOwnPublicIP, "carries this host's PublicIP %s but is not this host's lease", in.OwnPublicIP)
+			continue
+		}
+		if j, ok := taken[subnet]; ok {
+			refuse(i, KindOverlap, "overlaps %s, which was there first", Name(byIdx(j)))
+			continue
+		}
+		var id string
+		if checks(l) {
+			var err error
+			if id, err = in.Memo.judge(check, l); err != nil {
+				refuse(i, KindBackendData, "is not a %s peer: %v", cfg.BackendType, err)
+				continue
+			}
+			if j, ok := ids[id]; ok && j == ownIdx {
+				refuse(i, KindIdentity, "publishes %s, which is this host's own (%s)", id, Name(own))
+				continue
+			} else if ok {
+				refuse(i, KindIdentity, "publishes %s, like %s, which was there first", id, Name(byIdx(j)))
+				continue
+			}
+		}
+		taken[subnet] = i
+		if id != "" {
+			ids[id] = i
+		}
+	}
+
+	// A lease of the wrong length that covers an admitted one is the
+	// dangerous kind (a /25 over a live /24 would take its traffic, were
+	// it programmed): name the lease it would have displaced.
+	admitted := make([]int, 0, len(taken))
+	for _, i := range taken {
+		admitted = append(admitted, i)
+	}
+	slices.Sort(admitted)
+	for _, i := range wrongLen {
+		l := in.Leases[i]
+		var victim lease.Lease
+		switch {
+		case ownSubnet.IsValid() && l.Subnet.Overlaps(ownSubnet):
+			victim = own
+		case l.Subnet.Bits() >= cfg.SubnetLen:
+			if j, ok := taken[netip.PrefixFrom(l.Subnet.Addr(), cfg.SubnetLen).Masked()]; ok {
+				victim = in.Leases[j]
+			}
+		default:
+			for _, j := range admitted {
+				if in.Leases[j].Subnet.Overlaps(l.Subnet) {
+					victim = in.Leases[j]
+					break
+				}
+			}
+		}
+		if !victim.Subnet.IsValid() {
+			continue
+		}
+		first := ""
+		if victim.Created <= l.Created || isOwn(victim) {
+			first = ", which was there first"
+		}
+		r := refused[i]
+		r.Kind = KindOverlap
+		r.Reason = fmt.Sprintf("%s overlaps %s%s, and is not a /%d subnet (the network's SubnetLen)", Name(l), Name(victim), first, cfg.SubnetLen)
+	}
+
+	var res Result
+	for i, l := range in.Leases {
+		if refused[i] != nil {
+			res.Refused = append(res.Refused, *refused[i])
+		} else {
+			res.Admitted = append(res.Admitted, l)
+		}
+	}
+	return res
+}

@@ -1,0 +1,238 @@
+package admit
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/internal/backend/hostgw"
+	"github.com/weftnet/weft/internal/backend/vxlan"
+	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/netconf"
+)
+
+func config(t testing.TB, backendJSON string) *netconf.Config {
+	t.Helper()
+	cfg, err := netconf.Parse([]byte(`{"Network":"172.7.0.0/16","SubnetLen":24,"SubnetMin":"172.7.10.0","SubnetMax":"172.7.200.0","Backend":` + backendJSON + `}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// mk builds a lease: subnet in key form or CIDR, PublicIP, age, and for
+// vxlan the MAC and VNI ("" mac: host-gw).
+func mk(subnet, pub string, created int64, mac string, vni int) lease.Lease {
+	l := lease.Lease{Subnet: netip.MustParsePrefix(subnet), Created: created, Expiration: time.Unix(1e9, 0)}
+	if pub != "" {
+		l.Attrs.PublicIP = netip.MustParseAddr(pub)
+	}
+	l.Attrs.BackendType = "host-gw"
+	if mac != "" {
+		l.Attrs.BackendType = "vxlan"
+		l.Attrs.BackendData = json.RawMessage(fmt.Sprintf(`{"VNI":%d,"VtepMAC":%q}`, vni, mac))
+	}
+	return l
+}
+
+const (
+	macOwn = "0a:00:00:00:00:01"
+	macA   = "0a:00:00:00:00:0a"
+	macB   = "0a:00:00:00:00:0b"
+)
+
+var (
+	ownHG = mk("172.7.1.0/24", "10.4.7.21", 5, "", 0)
+	ownVX = mk("172.7.1.0/24", "10.4.7.21", 5, macOwn, 1)
+	me    = netip.MustParseAddr("10.4.7.21")
+)
+
+func TestDecide(t *testing.T) {
+	live := mk("172.7.138.0/24", "10.4.7.22", 10, "", 0)
+	liveVX := mk("172.7.138.0/24", "10.4.7.22", 10, macA, 1)
+	type want struct {
+		subnet, kind string
+		reason       []string // substrings of the reason
+	}
+	for _, tc := range []struct {
+		name    string
+		vxlan   bool
+		leases  []lease.Lease
+		refused []want // every refusal, in input order
+	}{
+		{name: "good peers", leases: []lease.Lease{ownHG, live, mk("172.7.139.0/24", "10.4.7.23", 11, "", 0)}},
+		{name: "smaller overlapping, newer", leases: []lease.Lease{ownHG, mk("172.7.138.0/25", "10.4.7.99", 20, "", 0), live},
+			refused: []want{{"172.7.138.0/25", KindOverlap, []string{"172.7.138.0-25 (PublicIP 10.4.7.99) overlaps 172.7.138.0-24 (PublicIP 10.4.7.22), which was there first", "not a /24"}}}},
+		{name: "smaller overlapping, older: still refused, live one kept", leases: []lease.Lease{ownHG, mk("172.7.138.0/25", "10.4.7.99", 1, "", 0), live},
+			refused: []want{{"172.7.138.0/25", KindOverlap, []string{"172.7.138.0-25 (PublicIP 10.4.7.99) overlaps 172.7.138.0-24 (PublicIP 10.4.7.22), and is not a /24"}}}},
+		{name: "/32", leases: []lease.Lease{ownHG, live, mk("172.7.138.7/32", "10.4.7.99", 20, "", 0)},
+			refused: []want{{"172.7.138.7/32", KindOverlap, []string{"172.7.138.7-32 (PublicIP 10.4.7.99) overlaps 172.7.138.0-24"}}}},
+		{name: "/17 over two peers", leases: []lease.Lease{ownHG, mk("172.7.128.0/17", "10.4.7.99", 20, "", 0), live, mk("172.7.139.0/24", "10.4.7.23", 11, "", 0)},
+			refused: []want{{"172.7.128.0/17", KindOverlap, []string{"172.7.128.0-17 (PublicIP 10.4.7.99) overlaps 172.7.138.0-24 (PublicIP 10.4.7.22)"}}}},
+		{name: "/17 over nothing", leases: []lease.Lease{ownHG, mk("172.7.128.0/17", "10.4.7.99", 20, "", 0)},
+			refused: []want{{"172.7.128.0/17", KindLength, []string{"172.7.128.0-17 (PublicIP 10.4.7.99) is not a /24 subnet"}}}},
+		{name: "larger overlapping own", leases: []lease.Lease{mk("172.7.0.0/23", "10.4.7.99", 1, "", 0), ownHG},
+			refused: []want{{"172.7.0.0/23", KindOverlap, []string{"overlaps 172.7.1.0-24 (PublicIP 10.4.7.21), which was there first"}}}},
+		{name: "wrong length, no overlap", leases: []lease.Lease{ownHG, mk("172.7.50.0/26", "10.4.7.30", 1, "", 0)},
+			refused: []want{{"172.7.50.0/26", KindLength, []string{"not a /24"}}}},
+		{name: "host bits set", leases: []lease.Lease{ownHG, {Subnet: netip.PrefixFrom(netip.MustParseAddr("172.7.50.3"), 24), Attrs: lease.Attrs{PublicIP: netip.MustParseAddr("10.4.7.30")}}},
+			refused: []want{{"172.7.50.0/24", KindLength, []string{"not a /24"}}}},
+		{name: "outside Network", leases: []lease.Lease{ownHG, mk("10.9.0.0/24", "10.4.7.30", 1, "", 0)},
+			refused: []want{{"10.9.0.0/24", KindMalformed, []string{"not inside the network 172.7.0.0/16"}}}},
+		{name: "the whole Network", leases: []lease.Lease{ownHG, mk("172.7.0.0/16", "10.4.7.30", 1, "", 0)},
+			refused: []want{{"172.7.0.0/16", KindMalformed, []string{"not inside the network"}}}},
+		{name: "no PublicIP", leases: []lease.Lease{ownHG, mk("172.7.50.0/24", "", 1, "", 0)},
+			refused: []want{{"172.7.50.0/24", KindMalformed, []string{"172.7.50.0-24 (PublicIP none)", "no IPv4 PublicIP"}}}},
+		{name: "equal subnet (two Nodes, one podCIDR): older wins whatever the order", leases: []lease.Lease{ownHG, mk("172.7.138.0/24", "10.4.7.99", 30, "", 0), live},
+			refused: []want{{"172.7.138.0/24", KindOverlap, []string{"172.7.138.0-24 (PublicIP 10.4.7.99) overlaps 172.7.138.0-24 (PublicIP 10.4.7.22), which was there first"}}}},
+		{name: "own subnet under another PublicIP is the own lease", leases: []lease.Lease{mk("172.7.1.0/24", "10.4.7.99", 1, "", 0), ownHG}},
+		{name: "overlaps own", leases: []lease.Lease{ownHG, mk("172.7.1.128/25", "10.4.7.99", 1, "", 0)},
+			refused: []want{{"172.7.1.128/25", KindOverlap, []string{"overlaps 172.7.1.0-24 (PublicIP 10.4.7.21), which was there first"}}}},
+		{name: "own PublicIP on another subnet", leases: []lease.Lease{ownHG, mk("172.7.60.0/24", "10.4.7.21", 1, "", 0)},
+			refused: []want{{"172.7.60.0/24", KindOwnPublicIP, []string{"carries this host's PublicIP 10.4.7.21"}}}},
+		{name: "reservation outside SubnetMin..SubnetMax is a peer", leases: []lease.Lease{ownHG, {Subnet: netip.MustParsePrefix("172.7.250.0/24"), Attrs: lease.Attrs{PublicIP: netip.MustParseAddr("10.4.7.50"), BackendType: "host-gw"}}}},
+		{name: "lease outside SubnetMin..SubnetMax is a peer too", leases: []lease.Lease{ownHG, mk("172.7.2.0/24", "10.4.7.50", 1, "", 0)}},
+		{name: "reservation of the wrong length", leases: []lease.Lease{ownHG, {Subnet: netip.MustParsePrefix("172.7.250.0/25"), Attrs: lease.Attrs{PublicIP: netip.MustParseAddr("10.4.7.50")}}},
+			refused: []want{{"172.7.250.0/25", KindLength, []string{"not a /24"}}}},
+		{name: "reservation over an older lease loses", leases: []lease.Lease{ownHG, live, {Subnet: netip.MustParsePrefix("172.7.138.0/25"), Created: 40, Attrs: lease.Attrs{PublicIP: netip.MustParseAddr("10.4.7.50")}}},
+			refused: []want{{"172.7.138.0/25", KindOverlap, []string{"overlaps 172.7.138.0-24 (PublicIP 10.4.7.22)"}}}},
+		{name: "a refused lease blocks nothing", leases: []lease.Lease{ownHG, mk("172.7.138.0/25", "10.4.7.99", 1, "", 0), mk("172.7.138.0/24", "10.4.7.98", 50, "", 0)},
+			refused: []want{{"172.7.138.0/25", KindOverlap, []string{"overlaps 172.7.138.0-24 (PublicIP 10.4.7.98), and"}}}},
+
+		// vxlan identity
+		{name: "vxlan good", vxlan: true, leases: []lease.Lease{ownVX, liveVX, mk("172.7.139.0/24", "10.4.7.23", 11, macB, 1)}},
+		{name: "duplicate VtepMAC sorting first: older wins", vxlan: true, leases: []lease.Lease{ownVX, mk("172.7.100.0/24", "10.4.7.99", 30, macA, 1), liveVX},
+			refused: []want{{"172.7.100.0/24", KindIdentity, []string{"172.7.100.0-24 (PublicIP 10.4.7.99) publishes VtepMAC " + macA + ", like 172.7.138.0-24 (PublicIP 10.4.7.22), which was there first"}}}},
+		{name: "duplicate VtepMAC sorting last: older wins", vxlan: true, leases: []lease.Lease{ownVX, liveVX, mk("172.7.200.0/24", "10.4.7.99", 30, macA, 1)},
+			refused: []want{{"172.7.200.0/24", KindIdentity, []string{"like 172.7.138.0-24"}}}},
+		{name: "this host's VtepMAC", vxlan: true, leases: []lease.Lease{ownVX, mk("172.7.100.0/24", "10.4.7.99", 1, macOwn, 1)},
+			refused: []want{{"172.7.100.0/24", KindIdentity, []string{"publishes VtepMAC " + macOwn + ", which is this host's own (172.7.1.0-24 (PublicIP 10.4.7.21))"}}}},
+		{name: "wrong VNI", vxlan: true, leases: []lease.Lease{ownVX, mk("172.7.100.0/24", "10.4.7.99", 1, macB, 7)},
+			refused: []want{{"172.7.100.0/24", KindBackendData, []string{"VNI 7 but this network uses VNI 1"}}}},
+		{name: "wrong VNI loses no identity: a later same-MAC lease is admitted", vxlan: true, leases: []lease.Lease{ownVX, mk("172.7.100.0/24", "10.4.7.99", 1, macB, 7), mk("172.7.101.0/24", "10.4.7.98", 2, macB, 1)},
+			refused: []want{{"172.7.100.0/24", KindBackendData, []string{"VNI 7"}}}},
+		{name: "garbage BackendData", vxlan: true, leases: []lease.Lease{ownVX, {Subnet: netip.MustParsePrefix("172.7.100.0/24"), Attrs: lease.Attrs{PublicIP: netip.MustParseAddr("10.4.7.99"), BackendType: "vxlan", BackendData: json.RawMessage(`{"VtepMAC":17}`)}}},
+			refused: []want{{"172.7.100.0/24", KindBackendData, []string{"is not a vxlan peer"}}}},
+		{name: "no BackendData", vxlan: true, leases: []lease.Lease{ownVX, {Subnet: netip.MustParsePrefix("172.7.100.0/24"), Attrs: lease.Attrs{PublicIP: netip.MustParseAddr("10.4.7.99"), BackendType: "vxlan"}}},
+			refused: []want{{"172.7.100.0/24", KindBackendData, []string{"no BackendData"}}}},
+		{name: "a host-gw lease in a vxlan network is passed on", vxlan: true, leases: []lease.Lease{ownVX, mk("172.7.100.0/24", "10.4.7.99", 1, "", 0)}},
+		{name: "own lease with garbage data is never refused", vxlan: true, leases: []lease.Lease{{Subnet: ownVX.Subnet, Attrs: lease.Attrs{PublicIP: me, BackendType: "vxlan", BackendData: json.RawMessage(`"junk"`)}}, liveVX}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := Input{Config: config(t, `{"Type":"host-gw"}`), Backend: hostgw.Descriptor(), Own: ownHG, OwnPublicIP: me, Leases: tc.leases}
+			if tc.vxlan {
+				in.Config, in.Backend, in.Own = config(t, `{"Type":"vxlan"}`), vxlan.Descriptor(), ownVX
+			}
+			res := Decide(in)
+			if len(res.Refused) != len(tc.refused) {
+				t.Fatalf("refused %d, want %d: %+v", len(res.Refused), len(tc.refused), res.Refused)
+			}
+			for i, w := range tc.refused {
+				got := res.Refused[i]
+				if got.Lease.Subnet.Masked().String() != w.subnet || got.Kind != w.kind {
+					t.Errorf("refusal %d: %s %s, want %s %s (%s)", i, got.Lease.Subnet, got.Kind, w.subnet, w.kind, got.Reason)
+				}
+				for _, s := range w.reason {
+					if !strings.Contains(got.Reason, s) {
+						t.Errorf("refusal %d: reason %q lacks %q", i, got.Reason, s)
+					}
+				}
+			}
+			if len(res.Admitted)+len(res.Refused) != len(tc.leases) {
+				t.Errorf("admitted %d + refused %d != %d leases", len(res.Admitted), len(res.Refused), len(tc.leases))
+			}
+			if !slices.ContainsFunc(res.Admitted, func(l lease.Lease) bool { return l.Subnet == in.Own.Subnet }) &&
+				slices.ContainsFunc(tc.leases, func(l lease.Lease) bool { return l.Subnet == in.Own.Subnet }) {
+				t.Errorf("own lease refused")
+			}
+		})
+	}
+}
+
+// The decision does not depend on the order the store lists leases in.
+func TestDecideOrderIndependent(t *testing.T) {
+	leases := []lease.Lease{
+		ownVX,
+		mk("172.7.138.0/24", "10.4.7.22", 10, macA, 1),
+		mk("172.7.138.0/25", "10.4.7.99", 20, macB, 1),
+		mk("172.7.100.0/24", "10.4.7.98", 30, macA, 1),
+		mk("172.7.139.0/24", "10.4.7.23", 11, macB, 1),
+		mk("172.7.139.0/24", "10.4.7.97", 11, "0a:00:00:00:00:0c", 1),
+	}
+	in := Input{Config: config(t, `{"Type":"vxlan"}`), Backend: vxlan.Descriptor(), Own: ownVX, OwnPublicIP: me}
+	key := func(r Result) []string {
+		var out []string
+		for _, l := range r.Admitted {
+			out = append(out, "+"+Name(l))
+		}
+		for _, f := range r.Refused {
+			out = append(out, "-"+f.Reason)
+		}
+		slices.Sort(out)
+		return out
+	}
+	in.Leases = leases
+	want := key(Decide(in))
+	perm := slices.Clone(leases)
+	in.Memo = NewMemo() // as the agent decides, snapshot after snapshot
+	for k := 0; k < 50; k++ {
+		// A fixed sequence of swaps walks through many orders.
+		i, j := (k*7)%len(perm), (k*3+1)%len(perm)
+		perm[i], perm[j] = perm[j], perm[i]
+		in.Leases = perm
+		if got := key(Decide(in)); !slices.Equal(got, want) {
+			t.Fatalf("order %v:\n got %q\nwant %q", perm, got, want)
+		}
+	}
+	// The genuine peers of 172.7.138.0/24 and 172.7.139.0/24 (the lower
+	// PublicIP settles the tie of equal ages) are admitted.
+	if !slices.Contains(want, "+172.7.138.0-24 (PublicIP 10.4.7.22)") || !slices.Contains(want, "+172.7.139.0-24 (PublicIP 10.4.7.23)") {
+		t.Errorf("genuine peers not admitted: %q", want)
+	}
+}
+
+// Without the own lease (status on a host whose lease is gone), peers are
+// still judged among themselves.
+func TestDecideWithoutOwn(t *testing.T) {
+	in := Input{Config: config(t, `{"Type":"host-gw"}`), Backend: hostgw.Descriptor(),
+		Leases: []lease.Lease{mk("172.7.138.0/24", "10.4.7.22", 10, "", 0), mk("172.7.138.0/25", "10.4.7.99", 20, "", 0)}}
+	res := Decide(in)
+	if len(res.Admitted) != 1 || len(res.Refused) != 1 || res.Refused[0].Kind != KindOverlap {
+		t.Fatalf("%+v", res)
+	}
+	if _, ok := res.RefusedSubnet(netip.MustParsePrefix("172.7.138.0/25"), netip.MustParseAddr("10.4.7.99")); !ok {
+		t.Error("RefusedSubnet does not find the refusal")
+	}
+}
+
+// BenchmarkDecide5000 is one snapshot of a 5000-host vxlan cluster, as the
+// agent decides it on every change.
+func BenchmarkDecide5000(b *testing.B) {
+	cfg, err := netconf.Parse([]byte(`{"Network":"10.0.0.0/8","SubnetLen":24,"Backend":{"Type":"vxlan"}}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	leases := make([]lease.Lease, 5000)
+	for i := range leases {
+		sub := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24)
+		leases[i] = mk(sub.String(), fmt.Sprintf("192.168.%d.%d", i>>8, i&0xff), int64(i), fmt.Sprintf("0a:00:00:00:%02x:%02x", i>>8, i&0xff), 1)
+	}
+	in := Input{Config: cfg, Backend: vxlan.Descriptor(), Own: leases[7], OwnPublicIP: leases[7].Attrs.PublicIP, Leases: leases}
+	for _, memo := range []bool{false, true} {
+		b.Run(fmt.Sprintf("memo=%v", memo), func(b *testing.B) {
+			in.Memo = nil
+			if memo {
+				in.Memo = NewMemo()
+			}
+			for b.Loop() {
+				if res := Decide(in); len(res.Refused) != 0 {
+					b.Fatal(res.Refused[0].Reason)
+				}
+			}
+		})
+	}
+}
