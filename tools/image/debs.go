@@ -166,8 +166,8 @@ func readLock(dir, lockFile string) ([]deb, error) {
 	var debs []deb
 	for i, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		f := strings.Fields(line)
-		if len(f) != 3 {
-			return nil, fmt.Errorf("%s:%d: %q is not \"name version file\"", lockFile, i+1, line)
+		if len(f) != 3 || strings.Contains(f[2], "/") || !strings.HasSuffix(f[2], ".deb") {
+			return nil, fmt.Errorf("%s:%d: %q is not \"name version file.deb\"", lockFile, i+1, line)
 		}
 		if _, err := os.Stat(filepath.Join(dir, f[2])); err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", lockFile, i+1, err)
@@ -234,7 +234,7 @@ func parsePrintURIs(out []byte) ([]deb, error) {
 			return nil, fmt.Errorf("apt-get --print-uris line %d: %q is not 'uri' file.deb size hash", n, line)
 		}
 		parts := strings.Split(strings.TrimSuffix(f[1], ".deb"), "_")
-		if len(parts) != 3 {
+		if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" || strings.Contains(f[1], "/") {
 			return nil, fmt.Errorf("apt-get --print-uris line %d: %q is not name_version_arch.deb", n, f[1])
 		}
 		version, err := url.PathUnescape(parts[1])
