@@ -41,7 +41,7 @@ image:
 	cd tools/image && $(GO) run . build -src $(CURDIR) -out $(CURDIR)/bin -version $(VERSION)
 
 test-image:
-	cd tools/image && WEFT_REQUIRE_ROOT=1 $(GO) test -count=1 -timeout 20m ./...
+	cd tools/image && $(GO) vet ./... && WEFT_REQUIRE_ROOT=1 $(GO) test -count=1 -timeout 20m ./...
 
 # A three-host virtual cluster in network namespaces; needs root.
 demo: build
