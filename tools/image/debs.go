@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -92,6 +93,9 @@ func fetchDebs(ctx context.Context, log *slog.Logger, root string, refresh bool)
 		return "", nil, err
 	}
 	arch := strings.TrimSpace(string(out))
+	if arch != runtime.GOARCH {
+		return "", nil, fmt.Errorf("this host's packages are for %s, weft's programs would be built for %s: build the image on a host whose dpkg architecture is Go's", arch, runtime.GOARCH)
+	}
 	dir = filepath.Join(root, debsKey(release, arch))
 	lockFile := filepath.Join(dir, "packages.lock")
 	if !refresh {

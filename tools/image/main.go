@@ -16,7 +16,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -221,13 +220,4 @@ func unpackCmd(args []string) error {
 		return err
 	}
 	return unpackImage(img, *dir)
-}
-
-// gitTop is the source tree the tests build: this module's ../..
-func gitTop() (string, error) {
-	out, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
-	if err != nil {
-		return "", fmt.Errorf("find weft's source tree: %w", err)
-	}
-	return strings.TrimSpace(string(out)), nil
 }

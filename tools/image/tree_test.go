@@ -98,13 +98,16 @@ func TestTreeConflictNamesBothPackages(t *testing.T) {
 // stays.
 func TestDroppedKeepsCopyright(t *testing.T) {
 	for p, want := range map[string]bool{
-		"usr/share/doc/dash/copyright":         false,
-		"usr/share/doc/dash/changelog.gz":      true,
-		"usr/share/doc/dash":                   false,
-		"usr/share/man/man1/dash.1.gz":         true,
-		"usr/share/locale/de/LC_MESSAGES/x.mo": true,
-		"usr/sbin/xtables-nft-multi":           false,
-		"usr/share/lintian/overrides/dash":     true,
+		"usr/share/doc/dash/copyright":           false,
+		"usr/share/doc/dash/changelog.gz":        true,
+		"usr/share/doc/dash":                     false,
+		"usr/share/man/man1/dash.1.gz":           true,
+		"usr/share/locale/de/LC_MESSAGES/x.mo":   true,
+		"usr/sbin/xtables-nft-multi":             false,
+		"usr/share/lintian/overrides/dash":       true,
+		"usr/share/man":                          true,
+		"usr/share/mandoc":                       false,
+		"usr/lib/x86_64-linux-gnu/gconv/BIG5.so": true,
 	} {
 		if got := dropped(p); got != want {
 			t.Errorf("dropped(%q) = %v, want %v", p, got, want)
