@@ -9,6 +9,10 @@
 #   docker build -t ghcr.io/weftnet/weft:$(git describe --tags --always) \
 #     --build-arg VERSION=$(git describe --tags --always) .
 #
+# `make image` builds the same image without Docker or a registry
+# (docs/image.md); tools/image's TestDockerfileInstallsTheSameFiles keeps
+# this file installing the same files at the same paths.
+#
 # Both binaries are static (CGO_ENABLED=0) and cross-compiled on the build
 # platform for the target one, so `docker buildx build --platform
 # linux/amd64,linux/arm64` needs no emulation for the Go build.

@@ -29,6 +29,20 @@ cni:
 	$(GO) build -o bin/cni/loopback $(CNI_PLUGINS)/main/loopback
 	$(GO) build -o bin/cni/portmap $(CNI_PLUGINS)/meta/portmap
 
+# The weft image, without Docker or a registry (docs/image.md): weft's
+# programs built static from this tree on Debian's iptables and nftables
+# (through this host's apt, cached under /var/cache/weft/debs), assembled
+# by tools/image (go-containerregistry, its own module). Writes
+# bin/weft-image.oci.tar, bin/weft-image.docker.tar and bin/kube-weft.yml
+# naming ghcr.io/weftnet/weft:$(VERSION). Two builds of one commit give
+# one digest. test-image builds it twice and runs it chrooted (root).
+.PHONY: image test-image
+image:
+	cd tools/image && $(GO) run . build -src $(CURDIR) -out $(CURDIR)/bin -version $(VERSION)
+
+test-image:
+	cd tools/image && $(GO) vet ./... && WEFT_REQUIRE_ROOT=1 $(GO) test -count=1 -timeout 20m ./...
+
 # A three-host virtual cluster in network namespaces; needs root.
 demo: build
 	./bin/weft lab demo --hosts 3 --backend host-gw --pods 2
