@@ -23,7 +23,7 @@ weft:
 # in the module graph through `go mod tidy`), next to weft's own plugin
 # installed under flannel's name.
 cni:
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/cni/flannel ./cmd/weft-cni
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/cni/flannel ./cmd/weft-cni
 	$(GO) build -o bin/cni/bridge $(CNI_PLUGINS)/main/bridge
 	$(GO) build -o bin/cni/host-local $(CNI_PLUGINS)/ipam/host-local
 	$(GO) build -o bin/cni/loopback $(CNI_PLUGINS)/main/loopback
@@ -62,6 +62,7 @@ TEST_ENV := WEFT_REQUIRE_ROOT=1 WEFT_CNI_BIN_DIR=$(CURDIR)/bin/cni WEFT_BIN=$(CU
 SERIAL_TESTS := TestDemoOverflowsALoweredNeighTable
 test: build vet kube-tools
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 30m ./...
+	$(MAKE) test-image
 	$(TEST_ENV) WEFT_SERIAL_TESTS=1 $(GO) test -race -count=1 -timeout 10m -run '^($(SERIAL_TESTS))$$' ./...
 
 # Kubernetes mode against a real etcd + kube-apiserver + kube-controller-
