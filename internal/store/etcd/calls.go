@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -111,6 +112,11 @@ func (s *Store) explain(ctx context.Context, start time.Time, a *attempts, err e
 	why := "no connection"
 	if last != nil {
 		why = status.Convert(last).Message()
+	}
+	if state == connectivity.Connecting && (last == nil || strings.Contains(why, "while waiting for connections")) {
+		// gRPC has no error to show yet: its connection attempt is
+		// still unanswered, as when packets are dropped on the way.
+		why = "the connection attempt is not answered (packets dropped on the way, or etcd down behind a firewall)"
 	}
 	return &callError{endpoints: s.endpoints, waited: waited, unreachable: true, why: why, err: err}
 }
@@ -250,3 +256,9 @@ func (l boundedLease) KeepAliveOnce(ctx context.Context, id clientv3.LeaseID) (*
 	r, err := l.Lease.KeepAliveOnce(bctx, id)
 	return r, l.s.explain(ctx, start, a, err)
 }
+
+var _ store.TroubleReporter = (*Store)(nil)
+
+// ReportTrouble implements store.TroubleReporter for Watch's errors. Call
+// it before Watch.
+func (s *Store) ReportTrouble(report func(op string, err error)) { s.report = report }

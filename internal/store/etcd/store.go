@@ -116,6 +116,8 @@ type Store struct {
 	// errors.
 	callTimeout time.Duration
 	endpoints   string
+	// report, when set, gets Watch's errors instead of the log.
+	report func(op string, err error)
 	// watchExpirations is Options.WatchExpirations.
 	watchExpirations bool
 	log              *slog.Logger
