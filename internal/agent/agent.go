@@ -186,7 +186,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	var published json.RawMessage
 	if pr, ok := a.deps.Store.(store.PublishedReader); ok {
 		if btype, data, err := pr.Published(ctx, ext.PublicIP); err != nil {
-			a.log.Warn("cannot read what this host published before; starting afresh", "err", err.Error())
+			a.log.Warn("cannot read what this host published before; starting afresh", "cause", store.Classify(err), "err", err.Error())
 		} else if btype == cfg.BackendType {
 			published = data
 		}
@@ -297,7 +297,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if c, ok := a.deps.Store.(store.Completer); ok {
 		go func() {
 			if err := c.Complete(ctx); err != nil && ctx.Err() == nil {
-				log.Error("cannot tell the store the network is up", "err", err.Error())
+				log.Error("cannot tell the store the network is up", "cause", store.Classify(err), "err", err.Error())
 			}
 		}()
 	}
