@@ -124,7 +124,8 @@ func (s *Store) explain(ctx context.Context, start time.Time, a *attempts, err e
 // isConnectionError reports whether a gRPC attempt failed for want of a
 // connection rather than on the server.
 func isConnectionError(err error) bool {
-	return store.Classify(err) == store.CauseUnreachable || store.Classify(err) == store.CauseTLS
+	c := store.Classify(err)
+	return c == store.CauseUnreachable || c == store.CauseTLS
 }
 
 // callError is an etcd call that ran out of time, with what was known

@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -52,6 +54,12 @@ func (s *Store) Watch(ctx context.Context, fn func([]lease.Lease)) error {
 	}
 	var lastWatchErr string
 	if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+			// A watch the server ended, or one whose resource version
+			// is too old: the informer lists again, nothing is wrong.
+			s.log.Debug("node watch ended; the informer resumes it", "err", err.Error())
+			return
+		}
 		if s.report != nil {
 			// The agent names the cause (a 401 or 403 is the
 			// ServiceAccount's RBAC, not the network) and rate-limits.
