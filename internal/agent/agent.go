@@ -43,7 +43,6 @@ import (
 	"github.com/weftnet/weft/internal/rules/ruleexec"
 	"github.com/weftnet/weft/internal/store"
 	"github.com/weftnet/weft/internal/subnetenv"
-	"github.com/weftnet/weft/internal/web"
 )
 
 // Deps are the agent's seams: where leases live, which backends exist and
@@ -109,6 +108,7 @@ type Agent struct {
 	kw   *kernelWatch // set in Run before the loops start
 	adm  *admitter    // set in Run before the loops start
 	page pageView     // what the page at / on the health listener shows
+	sh   *storeHealth // the store's trouble (storehealth.go)
 }
 
 // New returns an agent; Start it with Run.
@@ -125,6 +125,14 @@ func New(opts options.Options, deps Deps) *Agent {
 	}
 	if a.deps.Metrics == nil {
 		a.deps.Metrics = metrics.New()
+	}
+	hint := fmt.Sprintf(`etcdctl put %s/config '{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}'`, opts.EtcdPrefix)
+	if h, ok := deps.Store.(store.ConfigHinter); ok {
+		hint = h.ConfigHint()
+	}
+	a.sh = newStoreHealth(a.log, a.deps.Metrics, a.now, &a.page, hint)
+	if r, ok := deps.Store.(store.TroubleReporter); ok {
+		r.ReportTrouble(a.sh.report)
 	}
 	return a
 }
@@ -179,7 +187,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	var published json.RawMessage
 	if pr, ok := a.deps.Store.(store.PublishedReader); ok {
 		if btype, data, err := pr.Published(ctx, ext.PublicIP); err != nil {
-			a.log.Warn("cannot read what this host published before; starting afresh", "err", err.Error())
+			a.log.Warn("cannot read what this host published before; starting afresh", "cause", store.Classify(err), "err", err.Error())
 		} else if btype == cfg.BackendType {
 			published = data
 		}
@@ -278,6 +286,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return a.stop(log, cancel, &wg, runErr)
 	}
 	a.deps.Health.SetReady()
+	a.sh.setRunning()
 	close(ready)
 	// The start's one-off work (the whole store listed and decoded, every
 	// peer planned and programmed at once) leaves garbage several times
@@ -290,7 +299,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if c, ok := a.deps.Store.(store.Completer); ok {
 		go func() {
 			if err := c.Complete(ctx); err != nil && ctx.Err() == nil {
-				log.Error("cannot tell the store the network is up", "err", err.Error())
+				log.Error("cannot tell the store the network is up", "cause", store.Classify(err), "err", err.Error())
 			}
 		}()
 	}
@@ -428,38 +437,39 @@ func (a *Agent) keepBlackhole(ctx context.Context, log *slog.Logger, own netip.P
 // waitConfig polls the store until it holds a valid network config whose
 // backend this agent can build. A missing or invalid config is an
 // operator's job to fix, so the agent waits and says exactly what to do
-// rather than exiting; each distinct complaint is logged once.
+// rather than exiting; a store that cannot be reached is named with the
+// reason within about a second (storeHealth logs each, and again only as
+// the cause changes).
 func (a *Agent) waitConfig(ctx context.Context) (*netconf.Config, error) {
-	var last string
-	say := func(msg string, args ...any) {
-		if key := fmt.Sprint(msg, args); key != last {
-			a.log.Warn(msg, args...)
-			last = key
-		}
-	}
-	delay := time.Second
+	// The first read gets a second: a store that answers at all answers
+	// a read this small at once, and one that does not is worth saying
+	// so about early. Later reads get longer, up to the store's own
+	// bound, in case it is merely slow.
+	attempt := time.Second
 	for {
-		cfg, err := a.deps.Store.Config(ctx)
-		var berr error
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		cfg, err := a.deps.Store.Config(actx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		if err == nil {
-			berr = a.checkBackend(cfg)
-		}
-		switch {
-		case err == nil && berr == nil:
-			return cfg, nil
-		case berr != nil:
-			say("the network config's Backend is invalid; waiting for a corrected config", "err", berr.Error())
-		case errors.Is(err, store.ErrNoConfig):
-			hint := fmt.Sprintf(`etcdctl put %s/config '{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}'`, a.opts.EtcdPrefix)
-			if h, ok := a.deps.Store.(store.ConfigHinter); ok {
-				hint = h.ConfigHint()
+			if berr := a.checkBackend(cfg); berr != nil {
+				err = fmt.Errorf("%w: the Backend: %w", store.ErrInvalidConfig, berr)
 			}
-			say("no network config in the store yet; waiting. To create it:", "command", hint, "err", err.Error())
-		default:
-			a.deps.Metrics.StoreError("config")
-			say("cannot read the network config; retrying", "err", err.Error())
 		}
-		if err := sleep(ctx, delay); err != nil {
+		if err == nil {
+			a.sh.succeeded("config", true)
+			return cfg, nil
+		}
+		cause := a.sh.failed("config", "read the network config", err)
+		if isConfigCause(cause) {
+			a.deps.Health.SetNotReady("waiting for the network config: " + store.Explain(err))
+		} else {
+			a.deps.Health.SetNotReady(store.Explain(err))
+			attempt = min(2*attempt, 8*time.Second)
+		}
+		if err := sleep(ctx, time.Second); err != nil {
 			return nil, err
 		}
 	}
@@ -496,6 +506,7 @@ func (a *Agent) acquire(ctx context.Context, cfg *netconf.Config, ext backend.Ex
 	for {
 		l, err := a.deps.Store.Acquire(ctx, cfg, req)
 		if err == nil {
+			a.sh.succeeded("acquire", false)
 			a.deps.Metrics.LeaseExpires(l.Expiration)
 			a.log.Info("leased subnet", "subnet", l.Subnet, "public-ip", l.Attrs.PublicIP, "expires", expiry(l), "previous", req.Previous)
 			return l, nil
@@ -503,8 +514,8 @@ func (a *Agent) acquire(ctx context.Context, cfg *netconf.Config, ext backend.Ex
 		if ctx.Err() != nil {
 			return lease.Lease{}, ctx.Err()
 		}
-		a.deps.Metrics.StoreError("acquire")
-		a.log.Error("cannot acquire a subnet lease; retrying", "err", err.Error(), "retry-in", delay)
+		a.sh.failed("acquire", "acquire a subnet lease", err)
+		a.deps.Health.SetNotReady("acquiring a subnet lease: " + store.Explain(err))
 		if err := sleep(ctx, delay); err != nil {
 			return lease.Lease{}, err
 		}
@@ -542,6 +553,7 @@ func (a *Agent) renewLoop(ctx context.Context, ownCh <-chan lease.Lease, lost <-
 			l, err := a.deps.Store.Renew(ctx, own)
 			if err == nil {
 				own = l
+				a.sh.succeeded("renew", false)
 				a.deps.Metrics.LeaseExpires(own.Expiration)
 				a.log.Info("renewed lease", "subnet", own.Subnet, "expires", expiry(own))
 				break
@@ -549,8 +561,7 @@ func (a *Agent) renewLoop(ctx context.Context, ownCh <-chan lease.Lease, lost <-
 			if ctx.Err() != nil {
 				return nil
 			}
-			a.deps.Metrics.StoreError("renew")
-			a.log.Error("cannot renew the lease; retrying in 10s", "subnet", own.Subnet, "err", err.Error())
+			a.sh.failed("renew", "renew the lease of "+own.Subnet.String(), err)
 			if err := sleep(ctx, 10*time.Second); err != nil {
 				return nil
 			}
@@ -638,59 +649,6 @@ func (a *Agent) countPeers(ls []lease.Lease, own netip.Prefix) {
 		}
 	}
 	a.deps.Metrics.SetPeers(by)
-}
-
-// probeStore keeps readiness honest after start: while the store cannot be
-// reached for longer than the lease renew margin, the lease may lapse
-// without the agent being able to fix it, so /readyz turns 503 (the data
-// plane keeps working meanwhile). A cheap config read every few seconds is
-// the probe.
-func (a *Agent) probeStore(ctx context.Context, ready <-chan struct{}) error {
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-ready:
-	}
-	margin := time.Duration(a.opts.SubnetLeaseRenewMargin) * time.Minute
-	if a.deps.OutageGrace > 0 {
-		margin = a.deps.OutageGrace
-	}
-	every := a.deps.ProbeEvery
-	if every <= 0 {
-		every = 5 * time.Second
-	}
-	lastOK := a.now()
-	down := false
-	for {
-		if err := sleep(ctx, every); err != nil {
-			return nil
-		}
-		pctx, cancel := context.WithTimeout(ctx, every)
-		_, err := a.deps.Store.Config(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			return nil
-		}
-		switch {
-		case err == nil:
-			lastOK = a.now()
-			if down {
-				down = false
-				a.deps.Health.SetReady()
-				a.log.Info("store reachable again")
-				a.page.add(web.EventStore, "store reachable again")
-			}
-		default:
-			a.deps.Metrics.StoreError("probe")
-			if out := a.now().Sub(lastOK); out > margin && !down {
-				down = true
-				reason := fmt.Sprintf("store unreachable for %v (longer than the lease renew margin): %v", out.Round(time.Second), err)
-				a.deps.Health.SetNotReady(reason)
-				a.log.Error("store unreachable; reporting not ready, data plane unchanged", "for", out.Round(time.Second), "err", err.Error())
-				a.page.add(web.EventStore, "%s", reason)
-			}
-		}
-	}
 }
 
 // logChanges logs one line per peer added, changed or removed, and returns

@@ -47,6 +47,7 @@ type Metrics struct {
 	neighThresh    *prometheus.GaugeVec
 	neighFulls     *kernelCounter
 	admit          *admitMetrics
+	store          *storeMetrics // store.go
 }
 
 // New creates the collectors on a fresh registry, with the Go runtime and
@@ -114,6 +115,7 @@ func New() *Metrics {
 		m.neighNeeded, m.neighThresh, m.neighFulls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.admit = newAdmitMetrics(m.reg)
+	m.store = newStoreMetrics(m.reg)
 	for _, k := range []string{KindRoute, KindNeighbour, KindFDB, KindRule, KindDevice, KindAddress} {
 		m.repairs.WithLabelValues(k)
 	}

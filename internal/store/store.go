@@ -94,3 +94,13 @@ type RawConfigReader interface {
 	// when there are none.
 	RawConfig(ctx context.Context) ([]byte, error)
 }
+
+// TroubleReporter is a store whose own background work (the watch, which
+// retries by itself) meets errors that no caller sees. Once given a
+// function, it reports each such error to it instead of logging it, and
+// nil once the work succeeds again, so that the agent logs them with its
+// other store trouble: classified, once at the start, rate-limited while
+// it lasts, and once at the end.
+type TroubleReporter interface {
+	ReportTrouble(report func(op string, err error))
+}

@@ -65,6 +65,9 @@ type Options struct {
 	Username, Password string
 	// DialTimeout bounds connecting and authenticating; default 5 s.
 	DialTimeout time.Duration
+	// CallTimeout bounds every request (a read, a write, a lease
+	// keepalive); default 5 s. A caller's sooner deadline still wins.
+	CallTimeout time.Duration
 	// LeaseTTL is the TTL of new leases; default 24 h, as flanneld's. It is
 	// rounded up to whole seconds.
 	LeaseTTL time.Duration
@@ -97,6 +100,7 @@ func (o Options) LogValue() slog.Value {
 		slog.String("username", o.Username),
 		slog.String("password", pw),
 		slog.Duration("dial_timeout", o.DialTimeout),
+		slog.Duration("call_timeout", o.CallTimeout),
 		slog.Duration("lease_ttl", o.LeaseTTL),
 	)
 }
@@ -108,6 +112,12 @@ type Store struct {
 	subnets  string // prefix + "/subnets/"
 	ttl      time.Duration
 	ttlGrant int64 // ttl in whole seconds, as etcd grants it
+	// callTimeout bounds each request (calls.go); endpoints names etcd in
+	// errors.
+	callTimeout time.Duration
+	endpoints   string
+	// report, when set, gets Watch's errors instead of the log.
+	report func(op string, err error)
 	// watchExpirations is Options.WatchExpirations.
 	watchExpirations bool
 	log              *slog.Logger
@@ -136,6 +146,9 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	}
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = DefaultLeaseTTL
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = defaultCallTimeout
 	}
 	log := o.Log
 	if log == nil {
@@ -169,23 +182,32 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		Password:    o.Password,
 		// The client logs every retried RPC as a warning; weft reports the
 		// errors that matter itself.
-		Logger: zapslog.New(log, zapcore.ErrorLevel, "etcd-client"),
+		Logger:               zapslog.New(log, zapcore.ErrorLevel, "etcd-client"),
+		DialKeepAliveTime:    keepAliveTime,
+		DialKeepAliveTimeout: keepAliveTimeout,
+		DialOptions:          dialOptions(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to etcd at %s: %w", strings.Join(o.Endpoints, ","), err)
 	}
 	ttlGrant := int64((o.LeaseTTL + time.Second - 1) / time.Second)
-	return &Store{
-		cli:      cli,
-		prefix:   o.Prefix,
-		subnets:  o.Prefix + "/subnets/",
-		ttl:      time.Duration(ttlGrant) * time.Second,
-		ttlGrant: ttlGrant,
-		log:      log,
-		metrics:  o.Metrics,
+	s := &Store{
+		cli:         cli,
+		prefix:      o.Prefix,
+		subnets:     o.Prefix + "/subnets/",
+		ttl:         time.Duration(ttlGrant) * time.Second,
+		ttlGrant:    ttlGrant,
+		callTimeout: o.CallTimeout,
+		endpoints:   strings.Join(o.Endpoints, ","),
+		log:         log,
+		metrics:     o.Metrics,
 
 		watchExpirations: o.WatchExpirations,
-	}, nil
+	}
+	// Every request the store makes goes through these (calls.go).
+	cli.KV = boundedKV{KV: cli.KV, s: s}
+	cli.Lease = boundedLease{Lease: cli.Lease, s: s}
+	return s, nil
 }
 
 func tlsConfig(o Options) (*tls.Config, error) {
@@ -239,7 +261,7 @@ func (s *Store) Config(ctx context.Context) (*netconf.Config, error) {
 	}
 	cfg, err := netconf.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("network config %s in etcd: %w", s.ConfigKey(), err)
+		return nil, fmt.Errorf("%w %s in etcd: %w", store.ErrInvalidConfig, s.ConfigKey(), err)
 	}
 	return cfg, nil
 }

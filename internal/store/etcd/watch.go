@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"slices"
 	"strings"
@@ -55,10 +56,24 @@ func (s *Store) Watch(ctx context.Context, fn func([]lease.Lease)) error {
 	}
 	defer w.lookups.Wait()
 	backoff := minWatchBackoff
+	troubled := false // an error was reported and no success since
+	w.working = func() {
+		if troubled {
+			troubled = false
+			s.report("watch", nil)
+		}
+	}
 	wait := func(what string, err error) error {
-		s.metrics.StoreError("watch")
 		s.metrics.WatchRestarted()
-		s.log.Warn(what+"; retrying", "prefix", s.subnets, "revision", w.rev, "in", backoff, "err", err)
+		if s.report != nil {
+			// The agent logs it with its other store trouble, once.
+			troubled = true
+			s.report("watch", fmt.Errorf("%s (prefix %s, revision %d): %w", what, s.subnets, w.rev, err))
+			s.log.Debug(what+"; retrying", "prefix", s.subnets, "revision", w.rev, "in", backoff, "err", err)
+		} else {
+			s.metrics.StoreError("watch")
+			s.log.Warn(what+"; retrying", "prefix", s.subnets, "revision", w.rev, "in", backoff, "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -82,6 +97,7 @@ func (s *Store) Watch(ctx context.Context, fn func([]lease.Lease)) error {
 			}
 			listed = true
 			backoff = minWatchBackoff
+			w.working()
 		}
 		progressed, err := w.follow(ctx)
 		if ctx.Err() != nil {
@@ -134,6 +150,8 @@ type watcher struct {
 
 	// delivered is when fn was last called.
 	delivered time.Time
+	// working is called when a list or watch has succeeded.
+	working func()
 
 	// looking is set while a batch of expiration lookups runs; looked
 	// receives a value when it has finished.
@@ -192,8 +210,10 @@ func (w *watcher) follow(ctx context.Context) (progressed bool, err error) {
 	// the watch end instead so that we reconnect, possibly elsewhere.
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
+	// WithCreatedNotify: etcd's answer that the watch is in place ends
+	// a reported trouble without waiting for the next change.
 	ch := w.s.cli.Watch(wctx, w.s.subnets,
-		clientv3.WithPrefix(), clientv3.WithRev(w.rev+1), clientv3.WithProgressNotify())
+		clientv3.WithPrefix(), clientv3.WithRev(w.rev+1), clientv3.WithProgressNotify(), clientv3.WithCreatedNotify())
 
 	pending := false // changes applied but not delivered yet
 	var timer *time.Timer
@@ -225,6 +245,9 @@ func (w *watcher) follow(ctx context.Context) (progressed bool, err error) {
 		case resp, ok = <-ch:
 		}
 		for ok {
+			if resp.Created {
+				w.working()
+			}
 			changed, err := w.apply(resp)
 			if changed {
 				pending, progressed = true, true

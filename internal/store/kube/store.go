@@ -38,6 +38,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
@@ -82,6 +83,9 @@ type Options struct {
 	// node: an empty NodeName is then left empty rather than looked up,
 	// and whatever needs the own Node fails.
 	ReadOnly bool
+	// CallTimeout bounds every API request but watches; default
+	// DefaultCallTimeout.
+	CallTimeout time.Duration
 	// Log receives the store's messages; nil discards them.
 	Log *slog.Logger
 }
@@ -97,6 +101,8 @@ type Store struct {
 	log     *slog.Logger
 	// want is what Acquire published, for Renew to restore.
 	want wantState
+	// report, when set, gets the node watch's errors instead of the log.
+	report func(op string, err error)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -124,6 +130,9 @@ func newStore(ctx context.Context, cs *Client, o Options) (*Store, error) {
 	}
 	if o.NetConfigPath == "" {
 		o.NetConfigPath = DefaultNetConfigPath
+	}
+	if o.CallTimeout > 0 {
+		cs.timeout = o.CallTimeout
 	}
 	log := o.Log
 	if log == nil {
@@ -199,7 +208,7 @@ func (s *Store) Config(ctx context.Context) (*netconf.Config, error) {
 	}
 	cfg, err := netconf.Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.netConf, err)
+		return nil, fmt.Errorf("%w %s: %w", store.ErrInvalidConfig, s.netConf, err)
 	}
 	return cfg, nil
 }

@@ -4,15 +4,20 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"slices"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/store"
 )
 
 // Watch implements store.Store with a shared informer on all Nodes: the
@@ -24,9 +29,16 @@ import (
 // podCIDR are unusable are left out with one warning per node and
 // problem; one without a podCIDR yet is left out quietly. It returns only ctx.Err().
 func (s *Store) Watch(ctx context.Context, fn func([]lease.Lease)) error {
+	var troubled atomic.Bool // an error was reported and no list has worked since
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return s.cs.ListNodes(ctx, o)
+			l, err := s.cs.ListNodes(ctx, o)
+			// The informer lists again after every failed watch, so a
+			// list that works is the watch working again.
+			if err == nil && s.report != nil && troubled.CompareAndSwap(true, false) {
+				s.report("watch", nil)
+			}
+			return l, err
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			return s.cs.WatchNodes(ctx, o)
@@ -42,11 +54,24 @@ func (s *Store) Watch(ctx context.Context, fn func([]lease.Lease)) error {
 	}
 	var lastWatchErr string
 	if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+			// A watch the server ended, or one whose resource version
+			// is too old: the informer lists again, nothing is wrong.
+			s.log.Debug("node watch ended; the informer resumes it", "err", err.Error())
+			return
+		}
+		if s.report != nil {
+			// The agent names the cause (a 401 or 403 is the
+			// ServiceAccount's RBAC, not the network) and rate-limits.
+			troubled.Store(true)
+			s.report("watch", fmt.Errorf("watch nodes: %w", err))
+			return
+		}
 		// The informer retries with backoff; say so once per kind of
 		// failure rather than once per attempt.
 		if msg := err.Error(); msg != lastWatchErr {
 			lastWatchErr = msg
-			s.log.Warn("watch nodes; retrying", "err", msg)
+			s.log.Warn("watch nodes; retrying", "cause", store.Classify(err), "err", msg)
 		}
 	}); err != nil {
 		return err
@@ -176,3 +201,9 @@ func slimNode(obj any) (any, error) {
 	n.Status.Images = nil
 	return n, nil
 }
+
+var _ store.TroubleReporter = (*Store)(nil)
+
+// ReportTrouble implements store.TroubleReporter for Watch's errors. Call
+// it before Watch.
+func (s *Store) ReportTrouble(report func(op string, err error)) { s.report = report }
