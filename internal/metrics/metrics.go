@@ -46,6 +46,7 @@ type Metrics struct {
 	neighNeeded    *prometheus.GaugeVec
 	neighThresh    *prometheus.GaugeVec
 	neighFulls     *kernelCounter
+	identity       *prometheus.CounterVec // identity.go
 }
 
 // New creates the collectors on a fresh registry, with the Go runtime and
@@ -112,6 +113,7 @@ func New() *Metrics {
 	m.reg.MustRegister(m.buildInfo, leaseExpiry, m.peers, m.storeErrors, m.watchRestarts, m.repairs, m.programLatency, m.applyDuration,
 		m.neighNeeded, m.neighThresh, m.neighFulls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registerIdentity()
 	for _, k := range []string{KindRoute, KindNeighbour, KindFDB, KindRule, KindDevice, KindAddress} {
 		m.repairs.WithLabelValues(k)
 	}

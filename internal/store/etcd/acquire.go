@@ -88,13 +88,18 @@ func (s *Store) tryAcquire(ctx context.Context, cfg *netconf.Config, req store.A
 		}
 	}
 	pick, err := lease.PickSubnet(lease.PickInput{
-		Config:   cfg,
-		Existing: existing,
-		PublicIP: req.Attrs.PublicIP,
-		Previous: req.Previous,
+		Config:    cfg,
+		Existing:  existing,
+		PublicIP:  req.Attrs.PublicIP,
+		Previous:  req.Previous,
+		HostID:    req.Attrs.HostID,
+		NewHostID: req.NewHostID,
 	})
 	if err != nil {
 		return lease.Lease{}, err
+	}
+	if pick.Warning != "" {
+		s.log.Warn(pick.Warning, "subnet", pick.Subnet)
 	}
 	find := func(l lease.Lease) (*entry, error) {
 		e, ok := byPrefix[[2]netip.Prefix{l.Subnet, l.IPv6Subnet}]
