@@ -289,6 +289,12 @@ func (s *Store) tryRenew(ctx context.Context, key string, l lease.Lease) (lease.
 	if held.PublicIP.Unmap() != l.Attrs.PublicIP.Unmap() {
 		return lease.Lease{}, fmt.Errorf("subnet %s was taken by another host (PublicIP %s)", l.Subnet, held.PublicIP)
 	}
+	if held.HostID != "" && l.Attrs.HostID != "" && held.HostID != l.Attrs.HostID {
+		// Keeping it alive would keep the other host's lease alive
+		// under our name.
+		return lease.Lease{}, fmt.Errorf("subnet %s was taken by another host with the same PublicIP %s (host ID %s, this host is %s): set --public-ip or --iface on one of them",
+			l.Subnet, held.PublicIP, held.HostID, l.Attrs.HostID)
+	}
 	if kv.Lease == int64(clientv3.NoLease) {
 		// An administrator turned our lease into a reservation; it no
 		// longer expires.
