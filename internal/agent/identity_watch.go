@@ -97,22 +97,26 @@ func (w *identityWatch) checkPeers(leases []lease.Lease, applyErr error) {
 	switch {
 	case reason == w.peersDown:
 		return
-	case reason != "":
-		w.a.log.Error("no peer can be programmed; reporting not ready until one can", "reason", reason)
-	default:
+	case reason == "":
 		w.a.log.Info("peers can be programmed again; ready")
+	case w.peersDown == "":
+		// Once when the condition starts; the reason may change while it
+		// lasts (peers come and go) without a new line.
+		w.a.log.Error("no peer can be programmed; reporting not ready until one can", "reason", reason)
 	}
 	w.peersDown = reason
 	w.a.deps.Health.SetCondition("peers", reason)
 }
 
 // checkPublicIP logs, once each time it starts, another live host's lease
-// with our PublicIP: the two hosts' peers cannot tell them apart.
+// with our PublicIP, or our own key rewritten by such a host (a flannel
+// or older weft one takes it over): the two hosts' peers cannot tell them
+// apart.
 func (w *identityWatch) checkPublicIP(leases []lease.Lease) {
 	id := w.a.hostID
 	now := map[netip.Prefix]string{}
 	for _, l := range leases {
-		if l.Subnet == w.own.Subnet || id == "" || l.Attrs.PublicIP != w.publicIP || l.Attrs.HostID == "" || l.Attrs.HostID == id {
+		if id == "" || l.Attrs.PublicIP != w.publicIP || l.Attrs.HostID == "" || l.Attrs.HostID == id {
 			continue
 		}
 		now[l.Subnet] = l.Attrs.HostID
