@@ -79,3 +79,23 @@ func TestLoadHostIDPersists(t *testing.T) {
 		t.Fatalf("the new ID is kept: %q (want %q) %q %v", id4, id3, warn, err)
 	}
 }
+
+// The host ID file is read back from disk, where anything may have been
+// written: whatever it holds, the result is a valid ID, and an ID that is
+// kept is the file's.
+func FuzzSettleHostID(f *testing.F) {
+	f.Add([]byte(`{"HostID":"3f2a0c9e1b7d4a6f8e5c2b1a0d9f8e7c","MachineID":"m1","Created":"2026-01-02T03:04:05Z"}`), "m1")
+	f.Add([]byte(`{"HostID":"old","MachineID":"m0"}`), "m1")
+	f.Add([]byte(`{"HostID":"a b"}`), "")
+	f.Add([]byte(`{"HostID":`), "m1")
+	f.Add([]byte(`null`), "m1")
+	f.Fuzz(func(t *testing.T, raw []byte, machineID string) {
+		rec, write, _ := settleHostID(raw, nil, machineID, time.Unix(0, 0), func() string { return "generated" })
+		if rec.HostID != "generated" && !write && !strings.Contains(string(raw), rec.HostID) {
+			t.Fatalf("kept ID %q is not the file's %q", rec.HostID, raw)
+		}
+		if rec.HostID == "" || strings.ContainsAny(rec.HostID, " \"\n") {
+			t.Fatalf("invalid ID %q from %q", rec.HostID, raw)
+		}
+	})
+}
