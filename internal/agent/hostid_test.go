@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -90,9 +91,12 @@ func FuzzSettleHostID(f *testing.F) {
 	f.Add([]byte(`{"HostID":`), "m1")
 	f.Add([]byte(`null`), "m1")
 	f.Fuzz(func(t *testing.T, raw []byte, machineID string) {
-		rec, write, _ := settleHostID(raw, nil, machineID, time.Unix(0, 0), func() string { return "generated" })
-		if rec.HostID != "generated" && !write && !strings.Contains(string(raw), rec.HostID) {
-			t.Fatalf("kept ID %q is not the file's %q", rec.HostID, raw)
+		rec, _, _ := settleHostID(raw, nil, machineID, time.Unix(0, 0), func() string { return "generated" })
+		if rec.HostID != "generated" {
+			var file hostIDRecord
+			if err := json.Unmarshal(raw, &file); err != nil || file.HostID != rec.HostID {
+				t.Fatalf("kept ID %q is not the file's %q (%v)", rec.HostID, raw, err)
+			}
 		}
 		if rec.HostID == "" || strings.ContainsAny(rec.HostID, " \"\n") {
 			t.Fatalf("invalid ID %q from %q", rec.HostID, raw)
