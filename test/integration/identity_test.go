@@ -183,12 +183,14 @@ func TestSamePublicIPIsRefused(t *testing.T) {
 	if _, err := etcd(t, l).Delete(ctx, key); err != nil {
 		t.Fatal(err)
 	}
+	t0 := time.Now()
 	nstest.Eventually(t, 20*time.Second, func() error {
 		if code, body := readyz(l, "h2"); code != 200 {
 			return fmt.Errorf("/readyz = %d %q", code, body)
 		}
 		return nil
 	})
+	t.Logf("the second host was ready %v after the other lease was deleted", time.Since(t0).Round(time.Millisecond))
 	if !strings.Contains(out.String(), "the lease is no longer refused") {
 		t.Errorf("no line saying the refusal ended:\n%s", out.String())
 	}
@@ -238,6 +240,7 @@ func TestClonedStateDirGetsItsOwnVTEPMAC(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	t0 := time.Now()
 	if err := l.StartAgent(ctx, "h3"); err != nil {
 		t.Fatal(err)
 	}
@@ -252,6 +255,7 @@ func TestClonedStateDirGetsItsOwnVTEPMAC(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("the clone published its own VTEP MAC %v after its start (h1 keeps %s, h3 now %s)", time.Since(t0).Round(time.Millisecond), mac1, mac3)
 	if got := linkMAC(t, l, "h3", "flannel.1"); got != mac3 {
 		t.Fatalf("h3's flannel.1 has %s, its lease %s", got, mac3)
 	}
@@ -361,12 +365,14 @@ func TestConfigChangeKeepsTheLiveSubnet(t *testing.T) {
 	if _, err := cli.Put(ctx, prefix+"/config", good); err != nil {
 		t.Fatal(err)
 	}
+	t0 := time.Now()
 	nstest.Eventually(t, 20*time.Second, func() error {
 		if code, body := readyz(l, "h2"); code != 200 {
 			return fmt.Errorf("/readyz = %d %q", code, body)
 		}
 		return nil
 	})
+	t.Logf("ready again %v after the config was restored", time.Since(t0).Round(time.Millisecond))
 	if got, _ := os.ReadFile(h2.SubnetFile); !bytes.Equal(got, env2) {
 		t.Fatalf("subnet.env after the config was restored: %s, want %s", got, env2)
 	}
