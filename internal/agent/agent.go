@@ -467,6 +467,7 @@ func (a *Agent) acquire(ctx context.Context, cfg *netconf.Config, ext backend.Ex
 	}
 	delay := time.Second
 	var refused string
+	refusedDelay := refusedRetry
 	for {
 		l, err := a.deps.Store.Acquire(ctx, cfg, req)
 		if err == nil {
@@ -485,7 +486,7 @@ func (a *Agent) acquire(ctx context.Context, cfg *netconf.Config, ext backend.Ex
 				refused = r.reason
 				a.noteRefusal(r)
 			}
-			if err := a.waitRefused(ctx, cfg, r); err != nil {
+			if err := a.waitRefused(ctx, cfg, r, &refusedDelay); err != nil {
 				return lease.Lease{}, err
 			}
 			continue

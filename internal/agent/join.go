@@ -21,9 +21,19 @@ import (
 // meanwhile: the backend was built from the old one, so join starts over.
 var errConfigChanged = errors.New("the network config changed while the lease was refused")
 
-// refusedRetry is how often a refused acquire tries again (and re-reads
-// the config): the other host's lease may go, the config may be restored.
-const refusedRetry = 2 * time.Second
+// A refused acquire waits: for a config that no longer fits, until the
+// config changes, re-reading only the config key every configPoll (a
+// rolling restart under a mistaken config must not have every host list
+// every lease every few seconds); for another host's lease with our
+// PublicIP, it tries again after refusedRetry, doubling up to
+// refusedRetryMax, so that it proceeds soon after that lease goes.
+const (
+	configPoll      = 2 * time.Second
+	refusedRetry    = 2 * time.Second
+	refusedRetryMax = 10 * time.Second
+	// refusedRetryMisfit: see waitRefused.
+	refusedRetryMisfit = 30 * time.Second
+)
 
 // join reads the network config, builds the backend and acquires the
 // lease. A lease refused because the config no longer fits this host's
@@ -119,23 +129,35 @@ func (a *Agent) refusalOf(err error, cfg *netconf.Config) (r refusal, ok bool) {
 	return refusal{}, false
 }
 
-// waitRefused waits refusedRetry; for a config refusal it re-reads the
-// config and returns errConfigChanged once it differs from cfg.
-func (a *Agent) waitRefused(ctx context.Context, cfg *netconf.Config, r refusal) error {
-	if err := sleep(ctx, refusedRetry); err != nil {
-		return err
-	}
+// waitRefused waits before a refused acquire is tried again: *delay
+// (then doubled, up to refusedRetryMax) for another host's lease; for a
+// config refusal until the config differs from cfg, when it returns
+// errConfigChanged.
+func (a *Agent) waitRefused(ctx context.Context, cfg *netconf.Config, r refusal, delay *time.Duration) error {
 	if !r.misfit {
+		if err := sleep(ctx, *delay); err != nil {
+			return err
+		}
+		*delay = min(*delay*2, refusedRetryMax)
 		return nil
 	}
-	now, err := a.deps.Store.Config(ctx)
-	if err != nil || reflect.DeepEqual(now, cfg) {
-		// An unreadable config is waitConfig's to report when join
-		// starts over; until it changes, the refusal stands.
-		return nil
+	// Every refusedRetryMisfit the acquire is tried anyway, in case the
+	// operator removed the lease and subnet.env without stopping the
+	// agent.
+	for range refusedRetryMisfit / configPoll {
+		if err := sleep(ctx, configPoll); err != nil {
+			return err
+		}
+		now, err := a.deps.Store.Config(ctx)
+		if err != nil || reflect.DeepEqual(now, cfg) {
+			// An unreadable config is waitConfig's to report when join
+			// starts over; until it changes, the refusal stands.
+			continue
+		}
+		a.log.Info("the network config changed; starting over with it", "network", now.Network, "subnet-len", now.SubnetLen, "backend", now.BackendType)
+		return errConfigChanged
 	}
-	a.log.Info("the network config changed; starting over with it", "network", now.Network, "subnet-len", now.SubnetLen, "backend", now.BackendType)
-	return errConfigChanged
+	return nil
 }
 
 // leaseKey names a lease's key in the store, for messages.
