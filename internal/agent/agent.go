@@ -109,6 +109,11 @@ type Agent struct {
 	adm  *admitter    // set in Run before the loops start
 	page pageView     // what the page at / on the health listener shows
 	sh   *storeHealth // the store's trouble (storehealth.go)
+	// hostID is this host's identity in its lease (hostid.go); ident
+	// watches the leases for hosts claiming it (identity_watch.go).
+	hostID    string
+	newHostID bool // generated on this start: the state directory held none
+	ident     *identityWatch
 }
 
 // New returns an agent; Start it with Run.
@@ -174,42 +179,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("using interface", "iface", ext.Name, "addr", ext.Addr, "public-ip", ext.PublicIP, "mtu", ext.MTU)
 
-	a.deps.Health.SetNotReady("waiting for the network config")
-	cfg, err := a.waitConfig(ctx)
+	a.loadHostID()
+	cfg, be, own, err := a.join(ctx, ext)
 	if err != nil {
 		return err
 	}
-	a.log.Info("network config", "network", cfg.Network, "subnet-len", cfg.SubnetLen, "backend", cfg.BackendType)
-	a.deps.Metrics.SetBackend(cfg.BackendType)
-	a.page.setConfig(cfg)
-
-	factory := a.deps.Backends[cfg.BackendType] // waitConfig checked it is there
-	var published json.RawMessage
-	if pr, ok := a.deps.Store.(store.PublishedReader); ok {
-		if btype, data, err := pr.Published(ctx, ext.PublicIP); err != nil {
-			a.log.Warn("cannot read what this host published before; starting afresh", "cause", store.Classify(err), "err", err.Error())
-		} else if btype == cfg.BackendType {
-			published = data
-		}
-	}
-	be, err := factory(backend.Config{
-		Ext:             ext,
-		Network:         cfg,
-		Log:             a.log,
-		StateDir:        a.opts.StateDir,
-		ReconcilePeriod: a.opts.ReconcilePeriod,
-		Metrics:         a.deps.Metrics,
-		Published:       published,
-	})
-	if err != nil {
-		return fmt.Errorf("start the %s backend: %w", cfg.BackendType, err)
-	}
-
-	a.deps.Health.SetNotReady("acquiring a subnet lease")
-	own, err := a.acquire(ctx, cfg, ext, be)
-	if err != nil {
-		return err
-	}
+	a.ident = newIdentityWatch(a, cfg, ext, be, own)
 	log := a.log.With("subnet", own.Subnet)
 
 	if err := be.Start(ctx, own); err != nil {
@@ -494,25 +469,40 @@ func (a *Agent) checkBackend(cfg *netconf.Config) error {
 // unreachable, pool full until some lease expires).
 func (a *Agent) acquire(ctx context.Context, cfg *netconf.Config, ext backend.ExternalInterface, be backend.Backend) (lease.Lease, error) {
 	btype, data := be.LeaseAttrs()
-	req := store.AcquireRequest{Attrs: lease.Attrs{PublicIP: ext.PublicIP, BackendType: btype, BackendData: data}}
+	req := store.AcquireRequest{Attrs: lease.Attrs{PublicIP: ext.PublicIP, BackendType: btype, BackendData: data, HostID: a.hostID}, NewHostID: a.newHostID}
+	// Previous is passed even when the config no longer fits it: the
+	// store then keeps the lease rather than renumber the host (join.go).
 	if prev, err := subnetenv.Read(a.opts.SubnetFile); err == nil {
-		if prev.Subnet.IsValid() && cfg.Network.Contains(prev.Subnet.Addr()) {
-			req.Previous = prev.Subnet
-		}
+		req.Previous = prev.Subnet
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		a.log.Warn("ignoring the previous subnet file", "path", a.opts.SubnetFile, "err", err.Error())
 	}
 	delay := time.Second
+	var refused string
+	refusedDelay := refusedRetry
 	for {
 		l, err := a.deps.Store.Acquire(ctx, cfg, req)
 		if err == nil {
 			a.sh.succeeded("acquire", false)
+			if refused != "" {
+				a.log.Info("the lease is no longer refused", "was", refused)
+			}
 			a.deps.Metrics.LeaseExpires(l.Expiration)
 			a.log.Info("leased subnet", "subnet", l.Subnet, "public-ip", l.Attrs.PublicIP, "expires", expiry(l), "previous", req.Previous)
 			return l, nil
 		}
 		if ctx.Err() != nil {
 			return lease.Lease{}, ctx.Err()
+		}
+		if r, ok := a.refusalOf(err, cfg); ok {
+			if r.reason != refused {
+				refused = r.reason
+				a.noteRefusal(r)
+			}
+			if err := a.waitRefused(ctx, cfg, r, &refusedDelay); err != nil {
+				return lease.Lease{}, err
+			}
+			continue
 		}
 		a.sh.failed("acquire", "acquire a subnet lease", err)
 		a.deps.Health.SetNotReady("acquiring a subnet lease: " + store.Explain(err))
@@ -542,6 +532,14 @@ func (a *Agent) renewLoop(ctx context.Context, ownCh <-chan lease.Lease, lost <-
 		case <-wait:
 		case <-lost:
 			a.log.Warn("own lease is gone from the store; re-creating it", "subnet", own.Subnet)
+		case l := <-a.ident.republished():
+			// Republished with new attributes (identity_watch.go): a
+			// re-creation must write those.
+			own = l
+			if timer != nil {
+				timer.Stop()
+			}
+			continue
 		}
 		if timer != nil {
 			timer.Stop()
@@ -594,6 +592,7 @@ func (a *Agent) watchLoop(ctx context.Context, be backend.Backend, own netip.Pre
 			if err != nil && ctx.Err() == nil {
 				a.log.Error("some peers could not be programmed; will retry on the next change or reconcile", "err", err.Error())
 			}
+			a.ident.applied(ctx, snap.leases, err)
 			// Every peer this snapshot added or changed waited from the
 			// moment the store reported it until now.
 			for range changes {

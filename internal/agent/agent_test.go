@@ -116,6 +116,7 @@ func startWith(t *testing.T, prefix, subnetEnv string, mod func(*Deps)) *fixture
 	t.Helper()
 	srv := etcdtest.StartForTest(t)
 	opts := options.Defaults()
+	opts.StateDir = t.TempDir() // never the host's /var/lib/weft
 	opts.EtcdEndpoints = srv.Endpoint()
 	opts.EtcdPrefix = prefix
 	opts.SubnetFile = filepath.Join(t.TempDir(), "flannel", "subnet.env")
@@ -229,7 +230,17 @@ func TestWaitsForConfigThenLeasesAndWritesSubnetEnv(t *testing.T) {
 	if err != nil || len(r.Kvs) != 1 {
 		t.Fatalf("lease key: %v %v", r, err)
 	}
-	if v := string(r.Kvs[0].Value); v != `{"PublicIP":"10.4.7.21","PublicIPv6":null,"BackendType":"host-gw"}` {
+	// flannel's JSON, then weft's host ID (the one kept in the state
+	// directory).
+	id, err := os.ReadFile(filepath.Join(f.opts.StateDir, HostIDFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec hostIDRecord
+	if err := json.Unmarshal(id, &rec); err != nil || rec.HostID == "" {
+		t.Fatalf("host ID file %s: %v", id, err)
+	}
+	if v := string(r.Kvs[0].Value); v != `{"PublicIP":"10.4.7.21","PublicIPv6":null,"BackendType":"host-gw","WeftHostID":"`+rec.HostID+`"}` {
 		t.Fatalf("lease value %s", v)
 	}
 }
@@ -452,6 +463,7 @@ func configuredFake(t *testing.T) *storetest.Fake {
 func startFake(t *testing.T, st *storetest.Fake, rec *recorder) *fakeFixture {
 	t.Helper()
 	opts := options.Defaults()
+	opts.StateDir = t.TempDir() // never the host's /var/lib/weft
 	opts.SubnetFile = filepath.Join(t.TempDir(), "subnet.env")
 	f := &fakeFixture{opts: opts, st: st, rec: rec, health: &health.Status{}, logs: &syncBuffer{}, done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -76,6 +76,9 @@ func freePort(t *testing.T) int {
 func runBlackholeAgent(t *testing.T, h *netlink.Handle, endpoint, subnetFile string, blackhole bool) options.Options {
 	t.Helper()
 	opts := options.Defaults()
+	// One host restarted: the same state directory (never the host's
+	// /var/lib/weft).
+	opts.StateDir = filepath.Join(filepath.Dir(subnetFile), "state")
 	opts.EtcdEndpoints = endpoint
 	opts.SubnetFile = subnetFile
 	opts.IPBlackholeRoute = blackhole
@@ -149,13 +152,16 @@ func TestBlackholeRouteFollowsLease(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A previous run held 10.99.1.0/24, outside today's network, and left
-	// its blackhole route behind.
+	// A previous run held 10.244.1.0/24, which another host holds now (a
+	// reservation for it), and left its blackhole route behind.
 	subnetFile := filepath.Join(t.TempDir(), "subnet.env")
-	if err := os.WriteFile(subnetFile, []byte("FLANNEL_NETWORK=10.99.0.0/16\nFLANNEL_SUBNET=10.99.1.1/24\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=false\n"), 0o644); err != nil {
+	if err := os.WriteFile(subnetFile, []byte("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=false\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	old := netip.MustParsePrefix("10.99.1.0/24")
+	if _, err := cli.Put(ctx, "/coreos.com/network/subnets/10.244.1.0-24", `{"PublicIP":"10.4.7.99","PublicIPv6":null,"BackendType":"host-gw"}`); err != nil {
+		t.Fatal(err)
+	}
+	old := netip.MustParsePrefix("10.244.1.0/24")
 	if _, err := NewBlackholeRoutes(h).Ensure(old); err != nil {
 		t.Fatal(err)
 	}

@@ -95,6 +95,7 @@ func startWatched(t *testing.T, proc *fakeProc, mod func(*options.Options)) *wat
 	t.Helper()
 	st := configuredFake(t)
 	opts := options.Defaults()
+	opts.StateDir = t.TempDir() // never the host's /var/lib/weft
 	opts.SubnetFile = filepath.Join(t.TempDir(), "subnet.env")
 	if mod != nil {
 		mod(&opts)

@@ -19,9 +19,12 @@ import (
 
 // Status tracks readiness. The zero value is not ready.
 type Status struct {
-	mu     sync.Mutex // guards reason
+	mu     sync.Mutex // guards reason and conds
 	reason string     // why not ready; "" means ready
 	init   bool
+	// conds are the standing problems that make a ready agent not ready,
+	// by source (see SetCondition); each clears on its own.
+	conds map[string]string
 }
 
 // SetReady marks the agent ready.
@@ -45,7 +48,13 @@ func (s *Status) Ready() (bool, string) {
 	if !s.init {
 		return false, "starting"
 	}
-	return s.reason == "", s.reason
+	if s.reason != "" {
+		return false, s.reason
+	}
+	if len(s.conds) > 0 {
+		return false, s.condReasons()
+	}
+	return true, ""
 }
 
 // Handler serves /healthz and /readyz.

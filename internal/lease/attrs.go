@@ -52,6 +52,15 @@ func (a Attrs) MarshalJSON() ([]byte, error) {
 			return nil, fmt.Errorf("encode lease attributes: %s %q is not valid JSON: %w", f.name, f.data, err)
 		}
 	}
+	// weft's own field goes last and only when set: without it the JSON
+	// is flannel's byte for byte, and flannel, which decodes into a struct
+	// with encoding/json, ignores it when it is there.
+	if a.HostID != "" {
+		if !ValidHostID(a.HostID) {
+			return nil, fmt.Errorf("encode lease attributes: WeftHostID %q is not 1 to %d letters, digits, '-' or '_'", a.HostID, maxHostID)
+		}
+		buf.WriteString(`,"WeftHostID":"` + a.HostID + `"`)
+	}
 	buf.WriteByte('}')
 	return buf.Bytes(), nil
 }
@@ -68,6 +77,7 @@ func (a *Attrs) UnmarshalJSON(b []byte) error {
 		BackendType   string
 		BackendData   json.RawMessage
 		BackendV6Data json.RawMessage
+		WeftHostID    json.RawMessage
 	}
 	if err := json.Unmarshal(b, &w); err != nil {
 		return fmt.Errorf("decode lease attributes %q: %w", truncate(b), err)
@@ -97,6 +107,7 @@ func (a *Attrs) UnmarshalJSON(b []byte) error {
 	if out.BackendV6Data, err = compactJSON(w.BackendV6Data); err != nil {
 		return fmt.Errorf("decode lease attributes: BackendV6Data: %w", err)
 	}
+	out.HostID = decodeHostID(w.WeftHostID)
 	*a = out
 	return nil
 }
@@ -109,7 +120,41 @@ func (a Attrs) Equal(b Attrs) bool {
 		a.PublicIPv6 == b.PublicIPv6 &&
 		a.BackendType == b.BackendType &&
 		jsonEqual(a.BackendData, b.BackendData) &&
-		jsonEqual(a.BackendV6Data, b.BackendV6Data)
+		jsonEqual(a.BackendV6Data, b.BackendV6Data) &&
+		a.HostID == b.HostID
+}
+
+// maxHostID bounds a host ID's length.
+const maxHostID = 64
+
+// ValidHostID reports whether id can be a WeftHostID: 1 to 64 ASCII
+// letters, digits, '-' or '_', so that it needs no escaping and reads in a
+// log line.
+func ValidHostID(id string) bool {
+	if id == "" || len(id) > maxHostID {
+		return false
+	}
+	for _, c := range []byte(id) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// decodeHostID returns the WeftHostID of a lease, or "" when it has none
+// or one weft would not write. A malformed one is ignored rather than
+// refused: flannel ignores the field, so a lease flannel hosts program must
+// not be dropped here for it; without an ID the lease is only what it is
+// to flannel.
+func decodeHostID(raw json.RawMessage) string {
+	var id string
+	if len(raw) == 0 || json.Unmarshal(raw, &id) != nil || !ValidHostID(id) {
+		return ""
+	}
+	return id
 }
 
 // addrString formats an address the way Go's net.IP.String does, which is

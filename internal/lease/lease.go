@@ -26,6 +26,10 @@ type Attrs struct {
 	BackendType   string
 	BackendData   json.RawMessage // compact JSON; nil when the backend has none
 	BackendV6Data json.RawMessage
+	// HostID is weft's identity of the host (see docs/formats.md), so that
+	// two hosts with one PublicIP are told apart; "" for flannel hosts and
+	// older weft. It is weft's own field, WeftHostID, after flannel's.
+	HostID string
 }
 
 // Lease is one host's claim on a subnet of the cluster network.

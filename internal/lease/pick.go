@@ -21,7 +21,15 @@ type PickInput struct {
 	Existing []Lease // every lease and reservation in the store
 	PublicIP netip.Addr
 	Previous netip.Prefix // from subnet.env; zero if none
-	Rand     *rand.Rand   // nil: math/rand/v2's global source, which the runtime seeds randomly
+	// HostID is this host's identity (Attrs.HostID); "" turns the
+	// duplicate-PublicIP check off.
+	HostID string
+	// NewHostID says HostID was generated on this start because the
+	// state directory held none (it was wiped): a live lease with another
+	// ID is then still ours if it is Previous, since subnet.env lives on
+	// tmpfs and names it only if this host has held it since boot.
+	NewHostID bool
+	Rand      *rand.Rand // nil: math/rand/v2's global source, which the runtime seeds randomly
 }
 
 // Pick is PickSubnet's decision.
@@ -39,6 +47,10 @@ type Pick struct {
 	Stale []Lease
 	// Reason says in words why this subnet was chosen, for the log.
 	Reason string
+	// Warning, when set, says why the choice deserves an operator's
+	// attention (the host moves to a reservation away from the subnet its
+	// pods use); the store logs it at WARN.
+	Warning string
 }
 
 // PickSubnet chooses this host's subnet in flannel's order:
@@ -66,10 +78,26 @@ func PickSubnet(in PickInput) (Pick, error) {
 		return Pick{}, fmt.Errorf("pick a subnet: %w", err)
 	}
 
+	if err := publicIPInUse(in); err != nil {
+		return Pick{}, err
+	}
 	pick, notes := reuseOwn(in, p)
+	if ex := pick.Existing; ex != nil && ex.Reservation() {
+		pick.Subnet = ex.Subnet
+		pick.Reason = joinNotes(pick.Reason, notes)
+		pick.Warning = reservationWarning(in, *ex)
+		return pick, nil
+	}
+	if err := keepLiveSubnet(in, p, pick.Existing); err != nil {
+		return Pick{}, err
+	}
 	if pick.Existing != nil {
 		pick.Subnet = pick.Existing.Subnet
 		pick.Reason = joinNotes(pick.Reason, notes)
+		if adopted(in, *pick.Existing) {
+			pick.Warning = fmt.Sprintf("taking back lease %s, which carries host ID %s: subnet.env names it and this host's ID %s is new (was its state directory wiped?)",
+				pick.Existing.Subnet, pick.Existing.Attrs.HostID, in.HostID)
+		}
 		return pick, nil
 	}
 
@@ -100,13 +128,13 @@ func reuseOwn(in PickInput, p pool) (pick Pick, notes []string) {
 	if !in.PublicIP.IsValid() {
 		return Pick{}, nil
 	}
-	pub := in.PublicIP.Unmap()
 	var ours []Lease
 	for _, l := range in.Existing {
-		if l.Attrs.PublicIP.Unmap() == pub {
+		if isOurs(in, l) {
 			ours = append(ours, l)
 		}
 	}
+	pub := in.PublicIP.Unmap()
 	chosen := -1
 	for i, l := range ours {
 		if !l.Reservation() {

@@ -47,7 +47,8 @@ type Metrics struct {
 	neighThresh    *prometheus.GaugeVec
 	neighFulls     *kernelCounter
 	admit          *admitMetrics
-	store          *storeMetrics // store.go
+	store          *storeMetrics          // store.go
+	identity       *prometheus.CounterVec // identity.go
 }
 
 // New creates the collectors on a fresh registry, with the Go runtime and
@@ -116,6 +117,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.admit = newAdmitMetrics(m.reg)
 	m.store = newStoreMetrics(m.reg)
+	m.registerIdentity()
 	for _, k := range []string{KindRoute, KindNeighbour, KindFDB, KindRule, KindDevice, KindAddress} {
 		m.repairs.WithLabelValues(k)
 	}

@@ -28,6 +28,9 @@ type AcquireRequest struct {
 	// Previous is the subnet this host used last time (from subnet.env), if
 	// any. It is reused when still free.
 	Previous netip.Prefix
+	// NewHostID says Attrs.HostID was generated on this start
+	// (lease.PickInput.NewHostID).
+	NewHostID bool
 }
 
 // Store is a lease store. Methods may be called concurrently.
@@ -57,7 +60,9 @@ type Store interface {
 // before: the backend type and data of its previous lease. A backend may
 // take identity back from it (the vxlan VTEP MAC after a reboot).
 type PublishedReader interface {
-	Published(ctx context.Context, publicIP netip.Addr) (backendType string, data json.RawMessage, err error)
+	// hostID is this host's identity: a lease carrying another host's ID
+	// is not this host's, even with its PublicIP ("" matches any).
+	Published(ctx context.Context, publicIP netip.Addr, hostID string) (backendType string, data json.RawMessage, err error)
 }
 
 // PublicIPSource is a store that can override --public-ip (Kubernetes:

@@ -184,8 +184,10 @@ type Backend struct {
 	published json.RawMessage // backend data the store remembers for this host
 	log       *slog.Logger
 	opts      Options
-	mac       kernel.MAC // the VTEP MAC, settled by New; never changes
-	data      json.RawMessage
+	// mac is the VTEP MAC, settled by New; only Readdress changes it
+	// (a clash with a peer's), under mu, with data.
+	mac  kernel.MAC
+	data json.RawMessage
 
 	metrics *metrics.Metrics // counts Run's repairs by kind
 
@@ -297,6 +299,8 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 // LeaseAttrs returns vxlan and {"VNI":<vni>,"VtepMAC":"<mac>"}, flannel's
 // exact compact form.
 func (b *Backend) LeaseAttrs() (string, json.RawMessage) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	return BackendType, slices.Clone(b.data)
 }
 
@@ -307,7 +311,11 @@ func (b *Backend) MTU() int { return b.set.MTU - Overhead }
 func (b *Backend) Device() string { return b.dev }
 
 // VtepMAC is the device's MAC, the one the lease publishes.
-func (b *Backend) VtepMAC() kernel.MAC { return b.mac }
+func (b *Backend) VtepMAC() kernel.MAC {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.mac
+}
 
 // Settings are the decoded options.
 func (b *Backend) Settings() Settings { return b.set }

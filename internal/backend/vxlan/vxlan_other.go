@@ -25,5 +25,8 @@ func (b *Backend) Start(ctx context.Context, own lease.Lease) error { return sup
 // Apply is Linux-only.
 func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error { return supported() }
 
+// Readdress is Linux-only.
+func (b *Backend) Readdress() (string, string, error) { return "", "", supported() }
+
 // Run is Linux-only.
 func (b *Backend) Run(ctx context.Context) error { return supported() }

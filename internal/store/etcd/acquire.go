@@ -88,13 +88,18 @@ func (s *Store) tryAcquire(ctx context.Context, cfg *netconf.Config, req store.A
 		}
 	}
 	pick, err := lease.PickSubnet(lease.PickInput{
-		Config:   cfg,
-		Existing: existing,
-		PublicIP: req.Attrs.PublicIP,
-		Previous: req.Previous,
+		Config:    cfg,
+		Existing:  existing,
+		PublicIP:  req.Attrs.PublicIP,
+		Previous:  req.Previous,
+		HostID:    req.Attrs.HostID,
+		NewHostID: req.NewHostID,
 	})
 	if err != nil {
 		return lease.Lease{}, err
+	}
+	if pick.Warning != "" {
+		s.log.Warn(pick.Warning, "subnet", pick.Subnet)
 	}
 	find := func(l lease.Lease) (*entry, error) {
 		e, ok := byPrefix[[2]netip.Prefix{l.Subnet, l.IPv6Subnet}]
@@ -283,6 +288,12 @@ func (s *Store) tryRenew(ctx context.Context, key string, l lease.Lease) (lease.
 	}
 	if held.PublicIP.Unmap() != l.Attrs.PublicIP.Unmap() {
 		return lease.Lease{}, fmt.Errorf("subnet %s was taken by another host (PublicIP %s)", l.Subnet, held.PublicIP)
+	}
+	if held.HostID != "" && l.Attrs.HostID != "" && held.HostID != l.Attrs.HostID {
+		// Keeping it alive would keep the other host's lease alive
+		// under our name.
+		return lease.Lease{}, fmt.Errorf("subnet %s was taken by another host with the same PublicIP %s (host ID %s, this host is %s): set --public-ip or --iface on one of them",
+			l.Subnet, held.PublicIP, held.HostID, l.Attrs.HostID)
 	}
 	if kv.Lease == int64(clientv3.NoLease) {
 		// An administrator turned our lease into a reservation; it no

@@ -20,7 +20,7 @@ var (
 // Published returns the backend type and data of the lease that carries
 // publicIP, if there is one. It needs no expirations, so unlike List it asks
 // etcd for none.
-func (s *Store) Published(ctx context.Context, publicIP netip.Addr) (string, json.RawMessage, error) {
+func (s *Store) Published(ctx context.Context, publicIP netip.Addr, hostID string) (string, json.RawMessage, error) {
 	ls, err := s.list(ctx, nil)
 	if err != nil {
 		return "", nil, err
@@ -30,6 +30,12 @@ func (s *Store) Published(ctx context.Context, publicIP netip.Addr) (string, jso
 	var found *lease.Lease
 	for _, e := range ls.entries {
 		if e.bad != nil || e.lease.Attrs.PublicIP != publicIP {
+			continue
+		}
+		// Another host with the same address must not hand us its VTEP
+		// MAC: two devices with one MAC would each get the other's
+		// traffic.
+		if id := e.lease.Attrs.HostID; id != "" && hostID != "" && id != hostID {
 			continue
 		}
 		if found == nil || cmpLease(e.lease, *found) < 0 {

@@ -18,7 +18,7 @@ var (
 
 // Published returns what the own Node's annotations say this host
 // published; publicIP is not needed, the Node is ours.
-func (s *Store) Published(ctx context.Context, _ netip.Addr) (string, json.RawMessage, error) {
+func (s *Store) Published(ctx context.Context, _ netip.Addr, _ string) (string, json.RawMessage, error) {
 	return s.StoredBackendData(ctx)
 }
 

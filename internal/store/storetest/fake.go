@@ -152,10 +152,12 @@ func (f *Fake) Acquire(ctx context.Context, cfg *netconf.Config, req store.Acqui
 		return lease.Lease{}, err
 	}
 	pick, err := lease.PickSubnet(lease.PickInput{
-		Config:   cfg,
-		Existing: f.snapshotLocked(),
-		PublicIP: req.Attrs.PublicIP,
-		Previous: req.Previous,
+		Config:    cfg,
+		Existing:  f.snapshotLocked(),
+		PublicIP:  req.Attrs.PublicIP,
+		Previous:  req.Previous,
+		HostID:    req.Attrs.HostID,
+		NewHostID: req.NewHostID,
 	})
 	if err != nil {
 		return lease.Lease{}, err
