@@ -285,7 +285,7 @@ func TestInvalidConfigIsReportedAndAwaited(t *testing.T) {
 	f := startWith(t, "/coreos.com/network", "", func(d *Deps) { d.CheckBackend = backends.CheckOptions })
 	for _, c := range []struct{ config, logged string }{
 		{`{"Network": "10.244.0.0/30"}`, "too small"},
-		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard"}}`, "is a flannel backend that this build of weft does not implement"},
+		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "ipip"}}`, "is a flannel backend that this build of weft does not implement"},
 		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 99999999}}`, "vxlan option VNI 99999999"},
 		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`, `Backend.Type \"vxlan\" is not available in this agent (it has host-gw)`},
 	} {

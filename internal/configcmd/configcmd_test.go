@@ -213,17 +213,17 @@ func TestGetMissingNamesKeyAndCommand(t *testing.T) {
 func TestGetInvalidStoredConfig(t *testing.T) {
 	srv := etcdtest.StartForTest(t)
 	cli := rawClient(t, srv)
-	bad := `{"Network": "172.7.0.0/16", "Backend": {"Type": "wireguard"}}`
+	bad := `{"Network": "172.7.0.0/16", "Backend": {"Type": "ipip"}}`
 	if _, err := cli.Put(context.Background(), configKey, bad); err != nil {
 		t.Fatal(err)
 	}
 	r := run(t, srv, "", nil, "get")
-	if r.code != 1 || r.stdout != bad+"\n" || !strings.Contains(r.stderr, "invalid") || !strings.Contains(r.stderr, "wireguard") {
+	if r.code != 1 || r.stdout != bad+"\n" || !strings.Contains(r.stderr, "invalid") || !strings.Contains(r.stderr, "ipip") {
 		t.Errorf("get of an invalid config: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, srv, "", nil, "get", "-o", "json")
 	var doc struct{ Error string }
-	if r.code != 1 || json.Unmarshal([]byte(r.stdout), &doc) != nil || !strings.Contains(doc.Error, "wireguard") {
+	if r.code != 1 || json.Unmarshal([]byte(r.stdout), &doc) != nil || !strings.Contains(doc.Error, "ipip") {
 		t.Errorf("get -o json of an invalid config: exit %d\n%s", r.code, r.stdout)
 	}
 }

@@ -143,7 +143,7 @@ func TestExpectationOfBadConfig(t *testing.T) {
 		{`{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":10000000}}`, "device name flannel.10000000 would be longer"},
 		{`{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","MTU":100}}`, "vxlan MTU 100"},
 		{`{"Network":"10.244.0.0/16","Backend":{"Type":"udp","Port":70000}}`, "udp backend option Port 70000"},
-		{`{"Network":"10.244.0.0/16","Backend":{"Type":"wireguard"}}`, `Backend.Type "wireguard" is a flannel backend that this build of weft does not implement (it has host-gw, vxlan, udp)`},
+		{`{"Network":"10.244.0.0/16","Backend":{"Type":"ipip"}}`, `Backend.Type "ipip" is a flannel backend that this build of weft does not implement (it has host-gw, vxlan, udp, wireguard)`},
 		{`{"Network":"10.244.0.0/16","Backend":{"Type":"vxlann"}}`, `Backend.Type "vxlann" is not a backend of this build of weft`},
 	} {
 		in := hostgwHealthy(t)

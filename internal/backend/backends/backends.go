@@ -15,6 +15,7 @@ import (
 	"github.com/weftnet/weft/internal/backend/hostgw"
 	"github.com/weftnet/weft/internal/backend/udp"
 	"github.com/weftnet/weft/internal/backend/vxlan"
+	"github.com/weftnet/weft/internal/backend/wireguard"
 	"github.com/weftnet/weft/internal/netconf"
 )
 
@@ -25,6 +26,7 @@ func All() []backend.Descriptor {
 		hostgw.Descriptor(),
 		vxlan.Descriptor(),
 		udp.Descriptor(),
+		wireguard.Descriptor(),
 	}
 }
 
@@ -69,7 +71,7 @@ func Factories() map[string]backend.Factory {
 // flannelOnly are backend types flannel knows (now or in earlier releases)
 // that weft does not implement; naming one gets a clearer error than a
 // typo does.
-var flannelOnly = []string{"wireguard", "ipip", "ipsec", "alloc", "extension", "tencent-vpc", "aws-vpc", "gce", "ali-vpc"}
+var flannelOnly = []string{"ipip", "ipsec", "alloc", "extension", "tencent-vpc", "aws-vpc", "gce", "ali-vpc"}
 
 // CheckOptions checks the network config's Backend object raw against
 // the options of backend typ (Backend.Type, lower case). Errors name

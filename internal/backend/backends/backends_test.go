@@ -49,13 +49,13 @@ func TestTableIsWellFormed(t *testing.T) {
 			}
 		}
 	}
-	if _, ok := Lookup("wireguard"); ok {
+	if _, ok := Lookup("ipip"); ok {
 		t.Error("Lookup found a backend this build lacks")
 	}
 	if f := Factories(); len(f) != len(All()) {
 		t.Errorf("Factories has %d entries for %d backends", len(f), len(All()))
 	}
-	if !slices.Equal(Names(), []string{"host-gw", "vxlan", "udp"}) {
+	if !slices.Equal(Names(), []string{"host-gw", "vxlan", "udp", "wireguard"}) {
 		t.Errorf("Names() = %v", Names())
 	}
 }
@@ -72,8 +72,8 @@ func TestParseConfig(t *testing.T) {
 	for _, c := range []struct{ raw, want string }{
 		{`{"Network":"10.244.0.0/30","Backend":{"Type":"vxlan"}}`, "too small"},
 		{`{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":99999999}}`, "VNI"},
-		{`{"Network":"10.244.0.0/16","Backend":{"Type":"vxlann"}}`, `Backend.Type "vxlann" is not a backend of this build of weft (it has host-gw, vxlan, udp)`},
-		{`{"Network":"10.244.0.0/16","Backend":{"Type":"WireGuard"}}`, `Backend.Type "wireguard" is a flannel backend that this build of weft does not implement`},
+		{`{"Network":"10.244.0.0/16","Backend":{"Type":"vxlann"}}`, `Backend.Type "vxlann" is not a backend of this build of weft (it has host-gw, vxlan, udp, wireguard)`},
+		{`{"Network":"10.244.0.0/16","Backend":{"Type":"IPIP"}}`, `Backend.Type "ipip" is a flannel backend that this build of weft does not implement`},
 	} {
 		if _, err := ParseConfig([]byte(c.raw)); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err %v, want one containing %q", c.raw, err, c.want)
@@ -102,7 +102,11 @@ func TestCheckOptionsNamesTheField(t *testing.T) {
 		{"vxlan", `{"VNI":"one"}`, "VNI"},
 		{"udp", `{"Port":70000}`, "Port"},
 		{"udp", `{"Port":-1}`, "Port"},
-		{"wireguard", `{}`, "Backend.Type"},
+		{"wireguard", `{"ListenPort":70000}`, "ListenPort"},
+		{"wireguard", `{"PSK":"short"}`, "PSK"},
+		{"wireguard", `{"Mode":"mesh"}`, "Mode"},
+		{"wireguard", `{"PersistentKeepaliveInterval":-1}`, "PersistentKeepaliveInterval"},
+		{"wireguard", `{"MTU":100}`, "MTU"},
 		{"ipip", `{}`, "flannel backend"},
 		{"tencent-vpc", `{}`, "flannel backend"},
 	} {

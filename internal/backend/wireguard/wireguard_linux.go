@@ -1,0 +1,534 @@
+package wireguard
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	vns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	wgtun "golang.zx2c4.com/wireguard/tun"
+
+	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/kernel"
+	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/metrics"
+	"github.com/weftnet/weft/internal/netns"
+)
+
+// supported reports whether this platform can run the backend.
+func supported() error { return nil }
+
+// plane is the in-process WireGuard device on flannel-wg.
+type plane struct {
+	dev    *device.Device // nil until the first reconcile made it
+	index  int            // flannel-wg's ifindex when dev was made
+	stale  bool           // an IpcSet failed: the device must be configured afresh
+	ln     net.Listener   // the status socket; nil when there is none
+	closed chan string    // receives once when a device closes on its own (Run's Extra)
+}
+
+// Start creates flannel-wg (or attaches to the one a previous agent left),
+// runs the WireGuard device on it with this host's key and listen port,
+// gives it the own subnet's network address as a /32, its MTU and the route
+// for the whole Network. Peers come with Apply.
+func (b *Backend) Start(ctx context.Context, own lease.Lease) error {
+	if !own.Subnet.IsValid() || !own.Subnet.Addr().Is4() || !b.network.Contains(own.Subnet.Addr()) || own.Subnet.Bits() <= b.network.Bits() {
+		return fmt.Errorf("wireguard: own lease %s is not a subnet of the network %s", own.Subnet, b.network)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.started || b.closed {
+		return errors.New("wireguard: Start called twice")
+	}
+	b.own = lease.Lease{Subnet: own.Subnet.Masked(), Attrs: own.Attrs}
+	b.plane.closed = make(chan string, 1)
+	if err := b.reconcileLocked("start", nil); err != nil {
+		b.closeLocked()
+		return fmt.Errorf("wireguard: %w", err)
+	}
+	b.started = true
+	b.ownLease.Store(&b.own)
+	return nil
+}
+
+// Apply makes the device's peers those of leases: every wireguard lease
+// but our own. Only peers that differ are touched, so the sessions of the
+// others go on. A peer whose public key changed (it rotated its key) loses
+// its old session and handshakes anew with the new key.
+func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	own := b.ownLease.Load()
+	if own == nil {
+		return errors.New("wireguard: Apply before Start")
+	}
+	st := desire(b.network, *own, b.ext.PublicIP, b.pub, b.set.ListenPort, leases)
+
+	b.amu.Lock()
+	backend.NoteIgnored(b.log, BackendType, b.ignored, st.ignored)
+	b.ignored = st.ignored
+	b.amu.Unlock()
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	errs := st.errs
+	if text := updateConfig(b.desired, st.peers, b.set); text != "" && b.plane.dev != nil && !b.plane.stale {
+		if err := b.plane.dev.IpcSet(text); err != nil {
+			// The next repair configures the device afresh from desired.
+			b.plane.stale = true
+			errs = append(errs, fmt.Errorf("wireguard: configure peers: %w", err))
+		}
+	}
+	b.logChanges(diffPeers(b.desired, st.peers))
+	b.desired = st.peers
+	return errors.Join(errs...)
+}
+
+// Close stops the WireGuard device and the status socket. flannel-wg, its
+// address and route stay (the TUN device is persistent): while no agent
+// runs, the kernel drops what is routed into it rather than sending pod
+// traffic out of the default route in the clear. Run calls Close when its
+// context is done.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closeLocked()
+}
+
+func (b *Backend) closeLocked() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	b.stopPlaneLocked()
+	return nil
+}
+
+// stopPlaneLocked closes the device and the status socket.
+func (b *Backend) stopPlaneLocked() {
+	p := &b.plane
+	if p.ln != nil {
+		p.ln.Close()
+		os.Remove(b.sockPath)
+		p.ln = nil
+	}
+	if p.dev != nil {
+		d := p.dev
+		p.dev = nil
+		d.Close()
+	}
+}
+
+// Run keeps flannel-wg as Start made it until ctx is done: every
+// ReconcilePeriod, as soon as the kernel reports that the device, its
+// address or the Network route changed or went away, and when the device
+// stopped on its own (reading the TUN failed because flannel-wg was
+// deleted). A deleted flannel-wg is created again and the device
+// configured afresh with every peer.
+func (b *Backend) Run(ctx context.Context) error {
+	b.mu.Lock()
+	if !b.started || b.closed {
+		b.mu.Unlock()
+		return errors.New("wireguard: Run needs a started backend")
+	}
+	extra := b.plane.closed
+	b.mu.Unlock()
+	defer b.Close()
+
+	var watches []backend.Watch
+	if !b.opts.NoSubscribe {
+		ns := b.opts.Netns
+		watches = []backend.Watch{
+			backend.NewWatch("link changes", ns, kernel.WatchLinks,
+				func(e kernel.LinkEvent) string {
+					if e.Name == DeviceName || int32(e.Index) == b.devIndex.Load() {
+						return "device changed"
+					}
+					return ""
+				}),
+			backend.NewWatch("address changes", ns, kernel.WatchAddrs,
+				func(e kernel.AddrEvent) string {
+					if int32(e.LinkIndex) == b.devIndex.Load() {
+						return "address changed"
+					}
+					return ""
+				}),
+			backend.NewWatch("routes", ns, kernel.WatchRoutes, b.routeTrigger),
+		}
+	}
+	err := backend.RunRepairLoop(ctx, backend.RepairConfig{
+		Period:  b.opts.ReconcilePeriod,
+		Watches: watches,
+		Repair:  b.reconcile,
+		Initial: "run",
+		Extra:   extra,
+		Log:     b.log,
+		Metrics: b.metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("wireguard: %w", err)
+	}
+	return nil
+}
+
+// routeTrigger says why a route event calls for a repair: the Network
+// route was deleted or differs from the one through flannel-wg.
+func (b *Backend) routeTrigger(e kernel.RouteEvent) string {
+	if e.Route.Dst != b.network {
+		return ""
+	}
+	idx := int(b.devIndex.Load())
+	plan := map[netip.Prefix]kernel.Route{b.network: networkRoute(b.network, idx)}
+	owned := func(r kernel.Route) bool { return r.Dst == b.network && r.LinkIndex == idx }
+	switch {
+	case kernel.RouteDrift(plan, e, owned, nil) == "":
+		return ""
+	case e.Deleted:
+		return "route deleted"
+	}
+	return "route changed"
+}
+
+// reconcile runs reconcileLocked and logs a failure once until it changes.
+func (b *Backend) reconcile(trigger string) backend.Counts {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	counts := backend.Counts{}
+	err := b.reconcileLocked(trigger, counts)
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if msg != "" && msg != b.failing {
+		b.log.Warn("repair of flannel-wg failed; retrying", "trigger", trigger, "err", msg)
+	}
+	b.failing = msg
+	return counts
+}
+
+// reconcileLocked makes the device run on flannel-wg with every desired
+// peer, and flannel-wg have its MTU, be up, hold exactly the own /32 among
+// its IPv4 addresses, and carry the Network route. One change's failure
+// does not stop the others. Changes count as repairs in counts unless it
+// is nil (Start's). Callers hold mu.
+func (b *Backend) reconcileLocked(trigger string, counts backend.Counts) error {
+	if b.closed {
+		return nil
+	}
+	h := b.opts.Handle
+	link, err := b.ensureDeviceLocked(trigger, counts)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	attrs := link.Attrs()
+	mtu := b.MTU()
+	if attrs.MTU != mtu {
+		// ip link set flannel-wg mtu MTU
+		if err := h.LinkSetMTU(link, mtu); err != nil {
+			errs = append(errs, fmt.Errorf("set mtu %d on %s: %w", mtu, DeviceName, err))
+		} else {
+			b.changed(counts, trigger, metrics.KindDevice, "device mtu set", "mtu", mtu, "was", attrs.MTU)
+		}
+	}
+	if attrs.Flags&net.FlagUp == 0 {
+		// ip link set flannel-wg up
+		if err := h.LinkSetUp(link); err != nil {
+			errs = append(errs, fmt.Errorf("set %s up: %w", DeviceName, err))
+		} else {
+			b.changed(counts, trigger, metrics.KindDevice, "device set up")
+		}
+	}
+	errs = append(errs, b.syncAddressLocked(link, trigger, counts))
+
+	// ip route replace NETWORK dev flannel-wg proto 87
+	idx := attrs.Index
+	want := networkRoute(b.network, idx)
+	owned := func(r kernel.Route) bool { return r.Dst == b.network && r.LinkIndex == idx }
+	res, err := kernel.Sync(h, []kernel.Route{want}, owned)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	names := map[int]string{idx: DeviceName}
+	for _, op := range res.Done {
+		switch {
+		case op.Kind == kernel.Delete:
+			b.changed(counts, trigger, metrics.KindRoute, "route removed", "route", op.Route.Format(names))
+		case op.Prev != (kernel.Route{}):
+			b.changed(counts, trigger, metrics.KindRoute, "route replaced", "route", op.Route.Format(names), "was", op.Prev.Format(names))
+		default:
+			b.changed(counts, trigger, metrics.KindRoute, "route added", "route", op.Route.Format(names))
+		}
+	}
+	for _, f := range res.Failed {
+		errs = append(errs, f)
+	}
+	return errors.Join(errs...)
+}
+
+// syncAddressLocked leaves exactly the own subnet's network address, as a
+// /32, among flannel-wg's IPv4 addresses, as flannel gives it. Callers
+// hold mu.
+func (b *Backend) syncAddressLocked(link netlink.Link, trigger string, counts backend.Counts) error {
+	h := b.opts.Handle
+	want := backend.DeviceAddr(b.own.Subnet)
+	addrs, err := kernel.RetryDump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_V4) })
+	if err != nil {
+		return fmt.Errorf("list addresses of %s: %w", DeviceName, err)
+	}
+	var errs []error
+	have := false
+	for _, a := range addrs {
+		if p, ok := prefixOf(a.IPNet); ok && p == want {
+			have = true
+			continue
+		}
+		// ip addr del ADDR dev flannel-wg: an earlier lease's, or a stranger's.
+		if err := h.AddrDel(link, &a); err != nil {
+			errs = append(errs, fmt.Errorf("delete address %s from %s: %w", a.IPNet, DeviceName, err))
+		} else {
+			b.changed(counts, trigger, metrics.KindAddress, "address removed", "addr", a.IPNet.String())
+		}
+	}
+	if !have {
+		// ip addr add SUBNET-ADDR/32 dev flannel-wg
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: want.Addr().AsSlice(), Mask: net.CIDRMask(32, 32)}}
+		if err := h.AddrAdd(link, a); err != nil && !errors.Is(err, unix.EEXIST) {
+			errs = append(errs, fmt.Errorf("add address %s to %s: %w", want, DeviceName, err))
+		} else if err == nil {
+			b.changed(counts, trigger, metrics.KindAddress, "address added", "addr", want)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
+	if n == nil {
+		return netip.Prefix{}, false
+	}
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), ones), true
+}
+
+// ensureDeviceLocked returns flannel-wg's link with the WireGuard device
+// running on it, making both afresh when the device is not running, the
+// link is gone or was replaced, or an IpcSet failed. Callers hold mu.
+func (b *Backend) ensureDeviceLocked(trigger string, counts backend.Counts) (netlink.Link, error) {
+	h := b.opts.Handle
+	p := &b.plane
+	link, err := h.LinkByName(DeviceName)
+	exists := err == nil
+	if err != nil && !errors.As(err, &netlink.LinkNotFoundError{}) {
+		return nil, fmt.Errorf("look up %s: %w", DeviceName, err)
+	}
+	if p.dev != nil && !p.stale && exists && link.Attrs().Index == p.index && !isClosed(p.dev) {
+		return link, nil
+	}
+	remade := p.dev != nil
+	b.stopPlaneLocked()
+	if exists && link.Type() != "tuntap" {
+		// flannel's kernel WireGuard device (type wireguard): flannel too
+		// deletes the device it finds and makes its own.
+		if err := h.LinkDel(link); err != nil {
+			return nil, fmt.Errorf("delete %s of type %s to make a TUN device in its place: %w", DeviceName, link.Type(), err)
+		}
+		b.log.Info("deleted a device of another type", "device", DeviceName, "type", link.Type())
+		exists = false
+	}
+	var tdev wgtun.Device
+	var dev *device.Device
+	err = netns.DoHandle(b.opts.Netns, func() error {
+		var err error
+		// The TUN and the UDP sockets are made in this thread's
+		// namespace: CreateTUN here, the bind when the device goes up.
+		tdev, err = wgtun.CreateTUN(DeviceName, b.MTU())
+		if err != nil {
+			return fmt.Errorf("create TUN device %s: %w", DeviceName, err)
+		}
+		if err := persist(tdev); err != nil {
+			tdev.Close()
+			return err
+		}
+		dev = device.NewDevice(tdev, conn.NewStdNetBind(), b.wgLogger())
+		if err := dev.IpcSet(deviceConfig(b.priv, b.set.ListenPort, b.desired, b.set)); err != nil {
+			dev.Close()
+			return fmt.Errorf("configure the WireGuard device: %w", err)
+		}
+		if err := dev.Up(); err != nil {
+			dev.Close()
+			return fmt.Errorf("bring the WireGuard device up (listen on UDP port %d): %w", b.set.ListenPort, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	link, err = h.LinkByName(DeviceName)
+	if err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("look up %s after creating it: %w", DeviceName, err)
+	}
+	if err := disableIPv6(b.opts.Netns); err != nil {
+		b.log.Debug("cannot disable IPv6 on the device", "device", DeviceName, "err", err)
+	}
+	p.dev, p.index, p.stale = dev, link.Attrs().Index, false
+	b.devIndex.Store(int32(p.index))
+	go func(closed chan string) {
+		<-dev.Wait()
+		// Our own Close stops the device too; then nobody listens.
+		select {
+		case closed <- "device stopped":
+		default:
+		}
+	}(p.closed)
+	if b.sockPath != "" {
+		if err := b.listenStatusLocked(dev); err != nil {
+			b.log.Warn("no status socket; weft status cannot show handshakes", "socket", b.sockPath, "err", err)
+		}
+	}
+	switch {
+	case remade || (!exists && counts != nil):
+		b.changed(counts, trigger, metrics.KindDevice, "device created", "index", p.index, "peers", len(b.desired))
+	default:
+		b.log.Info("device running", "device", DeviceName, "index", p.index, "listen_port", b.set.ListenPort,
+			"public_key", b.pub.String(), "attached", exists, "trigger", trigger)
+	}
+	return link, nil
+}
+
+func isClosed(d *device.Device) bool {
+	select {
+	case <-d.Wait():
+		return true
+	default:
+		return false
+	}
+}
+
+// persist makes the TUN device outlive the agent's file descriptor, so
+// that its route and address stay, and pod traffic is dropped instead of
+// leaking to the default route while no agent runs.
+func persist(d wgtun.Device) error {
+	nt, ok := d.(interface{ File() *os.File })
+	if !ok {
+		return nil
+	}
+	sc, err := nt.File().SyscallConn()
+	if err != nil {
+		return fmt.Errorf("make %s persistent: %w", DeviceName, err)
+	}
+	var ierr error
+	if err := sc.Control(func(fd uintptr) { ierr = unix.IoctlSetInt(int(fd), unix.TUNSETPERSIST, 1) }); err != nil {
+		return fmt.Errorf("make %s persistent: %w", DeviceName, err)
+	}
+	if ierr != nil {
+		return fmt.Errorf("make %s persistent: %w", DeviceName, ierr)
+	}
+	return nil
+}
+
+// listenStatusLocked serves the device's UAPI on the status socket (mode
+// 0600), for weft status and wg. Callers hold mu.
+func (b *Backend) listenStatusLocked(dev *device.Device) error {
+	os.Remove(b.sockPath)
+	ln, err := net.Listen("unix", b.sockPath)
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(b.sockPath, 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	b.plane.ln = ln
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go dev.IpcHandle(c)
+		}
+	}()
+	return nil
+}
+
+// disableIPv6 turns IPv6 off on flannel-wg: this build carries IPv4 only,
+// and with a link-local address the kernel would send router
+// solicitations into the tunnel for nothing. A kernel without IPv6 has
+// nothing to turn off.
+func disableIPv6(ns *vns.NsHandle) error {
+	// /proc/sys/net shows the namespace of the thread that opens it.
+	err := netns.DoHandle(ns, func() error {
+		return os.WriteFile("/proc/sys/net/ipv6/conf/"+DeviceName+"/disable_ipv6", []byte("1"), 0)
+	})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// wgLogger sends the device's log to the backend's, at debug level: it
+// logs every failed handshake and send, which for one unreachable peer
+// is a line every few seconds. `weft status --check` reports those peers.
+func (b *Backend) wgLogger() *device.Logger {
+	return &device.Logger{
+		Verbosef: func(format string, args ...any) { b.log.Debug(fmt.Sprintf(format, args...)) },
+		Errorf:   func(format string, args ...any) { b.log.Debug(fmt.Sprintf(format, args...)) },
+	}
+}
+
+// Status reads the device's peers, for tests and status.
+func (b *Backend) Status() ([]PeerStatus, error) {
+	b.mu.Lock()
+	dev := b.plane.dev
+	b.mu.Unlock()
+	if dev == nil {
+		return nil, errors.New("wireguard: no device")
+	}
+	text, err := dev.IpcGet()
+	if err != nil {
+		return nil, fmt.Errorf("wireguard: read the device's state: %w", err)
+	}
+	return ParseIpcGet(text)
+}
+
+// ReadStatusSocket asks an agent's device, through its status socket at
+// path (StatusSocketName in its state directory), for its peers.
+func ReadStatusSocket(path string, timeout time.Duration) ([]PeerStatus, error) {
+	c, err := net.DialTimeout("unix", path, timeout)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the agent's wireguard status socket: %w", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	if _, err := c.Write([]byte("get=1\n\n")); err != nil {
+		return nil, fmt.Errorf("ask %s for the device's state: %w", path, err)
+	}
+	// The answer is key=value lines ending with an empty line.
+	var text strings.Builder
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		if sc.Text() == "" {
+			return ParseIpcGet(text.String())
+		}
+		text.WriteString(sc.Text() + "\n")
+	}
+	return nil, fmt.Errorf("read the device's state from %s: %w", path, cmp.Or(sc.Err(), io.ErrUnexpectedEOF))
+}
