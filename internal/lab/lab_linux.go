@@ -390,7 +390,7 @@ func (l *Lab) waitRoutes(ctx context.Context) error {
 		}
 	}
 	l.out.say("routes: every host reaches every other host's subnet %s", formatSince(t0))
-	return nil
+	return l.waitWireGuardPeers(ctx)
 }
 
 // addPods creates the pod namespaces and attaches each through CNI.

@@ -49,6 +49,7 @@ Across segments:
           peers on the host's own segment get a direct route and the others
           go through flannel.1. The table's PATH column shows which.
   udp     works (every pair through flannel0).
+  wireguard works (every pair through flannel-wg, encrypted).
   host-gw is refused up front rather than built to fail: it routes each
           peer's subnet via the peer's own address, which the kernel
           accepts only for a directly connected neighbour, so pods behind

@@ -316,7 +316,7 @@ type routeHop struct {
 
 // pathName names the way a packet from a host to a pod on a peer host
 // leaves, from the host's route to it: out of a VXLAN device is "vxlan",
-// out of a TUN device (flannel0) "udp", and straight to the peer's own
+// out of a TUN device "udp" (flannel0) or "wireguard" (flannel-wg), and straight to the peer's own
 // address "host-gw" for that backend and "direct" otherwise (vxlan's
 // DirectRouting). Anything else is shown as the route itself, so a wrong
 // path is visible in the table.
@@ -324,6 +324,8 @@ func pathName(backend string, hop routeHop, peer netip.Addr) string {
 	switch {
 	case hop.DevKind == "vxlan":
 		return "vxlan"
+	case hop.DevKind == "tuntap" && backend == "wireguard":
+		return "wireguard" // flannel-wg, a TUN device the agent's WireGuard reads
 	case hop.DevKind == "tuntap":
 		return "udp"
 	case hop.Via.IsValid() && hop.Via == peer && backend == "host-gw":

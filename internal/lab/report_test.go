@@ -111,6 +111,7 @@ func TestPathName(t *testing.T) {
 		{"DirectRouting route via the peer", "vxlan", routeHop{Dev: "eth0", DevKind: "veth", Via: peer}, "direct"},
 		{"onlink route through flannel.1", "vxlan", routeHop{Dev: "flannel.1", DevKind: "vxlan", Via: netip.MustParseAddr("172.7.52.0")}, "vxlan"},
 		{"network route through flannel0", "udp", routeHop{Dev: "flannel0", DevKind: "tuntap"}, "udp"},
+		{"network route through flannel-wg", "wireguard", routeHop{Dev: "flannel-wg", DevKind: "tuntap"}, "wireguard"},
 		{"default route to the router", "host-gw", routeHop{Dev: "eth0", DevKind: "veth", Via: router}, "via 10.4.7.1 dev eth0"},
 		{"on-link without gateway", "host-gw", routeHop{Dev: "eth0", DevKind: "veth"}, "dev eth0"},
 		{"no route", "vxlan", routeHop{}, "no route"},

@@ -2,6 +2,7 @@ package wireguard
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -92,8 +93,18 @@ func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
 			errs = append(errs, fmt.Errorf("wireguard: configure peers: %w", err))
 		}
 	}
-	b.logChanges(diffPeers(b.desired, st.peers))
+	changes := diffPeers(b.desired, st.peers)
+	b.logChanges(changes)
 	b.desired = st.peers
+	if b.plane.dev != nil && !b.plane.stale {
+		var fresh []peer
+		for _, c := range changes {
+			if c.kind != "removed" {
+				fresh = append(fresh, c.peer)
+			}
+		}
+		b.greetLocked(fresh)
+	}
 	return errors.Join(errs...)
 }
 
@@ -389,6 +400,7 @@ func (b *Backend) ensureDeviceLocked(trigger string, counts backend.Counts) (net
 		b.log.Debug("cannot disable IPv6 on the device", "device", DeviceName, "err", err)
 	}
 	p.dev, p.index, p.stale = dev, link.Attrs().Index, false
+	b.greetLocked(b.desired)
 	b.devIndex.Store(int32(p.index))
 	go func(closed chan string) {
 		<-dev.Wait()
@@ -412,6 +424,35 @@ func (b *Backend) ensureDeviceLocked(trigger string, counts backend.Counts) (net
 	}
 	return link, nil
 }
+
+// greetLocked starts a handshake with each of peers, so that a session
+// exists before the first packet needs one. The side with the smaller
+// public key starts at once; the other a second later, and only as a
+// fallback. Were both sides to start at once (as when pods on two hosts
+// ping each other), each would answer the other's initiation and drop the
+// answer to its own, and neither could send until WireGuard retries, 5 s
+// later. The second greeting covers the smaller side's initiation having
+// been dropped because this host did not know it yet; when a session
+// exists by then, it is one keepalive packet. Callers hold mu.
+func (b *Backend) greetLocked(peers []peer) {
+	dev := b.plane.dev
+	for _, p := range peers {
+		greet := func() {
+			if wp := dev.LookupPeer(device.NoisePublicKey(p.Key)); wp != nil {
+				wp.SendKeepalive()
+			}
+		}
+		if bytes.Compare(b.pub[:], p.Key[:]) < 0 {
+			greet()
+		} else {
+			time.AfterFunc(greetDelay, greet)
+		}
+	}
+}
+
+// greetDelay is how long the side with the greater public key waits
+// before it starts a handshake itself.
+const greetDelay = time.Second
 
 func isClosed(d *device.Device) bool {
 	select {
