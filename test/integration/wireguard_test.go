@@ -1,0 +1,325 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/internal/backend/wireguard"
+	"github.com/weftnet/weft/internal/lab"
+	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/netns"
+	"github.com/weftnet/weft/internal/nstest"
+)
+
+// Three hosts on the wireguard backend: flannel-wg is a TUN device with
+// flannel's MTU (1500 − 80) and the one route for the network, each lease
+// publishes flannel's BackendData, the private key is in the state
+// directory with mode 0400, and every pod pair talks with its own source.
+func TestWireGuardLab(t *testing.T) {
+	l := upLabBackend(t, 3, 1, "wireguard")
+	cli := etcd(t, l)
+	for _, h := range []string{"h1", "h2", "h3"} {
+		out, err := exec.Command("ip", "-n", l.NS(h), "route", "show", "dev", "flannel-wg").CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v: %s", h, err, out)
+		}
+		if want := "172.7.0.0/16 proto 87"; !strings.Contains(string(out), want) {
+			t.Errorf("%s: flannel-wg routes %q lack %q", h, out, want)
+		}
+		link, _ := exec.Command("ip", "-n", l.NS(h), "-d", "link", "show", "flannel-wg").CombinedOutput()
+		if !strings.Contains(string(link), "mtu 1420") || !strings.Contains(string(link), "tun type tun") {
+			t.Errorf("%s: flannel-wg is not a tun with MTU 1500-80:\n%s", h, link)
+		}
+		hst, _ := l.Topology().Host(h)
+		keyFile := filepath.Join(filepath.Dir(hst.SubnetFile), wireguard.KeyFileName)
+		fi, err := os.Stat(keyFile)
+		if err != nil || fi.Mode().Perm() != 0o400 {
+			t.Errorf("%s: key file %s: %v, mode %v; want 0400", h, keyFile, err, fi)
+		}
+		pub := publishedKey(t, cli, l, h)
+		if want := keyOfFile(t, keyFile); pub != want {
+			t.Errorf("%s: lease publishes %s, key file's public key is %s", h, pub, want)
+		}
+	}
+	checks, err := l.Check(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range checks {
+		if !c.OK() {
+			t.Errorf("check %s → %s failed: %s", c.From, c.To, c.Problem())
+		}
+	}
+}
+
+// publishedKey is the PublicKey in host's lease, which must be flannel's
+// BackendData {"PublicKey":"...","Port":51820}.
+func publishedKey(t *testing.T, cli *clientv3.Client, l *lab.Lab, host string) wireguard.Key {
+	t.Helper()
+	sub := subnetOf(t, l, host)
+	resp, err := cli.Get(context.Background(), prefix+"/subnets/"+lease.KeyName(sub, netip.Prefix{}))
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("%s's lease: %v (%d keys)", host, err, len(resp.Kvs))
+	}
+	var a lease.Attrs
+	if err := a.UnmarshalJSON(resp.Kvs[0].Value); err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		PublicKey string
+		Port      int
+	}
+	if err := json.Unmarshal(a.BackendData, &d); err != nil || a.BackendType != "wireguard" || d.Port != 51820 {
+		t.Fatalf("%s's lease %s: BackendType %q, BackendData %s (%v)", host, resp.Kvs[0].Value, a.BackendType, a.BackendData, err)
+	}
+	k, err := wireguard.ParseKey(d.PublicKey)
+	if err != nil {
+		t.Fatalf("%s's lease PublicKey %q: %v", host, d.PublicKey, err)
+	}
+	return k
+}
+
+func keyOfFile(t *testing.T, path string) wireguard.Key {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := wireguard.ParseKey(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("key file %s: %v", path, err)
+	}
+	pub, err := priv.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub
+}
+
+// What crosses the underlay is WireGuard, not the pods' packets: a ping
+// whose payload carries a marker shows the marker on h2's flannel-wg (the
+// decrypted packet, which proves the capture would see it) and never on
+// h2's eth0, where the datagrams to UDP 51820 are WireGuard transport
+// messages (type 4, three reserved zero bytes).
+func TestWireGuardOnTheWireIsEncrypted(t *testing.T) {
+	l := upLabBackend(t, 2, 1, "wireguard")
+	dst, ok := l.PodAddr("h2p1")
+	if !ok {
+		t.Fatal("no pod h2p1")
+	}
+	marker := []byte{0x77, 0x65, 0x66, 0x74, 0x2d, 0x6d, 0x61, 0x72, 0x6b, 0x65, 0x72, 0x21, 0x57, 0x47, 0x21, 0x5a}
+	capt := startCapture(t, l.NS("h2"))
+	out, err := exec.Command("ip", "netns", "exec", l.NS("h1p1"), "ping", "-c", "3", "-i", "0.2", "-W", "2",
+		"-p", hex.EncodeToString(marker), dst.String()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ping %s from h1p1: %v\n%s", dst, err, out)
+	}
+	pkts := capt.stop()
+	ifaces := map[int]string{}
+	for _, name := range []string{"eth0", "flannel-wg"} {
+		err := netns.Do(l.NS("h2"), func() error {
+			i, err := net.InterfaceByName(name)
+			if err == nil {
+				ifaces[i.Index] = name
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var plainOnWG, wgData, markerOnWire int
+	for _, p := range pkts {
+		switch ifaces[p.ifindex] {
+		case "flannel-wg":
+			if bytes.Contains(p.data, marker) {
+				plainOnWG++
+			}
+		case "eth0":
+			if bytes.Contains(p.data, marker) {
+				markerOnWire++
+			}
+			if payload, ok := udpPayload(p.data, wireguard.DefaultListenPort); ok && len(payload) >= 32 &&
+				payload[0] == 4 && payload[1] == 0 && payload[2] == 0 && payload[3] == 0 {
+				wgData++
+			}
+		}
+	}
+	t.Logf("captured %d packets: %d with the marker on flannel-wg, %d WireGuard data messages on eth0, %d with the marker on eth0",
+		len(pkts), plainOnWG, wgData, markerOnWire)
+	if plainOnWG == 0 {
+		t.Fatal("the capture never saw the marker on flannel-wg; it cannot judge the wire")
+	}
+	if wgData < 3 {
+		t.Errorf("%d WireGuard transport messages to UDP %d on eth0, want at least the 3 echo requests", wgData, wireguard.DefaultListenPort)
+	}
+	if markerOnWire != 0 {
+		t.Errorf("the pods' payload crossed eth0 in the clear %d times", markerOnWire)
+	}
+}
+
+// udpPayload returns the payload of an IPv4 UDP datagram to port.
+func udpPayload(ip []byte, port int) ([]byte, bool) {
+	if len(ip) < 20 || ip[0]>>4 != 4 || ip[9] != syscall.IPPROTO_UDP {
+		return nil, false
+	}
+	ihl := int(ip[0]&0x0f) * 4
+	if len(ip) < ihl+8 || int(binary.BigEndian.Uint16(ip[ihl+2:])) != port {
+		return nil, false
+	}
+	return ip[ihl+8:], true
+}
+
+type captured struct {
+	ifindex int
+	data    []byte
+}
+
+type capture struct {
+	fd   int
+	mu   sync.Mutex
+	pkts []captured
+	done chan struct{}
+}
+
+// startCapture reads every IPv4 packet on every interface of the netns
+// ns (an AF_PACKET socket, cooked: no link header) until stop.
+func startCapture(t *testing.T, ns string) *capture {
+	t.Helper()
+	c := &capture{fd: -1, done: make(chan struct{})}
+	proto := int(htons(unix.ETH_P_IP))
+	err := netns.Do(ns, func() error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, proto)
+		c.fd = fd
+		return err
+	})
+	if err != nil {
+		t.Fatalf("packet socket in %s: %v", ns, err)
+	}
+	tv := unix.Timeval{Usec: 100000}
+	if err := unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.stop() })
+	fd := c.fd
+	go func() {
+		defer close(c.done)
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := unix.Recvfrom(fd, buf, 0)
+			c.mu.Lock()
+			stopped := c.fd < 0
+			c.mu.Unlock()
+			switch {
+			case stopped:
+				return
+			case err == unix.EAGAIN || err == unix.EINTR:
+				continue
+			case err != nil:
+				return
+			}
+			ll, ok := from.(*unix.SockaddrLinklayer)
+			if !ok {
+				continue
+			}
+			c.mu.Lock()
+			c.pkts = append(c.pkts, captured{ifindex: ll.Ifindex, data: bytes.Clone(buf[:n])})
+			c.mu.Unlock()
+		}
+	}()
+	return c
+}
+
+// stop ends the capture and returns what it saw.
+func (c *capture) stop() []captured {
+	c.mu.Lock()
+	fd := c.fd
+	c.fd = -1
+	c.mu.Unlock()
+	if fd >= 0 {
+		<-c.done
+		unix.Close(fd)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pkts
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// Key rotation: h2's agent stops, its key file is deleted, and it starts
+// again. It makes a new key and publishes it in its lease; h1 replaces the
+// peer, and pods talk again after no more than a handshake's worth of
+// loss: the first ping after the restart that is answered comes within a
+// WireGuard handshake retry (5 s) plus the time to notice the lease.
+func TestWireGuardKeyRotation(t *testing.T) {
+	l := upLabBackend(t, 2, 1, "wireguard")
+	cli := etcd(t, l)
+	dst, ok := l.PodAddr("h2p1")
+	if !ok {
+		t.Fatal("no pod h2p1")
+	}
+	old := publishedKey(t, cli, l, "h2")
+	h2, _ := l.Topology().Host("h2")
+	keyFile := filepath.Join(filepath.Dir(h2.SubnetFile), wireguard.KeyFileName)
+
+	if err := l.StopAgent("h2", syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	restarted := time.Now()
+	if err := l.StartAgent(ctx, "h2"); err != nil {
+		t.Fatal(err)
+	}
+	rotated := publishedKey(t, cli, l, "h2")
+	if rotated == old {
+		t.Fatalf("h2 still publishes %s after its key file was deleted", old)
+	}
+	if got := keyOfFile(t, keyFile); got != rotated {
+		t.Errorf("h2 publishes %s, its new key file's public key is %s", rotated, got)
+	}
+	var back time.Duration
+	nstest.Eventually(t, 15*time.Second, func() error {
+		pctx, pcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer pcancel()
+		if _, err := lab.Ping(pctx, l.NS("h1p1"), dst); err != nil {
+			return fmt.Errorf("h1p1 → h2p1 after h2's key rotation: %w", err)
+		}
+		back = time.Since(restarted)
+		return nil
+	})
+	t.Logf("key %s → %s; pods talk again %v after the restart began", old, rotated, back.Round(time.Millisecond))
+	if back > 8*time.Second {
+		t.Errorf("pods talked again only %v after the restart; want within a handshake retry", back)
+	}
+	// h1's device holds the new key only.
+	h1, _ := l.Topology().Host("h1")
+	peers, err := wireguard.ReadStatusSocket(filepath.Join(filepath.Dir(h1.SubnetFile), wireguard.StatusSocketName), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(peers) != 1 || peers[0].Key != rotated || peers[0].LastHandshake.IsZero() {
+		t.Errorf("h1's peers after the rotation: %+v; want only %s, with a handshake", peers, rotated)
+	}
+}
