@@ -22,9 +22,10 @@ type pathLab struct {
 	name    string
 	l       *lab.Lab
 	agents  bool
-	src     string     // h1p1's namespace
-	dst     netip.Addr // h2p1's address
-	server  *exec.Cmd  // iperf3 -s in h2p1
+	src     string      // h1p1's namespace
+	dst     netip.Addr  // h2p1's address
+	server  *exec.Cmd   // iperf3 -s in h2p1
+	procs   []*exec.Cmd // what the subject runs instead of agents (wireguard-go)
 	samples []PathSample
 }
 
@@ -45,6 +46,14 @@ func (r *runner) dataPath(ctx context.Context) error {
 	if r.o.hasBackend("udp") {
 		subjects = append(subjects, subject{PathUDP, "udp", "udp", true})
 	}
+	if r.o.hasBackend("wireguard") {
+		subjects = append(subjects, subject{PathWireGuard, "wireguard", "wg", true})
+		if wireguardGoBinary(r.o.WeftBinary) != "" {
+			subjects = append(subjects, subject{PathWireGuardGo, "wireguard", "wgg", false})
+		} else {
+			r.say("data path: no wireguard-go binary on PATH or beside weft; the wireguard row has no standalone reference")
+		}
+	}
 	r.say("data path: %d subjects, %d rounds of iperf3 TCP×1, TCP×4, UDP (%v each) and %d pings", len(subjects), r.o.Rounds, r.o.Transfer, r.o.PingCount)
 
 	var labs []*pathLab
@@ -53,6 +62,10 @@ func (r *runner) dataPath(ctx context.Context) error {
 			if pl.server != nil {
 				_ = pl.server.Process.Kill()
 				_ = pl.server.Wait()
+			}
+			for _, p := range pl.procs {
+				_ = p.Process.Kill()
+				_ = p.Wait()
 			}
 			r.down(pl.l)
 		}
@@ -74,6 +87,10 @@ func (r *runner) dataPath(ctx context.Context) error {
 			if pl.server != nil {
 				_ = pl.server.Process.Kill()
 				_ = pl.server.Wait()
+			}
+			for _, p := range pl.procs {
+				_ = p.Process.Kill()
+				_ = p.Wait()
 			}
 			r.down(l)
 		}
@@ -156,6 +173,15 @@ func (r *runner) preparePath(ctx context.Context, pl *pathLab) error {
 		if err := handVXLAN(ctx, pl.l); err != nil {
 			return err
 		}
+	case PathWireGuardGo:
+		if err := stopAgents(pl.l); err != nil {
+			return err
+		}
+		procs, err := handWireGuardGo(ctx, pl.l, wireguardGoBinary(r.o.WeftBinary))
+		if err != nil {
+			return err
+		}
+		pl.procs = procs
 	}
 	srcAddr, _ := pl.l.PodAddr(src.Name)
 	for _, p := range []struct {

@@ -26,7 +26,10 @@ Sections (--only):
   datapath  pod→pod iperf3 TCP 1 and 4 streams, UDP 1400 B pps, ping RTT,
             agent CPU and RSS: baseline (no agent, static routes), the
             same with weft's rules, host-gw, vxlan, by-hand VXLAN (no
-            agent), udp; rounds interleaved
+            agent), udp, wireguard, and the same WireGuard tunnels by
+            standalone wireguard-go processes (no agent; when a
+            wireguard-go binary is on PATH or beside weft); rounds
+            interleaved
   join      3 hosts: new lease in etcd → entries in every host's kernel
   scale     one agent started facing N synthetic leases: time to program
             them all, time to ready, RSS, CPU

@@ -234,6 +234,8 @@ func Targets(r *Result) []Target {
 			fmt.Sprintf("%s TCP 1, %s TCP 4, %s UDP pps", f("%.3f×", v.TCP1), f("%.3f×", v.TCP4), f("%.3f×", v.UDP)), false, false)
 	}
 
+	ts = append(ts, wireguardTargets(r.DataPath)...)
+
 	for _, j := range r.Join {
 		judge(fmt.Sprintf("join p99, %d hosts, %s", j.Hosts, j.Backend), "< 100 ms",
 			fmt.Sprintf("%.1f ms (%d missed)", j.JoinMs.P99, j.Missed), j.JoinMs.P99 < 100 && j.Missed == 0, j.JoinMs.N > 0)

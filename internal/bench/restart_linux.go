@@ -17,7 +17,7 @@ func (r *runner) restarts(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		suffix := map[string]string{"host-gw": "rhgw", "vxlan": "rvx", "udp": "rudp"}[b]
+		suffix := map[string]string{"host-gw": "rhgw", "vxlan": "rvx", "udp": "rudp", "wireguard": "rwg"}[b]
 		l, err := r.up(ctx, lab.Spec{Prefix: r.o.Prefix + suffix, Hosts: 2, Pods: 1, Backend: b})
 		if err != nil {
 			r.fail("restart "+b, err)

@@ -123,6 +123,11 @@ const (
 	PathVXLAN       = "vxlan"
 	PathVXLANByHand = "vxlan-by-hand"
 	PathUDP         = "udp"
+	// PathWireGuard is the wireguard backend (WireGuard in the agent);
+	// PathWireGuardGo the same tunnels made by standalone wireguard-go
+	// processes, its reference.
+	PathWireGuard   = "wireguard"
+	PathWireGuardGo = "wireguard-go"
 )
 
 // DataPath is the data-path section.
@@ -246,7 +251,7 @@ func (d *DataPath) Summarize() {
 		b.Median = medianSample(b.Rounds)
 		idx[b.Name] = i
 	}
-	refOf := map[string]string{PathHostGWMasq: PathHostGW, PathVXLAN: PathVXLANByHand, PathUDP: PathVXLAN}
+	refOf := map[string]string{PathHostGWMasq: PathHostGW, PathVXLAN: PathVXLANByHand, PathUDP: PathVXLAN, PathWireGuard: PathWireGuardGo}
 	for i := range d.Backends {
 		b := &d.Backends[i]
 		if j, ok := idx[PathBaseline]; ok {
