@@ -148,7 +148,7 @@ func TestDesire(t *testing.T) {
 	leases := []lease.Lease{
 		own,
 		wgLease("10.244.3.0/24", "192.168.0.3", mustKey(t, 3), 51821),
-		wgLease("10.244.2.0/24", "192.168.0.2", mustKey(t, 2), -1), // no Port: the own listen port
+		wgLease("10.244.2.0/24", "192.168.0.2", mustKey(t, 2), -1),    // no Port: the own listen port
 		wgLease("10.244.4.0/24", "192.168.0.4", mustKey(t, 1), 51820), // our key
 		wgLease("10.244.5.0/24", "192.168.0.5", mustKey(t, 3), 51820), // 10.244.3.0's key
 		{Subnet: netip.MustParsePrefix("10.244.6.0/24"), Attrs: lease.Attrs{PublicIP: netip.MustParseAddr("192.168.0.6"), BackendType: "vxlan"}},
