@@ -24,10 +24,11 @@ func (l *Lab) waitWireGuardPeers(ctx context.Context) error {
 	for _, h := range l.topo.Hosts {
 		sock := filepath.Join(filepath.Dir(h.SubnetFile), wireguard.StatusSocketName)
 		err := l.poll(ctx, nil, h.Name+"'s WireGuard device to know every other host", func() error {
-			peers, err := wireguard.ReadStatusSocket(sock, time.Second)
+			st, err := wireguard.ReadStatusSocket(sock, time.Second)
 			if err != nil {
 				return err
 			}
+			peers := st.Peers
 			if len(peers) != want {
 				return fmt.Errorf("%s: flannel-wg has %d peers, want %d", h.Name, len(peers), want)
 			}

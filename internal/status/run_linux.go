@@ -8,6 +8,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/weftnet/weft/internal/backend/wireguard"
 	"github.com/weftnet/weft/internal/extiface"
 	"github.com/weftnet/weft/internal/kernel/hostfacts"
 	"github.com/weftnet/weft/internal/subnetenv"
@@ -67,6 +68,11 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			p = NetProber{Handle: h}
 		}
 		Probe(ctx, &r, p)
+		if cfg.BackendType == wireguard.BackendType {
+			sock := wireguardSocket(o.SubnetFile)
+			dev, err := wireguard.ReadStatusSocket(sock, 2*time.Second)
+			addWireGuard(&r, leases, dev, err, sock, now())
+		}
 		after := sampleTables(read, cfg.EnableIPv6)
 		facts, _ := read.Check(factsHost(in, o.Kubernetes)) // unreadable: passed over, the agent warns
 		addFindings(&r, hostFindings(in, r, before, after, facts))

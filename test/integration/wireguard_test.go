@@ -315,11 +315,11 @@ func TestWireGuardKeyRotation(t *testing.T) {
 	}
 	// h1's device holds the new key only.
 	h1, _ := l.Topology().Host("h1")
-	peers, err := wireguard.ReadStatusSocket(filepath.Join(filepath.Dir(h1.SubnetFile), wireguard.StatusSocketName), time.Second)
+	st, err := wireguard.ReadStatusSocket(filepath.Join(filepath.Dir(h1.SubnetFile), wireguard.StatusSocketName), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(peers) != 1 || peers[0].Key != rotated || peers[0].LastHandshake.IsZero() {
-		t.Errorf("h1's peers after the rotation: %+v; want only %s, with a handshake", peers, rotated)
+	if p := st.Peers; len(p) != 1 || p[0].Key != rotated || p[0].LastHandshake.IsZero() {
+		t.Errorf("h1's peers after the rotation: %+v; want only %s, with a handshake", p, rotated)
 	}
 }

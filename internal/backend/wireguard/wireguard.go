@@ -434,10 +434,19 @@ type PeerStatus struct {
 	TxBytes       uint64
 }
 
-// ParseIpcGet decodes the peers out of a device's UAPI "get" answer. It
-// ignores keys it does not know, as the format allows new ones.
-func ParseIpcGet(text string) ([]PeerStatus, error) {
-	var out []PeerStatus
+// DeviceStatus is what a device reports of itself and its peers.
+type DeviceStatus struct {
+	// PublicKey is the public key of the device's private key: the key
+	// peers must encrypt to. The private key itself is not kept.
+	PublicKey  Key
+	ListenPort int
+	Peers      []PeerStatus
+}
+
+// ParseIpcGet decodes a device's UAPI "get" answer. It ignores keys it
+// does not know, as the format allows new ones.
+func ParseIpcGet(text string) (DeviceStatus, error) {
+	var st DeviceStatus
 	var cur *PeerStatus
 	var sec, nsec int64
 	flush := func() {
@@ -445,9 +454,16 @@ func ParseIpcGet(text string) ([]PeerStatus, error) {
 			if sec != 0 || nsec != 0 {
 				cur.LastHandshake = time.Unix(sec, nsec)
 			}
-			out = append(out, *cur)
+			st.Peers = append(st.Peers, *cur)
 		}
 		cur, sec, nsec = nil, 0, 0
+	}
+	hexKey := func(i int, k, v string) (Key, error) {
+		b, err := hex.DecodeString(v)
+		if err != nil || len(b) != 32 {
+			return Key{}, fmt.Errorf("wireguard status line %d: %s is not 32 hex bytes", i+1, k)
+		}
+		return Key(b), nil
 	}
 	for i, line := range strings.Split(text, "\n") {
 		if line == "" {
@@ -455,44 +471,49 @@ func ParseIpcGet(text string) ([]PeerStatus, error) {
 		}
 		k, v, ok := strings.Cut(line, "=")
 		if !ok {
-			return nil, fmt.Errorf("wireguard status line %d %q: no '='", i+1, truncate([]byte(line)))
-		}
-		if k == "public_key" {
-			flush()
-			b, err := hex.DecodeString(v)
-			if err != nil || len(b) != 32 {
-				return nil, fmt.Errorf("wireguard status line %d: public_key %q is not 32 hex bytes", i+1, truncate([]byte(v)))
-			}
-			cur = &PeerStatus{Key: Key(b)}
-			continue
-		}
-		if cur == nil {
-			continue // a device line: private_key, listen_port, errno, ...
+			return DeviceStatus{}, fmt.Errorf("wireguard status line %d %q: no '='", i+1, truncate([]byte(line)))
 		}
 		var err error
-		switch k {
-		case "endpoint":
+		switch {
+		case k == "public_key":
+			flush()
+			var key Key
+			if key, err = hexKey(i, k, v); err != nil {
+				return DeviceStatus{}, err
+			}
+			cur = &PeerStatus{Key: key}
+			continue
+		case cur == nil && k == "private_key":
+			var priv Key
+			if priv, err = hexKey(i, k, v); err == nil && !priv.IsZero() {
+				st.PublicKey, err = priv.PublicKey()
+			}
+		case cur == nil && k == "listen_port":
+			st.ListenPort, err = strconv.Atoi(v)
+		case cur == nil:
+			// errno, fwmark, ...
+		case k == "endpoint":
 			cur.Endpoint, err = netip.ParseAddrPort(v)
-		case "allowed_ip":
+		case k == "allowed_ip":
 			var p netip.Prefix
 			if p, err = netip.ParsePrefix(v); err == nil {
 				cur.AllowedIPs = append(cur.AllowedIPs, p)
 			}
-		case "last_handshake_time_sec":
+		case k == "last_handshake_time_sec":
 			sec, err = strconv.ParseInt(v, 10, 64)
-		case "last_handshake_time_nsec":
+		case k == "last_handshake_time_nsec":
 			nsec, err = strconv.ParseInt(v, 10, 64)
-		case "rx_bytes":
+		case k == "rx_bytes":
 			cur.RxBytes, err = strconv.ParseUint(v, 10, 64)
-		case "tx_bytes":
+		case k == "tx_bytes":
 			cur.TxBytes, err = strconv.ParseUint(v, 10, 64)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("wireguard status line %d %s: %w", i+1, k, err)
+			return DeviceStatus{}, fmt.Errorf("wireguard status line %d %s: %w", i+1, k, err)
 		}
 	}
 	flush()
-	return out, nil
+	return st, nil
 }
 
 // Descriptor describes wireguard to the rest of weft.

@@ -535,32 +535,32 @@ func (b *Backend) wgLogger() *device.Logger {
 	}
 }
 
-// Status reads the device's peers, for tests and status.
-func (b *Backend) Status() ([]PeerStatus, error) {
+// Status reads the device's state.
+func (b *Backend) Status() (DeviceStatus, error) {
 	b.mu.Lock()
 	dev := b.plane.dev
 	b.mu.Unlock()
 	if dev == nil {
-		return nil, errors.New("wireguard: no device")
+		return DeviceStatus{}, errors.New("wireguard: no device")
 	}
 	text, err := dev.IpcGet()
 	if err != nil {
-		return nil, fmt.Errorf("wireguard: read the device's state: %w", err)
+		return DeviceStatus{}, fmt.Errorf("wireguard: read the device's state: %w", err)
 	}
 	return ParseIpcGet(text)
 }
 
 // ReadStatusSocket asks an agent's device, through its status socket at
-// path (StatusSocketName in its state directory), for its peers.
-func ReadStatusSocket(path string, timeout time.Duration) ([]PeerStatus, error) {
+// path (StatusSocketName in its state directory), for its state.
+func ReadStatusSocket(path string, timeout time.Duration) (DeviceStatus, error) {
 	c, err := net.DialTimeout("unix", path, timeout)
 	if err != nil {
-		return nil, fmt.Errorf("connect to the agent's wireguard status socket: %w", err)
+		return DeviceStatus{}, fmt.Errorf("connect to the agent's wireguard status socket: %w", err)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(timeout))
 	if _, err := c.Write([]byte("get=1\n\n")); err != nil {
-		return nil, fmt.Errorf("ask %s for the device's state: %w", path, err)
+		return DeviceStatus{}, fmt.Errorf("ask %s for the device's state: %w", path, err)
 	}
 	// The answer is key=value lines ending with an empty line.
 	var text strings.Builder
@@ -571,5 +571,5 @@ func ReadStatusSocket(path string, timeout time.Duration) ([]PeerStatus, error) 
 		}
 		text.WriteString(sc.Text() + "\n")
 	}
-	return nil, fmt.Errorf("read the device's state from %s: %w", path, cmp.Or(sc.Err(), io.ErrUnexpectedEOF))
+	return DeviceStatus{}, fmt.Errorf("read the device's state from %s: %w", path, cmp.Or(sc.Err(), io.ErrUnexpectedEOF))
 }

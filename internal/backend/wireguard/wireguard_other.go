@@ -34,6 +34,6 @@ func (b *Backend) Run(ctx context.Context) error { return supported() }
 func (b *Backend) Close() error { return nil }
 
 // ReadStatusSocket is Linux-only.
-func ReadStatusSocket(path string, timeout time.Duration) ([]PeerStatus, error) {
-	return nil, supported()
+func ReadStatusSocket(path string, timeout time.Duration) (DeviceStatus, error) {
+	return DeviceStatus{}, supported()
 }

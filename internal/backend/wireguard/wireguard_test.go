@@ -230,10 +230,14 @@ func TestParseIpcGet(t *testing.T) {
 		"public_key=" + mustKey(t, 2).hex() + "\nendpoint=192.168.0.2:51820\nlast_handshake_time_sec=1700000000\nlast_handshake_time_nsec=5\n" +
 		"tx_bytes=10\nrx_bytes=20\nallowed_ip=10.244.2.0/24\n" +
 		"public_key=" + mustKey(t, 3).hex() + "\nlast_handshake_time_sec=0\nlast_handshake_time_nsec=0\nnew_key=1\nerrno=0\n"
-	ps, err := ParseIpcGet(text)
+	st, err := ParseIpcGet(text)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if pub, _ := mustKey(t, 1).PublicKey(); st.PublicKey != pub || st.ListenPort != 51820 {
+		t.Errorf("device = %+v", st)
+	}
+	ps := st.Peers
 	if len(ps) != 2 || ps[0].Key != mustKey(t, 2) || !ps[0].LastHandshake.Equal(time.Unix(1700000000, 5)) ||
 		ps[0].TxBytes != 10 || ps[0].RxBytes != 20 || len(ps[0].AllowedIPs) != 1 || ps[0].Endpoint.Port() != 51820 {
 		t.Errorf("peer 0 = %+v", ps)
