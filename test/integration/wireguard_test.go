@@ -26,6 +26,7 @@ import (
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/nstest"
+	"github.com/weftnet/weft/internal/status"
 )
 
 // Three hosts on the wireguard backend: flannel-wg is a TUN device with
@@ -321,5 +322,78 @@ func TestWireGuardKeyRotation(t *testing.T) {
 	}
 	if p := st.Peers; len(p) != 1 || p[0].Key != rotated || p[0].LastHandshake.IsZero() {
 		t.Errorf("h1's peers after the rotation: %+v; want only %s, with a handshake", p, rotated)
+	}
+}
+
+// `weft status --check` on a wireguard lab: healthy, it is ok; with h3's
+// UDP port 51820 blocked (after h3 got a new key, so that no session
+// survives from before), h1's row for h3 says there is no handshake and
+// names the blocked port and the wrong key as the causes; with h2's lease
+// edited to publish a key its device does not hold, status on h2 says so.
+func TestWireGuardStatusExplainsHandshakeFailures(t *testing.T) {
+	l := upLabBackend(t, 3, 1, "wireguard")
+	cli := etcd(t, l)
+	s2, s3 := subnetOf(t, l, "h2"), subnetOf(t, l, "h3")
+
+	r, code := statusJSON(t, l, "h1", "--check")
+	if code != 0 || !r.OK || r.Backend != "wireguard" {
+		t.Fatalf("healthy wireguard lab: exit %d, %+v", code, r)
+	}
+
+	// A firewall on h3 drops WireGuard; h3 comes back with a new key.
+	nstest.Exec(t, l.NS("h3"), "iptables", "-I", "INPUT", "-p", "udp", "--dport", "51820", "-j", "DROP")
+	if err := l.StopAgent("h3", syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	h3, _ := l.Topology().Host("h3")
+	if err := os.Remove(filepath.Join(filepath.Dir(h3.SubnetFile), wireguard.KeyFileName)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := l.StartAgent(ctx, "h3"); err != nil {
+		t.Fatal(err)
+	}
+	newKey := publishedKey(t, cli, l, "h3")
+	nstest.Eventually(t, 10*time.Second, func() error {
+		r, _ = statusJSON(t, l, "h1", "--check")
+		row := rowOf(t, r, s3.String())
+		if !strings.Contains(strings.Join(codesOf(row.Problems), " "), status.CodeWGNoHandshake) {
+			return fmt.Errorf("h1's row for h3: %+v", row.Problems)
+		}
+		return nil
+	})
+	row := rowOf(t, r, s3.String())
+	msg := row.Problems[len(row.Problems)-1].Message
+	if !strings.Contains(msg, "UDP port 51820 is blocked") || !strings.Contains(msg, newKey.String()) {
+		t.Errorf("no-handshake message %q names neither the blocked port nor h3's key", msg)
+	}
+	if strings.Contains(strings.Join(codesOf(row.Problems), " "), status.CodeGatewayNoAnswer) {
+		t.Errorf("h1's row for h3 still blames the pod gateway: %+v", row.Problems)
+	}
+	if other := rowOf(t, r, s2.String()); other.Status != "ok" {
+		t.Errorf("h1's row for h2 %+v, want ok", other)
+	}
+	out, _ := weftStatus(t, l, "h1", "--check")
+	t.Logf("h1 with h3's port blocked:\n%s", out)
+
+	// h2's lease is edited to publish another key than its device's.
+	key := prefix + "/subnets/" + lease.KeyName(s2, netip.Prefix{})
+	resp, err := cli.Get(ctx, key)
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("h2's lease: %v", err)
+	}
+	devKey := publishedKey(t, cli, l, "h2")
+	wrong := wireguard.Key{1, 2, 3}
+	edited := strings.Replace(string(resp.Kvs[0].Value), devKey.String(), wrong.String(), 1)
+	if _, err := cli.Put(ctx, key, edited, clientv3.WithLease(clientv3.LeaseID(resp.Kvs[0].Lease))); err != nil {
+		t.Fatal(err)
+	}
+	r, code = statusJSON(t, l, "h2", "--check")
+	if code != 1 || !strings.Contains(strings.Join(codesOf(r.Problems), " "), status.CodeWGOwnKey) {
+		t.Fatalf("h2 publishing a key its device lacks: exit %d, host problems %+v", code, r.Problems)
+	}
+	if msg := r.Problems[len(r.Problems)-1].Message; !strings.Contains(msg, wrong.String()) || !strings.Contains(msg, devKey.String()) {
+		t.Errorf("own-key message %q does not name both keys", msg)
 	}
 }
