@@ -377,7 +377,7 @@ func (b *Backend) ensureDeviceLocked(trigger string, counts backend.Counts) (net
 			tdev.Close()
 			return err
 		}
-		dev = device.NewDevice(tdev, conn.NewStdNetBind(), b.wgLogger())
+		dev = device.NewDevice(tdev, b.newBind(), b.wgLogger())
 		if err := dev.IpcSet(deviceConfig(b.priv, b.set.ListenPort, b.desired, b.set)); err != nil {
 			dev.Close()
 			return fmt.Errorf("configure the WireGuard device: %w", err)
@@ -453,6 +453,36 @@ func (b *Backend) greetLocked(peers []peer) {
 // greetDelay is how long the side with the greater public key waits
 // before it starts a handshake itself.
 const greetDelay = time.Second
+
+// newBind is the device's UDP bind. The device opens its sockets again
+// whenever flannel-wg goes down and up, from a goroutine of its own; with
+// Options.Netns set (tests, which run hosts as namespaces of one process)
+// that goroutine's thread is in the caller's namespace, so the bind
+// switches to Netns for Open. The agent runs in its host's namespace and
+// gets wireguard-go's bind as it is (which also keeps its sticky source
+// addresses current on route changes, something it does only for its own
+// type).
+func (b *Backend) newBind() conn.Bind {
+	if b.opts.Netns == nil {
+		return conn.NewStdNetBind()
+	}
+	return nsBind{Bind: conn.NewStdNetBind(), ns: b.opts.Netns}
+}
+
+// nsBind opens its sockets in the namespace ns.
+type nsBind struct {
+	conn.Bind
+	ns *vns.NsHandle
+}
+
+func (n nsBind) Open(port uint16) (fns []conn.ReceiveFunc, actual uint16, err error) {
+	err = netns.DoHandle(n.ns, func() error {
+		var err error
+		fns, actual, err = n.Bind.Open(port)
+		return err
+	})
+	return fns, actual, err
+}
 
 func isClosed(d *device.Device) bool {
 	select {

@@ -35,7 +35,7 @@ func startHosts(t *testing.T, n int) []*host {
 	var hosts []*host
 	for _, bh := range backendtest.Hosts(t, n, backendtest.Options{Underlay: netip.MustParsePrefix("192.168.78.0/24")}) {
 		h := &host{Host: bh, logs: &backendtest.LogBuffer{}, dir: t.TempDir()}
-		log := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), h.logs), nil)).With("host", bh.NS)
+		log := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), h.logs), &slog.HandlerOptions{Level: slog.LevelDebug})).With("host", bh.NS)
 		b, err := NewWithOptions(backend.Config{
 			Ext:      bh.Ext,
 			Network:  &netconf.Config{EnableIPv4: true, Network: backendtest.Network, SubnetLen: 24, BackendType: BackendType},
