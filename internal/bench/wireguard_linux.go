@@ -1,10 +1,8 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,7 +96,7 @@ func handWireGuardGo(ctx context.Context, l *lab.Lab, bin string) ([]*exec.Cmd, 
 		procs = append(procs, cmd)
 		sock := "/var/run/wireguard/" + name + ".sock"
 		var cfg strings.Builder
-		fmt.Fprintf(&cfg, "set=1\nprivate_key=%x\nlisten_port=%d\n", keys[i].priv[:], wireguard.DefaultListenPort)
+		fmt.Fprintf(&cfg, "private_key=%x\nlisten_port=%d\n", keys[i].priv[:], wireguard.DefaultListenPort)
 		var routes [][]string
 		for j, g := range hosts {
 			if j == i {
@@ -111,11 +109,10 @@ func handWireGuardGo(ctx context.Context, l *lab.Lab, bin string) ([]*exec.Cmd, 
 			fmt.Fprintf(&cfg, "public_key=%x\nendpoint=%s:%d\nallowed_ip=%s\n", keys[j].pub[:], g.Addr.Addr(), wireguard.DefaultListenPort, gs)
 			routes = append(routes, []string{"ip", "route", "replace", gs.String(), "dev", name})
 		}
-		cfg.WriteString("\n")
 		// The socket appears once the process has made its device.
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			err := uapiSet(sock, cfg.String())
+			err := wireguard.SetSocket(sock, cfg.String(), 5*time.Second)
 			if err == nil {
 				break
 			}
@@ -135,28 +132,4 @@ func handWireGuardGo(ctx context.Context, l *lab.Lab, bin string) ([]*exec.Cmd, 
 		}
 	}
 	return procs, nil
-}
-
-// uapiSet sends one "set" request to a wireguard-go UAPI socket and
-// checks its errno.
-func uapiSet(sock, req string) error {
-	c, err := net.DialTimeout("unix", sock, time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write([]byte(req)); err != nil {
-		return err
-	}
-	sc := bufio.NewScanner(c)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "errno="); ok {
-			if v != "0" {
-				return fmt.Errorf("%s answered errno %s", sock, v)
-			}
-			return nil
-		}
-	}
-	return fmt.Errorf("%s: no answer: %v", sock, sc.Err())
 }

@@ -397,3 +397,121 @@ func TestWireGuardStatusExplainsHandshakeFailures(t *testing.T) {
 		t.Errorf("own-key message %q does not name both keys", msg)
 	}
 }
+
+// wireguardGo returns a standalone wireguard-go binary: $WEFT_WIREGUARD_GO,
+// else one built from the module weft uses.
+func wireguardGo(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("WEFT_WIREGUARD_GO"); p != "" {
+		return p
+	}
+	bin := filepath.Join(t.TempDir(), "wireguard-go")
+	out, err := exec.Command("go", "build", "-o", bin, "golang.zx2c4.com/wireguard").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build wireguard-go (set WEFT_WIREGUARD_GO to use a built one): %v\n%s", err, out)
+	}
+	return bin
+}
+
+// Interop on the wire: h3 runs no agent but a standalone wireguard-go
+// process on flannel-wg, configured by hand the way flannel configures its
+// kernel device (its own key, one peer per lease, the Network route into
+// the device), and publishes flannel's BackendData. The weft hosts take it
+// as a peer, and pods on all three talk.
+func TestWireGuardInteropWithStandaloneWireGuardGo(t *testing.T) {
+	bin := wireguardGo(t)
+	l := upLabBackend(t, 3, 1, "wireguard")
+	cli := etcd(t, l)
+	s3 := subnetOf(t, l, "h3")
+	if err := l.StopAgent("h3", syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	nstest.Exec(t, l.NS("h3"), "ip", "link", "del", "flannel-wg")
+
+	priv, err := wireguard.NewPrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := priv.PublicKey()
+	name := "flannel-wg"
+	cmd := exec.Command("ip", "netns", "exec", l.NS("h3"), bin, "-f", name)
+	cmd.Env = append(os.Environ(), "WG_PROCESS_FOREGROUND=1", "LOG_LEVEL=error")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+
+	// wg set flannel-wg private-key ... listen-port 51820 peer <h1> endpoint ... allowed-ips <h1 subnet> ...
+	cfg := fmt.Sprintf("private_key=%x\nlisten_port=51820\n", priv[:])
+	for _, h := range []string{"h1", "h2"} {
+		k := publishedKey(t, cli, l, h)
+		cfg += fmt.Sprintf("public_key=%x\nendpoint=%s:51820\nallowed_ip=%s\n", k[:], hostIP(t, l, h), subnetOf(t, l, h))
+	}
+	sock := "/var/run/wireguard/" + name + ".sock"
+	nstest.Eventually(t, 10*time.Second, func() error { return wireguard.SetSocket(sock, cfg, 2*time.Second) })
+	for _, c := range [][]string{
+		{"ip", "addr", "add", s3.Addr().String() + "/32", "dev", name},
+		{"ip", "link", "set", name, "mtu", "1420", "up"},
+		{"ip", "route", "replace", "172.7.0.0/16", "dev", name},
+	} {
+		nstest.Exec(t, l.NS("h3"), c...)
+	}
+
+	// h3's lease as flannel writes it, with the key of its wireguard-go.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	key := prefix + "/subnets/" + lease.KeyName(s3, netip.Prefix{})
+	resp, err := cli.Get(ctx, key)
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("h3's lease: %v", err)
+	}
+	old := publishedKey(t, cli, l, "h3")
+	var doc map[string]any
+	if err := json.Unmarshal(resp.Kvs[0].Value, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["BackendData"] = json.RawMessage(fmt.Sprintf(`{"PublicKey":%q,"Port":51820}`, pub.String()))
+	val, _ := json.Marshal(doc)
+	if !strings.Contains(string(val), pub.String()) || strings.Contains(string(val), old.String()) {
+		t.Fatalf("edited lease %s", val)
+	}
+	if _, err := cli.Put(ctx, key, string(val), clientv3.WithLease(clientv3.LeaseID(resp.Kvs[0].Lease))); err != nil {
+		t.Fatal(err)
+	}
+
+	pods := map[string]netip.Addr{}
+	for _, p := range []string{"h1p1", "h2p1", "h3p1"} {
+		a, ok := l.PodAddr(p)
+		if !ok {
+			t.Fatalf("no pod %s", p)
+		}
+		pods[p] = a
+	}
+	for _, pair := range [][2]string{{"h1p1", "h3p1"}, {"h3p1", "h2p1"}, {"h2p1", "h3p1"}, {"h3p1", "h1p1"}} {
+		nstest.Eventually(t, 15*time.Second, func() error {
+			pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			defer pcancel()
+			if _, err := lab.Ping(pctx, l.NS(pair[0]), pods[pair[1]]); err != nil {
+				return fmt.Errorf("%s → %s with h3 on standalone wireguard-go: %w", pair[0], pair[1], err)
+			}
+			return nil
+		})
+	}
+	// The traffic was WireGuard's: h3's wireguard-go has sessions with both.
+	out := nstest.Exec(t, l.NS("h3"), "ip", "-s", "link", "show", name)
+	t.Logf("h3's %s:\n%s", name, out)
+	h1, _ := l.Topology().Host("h1")
+	st, err := wireguard.ReadStatusSocket(filepath.Join(filepath.Dir(h1.SubnetFile), wireguard.StatusSocketName), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range st.Peers {
+		if p.Key == pub && !p.LastHandshake.IsZero() {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("h1's device has no session with h3's wireguard-go key %s: %+v", pub, st.Peers)
+	}
+}

@@ -580,6 +580,33 @@ func (b *Backend) Status() (DeviceStatus, error) {
 	return ParseIpcGet(text)
 }
 
+// SetSocket sends the UAPI configuration text (wg set's, in the
+// protocol's key=value form, without the "set=1" line) to the device
+// behind the UAPI socket at path: an agent's status socket, or a
+// standalone wireguard-go's /var/run/wireguard/<name>.sock. It fails with
+// the device's errno when the device refuses it.
+func SetSocket(path, text string, timeout time.Duration) error {
+	c, err := net.DialTimeout("unix", path, timeout)
+	if err != nil {
+		return fmt.Errorf("connect to the wireguard socket: %w", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	if _, err := c.Write([]byte("set=1\n" + text + "\n")); err != nil {
+		return fmt.Errorf("configure the device at %s: %w", path, err)
+	}
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "errno="); ok {
+			if v != "0" {
+				return fmt.Errorf("the device at %s refused the configuration: errno %s", path, v)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("configure the device at %s: no answer: %w", path, cmp.Or(sc.Err(), io.ErrUnexpectedEOF))
+}
+
 // ReadStatusSocket asks an agent's device, through its status socket at
 // path (StatusSocketName in its state directory), for its state.
 func ReadStatusSocket(path string, timeout time.Duration) (DeviceStatus, error) {

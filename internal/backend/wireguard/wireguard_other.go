@@ -37,3 +37,6 @@ func (b *Backend) Close() error { return nil }
 func ReadStatusSocket(path string, timeout time.Duration) (DeviceStatus, error) {
 	return DeviceStatus{}, supported()
 }
+
+// SetSocket is Linux-only.
+func SetSocket(path, text string, timeout time.Duration) error { return supported() }
