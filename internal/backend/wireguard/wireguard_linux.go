@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -377,6 +378,16 @@ func (b *Backend) ensureDeviceLocked(trigger string, counts backend.Counts) (net
 			tdev.Close()
 			return err
 		}
+		// Up before the device exists: the TUN reports every change of
+		// its link's state to the device, which goes down and up with it,
+		// and going down stops the peers and forgets their handshakes.
+		// A new link is down; set up only after the device's start, it
+		// would cost the first handshakes their 5 s retry.
+		if l, err := h.LinkByName(DeviceName); err == nil {
+			if err := h.LinkSetUp(l); err != nil {
+				b.log.Debug("cannot set the new device up; the repair will", "device", DeviceName, "err", err)
+			}
+		}
 		dev = device.NewDevice(tdev, b.newBind(), b.wgLogger())
 		if err := dev.IpcSet(deviceConfig(b.priv, b.set.ListenPort, b.desired, b.set)); err != nil {
 			dev.Close()
@@ -427,32 +438,63 @@ func (b *Backend) ensureDeviceLocked(trigger string, counts backend.Counts) (net
 
 // greetLocked starts a handshake with each of peers, so that a session
 // exists before the first packet needs one. The side with the smaller
-// public key starts at once; the other a second later, and only as a
-// fallback. Were both sides to start at once (as when pods on two hosts
-// ping each other), each would answer the other's initiation and drop the
-// answer to its own, and neither could send until WireGuard retries, 5 s
-// later. The second greeting covers the smaller side's initiation having
-// been dropped because this host did not know it yet; when a session
-// exists by then, it is one keepalive packet. Callers hold mu.
+// public key starts at once, and starts again after greetRetry when no
+// handshake completed by then; the other side starts only after
+// greetDelay, and only when there is still no session.
+//
+// WireGuard keeps one handshake state per peer. When both sides start a
+// handshake at once (the greeting on one side crosses the first packet of
+// a pod on the other), each answers the other's initiation, which
+// replaces its own, and then drops the answer to its own: no session, and
+// WireGuard itself tries again only 5 s later. The quick second attempt
+// comes from one side only and well within the other side's 5 s, so it
+// does not cross again. Callers hold mu.
 func (b *Backend) greetLocked(peers []peer) {
 	dev := b.plane.dev
 	for _, p := range peers {
-		greet := func() {
-			if wp := dev.LookupPeer(device.NoisePublicKey(p.Key)); wp != nil {
-				wp.SendKeepalive()
-			}
-		}
 		if bytes.Compare(b.pub[:], p.Key[:]) < 0 {
-			greet()
+			greet(dev, p.Key, false)
+			time.AfterFunc(greetRetry, func() { greet(dev, p.Key, true) })
 		} else {
-			time.AfterFunc(greetDelay, greet)
+			time.AfterFunc(greetDelay, func() { greet(dev, p.Key, true) })
 		}
 	}
 }
 
-// greetDelay is how long the side with the greater public key waits
-// before it starts a handshake itself.
-const greetDelay = time.Second
+const (
+	// greetRetry is when the side with the smaller key tries again.
+	greetRetry = 300 * time.Millisecond
+	// greetDelay is when the side with the greater key tries itself.
+	greetDelay = time.Second
+)
+
+// greet starts a handshake with the peer key of dev; unlessSession
+// leaves a peer that has a session alone. A handshake sent less than 5 s
+// ago blocks a new one in WireGuard, so a repeated greeting first drops
+// the (sessionless) handshake state.
+func greet(dev *device.Device, key Key, unlessSession bool) {
+	wp := dev.LookupPeer(device.NoisePublicKey(key))
+	if wp == nil {
+		return
+	}
+	if unlessSession {
+		text, err := dev.IpcGet()
+		if err != nil {
+			return // closed
+		}
+		st, err := ParseIpcGet(text)
+		if err != nil {
+			return
+		}
+		for _, ps := range st.Peers {
+			if ps.Key == key && !ps.LastHandshake.IsZero() {
+				return
+			}
+		}
+		wp.ExpireCurrentKeypairs()
+	}
+	wp.SendKeepalive()
+}
 
 // newBind is the device's UDP bind. The device opens its sockets again
 // whenever flannel-wg goes down and up, from a goroutine of its own; with
@@ -558,7 +600,12 @@ func disableIPv6(ns *vns.NsHandle) error {
 // wgLogger sends the device's log to the backend's, at debug level: it
 // logs every failed handshake and send, which for one unreachable peer
 // is a line every few seconds. `weft status --check` reports those peers.
+// Unless debug logging is on, the device gets wireguard-go's discarding
+// logger, so that its calls on the data path format nothing.
 func (b *Backend) wgLogger() *device.Logger {
+	if !b.log.Enabled(context.Background(), slog.LevelDebug) {
+		return &device.Logger{Verbosef: device.DiscardLogf, Errorf: device.DiscardLogf}
+	}
 	return &device.Logger{
 		Verbosef: func(format string, args ...any) { b.log.Debug(fmt.Sprintf(format, args...)) },
 		Errorf:   func(format string, args ...any) { b.log.Debug(fmt.Sprintf(format, args...)) },
