@@ -528,7 +528,7 @@ func Descriptor() backend.Descriptor {
 		Devices:      []backend.DeviceFact{{Kind: "tuntap", Name: DeviceName}},
 		// The key file, and the temporary file atomicfile leaves when it is
 		// interrupted before its rename.
-		StateFiles: []string{KeyFileName, ".wgkey*.tmp", StatusSocketName},
+		StateFiles: []string{KeyFileName, "." + KeyFileName + ".tmp-*", StatusSocketName},
 	}
 }
 
