@@ -27,6 +27,7 @@ import (
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/nstest"
 	"github.com/weftnet/weft/internal/status"
+	"github.com/weftnet/weft/internal/testbin"
 )
 
 // Three hosts on the wireguard backend: flannel-wg is a TUN device with
@@ -513,5 +514,37 @@ func TestWireGuardInteropWithStandaloneWireGuardGo(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("h1's device has no session with h3's wireguard-go key %s: %+v", pub, st.Peers)
+	}
+}
+
+// weft cleanup on a stopped wireguard host removes what the backend left:
+// the persistent flannel-wg with its route, and the key file.
+func TestWireGuardCleanup(t *testing.T) {
+	l := upLabBackend(t, 2, 1, "wireguard")
+	h, _ := l.Topology().Host("h1")
+	if err := l.StopAgent("h1", syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(h.Dir, wireguard.KeyFileName)
+	if _, err := os.Stat(keyFile); err != nil {
+		t.Fatalf("no key file before cleanup: %v", err)
+	}
+	// The device outlives the agent, and drops what is routed into it.
+	if s := nstest.Exec(t, l.NS("h1"), "ip", "route", "show", "proto", "87"); !strings.Contains(s, "dev flannel-wg") {
+		t.Fatalf("flannel-wg's route is gone with the agent:\n%s", s)
+	}
+	out, err := exec.Command("ip", "netns", "exec", l.NS("h1"), testbin.Weft(t), "cleanup",
+		"--subnet-file="+h.SubnetFile, "--state-dir="+h.Dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("weft cleanup: %v\n%s", err, out)
+	}
+	if s := nstest.Exec(t, l.NS("h1"), "ip", "link"); strings.Contains(s, "flannel-wg") {
+		t.Errorf("flannel-wg left:\n%s", s)
+	}
+	if s := nstest.Exec(t, l.NS("h1"), "ip", "route", "show", "proto", "87"); strings.TrimSpace(s) != "" {
+		t.Errorf("routes left:\n%s", s)
+	}
+	if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
+		t.Errorf("key file left: %v", err)
 	}
 }
