@@ -11,7 +11,10 @@
 //     with --ip-masq
 //     (host-gw+masq: what masquerading and its connection tracking cost),
 //     vxlan, udp, and a VXLAN device made by hand (no agent; the
-//     reference for vxlan). iperf3 TCP with 1
+//     reference for vxlan), wireguard, and the same WireGuard tunnels
+//     run by standalone wireguard-go processes (wireguard-go, no agent;
+//     the reference for wireguard, when a wireguard-go binary is on PATH
+//     or beside weft). iperf3 TCP with 1
 //     and 4 streams, iperf3 UDP with 1400-byte datagrams (packets per
 //     second received), ping RTT p50/p99, and the agents' CPU seconds and
 //     RSS. All labs stay up together and the measurements interleave: each
