@@ -37,6 +37,7 @@ type plane struct {
 	dev    *device.Device // nil until the first reconcile made it
 	index  int            // flannel-wg's ifindex when dev was made
 	stale  bool           // an IpcSet failed: the device must be configured afresh
+	fresh  bool           // made since the last Apply: it has no sessions, its peers may hold old ones
 	ln     net.Listener   // the status socket; nil when there is none
 	closed chan string    // receives once when a device closes on its own (Run's Extra)
 }
@@ -104,7 +105,8 @@ func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
 				fresh = append(fresh, c.peer)
 			}
 		}
-		b.greetLocked(fresh)
+		b.greetLocked(fresh, b.plane.fresh)
+		b.plane.fresh = false
 	}
 	return errors.Join(errs...)
 }
@@ -410,8 +412,8 @@ func (b *Backend) ensureDeviceLocked(trigger string, counts backend.Counts) (net
 	if err := disableIPv6(b.opts.Netns); err != nil {
 		b.log.Debug("cannot disable IPv6 on the device", "device", DeviceName, "err", err)
 	}
-	p.dev, p.index, p.stale = dev, link.Attrs().Index, false
-	b.greetLocked(b.desired)
+	p.dev, p.index, p.stale, p.fresh = dev, link.Attrs().Index, false, true
+	b.greetLocked(b.desired, true)
 	b.devIndex.Store(int32(p.index))
 	go func(closed chan string) {
 		<-dev.Wait()
@@ -440,22 +442,29 @@ func (b *Backend) ensureDeviceLocked(trigger string, counts backend.Counts) (net
 // exists before the first packet needs one. The side with the smaller
 // public key starts at once, and starts again after greetRetry when no
 // handshake completed by then; the other side starts only after
-// greetDelay, and only when there is still no session.
+// greetDelay, and only when there is still no session. A device that was
+// just made (eager: an agent restart, or a repair) starts at once with
+// every peer: the peers still hold sessions with the device that is gone,
+// keep sending with them, and would start no handshake of their own.
 //
 // WireGuard keeps one handshake state per peer. When both sides start a
 // handshake at once (the greeting on one side crosses the first packet of
-// a pod on the other), each answers the other's initiation, which
-// replaces its own, and then drops the answer to its own: no session, and
-// WireGuard itself tries again only 5 s later. The quick second attempt
-// comes from one side only and well within the other side's 5 s, so it
-// does not cross again. Callers hold mu.
-func (b *Backend) greetLocked(peers []peer) {
+// a pod on the other, or two agents start together), each answers the
+// other's initiation, which replaces its own, and then drops the answer to
+// its own: no session, and WireGuard itself tries again only 5 s later.
+// The quick second attempt comes from one side only and well within the
+// other side's 5 s, so it does not cross again. Callers hold mu.
+func (b *Backend) greetLocked(peers []peer, eager bool) {
 	dev := b.plane.dev
 	for _, p := range peers {
-		if bytes.Compare(b.pub[:], p.Key[:]) < 0 {
+		smaller := bytes.Compare(b.pub[:], p.Key[:]) < 0
+		switch {
+		case smaller:
 			greet(dev, p.Key, false)
 			time.AfterFunc(greetRetry, func() { greet(dev, p.Key, true) })
-		} else {
+		case eager:
+			greet(dev, p.Key, false)
+		default:
 			time.AfterFunc(greetDelay, func() { greet(dev, p.Key, true) })
 		}
 	}
