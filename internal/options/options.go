@@ -335,6 +335,7 @@ func (o Options) LogValue() slog.Value {
 			slog.String("subnet-file", o.SubnetFile),
 			slog.Bool("ip-masq", o.IPMasq),
 			slog.Bool("ip-blackhole-route", o.IPBlackholeRoute),
+			slog.String("healthz-ip", o.HealthzIP),
 			slog.Int("healthz-port", o.HealthzPort),
 			slog.Bool("raise-neigh-gc-thresh", o.RaiseNeighGCThresh),
 		)
@@ -345,6 +346,7 @@ func (o Options) LogValue() slog.Value {
 		slog.String("etcd-certfile", o.EtcdCertfile),
 		slog.String("etcd-username", o.EtcdUsername),
 		slog.String("etcd-password", pw),
+		slog.String("etcd-password-file", o.EtcdPasswordFile),
 		slog.String("public-ip", o.PublicIP),
 		slog.Any("iface", o.Iface),
 		slog.Any("iface-regex", o.IfaceRegex),
@@ -353,6 +355,7 @@ func (o Options) LogValue() slog.Value {
 		slog.Int("subnet-lease-renew-margin", o.SubnetLeaseRenewMargin),
 		slog.Bool("ip-masq", o.IPMasq),
 		slog.Bool("ip-blackhole-route", o.IPBlackholeRoute),
+		slog.String("healthz-ip", o.HealthzIP),
 		slog.Int("healthz-port", o.HealthzPort),
 		slog.Bool("raise-neigh-gc-thresh", o.RaiseNeighGCThresh),
 	)
