@@ -75,6 +75,11 @@ func (p *Plugin) delWithoutDelegate(nc *NetConf, args *skel.CmdArgs, typ string,
 	default:
 		released = fmt.Sprintf("IPAM plugin %q not found either: whatever it reserved is left", ipamType)
 	}
+	if masq, _ := lookupFold(d, "ipMasq").(bool); masq {
+		// Only the delegate knows the rules it added (the bridge plugin's
+		// per-container chain); say so rather than guess.
+		released += "; its ipMasq rules for the container, if it added any, are left"
+	}
 	if err := removeConf(nc.DataDir, args.ContainerID); err != nil {
 		return err
 	}

@@ -167,7 +167,30 @@ func TestDelWithoutDelegateOrUnknownIPAM(t *testing.T) {
 		t.Fatalf("Del: %v", err)
 	}
 	savedGone(t, f)
-	if n := notes(f); !strings.Contains(n, `IPAM plugin "whereabouts" not found either: whatever it reserved is left`) {
+	// flannelTestEnv has FLANNEL_IPMASQ=true, so the delegate has ipMasq
+	// false: no rules to mention.
+	if n := notes(f); !strings.Contains(n, `IPAM plugin "whereabouts" not found either: whatever it reserved is left`) || strings.Contains(n, "ipMasq") {
 		t.Errorf("stderr = %q", n)
+	}
+}
+
+// A delegate that masqueraded (FLANNEL_IPMASQ=false) may have left rules
+// only it knows: the note says so.
+func TestDelWithoutDelegateNamesMasqueradeRules(t *testing.T) {
+	f := newFixture(t)
+	if err := os.WriteFile(f.subnetFile, []byte(strings.Replace(flannelTestEnv, "FLANNEL_IPMASQ=true", "FLANNEL_IPMASQ=false", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var nb bytes.Buffer
+	f.p.Notes = &nb
+	if err := f.p.Add(f.args("")); err != nil {
+		t.Fatal(err)
+	}
+	f.exec.missing = map[string]bool{"bridge": true}
+	if err := f.p.Del(f.args("")); err != nil {
+		t.Fatalf("Del: %v", err)
+	}
+	if n := nb.String(); !strings.Contains(n, "ipMasq rules for the container, if it added any, are left") {
+		t.Errorf("stderr = %q, want the masquerade rules named", n)
 	}
 }
