@@ -43,8 +43,10 @@ i=0
 while read -r pkg name; do
 	i=$((i + 1))
 	echo "=== [$i/$n] $name ($pkg)"
+	# From the package's own directory, so that a target in a nested
+	# module (tools/...) runs in that module.
 	# shellcheck disable=SC2086 # FUZZFLAGS is a list of flags
-	if ! "$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" $FUZZFLAGS "$pkg"; then
+	if ! (cd "$pkg" && "$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" $FUZZFLAGS .); then
 		failed+=("$name ($pkg)")
 	fi
 done <<<"$targets"
