@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/weftnet/weft/internal/version.Version=$(VERSION)
 CNI_PLUGINS := github.com/containernetworking/plugins/plugins
 
-.PHONY: all build weft cni demo test test-kube kube-tools unit vet clean bench screenshots
+.PHONY: all build weft cni demo test test-kube kube-tools unit vet clean bench screenshots fuzz
 
 all: build
 
@@ -81,6 +81,14 @@ screenshots: build
 	mkdir -p docs/img
 	WEFT_SCREENSHOT_DIR=$(CURDIR)/docs/img $(TEST_ENV) \
 		$(GO) test -count=1 -run '^(TestPageInBrowser|TestLabPageInBrowser)$$' ./test/integration/
+
+# Every fuzz target in the repository (found by test/fuzz.sh, not listed
+# here), one after another, for FUZZTIME each: about 15 minutes at the
+# default. Not part of `make test`, which runs the seed corpora only.
+# FUZZ=<regexp> picks targets by name.
+FUZZTIME ?= 60s
+fuzz:
+	GO=$(GO) FUZZTIME=$(FUZZTIME) test/fuzz.sh
 
 # Only the tests that need neither root nor namespaces.
 unit:

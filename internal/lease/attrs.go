@@ -94,7 +94,10 @@ func (a *Attrs) UnmarshalJSON(b []byte) error {
 	}
 	if w.PublicIPv6 != nil {
 		ip, err := netip.ParseAddr(*w.PublicIPv6)
-		if err != nil || !ip.Is6() {
+		// A zone or an IPv4-mapped form would not survive the encoding
+		// (flannel's net.IP has neither), so the lease would change
+		// under a round trip: refused like any other non-IPv6 value.
+		if err != nil || !ip.Is6() || ip.Is4In6() || ip.Zone() != "" {
 			return fmt.Errorf("decode lease attributes: PublicIPv6 %q is not an IPv6 address", *w.PublicIPv6)
 		}
 		out.PublicIPv6 = ip

@@ -151,7 +151,7 @@ func (k keys) annotations(current map[string]string, d desired) (map[string]stri
 	if d.withV6 {
 		if s := strings.TrimSpace(current[k.publicIPv6Over]); s != "" {
 			ip, err := netip.ParseAddr(s)
-			if err != nil || !ip.Is6() || ip.Is4In6() {
+			if err != nil || !ip.Is6() || ip.Is4In6() || ip.Zone() != "" {
 				return nil, lease.Attrs{}, fmt.Errorf("annotation %s=%q is not an IPv6 address", k.publicIPv6Over, s)
 			}
 			attrs.PublicIPv6 = ip
@@ -227,9 +227,15 @@ func (k keys) leaseOf(n *corev1.Node) (lease.Lease, error) {
 	if err != nil || !ip.Unmap().Is4() {
 		return lease.Lease{}, fmt.Errorf("node %q: annotation %s=%q is not an IPv4 address", n.Name, k.publicIP, ipStr)
 	}
+	if ip = ip.Unmap(); ip.IsUnspecified() {
+		// "0.0.0.0" is no address, as in the lease's JSON form (which
+		// decodes it so): the backends then say the peer has none
+		// (found by FuzzLeaseOf).
+		ip = netip.Addr{}
+	}
 	l := lease.Lease{
 		Subnet: v4,
-		Attrs:  lease.Attrs{PublicIP: ip.Unmap(), BackendType: bt, BackendData: data},
+		Attrs:  lease.Attrs{PublicIP: ip, BackendType: bt, BackendData: data},
 	}
 	// The older Node wins a conflict; the timestamp has whole seconds, and
 	// snapshot's order (subnet, then node name) settles a tie.
@@ -237,7 +243,9 @@ func (k keys) leaseOf(n *corev1.Node) (lease.Lease, error) {
 		l.Created = n.CreationTimestamp.UnixNano()
 	}
 	if v6.IsValid() {
-		if ip6, err := netip.ParseAddr(a[k.publicIPv6]); err == nil && ip6.Is6() && !ip6.Is4In6() {
+		// A zone would not survive the lease's JSON form (found by
+		// FuzzLeaseOf), and a public address has none.
+		if ip6, err := netip.ParseAddr(a[k.publicIPv6]); err == nil && ip6.Is6() && !ip6.Is4In6() && ip6.Zone() == "" {
 			if d6, err := annotationJSON(n, k.backendV6Data); err == nil {
 				l.IPv6Subnet = v6
 				l.Attrs.PublicIPv6 = ip6
