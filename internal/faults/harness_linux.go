@@ -72,7 +72,7 @@ type probe struct {
 	t0 time.Time
 	// cause matches the log line that names the fault; causeWithin, when
 	// set, is how soon after t0 it must be logged.
-	cause       *regexp.Regexp
+	cause       matcher
 	causeWithin time.Duration
 	causeHosts  []string // hosts whose agent logs count; nil: all
 }
@@ -139,7 +139,7 @@ var logTime = regexp.MustCompile(`^time=(\S+)`)
 // findCause returns the first line logged since the offsets, by the
 // given hosts (nil: all), at or after since and, with within > 0, no
 // later than since+within, that matches re.
-func findCause(topo lab.Topology, offsets map[string]int64, hosts []string, re *regexp.Regexp, since time.Time, within time.Duration) string {
+func findCause(topo lab.Topology, offsets map[string]int64, hosts []string, re matcher, since time.Time, within time.Duration) string {
 	var best string
 	var bestAt time.Time
 	for _, h := range topo.Hosts {

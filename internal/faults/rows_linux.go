@@ -411,6 +411,10 @@ func etcdRestarted() fault {
 	}
 }
 
+// conflictWords are what a line refusing a clashing lease says; a line
+// that only fails to program a peer does not name the clash.
+var conflictWords = []string{"(?i)overlap", "(?i)conflict", "(?i)refus", "(?i)duplicate", "(?i)already", "(?i)clash"}
+
 // strayLease writes a lease of prefix length bits over h2's live subnet
 // (for /32: h2p1's own address) with another PublicIP, for 2 s.
 func strayLease(bits int) fault {
@@ -426,7 +430,7 @@ func strayLease(bits int) fault {
 				sub = netip.PrefixFrom(e.subnet(1).Addr(), bits).Masked()
 			}
 			s := e.newSynth(sub)
-			p.cause = warnOrError(regexp.QuoteMeta(sub.String()), regexp.QuoteMeta(strings.Replace(sub.String(), "/", "-", 1)))
+			p.cause = naming(conflictWords, regexp.QuoteMeta(sub.String()), regexp.QuoteMeta(strings.Replace(sub.String(), "/", "-", 1)))
 			p.inject()
 			if err := s.put(ctx, e); err != nil {
 				return err
@@ -470,7 +474,7 @@ func dupVtepMAC() fault {
 			}
 			s := e.newSynth(sub)
 			s.MAC = mac
-			p.cause = warnOrError(regexp.QuoteMeta(sub.String()), regexp.QuoteMeta(mac))
+			p.cause = naming(append(conflictWords, "VtepMAC"), regexp.QuoteMeta(sub.String()), regexp.QuoteMeta(mac))
 			p.inject()
 			if err := s.put(ctx, e); err != nil {
 				return err
@@ -492,7 +496,7 @@ func otherVNI() fault {
 			}
 			s := e.newSynth(sub)
 			s.VNI = 7
-			p.cause = warnOrError("VNI", regexp.QuoteMeta(sub.String()))
+			p.cause = naming([]string{"VNI"}, regexp.QuoteMeta(sub.String()), regexp.QuoteMeta(strings.Replace(sub.String(), "/", "-", 1)))
 			p.inject()
 			if err := s.put(ctx, e); err != nil {
 				return err
@@ -719,7 +723,7 @@ func dupPublicIP() fault {
 			if err := e.l.StopAgent(h3.Name, syscall.SIGTERM); err != nil {
 				return err
 			}
-			p.cause = warnOrError(regexp.QuoteMeta(ip), "public")
+			p.cause = naming(conflictWords, regexp.QuoteMeta(ip))
 			p.inject()
 			if err := e.l.SpawnAgent(h3.Name, "--public-ip="+ip); err != nil {
 				return err

@@ -190,6 +190,27 @@ func (s *suite) runRow(ctx context.Context, e *env, f fault) Row {
 	return r
 }
 
+// matcher tells whether a log line names the fault.
+type matcher interface{ MatchString(string) bool }
+
+// allOf matches a line that every one of its expressions matches.
+type allOf []*regexp.Regexp
+
+func (a allOf) MatchString(s string) bool {
+	for _, re := range a {
+		if !re.MatchString(s) {
+			return false
+		}
+	}
+	return true
+}
+
+// naming matches a WARN or ERROR line that has one of words and one of
+// names (regular expressions): what went wrong, and about what.
+func naming(words []string, names ...string) matcher {
+	return allOf{warnOrError(words...), regexp.MustCompile(strings.Join(names, "|"))}
+}
+
 // warnOrError matches agent log lines at WARN or ERROR that also match
 // one of the given expressions (joined with |).
 func warnOrError(alts ...string) *regexp.Regexp {
