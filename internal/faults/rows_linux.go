@@ -33,6 +33,7 @@ func plans(o Options) []labPlan {
 			kernelChanged("neigh", "vxlan"),
 			kernelChanged("fdb", "vxlan"),
 			dockerRestart(),
+			dockerForwardDrop(),
 			agentKillJoinLeave(),
 			etcdRestarted(),
 			etcdBlocked(o.EtcdBlock),
@@ -278,6 +279,28 @@ func dockerRestart() fault {
 				p.row.Problems = append(p.row.Problems, fmt.Sprintf("h2p1 still sees %s instead of %s", lastSeen, src))
 			}
 			return nil
+		},
+	}
+}
+
+// dockerForwardDrop does the other thing a Docker (re)start does to a
+// host: the FORWARD policy becomes DROP (docs/rules.md). Pod traffic
+// through h1 is dropped until weft's forward accepts are in: forced loss,
+// judged by the longest silence of the pings.
+func dockerForwardDrop() fault {
+	return fault{
+		id:   "docker-forward-drop",
+		text: "Docker's `iptables -P FORWARD DROP` on h1 (--ip-masq): weft's forward accepts must let pod traffic through again",
+		build: func(ctx context.Context, e *env, p *probe) error {
+			h1 := e.host(0)
+			defer func() { _, _ = sh(context.WithoutCancel(ctx), h1.NS, "iptables", "-P", "FORWARD", "ACCEPT") }()
+			p.row.Forced = true
+			p.cause, p.causeHosts = regexp.MustCompile(`(?i)forward`), []string{h1.Name}
+			p.inject()
+			if _, err := sh(ctx, h1.NS, "iptables", "-P", "FORWARD", "DROP"); err != nil {
+				return err
+			}
+			return sleepCtx(ctx, time.Second)
 		},
 	}
 }
