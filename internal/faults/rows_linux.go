@@ -48,6 +48,7 @@ func plans(o Options) []labPlan {
 			configGone("config-invalid", "the network config replaced by invalid JSON for 3 s", `{"Network": "172.7.0.0/16", "Backend": {"Type": `),
 			healthzDefault(),
 			cniDelBadDelegate(),
+			etcdPasswordArgv(),
 		}},
 		{"g", three("host-gw", 1, false), []fault{
 			kernelDeleted("route", "host-gw"),
@@ -685,6 +686,37 @@ func cniDelBadDelegate() fault {
 				p.row.Problems = append(p.row.Problems, fmt.Sprintf("DEL fails: %.120s", out))
 			}
 			return nil
+		},
+	}
+}
+
+// etcdPasswordArgv restarts h3's agent with --etcd-password on its
+// command line (no user, so etcd without auth still serves it): the
+// password is then readable by every user in /proc/PID/cmdline, which the
+// agent must say, pointing to FLANNELD_ETCD_PASSWORD or a file.
+func etcdPasswordArgv() fault {
+	return fault{
+		id:   "etcd-password-argv",
+		text: "h3's agent restarted with `--etcd-password` on its command line: a warning within 2 s that /proc shows it",
+		build: func(ctx context.Context, e *env, p *probe) error {
+			h3 := e.host(2)
+			if err := e.l.StopAgent(h3.Name, syscall.SIGTERM); err != nil {
+				return err
+			}
+			p.cause, p.causeWithin, p.causeHosts = naming([]string{"(?i)password"}, "(?i)command line", "FLANNELD_ETCD_PASSWORD", "/proc", "(?i)argv"), 2*time.Second, []string{h3.Name}
+			p.inject()
+			if err := e.l.SpawnAgent(h3.Name, "--etcd-password=faults-secret"); err != nil {
+				return err
+			}
+			err := e.l.WaitAgent(ctx, h3.Name)
+			// Back to the lab's own command line for the rows after.
+			if serr := e.l.StopAgent(h3.Name, syscall.SIGTERM); serr != nil {
+				return serr
+			}
+			if serr := e.l.StartAgent(ctx, h3.Name); serr != nil {
+				return serr
+			}
+			return err
 		},
 	}
 }
