@@ -8,11 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
 	"github.com/weftnet/weft/internal/atomicfile"
 	"github.com/weftnet/weft/internal/cmdline"
+	"github.com/weftnet/weft/internal/version"
 )
 
 const mainUsage = `usage: weft lab faults [flags]   (needs root, iptables, nft, ping)
@@ -99,7 +101,8 @@ func writeDoc(path string, rows []Row, elapsed time.Duration) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
-	table := MarkdownTable(rows) + fmt.Sprintf("\n%d rows, %.0f s on this machine.\n", len(rows), elapsed.Seconds())
+	table := MarkdownTable(rows) + fmt.Sprintf("\n%d rows in %.0f s, weft %s, %s, %d CPUs.\n",
+		len(rows), elapsed.Seconds(), version.Version, time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU())
 	if err := atomicfile.Write(path, []byte(SpliceDoc(string(old), table)), 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
