@@ -778,7 +778,7 @@ func dupPublicIP() fault {
 			if err := e.l.StopAgent(h3.Name, syscall.SIGTERM); err != nil {
 				return err
 			}
-			p.cause = naming(conflictWords, regexp.QuoteMeta(ip))
+			p.cause = naming(append(conflictWords, "(?i)two hosts", "(?i)same public ?ip"), regexp.QuoteMeta(ip))
 			p.inject()
 			if err := e.l.SpawnAgent(h3.Name, "--public-ip="+ip); err != nil {
 				return err
