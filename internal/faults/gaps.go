@@ -17,7 +17,7 @@ var KnownGaps = map[string]string{
 	"dup-public-ip":              "issue 16 item 3",
 	"restart-changed-config":     "issue 16 item 4",
 	"etcd-blocked":               "issue 16 item 5",
-	"etcd-restarted":             "issue 16 item 5",
+	"etcd-restarted":             "issue 16 item 5: a 2 s etcd death goes unlogged",
 	"store-unreachable-at-start": "issue 16 item 5",
 	"store-auth":                 "issue 16 item 5",
 	"config-deleted":             "issue 16 item 5",

@@ -17,9 +17,10 @@ import (
 	"github.com/weftnet/weft/internal/version"
 )
 
-const mainUsage = `usage: weft lab faults [flags]   (needs root, iptables, nft, ping)
+const mainUsage = `usage: weft lab faults [flags]   (needs root, iptables, nft, ping, and
+the etcd binary of make kube-tools for the 3-member cluster row)
 
-Builds labs (prefix <prefix>v, g, c, d, r), pings between the pods of
+Builds labs (prefix <prefix>v, g, c, d, r, e), pings between the pods of
 different hosts every 10 ms, injects each fault with real parts (etcd
 killed or cut off, kernel entries deleted or changed, stray leases,
 Docker's nat rule, ...), and prints one row per fault: packets lost, time
