@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/weftnet/weft/internal/version.Version=$(VERSION)
 CNI_PLUGINS := github.com/containernetworking/plugins/plugins
 
-.PHONY: all build weft cni demo test test-kube kube-tools unit vet clean bench screenshots fuzz
+.PHONY: all build weft cni demo test test-kube kube-tools unit vet clean bench faults screenshots fuzz
 
 all: build
 
@@ -53,6 +53,16 @@ demo: build
 # JSON result is left in bin/bench.json.
 bench: build
 	./bin/weft lab bench --json-out bin/bench.json $(BENCH_FLAGS)
+
+# The fault suite of docs/reliability.md: labs with pod-to-pod pings every
+# 10 ms, one row per fault (packets lost, time to repair, PASS/FAIL, the
+# log line naming the cause), written into docs/reliability.md; about 3
+# minutes on 2 cores; needs root. Fails when a row that is not a known gap
+# misses the goal. Options go in FAULTS_FLAGS, e.g.
+# FAULTS_FLAGS="--etcd-block 10s --only etcd" or "--require all".
+# kube-tools provides the etcd binary of the 3-member cluster row.
+faults: build kube-tools
+	./bin/weft lab faults --write-doc docs/reliability.md $(FAULTS_FLAGS)
 
 # Unit and integration tests, with the race detector. Integration tests
 # need root and fail (rather than skip) when they cannot run. The tests
