@@ -69,7 +69,7 @@ faults: build kube-tools
 # that change host-wide kernel settings (nstest.Serial) run afterwards, on
 # their own, so that no other test shares the kernel with them.
 TEST_ENV := WEFT_REQUIRE_ROOT=1 WEFT_CNI_BIN_DIR=$(CURDIR)/bin/cni WEFT_BIN=$(CURDIR)/bin/weft
-SERIAL_TESTS := TestDemoOverflowsALoweredNeighTable
+SERIAL_TESTS := TestDemoOverflowsALoweredNeighTable|TestFaultSuite
 test: build vet kube-tools
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) test-image

@@ -210,7 +210,11 @@ func (h *storeHealth) succeeded(op string, validConfig bool) {
 // reports its errors, and nil when it works again.
 func (h *storeHealth) report(op string, err error) {
 	if err != nil {
-		h.failed(op, "watch the leases", err)
+		what := "watch the leases"
+		if op == "connection" {
+			what = "stay connected to the store"
+		}
+		h.failed(op, what, err)
 		return
 	}
 	h.succeeded(op, false)
@@ -271,10 +275,23 @@ func (a *Agent) probeStore(ctx context.Context, ready <-chan struct{}) error {
 	if every <= 0 {
 		every = 5 * time.Second
 	}
+	var changed <-chan struct{}
+	if n, ok := a.deps.Store.(store.ConfigNotifier); ok {
+		changed = n.ConfigChanges(ctx)
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
 	down := false
 	for {
-		if err := sleep(ctx, every); err != nil {
+		select {
+		case <-ctx.Done():
 			return nil
+		case <-tick.C:
+		case _, ok := <-changed:
+			if !ok {
+				changed = nil // ctx is ending; the select above sees it
+				continue
+			}
 		}
 		pctx, cancel := context.WithTimeout(ctx, every)
 		cfg, err := a.deps.Store.Config(pctx)

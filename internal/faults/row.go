@@ -9,7 +9,8 @@ import (
 )
 
 // RepairGoal is how soon after a fault (or after the end of an outage)
-// the kernel state must be back and pings must flow again.
+// the kernel state must be back and pings must flow again, unless the row
+// or the run sets another (Row.Goal).
 const RepairGoal = time.Second
 
 // Row is one fault's measurement.
@@ -29,6 +30,8 @@ type Row struct {
 	// Repaired is false when the state never came back within the row's
 	// timeout (Repair is then the timeout).
 	Repaired bool
+	// Goal is the repair time the row is held to; zero means RepairGoal.
+	Goal time.Duration
 
 	// Cause is the first agent log line that named the fault; empty when
 	// none did.
@@ -62,14 +65,21 @@ func (r Row) Failures() []string {
 	if r.Repair >= 0 {
 		if !r.Repaired {
 			f = append(f, fmt.Sprintf("not repaired within %s", fmtDur(r.Repair)))
-		} else if r.Repair > RepairGoal {
-			f = append(f, fmt.Sprintf("repair took %s (goal %s)", fmtDur(r.Repair), fmtDur(RepairGoal)))
+		} else if goal := r.goal(); r.Repair > goal {
+			f = append(f, fmt.Sprintf("repair took %s (goal %s)", fmtDur(r.Repair), fmtDur(goal)))
 		}
 	}
 	if !r.NoCause && r.Cause == "" {
 		f = append(f, "no log line named the cause")
 	}
 	return append(f, r.Problems...)
+}
+
+func (r Row) goal() time.Duration {
+	if r.Goal > 0 {
+		return r.Goal
+	}
+	return RepairGoal
 }
 
 // Result is PASS, FAIL or "known gap (...)".

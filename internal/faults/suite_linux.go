@@ -22,6 +22,10 @@ type fault struct {
 	// setup, when set, prepares the lab before the pings start; what it
 	// costs is not the fault's.
 	setup func(ctx context.Context, e *env) error
+	// goal, when set, replaces RepairGoal for this row: for a time the
+	// fault itself bounds, such as reconnecting after an outage (say why
+	// where it is set).
+	goal time.Duration
 	// noHeal skips waiting for the lab to answer again after the row: it
 	// is the last of its lab, which may stay broken.
 	noHeal bool
@@ -126,7 +130,12 @@ func (s *suite) runLab(ctx context.Context, lp labPlan, fs []fault) error {
 const settle = 300 * time.Millisecond
 
 func (s *suite) runRow(ctx context.Context, e *env, f fault) Row {
-	r := Row{ID: f.id, Fault: f.text, Backend: e.backend, Repair: -1, Gap: s.o.Gaps[f.id]}
+	r := Row{ID: f.id, Fault: f.text, Backend: e.backend, Repair: -1, Gap: s.o.Gaps[f.id], Goal: f.goal}
+	// A run's own goal (the CI test's, on a machine shared with other
+	// tests) loosens every row's; it never tightens one.
+	if s.o.RepairGoal > max(r.Goal, RepairGoal) {
+		r.Goal = s.o.RepairGoal
+	}
 	if f.setup != nil {
 		if err := f.setup(ctx, e); err != nil {
 			r.Err = fmt.Errorf("setup: %w", err)

@@ -109,3 +109,11 @@ type RawConfigReader interface {
 type TroubleReporter interface {
 	ReportTrouble(report func(op string, err error))
 }
+
+// ConfigNotifier is a store that can tell when its network config may
+// have changed, so that a deleted or broken config is noticed at once
+// rather than at the next periodic check. The channel carries at most one
+// pending signal and is closed when ctx ends.
+type ConfigNotifier interface {
+	ConfigChanges(ctx context.Context) <-chan struct{}
+}

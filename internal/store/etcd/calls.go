@@ -37,12 +37,17 @@ const (
 	// s): pings more frequent than that are answered with GOAWAY.
 	keepAliveTime    = 6 * time.Second
 	keepAliveTimeout = 3 * time.Second
-	// reconnectMaxDelay caps gRPC's reconnect backoff (120 s by default).
-	reconnectMaxDelay = 2 * time.Second
-	// connectTimeout bounds one connection attempt (20 s by default), so
-	// that a SYN lost during the partition does not hold the next attempt
-	// back for long after it heals.
-	connectTimeout = 3 * time.Second
+	// reconnectMaxDelay caps gRPC's reconnect backoff (120 s by default):
+	// two connection attempts a second per agent while etcd is away are
+	// cheap, and bounds how long a healed path goes unused.
+	reconnectMaxDelay = 500 * time.Millisecond
+	// connectTimeout bounds one connection attempt (20 s by default). It
+	// is at TCP's first SYN retransmission (1 s), so that an attempt whose
+	// SYN was lost during the partition is abandoned for a fresh one
+	// rather than waiting out the next, longer retransmission after the
+	// path is back. A TCP and TLS handshake to etcd takes milliseconds on
+	// the networks etcd clusters run on.
+	connectTimeout = time.Second
 )
 
 // dialOptions are the gRPC options the store adds to the etcd client's.
