@@ -102,17 +102,7 @@ func (h *storeHealth) failed(op, what string, err error) store.Cause {
 	if op == opWatch {
 		t = &h.watch
 	}
-	onset := !t.active
-	if onset {
-		*t = troubleTrack{active: true, since: now}
-	}
-	if t.cause != cause {
-		if t.cause != "" {
-			h.metrics.StoreTrouble(t.cause, false)
-		}
-		h.metrics.StoreTrouble(cause, true)
-	}
-	t.cause, t.err = cause, err
+	onset := h.note(t, cause, err, now)
 	lvl := slog.LevelError
 	if cause == store.CauseUnreachable || cause == store.CauseTimeout {
 		// Often a passing outage that the agent rides out; the data
@@ -144,13 +134,10 @@ func (h *storeHealth) failed(op, what string, err error) store.Cause {
 	return cause
 }
 
-// failConfigLocked reports a missing or invalid config. Each distinct
-// complaint is logged once (a config is changed by hand, so a new error is
-// an operator's new attempt and worth a line), and repeated every
-// h.repeat while it stays.
-func (h *storeHealth) failConfigLocked(op string, cause store.Cause, err error, now time.Time) {
-	t := &h.config
-	onset := !t.active
+// note records a failure on t, starting the trouble if there was none
+// (onset) and moving the trouble gauge to the new cause.
+func (h *storeHealth) note(t *troubleTrack, cause store.Cause, err error, now time.Time) (onset bool) {
+	onset = !t.active
 	if onset {
 		*t = troubleTrack{active: true, since: now}
 	}
@@ -161,6 +148,16 @@ func (h *storeHealth) failConfigLocked(op string, cause store.Cause, err error, 
 		h.metrics.StoreTrouble(cause, true)
 	}
 	t.cause, t.err = cause, err
+	return onset
+}
+
+// failConfigLocked reports a missing or invalid config. Each distinct
+// complaint is logged once (a config is changed by hand, so a new error is
+// an operator's new attempt and worth a line), and repeated every
+// h.repeat while it stays.
+func (h *storeHealth) failConfigLocked(op string, cause store.Cause, err error, now time.Time) {
+	t := &h.config
+	onset := h.note(t, cause, err, now)
 	if !onset && err.Error() == t.loggedErr && now.Sub(t.loggedAt) < h.repeat {
 		return
 	}
