@@ -29,6 +29,12 @@ func (r *reports) add(op string, err error) {
 	r.got = append(r.got, op+":"+string(store.Classify(err)))
 }
 
+func (r *reports) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return fmt.Sprint(r.got)
+}
+
 func (r *reports) has(s string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -58,7 +64,7 @@ func TestConnectionLossIsReportedAtOnce(t *testing.T) {
 	// transport closes (13 s seen under load).
 	nstest.Eventually(t, 30*time.Second, func() error {
 		if !r.has("connection:unreachable") {
-			return fmt.Errorf("no connection trouble reported yet (%v)", r.got)
+			return fmt.Errorf("no connection trouble reported yet (%v)", &r)
 		}
 		return nil
 	})
@@ -67,7 +73,7 @@ func TestConnectionLossIsReportedAtOnce(t *testing.T) {
 	healed := time.Now()
 	nstest.Eventually(t, 10*time.Second, func() error {
 		if !r.has("connection:ok") {
-			return fmt.Errorf("the connection's return was not reported (%v)", r.got)
+			return fmt.Errorf("the connection's return was not reported (%v)", &r)
 		}
 		return nil
 	})
