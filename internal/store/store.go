@@ -28,6 +28,10 @@ type AcquireRequest struct {
 	// Previous is the subnet this host used last time (from subnet.env), if
 	// any. It is reused when still free.
 	Previous netip.Prefix
+	// PreviousIPv6 is the IPv6 subnet this host used last time
+	// (FLANNEL_IPV6_SUBNET), reused when still free and the config
+	// enables IPv6.
+	PreviousIPv6 netip.Prefix
 	// NewHostID says Attrs.HostID was generated on this start
 	// (lease.PickInput.NewHostID).
 	NewHostID bool
