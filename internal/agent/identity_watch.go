@@ -196,7 +196,7 @@ func (w *identityWatch) republish(ctx context.Context) {
 	btype, data := w.be.LeaseAttrs()
 	attrs := w.own.Attrs
 	attrs.BackendType, attrs.BackendData = btype, data
-	req := store.AcquireRequest{Attrs: attrs, Previous: w.own.Subnet}
+	req := store.AcquireRequest{Attrs: attrs, Previous: w.own.Subnet, PreviousIPv6: w.own.IPv6Subnet}
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		if attempt > 0 && sleep(ctx, time.Second) != nil {

@@ -46,7 +46,10 @@ func (a *Agent) join(ctx context.Context, ext backend.ExternalInterface) (*netco
 		if err != nil {
 			return nil, nil, lease.Lease{}, err
 		}
-		a.log.Info("network config", "network", cfg.Network, "subnet-len", cfg.SubnetLen, "backend", cfg.BackendType)
+		a.log.Info("network config", "network", cfg.Network, "subnet-len", cfg.SubnetLen, "ipv6-network", cfg.IPv6Network, "families", cfg.Families(), "backend", cfg.BackendType)
+		if err := checkFamilies(cfg); err != nil {
+			return nil, nil, lease.Lease{}, err
+		}
 		a.deps.Metrics.SetBackend(cfg.BackendType)
 		a.page.setConfig(cfg)
 
