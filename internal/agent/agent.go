@@ -173,6 +173,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.opts.PublicIP = ip.String()
 		}
 	}
+	if err := a.publicIPv6Override(ctx); err != nil {
+		return err
+	}
 	ext, err := a.deps.SelectInterface(&a.opts)
 	if err != nil {
 		return fmt.Errorf("select the interface for traffic between hosts: %w", err)

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -8,6 +9,7 @@ import (
 	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/netconf"
+	"github.com/weftnet/weft/internal/store"
 	"github.com/weftnet/weft/internal/subnetenv"
 	"github.com/weftnet/weft/internal/web"
 )
@@ -71,6 +73,25 @@ func ipv6Notice(cfg *netconf.Config, own lease.Lease, ext backend.ExternalInterf
 		what = fmt.Sprintf("leased IPv6 subnet %s and published PublicIPv6 %s; subnet.env gives pods IPv6 addresses", own.IPv6Subnet, own.Attrs.PublicIPv6)
 	}
 	return "IPv6 is enabled in the network config: " + what + ", but this version programs IPv4 only: no IPv6 routes, devices or rules, so pods' IPv6 traffic does not reach other hosts"
+}
+
+// publicIPv6Override applies the store's override of --public-ipv6
+// (Kubernetes: the node-public-ipv6 annotation), which like the IPv4 one
+// also drives interface selection.
+func (a *Agent) publicIPv6Override(ctx context.Context) error {
+	src, ok := a.deps.Store.(store.PublicIPv6Source)
+	if !ok {
+		return nil
+	}
+	ip, set, err := src.PublicIPv6(ctx)
+	if err != nil {
+		return fmt.Errorf("read the public IPv6 override from the store: %w", err)
+	}
+	if set {
+		a.log.Info("public IPv6 address set by the store overrides --public-ipv6", "public-ipv6", ip, "was", a.opts.PublicIPv6)
+		a.opts.PublicIPv6 = ip.String()
+	}
+	return nil
 }
 
 // noteIPv6 logs ipv6Notice at ERROR and puts it on the agent's page.

@@ -75,6 +75,12 @@ type PublicIPSource interface {
 	PublicIP(ctx context.Context) (ip netip.Addr, ok bool, err error)
 }
 
+// PublicIPv6Source is PublicIPSource for --public-ipv6 (Kubernetes: the
+// node-public-ipv6 annotation).
+type PublicIPv6Source interface {
+	PublicIPv6(ctx context.Context) (ip netip.Addr, ok bool, err error)
+}
+
 // Completer is a store that wants to hear when the data plane is up
 // (Kubernetes: the node's NetworkUnavailable condition goes False).
 type Completer interface {

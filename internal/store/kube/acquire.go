@@ -47,14 +47,17 @@ func (s *Store) Acquire(ctx context.Context, cfg *netconf.Config, req store.Acqu
 	if cfg.EnableIPv4 && !contains(cfg.Network, v4) {
 		return lease.Lease{}, fmt.Errorf("node %q podCIDR %s is not inside the Network %s of %s: kube-controller-manager's --cluster-cidr (kubeadm: --pod-network-cidr) must equal Network", s.node, v4, cfg.Network, s.netConf)
 	}
-	l := lease.Lease{Subnet: v4}
+	var l lease.Lease
+	if cfg.EnableIPv4 {
+		l.Subnet = v4
+	}
 	if cfg.EnableIPv6 {
 		if !contains(cfg.IPv6Network, v6) {
 			return lease.Lease{}, fmt.Errorf("node %q IPv6 podCIDR %v is not inside the IPv6Network %s of %s", s.node, v6, cfg.IPv6Network, s.netConf)
 		}
 		l.IPv6Subnet = v6
 	}
-	d := desired{attrs: req.Attrs, withV6: cfg.EnableIPv6}
+	d := desired{attrs: req.Attrs, withV6: cfg.EnableIPv6, v6only: !cfg.EnableIPv4}
 	attrs, err := s.publish(ctx, n, d)
 	if err != nil {
 		return lease.Lease{}, err
@@ -106,7 +109,7 @@ func (s *Store) publish(ctx context.Context, n *corev1.Node, d desired) (lease.A
 	if err := s.patchStatus(ctx, body); err != nil {
 		return lease.Attrs{}, fmt.Errorf("write annotations on node %q: %w", s.node, err)
 	}
-	s.log.Info("published node annotations", "public-ip", want[s.keys.publicIP], "backend-type", want[s.keys.backendType], "backend-data", want[s.keys.backendData])
+	s.log.Info("published node annotations", "public-ip", want[s.keys.publicIP], "public-ipv6", want[s.keys.publicIPv6], "backend-type", want[s.keys.backendType], "backend-data", want[s.keys.backendData])
 	return attrs, nil
 }
 
@@ -224,4 +227,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// v6only reports whether the config Acquire was called with is
+// IPv6-only, which decides how peers' Nodes are read (leaseOf6).
+func (s *Store) v6only() bool {
+	s.want.mu.Lock()
+	defer s.want.mu.Unlock()
+	return s.want.set && s.want.d.v6only
 }
