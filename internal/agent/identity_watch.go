@@ -125,7 +125,7 @@ func (w *identityWatch) checkPublicIP(leases []lease.Lease) {
 		}
 		w.a.deps.Metrics.IdentityConflict(metrics.ConflictPublicIP)
 		w.a.log.Error(fmt.Sprintf("two hosts use public IP %s: set --public-ip or --iface on one of them", w.publicIP),
-			"other-lease", w.a.leaseKey(l.Subnet), "other-host-id", l.Attrs.HostID, "host-id", id, "own-lease", w.a.leaseKey(w.own.Subnet))
+			"other-lease", w.a.leaseKey(l.Subnet, l.IPv6Subnet), "other-host-id", l.Attrs.HostID, "host-id", id, "own-lease", w.a.leaseKey(w.own.Subnet, w.own.IPv6Subnet))
 	}
 	for sn, other := range w.dups {
 		if _, ok := now[sn]; !ok {
