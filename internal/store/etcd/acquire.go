@@ -339,7 +339,18 @@ func (s *Store) tryRenew(ctx context.Context, key string, l lease.Lease) (lease.
 		if err != nil {
 			return lease.Lease{}, err
 		}
-		exp, err := s.create(ctx, key, val)
+		// Another key may hold the IPv4 subnet now (a dual-stack key
+		// differs from an IPv4-only one): re-creating ours beside it
+		// would give one subnet to two hosts.
+		v4key := s.subnets + lease.KeyName(l.Subnet, netip.Prefix{})
+		others, err := s.cli.Get(ctx, v4key, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			return lease.Lease{}, fmt.Errorf("read %s*: %w", v4key, err)
+		}
+		if len(others.Kvs) > 0 {
+			return lease.Lease{}, fmt.Errorf("subnet %s was taken by another host (key %s)", l.Subnet, others.Kvs[0].Key)
+		}
+		exp, err := s.create(ctx, key, val, s.freeGuards(lease.Lease{Subnet: l.Subnet}, 0)...)
 		if err != nil {
 			return lease.Lease{}, err
 		}

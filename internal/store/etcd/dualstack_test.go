@@ -124,3 +124,30 @@ func TestIPv6OnlyConfigRefused(t *testing.T) {
 		t.Errorf("Config of an IPv6-only config: %v, want ErrInvalidConfig naming EnableIPv4", err)
 	}
 }
+
+// A lease that vanished is not re-created beside another host's key for
+// the same IPv4 subnet with another IPv6 part.
+func TestRenewDoesNotDuplicateAnIPv4Subnet(t *testing.T) {
+	srv := etcdtest.StartForTest(t)
+	st := newStore(t, srv.Endpoint(), etcdstore.Options{Prefix: prefix})
+	cli := rawClient(t, srv)
+	cfg := mustConfig(t, `{"Network": "10.5.0.0/16", "Backend": {"Type": "host-gw"}}`)
+	l, err := st.Acquire(ctxT(t), cfg, store.AcquireRequest{Attrs: attrs("192.0.2.1"), Previous: netip.MustParsePrefix("10.5.7.0/24")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Delete(ctxT(t), subnetKey("10.5.7.0/24")); err != nil {
+		t.Fatal(err)
+	}
+	other := prefix + "/subnets/10.5.7.0-24&fd00::-64"
+	if _, err := cli.Put(ctxT(t), other, `{"PublicIP":"192.0.2.9","PublicIPv6":null,"BackendType":"host-gw"}`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.Renew(ctxT(t), l)
+	if err == nil || !strings.Contains(err.Error(), "taken by another host (key "+other+")") {
+		t.Errorf("Renew = %v, want it refused naming %s", err, other)
+	}
+	if resp := getKV(t, cli, subnetKey("10.5.7.0/24")); len(resp.Kvs) != 0 {
+		t.Errorf("Renew re-created %s beside %s", subnetKey("10.5.7.0/24"), other)
+	}
+}
