@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,4 +105,46 @@ func TestKubeStoreDualStack(t *testing.T) {
 		}
 		return fmt.Errorf("latest snapshot %v has no dual-stack lease %s&%s for h2", last, v4["h2"], v6["h2"])
 	})
+}
+
+// A dual-stack config on a cluster whose controller-manager hands out IPv4
+// podCIDRs only: Acquire waits and says which --cluster-cidr is missing
+// rather than lease an IPv4 subnet alone.
+func TestKubeStoreDualStackConfigOnSingleStackCluster(t *testing.T) {
+	e := setup(t, kubetest.Options{})
+	if err := os.WriteFile(e.netConf, []byte(`{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56", "Backend": {"Type": "host-gw"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.c.CreateNode(t, "w1", nil)
+	e.c.WaitPodCIDR(t, "w1", 20*time.Second)
+	var logs logBuf
+	s := e.newStore(t, "w1", logs.logger(), true)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg, err := s.Config(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, acancel := context.WithCancel(ctx)
+	res := make(chan error, 1)
+	go func() {
+		_, err := s.Acquire(actx, cfg, store.AcquireRequest{Attrs: lease.Attrs{PublicIP: ip("10.0.0.1"), PublicIPv6: ip("2001:db8::1"), BackendType: "host-gw"}})
+		res <- err
+	}()
+	const why = `node \"w1\" has no IPv6 podCIDR yet: kube-controller-manager must run with --allocate-node-cidrs=true --cluster-cidr=10.244.0.0/16,fd00:10:244::/56`
+	nstest.Eventually(t, 10*time.Second, func() error {
+		if !strings.Contains(logs.String(), why) {
+			return fmt.Errorf("no log line saying why; log so far:\n%s", logs.String())
+		}
+		return nil
+	})
+	select {
+	case err := <-res:
+		t.Fatalf("Acquire returned without an IPv6 podCIDR: %v", err)
+	default:
+	}
+	acancel()
+	if err := <-res; err == nil {
+		t.Error("Acquire succeeded after cancel")
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -164,10 +165,16 @@ func (s *Store) waitPodCIDR(ctx context.Context, cfg *netconf.Config) (*corev1.N
 			if cfg.EnableIPv4 && v4.IsValid() {
 				fam = "IPv6 "
 			}
-			net := cfg.Network.String()
-			if fam != "" || !cfg.EnableIPv4 {
-				net = cfg.IPv6Network.String()
+			// The controller-manager's flag names every family the config
+			// enables, IPv4 first, as kubeadm's --pod-network-cidr does.
+			var nets []string
+			if cfg.EnableIPv4 {
+				nets = append(nets, cfg.Network.String())
 			}
+			if cfg.EnableIPv6 {
+				nets = append(nets, cfg.IPv6Network.String())
+			}
+			net := strings.Join(nets, ",")
 			say(fmt.Sprintf("node %q has no %spodCIDR yet: kube-controller-manager must run with --allocate-node-cidrs=true --cluster-cidr=%s (kubeadm: --pod-network-cidr); waiting for it", s.node, fam, net))
 		case apierrors.IsNotFound(err):
 			say(fmt.Sprintf("node %q does not exist (yet): the kubelet registers it; check NODE_NAME; waiting for it", s.node))
