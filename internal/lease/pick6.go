@@ -60,10 +60,13 @@ func pickIPv6(in PickInput, pick *Pick) error {
 		}
 		pick.Reason += fmt.Sprintf("; IPv6 subnet %s of the lease not kept: %s", ex.IPv6Subnet, why)
 	}
-	others := make([]Lease, 0, len(in.Existing))
-	for _, l := range in.Existing {
-		if !mine(l, ex, pick.Stale) {
-			others = append(others, l)
+	others := in.Existing
+	if ex != nil || len(pick.Stale) > 0 {
+		others = make([]Lease, 0, len(in.Existing))
+		for _, l := range in.Existing {
+			if !mine(l, ex, pick.Stale) {
+				others = append(others, l)
+			}
 		}
 	}
 	if prev := in.PreviousIPv6; prev.IsValid() {

@@ -179,3 +179,17 @@ func TestU128(t *testing.T) {
 		t.Errorf("ones(128) = %#v", got)
 	}
 }
+
+func BenchmarkPickSubnetDualStack(b *testing.B) {
+	cfg := mustConfig(b, `{"Network": "10.0.0.0/8", "EnableIPv6": true, "IPv6Network": "fd00::/40", "Backend": {"Type": "vxlan"}}`)
+	existing := bigStore(5000)
+	for i := range existing {
+		existing[i].IPv6Subnet = netip.PrefixFrom(fromAddr(netip.MustParseAddr("fd00::")).add(u128{lo: uint64(i + 1)}.shl(64)).toAddr(128), 64)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for b.Loop() {
+		if _, err := PickSubnet(PickInput{Config: cfg, Existing: existing, PublicIP: ourIP, Rand: r}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
