@@ -27,10 +27,16 @@ import (
 // data plane, so an IPv6-only host would have no network at all.
 var errIPv6Only = errors.New(`the network config has "EnableIPv4": false (IPv6-only), but this version of weft programs IPv4 only: it leases and publishes IPv6 subnets, and programs no IPv6 routes, devices or rules yet; enable IPv4 ("EnableIPv4": true with a Network) to run dual-stack`)
 
-// checkFamilies says why this agent cannot serve cfg's address families.
-func checkFamilies(cfg *netconf.Config) error {
+// checkFamilies says why this agent cannot serve cfg's address families
+// on interface ext.
+func checkFamilies(cfg *netconf.Config, ext backend.ExternalInterface) error {
 	if !cfg.EnableIPv4 {
 		return errIPv6Only
+	}
+	if !ext.PublicIP.IsValid() {
+		// extiface takes an interface with IPv6 only, for IPv6-only
+		// networks; this one needs IPv4.
+		return fmt.Errorf("interface %s has no IPv4 address, which the network config needs (it enables IPv4): pass --iface, --iface-regex or --public-ip", ext.Name)
 	}
 	return nil
 }

@@ -61,7 +61,17 @@ func TestIPv6OnlyConfigStopsTheAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := checkFamilies(cfg); !errors.Is(err, errIPv6Only) || !strings.Contains(err.Error(), `"EnableIPv4": false`) {
+	ext, _ := dualInterface(nil)
+	if err := checkFamilies(cfg, ext); !errors.Is(err, errIPv6Only) || !strings.Contains(err.Error(), `"EnableIPv4": false`) {
 		t.Errorf("checkFamilies(IPv6-only) = %v", err)
+	}
+	// An interface with IPv6 only cannot serve an IPv4 network.
+	v4, err := netconf.Parse([]byte(`{"Network": "10.5.0.0/16", "Backend": {"Type": "host-gw"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext.Addr, ext.PublicIP = netip.Addr{}, netip.Addr{}
+	if err := checkFamilies(v4, ext); err == nil || !strings.Contains(err.Error(), "interface eth0 has no IPv4 address") {
+		t.Errorf("checkFamilies(IPv4 config, IPv6-only interface) = %v", err)
 	}
 }

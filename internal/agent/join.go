@@ -47,7 +47,7 @@ func (a *Agent) join(ctx context.Context, ext backend.ExternalInterface) (*netco
 			return nil, nil, lease.Lease{}, err
 		}
 		a.log.Info("network config", "network", cfg.Network, "subnet-len", cfg.SubnetLen, "ipv6-network", cfg.IPv6Network, "families", cfg.Families(), "backend", cfg.BackendType)
-		if err := checkFamilies(cfg); err != nil {
+		if err := checkFamilies(cfg, ext); err != nil {
 			return nil, nil, lease.Lease{}, err
 		}
 		a.deps.Metrics.SetBackend(cfg.BackendType)

@@ -184,15 +184,6 @@ func choose(s snapshot, o Options) (backend.ExternalInterface, error) {
 			}
 		}
 	}
-	if !addr.IsValid() {
-		return backend.ExternalInterface{}, fmt.Errorf("interface %s has no IPv4 address", chosen.Name)
-	}
-	if chosen.MTU == 0 {
-		return backend.ExternalInterface{}, fmt.Errorf("interface %s has MTU 0", chosen.Name)
-	}
-	if !publicIP.IsValid() {
-		publicIP = addr
-	}
 	var addr6 netip.Addr
 	switch {
 	case publicIPv6.IsValid() && chosen.holds(publicIPv6):
@@ -201,6 +192,17 @@ func choose(s snapshot, o Options) (backend.ExternalInterface, error) {
 		addr6 = matched
 	case len(chosen.Addrs6) > 0:
 		addr6 = chosen.Addrs6[0]
+	}
+	// An interface with IPv6 only is chosen (an IPv6-only underlay); the
+	// agent refuses it once the config says IPv4 is needed.
+	if !addr.IsValid() && !addr6.IsValid() {
+		return backend.ExternalInterface{}, fmt.Errorf("interface %s has no IPv4 address", chosen.Name)
+	}
+	if chosen.MTU == 0 {
+		return backend.ExternalInterface{}, fmt.Errorf("interface %s has MTU 0", chosen.Name)
+	}
+	if !publicIP.IsValid() {
+		publicIP = addr
 	}
 	if !publicIPv6.IsValid() {
 		publicIPv6 = addr6

@@ -13,6 +13,7 @@ func dualHost() snapshot {
 	s := testHost()
 	s.ifaces[1].Addrs6 = addrs("2001:db8:0:1::5", "fd00::5")
 	s.ifaces[2].Addrs6 = addrs("2001:db8:50::2")
+	s.ifaces = append(s.ifaces, ifaceInfo{Name: "v6only", Index: 9, MTU: 1500, Addrs6: addrs("2001:db8:66::1")})
 	inner := s.reach
 	s.reach = func(dst netip.Addr) (int, netip.Addr, error) {
 		switch {
@@ -49,6 +50,7 @@ func TestChooseIPv6(t *testing.T) {
 		{name: "can-reach IPv6 unreachable", o: Options{IfaceCanReach: "2001:db8:99::1"}, want: "error: --iface-can-reach 2001:db8:99::1: no route: network is unreachable"},
 		{name: "interface without IPv6", o: Options{Ifaces: []string{"ll0"}, PublicIP: "169.254.3.3"}, want: "ll0 169.254.3.3 169.254.3.3 invalid IP invalid IP"},
 		{name: "bad public-ipv6", o: Options{PublicIPv6: "10.0.0.5"}, want: `error: --public-ipv6 "10.0.0.5": not an IPv6 address`},
+		{name: "IPv6-only interface (the agent decides whether IPv4 is needed)", o: Options{Ifaces: []string{"v6only"}}, want: "v6only invalid IP invalid IP 2001:db8:66::1 2001:db8:66::1"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
