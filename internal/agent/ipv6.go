@@ -107,5 +107,5 @@ func (a *Agent) noteIPv6(cfg *netconf.Config, own lease.Lease, ext backend.Exter
 		return
 	}
 	a.log.Error(msg, "ipv6-network", cfg.IPv6Network, "ipv6-subnet", own.IPv6Subnet, "public-ipv6", own.Attrs.PublicIPv6)
-	a.page.add(web.EventRefused, "%s", msg)
+	a.page.add(web.EventConfig, "%s", msg)
 }
