@@ -487,7 +487,11 @@ func (a *Agent) acquire(ctx context.Context, cfg *netconf.Config, ext backend.Ex
 				a.log.Info("the lease is no longer refused", "was", refused)
 			}
 			a.deps.Metrics.LeaseExpires(l.Expiration)
-			a.log.Info("leased subnet", "subnet", l.Subnet, "ipv6-subnet", l.IPv6Subnet, "public-ip", l.Attrs.PublicIP, "public-ipv6", l.Attrs.PublicIPv6, "expires", expiry(l), "previous", req.Previous)
+			args := []any{"subnet", l.Subnet, "public-ip", l.Attrs.PublicIP, "expires", expiry(l), "previous", req.Previous}
+			if l.IPv6Subnet.IsValid() {
+				args = append(args, "ipv6-subnet", l.IPv6Subnet, "public-ipv6", l.Attrs.PublicIPv6)
+			}
+			a.log.Info("leased subnet", args...)
 			return l, nil
 		}
 		if ctx.Err() != nil {

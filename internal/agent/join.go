@@ -46,7 +46,11 @@ func (a *Agent) join(ctx context.Context, ext backend.ExternalInterface) (*netco
 		if err != nil {
 			return nil, nil, lease.Lease{}, err
 		}
-		a.log.Info("network config", "network", cfg.Network, "subnet-len", cfg.SubnetLen, "ipv6-network", cfg.IPv6Network, "families", cfg.Families(), "backend", cfg.BackendType)
+		args := []any{"network", cfg.Network, "subnet-len", cfg.SubnetLen, "backend", cfg.BackendType}
+		if cfg.EnableIPv6 {
+			args = append(args, "ipv6-network", cfg.IPv6Network, "ipv6-subnet-len", cfg.IPv6SubnetLen, "families", cfg.Families())
+		}
+		a.log.Info("network config", args...)
 		if err := checkFamilies(cfg, ext); err != nil {
 			return nil, nil, lease.Lease{}, err
 		}

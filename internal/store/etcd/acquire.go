@@ -142,7 +142,7 @@ func (s *Store) tryAcquire(ctx context.Context, cfg *netconf.Config, req store.A
 					return lease.Lease{}, err
 				}
 			}
-			s.log.Info("acquired lease", "subnet", l.Subnet, "ipv6-subnet", l.IPv6Subnet, "key", e.key, "reservation", true, "reason", pick.Reason)
+			s.log.Info("acquired lease", "subnet", l.Subnet, "key", e.key, "reservation", true, "reason", pick.Reason)
 			return l, nil
 		}
 		id, exp, err := s.grant(ctx)
@@ -154,7 +154,7 @@ func (s *Store) tryAcquire(ctx context.Context, cfg *netconf.Config, req store.A
 			return lease.Lease{}, err
 		}
 		l.Expiration = exp
-		s.log.Info("acquired lease", "subnet", l.Subnet, "ipv6-subnet", l.IPv6Subnet, "key", e.key, "expires", exp, "reason", pick.Reason)
+		s.log.Info("acquired lease", "subnet", l.Subnet, "key", e.key, "expires", exp, "reason", pick.Reason)
 		return l, nil
 	}
 
@@ -165,7 +165,7 @@ func (s *Store) tryAcquire(ctx context.Context, cfg *netconf.Config, req store.A
 		return lease.Lease{}, err
 	}
 	l.Expiration = exp
-	s.log.Info("acquired lease", "subnet", l.Subnet, "ipv6-subnet", l.IPv6Subnet, "key", key, "expires", exp, "reason", pick.Reason)
+	s.log.Info("acquired lease", "subnet", l.Subnet, "key", key, "expires", exp, "reason", pick.Reason)
 	return l, nil
 }
 
@@ -196,7 +196,7 @@ func (s *Store) rekey(ctx context.Context, e *entry, l lease.Lease, val []byte, 
 		return lease.Lease{}, fmt.Errorf("move lease %s to %s: %w", e.key, key, errLostRace)
 	}
 	l.Expiration = exp
-	s.log.Info("acquired lease under a new key: its IPv6 subnet changed", "subnet", l.Subnet, "ipv6-subnet", l.IPv6Subnet, "key", key, "was", e.key, "expires", exp, "reason", reason)
+	s.log.Info("acquired lease under a new key: its IPv6 subnet changed", "subnet", l.Subnet, "key", key, "was", e.key, "expires", exp, "reason", reason)
 	return l, nil
 }
 
