@@ -25,7 +25,7 @@ func (a Attrs) MarshalJSON() ([]byte, error) {
 	}
 	buf.WriteString(`","PublicIPv6":`)
 	if a.PublicIPv6.IsValid() {
-		if a.PublicIPv6.Is4() {
+		if !a.PublicIPv6.Is6() || a.PublicIPv6.Is4In6() || a.PublicIPv6.Zone() != "" {
 			return nil, fmt.Errorf("encode lease attributes: PublicIPv6 %s is not an IPv6 address", a.PublicIPv6)
 		}
 		buf.WriteString(`"` + addrString(a.PublicIPv6) + `"`)

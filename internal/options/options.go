@@ -30,6 +30,7 @@ type Options struct {
 	EtcdPasswordFile string
 
 	PublicIP      string
+	PublicIPv6    string
 	Iface         []string
 	IfaceRegex    []string
 	IfaceCanReach string
@@ -151,6 +152,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.EtcdPassword, "etcd-password", o.EtcdPassword, "password for etcd basic auth (every user of the host can read a command line: prefer FLANNELD_ETCD_PASSWORD or --etcd-password-file)")
 	fs.Var(passwordFile{o}, "etcd-password-file", "file holding the password for etcd basic auth (one trailing newline is ignored)")
 	fs.StringVar(&o.PublicIP, "public-ip", o.PublicIP, "IP peers use to reach this host (default: the interface's address)")
+	fs.StringVar(&o.PublicIPv6, "public-ipv6", o.PublicIPv6, "IPv6 address peers use to reach this host when the config enables IPv6 (default: the interface's global IPv6 address)")
 	fs.Var((*stringList)(&o.Iface), "iface", "interface (name or IP) for traffic between hosts; repeatable, first match wins")
 	fs.Var((*stringList)(&o.IfaceRegex), "iface-regex", "regex matched against interface IPs, then names; repeatable")
 	fs.StringVar(&o.IfaceCanReach, "iface-can-reach", o.IfaceCanReach, "pick the interface that routes to this IP")

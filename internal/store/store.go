@@ -28,6 +28,10 @@ type AcquireRequest struct {
 	// Previous is the subnet this host used last time (from subnet.env), if
 	// any. It is reused when still free.
 	Previous netip.Prefix
+	// PreviousIPv6 is the IPv6 subnet this host used last time
+	// (FLANNEL_IPV6_SUBNET), reused when still free and the config
+	// enables IPv6.
+	PreviousIPv6 netip.Prefix
 	// NewHostID says Attrs.HostID was generated on this start
 	// (lease.PickInput.NewHostID).
 	NewHostID bool
@@ -69,6 +73,12 @@ type PublishedReader interface {
 // the node's node-public-ip annotation). ok is false when it has no say.
 type PublicIPSource interface {
 	PublicIP(ctx context.Context) (ip netip.Addr, ok bool, err error)
+}
+
+// PublicIPv6Source is PublicIPSource for --public-ipv6 (Kubernetes: the
+// node-public-ipv6 annotation).
+type PublicIPv6Source interface {
+	PublicIPv6(ctx context.Context) (ip netip.Addr, ok bool, err error)
 }
 
 // Completer is a store that wants to hear when the data plane is up
