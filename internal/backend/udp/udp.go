@@ -98,6 +98,11 @@ type Options struct {
 	// NoSubscribe makes Run repair on its timer only, and when reading
 	// flannel0 fails.
 	NoSubscribe bool
+
+	// openTun and probeSock replace tun.Open and probeSocket, so that tests
+	// play a kernel that refuses offloads (see fastPath).
+	openTun   func(name string, o tun.Options) (tun.Device, error)
+	probeSock func(c *net.UDPConn) sockOffloads
 }
 
 // config is the udp part of the network config's Backend object.
@@ -222,6 +227,8 @@ type Backend struct {
 
 	cur      atomic.Pointer[devRef] // dev, for the socket loop
 	curIndex atomic.Int32           // devIndex, for the notification filters
+
+	fast fastPath // path.go: the offloads the kernel granted
 }
 
 // devRef boxes a Device so it can be swapped atomically.
@@ -266,6 +273,7 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 		log:     cfg.Logger(BackendType),
 		opts:    o,
 		metrics: cfg.Metrics,
+		fast:    fastPath{openTun: o.openTun, probeSock: o.probeSock},
 	}, nil
 }
 

@@ -330,7 +330,7 @@ func (b *Backend) ensureDeviceLocked(trigger string, counts backend.Counts) (net
 	}
 	var dev tun.Device
 	err = netns.DoHandle(b.opts.Netns, func() (err error) {
-		dev, err = tun.Open(DeviceName, tun.Options{Persist: true})
+		dev, err = b.open(DeviceName, tun.Options{Persist: true, Offload: true})
 		return err
 	})
 	if err != nil {
@@ -416,21 +416,33 @@ type loops struct {
 	fatal     chan error  // the socket failed
 }
 
+// rxMessages is how many messages one receive asks for with UDP_GRO: each
+// is a run of up to 64 datagrams in a 64 KiB buffer.
+const rxMessages = 16
+
 // start runs the socket → flannel0 direction.
 func (l *loops) start(sock *net.UDPConn) {
 	b := l.b
-	bufs := makeBufs(batchSize, b.mtu+Overhead)
-	r, err := newReceiver(sock, bufs)
+	so := b.probeSock(sock)
+	b.setSockOffloads(so)
+	var r *receiver
+	var err error
+	if so.gro {
+		r, err = newReceiver(sock, rxMessages, groBufSize, true)
+	} else {
+		r, err = newReceiver(sock, batchSize, b.mtu+Overhead, false)
+	}
 	if err != nil {
 		l.fatal <- err
 		return
 	}
 	l.wg.Go(func() {
-		sizes := make([]int, batchSize)
-		out := make([][]byte, batchSize)
+		sizes := make([]int, len(r.pkts))
+		out := make([][]byte, len(r.pkts))
+		var w tunWriter
 		var st Stats
 		for {
-			n, err := r.read(sizes)
+			n, bad, err := r.read(sizes)
 			if err != nil {
 				if !errors.Is(err, net.ErrClosed) {
 					select {
@@ -440,9 +452,10 @@ func (l *loops) start(sock *net.UDPConn) {
 				}
 				return
 			}
-			k := decap(bufs, sizes, n, b.mtu, out, &st)
+			st.Malformed += uint64(bad)
+			k := decap(r.pkts, sizes, n, b.mtu, out, &st)
 			if k > 0 {
-				m, _ := b.cur.Load().dev.Write(out[:k], 0)
+				m := w.write(b.cur.Load().dev, out[:k])
 				st.Delivered += uint64(m)
 				st.DeliverErrors += uint64(k - m)
 			}
@@ -451,12 +464,53 @@ func (l *loops) start(sock *net.UDPConn) {
 	})
 }
 
+// tunWriter hands packets to flannel0. The offload device coalesces the
+// segments of a flow into one super-packet (GRO) in the first segment's
+// buffer, so each packet is copied into a buffer of its own, with
+// Headroom in front and room for 64 KiB behind; the copy costs far less
+// than the write(2) per packet it saves. The plain device takes the
+// packets where they are.
+type tunWriter struct {
+	bufs [][]byte // Headroom + 64 KiB each, made on first use
+	out  [][]byte
+}
+
+// write writes pkts to dev and returns how many it accepted.
+func (w *tunWriter) write(dev tun.Device, pkts [][]byte) int {
+	if on, _ := dev.Offload(); !on {
+		m, _ := dev.Write(pkts, 0)
+		return m
+	}
+	if w.bufs == nil {
+		w.bufs = makeBufs(dev.BatchSize(), tun.Headroom+groBufSize)
+		w.out = make([][]byte, len(w.bufs))
+	}
+	accepted := 0
+	for len(pkts) > 0 {
+		k := min(len(pkts), len(w.bufs))
+		for i, p := range pkts[:k] {
+			w.out[i] = w.bufs[i][:tun.Headroom+copy(w.bufs[i][tun.Headroom:], p)]
+		}
+		m, _ := dev.Write(w.out[:k], tun.Headroom)
+		accepted += m
+		pkts = pkts[k:]
+	}
+	return accepted
+}
+
+// maxReadErrors is how many failed reads of an offload device in a row
+// make the loop attach to flannel0 again. One failed read is one
+// super-packet wireguard-go could not split (a malformed one, or more
+// segments than buffers), which costs that packet only.
+const maxReadErrors = 16
+
 // startTun runs the flannel0 → socket direction for dev. Each device gets
 // its own goroutine and buffers, so the loop of a replaced device can
 // finish its last batch while the new one starts.
 func (l *loops) startTun(dev tun.Device) {
 	b := l.b
-	s, err := newSender(b.sock, batchSize)
+	size := dev.BatchSize()
+	s, err := newSender(b.sock, size, b.gsoOn())
 	if err != nil {
 		select {
 		case l.fatal <- err:
@@ -464,33 +518,55 @@ func (l *loops) startTun(dev tun.Device) {
 		}
 		return
 	}
+	b.setTunOffload(dev)
+	offload, _ := dev.Offload()
+	off := 0
+	if offload {
+		off = tun.Headroom
+	}
 	l.wg.Go(func() {
-		bufs := makeBufs(batchSize, b.mtu+Overhead)
-		sizes := make([]int, batchSize)
-		tx := newTxBatch(batchSize)
-		ic := newICMPBatch(batchSize)
+		bufs := makeBufs(size, off+b.mtu+Overhead)
+		sizes := make([]int, size)
+		tx := newTxBatch(size)
+		ic := newICMPBatch(size)
+		icOut := make([][]byte, size)
 		var st Stats
+		failures := 0
 		for {
-			n, err := dev.Read(bufs, sizes, 0)
+			n, err := dev.Read(bufs, sizes, off)
 			if err != nil {
-				if !errors.Is(err, os.ErrClosed) {
-					b.log.Warn("reading flannel0 failed; attaching to it again", "err", err)
-					b.markBroken(dev)
-					select {
-					case l.devFailed <- "device read failed":
-					default:
-					}
+				if errors.Is(err, os.ErrClosed) {
+					return
+				}
+				failures++
+				if offload && !errors.Is(err, unix.EBADFD) && failures < maxReadErrors {
+					st.Malformed++
+					b.stats.add(&st)
+					continue
+				}
+				b.log.Warn("reading flannel0 failed; attaching to it again", "err", err)
+				b.markBroken(dev)
+				select {
+				case l.devFailed <- "device read failed":
+				default:
 				}
 				return
 			}
-			encap(b.peers.Load(), bufs, sizes, n, 0, b.mtu, tx, ic, &st)
+			failures = 0
+			encap(b.peers.Load(), bufs, sizes, n, off, b.mtu, tx, ic, &st)
 			if tx.n > 0 {
 				sent, failed, _ := s.write(tx)
 				st.Sent += uint64(sent)
 				st.SendErrors += uint64(failed)
+				if s.gsoErr != nil && b.gsoOn() {
+					b.gsoRefused(s.gsoErr)
+				}
 			}
 			if ic.n > 0 {
-				m, _ := dev.Write(ic.out[:ic.n], 0)
+				for i := range ic.n {
+					icOut[i] = ic.room[i][:tun.Headroom+len(ic.out[i])]
+				}
+				m, _ := dev.Write(icOut[:ic.n], tun.Headroom)
 				st.ICMPSent += uint64(m)
 			}
 			b.stats.add(&st)
