@@ -2,6 +2,7 @@ package udp
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,8 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -258,4 +261,92 @@ func gauges(t *testing.T, m *metrics.Metrics, name string) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// flannelPeer plays a flannel udp host on hg, as flannel's proxy works: a
+// plain flannel0 (no offloads), one read(2) of it per packet sent as one
+// datagram to the peer's port 8285, and one datagram per write(2) into
+// flannel0. It checks what arrives from the weft host against flannel's
+// wire format: every datagram one whole IPv4 packet (its total length is
+// the datagram's) of at most flannel0's MTU. It returns the count of
+// datagrams received and of those that broke the format.
+func flannelPeer(t *testing.T, hg *host, peer netip.Addr) (datagrams, bad *atomic.Int64) {
+	t.Helper()
+	var dev tun.Device
+	var sock *net.UDPConn
+	if err := netns.Do(hg.NS, func() (err error) {
+		if dev, err = tun.Open(DeviceName, tun.Options{}); err != nil {
+			return err
+		}
+		sock, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(hg.Ext.Addr, DefaultPort)))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"ip", "link", "set", DeviceName, "mtu", "1472", "up"},
+		{"ip", "addr", "add", hg.Subnet.Addr().String() + "/32", "dev", DeviceName},
+		{"ip", "route", "add", network.String(), "dev", DeviceName},
+	} {
+		nstest.Exec(t, hg.NS, args...)
+	}
+	datagrams, bad = new(atomic.Int64), new(atomic.Int64)
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		dev.Close()
+		sock.Close()
+		wg.Wait()
+	})
+	to := net.UDPAddrFromAddrPort(netip.AddrPortFrom(peer, DefaultPort))
+	wg.Go(func() {
+		bufs, sizes := [][]byte{make([]byte, 2048)}, []int{0}
+		for {
+			if _, err := dev.Read(bufs, sizes, 0); err != nil {
+				return
+			}
+			_, _ = sock.WriteToUDP(bufs[0][:sizes[0]], to)
+		}
+	})
+	wg.Go(func() {
+		buf := make([]byte, 65536)
+		for {
+			n, err := sock.Read(buf)
+			if err != nil {
+				return
+			}
+			datagrams.Add(1)
+			p := buf[:n]
+			if n > 1472 || ipv4HeaderLen(p) == 0 || int(binary.BigEndian.Uint16(p[2:4])) != n {
+				bad.Add(1)
+				continue
+			}
+			_, _ = dev.Write([][]byte{p}, 0)
+		}
+	})
+	return datagrams, bad
+}
+
+// TestOffloadHostInteroperatesWithFlannelPeer runs weft's offload path on
+// A against a host that works as flannel's udp backend does: TCP both ways
+// arrives intact, and every datagram A sent is one flannel-sized packet.
+func TestOffloadHostInteroperatesWithFlannelPeer(t *testing.T) {
+	hs := segment(t, 2)
+	a, fl := hs[0], hs[1]
+	datagrams, bad := flannelPeer(t, fl, a.Ext.Addr)
+	b := a.start(t, Options{})
+	if err := b.Apply(t.Context(), leases(hs...)); err != nil {
+		t.Fatal(err)
+	}
+	backendtest.Run(t, b.Run)
+	nstest.Eventually(t, 3*time.Second, func() error {
+		if path, _ := b.Path(); path != metrics.UDPPathOffload {
+			return fmt.Errorf("path %s", path)
+		}
+		return nil
+	})
+	transferTCP(t, a, fl, 32<<20)
+	transferTCP(t, fl, a, 8<<20)
+	if datagrams.Load() < (32<<20)/1500 || bad.Load() != 0 {
+		t.Errorf("the flannel peer received %d datagrams, %d not one IPv4 packet of at most 1472 bytes", datagrams.Load(), bad.Load())
+	}
 }
