@@ -350,3 +350,33 @@ func TestOffloadHostInteroperatesWithFlannelPeer(t *testing.T) {
 		t.Errorf("the flannel peer received %d datagrams, %d not one IPv4 packet of at most 1472 bytes", datagrams.Load(), bad.Load())
 	}
 }
+
+// TestNoOffloadRunsBatchedPath turns the offloads off (WEFT_UDP_OFFLOAD=off):
+// flannel0 has no virtio header, the path is the batched one, and it is
+// said to be chosen, not refused.
+func TestNoOffloadRunsBatchedPath(t *testing.T) {
+	hs := segment(t, 2)
+	var bs []*Backend
+	for _, hg := range hs {
+		b := hg.start(t, Options{NoOffload: true})
+		if err := b.Apply(t.Context(), leases(hs...)); err != nil {
+			t.Fatal(err)
+		}
+		backendtest.Run(t, b.Run)
+		bs = append(bs, b)
+	}
+	nstest.Eventually(t, 3*time.Second, func() error {
+		if path, on := bs[0].Path(); path != metrics.UDPPathBatch || on[metrics.UDPOffloadGSO] || on[metrics.UDPOffloadGRO] {
+			return fmt.Errorf("path %s %v", path, on)
+		}
+		return nil
+	})
+	if out := nstest.Exec(t, hs[0].NS, "ip", "-d", "link", "show", DeviceName); !strings.Contains(out, "vnet_hdr off") {
+		t.Errorf("flannel0 with offloads off:\n%s", out)
+	}
+	transferTCP(t, hs[0], hs[1], 16<<20)
+	log := hs[0].logBuf.String()
+	if !strings.Contains(log, "offloads turned off (WEFT_UDP_OFFLOAD=off)") || strings.Contains(log, "refused") {
+		t.Errorf("log with offloads off:\n%s", log)
+	}
+}

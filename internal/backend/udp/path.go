@@ -26,6 +26,8 @@ type fastPath struct {
 	// probeSock turns on and reports the socket's offloads; nil means
 	// probeSocket.
 	probeSock func(c *net.UDPConn) sockOffloads
+	// off is Options.NoOffload: nothing is asked of the kernel.
+	off bool
 
 	gsoOff atomic.Bool // read per batch by the tun loops
 
@@ -116,6 +118,10 @@ func (b *Backend) reportPathLocked() {
 	}
 	f.reported = summary
 	args := []any{"path", path, metrics.UDPOffloadTun, f.tunOn, metrics.UDPOffloadGSO, f.sock.gso, metrics.UDPOffloadGRO, f.sock.gro}
+	if f.off {
+		b.log.Info("udp data path: offloads turned off ("+OffloadEnv+"=off)", args...)
+		return
+	}
 	refused := errors.Join(f.tunErr, f.sock.gsoErr, f.sock.groErr)
 	if refused == nil {
 		b.log.Info("udp data path", args...)

@@ -41,6 +41,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,6 +99,9 @@ type Options struct {
 	// NoSubscribe makes Run repair on its timer only, and when reading
 	// flannel0 fails.
 	NoSubscribe bool
+	// NoOffload asks for no offloads on flannel0 or the socket: the
+	// batched data path of one packet per read of flannel0 (OffloadEnv).
+	NoOffload bool
 
 	// openTun and probeSock replace tun.Open and probeSocket, so that tests
 	// play a kernel that refuses offloads (see fastPath).
@@ -236,7 +240,29 @@ type devRef struct{ dev tun.Device }
 
 // New builds the backend with default Options.
 func New(cfg backend.Config) (backend.Backend, error) {
-	return backend.Built(NewWithOptions(cfg, Options{}))
+	o, err := envOptions(os.Getenv(OffloadEnv))
+	if err != nil {
+		return nil, err
+	}
+	return backend.Built(NewWithOptions(cfg, o))
+}
+
+// OffloadEnv turns the offloads off on one host: OffloadEnv=off in the
+// agent's environment runs the batched data path even where the kernel
+// has the offloads (to rule them out when chasing a problem, or to measure
+// the difference). "on", the default, takes every offload the kernel
+// grants. The wire format is the same either way.
+const OffloadEnv = "WEFT_UDP_OFFLOAD"
+
+// envOptions is the Options OffloadEnv's value v asks for.
+func envOptions(v string) (Options, error) {
+	switch v {
+	case "", "on":
+		return Options{}, nil
+	case "off":
+		return Options{NoOffload: true}, nil
+	}
+	return Options{}, fmt.Errorf("udp: %s=%q: want on or off", OffloadEnv, v)
 }
 
 // NewWithOptions builds the backend. It touches nothing in the kernel:
@@ -273,7 +299,7 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 		log:     cfg.Logger(BackendType),
 		opts:    o,
 		metrics: cfg.Metrics,
-		fast:    fastPath{openTun: o.openTun, probeSock: o.probeSock},
+		fast:    fastPath{openTun: o.openTun, probeSock: o.probeSock, off: o.NoOffload},
 	}, nil
 }
 

@@ -330,7 +330,7 @@ func (b *Backend) ensureDeviceLocked(trigger string, counts backend.Counts) (net
 	}
 	var dev tun.Device
 	err = netns.DoHandle(b.opts.Netns, func() (err error) {
-		dev, err = b.open(DeviceName, tun.Options{Persist: true, Offload: true})
+		dev, err = b.open(DeviceName, tun.Options{Persist: true, Offload: !b.fast.off})
 		return err
 	})
 	if err != nil {

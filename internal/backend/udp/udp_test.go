@@ -315,3 +315,19 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+func TestOffloadEnv(t *testing.T) {
+	for _, c := range []struct {
+		v   string
+		off bool
+		err bool
+	}{{"", false, false}, {"on", false, false}, {"off", true, false}, {"no", false, true}, {"OFF", false, true}} {
+		o, err := envOptions(c.v)
+		if o.NoOffload != c.off || (err != nil) != c.err {
+			t.Errorf("%s=%q: NoOffload %v, err %v", OffloadEnv, c.v, o.NoOffload, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "want on or off") {
+			t.Errorf("error does not say what is accepted: %v", err)
+		}
+	}
+}
