@@ -380,3 +380,52 @@ func TestNoOffloadRunsBatchedPath(t *testing.T) {
 		t.Errorf("log with offloads off:\n%s", log)
 	}
 }
+
+func TestMultiQueueFlannel0CarriesTCP(t *testing.T) {
+	hs := segment(t, 2)
+	var bs []*Backend
+	for _, hg := range hs {
+		b := hg.start(t, Options{Queues: 2})
+		if err := b.Apply(t.Context(), leases(hs...)); err != nil {
+			t.Fatal(err)
+		}
+		backendtest.Run(t, b.Run)
+		bs = append(bs, b)
+	}
+	if out := nstest.Exec(t, hs[0].NS, "ip", "-d", "link", "show", DeviceName); !strings.Contains(out, "multi_queue") {
+		t.Errorf("flannel0 with Queues 2:\n%s", out)
+	}
+	transferTCP(t, hs[0], hs[1], 32<<20)
+	transferTCP(t, hs[1], hs[0], 8<<20)
+	if len(bs[0].extra) != 1 {
+		t.Errorf("%d extra queues attached, want 1", len(bs[0].extra))
+	}
+}
+
+// TestMultiQueueOverSingleQueueDevice starts with Queues 2 over the
+// persistent single-queue flannel0 an older agent (or flannel) left: one
+// queue is attached, with a warning, and traffic flows.
+func TestMultiQueueOverSingleQueueDevice(t *testing.T) {
+	hs := segment(t, 2)
+	nstest.Exec(t, hs[0].NS, "ip", "tuntap", "add", "dev", DeviceName, "mode", "tun")
+	var bs []*Backend
+	for i, hg := range hs {
+		o := Options{}
+		if i == 0 {
+			o.Queues = 2
+		}
+		b := hg.start(t, o)
+		if err := b.Apply(t.Context(), leases(hs...)); err != nil {
+			t.Fatal(err)
+		}
+		backendtest.Run(t, b.Run)
+		bs = append(bs, b)
+	}
+	if len(bs[0].extra) != 0 {
+		t.Errorf("%d extra queues on a single-queue device", len(bs[0].extra))
+	}
+	if !strings.Contains(hs[0].logBuf.String(), "flannel0 is a single-queue device; attaching one queue") {
+		t.Errorf("no warning about the single-queue device:\n%s", hs[0].logBuf.String())
+	}
+	transferTCP(t, hs[0], hs[1], 8<<20)
+}

@@ -42,6 +42,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,6 +100,9 @@ type Options struct {
 	// NoSubscribe makes Run repair on its timer only, and when reading
 	// flannel0 fails.
 	NoSubscribe bool
+	// Queues is how many queues of flannel0 to attach (IFF_MULTI_QUEUE),
+	// each read by a goroutine of its own; 0 or 1 means one.
+	Queues int
 	// NoOffload asks for no offloads on flannel0 or the socket: the
 	// batched data path of one packet per read of flannel0 (OffloadEnv).
 	NoOffload bool
@@ -222,7 +226,8 @@ type Backend struct {
 	own      lease.Lease // set by Start, then fixed
 	started  bool
 	closed   bool
-	dev      tun.Device   // the attached flannel0
+	dev      tun.Device   // the attached flannel0 (its first queue)
+	extra    []tun.Device // its other queues, with Options.Queues
 	devIndex int          // its ifindex when attached
 	broken   bool         // reading dev failed: it must be reopened
 	sock     *net.UDPConn // bound to ext Addr:port
@@ -240,7 +245,7 @@ type devRef struct{ dev tun.Device }
 
 // New builds the backend with default Options.
 func New(cfg backend.Config) (backend.Backend, error) {
-	o, err := envOptions(os.Getenv(OffloadEnv))
+	o, err := envOptions(os.Getenv(OffloadEnv), os.Getenv(QueuesEnv))
 	if err != nil {
 		return nil, err
 	}
@@ -254,15 +259,29 @@ func New(cfg backend.Config) (backend.Backend, error) {
 // grants. The wire format is the same either way.
 const OffloadEnv = "WEFT_UDP_OFFLOAD"
 
-// envOptions is the Options OffloadEnv's value v asks for.
-func envOptions(v string) (Options, error) {
-	switch v {
+// QueuesEnv sets Options.Queues on one host: how many queues of flannel0
+// the agent reads, 1 (the default) to 16.
+const QueuesEnv = "WEFT_UDP_QUEUES"
+
+// envOptions is the Options that OffloadEnv's value off and QueuesEnv's
+// value queues ask for.
+func envOptions(off, queues string) (Options, error) {
+	var o Options
+	switch off {
 	case "", "on":
-		return Options{}, nil
 	case "off":
-		return Options{NoOffload: true}, nil
+		o.NoOffload = true
+	default:
+		return Options{}, fmt.Errorf("udp: %s=%q: want on or off", OffloadEnv, off)
 	}
-	return Options{}, fmt.Errorf("udp: %s=%q: want on or off", OffloadEnv, v)
+	if queues != "" {
+		n, err := strconv.Atoi(queues)
+		if err != nil || n < 1 || n > 16 {
+			return Options{}, fmt.Errorf("udp: %s=%q: want a number of queues from 1 to 16", QueuesEnv, queues)
+		}
+		o.Queues = n
+	}
+	return o, nil
 }
 
 // NewWithOptions builds the backend. It touches nothing in the kernel:

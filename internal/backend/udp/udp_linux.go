@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -75,6 +76,9 @@ func (b *Backend) closeLocked() error {
 	if b.dev != nil {
 		errs = append(errs, b.dev.Close())
 	}
+	for _, q := range b.extra {
+		errs = append(errs, q.Close())
+	}
 	if b.sock != nil {
 		errs = append(errs, b.sock.Close())
 	}
@@ -98,6 +102,9 @@ func (b *Backend) Run(ctx context.Context) error {
 	b.loops = l
 	l.start(b.sock)
 	l.startTun(b.dev)
+	for _, q := range b.extra {
+		l.startTun(q)
+	}
 	b.mu.Unlock()
 	defer l.wg.Wait()
 	defer b.Close()
@@ -183,7 +190,7 @@ func (b *Backend) reconcile(trigger string) backend.Counts {
 func (b *Backend) markBroken(dev tun.Device) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.dev == dev {
+	if b.dev == dev || slices.Contains(b.extra, dev) {
 		b.broken = true
 	}
 }
@@ -327,24 +334,27 @@ func (b *Backend) ensureDeviceLocked(trigger string, counts backend.Counts) (net
 	if reopen {
 		b.dev.Close()
 		b.dev = nil
+		for _, q := range b.extra {
+			q.Close()
+		}
+		b.extra = nil
 	}
-	var dev tun.Device
-	err = netns.DoHandle(b.opts.Netns, func() (err error) {
-		dev, err = b.open(DeviceName, tun.Options{Persist: true, Offload: !b.fast.off})
-		return err
-	})
+	queues, err := b.openQueues()
 	if err != nil {
 		return nil, err
 	}
+	dev := queues[0]
 	link, err = h.LinkByName(dev.Name())
 	if err != nil {
-		dev.Close()
+		for _, q := range queues {
+			q.Close()
+		}
 		return nil, fmt.Errorf("look up %s after attaching to it: %w", dev.Name(), err)
 	}
 	if err := disableIPv6(b.opts.Netns, dev.Name()); err != nil {
 		b.log.Debug("cannot disable IPv6 on the device", "device", dev.Name(), "err", err)
 	}
-	b.dev, b.devIndex, b.broken = dev, link.Attrs().Index, false
+	b.dev, b.extra, b.devIndex, b.broken = dev, queues[1:], link.Attrs().Index, false
 	b.cur.Store(&devRef{dev: dev})
 	b.curIndex.Store(int32(b.devIndex))
 	msg := "device attached"
@@ -360,9 +370,36 @@ func (b *Backend) ensureDeviceLocked(trigger string, counts backend.Counts) (net
 		b.log.Info(msg, "device", DeviceName, "index", b.devIndex, "trigger", trigger)
 	}
 	if b.loops != nil {
-		b.loops.startTun(dev)
+		for _, q := range queues {
+			b.loops.startTun(q)
+		}
 	}
 	return link, nil
+}
+
+// openQueues attaches to flannel0 with Options.Queues queues, in the
+// backend's namespace. A single-queue flannel0 (left by an older agent or
+// by flannel, persistent) refuses a multi-queue attach: then one queue is
+// attached, and the log says how to get more.
+func (b *Backend) openQueues() ([]tun.Device, error) {
+	o := tun.Options{Persist: true, Offload: !b.fast.off}
+	var queues []tun.Device
+	err := netns.DoHandle(b.opts.Netns, func() (err error) {
+		if b.opts.Queues > 1 {
+			queues, err = tun.OpenQueues(DeviceName, b.opts.Queues, o)
+			if err == nil || !errors.Is(err, unix.EINVAL) {
+				return err
+			}
+			b.log.Warn("flannel0 is a single-queue device; attaching one queue (delete it to get more)", "queues", b.opts.Queues, "err", err)
+		}
+		dev, err := b.open(DeviceName, o)
+		queues = []tun.Device{dev}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return queues, nil
 }
 
 // disableIPv6 turns IPv6 off on the device: the udp backend carries IPv4
