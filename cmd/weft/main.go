@@ -20,6 +20,7 @@ import (
 	"github.com/weftnet/weft/internal/agent"
 	"github.com/weftnet/weft/internal/bench"
 	"github.com/weftnet/weft/internal/cmdline"
+	"github.com/weftnet/weft/internal/faults"
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/options"
 	"github.com/weftnet/weft/internal/version"
@@ -72,6 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "lab":
 		// The benchmarks build on the lab, so the lab cannot import them.
 		lab.BenchMain = bench.Main
+		lab.FaultsMain = faults.Main
 		err := lab.Main(ctx, rest[1:], stdout, stderr)
 		// `weft lab exec h1 -- CMD` exits with CMD's status, as
 		// `ip netns exec` does.

@@ -113,6 +113,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			IfaceRegex:    opts.IfaceRegex,
 			IfaceCanReach: opts.IfaceCanReach,
 			PublicIP:      opts.PublicIP,
+			PublicIPv6:    opts.PublicIPv6,
 		},
 		RenewMargin: time.Duration(opts.SubnetLeaseRenewMargin) * time.Minute,
 		Check:       a.check,

@@ -173,6 +173,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.opts.PublicIP = ip.String()
 		}
 	}
+	if err := a.publicIPv6Override(ctx); err != nil {
+		return err
+	}
 	ext, err := a.deps.SelectInterface(&a.opts)
 	if err != nil {
 		return fmt.Errorf("select the interface for traffic between hosts: %w", err)
@@ -201,12 +204,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	// previous run may have left a blackhole route for.
 	a.setupBlackhole(log, own.Subnet)
 
-	env := subnetenv.Env{
-		Networks: []netip.Prefix{cfg.Network},
-		Subnet:   own.Subnet,
-		MTU:      be.MTU(),
-		IPMasq:   a.opts.IPMasq,
-	}
+	env := subnetEnv(cfg, own, be.MTU(), a.opts.IPMasq)
+	a.noteIPv6(cfg, own, ext)
 	if err := subnetenv.Write(a.opts.SubnetFile, env); err != nil {
 		return fmt.Errorf("write %s: %w", a.opts.SubnetFile, err)
 	}
@@ -469,11 +468,11 @@ func (a *Agent) checkBackend(cfg *netconf.Config) error {
 // unreachable, pool full until some lease expires).
 func (a *Agent) acquire(ctx context.Context, cfg *netconf.Config, ext backend.ExternalInterface, be backend.Backend) (lease.Lease, error) {
 	btype, data := be.LeaseAttrs()
-	req := store.AcquireRequest{Attrs: lease.Attrs{PublicIP: ext.PublicIP, BackendType: btype, BackendData: data, HostID: a.hostID}, NewHostID: a.newHostID}
+	req := store.AcquireRequest{Attrs: lease.Attrs{PublicIP: ext.PublicIP, PublicIPv6: publicIPv6(cfg, ext), BackendType: btype, BackendData: data, HostID: a.hostID}, NewHostID: a.newHostID}
 	// Previous is passed even when the config no longer fits it: the
 	// store then keeps the lease rather than renumber the host (join.go).
 	if prev, err := subnetenv.Read(a.opts.SubnetFile); err == nil {
-		req.Previous = prev.Subnet
+		req.Previous, req.PreviousIPv6 = prev.Subnet, prev.IPv6Subnet
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		a.log.Warn("ignoring the previous subnet file", "path", a.opts.SubnetFile, "err", err.Error())
 	}
@@ -488,7 +487,11 @@ func (a *Agent) acquire(ctx context.Context, cfg *netconf.Config, ext backend.Ex
 				a.log.Info("the lease is no longer refused", "was", refused)
 			}
 			a.deps.Metrics.LeaseExpires(l.Expiration)
-			a.log.Info("leased subnet", "subnet", l.Subnet, "public-ip", l.Attrs.PublicIP, "expires", expiry(l), "previous", req.Previous)
+			args := []any{"subnet", l.Subnet, "public-ip", l.Attrs.PublicIP, "expires", expiry(l), "previous", req.Previous}
+			if l.IPv6Subnet.IsValid() {
+				args = append(args, "ipv6-subnet", l.IPv6Subnet, "public-ipv6", l.Attrs.PublicIPv6)
+			}
+			a.log.Info("leased subnet", args...)
 			return l, nil
 		}
 		if ctx.Err() != nil {

@@ -45,6 +45,7 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 		_ = kfs.Set("v", strconv.Itoa(opts.Verbosity))
 	}
 	log.Info("starting weft agent", "version", version.Version, "options", opts)
+	opts.Warn(log)
 	for _, f := range opts.Klog.Given {
 		log.Debug("klog flag accepted for flanneld compatibility and ignored: weft logs to stderr through its own logger", "flag", f)
 	}

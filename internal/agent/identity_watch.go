@@ -125,7 +125,7 @@ func (w *identityWatch) checkPublicIP(leases []lease.Lease) {
 		}
 		w.a.deps.Metrics.IdentityConflict(metrics.ConflictPublicIP)
 		w.a.log.Error(fmt.Sprintf("two hosts use public IP %s: set --public-ip or --iface on one of them", w.publicIP),
-			"other-lease", w.a.leaseKey(l.Subnet), "other-host-id", l.Attrs.HostID, "host-id", id, "own-lease", w.a.leaseKey(w.own.Subnet))
+			"other-lease", w.a.leaseKey(l.Subnet, l.IPv6Subnet), "other-host-id", l.Attrs.HostID, "host-id", id, "own-lease", w.a.leaseKey(w.own.Subnet, w.own.IPv6Subnet))
 	}
 	for sn, other := range w.dups {
 		if _, ok := now[sn]; !ok {
@@ -196,7 +196,7 @@ func (w *identityWatch) republish(ctx context.Context) {
 	btype, data := w.be.LeaseAttrs()
 	attrs := w.own.Attrs
 	attrs.BackendType, attrs.BackendData = btype, data
-	req := store.AcquireRequest{Attrs: attrs, Previous: w.own.Subnet}
+	req := store.AcquireRequest{Attrs: attrs, Previous: w.own.Subnet, PreviousIPv6: w.own.IPv6Subnet}
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		if attempt > 0 && sleep(ctx, time.Second) != nil {

@@ -46,7 +46,14 @@ func (a *Agent) join(ctx context.Context, ext backend.ExternalInterface) (*netco
 		if err != nil {
 			return nil, nil, lease.Lease{}, err
 		}
-		a.log.Info("network config", "network", cfg.Network, "subnet-len", cfg.SubnetLen, "backend", cfg.BackendType)
+		args := []any{"network", cfg.Network, "subnet-len", cfg.SubnetLen, "backend", cfg.BackendType}
+		if cfg.EnableIPv6 {
+			args = append(args, "ipv6-network", cfg.IPv6Network, "ipv6-subnet-len", cfg.IPv6SubnetLen, "families", cfg.Families())
+		}
+		a.log.Info("network config", args...)
+		if err := checkFamilies(cfg, ext); err != nil {
+			return nil, nil, lease.Lease{}, err
+		}
 		a.deps.Metrics.SetBackend(cfg.BackendType)
 		a.page.setConfig(cfg)
 
@@ -101,7 +108,7 @@ func (a *Agent) refusalOf(err error, cfg *netconf.Config) (r refusal, ok bool) {
 	var mis *lease.SubnetMisfitError
 	switch {
 	case errors.As(err, &dup):
-		key := a.leaseKey(dup.Other.Subnet)
+		key := a.leaseKey(dup.Other.Subnet, dup.Other.IPv6Subnet)
 		fix := fmt.Sprintf("two hosts use public IP %s: set --public-ip or --iface on one of them", dup.PublicIP)
 		r.reason = fmt.Sprintf("refusing the lease %s of another live host with this host's public IP %s (its host ID %s, ours %s): %s",
 			dup.Other.Subnet, dup.PublicIP, dup.Other.Attrs.HostID, dup.HostID, fix)
@@ -161,11 +168,15 @@ func (a *Agent) waitRefused(ctx context.Context, cfg *netconf.Config, r refusal,
 }
 
 // leaseKey names a lease's key in the store, for messages.
-func (a *Agent) leaseKey(sn netip.Prefix) string {
+func (a *Agent) leaseKey(sn netip.Prefix, v6 ...netip.Prefix) string {
 	if a.opts.KubeSubnetMgr {
 		return "the Node's podCIDR"
 	}
-	return a.opts.EtcdPrefix + "/subnets/" + lease.KeyName(sn, netip.Prefix{})
+	var six netip.Prefix
+	if len(v6) > 0 {
+		six = v6[0] // a dual-stack key names both subnets
+	}
+	return a.opts.EtcdPrefix + "/subnets/" + lease.KeyName(sn, six)
 }
 
 // hostIDPath is where this host's ID is kept.

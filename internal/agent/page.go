@@ -150,6 +150,7 @@ func (a *Agent) pageHandler(start time.Time) http.Handler {
 			IfaceRegex:    a.opts.IfaceRegex,
 			IfaceCanReach: a.opts.IfaceCanReach,
 			PublicIP:      a.opts.PublicIP,
+			PublicIPv6:    a.opts.PublicIPv6,
 		},
 		RenewMargin: time.Duration(a.opts.SubnetLeaseRenewMargin) * time.Minute,
 		Kubernetes:  a.opts.KubeSubnetMgr,

@@ -102,17 +102,7 @@ func (h *storeHealth) failed(op, what string, err error) store.Cause {
 	if op == opWatch {
 		t = &h.watch
 	}
-	onset := !t.active
-	if onset {
-		*t = troubleTrack{active: true, since: now}
-	}
-	if t.cause != cause {
-		if t.cause != "" {
-			h.metrics.StoreTrouble(t.cause, false)
-		}
-		h.metrics.StoreTrouble(cause, true)
-	}
-	t.cause, t.err = cause, err
+	onset := h.note(t, cause, err, now)
 	lvl := slog.LevelError
 	if cause == store.CauseUnreachable || cause == store.CauseTimeout {
 		// Often a passing outage that the agent rides out; the data
@@ -144,13 +134,10 @@ func (h *storeHealth) failed(op, what string, err error) store.Cause {
 	return cause
 }
 
-// failConfigLocked reports a missing or invalid config. Each distinct
-// complaint is logged once (a config is changed by hand, so a new error is
-// an operator's new attempt and worth a line), and repeated every
-// h.repeat while it stays.
-func (h *storeHealth) failConfigLocked(op string, cause store.Cause, err error, now time.Time) {
-	t := &h.config
-	onset := !t.active
+// note records a failure on t, starting the trouble if there was none
+// (onset) and moving the trouble gauge to the new cause.
+func (h *storeHealth) note(t *troubleTrack, cause store.Cause, err error, now time.Time) (onset bool) {
+	onset = !t.active
 	if onset {
 		*t = troubleTrack{active: true, since: now}
 	}
@@ -161,6 +148,16 @@ func (h *storeHealth) failConfigLocked(op string, cause store.Cause, err error, 
 		h.metrics.StoreTrouble(cause, true)
 	}
 	t.cause, t.err = cause, err
+	return onset
+}
+
+// failConfigLocked reports a missing or invalid config. Each distinct
+// complaint is logged once (a config is changed by hand, so a new error is
+// an operator's new attempt and worth a line), and repeated every
+// h.repeat while it stays.
+func (h *storeHealth) failConfigLocked(op string, cause store.Cause, err error, now time.Time) {
+	t := &h.config
+	onset := h.note(t, cause, err, now)
 	if !onset && err.Error() == t.loggedErr && now.Sub(t.loggedAt) < h.repeat {
 		return
 	}
@@ -210,7 +207,11 @@ func (h *storeHealth) succeeded(op string, validConfig bool) {
 // reports its errors, and nil when it works again.
 func (h *storeHealth) report(op string, err error) {
 	if err != nil {
-		h.failed(op, "watch the leases", err)
+		what := "watch the leases"
+		if op == "connection" {
+			what = "stay connected to the store"
+		}
+		h.failed(op, what, err)
 		return
 	}
 	h.succeeded(op, false)
@@ -271,10 +272,23 @@ func (a *Agent) probeStore(ctx context.Context, ready <-chan struct{}) error {
 	if every <= 0 {
 		every = 5 * time.Second
 	}
+	var changed <-chan struct{}
+	if n, ok := a.deps.Store.(store.ConfigNotifier); ok {
+		changed = n.ConfigChanges(ctx)
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
 	down := false
 	for {
-		if err := sleep(ctx, every); err != nil {
+		select {
+		case <-ctx.Done():
 			return nil
+		case <-tick.C:
+		case _, ok := <-changed:
+			if !ok {
+				changed = nil // ctx is ending; the select above sees it
+				continue
+			}
 		}
 		pctx, cancel := context.WithTimeout(ctx, every)
 		cfg, err := a.deps.Store.Config(pctx)

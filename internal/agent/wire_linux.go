@@ -56,5 +56,6 @@ func selectInterface(o *options.Options) (backend.ExternalInterface, error) {
 		IfaceRegex:    o.IfaceRegex,
 		IfaceCanReach: o.IfaceCanReach,
 		PublicIP:      o.PublicIP,
+		PublicIPv6:    o.PublicIPv6,
 	})
 }

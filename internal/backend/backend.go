@@ -24,6 +24,13 @@ type ExternalInterface struct {
 	MTU      int
 	Addr     netip.Addr // the interface's own IPv4 address
 	PublicIP netip.Addr // what peers use to reach us (--public-ip, or Addr)
+	// Addr6 is the interface's own global IPv6 address and PublicIPv6
+	// what peers reach us at over IPv6 (--public-ipv6, or Addr6); both
+	// zero when the interface has none and no --public-ipv6 is given.
+	// They are filled whatever the config: the agent requires them only
+	// when it enables IPv6.
+	Addr6      netip.Addr
+	PublicIPv6 netip.Addr
 }
 
 // Config is what every backend is built from.

@@ -23,7 +23,7 @@ const (
 )
 
 // AllSections is every section, in run order.
-var AllSections = []string{SectionDataPath, SectionJoin, SectionScale, SectionChurn, SectionRestart, SectionRules}
+var AllSections = []string{SectionDataPath, SectionJoin, SectionScale, SectionChurn, SectionRestart, SectionRules, SectionUDPFast}
 
 // AllBackends are the backends the benchmarks run: every one of this
 // build's. The data path also always runs the baseline, and by-hand VXLAN

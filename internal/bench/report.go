@@ -48,6 +48,10 @@ func WriteTables(w io.Writer, r *Result) error {
 		b.WriteString("\n")
 		writeRulesResync(&b, r.RulesResync)
 	}
+	if r.UDPFast != nil {
+		b.WriteString("\n")
+		writeUDPFast(&b, r.UDPFast)
+	}
 	if len(r.Targets) > 0 {
 		b.WriteString("\n")
 		writeTargets(&b, r.Targets)

@@ -78,6 +78,7 @@ type Result struct {
 	Restart  []Restart `json:"restart,omitempty"`
 
 	RulesResync []RulesResync `json:"rules_resync,omitempty"`
+	UDPFast     *UDPFast      `json:"udp_fast,omitempty"` // udpfast.go
 
 	Targets []Target `json:"targets,omitempty"`
 	// Errors are the sections (or backends of a section) that failed; the

@@ -34,7 +34,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, errors.New("weft lab bench needs root for network namespaces: run it with sudo")
 	}
 	tools := []string{"ip"}
-	if o.has(SectionDataPath) {
+	if o.has(SectionDataPath) || o.has(SectionUDPFast) {
 		tools = append(tools, "iperf3", "ping", "bridge")
 	}
 	if o.has(SectionRestart) {
@@ -71,6 +71,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		{o.has(SectionScale) || o.has(SectionChurn), r.scale},
 		{o.has(SectionRestart), r.restarts},
 		{o.has(SectionRules), r.rulesResync},
+		{o.has(SectionUDPFast), r.udpFast},
 	}
 	for _, s := range steps {
 		if !s.on {

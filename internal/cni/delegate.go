@@ -145,16 +145,22 @@ func bridgeTarget(d map[string]any) (bridge, ipamDir string, ok bool) {
 	if strings.ContainsAny(bridge, "/ ") {
 		return "", "", false // not an interface name; the bridge plugin rejects it
 	}
+	return bridge, hostLocalDir(d), true
+}
+
+// hostLocalDir is the host-local directory holding the rendered delegate
+// d's reservations, "" when its IPAM is not host-local.
+func hostLocalDir(d map[string]any) string {
 	ipam, _ := d["ipam"].(map[string]any)
-	if t, _ := lookupFold(ipam, "type").(string); t == defaultIPAMType {
-		dir, _ := lookupFold(ipam, "dataDir").(string)
-		if dir == "" {
-			dir = defaultIPAMDataDir
-		}
-		name, _ := d["name"].(string)
-		ipamDir = filepath.Join(dir, name)
+	if t, _ := lookupFold(ipam, "type").(string); t != defaultIPAMType {
+		return ""
 	}
-	return bridge, ipamDir, true
+	dir, _ := lookupFold(ipam, "dataDir").(string)
+	if dir == "" {
+		dir = defaultIPAMDataDir
+	}
+	name, _ := d["name"].(string)
+	return filepath.Join(dir, name)
 }
 
 func lookupFold(m map[string]any, key string) any {

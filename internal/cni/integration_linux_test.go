@@ -36,6 +36,7 @@ import (
 	"github.com/vishvananda/netlink"
 	vns "github.com/vishvananda/netns"
 
+	"github.com/weftnet/weft/internal/cni"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/nstest"
 	"github.com/weftnet/weft/internal/testbin"
@@ -568,4 +569,123 @@ func TestRuntimeConfigReachesDelegate(t *testing.T) {
 	if err := netns.Do(n.ns, func() error { return n.cni.DelNetworkList(context.Background(), l, r) }); err != nil {
 		t.Errorf("DEL: %v", err)
 	}
+}
+
+// TestDelWithoutDelegate: the CNI spec's DEL releases what it can and
+// succeeds when the rest is gone. With real plugins on a CNI_PATH the test
+// controls: a delegate with a misspelt "type" (ADD fails, and every DEL
+// used to fail after it), then the bridge plugin uninstalled after a
+// successful ADD (host-local's DEL releases the address), then bridge and
+// host-local both gone (the reservation is removed from host-local's
+// store directly). The address comes back for the next pod each time.
+func TestDelWithoutDelegate(t *testing.T) {
+	n := newNode(t)
+	n.setSubnet(subnetA)
+	bin := t.TempDir()
+	link := func(name string) {
+		t.Helper()
+		if err := os.Symlink(filepath.Join(testbin.CNIDir(t), name), filepath.Join(bin, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unlink := func(name string) {
+		t.Helper()
+		if err := os.Remove(filepath.Join(bin, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range testbin.CNIPlugins {
+		link(name)
+	}
+	n.cni = libcni.NewCNIConfigWithCacheDir([]string{bin}, filepath.Join(t.TempDir(), "cache"), nil)
+	l := n.conflist("0.3.1")
+	store := filepath.Join(n.ipamDir, "cbr0")
+	reserved := func() []string {
+		t.Helper()
+		rs, err := cni.ReadReservations(store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.IP.String()+"="+r.ContainerID)
+		}
+		return out
+	}
+	saved := func(id string) bool {
+		_, err := os.Stat(filepath.Join(n.dataDir, id))
+		return err == nil
+	}
+
+	t.Run("bad type", func(t *testing.T) {
+		text := fmt.Sprintf(`{"name":"cbr0","cniVersion":"0.3.1","plugins":[
+			{"type":"flannel","delegate":{"type":"brigde","isDefaultGateway":true},
+			 "subnetFile":%q,"dataDir":%q,"ipam":{"dataDir":%q}}]}`, n.subnetFile, n.dataDir, n.ipamDir)
+		bad, err := libcni.ConfListFromBytes([]byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pod := nstest.NewNS(t, "p")
+		if _, err := n.add(bad, pod, "ctr-bad"); err == nil || !strings.Contains(err.Error(), "brigde") {
+			t.Fatalf("ADD = %v, want an error naming the missing delegate", err)
+		}
+		for i := range 2 {
+			if err := n.del(bad, pod, "ctr-bad"); err != nil {
+				t.Fatalf("DEL #%d after the failed ADD: %v", i+1, err)
+			}
+		}
+		if saved("ctr-bad") {
+			t.Error("saved delegate config kept after DEL")
+		}
+		if r := reserved(); len(r) != 0 {
+			t.Errorf("reservations %v, want none", r)
+		}
+	})
+
+	addOne := func(id string) (pod, ip string) {
+		t.Helper()
+		pod = nstest.NewNS(t, "p")
+		res := n.mustAdd(l, pod, id)
+		pfx, _ := podIPv4(t, res)
+		if r := reserved(); len(r) != 1 || r[0] != pfx.Addr().String()+"="+id {
+			t.Fatalf("reservations after ADD %s: %v, want %s=%s", id, r, pfx.Addr(), id)
+		}
+		return pod, pfx.Addr().String()
+	}
+
+	t.Run("bridge uninstalled", func(t *testing.T) {
+		pod, ip := addOne("ctr-a")
+		unlink("bridge")
+		defer link("bridge")
+		if err := n.del(l, pod, "ctr-a"); err != nil {
+			t.Fatalf("DEL without the bridge plugin: %v", err)
+		}
+		if r := reserved(); len(r) != 0 {
+			t.Errorf("reservations %v after DEL, want %s released through host-local", r, ip)
+		}
+		if saved("ctr-a") {
+			t.Error("saved delegate config kept after DEL")
+		}
+	})
+
+	t.Run("bridge and host-local uninstalled", func(t *testing.T) {
+		pod, ip := addOne("ctr-b")
+		unlink("bridge")
+		unlink("host-local")
+		defer link("bridge")
+		defer link("host-local")
+		if err := n.del(l, pod, "ctr-b"); err != nil {
+			t.Fatalf("DEL without bridge and host-local: %v", err)
+		}
+		if r := reserved(); len(r) != 0 {
+			t.Errorf("reservations %v after DEL, want %s removed from the store", r, ip)
+		}
+		if saved("ctr-b") {
+			t.Error("saved delegate config kept after DEL")
+		}
+	})
+
+	// The store is consistent for host-local afterwards: the next ADD gets
+	// an address and a reservation like any other.
+	addOne("ctr-c")
 }

@@ -28,6 +28,9 @@ type Plugin struct {
 	Bridge BridgeRepairer
 	// Stdout receives ADD's result; nil means os.Stdout, as CNI requires.
 	Stdout io.Writer
+	// Notes receives what a DEL had to skip (see delWithoutDelegate); nil
+	// means os.Stderr, which the runtime logs.
+	Notes io.Writer
 }
 
 // New returns the plugin as the binary runs it.
@@ -104,7 +107,9 @@ func (p *Plugin) repairBridge(nc *NetConf, d map[string]any, subnet netip.Prefix
 // Del replays the saved delegate config through the delegate's DEL and then
 // forgets it. Without a saved config there is nothing of ours to undo
 // (never added, or already deleted), which the CNI spec says is success.
-// subnet.env is not needed: DEL must work while the agent is down.
+// A delegate that cannot be found is released around (delWithoutDelegate)
+// instead of failing every retry. subnet.env is not needed: DEL must work
+// while the agent is down.
 func (p *Plugin) Del(args *skel.CmdArgs) error {
 	nc, err := ParseNetConf(args.StdinData)
 	if err != nil {
@@ -120,6 +125,9 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	typ, err := delegateType(conf)
 	if err != nil {
 		return fmt.Errorf("saved delegate config %s: %w", filepath.Join(nc.DataDir, args.ContainerID), err)
+	}
+	if err := p.findPlugin(typ); err != nil {
+		return p.delWithoutDelegate(nc, args, typ, conf, err)
 	}
 	if err := invoke.DelegateDel(context.Background(), typ, conf, p.Exec); err != nil {
 		// Keep the saved config: the runtime retries DEL.

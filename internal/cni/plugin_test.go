@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -30,6 +31,7 @@ type fakeExec struct {
 	calls    []delegateCall
 	out      []byte
 	err      error
+	missing  map[string]bool // plugins not on CNI_PATH
 }
 
 func (f *fakeExec) ExecPlugin(_ context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {
@@ -50,7 +52,10 @@ func (f *fakeExec) ExecPlugin(_ context.Context, pluginPath string, stdin []byte
 	return nil, nil
 }
 
-func (f *fakeExec) FindInPath(plugin string, _ []string) (string, error) {
+func (f *fakeExec) FindInPath(plugin string, paths []string) (string, error) {
+	if f.missing[plugin] {
+		return "", fmt.Errorf("failed to find plugin %q in path %s", plugin, paths)
+	}
 	return "/fake/bin/" + plugin, nil
 }
 

@@ -3,9 +3,11 @@ package cni
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/weftnet/weft/internal/atomicfile"
 )
@@ -49,6 +51,12 @@ func loadConf(dataDir, containerID string) ([]byte, error) {
 	}
 	path := filepath.Join(dataDir, containerID)
 	b, err := os.ReadFile(path)
+	if errors.Is(err, syscall.ENAMETOOLONG) {
+		// No config can be saved under such a name (ADD failed saying
+		// so): there is none, and DEL must not fail forever looking for it
+		// (found by FuzzCommands).
+		return nil, fmt.Errorf("read saved delegate config: %w (%v)", fs.ErrNotExist, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read saved delegate config: %w", err)
 	}

@@ -15,7 +15,8 @@ flannel's mk-docker-opts.sh does.
 
   -f FILE  subnet file to read (default $FLANNELD_SUBNET_FILE, else /run/flannel/subnet.env)
   -d FILE  file to write (default /run/docker_opts.env)
-  -i       write each option as its own variable (DOCKER_OPT_BIP, DOCKER_OPT_IPMASQ, DOCKER_OPT_MTU)
+  -i       write each option as its own variable (DOCKER_OPT_BIP, DOCKER_OPT_IPMASQ, DOCKER_OPT_MTU;
+           with FLANNEL_IPV6_SUBNET also DOCKER_OPT_IPV6 and DOCKER_OPT_FIXED_CIDR_V6)
   -c       write all options combined into one variable (DOCKER_OPTS)
   -k KEY   name of the combined variable (default DOCKER_OPTS)
   -m       leave out --ip-masq (for old Docker versions)

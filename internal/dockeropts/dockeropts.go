@@ -61,6 +61,13 @@
 //     that string.
 //   - -f defaults to $FLANNELD_SUBNET_FILE when set, the agent's own
 //     --subnet-file, so a unit's EnvironmentFile= serves both.
+//   - With FLANNEL_IPV6_SUBNET (a dual-stack or IPv6-only network),
+//     DOCKER_OPT_IPV6="--ipv6" and DOCKER_OPT_FIXED_CIDR_V6=
+//     "--fixed-cidr-v6=<the subnet's network>" are added, so that docker's
+//     containers get addresses of the host's IPv6 subnet too. The script
+//     has no equivalent: it ignores the IPv6 lines, and docker then gives
+//     containers no IPv6 address of the pod network. They sort between BIP
+//     and IPMASQ, and after IPMASQ, as every option does.
 //   - The file is replaced atomically (temp file and rename); the script
 //     truncates it and appends line by line.
 //
@@ -146,6 +153,16 @@ func Render(vars map[string]string, o Options) (Result, error) {
 		}
 		res.Subnet = p.Masked()
 		opts["DOCKER_OPT_BIP"] = "--bip=" + s
+	}
+	if s := vars["FLANNEL_IPV6_SUBNET"]; s != "" {
+		p, err := netip.ParsePrefix(s)
+		if err != nil || !p.Addr().Is6() || p.Addr().Is4In6() {
+			return Result{}, fmt.Errorf("FLANNEL_IPV6_SUBNET=%q: not an IPv6 CIDR such as fd00:10:244:1::1/64", s)
+		}
+		// Docker takes the network, not the bridge's +1 address that
+		// subnet.env holds, and gives the bridge its first address.
+		opts["DOCKER_OPT_IPV6"] = "--ipv6"
+		opts["DOCKER_OPT_FIXED_CIDR_V6"] = "--fixed-cidr-v6=" + p.Masked().String()
 	}
 	if s := vars["FLANNEL_MTU"]; s != "" {
 		if n, err := strconv.Atoi(s); err != nil || n <= 0 {

@@ -107,12 +107,14 @@ DOCKER_OPTS=" --a --a1 --bip=10.244.1.1/24 --dns=10.96.0.10 --ip-masq=false --mt
 		environ: []string{"FLANNEL_MTU=9000", "FLANNEL_SUBNET=10.9.3.1/24", "FLANNEL_IPMASQ=false", "DOCKER_OPT_BIP=--bip=1.2.3.4/8"},
 		want:    `DOCKER_OPTS=" --bip=10.9.3.1/24 --ip-masq=true --mtu=1450"` + "\n",
 	}, {
-		name:   "IPv6 lines are not docker options",
+		name:   "IPv6 subnet: --ipv6 and --fixed-cidr-v6 (no mk-docker-opts equivalent)",
 		subnet: envDual,
 		want: `DOCKER_OPT_BIP="--bip=10.244.1.1/24"
+DOCKER_OPT_FIXED_CIDR_V6="--fixed-cidr-v6=2001:cafe:42::/64"
 DOCKER_OPT_IPMASQ="--ip-masq=false"
+DOCKER_OPT_IPV6="--ipv6"
 DOCKER_OPT_MTU="--mtu=1450"
-DOCKER_OPTS=" --bip=10.244.1.1/24 --ip-masq=false --mtu=1450"
+DOCKER_OPTS=" --bip=10.244.1.1/24 --fixed-cidr-v6=2001:cafe:42::/64 --ip-masq=false --ipv6 --mtu=1450"
 `,
 	}, {
 		name:   "no FLANNEL_IPMASQ, no ip-masq option",
@@ -172,6 +174,7 @@ func TestRenderRefuses(t *testing.T) {
 		{"ipmasq capitalised, as the script's = test rejects it", with("FLANNEL_IPMASQ", "True"), Defaults(), `FLANNEL_IPMASQ="True"`},
 		{"subnet not a CIDR", with("FLANNEL_SUBNET", "10.244.1.1"), Defaults(), `FLANNEL_SUBNET="10.244.1.1": not an IPv4 CIDR`},
 		{"subnet IPv6", with("FLANNEL_SUBNET", "fd00::1/64"), Defaults(), `not an IPv4 CIDR`},
+		{"IPv6 subnet IPv4", with("FLANNEL_IPV6_SUBNET", "10.1.1.1/24"), Defaults(), `FLANNEL_IPV6_SUBNET="10.1.1.1/24": not an IPv6 CIDR`},
 		{"mtu not a number", with("FLANNEL_MTU", "big"), Defaults(), `FLANNEL_MTU="big": not a positive number`},
 		{"mtu zero", with("FLANNEL_MTU", "0"), Defaults(), `FLANNEL_MTU="0"`},
 		{"quote in DOCKER_OPTS", with("DOCKER_OPTS", `--label "a b"`), Defaults(), `DOCKER_OPTS=`},

@@ -12,7 +12,23 @@
 // Its address is, in this order: --public-ip when the chosen interface
 // holds it, the address the selection matched (an --iface IP, a regex
 // match, the route's source), or the interface's first global unicast IPv4
-// address. Preferring --public-ip is a small departure from flannel, which
+// address. Its IPv6 address is chosen the same way from --public-ipv6 and
+// the interface's global IPv6 addresses (permanent ones first), and the
+// selection flags accept IPv6 too: --iface with an IPv6 address,
+// --iface-regex matched against IPv6 addresses after IPv4 ones,
+// --iface-can-reach with an IPv6 destination. flannel's regex and
+// can-reach look at IPv4 only (flannel-io/flannel#2081), and with
+// --public-ip and --public-ipv6 both set it could pick the two from
+// different interfaces (flannel-io/flannel#1596); here both addresses
+// always come from the one chosen interface, or from the flags. Its IPv6 address is chosen the same way from --public-ipv6 and
+// the interface's global IPv6 addresses (permanent ones first), and the
+// selection flags accept IPv6 too: --iface with an IPv6 address,
+// --iface-regex matched against IPv6 addresses after IPv4 ones,
+// --iface-can-reach with an IPv6 destination. flannel's regex and
+// can-reach look at IPv4 only (flannel-io/flannel#2081), and with
+// --public-ip and --public-ipv6 both set it could pick the two from
+// different interfaces (flannel-io/flannel#1596); here both addresses
+// always come from the one chosen interface, or from the flags. Preferring --public-ip is a small departure from flannel, which
 // takes the interface's first address even when --public-ip is another
 // address of the same interface, and then host-gw refuses to start.
 //
@@ -33,10 +49,11 @@ import (
 
 // Options are flanneld's interface-selection flags, as given.
 type Options struct {
-	Ifaces        []string // --iface, repeatable: interface name or IPv4 address
+	Ifaces        []string // --iface, repeatable: interface name or IP address
 	IfaceRegex    []string // --iface-regex, repeatable
-	IfaceCanReach string   // --iface-can-reach: an IPv4 address
+	IfaceCanReach string   // --iface-can-reach: an IP address
 	PublicIP      string   // --public-ip
+	PublicIPv6    string   // --public-ipv6
 }
 
 // ifaceInfo is one interface of the snapshot.
@@ -46,10 +63,16 @@ type ifaceInfo struct {
 	MTU      int
 	Loopback bool
 	Addrs    []netip.Addr // IPv4, in the kernel's order
+	Addrs6   []netip.Addr // global IPv6, preferred (permanent) ones first
 }
 
 func (i ifaceInfo) holds(a netip.Addr) bool {
 	for _, x := range i.Addrs {
+		if x == a {
+			return true
+		}
+	}
+	for _, x := range i.Addrs6 {
 		if x == a {
 			return true
 		}
@@ -103,12 +126,27 @@ func parseIPv4(flag, s string) (netip.Addr, error) {
 	return a, nil
 }
 
+func parseIPv6(flag, s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("%s %q: not an IPv6 address", flag, s)
+	}
+	return a, nil
+}
+
 // choose applies the selection order to a snapshot.
 func choose(s snapshot, o Options) (backend.ExternalInterface, error) {
 	var publicIP netip.Addr
 	if o.PublicIP != "" {
 		var err error
 		if publicIP, err = parseIPv4("--public-ip", o.PublicIP); err != nil {
+			return backend.ExternalInterface{}, err
+		}
+	}
+	var publicIPv6 netip.Addr
+	if o.PublicIPv6 != "" {
+		var err error
+		if publicIPv6, err = parseIPv6("--public-ipv6", o.PublicIPv6); err != nil {
 			return backend.ExternalInterface{}, err
 		}
 	}
@@ -126,7 +164,7 @@ func choose(s snapshot, o Options) (backend.ExternalInterface, error) {
 	case o.IfaceCanReach != "":
 		chosen, matched, err = byReach(s, o.IfaceCanReach)
 	default:
-		chosen, err = byDefault(s, publicIP)
+		chosen, err = byDefault(s, publicIP, publicIPv6)
 	}
 	if err != nil {
 		return backend.ExternalInterface{}, err
@@ -136,7 +174,7 @@ func choose(s snapshot, o Options) (backend.ExternalInterface, error) {
 	switch {
 	case publicIP.IsValid() && chosen.holds(publicIP):
 		addr = publicIP
-	case matched.IsValid():
+	case matched.Is4():
 		addr = matched
 	default:
 		for _, a := range chosen.Addrs {
@@ -146,7 +184,18 @@ func choose(s snapshot, o Options) (backend.ExternalInterface, error) {
 			}
 		}
 	}
-	if !addr.IsValid() {
+	var addr6 netip.Addr
+	switch {
+	case publicIPv6.IsValid() && chosen.holds(publicIPv6):
+		addr6 = publicIPv6
+	case matched.Is6():
+		addr6 = matched
+	case len(chosen.Addrs6) > 0:
+		addr6 = chosen.Addrs6[0]
+	}
+	// An interface with IPv6 only is chosen (an IPv6-only underlay); the
+	// agent refuses it once the config says IPv4 is needed.
+	if !addr.IsValid() && !addr6.IsValid() {
 		return backend.ExternalInterface{}, fmt.Errorf("interface %s has no IPv4 address", chosen.Name)
 	}
 	if chosen.MTU == 0 {
@@ -155,12 +204,17 @@ func choose(s snapshot, o Options) (backend.ExternalInterface, error) {
 	if !publicIP.IsValid() {
 		publicIP = addr
 	}
+	if !publicIPv6.IsValid() {
+		publicIPv6 = addr6
+	}
 	return backend.ExternalInterface{
-		Name:     chosen.Name,
-		Index:    chosen.Index,
-		MTU:      chosen.MTU,
-		Addr:     addr,
-		PublicIP: publicIP,
+		Name:       chosen.Name,
+		Index:      chosen.Index,
+		MTU:        chosen.MTU,
+		Addr:       addr,
+		PublicIP:   publicIP,
+		Addr6:      addr6,
+		PublicIPv6: publicIPv6,
 	}, nil
 }
 
@@ -203,6 +257,16 @@ func byRegex(s snapshot, patterns []string) (ifaceInfo, netip.Addr, error) {
 			}
 		}
 		for _, i := range s.ifaces {
+			if i.Loopback {
+				continue
+			}
+			for _, a := range i.Addrs6 {
+				if re.MatchString(a.String()) {
+					return i, a, nil
+				}
+			}
+		}
+		for _, i := range s.ifaces {
 			if !i.Loopback && re.MatchString(i.Name) {
 				return i, netip.Addr{}, nil
 			}
@@ -212,10 +276,11 @@ func byRegex(s snapshot, patterns []string) (ifaceInfo, netip.Addr, error) {
 }
 
 func byReach(s snapshot, target string) (ifaceInfo, netip.Addr, error) {
-	dst, err := parseIPv4("--iface-can-reach", target)
-	if err != nil {
-		return ifaceInfo{}, netip.Addr{}, err
+	dst, err := netip.ParseAddr(target)
+	if err != nil || dst.Zone() != "" {
+		return ifaceInfo{}, netip.Addr{}, fmt.Errorf("--iface-can-reach %q: not an IP address", target)
 	}
+	dst = dst.Unmap()
 	idx, src, err := s.reach(dst)
 	if err != nil {
 		return ifaceInfo{}, netip.Addr{}, fmt.Errorf("--iface-can-reach %s: no route: %w", dst, err)
@@ -230,9 +295,12 @@ func byReach(s snapshot, target string) (ifaceInfo, netip.Addr, error) {
 	return i, src, nil
 }
 
-func byDefault(s snapshot, publicIP netip.Addr) (ifaceInfo, error) {
-	if publicIP.IsValid() {
-		if i, ok := s.holding(publicIP); ok {
+func byDefault(s snapshot, publicIP, publicIPv6 netip.Addr) (ifaceInfo, error) {
+	for _, ip := range []netip.Addr{publicIP, publicIPv6} {
+		if !ip.IsValid() {
+			continue
+		}
+		if i, ok := s.holding(ip); ok {
 			return i, nil
 		}
 		// Behind NAT --public-ip is on no interface; the default route

@@ -23,8 +23,9 @@ func Select(h *netlink.Handle, o Options) (backend.ExternalInterface, error) {
 	return choose(s, o)
 }
 
-// load takes the snapshot choose decides from: links and their IPv4
-// addresses (ip -4 addr), and the default route (ip route show default).
+// load takes the snapshot choose decides from: links, their IPv4
+// addresses (ip -4 addr) and global IPv6 addresses (ip -6 addr scope
+// global), and the default route (ip route show default).
 func load(h *netlink.Handle) (snapshot, error) {
 	links, err := kernel.RetryDump(h.LinkList)
 	if err != nil {
@@ -33,6 +34,10 @@ func load(h *netlink.Handle) (snapshot, error) {
 	addrs, err := kernel.RetryDump(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_V4) })
 	if err != nil {
 		return snapshot{}, fmt.Errorf("list addresses: %w", err)
+	}
+	addrs6, err := kernel.RetryDump(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_V6) })
+	if err != nil {
+		return snapshot{}, fmt.Errorf("list IPv6 addresses: %w", err)
 	}
 	s := snapshot{reach: func(dst netip.Addr) (int, netip.Addr, error) { return reach(h, dst) }}
 	for _, l := range links {
@@ -52,6 +57,26 @@ func load(h *netlink.Handle) (snapshot, error) {
 		for n := range s.ifaces {
 			if s.ifaces[n].Index == ad.LinkIndex {
 				s.ifaces[n].Addrs = append(s.ifaces[n].Addrs, ip.Unmap())
+			}
+		}
+	}
+
+	// Permanent addresses first: a temporary (privacy) or deprecated
+	// address changes under the lease, and peers would lose the host.
+	for _, preferred := range []bool{true, false} {
+		for _, ad := range addrs6 {
+			ip, ok := netip.AddrFromSlice(ad.IP)
+			if !ok || !ip.IsGlobalUnicast() || ip.Is4In6() {
+				continue
+			}
+			transient := ad.Flags&(unix.IFA_F_TEMPORARY|unix.IFA_F_DEPRECATED|unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) != 0
+			if transient == preferred {
+				continue
+			}
+			for n := range s.ifaces {
+				if s.ifaces[n].Index == ad.LinkIndex {
+					s.ifaces[n].Addrs6 = append(s.ifaces[n].Addrs6, ip)
+				}
 			}
 		}
 	}

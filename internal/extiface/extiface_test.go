@@ -80,7 +80,7 @@ func TestChoose(t *testing.T) {
 		{name: "can-reach", o: Options{IfaceCanReach: "192.168.50.77"}, want: "eth1 3 9000 192.168.50.2 192.168.50.2"},
 		{name: "can-reach via default", o: Options{IfaceCanReach: "8.8.8.8"}, want: "eth0 2 1500 10.0.0.5 10.0.0.5"},
 		{name: "can-reach unreachable", o: Options{IfaceCanReach: "203.0.113.9"}, want: "error: --iface-can-reach 203.0.113.9: no route: network is unreachable"},
-		{name: "can-reach not an IP", o: Options{IfaceCanReach: "gateway"}, want: `error: --iface-can-reach "gateway": not an IPv4 address`},
+		{name: "can-reach not an IP", o: Options{IfaceCanReach: "gateway"}, want: `error: --iface-can-reach "gateway": not an IP address`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -47,6 +47,12 @@ type Options struct {
 	ClusterCIDR netip.Prefix
 	// NodeCIDRMaskSize is --node-cidr-mask-size; default 24.
 	NodeCIDRMaskSize int
+	// ClusterCIDRv6, when set, makes the cluster dual-stack:
+	// --cluster-cidr=<ClusterCIDR>,<ClusterCIDRv6> with
+	// --node-cidr-mask-size-ipv6=<NodeCIDRMaskSizeIPv6> (default 64), so
+	// that every Node gets one podCIDR of each family.
+	ClusterCIDRv6        netip.Prefix
+	NodeCIDRMaskSizeIPv6 int
 	// Ports are fixed ports to listen on; zero ports are chosen free (and
 	// chosen again should another process take one first).
 	Ports Ports
@@ -299,15 +305,27 @@ func (c *Cluster) StartControllerManager() error {
 	if p := c.running("kube-controller-manager"); p != nil {
 		return fmt.Errorf("kube-controller-manager is already running (pid %d)", p.cmd.Process.Pid)
 	}
-	_, err := c.spawn("kube-controller-manager",
-		"--kubeconfig="+c.adminKC,
-		"--authentication-kubeconfig="+c.adminKC, "--authorization-kubeconfig="+c.adminKC,
+	cidrs := []string{"--cluster-cidr=" + c.opts.ClusterCIDR.String(), "--node-cidr-mask-size=" + strconv.Itoa(c.opts.NodeCIDRMaskSize)}
+	if v6 := c.opts.ClusterCIDRv6; v6.IsValid() {
+		mask6 := c.opts.NodeCIDRMaskSizeIPv6
+		if mask6 == 0 {
+			mask6 = 64
+		}
+		// Dual-stack takes the per-family mask flags only.
+		cidrs = []string{"--cluster-cidr=" + c.opts.ClusterCIDR.String() + "," + v6.String(),
+			"--node-cidr-mask-size-ipv4=" + strconv.Itoa(c.opts.NodeCIDRMaskSize), "--node-cidr-mask-size-ipv6=" + strconv.Itoa(mask6)}
+	}
+	args := append([]string{
+		"--kubeconfig=" + c.adminKC,
+		"--authentication-kubeconfig=" + c.adminKC, "--authorization-kubeconfig=" + c.adminKC,
 		"--controllers=node-ipam-controller",
-		"--allocate-node-cidrs=true", "--cluster-cidr="+c.opts.ClusterCIDR.String(),
-		"--node-cidr-mask-size="+strconv.Itoa(c.opts.NodeCIDRMaskSize),
+		"--allocate-node-cidrs=true",
+	}, cidrs...)
+	args = append(args,
 		"--service-cluster-ip-range=10.96.0.0/12",
 		"--leader-elect=false", "--bind-address="+c.opts.Addr.String(), "--secure-port=0",
 	)
+	_, err := c.spawn("kube-controller-manager", args...)
 	return err
 }
 

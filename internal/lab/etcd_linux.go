@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -49,9 +50,17 @@ func nsHTTPClient(ns string, timeout time.Duration) *http.Client {
 // the underlay namespace. Connecting is lazy; the first request waits for
 // the server.
 func etcdClient(topo Topology, log *slog.Logger) (*clientv3.Client, error) {
+	return etcdClientAs(topo, log, []string{topo.Etcd.ClientURL}, "", "")
+}
+
+// etcdClientAs is etcdClient for other endpoints on the underlay,
+// authenticating as user (none when empty).
+func etcdClientAs(topo Topology, log *slog.Logger, endpoints []string, user, password string) (*clientv3.Client, error) {
 	ns := topo.Underlay.NS
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{topo.Etcd.ClientURL},
+		Username:    user,
+		Password:    password,
+		Endpoints:   endpoints,
 		DialTimeout: 2 * time.Second,
 		// Appended after clientv3's own dial options, so this dialer wins.
 		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
@@ -60,7 +69,7 @@ func etcdClient(topo Topology, log *slog.Logger) (*clientv3.Client, error) {
 		Logger: zapslog.New(log, zapcore.ErrorLevel, "etcd-client"),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("etcd client for %s in netns %s: %w", topo.Etcd.ClientURL, ns, err)
+		return nil, fmt.Errorf("etcd client for %s in netns %s: %w", strings.Join(endpoints, ","), ns, err)
 	}
 	return cli, nil
 }

@@ -26,6 +26,7 @@ Usage:
                                        run CMD in namespace NAME: ul, rt, h1, h1p2, ...
   weft lab down   [--prefix P]         tear down everything of that prefix
   weft lab bench  [flags]              build labs, measure data path, convergence, scale, restarts
+  weft lab faults [flags]              build labs, inject faults under pings, print loss and repair per fault
 
 Run "weft lab demo -h" for the build flags.
 `
@@ -89,6 +90,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return errors.New("this build of weft has no benchmarks")
 		}
 		return BenchMain(ctx, rest, stdout, stderr)
+	case "faults":
+		if FaultsMain == nil {
+			return errors.New("this build of weft has no fault suite")
+		}
+		return FaultsMain(ctx, rest, stdout, stderr)
 	case "_etcd":
 		return mainEtcd(ctx, rest, stderr)
 	case "_page":

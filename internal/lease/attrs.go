@@ -25,7 +25,7 @@ func (a Attrs) MarshalJSON() ([]byte, error) {
 	}
 	buf.WriteString(`","PublicIPv6":`)
 	if a.PublicIPv6.IsValid() {
-		if a.PublicIPv6.Is4() {
+		if !a.PublicIPv6.Is6() || a.PublicIPv6.Is4In6() || a.PublicIPv6.Zone() != "" {
 			return nil, fmt.Errorf("encode lease attributes: PublicIPv6 %s is not an IPv6 address", a.PublicIPv6)
 		}
 		buf.WriteString(`"` + addrString(a.PublicIPv6) + `"`)
@@ -94,7 +94,10 @@ func (a *Attrs) UnmarshalJSON(b []byte) error {
 	}
 	if w.PublicIPv6 != nil {
 		ip, err := netip.ParseAddr(*w.PublicIPv6)
-		if err != nil || !ip.Is6() {
+		// A zone or an IPv4-mapped form would not survive the encoding
+		// (flannel's net.IP has neither), so the lease would change
+		// under a round trip: refused like any other non-IPv6 value.
+		if err != nil || !ip.Is6() || ip.Is4In6() || ip.Zone() != "" {
 			return fmt.Errorf("decode lease attributes: PublicIPv6 %q is not an IPv6 address", *w.PublicIPv6)
 		}
 		out.PublicIPv6 = ip

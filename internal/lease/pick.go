@@ -1,13 +1,10 @@
 package lease
 
 import (
-	"cmp"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"slices"
 
 	"github.com/weftnet/weft/internal/netconf"
 )
@@ -21,6 +18,9 @@ type PickInput struct {
 	Existing []Lease // every lease and reservation in the store
 	PublicIP netip.Addr
 	Previous netip.Prefix // from subnet.env; zero if none
+	// PreviousIPv6 is FLANNEL_IPV6_SUBNET from subnet.env; zero if none.
+	// It is reused, as Previous is, when the config enables IPv6.
+	PreviousIPv6 netip.Prefix
 	// HostID is this host's identity (Attrs.HostID); "" turns the
 	// duplicate-PublicIP check off.
 	HostID string
@@ -35,6 +35,12 @@ type PickInput struct {
 // Pick is PickSubnet's decision.
 type Pick struct {
 	Subnet netip.Prefix
+	// IPv6Subnet is the IPv6 subnet chosen when the config enables IPv6
+	// (zero otherwise). When Existing is set and its IPv6Subnet differs,
+	// the lease changes its key (flannel's key names both subnets): the
+	// store replaces the old key with the new one in one transaction. A
+	// reservation's key is never changed: its IPv6Subnet is kept as is.
+	IPv6Subnet netip.Prefix
 	// Existing is the store's lease that already carries our PublicIP and is
 	// being reused (nil when the subnet is new to us). Reservation() on it
 	// tells the store to keep it without a TTL: a reservation must never be
@@ -71,8 +77,20 @@ type Pick struct {
 // It runs in O(n log n) in the number of existing leases, independent of
 // the pool size. It fails with an error wrapping ErrPoolExhausted, saying
 // how many subnets are leased and how many the pool has, when nothing is
-// free. Only the IPv4 subnet is chosen; IPv6 allocation is not implemented.
+// free. With IPv6 enabled, the IPv6 subnet is chosen after the IPv4 one
+// (pickIPv6).
 func PickSubnet(in PickInput) (Pick, error) {
+	pick, err := pickIPv4(in)
+	if err != nil {
+		return Pick{}, err
+	}
+	if err := pickIPv6(in, &pick); err != nil {
+		return Pick{}, err
+	}
+	return pick, nil
+}
+
+func pickIPv4(in PickInput) (Pick, error) {
 	p, err := newPool(in.Config)
 	if err != nil {
 		return Pick{}, fmt.Errorf("pick a subnet: %w", err)
@@ -105,7 +123,7 @@ func PickSubnet(in PickInput) (Pick, error) {
 		prev = prev.Masked()
 		if why := p.misfit(prev); why != "" {
 			notes = append(notes, fmt.Sprintf("previous subnet %s from subnet.env not reused: %s", prev, why))
-		} else if other := overlapping(in.Existing, prev); other != nil {
+		} else if other := p.overlapping(in.Existing, prev); other != nil {
 			notes = append(notes, fmt.Sprintf("previous subnet %s from subnet.env not reused: taken by %s", prev, other))
 		} else {
 			pick.Subnet = prev
@@ -188,174 +206,8 @@ func joinNotes(reason string, notes []string) string {
 	return reason
 }
 
-// overlapping returns the first existing lease whose subnet overlaps sn.
-func overlapping(existing []Lease, sn netip.Prefix) *Lease {
-	for i := range existing {
-		if existing[i].Subnet.IsValid() && existing[i].Subnet.Overlaps(sn) {
-			return &existing[i]
-		}
-	}
-	return nil
-}
-
-// pool is the config's IPv4 subnet space in index form: subnet i is
-// base + i<<shift, and the allocatable ones are lo..hi inclusive.
-type pool struct {
-	cfg    *netconf.Config
-	base   uint64
-	shift  uint
-	lo, hi uint64
-}
-
-func newPool(cfg *netconf.Config) (pool, error) {
-	switch {
-	case cfg == nil:
-		return pool{}, errors.New("no network config")
-	case !cfg.EnableIPv4:
-		return pool{}, errors.New("the network config does not enable IPv4; IPv6-only networks are not supported")
-	case !cfg.Network.IsValid() || !cfg.Network.Addr().Is4():
-		return pool{}, fmt.Errorf("network config: Network %s is not an IPv4 network", cfg.Network)
-	case cfg.SubnetLen < cfg.Network.Bits() || cfg.SubnetLen > 32:
-		return pool{}, fmt.Errorf("network config: SubnetLen %d does not fit Network %s", cfg.SubnetLen, cfg.Network)
-	}
-	p := pool{cfg: cfg, base: u32(cfg.Network.Masked().Addr()), shift: uint(32 - cfg.SubnetLen)}
-	for _, a := range []struct {
-		name string
-		addr netip.Addr
-		idx  *uint64
-	}{{"SubnetMin", cfg.SubnetMin, &p.lo}, {"SubnetMax", cfg.SubnetMax, &p.hi}} {
-		if !a.addr.Is4() || !cfg.Network.Contains(a.addr) || netip.PrefixFrom(a.addr, cfg.SubnetLen).Masked().Addr() != a.addr {
-			return pool{}, fmt.Errorf("network config: %s %s is not a /%d subnet of %s (was the config validated by netconf.Parse?)", a.name, a.addr, cfg.SubnetLen, cfg.Network)
-		}
-		*a.idx = (u32(a.addr) - p.base) >> p.shift
-	}
-	if p.lo > p.hi {
-		return pool{}, fmt.Errorf("network config: SubnetMin %s is above SubnetMax %s", cfg.SubnetMin, cfg.SubnetMax)
-	}
-	return p, nil
-}
-
-func (p pool) size() uint64 { return p.hi - p.lo + 1 }
-
-func (p pool) subnet(i uint64) netip.Prefix {
-	return netip.PrefixFrom(addr4(p.base+i<<p.shift), p.cfg.SubnetLen)
-}
-
-// misfit says why sn is not an allocatable subnet of the pool ("" if it is).
-func (p pool) misfit(sn netip.Prefix) string {
-	if why := p.misfitReservation(sn); why != "" {
-		return why
-	}
-	if i := (u32(sn.Addr()) - p.base) >> p.shift; i < p.lo || i > p.hi {
-		return fmt.Sprintf("outside SubnetMin..SubnetMax (%s..%s)", p.cfg.SubnetMin, p.cfg.SubnetMax)
-	}
-	return ""
-}
-
-// misfitReservation says why a reserved subnet cannot be used: reservations
-// only need to be a subnet of Network of length SubnetLen.
-func (p pool) misfitReservation(sn netip.Prefix) string {
-	switch {
-	case !sn.IsValid() || !sn.Addr().Is4():
-		return "not an IPv4 subnet"
-	case sn.Bits() != p.cfg.SubnetLen:
-		return fmt.Sprintf("length /%d is not SubnetLen /%d", sn.Bits(), p.cfg.SubnetLen)
-	case sn.Masked() != sn:
-		return "host bits set"
-	case !p.cfg.Network.Contains(sn.Addr()):
-		return fmt.Sprintf("outside Network %s", p.cfg.Network)
-	}
-	return ""
-}
-
 // misfitLease says why one of our leases cannot be reused ("" if it can).
-func (p pool) misfitLease(l Lease) string {
-	if why := p.misfit(l.Subnet); why != "" {
-		return why
-	}
-	c := p.cfg
-	v6 := l.IPv6Subnet
-	switch {
-	case !v6.IsValid():
-	case !c.EnableIPv6:
-		return fmt.Sprintf("has IPv6 subnet %s but the config does not enable IPv6", v6)
-	case v6.Bits() != c.IPv6SubnetLen || !c.IPv6Network.Contains(v6.Addr()) ||
-		v6.Addr().Less(c.IPv6SubnetMin) || c.IPv6SubnetMax.Less(v6.Addr()):
-		return fmt.Sprintf("IPv6 subnet %s is not a /%d between IPv6SubnetMin %s and IPv6SubnetMax %s", v6, c.IPv6SubnetLen, c.IPv6SubnetMin, c.IPv6SubnetMax)
-	}
-	return ""
-}
-
-// random picks uniformly among the free subnets of the pool. It works on
-// the taken index intervals, so its cost does not depend on the pool size.
-func (p pool) random(existing []Lease, r *rand.Rand) (netip.Prefix, uint64, error) {
-	first := p.base + p.lo<<p.shift
-	last := p.base + (p.hi+1)<<p.shift - 1
-	type span struct{ a, b uint64 }
-	var taken []span
-	var leases, reservations int
-	for _, l := range existing {
-		sn := l.Subnet
-		if !sn.IsValid() || !sn.Addr().Is4() {
-			continue
-		}
-		sn = sn.Masked()
-		lf := u32(sn.Addr())
-		ll := lf + 1<<(32-sn.Bits()) - 1
-		if ll < first || lf > last {
-			continue
-		}
-		if l.Reservation() {
-			reservations++
-		} else {
-			leases++
-		}
-		taken = append(taken, span{(max(lf, first) - p.base) >> p.shift, (min(ll, last) - p.base) >> p.shift})
-	}
-	slices.SortFunc(taken, func(x, y span) int { return cmp.Compare(x.a, y.a) })
-	merged := taken[:0]
-	for _, s := range taken {
-		if n := len(merged); n > 0 && s.a <= merged[n-1].b+1 {
-			merged[n-1].b = max(merged[n-1].b, s.b)
-			continue
-		}
-		merged = append(merged, s)
-	}
-	var used uint64
-	for _, s := range merged {
-		used += s.b - s.a + 1
-	}
-	free := p.size() - used
-	if free == 0 {
-		return netip.Prefix{}, 0, fmt.Errorf("all %d subnets of %s between %s and %s are leased (%d leases, %d reservations): %w",
-			p.size(), p.cfg.Network, p.cfg.SubnetMin, p.cfg.SubnetMax, leases, reservations, ErrPoolExhausted)
-	}
-	var k uint64
-	if r != nil {
-		k = r.Uint64N(free)
-	} else {
-		k = rand.Uint64N(free)
-	}
-	// Walk the gaps between taken spans to the k-th free index.
-	idx := p.lo
-	for _, s := range merged {
-		if gap := s.a - idx; k < gap {
-			break
-		} else {
-			k -= gap
-		}
-		idx = s.b + 1
-	}
-	return p.subnet(idx + k), free, nil
-}
-
-func u32(a netip.Addr) uint64 {
-	b := a.As4()
-	return uint64(binary.BigEndian.Uint32(b[:]))
-}
-
-func addr4(v uint64) netip.Addr {
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], uint32(v))
-	return netip.AddrFrom4(b)
-}
+// Only its IPv4 subnet counts: an IPv6 subnet that no longer fits (or that
+// a config without IPv6 does not want) is replaced by pickIPv6 while the
+// IPv4 subnet, which the running pods use, is kept.
+func (p pool) misfitLease(l Lease) string { return p.misfit(l.Subnet) }

@@ -49,6 +49,7 @@ type Metrics struct {
 	admit          *admitMetrics
 	store          *storeMetrics          // store.go
 	identity       *prometheus.CounterVec // identity.go
+	udp            *udpMetrics            // udp.go
 }
 
 // New creates the collectors on a fresh registry, with the Go runtime and
@@ -118,6 +119,7 @@ func New() *Metrics {
 	m.admit = newAdmitMetrics(m.reg)
 	m.store = newStoreMetrics(m.reg)
 	m.registerIdentity()
+	m.udp = newUDPMetrics(m.reg)
 	for _, k := range []string{KindRoute, KindNeighbour, KindFDB, KindRule, KindDevice, KindAddress} {
 		m.repairs.WithLabelValues(k)
 	}

@@ -22,8 +22,9 @@ type Config struct {
 	SubnetMin  netip.Addr   // first subnet that may be leased (network address)
 	SubnetMax  netip.Addr   // last subnet that may be leased (network address)
 
-	// IPv6 fields are parsed and carried so that dual-stack fits later;
-	// nothing programs them yet.
+	// IPv6 fields, valid when EnableIPv6. Stores lease and publish IPv6
+	// subnets from them (docs/formats.md); an IPv6-only config
+	// (EnableIPv4 false) is for the Kubernetes store only (CheckEtcd).
 	IPv6Network   netip.Prefix
 	IPv6SubnetLen int
 	IPv6SubnetMin netip.Addr

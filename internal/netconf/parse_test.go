@@ -1,6 +1,7 @@
 package netconf
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -273,5 +274,25 @@ func check(t *testing.T, field, got, want string) {
 	t.Helper()
 	if got != want {
 		t.Errorf("%s = %q, want %q", field, got, want)
+	}
+}
+
+func TestCheckEtcd(t *testing.T) {
+	dual, err := Parse([]byte(`{"Network": "10.5.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dual.CheckEtcd(); err != nil || dual.Families() != "IPv4+IPv6" {
+		t.Errorf("dual-stack: CheckEtcd = %v, Families = %q", err, dual.Families())
+	}
+	if dual.IPv6SubnetLen != 64 || dual.IPv6SubnetMin.String() != "fd00:10:244:1::" || dual.IPv6SubnetMax.String() != "fd00:10:244:ff::" {
+		t.Errorf("IPv6 defaults: /%d %s..%s, want /64 fd00:10:244:1::..fd00:10:244:ff::", dual.IPv6SubnetLen, dual.IPv6SubnetMin, dual.IPv6SubnetMax)
+	}
+	v6, err := Parse([]byte(`{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v6.CheckEtcd(); !errors.Is(err, ErrIPv6OnlyNeedsKube) || !strings.Contains(err.Error(), "EnableIPv4 is false") || v6.Families() != "IPv6" {
+		t.Errorf("IPv6-only: CheckEtcd = %v, Families = %q; want an error naming EnableIPv4", err, v6.Families())
 	}
 }

@@ -33,7 +33,7 @@ func (o *Options) addSome(fs *flag.FlagSet, names []string) {
 var EtcdFlagNames = []string{
 	"etcd-endpoints", "etcd-prefix",
 	"etcd-keyfile", "etcd-certfile", "etcd-cafile",
-	"etcd-username", "etcd-password",
+	"etcd-username", "etcd-password", "etcd-password-file",
 }
 
 // KubeFlagNames are the Kubernetes-mode flags AddStoreFlags adds.

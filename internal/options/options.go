@@ -25,8 +25,12 @@ type Options struct {
 	EtcdCAFile    string
 	EtcdUsername  string
 	EtcdPassword  string // never logged; see LogValue
+	// EtcdPasswordFile is where --etcd-password-file read EtcdPassword
+	// from (weft's: flanneld has only the flag and its variable).
+	EtcdPasswordFile string
 
 	PublicIP      string
+	PublicIPv6    string
 	Iface         []string
 	IfaceRegex    []string
 	IfaceCanReach string
@@ -70,6 +74,11 @@ type Options struct {
 	Verbosity int    // flanneld's -v; ≥1 turns on debug logging
 	Version   bool
 
+	// passwordOnCommandLine is whether --etcd-password came from the
+	// command line (rather than its FLANNELD_ variable), which every user
+	// of the host can read in /proc; see Warn.
+	passwordOnCommandLine bool
+
 	// Klog holds klog's other flags, which flannel's units and manifests
 	// may pass; weft accepts them and otherwise ignores them.
 	Klog KlogFlags
@@ -100,7 +109,9 @@ var klogFlagNames = map[string]bool{
 	"alsologtostderr": true, "log_dir": true, "stderrthreshold": true,
 }
 
-// Defaults are flanneld's.
+// Defaults are flanneld's, but for HealthzIP: flanneld binds 0.0.0.0,
+// weft keeps /metrics and the page on the host unless told otherwise
+// (Warn says so when told).
 func Defaults() Options {
 	return Options{
 		EtcdEndpoints:             "http://127.0.0.1:4001,http://127.0.0.1:2379",
@@ -108,7 +119,7 @@ func Defaults() Options {
 		SubnetFile:                "/run/flannel/subnet.env",
 		StateDir:                  "/var/lib/weft",
 		SubnetLeaseRenewMargin:    60,
-		HealthzIP:                 "0.0.0.0",
+		HealthzIP:                 "127.0.0.1",
 		IPTablesResync:            5,
 		IPTablesForwardRules:      true,
 		KubeAnnotationPrefix:      "flannel.alpha.coreos.com",
@@ -138,8 +149,10 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.EtcdCertfile, "etcd-certfile", o.EtcdCertfile, "TLS client certificate for etcd")
 	fs.StringVar(&o.EtcdCAFile, "etcd-cafile", o.EtcdCAFile, "CA bundle that signed etcd's server certificate")
 	fs.StringVar(&o.EtcdUsername, "etcd-username", o.EtcdUsername, "username for etcd basic auth")
-	fs.StringVar(&o.EtcdPassword, "etcd-password", o.EtcdPassword, "password for etcd basic auth")
+	fs.StringVar(&o.EtcdPassword, "etcd-password", o.EtcdPassword, "password for etcd basic auth (every user of the host can read a command line: prefer FLANNELD_ETCD_PASSWORD or --etcd-password-file)")
+	fs.Var(passwordFile{o}, "etcd-password-file", "file holding the password for etcd basic auth (one trailing newline is ignored)")
 	fs.StringVar(&o.PublicIP, "public-ip", o.PublicIP, "IP peers use to reach this host (default: the interface's address)")
+	fs.StringVar(&o.PublicIPv6, "public-ipv6", o.PublicIPv6, "IPv6 address peers use to reach this host when the config enables IPv6 (default: the interface's global IPv6 address)")
 	fs.Var((*stringList)(&o.Iface), "iface", "interface (name or IP) for traffic between hosts; repeatable, first match wins")
 	fs.Var((*stringList)(&o.IfaceRegex), "iface-regex", "regex matched against interface IPs, then names; repeatable")
 	fs.StringVar(&o.IfaceCanReach, "iface-can-reach", o.IfaceCanReach, "pick the interface that routes to this IP")
@@ -155,7 +168,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.KubeAnnotationPrefix, "kube-annotation-prefix", o.KubeAnnotationPrefix, "prefix of the Node annotations weft reads and writes")
 	fs.StringVar(&o.NetConfigPath, "net-config-path", o.NetConfigPath, "network config file in Kubernetes mode")
 	fs.BoolVar(&o.SetNodeNetworkUnavailable, "set-node-network-unavailable", o.SetNodeNetworkUnavailable, "set the Node's NetworkUnavailable condition to False once the network is up")
-	fs.StringVar(&o.HealthzIP, "healthz-ip", o.HealthzIP, "address for /healthz and /readyz")
+	fs.StringVar(&o.HealthzIP, "healthz-ip", o.HealthzIP, "address for /healthz, /readyz, /metrics and the page (flanneld's default is 0.0.0.0; weft's keeps them on the host)")
 	fs.IntVar(&o.HealthzPort, "healthz-port", o.HealthzPort, "port for /healthz and /readyz (0 disables)")
 	fs.IntVar(&o.IPTablesResync, "iptables-resync", o.IPTablesResync, "seconds between traffic-rule resyncs (and blackhole-route checks)")
 	fs.BoolVar(&o.IPBlackholeRoute, "ip-blackhole-route", o.IPBlackholeRoute, "keep a blackhole route for this host's subnet, so traffic to its unassigned addresses is dropped here rather than sent along the default route")
@@ -205,8 +218,12 @@ func Parse(name string, args []string, getenv func(string) string) (Options, *fl
 	if fs.NArg() > 0 {
 		return o, fs, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
+	o.passwordOnCommandLine = isSet(fs, "etcd-password")
 	if err := applyEnv(fs, getenv); err != nil {
 		return o, fs, err
+	}
+	if isSet(fs, "etcd-password") && isSet(fs, "etcd-password-file") {
+		return o, fs, errors.New("--etcd-password and --etcd-password-file (or FLANNELD_ETCD_PASSWORD and FLANNELD_ETCD_PASSWORD_FILE) both given: use one")
 	}
 	fs.Visit(func(f *flag.Flag) {
 		if klogFlagNames[f.Name] {
@@ -320,6 +337,7 @@ func (o Options) LogValue() slog.Value {
 			slog.String("subnet-file", o.SubnetFile),
 			slog.Bool("ip-masq", o.IPMasq),
 			slog.Bool("ip-blackhole-route", o.IPBlackholeRoute),
+			slog.String("healthz-ip", o.HealthzIP),
 			slog.Int("healthz-port", o.HealthzPort),
 			slog.Bool("raise-neigh-gc-thresh", o.RaiseNeighGCThresh),
 		)
@@ -330,6 +348,7 @@ func (o Options) LogValue() slog.Value {
 		slog.String("etcd-certfile", o.EtcdCertfile),
 		slog.String("etcd-username", o.EtcdUsername),
 		slog.String("etcd-password", pw),
+		slog.String("etcd-password-file", o.EtcdPasswordFile),
 		slog.String("public-ip", o.PublicIP),
 		slog.Any("iface", o.Iface),
 		slog.Any("iface-regex", o.IfaceRegex),
@@ -338,6 +357,7 @@ func (o Options) LogValue() slog.Value {
 		slog.Int("subnet-lease-renew-margin", o.SubnetLeaseRenewMargin),
 		slog.Bool("ip-masq", o.IPMasq),
 		slog.Bool("ip-blackhole-route", o.IPBlackholeRoute),
+		slog.String("healthz-ip", o.HealthzIP),
 		slog.Int("healthz-port", o.HealthzPort),
 		slog.Bool("raise-neigh-gc-thresh", o.RaiseNeighGCThresh),
 	)

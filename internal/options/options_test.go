@@ -17,9 +17,9 @@ func TestDefaultsAreFlanneldDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if o.EtcdEndpoints != "http://127.0.0.1:4001,http://127.0.0.1:2379" || o.EtcdPrefix != "/coreos.com/network" ||
-		o.SubnetFile != "/run/flannel/subnet.env" || o.SubnetLeaseRenewMargin != 60 || o.HealthzIP != "0.0.0.0" ||
+		o.SubnetFile != "/run/flannel/subnet.env" || o.SubnetLeaseRenewMargin != 60 || o.HealthzIP != "127.0.0.1" ||
 		o.HealthzPort != 0 || o.IPTablesResync != 5 || o.IPMasq {
-		t.Fatalf("defaults differ from flanneld's: %+v", o)
+		t.Fatalf("defaults differ from flanneld's (but for --healthz-ip, which stays on the host): %+v", o)
 	}
 	if err := o.Validate(); err != nil {
 		t.Fatalf("defaults invalid: %v", err)

@@ -91,6 +91,12 @@ func Build(in Inputs) Report {
 	own, ownOK := findOwn(in, add)
 	if ownOK {
 		r.Host.Subnet = own.Subnet.String()
+		if own.IPv6Subnet.IsValid() {
+			r.Host.IPv6Subnet = own.IPv6Subnet.String()
+		}
+	}
+	if cfg.EnableIPv6 {
+		r.IPv6Network = cfg.IPv6Network.String()
 	}
 	if !ownOK {
 		own = lease.Lease{}
@@ -340,7 +346,9 @@ func bridgeProblems(in Inputs, own lease.Lease, m model) []Problem {
 func buildRow(in Inputs, l lease.Lease, self bool, m model) Row {
 	row := Row{
 		Subnet:      l.Subnet.String(),
+		IPv6Subnet:  prefixOrEmpty(l.IPv6Subnet),
 		PublicIP:    addrOrNone(l.Attrs.PublicIP),
+		PublicIPv6:  addrOrEmpty(l.Attrs.PublicIPv6),
 		Backend:     l.Attrs.BackendType,
 		Reservation: l.Reservation() && !in.Kubernetes,
 		Node:        in.Kubernetes,
@@ -570,4 +578,18 @@ func FormatDuration(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%ds", d/time.Second)
 	}
+}
+
+func prefixOrEmpty(p netip.Prefix) string {
+	if !p.IsValid() {
+		return ""
+	}
+	return p.String()
+}
+
+func addrOrEmpty(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
 }

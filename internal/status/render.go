@@ -27,7 +27,11 @@ const wrapWidth = 100
 // lease, then every problem with its explanation.
 func WriteTable(w io.Writer, r Report) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "network %s, backend %s, leases from %s\n", r.Network, r.Backend, r.Store)
+	network := r.Network
+	if r.IPv6Network != "" {
+		network += " & " + r.IPv6Network
+	}
+	fmt.Fprintf(&b, "network %s, backend %s, leases from %s\n", network, r.Backend, r.Store)
 	fmt.Fprintf(&b, "this host: %s\n\n", hostLine(r.Host))
 
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
@@ -45,7 +49,7 @@ func WriteTable(w io.Writer, r Report) error {
 			st = "REFUSED"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			row.Subnet, row.PublicIP, orDash(row.Backend), expiresText(row, r.Time), orDash(host), kern, checkSummary(row, r.Checked), st)
+			both(row.Subnet, row.IPv6Subnet), both(row.PublicIP, row.PublicIPv6), orDash(row.Backend), expiresText(row, r.Time), orDash(host), kern, checkSummary(row, r.Checked), st)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -85,7 +89,7 @@ func hostLine(h Host) string {
 	}
 	parts = append(parts, ip)
 	if h.Subnet != "" {
-		parts = append(parts, "subnet "+h.Subnet)
+		parts = append(parts, "subnet "+both(h.Subnet, h.IPv6Subnet))
 	} else {
 		parts = append(parts, "no lease")
 	}
@@ -94,6 +98,15 @@ func hostLine(h Host) string {
 	}
 	parts = append(parts, h.SubnetFile)
 	return strings.Join(parts, ", ")
+}
+
+// both renders a value and its IPv6 counterpart, when there is one, as
+// "10.5.1.0/24 & fd00::/64".
+func both(v4, v6 string) string {
+	if v6 == "" {
+		return v4
+	}
+	return v4 + " & " + v6
 }
 
 func orDash(s string) string {

@@ -34,6 +34,7 @@ import (
 type Report struct {
 	Time         time.Time `json:"time"`
 	Network      string    `json:"network"`
+	IPv6Network  string    `json:"ipv6_network,omitempty"` // when the config enables IPv6
 	Backend      string    `json:"backend"`
 	Store        string    `json:"store"`   // where leases came from, e.g. "etcd http://10.4.7.12:2379 /coreos.com/network"
 	Host         Host      `json:"host"`    // this host
@@ -51,9 +52,10 @@ type Report struct {
 // Host describes this host as status sees it.
 type Host struct {
 	PublicIP   string `json:"public_ip,omitempty"`
-	Interface  string `json:"interface,omitempty"` // the external interface
-	MTU        int    `json:"mtu,omitempty"`       // the external interface's
-	Subnet     string `json:"subnet,omitempty"`    // this host's lease, "" when it has none
+	Interface  string `json:"interface,omitempty"`   // the external interface
+	MTU        int    `json:"mtu,omitempty"`         // the external interface's
+	Subnet     string `json:"subnet,omitempty"`      // this host's lease, "" when it has none
+	IPv6Subnet string `json:"ipv6_subnet,omitempty"` // the lease's IPv6 subnet, when dual-stack
 	SubnetFile string `json:"subnet_file"`
 	// PodMTU is FLANNEL_MTU from the subnet file; 0 when it was unreadable.
 	PodMTU int `json:"pod_mtu,omitempty"`
@@ -65,7 +67,9 @@ type Host struct {
 // Row is one lease.
 type Row struct {
 	Subnet      string     `json:"subnet"`
+	IPv6Subnet  string     `json:"ipv6_subnet,omitempty"` // dual-stack leases only
 	PublicIP    string     `json:"public_ip"`
+	PublicIPv6  string     `json:"public_ipv6,omitempty"`
 	Backend     string     `json:"backend"`
 	VtepMAC     string     `json:"vtep_mac,omitempty"`
 	Reservation bool       `json:"reservation"`

@@ -28,6 +28,10 @@ type AcquireRequest struct {
 	// Previous is the subnet this host used last time (from subnet.env), if
 	// any. It is reused when still free.
 	Previous netip.Prefix
+	// PreviousIPv6 is the IPv6 subnet this host used last time
+	// (FLANNEL_IPV6_SUBNET), reused when still free and the config
+	// enables IPv6.
+	PreviousIPv6 netip.Prefix
 	// NewHostID says Attrs.HostID was generated on this start
 	// (lease.PickInput.NewHostID).
 	NewHostID bool
@@ -71,6 +75,12 @@ type PublicIPSource interface {
 	PublicIP(ctx context.Context) (ip netip.Addr, ok bool, err error)
 }
 
+// PublicIPv6Source is PublicIPSource for --public-ipv6 (Kubernetes: the
+// node-public-ipv6 annotation).
+type PublicIPv6Source interface {
+	PublicIPv6(ctx context.Context) (ip netip.Addr, ok bool, err error)
+}
+
 // Completer is a store that wants to hear when the data plane is up
 // (Kubernetes: the node's NetworkUnavailable condition goes False).
 type Completer interface {
@@ -108,4 +118,12 @@ type RawConfigReader interface {
 // it lasts, and once at the end.
 type TroubleReporter interface {
 	ReportTrouble(report func(op string, err error))
+}
+
+// ConfigNotifier is a store that can tell when its network config may
+// have changed, so that a deleted or broken config is noticed at once
+// rather than at the next periodic check. The channel carries at most one
+// pending signal and is closed when ctx ends.
+type ConfigNotifier interface {
+	ConfigChanges(ctx context.Context) <-chan struct{}
 }

@@ -46,7 +46,13 @@ func Marshal(e Env) []byte {
 // plugin and docker --bip give the bridge.
 func firstHost(p netip.Prefix) string {
 	p = p.Masked()
-	return netip.PrefixFrom(p.Addr().Next(), p.Bits()).String()
+	next := p.Addr().Next()
+	if !p.Contains(next) {
+		// A /32 (or /128) has no address after its own: the next one
+		// would read back as another subnet (found by FuzzRead).
+		return p.String()
+	}
+	return netip.PrefixFrom(next, p.Bits()).String()
 }
 
 func joinPrefixes(ps []netip.Prefix) string {
@@ -83,6 +89,11 @@ func Read(path string) (Env, error) {
 	if err != nil {
 		return Env{}, fmt.Errorf("read subnet file: %w", err)
 	}
+	return parse(path, data)
+}
+
+// parse is Read after the file is read; path only names it in errors.
+func parse(path string, data []byte) (Env, error) {
 	var e Env
 	for n, raw := range strings.Split(string(data), "\n") {
 		line := strings.TrimSpace(raw)

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+	wgconn "golang.zx2c4.com/wireguard/conn"
 )
 
 // cloneDevice is the TUN/TAP clone device.
@@ -19,14 +20,86 @@ const cloneDevice = "/dev/net/tun"
 // NAME mode tun). A name with "%d" lets the kernel pick the first free
 // number, as flannel's "flannel%d" does; Name reports the result.
 //
-// The device is opened with IFF_TUN | IFF_NO_PI: packets carry no header.
-// Attaching fails with EBUSY when another process holds the device, and
-// with EINVAL when the name belongs to a device that is not a
-// single-queue TUN device.
+// The device is opened with IFF_TUN | IFF_NO_PI (packets carry no header),
+// and with IFF_VNET_HDR when o.Offload asks for offloads. Attaching fails
+// with EBUSY when another process holds the device, and with EINVAL when
+// the name belongs to a device that is not a single-queue TUN device.
 //
 // The returned Device works from any goroutine and thread: the namespace
 // is fixed when the device is opened.
 func Open(name string, o Options) (Device, error) {
+	ds, err := open(name, 1, o)
+	if err != nil {
+		return nil, err
+	}
+	return ds[0], nil
+}
+
+// OpenQueues attaches n queues (n >= 2) to the multi-queue TUN device
+// called name (ip tuntap add dev NAME mode tun multi_queue), creating it
+// if it does not exist, as Open does for one queue. Each queue is a Device
+// of its own; the kernel hands each flow's packets to one queue, by the
+// flow's hash. Attaching fails with EINVAL when a device of that name
+// exists and is not a multi-queue TUN device (a single-queue flannel0
+// from an older agent or flannel, say): delete it, or use Open.
+func OpenQueues(name string, n int, o Options) ([]Device, error) {
+	if n < 2 {
+		return nil, fmt.Errorf("tun device %s: %d queues asked of OpenQueues, want at least 2 (Open opens one)", name, n)
+	}
+	return open(name, n, o)
+}
+
+// open attaches n queues (a single-queue device when n is 1), with
+// offloads on all of them or on none.
+func open(name string, n int, o Options) ([]Device, error) {
+	var refused error
+	if o.Offload {
+		ds, err := openN(name, n, o.Persist, true)
+		if err == nil {
+			return ds, nil
+		}
+		if !errors.Is(err, errOffloadRefused) {
+			return nil, err
+		}
+		refused = err
+	}
+	ds, err := openN(name, n, o.Persist, false)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range ds {
+		d.(*linuxDevice).refused = refused
+	}
+	return ds, nil
+}
+
+// errOffloadRefused marks the errors that make Open fall back to the
+// plain device.
+var errOffloadRefused = errors.New("offloads refused")
+
+// openN attaches n queues, closing those it attached when a later one
+// fails: a multi-queue device whose queues differ in offloads would hand
+// super-packets to a reader that cannot split them.
+func openN(name string, n int, persist, offload bool) ([]Device, error) {
+	ds := make([]Device, 0, n)
+	for range n {
+		d, err := openOne(name, n > 1, persist, offload)
+		if err != nil {
+			for _, d := range ds {
+				d.Close()
+			}
+			return nil, err
+		}
+		ds = append(ds, d)
+		// The kernel's pick for "flannel%d" names the device the other
+		// queues attach to.
+		name = d.Name()
+	}
+	return ds, nil
+}
+
+// openOne attaches one queue.
+func openOne(name string, multi, persist, offload bool) (Device, error) {
 	fd, err := unix.Open(cloneDevice, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", cloneDevice, err)
@@ -41,31 +114,62 @@ func Open(name string, o Options) (Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tun device name %q: %w", name, err)
 	}
-	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	kind := "single-queue"
+	if multi {
+		flags |= unix.IFF_MULTI_QUEUE
+		kind = "multi-queue"
+	}
+	if offload {
+		flags |= unix.IFF_VNET_HDR
+	}
+	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		switch {
 		case errors.Is(err, unix.EBUSY):
 			return nil, fmt.Errorf("attach to tun device %s: %w (another process holds it: a running flanneld or agent?)", name, err)
+		case errors.Is(err, unix.EINVAL) && offload:
+			// Either the device is of another kind, or the kernel does
+			// not know IFF_VNET_HDR; the plain attach tells which.
+			return nil, fmt.Errorf("attach to tun device %s with IFF_VNET_HDR: %w: %w", name, errOffloadRefused, err)
 		case errors.Is(err, unix.EINVAL):
-			return nil, fmt.Errorf("attach to tun device %s: %w (a device of that name exists and is not a single-queue tun device)", name, err)
+			return nil, fmt.Errorf("attach to tun device %s: %w (a device of that name exists and is not a %s tun device)", name, err, kind)
 		}
 		return nil, fmt.Errorf("attach to tun device %s: %w", name, err)
 	}
 	name = ifr.Name()
 	// Set either way: a device made persistent by an earlier run must lose
 	// the flag when this caller does not want it.
-	persist := 0
-	if o.Persist {
-		persist = 1
+	p := 0
+	if persist {
+		p = 1
 	}
-	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, persist); err != nil {
-		return nil, fmt.Errorf("set persist=%d on tun device %s: %w", persist, name, err)
+	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, p); err != nil {
+		return nil, fmt.Errorf("set persist=%d on tun device %s: %w", p, name, err)
+	}
+	if offload {
+		// Probe here, before wireguard-go takes the fd: its constructor
+		// asks for the same offloads, and on failure leaves the fd to an
+		// os.File finalizer, which would keep the queue attached.
+		if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunTCPOffloads); err != nil {
+			return nil, fmt.Errorf("TUNSETOFFLOAD csum,tso4,tso6 on tun device %s: %w: %w", name, errOffloadRefused, err)
+		}
 	}
 	// A datagram socket opened now lives in the device's namespace for good,
 	// so MTU works from any thread later.
 	ctl, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open control socket for tun device %s: %w", name, err)
+	}
+	if offload {
+		d, err := newOffloadDevice(fd, name, ctl)
+		if err != nil {
+			unix.Close(ctl)
+			ok = true // the wrapper's os.File owns fd now
+			return nil, err
+		}
+		ok = true
+		return d, nil
 	}
 	// The fd is non-blocking, so NewFile registers it with the runtime's
 	// poller and RawConn callbacks can wait for readiness without a thread.
@@ -86,6 +190,19 @@ func Open(name string, o Options) (Device, error) {
 	return d, nil
 }
 
+// mtuOf asks the kernel for name's MTU (SIOCGIFMTU, as `ip link show`
+// reads it) through ctl, a socket in the device's namespace.
+func mtuOf(ctl int, name string) (int, error) {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0, err
+	}
+	if err := unix.IoctlIfreq(ctl, unix.SIOCGIFMTU, ifr); err != nil {
+		return 0, fmt.Errorf("mtu of tun device %s: %w", name, err)
+	}
+	return int(ifr.Uint32()), nil
+}
+
 // linuxDevice is a plain TUN queue (no virtio header, one queue).
 type linuxDevice struct {
 	name   string
@@ -93,6 +210,8 @@ type linuxDevice struct {
 	rc     syscall.RawConn
 	ctl    int // AF_INET datagram socket in the device's namespace, for ioctls
 	closed atomic.Bool
+	// refused is why offloads were not turned on, when they were asked for.
+	refused error
 
 	readFn, writeFn func(fd uintptr) bool
 
@@ -119,15 +238,15 @@ func (d *linuxDevice) MTU() (int, error) {
 	if d.closed.Load() {
 		return 0, fmt.Errorf("mtu of tun device %s: %w", d.name, os.ErrClosed)
 	}
-	ifr, err := unix.NewIfreq(d.name)
-	if err != nil {
-		return 0, err
-	}
-	if err := unix.IoctlIfreq(d.ctl, unix.SIOCGIFMTU, ifr); err != nil {
-		return 0, fmt.Errorf("mtu of tun device %s: %w", d.name, err)
-	}
-	return int(ifr.Uint32()), nil
+	return mtuOf(d.ctl, d.name)
 }
+
+// BatchSize is wireguard-go's batch, so that its device and the udp
+// backend hand the plain and the offload device the same number of
+// buffers.
+func (d *linuxDevice) BatchSize() int { return wgconn.IdealBatchSize }
+
+func (d *linuxDevice) Offload() (bool, error) { return false, d.refused }
 
 func (d *linuxDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if len(bufs) == 0 {

@@ -12,3 +12,8 @@ import (
 func Open(name string, o Options) (Device, error) {
 	return nil, fmt.Errorf("open tun device %s on %s: %w", name, runtime.GOOS, errors.ErrUnsupported)
 }
+
+// OpenQueues is Linux-only.
+func OpenQueues(name string, n int, o Options) ([]Device, error) {
+	return nil, fmt.Errorf("open tun device %s on %s: %w", name, runtime.GOOS, errors.ErrUnsupported)
+}

@@ -14,6 +14,9 @@ const (
 	EventStore  = "store"  // the store became unreachable, or reachable again
 	// EventRefused: a lease started or stopped being refused as a peer.
 	EventRefused = "refused"
+	// EventConfig: what the network config asks for that this agent does
+	// not do (IPv6 before the IPv6 data plane).
+	EventConfig = "config"
 )
 
 // Event is one thing that happened to this host's view of the fabric.

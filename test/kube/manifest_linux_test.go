@@ -147,9 +147,18 @@ func checkObjects(t *testing.T, objs []*unstructured.Unstructured) {
 			t.Errorf("%s probe = %+v, want GET %s on port healthz", pr.name, pr.p, pr.path)
 		}
 	}
+	// The kubelet probes a hostNetwork pod at its pod IP; the agent's own
+	// default, 127.0.0.1, would fail every probe.
 	var envs []string
+	healthzIP := ""
 	for _, ev := range c.Env {
 		envs = append(envs, ev.Name)
+		if ev.Name == "FLANNELD_HEALTHZ_IP" && ev.ValueFrom != nil && ev.ValueFrom.FieldRef != nil {
+			healthzIP = ev.ValueFrom.FieldRef.FieldPath
+		}
+	}
+	if healthzIP != "status.podIP" && !strings.Contains(args, "--healthz-ip=") {
+		t.Errorf("the health listener stays on 127.0.0.1, which the probes cannot reach: want FLANNELD_HEALTHZ_IP from status.podIP (env %v, command %q)", envs, args)
 	}
 	for _, n := range []string{"NODE_NAME", "POD_NAME", "POD_NAMESPACE"} {
 		if !slices.Contains(envs, n) {

@@ -3,6 +3,8 @@ package udp
 import (
 	"encoding/binary"
 	"time"
+
+	"github.com/weftnet/weft/internal/tun"
 )
 
 // The packet functions below are the data path's decisions, kept pure and
@@ -202,8 +204,9 @@ func newTxBatch(size int) *txBatch {
 
 // icmpBatch is the ICMP errors one batch produces, preallocated.
 type icmpBatch struct {
-	bufs  [][]byte // maxUnreachable bytes each
-	out   [][]byte // bufs[i][:len], for writing
+	room  [][]byte // tun.Headroom + maxUnreachable bytes each, for writing
+	bufs  [][]byte // room[i][tun.Headroom:]
+	out   [][]byte // bufs[i][:len]
 	n     int
 	limit icmpLimiter
 	now   func() time.Time
@@ -211,14 +214,17 @@ type icmpBatch struct {
 
 func newICMPBatch(size int) *icmpBatch {
 	b := &icmpBatch{
+		room:  make([][]byte, size),
 		bufs:  make([][]byte, size),
 		out:   make([][]byte, size),
 		limit: newICMPLimiter(1000, 100),
 		now:   time.Now,
 	}
-	back := make([]byte, size*maxUnreachable)
+	const stride = tun.Headroom + maxUnreachable
+	back := make([]byte, size*stride)
 	for i := range b.bufs {
-		b.bufs[i] = back[i*maxUnreachable : (i+1)*maxUnreachable]
+		b.room[i] = back[i*stride : (i+1)*stride : (i+1)*stride]
+		b.bufs[i] = b.room[i][tun.Headroom:]
 	}
 	return b
 }

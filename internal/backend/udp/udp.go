@@ -41,6 +41,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,6 +100,17 @@ type Options struct {
 	// NoSubscribe makes Run repair on its timer only, and when reading
 	// flannel0 fails.
 	NoSubscribe bool
+	// Queues is how many queues of flannel0 to attach (IFF_MULTI_QUEUE),
+	// each read by a goroutine of its own; 0 or 1 means one.
+	Queues int
+	// NoOffload asks for no offloads on flannel0 or the socket: the
+	// batched data path of one packet per read of flannel0 (OffloadEnv).
+	NoOffload bool
+
+	// openTun and probeSock replace tun.Open and probeSocket, so that tests
+	// play a kernel that refuses offloads (see fastPath).
+	openTun   func(name string, o tun.Options) (tun.Device, error)
+	probeSock func(c *net.UDPConn) sockOffloads
 }
 
 // config is the udp part of the network config's Backend object.
@@ -213,7 +226,8 @@ type Backend struct {
 	own      lease.Lease // set by Start, then fixed
 	started  bool
 	closed   bool
-	dev      tun.Device   // the attached flannel0
+	dev      tun.Device   // the attached flannel0 (its first queue)
+	extra    []tun.Device // its other queues, with Options.Queues
 	devIndex int          // its ifindex when attached
 	broken   bool         // reading dev failed: it must be reopened
 	sock     *net.UDPConn // bound to ext Addr:port
@@ -222,6 +236,8 @@ type Backend struct {
 
 	cur      atomic.Pointer[devRef] // dev, for the socket loop
 	curIndex atomic.Int32           // devIndex, for the notification filters
+
+	fast fastPath // path.go: the offloads the kernel granted
 }
 
 // devRef boxes a Device so it can be swapped atomically.
@@ -229,7 +245,43 @@ type devRef struct{ dev tun.Device }
 
 // New builds the backend with default Options.
 func New(cfg backend.Config) (backend.Backend, error) {
-	return backend.Built(NewWithOptions(cfg, Options{}))
+	o, err := envOptions(os.Getenv(OffloadEnv), os.Getenv(QueuesEnv))
+	if err != nil {
+		return nil, err
+	}
+	return backend.Built(NewWithOptions(cfg, o))
+}
+
+// OffloadEnv turns the offloads off on one host: OffloadEnv=off in the
+// agent's environment runs the batched data path even where the kernel
+// has the offloads (to rule them out when chasing a problem, or to measure
+// the difference). "on", the default, takes every offload the kernel
+// grants. The wire format is the same either way.
+const OffloadEnv = "WEFT_UDP_OFFLOAD"
+
+// QueuesEnv sets Options.Queues on one host: how many queues of flannel0
+// the agent reads, 1 (the default) to 16.
+const QueuesEnv = "WEFT_UDP_QUEUES"
+
+// envOptions is the Options that OffloadEnv's value off and QueuesEnv's
+// value queues ask for.
+func envOptions(off, queues string) (Options, error) {
+	var o Options
+	switch off {
+	case "", "on":
+	case "off":
+		o.NoOffload = true
+	default:
+		return Options{}, fmt.Errorf("udp: %s=%q: want on or off", OffloadEnv, off)
+	}
+	if queues != "" {
+		n, err := strconv.Atoi(queues)
+		if err != nil || n < 1 || n > 16 {
+			return Options{}, fmt.Errorf("udp: %s=%q: want a number of queues from 1 to 16", QueuesEnv, queues)
+		}
+		o.Queues = n
+	}
+	return o, nil
 }
 
 // NewWithOptions builds the backend. It touches nothing in the kernel:
@@ -266,6 +318,7 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 		log:     cfg.Logger(BackendType),
 		opts:    o,
 		metrics: cfg.Metrics,
+		fast:    fastPath{openTun: o.openTun, probeSock: o.probeSock, off: o.NoOffload},
 	}, nil
 }
 

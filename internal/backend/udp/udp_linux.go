@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -75,6 +76,9 @@ func (b *Backend) closeLocked() error {
 	if b.dev != nil {
 		errs = append(errs, b.dev.Close())
 	}
+	for _, q := range b.extra {
+		errs = append(errs, q.Close())
+	}
 	if b.sock != nil {
 		errs = append(errs, b.sock.Close())
 	}
@@ -98,6 +102,9 @@ func (b *Backend) Run(ctx context.Context) error {
 	b.loops = l
 	l.start(b.sock)
 	l.startTun(b.dev)
+	for _, q := range b.extra {
+		l.startTun(q)
+	}
 	b.mu.Unlock()
 	defer l.wg.Wait()
 	defer b.Close()
@@ -183,7 +190,7 @@ func (b *Backend) reconcile(trigger string) backend.Counts {
 func (b *Backend) markBroken(dev tun.Device) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.dev == dev {
+	if b.dev == dev || slices.Contains(b.extra, dev) {
 		b.broken = true
 	}
 }
@@ -327,24 +334,27 @@ func (b *Backend) ensureDeviceLocked(trigger string, counts backend.Counts) (net
 	if reopen {
 		b.dev.Close()
 		b.dev = nil
+		for _, q := range b.extra {
+			q.Close()
+		}
+		b.extra = nil
 	}
-	var dev tun.Device
-	err = netns.DoHandle(b.opts.Netns, func() (err error) {
-		dev, err = tun.Open(DeviceName, tun.Options{Persist: true})
-		return err
-	})
+	queues, err := b.openQueues()
 	if err != nil {
 		return nil, err
 	}
+	dev := queues[0]
 	link, err = h.LinkByName(dev.Name())
 	if err != nil {
-		dev.Close()
+		for _, q := range queues {
+			q.Close()
+		}
 		return nil, fmt.Errorf("look up %s after attaching to it: %w", dev.Name(), err)
 	}
 	if err := disableIPv6(b.opts.Netns, dev.Name()); err != nil {
 		b.log.Debug("cannot disable IPv6 on the device", "device", dev.Name(), "err", err)
 	}
-	b.dev, b.devIndex, b.broken = dev, link.Attrs().Index, false
+	b.dev, b.extra, b.devIndex, b.broken = dev, queues[1:], link.Attrs().Index, false
 	b.cur.Store(&devRef{dev: dev})
 	b.curIndex.Store(int32(b.devIndex))
 	msg := "device attached"
@@ -360,9 +370,36 @@ func (b *Backend) ensureDeviceLocked(trigger string, counts backend.Counts) (net
 		b.log.Info(msg, "device", DeviceName, "index", b.devIndex, "trigger", trigger)
 	}
 	if b.loops != nil {
-		b.loops.startTun(dev)
+		for _, q := range queues {
+			b.loops.startTun(q)
+		}
 	}
 	return link, nil
+}
+
+// openQueues attaches to flannel0 with Options.Queues queues, in the
+// backend's namespace. A single-queue flannel0 (left by an older agent or
+// by flannel, persistent) refuses a multi-queue attach: then one queue is
+// attached, and the log says how to get more.
+func (b *Backend) openQueues() ([]tun.Device, error) {
+	o := tun.Options{Persist: true, Offload: !b.fast.off}
+	var queues []tun.Device
+	err := netns.DoHandle(b.opts.Netns, func() (err error) {
+		if b.opts.Queues > 1 {
+			queues, err = tun.OpenQueues(DeviceName, b.opts.Queues, o)
+			if err == nil || !errors.Is(err, unix.EINVAL) {
+				return err
+			}
+			b.log.Warn("flannel0 is a single-queue device; attaching one queue (delete it to get more)", "queues", b.opts.Queues, "err", err)
+		}
+		dev, err := b.open(DeviceName, o)
+		queues = []tun.Device{dev}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return queues, nil
 }
 
 // disableIPv6 turns IPv6 off on the device: the udp backend carries IPv4
@@ -416,21 +453,33 @@ type loops struct {
 	fatal     chan error  // the socket failed
 }
 
+// rxMessages is how many messages one receive asks for with UDP_GRO: each
+// is a run of up to 64 datagrams in a 64 KiB buffer.
+const rxMessages = 16
+
 // start runs the socket → flannel0 direction.
 func (l *loops) start(sock *net.UDPConn) {
 	b := l.b
-	bufs := makeBufs(batchSize, b.mtu+Overhead)
-	r, err := newReceiver(sock, bufs)
+	so := b.probeSock(sock)
+	b.setSockOffloads(so)
+	var r *receiver
+	var err error
+	if so.gro {
+		r, err = newReceiver(sock, rxMessages, groBufSize, true)
+	} else {
+		r, err = newReceiver(sock, batchSize, b.mtu+Overhead, false)
+	}
 	if err != nil {
 		l.fatal <- err
 		return
 	}
 	l.wg.Go(func() {
-		sizes := make([]int, batchSize)
-		out := make([][]byte, batchSize)
+		sizes := make([]int, len(r.pkts))
+		out := make([][]byte, len(r.pkts))
+		var w tunWriter
 		var st Stats
 		for {
-			n, err := r.read(sizes)
+			n, bad, err := r.read(sizes)
 			if err != nil {
 				if !errors.Is(err, net.ErrClosed) {
 					select {
@@ -440,9 +489,10 @@ func (l *loops) start(sock *net.UDPConn) {
 				}
 				return
 			}
-			k := decap(bufs, sizes, n, b.mtu, out, &st)
+			st.Malformed += uint64(bad)
+			k := decap(r.pkts, sizes, n, b.mtu, out, &st)
 			if k > 0 {
-				m, _ := b.cur.Load().dev.Write(out[:k], 0)
+				m := w.write(b.cur.Load().dev, out[:k])
 				st.Delivered += uint64(m)
 				st.DeliverErrors += uint64(k - m)
 			}
@@ -451,12 +501,53 @@ func (l *loops) start(sock *net.UDPConn) {
 	})
 }
 
+// tunWriter hands packets to flannel0. The offload device coalesces the
+// segments of a flow into one super-packet (GRO) in the first segment's
+// buffer, so each packet is copied into a buffer of its own, with
+// Headroom in front and room for 64 KiB behind; the copy costs far less
+// than the write(2) per packet it saves. The plain device takes the
+// packets where they are.
+type tunWriter struct {
+	bufs [][]byte // Headroom + 64 KiB each, made on first use
+	out  [][]byte
+}
+
+// write writes pkts to dev and returns how many it accepted.
+func (w *tunWriter) write(dev tun.Device, pkts [][]byte) int {
+	if on, _ := dev.Offload(); !on {
+		m, _ := dev.Write(pkts, 0)
+		return m
+	}
+	if w.bufs == nil {
+		w.bufs = makeBufs(dev.BatchSize(), tun.Headroom+groBufSize)
+		w.out = make([][]byte, len(w.bufs))
+	}
+	accepted := 0
+	for len(pkts) > 0 {
+		k := min(len(pkts), len(w.bufs))
+		for i, p := range pkts[:k] {
+			w.out[i] = w.bufs[i][:tun.Headroom+copy(w.bufs[i][tun.Headroom:], p)]
+		}
+		m, _ := dev.Write(w.out[:k], tun.Headroom)
+		accepted += m
+		pkts = pkts[k:]
+	}
+	return accepted
+}
+
+// maxReadErrors is how many failed reads of an offload device in a row
+// make the loop attach to flannel0 again. One failed read is one
+// super-packet wireguard-go could not split (a malformed one, or more
+// segments than buffers), which costs that packet only.
+const maxReadErrors = 16
+
 // startTun runs the flannel0 → socket direction for dev. Each device gets
 // its own goroutine and buffers, so the loop of a replaced device can
 // finish its last batch while the new one starts.
 func (l *loops) startTun(dev tun.Device) {
 	b := l.b
-	s, err := newSender(b.sock, batchSize)
+	size := dev.BatchSize()
+	s, err := newSender(b.sock, size, b.gsoOn())
 	if err != nil {
 		select {
 		case l.fatal <- err:
@@ -464,33 +555,55 @@ func (l *loops) startTun(dev tun.Device) {
 		}
 		return
 	}
+	b.setTunOffload(dev)
+	offload, _ := dev.Offload()
+	off := 0
+	if offload {
+		off = tun.Headroom
+	}
 	l.wg.Go(func() {
-		bufs := makeBufs(batchSize, b.mtu+Overhead)
-		sizes := make([]int, batchSize)
-		tx := newTxBatch(batchSize)
-		ic := newICMPBatch(batchSize)
+		bufs := makeBufs(size, off+b.mtu+Overhead)
+		sizes := make([]int, size)
+		tx := newTxBatch(size)
+		ic := newICMPBatch(size)
+		icOut := make([][]byte, size)
 		var st Stats
+		failures := 0
 		for {
-			n, err := dev.Read(bufs, sizes, 0)
+			n, err := dev.Read(bufs, sizes, off)
 			if err != nil {
-				if !errors.Is(err, os.ErrClosed) {
-					b.log.Warn("reading flannel0 failed; attaching to it again", "err", err)
-					b.markBroken(dev)
-					select {
-					case l.devFailed <- "device read failed":
-					default:
-					}
+				if errors.Is(err, os.ErrClosed) {
+					return
+				}
+				failures++
+				if offload && !errors.Is(err, unix.EBADFD) && failures < maxReadErrors {
+					st.Malformed++
+					b.stats.add(&st)
+					continue
+				}
+				b.log.Warn("reading flannel0 failed; attaching to it again", "err", err)
+				b.markBroken(dev)
+				select {
+				case l.devFailed <- "device read failed":
+				default:
 				}
 				return
 			}
-			encap(b.peers.Load(), bufs, sizes, n, 0, b.mtu, tx, ic, &st)
+			failures = 0
+			encap(b.peers.Load(), bufs, sizes, n, off, b.mtu, tx, ic, &st)
 			if tx.n > 0 {
 				sent, failed, _ := s.write(tx)
 				st.Sent += uint64(sent)
 				st.SendErrors += uint64(failed)
+				if s.gsoErr != nil && b.gsoOn() {
+					b.gsoRefused(s.gsoErr)
+				}
 			}
 			if ic.n > 0 {
-				m, _ := dev.Write(ic.out[:ic.n], 0)
+				for i := range ic.n {
+					icOut[i] = ic.room[i][:tun.Headroom+len(ic.out[i])]
+				}
+				m, _ := dev.Write(icOut[:ic.n], tun.Headroom)
 				st.ICMPSent += uint64(m)
 			}
 			b.stats.add(&st)

@@ -20,6 +20,7 @@ import (
 	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/backend/backendtest"
 	"github.com/weftnet/weft/internal/lease"
+	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/netconf"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/nstest"
@@ -56,6 +57,12 @@ func segment(t testing.TB, n int) []*host {
 // always the host's.
 func (hg *host) start(t testing.TB, o Options) *Backend {
 	t.Helper()
+	return hg.startWith(t, o, nil)
+}
+
+// startWith is start with the backend's metrics recorded in m.
+func (hg *host) startWith(t testing.TB, o Options, m *metrics.Metrics) *Backend {
+	t.Helper()
 	o.Handle = hg.Handle
 	o.Netns = &hg.Netns
 	if o.ReconcilePeriod == 0 {
@@ -70,6 +77,7 @@ func (hg *host) start(t testing.TB, o Options) *Backend {
 		Ext:     hg.Ext,
 		Network: &netconf.Config{EnableIPv4: true, Network: network, SubnetLen: 24, BackendType: BackendType},
 		Log:     log,
+		Metrics: m,
 	}, o)
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +161,9 @@ func kernelState(t testing.TB, ns string) string {
 		strings.Join(flannelAddrs(t, ns), " "), strings.Join(weftRoutes(t, ns), "; "))
 }
 
-const wantKernelState = "link: mtu 1472, qlen 1000, up, tun type tun pi off vnet_hdr off persist on\n" +
+// vnet_hdr on: flannel0 carries super-packets (the offload path); flannel's
+// own flannel0 has it off, which peers cannot tell.
+const wantKernelState = "link: mtu 1472, qlen 1000, up, tun type tun pi off vnet_hdr on persist on\n" +
 	"addrs: 10.244.1.0/32\n" +
 	"routes: 10.244.0.0/16 dev flannel0"
 

@@ -20,13 +20,13 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
-	wgtun "golang.zx2c4.com/wireguard/tun"
 
 	"github.com/weftnet/weft/internal/backend"
 	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/netns"
+	"github.com/weftnet/weft/internal/tun"
 )
 
 // supported reports whether this platform can run the backend.
@@ -366,31 +366,31 @@ func (b *Backend) ensureDeviceLocked(trigger string, counts backend.Counts) (net
 		b.log.Info("deleted a device of another type", "device", DeviceName, "type", link.Type())
 		exists = false
 	}
-	var tdev wgtun.Device
 	var dev *device.Device
 	err = netns.DoHandle(b.opts.Netns, func() error {
-		var err error
 		// The TUN and the UDP sockets are made in this thread's
-		// namespace: CreateTUN here, the bind when the device goes up.
-		tdev, err = wgtun.CreateTUN(DeviceName, b.MTU())
+		// namespace: the TUN here, the bind when the device goes up.
+		// internal/tun gives flannel-wg what udp gives flannel0:
+		// persistence, and TSO/USO offloads where the kernel has them.
+		td, err := tun.Open(DeviceName, tun.Options{Persist: true, Offload: true})
 		if err != nil {
 			return fmt.Errorf("create TUN device %s: %w", DeviceName, err)
 		}
-		if err := persist(tdev); err != nil {
-			tdev.Close()
-			return err
+		if on, refused := td.Offload(); !on {
+			b.log.Info("TUN offloads refused; flannel-wg moves one packet per read", "device", DeviceName, "err", refused)
 		}
-		// Up before the device exists: the TUN reports every change of
-		// its link's state to the device, which goes down and up with it,
-		// and going down stops the peers and forgets their handshakes.
-		// A new link is down; set up only after the device's start, it
-		// would cost the first handshakes their 5 s retry.
+		// The MTU before the device starts: wireguard-go reads it once,
+		// and the adapter reports no link events.
 		if l, err := h.LinkByName(DeviceName); err == nil {
-			if err := h.LinkSetUp(l); err != nil {
-				b.log.Debug("cannot set the new device up; the repair will", "device", DeviceName, "err", err)
+			if err := h.LinkSetMTU(l, b.MTU()); err != nil {
+				b.log.Debug("cannot set the new device's MTU; the repair will", "device", DeviceName, "err", err)
 			}
 		}
-		dev = device.NewDevice(tdev, b.newBind(), b.wgLogger())
+		tdev := tun.WireGuard(td)
+		// The bind opens its sockets on Up, below, in this namespace; the
+		// adapter reports no link events, so the device never goes down
+		// and up (and reopens them) on its own.
+		dev = device.NewDevice(tdev, conn.NewStdNetBind(), b.wgLogger())
 		if err := dev.IpcSet(deviceConfig(b.priv, b.set.ListenPort, b.desired, b.set)); err != nil {
 			dev.Close()
 			return fmt.Errorf("configure the WireGuard device: %w", err)
@@ -505,36 +505,6 @@ func greet(dev *device.Device, key Key, unlessSession bool) {
 	wp.SendKeepalive()
 }
 
-// newBind is the device's UDP bind. The device opens its sockets again
-// whenever flannel-wg goes down and up, from a goroutine of its own; with
-// Options.Netns set (tests, which run hosts as namespaces of one process)
-// that goroutine's thread is in the caller's namespace, so the bind
-// switches to Netns for Open. The agent runs in its host's namespace and
-// gets wireguard-go's bind as it is (which also keeps its sticky source
-// addresses current on route changes, something it does only for its own
-// type).
-func (b *Backend) newBind() conn.Bind {
-	if b.opts.Netns == nil {
-		return conn.NewStdNetBind()
-	}
-	return nsBind{Bind: conn.NewStdNetBind(), ns: b.opts.Netns}
-}
-
-// nsBind opens its sockets in the namespace ns.
-type nsBind struct {
-	conn.Bind
-	ns *vns.NsHandle
-}
-
-func (n nsBind) Open(port uint16) (fns []conn.ReceiveFunc, actual uint16, err error) {
-	err = netns.DoHandle(n.ns, func() error {
-		var err error
-		fns, actual, err = n.Bind.Open(port)
-		return err
-	})
-	return fns, actual, err
-}
-
 func isClosed(d *device.Device) bool {
 	select {
 	case <-d.Wait():
@@ -542,28 +512,6 @@ func isClosed(d *device.Device) bool {
 	default:
 		return false
 	}
-}
-
-// persist makes the TUN device outlive the agent's file descriptor, so
-// that its route and address stay, and pod traffic is dropped instead of
-// leaking to the default route while no agent runs.
-func persist(d wgtun.Device) error {
-	nt, ok := d.(interface{ File() *os.File })
-	if !ok {
-		return nil
-	}
-	sc, err := nt.File().SyscallConn()
-	if err != nil {
-		return fmt.Errorf("make %s persistent: %w", DeviceName, err)
-	}
-	var ierr error
-	if err := sc.Control(func(fd uintptr) { ierr = unix.IoctlSetInt(int(fd), unix.TUNSETPERSIST, 1) }); err != nil {
-		return fmt.Errorf("make %s persistent: %w", DeviceName, err)
-	}
-	if ierr != nil {
-		return fmt.Errorf("make %s persistent: %w", DeviceName, ierr)
-	}
-	return nil
 }
 
 // listenStatusLocked serves the device's UAPI on the status socket (mode

@@ -88,12 +88,13 @@ func (s *Store) tryAcquire(ctx context.Context, cfg *netconf.Config, req store.A
 		}
 	}
 	pick, err := lease.PickSubnet(lease.PickInput{
-		Config:    cfg,
-		Existing:  existing,
-		PublicIP:  req.Attrs.PublicIP,
-		Previous:  req.Previous,
-		HostID:    req.Attrs.HostID,
-		NewHostID: req.NewHostID,
+		Config:       cfg,
+		Existing:     existing,
+		PublicIP:     req.Attrs.PublicIP,
+		Previous:     req.Previous,
+		PreviousIPv6: req.PreviousIPv6,
+		HostID:       req.Attrs.HostID,
+		NewHostID:    req.NewHostID,
 	})
 	if err != nil {
 		return lease.Lease{}, err
@@ -126,6 +127,13 @@ func (s *Store) tryAcquire(ctx context.Context, cfg *netconf.Config, req store.A
 			return lease.Lease{}, err
 		}
 		l := lease.Lease{Subnet: ex.Subnet, IPv6Subnet: ex.IPv6Subnet}
+		if pick.IPv6Subnet != ex.IPv6Subnet && e.kv.Lease != int64(clientv3.NoLease) {
+			// The IPv6 part changed (IPv6 enabled or disabled, or its
+			// subnet no longer fits): the key names both subnets, so the
+			// lease moves to a new key, in one transaction so that the
+			// host never holds two keys or none.
+			return s.rekey(ctx, e, lease.Lease{Subnet: ex.Subnet, IPv6Subnet: pick.IPv6Subnet}, val, ls.rev, pick.Reason)
+		}
 		if e.kv.Lease == int64(clientv3.NoLease) {
 			// A reservation stays without TTL; only its attributes follow
 			// the host.
@@ -150,14 +158,45 @@ func (s *Store) tryAcquire(ctx context.Context, cfg *netconf.Config, req store.A
 		return l, nil
 	}
 
-	l := lease.Lease{Subnet: pick.Subnet}
+	l := lease.Lease{Subnet: pick.Subnet, IPv6Subnet: pick.IPv6Subnet}
 	key := s.subnets + lease.KeyName(l.Subnet, l.IPv6Subnet)
-	exp, err := s.create(ctx, key, val)
+	exp, err := s.create(ctx, key, val, s.freeGuards(l, ls.rev)...)
 	if err != nil {
 		return lease.Lease{}, err
 	}
 	l.Expiration = exp
 	s.log.Info("acquired lease", "subnet", l.Subnet, "key", key, "expires", exp, "reason", pick.Reason)
+	return l, nil
+}
+
+// rekey moves the listed lease e to the key of l (same IPv4 subnet, new
+// IPv6 part) with a fresh etcd lease: the old key is deleted and the new
+// one created in one transaction, which fails as a lost race when either
+// changed since listing.
+func (s *Store) rekey(ctx context.Context, e *entry, l lease.Lease, val []byte, rev int64, reason string) (lease.Lease, error) {
+	key := s.subnets + lease.KeyName(l.Subnet, l.IPv6Subnet)
+	id, exp, err := s.grant(ctx)
+	if err != nil {
+		return lease.Lease{}, err
+	}
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(e.key), "=", e.kv.ModRevision), clientv3.Compare(clientv3.Version(key), "=", 0)}
+	if l.IPv6Subnet.IsValid() {
+		cmps = append(cmps, s.noNewKeys(rev))
+	}
+	resp, err := s.cli.Txn(ctx).
+		If(cmps...).
+		Then(clientv3.OpDelete(e.key), clientv3.OpPut(key, string(val), clientv3.WithLease(id))).
+		Commit()
+	if err != nil {
+		s.revoke(id)
+		return lease.Lease{}, fmt.Errorf("move lease %s to %s: %w", e.key, key, err)
+	}
+	if !resp.Succeeded {
+		s.revoke(id)
+		return lease.Lease{}, fmt.Errorf("move lease %s to %s: %w", e.key, key, errLostRace)
+	}
+	l.Expiration = exp
+	s.log.Info("acquired lease under a new key: its IPv6 subnet changed", "subnet", l.Subnet, "key", key, "was", e.key, "expires", exp, "reason", reason)
 	return l, nil
 }
 
@@ -180,14 +219,42 @@ func (s *Store) revoke(id clientv3.LeaseID) {
 	}
 }
 
-// create writes key with a new etcd lease if the key does not exist.
-func (s *Store) create(ctx context.Context, key string, val []byte) (time.Time, error) {
+// freeGuards are the conditions under which the subnets of l, chosen from
+// a listing at revision rev, are still free when its key is created.
+//
+// A key names both subnets, so "the key does not exist" is not enough:
+// "10.5.1.0-24" and "10.5.1.0-24&fd00::-64" are different keys for one
+// IPv4 subnet, and two hosts may pick one IPv6 subnet under different IPv4
+// ones. The IPv4 subnet is guarded by its key name as a prefix (every key
+// for that subnet starts with "10.5.1.0-24"). An IPv6 subnet sits at the
+// end of the key, where no range query finds it, so a dual-stack create
+// also requires that no lease key was created since the listing: a host
+// that loses that race re-lists and picks again (Acquire's retries). Only
+// creations count: renewals (keep-alives, re-puts) do not change a key's
+// CreateRevision, so they never make a host retry.
+func (s *Store) freeGuards(l lease.Lease, rev int64) []clientv3.Cmp {
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.Version(s.subnets+lease.KeyName(l.Subnet, netip.Prefix{})).WithPrefix(), "=", 0)}
+	if l.IPv6Subnet.IsValid() {
+		cmps = append(cmps, s.noNewKeys(rev))
+	}
+	return cmps
+}
+
+// noNewKeys holds when no key under the subnets prefix was created after
+// revision rev.
+func (s *Store) noNewKeys(rev int64) clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(s.subnets).WithPrefix(), "<", rev+1)
+}
+
+// create writes key with a new etcd lease if the key does not exist and
+// the guards hold.
+func (s *Store) create(ctx context.Context, key string, val []byte, guards ...clientv3.Cmp) (time.Time, error) {
 	id, exp, err := s.grant(ctx)
 	if err != nil {
 		return time.Time{}, err
 	}
 	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.Version(key), "=", 0)).
+		If(append([]clientv3.Cmp{clientv3.Compare(clientv3.Version(key), "=", 0)}, guards...)...).
 		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(id))).
 		Commit()
 	if err != nil {
@@ -196,7 +263,7 @@ func (s *Store) create(ctx context.Context, key string, val []byte) (time.Time, 
 	}
 	if !resp.Succeeded {
 		s.revoke(id)
-		return time.Time{}, fmt.Errorf("create %s: another host created it first: %w", key, errLostRace)
+		return time.Time{}, fmt.Errorf("create %s: another host created it, or a key for one of its subnets, first: %w", key, errLostRace)
 	}
 	return exp, nil
 }
@@ -272,7 +339,18 @@ func (s *Store) tryRenew(ctx context.Context, key string, l lease.Lease) (lease.
 		if err != nil {
 			return lease.Lease{}, err
 		}
-		exp, err := s.create(ctx, key, val)
+		// Another key may hold the IPv4 subnet now (a dual-stack key
+		// differs from an IPv4-only one): re-creating ours beside it
+		// would give one subnet to two hosts.
+		v4key := s.subnets + lease.KeyName(l.Subnet, netip.Prefix{})
+		others, err := s.cli.Get(ctx, v4key, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			return lease.Lease{}, fmt.Errorf("read %s*: %w", v4key, err)
+		}
+		if len(others.Kvs) > 0 {
+			return lease.Lease{}, fmt.Errorf("subnet %s was taken by another host (key %s)", l.Subnet, others.Kvs[0].Key)
+		}
+		exp, err := s.create(ctx, key, val, s.freeGuards(lease.Lease{Subnet: l.Subnet}, 0)...)
 		if err != nil {
 			return lease.Lease{}, err
 		}

@@ -37,12 +37,17 @@ const (
 	// s): pings more frequent than that are answered with GOAWAY.
 	keepAliveTime    = 6 * time.Second
 	keepAliveTimeout = 3 * time.Second
-	// reconnectMaxDelay caps gRPC's reconnect backoff (120 s by default).
-	reconnectMaxDelay = 2 * time.Second
-	// connectTimeout bounds one connection attempt (20 s by default), so
-	// that a SYN lost during the partition does not hold the next attempt
-	// back for long after it heals.
-	connectTimeout = 3 * time.Second
+	// reconnectMaxDelay caps gRPC's reconnect backoff (120 s by default):
+	// two connection attempts a second per agent while etcd is away are
+	// cheap, and bounds how long a healed path goes unused.
+	reconnectMaxDelay = 500 * time.Millisecond
+	// connectTimeout bounds one connection attempt (20 s by default). It
+	// is at TCP's first SYN retransmission (1 s), so that an attempt whose
+	// SYN was lost during the partition is abandoned for a fresh one
+	// rather than waiting out the next, longer retransmission after the
+	// path is back. A TCP and TLS handshake to etcd takes milliseconds on
+	// the networks etcd clusters run on.
+	connectTimeout = time.Second
 )
 
 // dialOptions are the gRPC options the store adds to the etcd client's.
@@ -154,6 +159,16 @@ func (e *callError) Unwrap() []error {
 	return []error{e.err}
 }
 
+// boundedCall runs one request under the store's call timeout and
+// explains its error (see explain).
+func boundedCall[R any](ctx context.Context, s *Store, call func(context.Context) (R, error)) (R, error) {
+	bctx, a, cancel := s.bound(ctx)
+	defer cancel()
+	start := time.Now()
+	r, err := call(bctx)
+	return r, s.explain(ctx, start, a, err)
+}
+
 // boundedKV and boundedLease give every request of the client's KV and
 // Lease APIs the store's call timeout, so that no store method can hang
 // whoever calls it; Watch and KeepAlive streams are left alone (their
@@ -164,35 +179,19 @@ type boundedKV struct {
 }
 
 func (k boundedKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
-	bctx, a, cancel := k.s.bound(ctx)
-	defer cancel()
-	start := time.Now()
-	r, err := k.KV.Get(bctx, key, opts...)
-	return r, k.s.explain(ctx, start, a, err)
+	return boundedCall(ctx, k.s, func(bctx context.Context) (*clientv3.GetResponse, error) { return k.KV.Get(bctx, key, opts...) })
 }
 
 func (k boundedKV) Put(ctx context.Context, key, val string, opts ...clientv3.OpOption) (*clientv3.PutResponse, error) {
-	bctx, a, cancel := k.s.bound(ctx)
-	defer cancel()
-	start := time.Now()
-	r, err := k.KV.Put(bctx, key, val, opts...)
-	return r, k.s.explain(ctx, start, a, err)
+	return boundedCall(ctx, k.s, func(bctx context.Context) (*clientv3.PutResponse, error) { return k.KV.Put(bctx, key, val, opts...) })
 }
 
 func (k boundedKV) Delete(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.DeleteResponse, error) {
-	bctx, a, cancel := k.s.bound(ctx)
-	defer cancel()
-	start := time.Now()
-	r, err := k.KV.Delete(bctx, key, opts...)
-	return r, k.s.explain(ctx, start, a, err)
+	return boundedCall(ctx, k.s, func(bctx context.Context) (*clientv3.DeleteResponse, error) { return k.KV.Delete(bctx, key, opts...) })
 }
 
 func (k boundedKV) Do(ctx context.Context, op clientv3.Op) (clientv3.OpResponse, error) {
-	bctx, a, cancel := k.s.bound(ctx)
-	defer cancel()
-	start := time.Now()
-	r, err := k.KV.Do(bctx, op)
-	return r, k.s.explain(ctx, start, a, err)
+	return boundedCall(ctx, k.s, func(bctx context.Context) (clientv3.OpResponse, error) { return k.KV.Do(bctx, op) })
 }
 
 // Txn bounds the transaction from its creation to its Commit, which
@@ -227,35 +226,23 @@ type boundedLease struct {
 }
 
 func (l boundedLease) Grant(ctx context.Context, ttl int64) (*clientv3.LeaseGrantResponse, error) {
-	bctx, a, cancel := l.s.bound(ctx)
-	defer cancel()
-	start := time.Now()
-	r, err := l.Lease.Grant(bctx, ttl)
-	return r, l.s.explain(ctx, start, a, err)
+	return boundedCall(ctx, l.s, func(bctx context.Context) (*clientv3.LeaseGrantResponse, error) { return l.Lease.Grant(bctx, ttl) })
 }
 
 func (l boundedLease) Revoke(ctx context.Context, id clientv3.LeaseID) (*clientv3.LeaseRevokeResponse, error) {
-	bctx, a, cancel := l.s.bound(ctx)
-	defer cancel()
-	start := time.Now()
-	r, err := l.Lease.Revoke(bctx, id)
-	return r, l.s.explain(ctx, start, a, err)
+	return boundedCall(ctx, l.s, func(bctx context.Context) (*clientv3.LeaseRevokeResponse, error) { return l.Lease.Revoke(bctx, id) })
 }
 
 func (l boundedLease) TimeToLive(ctx context.Context, id clientv3.LeaseID, opts ...clientv3.LeaseOption) (*clientv3.LeaseTimeToLiveResponse, error) {
-	bctx, a, cancel := l.s.bound(ctx)
-	defer cancel()
-	start := time.Now()
-	r, err := l.Lease.TimeToLive(bctx, id, opts...)
-	return r, l.s.explain(ctx, start, a, err)
+	return boundedCall(ctx, l.s, func(bctx context.Context) (*clientv3.LeaseTimeToLiveResponse, error) {
+		return l.Lease.TimeToLive(bctx, id, opts...)
+	})
 }
 
 func (l boundedLease) KeepAliveOnce(ctx context.Context, id clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error) {
-	bctx, a, cancel := l.s.bound(ctx)
-	defer cancel()
-	start := time.Now()
-	r, err := l.Lease.KeepAliveOnce(bctx, id)
-	return r, l.s.explain(ctx, start, a, err)
+	return boundedCall(ctx, l.s, func(bctx context.Context) (*clientv3.LeaseKeepAliveResponse, error) {
+		return l.Lease.KeepAliveOnce(bctx, id)
+	})
 }
 
 var _ store.TroubleReporter = (*Store)(nil)

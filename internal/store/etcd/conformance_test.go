@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/weftnet/weft/internal/embedetcd/etcdtest"
 	"github.com/weftnet/weft/internal/lease"
 	etcdstore "github.com/weftnet/weft/internal/store/etcd"
@@ -19,9 +21,30 @@ func TestConformance(t *testing.T) {
 	storetest.Conformance(t, storetest.Harness{
 		Store:     st,
 		SetConfig: func(raw string) error { return st.PutConfig(context.Background(), []byte(raw)) },
-		Delete: func(sn netip.Prefix) error {
-			_, err := cli.Delete(context.Background(), st.SubnetsPrefix()+lease.KeyName(sn, netip.Prefix{}))
-			return err
-		},
+		Delete:    deleteLease(st, cli),
 	})
+}
+
+func TestDualStackConformance(t *testing.T) {
+	srv := etcdtest.StartForTest(t)
+	st := newStore(t, srv.Endpoint(), etcdstore.Options{Prefix: prefix})
+	cli := rawClient(t, srv)
+	storetest.DualStackConformance(t, storetest.Harness{
+		Store:     st,
+		SetConfig: func(raw string) error { return st.PutConfig(context.Background(), []byte(raw)) },
+		Delete:    deleteLease(st, cli),
+	})
+}
+
+// deleteLease deletes the key of the lease of IPv4 subnet sn, with or
+// without an IPv6 part.
+func deleteLease(st *etcdstore.Store, cli *clientv3.Client) func(sn netip.Prefix) error {
+	return func(sn netip.Prefix) error {
+		key := st.SubnetsPrefix() + lease.KeyName(sn, netip.Prefix{})
+		if _, err := cli.Delete(context.Background(), key); err != nil {
+			return err
+		}
+		_, err := cli.Delete(context.Background(), key+"&", clientv3.WithPrefix())
+		return err
+	}
 }

@@ -260,6 +260,9 @@ func (s *Store) Config(ctx context.Context) (*netconf.Config, error) {
 		return nil, err
 	}
 	cfg, err := netconf.Parse(raw)
+	if err == nil {
+		err = cfg.CheckEtcd()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w %s in etcd: %w", store.ErrInvalidConfig, s.ConfigKey(), err)
 	}
@@ -285,7 +288,11 @@ func (s *Store) RawConfig(ctx context.Context) ([]byte, error) {
 // that it parses; an invalid config is refused with the reason.
 func (s *Store) PutConfig(ctx context.Context, raw []byte) error {
 	key := s.ConfigKey()
-	if _, err := netconf.Parse(raw); err != nil {
+	cfg, err := netconf.Parse(raw)
+	if err == nil {
+		err = cfg.CheckEtcd()
+	}
+	if err != nil {
 		return fmt.Errorf("refuse to store network config at %s: %w", key, err)
 	}
 	if _, err := s.cli.Put(ctx, key, string(raw)); err != nil {

@@ -55,6 +55,7 @@ func (s *Store) Watch(ctx context.Context, fn func([]lease.Lease)) error {
 		looked: make(chan struct{}, 1),
 	}
 	defer w.lookups.Wait()
+	go s.watchConnection(ctx)
 	backoff := minWatchBackoff
 	troubled := false // an error was reported and no success since
 	w.working = func() {

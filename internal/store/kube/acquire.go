@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,14 +48,17 @@ func (s *Store) Acquire(ctx context.Context, cfg *netconf.Config, req store.Acqu
 	if cfg.EnableIPv4 && !contains(cfg.Network, v4) {
 		return lease.Lease{}, fmt.Errorf("node %q podCIDR %s is not inside the Network %s of %s: kube-controller-manager's --cluster-cidr (kubeadm: --pod-network-cidr) must equal Network", s.node, v4, cfg.Network, s.netConf)
 	}
-	l := lease.Lease{Subnet: v4}
+	var l lease.Lease
+	if cfg.EnableIPv4 {
+		l.Subnet = v4
+	}
 	if cfg.EnableIPv6 {
 		if !contains(cfg.IPv6Network, v6) {
 			return lease.Lease{}, fmt.Errorf("node %q IPv6 podCIDR %v is not inside the IPv6Network %s of %s", s.node, v6, cfg.IPv6Network, s.netConf)
 		}
 		l.IPv6Subnet = v6
 	}
-	d := desired{attrs: req.Attrs, withV6: cfg.EnableIPv6}
+	d := desired{attrs: req.Attrs, withV6: cfg.EnableIPv6, v6only: !cfg.EnableIPv4}
 	attrs, err := s.publish(ctx, n, d)
 	if err != nil {
 		return lease.Lease{}, err
@@ -106,7 +110,7 @@ func (s *Store) publish(ctx context.Context, n *corev1.Node, d desired) (lease.A
 	if err := s.patchStatus(ctx, body); err != nil {
 		return lease.Attrs{}, fmt.Errorf("write annotations on node %q: %w", s.node, err)
 	}
-	s.log.Info("published node annotations", "public-ip", want[s.keys.publicIP], "backend-type", want[s.keys.backendType], "backend-data", want[s.keys.backendData])
+	s.log.Info("published node annotations", "public-ip", want[s.keys.publicIP], "public-ipv6", want[s.keys.publicIPv6], "backend-type", want[s.keys.backendType], "backend-data", want[s.keys.backendData])
 	return attrs, nil
 }
 
@@ -161,10 +165,16 @@ func (s *Store) waitPodCIDR(ctx context.Context, cfg *netconf.Config) (*corev1.N
 			if cfg.EnableIPv4 && v4.IsValid() {
 				fam = "IPv6 "
 			}
-			net := cfg.Network.String()
-			if fam != "" || !cfg.EnableIPv4 {
-				net = cfg.IPv6Network.String()
+			// The controller-manager's flag names every family the config
+			// enables, IPv4 first, as kubeadm's --pod-network-cidr does.
+			var nets []string
+			if cfg.EnableIPv4 {
+				nets = append(nets, cfg.Network.String())
 			}
+			if cfg.EnableIPv6 {
+				nets = append(nets, cfg.IPv6Network.String())
+			}
+			net := strings.Join(nets, ",")
 			say(fmt.Sprintf("node %q has no %spodCIDR yet: kube-controller-manager must run with --allocate-node-cidrs=true --cluster-cidr=%s (kubeadm: --pod-network-cidr); waiting for it", s.node, fam, net))
 		case apierrors.IsNotFound(err):
 			say(fmt.Sprintf("node %q does not exist (yet): the kubelet registers it; check NODE_NAME; waiting for it", s.node))
@@ -224,4 +234,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// v6only reports whether the config Acquire was called with is
+// IPv6-only, which decides how peers' Nodes are read (leaseOf6).
+func (s *Store) v6only() bool {
+	s.want.mu.Lock()
+	defer s.want.mu.Unlock()
+	return s.want.set && s.want.d.v6only
 }

@@ -121,6 +121,10 @@ func backendDataValue(data json.RawMessage) (string, error) {
 type desired struct {
 	attrs  lease.Attrs // as requested by the agent
 	withV6 bool        // the network config enables IPv6
+	// v6only: the config disables IPv4 (EnableIPv4 false), so no IPv4
+	// keys (public-ip, backend-data) are written and PublicIPv6 is the
+	// one address required.
+	v6only bool
 }
 
 // annotations computes the annotations the own node must carry, given its
@@ -128,30 +132,34 @@ type desired struct {
 // attributes they amount to. They are flannel's four keys (six with IPv6).
 func (k keys) annotations(current map[string]string, d desired) (map[string]string, lease.Attrs, error) {
 	attrs := d.attrs
-	if s := strings.TrimSpace(current[k.publicIPOverwrite]); s != "" {
-		ip, err := netip.ParseAddr(s)
-		if err != nil || !ip.Unmap().Is4() {
-			return nil, lease.Attrs{}, fmt.Errorf("annotation %s=%q is not an IPv4 address", k.publicIPOverwrite, s)
-		}
-		attrs.PublicIP = ip.Unmap()
-	}
-	if !attrs.PublicIP.IsValid() {
-		return nil, lease.Attrs{}, errors.New("no public IP to publish")
-	}
-	data, err := backendDataValue(attrs.BackendData)
-	if err != nil {
-		return nil, lease.Attrs{}, err
-	}
 	out := map[string]string{
 		k.subnetManager: "true",
 		k.backendType:   attrs.BackendType,
-		k.backendData:   data,
-		k.publicIP:      attrs.PublicIP.Unmap().String(),
 	}
-	if d.withV6 {
+	if d.v6only {
+		attrs.PublicIP, attrs.BackendData = netip.Addr{}, nil
+	} else {
+		if s := strings.TrimSpace(current[k.publicIPOverwrite]); s != "" {
+			ip, err := netip.ParseAddr(s)
+			if err != nil || !ip.Unmap().Is4() {
+				return nil, lease.Attrs{}, fmt.Errorf("annotation %s=%q is not an IPv4 address", k.publicIPOverwrite, s)
+			}
+			attrs.PublicIP = ip.Unmap()
+		}
+		if !attrs.PublicIP.IsValid() {
+			return nil, lease.Attrs{}, errors.New("no public IP to publish")
+		}
+		data, err := backendDataValue(attrs.BackendData)
+		if err != nil {
+			return nil, lease.Attrs{}, err
+		}
+		out[k.backendData] = data
+		out[k.publicIP] = attrs.PublicIP.Unmap().String()
+	}
+	if d.withV6 || d.v6only {
 		if s := strings.TrimSpace(current[k.publicIPv6Over]); s != "" {
 			ip, err := netip.ParseAddr(s)
-			if err != nil || !ip.Is6() || ip.Is4In6() {
+			if err != nil || !ip.Is6() || ip.Is4In6() || ip.Zone() != "" {
 				return nil, lease.Attrs{}, fmt.Errorf("annotation %s=%q is not an IPv6 address", k.publicIPv6Over, s)
 			}
 			attrs.PublicIPv6 = ip
@@ -163,7 +171,12 @@ func (k keys) annotations(current map[string]string, d desired) (map[string]stri
 			}
 			out[k.backendV6Data] = v6data
 			out[k.publicIPv6] = attrs.PublicIPv6.String()
+		} else if d.v6only {
+			return nil, lease.Attrs{}, errors.New("no public IPv6 address to publish on an IPv6-only network: the interface has no global IPv6 address; set --public-ipv6 or the node-public-ipv6 annotation")
 		}
+	}
+	if string(bytes.TrimSpace(attrs.BackendV6Data)) == "null" {
+		attrs.BackendV6Data = nil
 	}
 	if string(bytes.TrimSpace(attrs.BackendData)) == "null" {
 		attrs.BackendData = nil
@@ -194,6 +207,10 @@ var errNotManaged = errors.New("not managed by a kube subnet manager")
 // moment after a node registers, so it is no reason to warn.
 var errNoPodCIDR = errors.New("no IPv4 podCIDR yet")
 
+// errIPv6Only says a managed node is IPv6-only (an IPv6 podCIDR and no
+// public-ip): it is a peer only for IPv6-only hosts (leaseOf6).
+var errIPv6Only = errors.New("IPv6-only node")
+
 // leaseOf turns a Node into the lease its annotations describe, as flannel
 // reads peers: only nodes marked kube-subnet-manager="true" count, and they
 // need an IPv4 podCIDR, a backend type, backend data that is JSON and an
@@ -209,6 +226,11 @@ func (k keys) leaseOf(n *corev1.Node) (lease.Lease, error) {
 		return lease.Lease{}, err
 	}
 	if !v4.IsValid() {
+		if v6.IsValid() {
+			if _, ok := a[k.publicIP]; !ok {
+				return lease.Lease{}, fmt.Errorf("node %q: %w", n.Name, errIPv6Only)
+			}
+		}
 		return lease.Lease{}, fmt.Errorf("node %q: %w", n.Name, errNoPodCIDR)
 	}
 	bt := a[k.backendType]
@@ -227,9 +249,15 @@ func (k keys) leaseOf(n *corev1.Node) (lease.Lease, error) {
 	if err != nil || !ip.Unmap().Is4() {
 		return lease.Lease{}, fmt.Errorf("node %q: annotation %s=%q is not an IPv4 address", n.Name, k.publicIP, ipStr)
 	}
+	if ip = ip.Unmap(); ip.IsUnspecified() {
+		// "0.0.0.0" is no address, as in the lease's JSON form (which
+		// decodes it so): the backends then say the peer has none
+		// (found by FuzzLeaseOf).
+		ip = netip.Addr{}
+	}
 	l := lease.Lease{
 		Subnet: v4,
-		Attrs:  lease.Attrs{PublicIP: ip.Unmap(), BackendType: bt, BackendData: data},
+		Attrs:  lease.Attrs{PublicIP: ip, BackendType: bt, BackendData: data},
 	}
 	// The older Node wins a conflict; the timestamp has whole seconds, and
 	// snapshot's order (subnet, then node name) settles a tie.
@@ -237,7 +265,9 @@ func (k keys) leaseOf(n *corev1.Node) (lease.Lease, error) {
 		l.Created = n.CreationTimestamp.UnixNano()
 	}
 	if v6.IsValid() {
-		if ip6, err := netip.ParseAddr(a[k.publicIPv6]); err == nil && ip6.Is6() && !ip6.Is4In6() {
+		// A zone would not survive the lease's JSON form (found by
+		// FuzzLeaseOf), and a public address has none.
+		if ip6, err := netip.ParseAddr(a[k.publicIPv6]); err == nil && ip6.Is6() && !ip6.Is4In6() && ip6.Zone() == "" {
 			if d6, err := annotationJSON(n, k.backendV6Data); err == nil {
 				l.IPv6Subnet = v6
 				l.Attrs.PublicIPv6 = ip6
@@ -274,3 +304,46 @@ func truncate(s string) string {
 	}
 	return s[:max] + "..."
 }
+
+// leaseOf6 turns a Node into its lease for an IPv6-only host, which
+// peers over IPv6 alone: it needs an IPv6 podCIDR, a backend type,
+// backend-v6-data that is JSON and an IPv6 public-ipv6. The lease has no
+// IPv4 subnet. Dual-stack nodes are peers of IPv6-only ones too, by their
+// IPv6 half.
+func (k keys) leaseOf6(n *corev1.Node) (lease.Lease, error) {
+	a := n.Annotations
+	if a[k.subnetManager] != "true" {
+		return lease.Lease{}, errNotManaged
+	}
+	_, v6, err := podCIDRs(n)
+	if err != nil {
+		return lease.Lease{}, err
+	}
+	if !v6.IsValid() {
+		return lease.Lease{}, fmt.Errorf("node %q: %w", n.Name, errNoPodCIDR6)
+	}
+	bt := a[k.backendType]
+	if bt == "" {
+		return lease.Lease{}, fmt.Errorf("node %q: annotation %s is missing or empty", n.Name, k.backendType)
+	}
+	data, err := annotationJSON(n, k.backendV6Data)
+	if err != nil {
+		return lease.Lease{}, err
+	}
+	s, ok := a[k.publicIPv6]
+	if !ok {
+		return lease.Lease{}, fmt.Errorf("node %q: annotation %s is missing", n.Name, k.publicIPv6)
+	}
+	ip, err := netip.ParseAddr(s)
+	if err != nil || !ip.Is6() || ip.Is4In6() || ip.Zone() != "" {
+		return lease.Lease{}, fmt.Errorf("node %q: annotation %s=%q is not an IPv6 address", n.Name, k.publicIPv6, s)
+	}
+	l := lease.Lease{IPv6Subnet: v6, Attrs: lease.Attrs{PublicIPv6: ip, BackendType: bt, BackendV6Data: data}}
+	if !n.CreationTimestamp.IsZero() {
+		l.Created = n.CreationTimestamp.UnixNano()
+	}
+	return l, nil
+}
+
+// errNoPodCIDR6 is errNoPodCIDR for IPv6-only hosts.
+var errNoPodCIDR6 = errors.New("no IPv6 podCIDR yet")

@@ -10,10 +10,11 @@ import (
 )
 
 var (
-	_ store.PublishedReader = (*Store)(nil)
-	_ store.PublicIPSource  = (*Store)(nil)
-	_ store.Completer       = (*Store)(nil)
-	_ store.ConfigHinter    = (*Store)(nil)
+	_ store.PublishedReader  = (*Store)(nil)
+	_ store.PublicIPSource   = (*Store)(nil)
+	_ store.PublicIPv6Source = (*Store)(nil)
+	_ store.Completer        = (*Store)(nil)
+	_ store.ConfigHinter     = (*Store)(nil)
 )
 
 // Published returns what the own Node's annotations say this host
@@ -25,6 +26,12 @@ func (s *Store) Published(ctx context.Context, _ netip.Addr, _ string) (string, 
 // PublicIP is the node-public-ip annotation an administrator set, if any.
 func (s *Store) PublicIP(ctx context.Context) (netip.Addr, bool, error) {
 	return s.NodePublicIP(ctx)
+}
+
+// PublicIPv6 is the node-public-ipv6 annotation an administrator set, if
+// any.
+func (s *Store) PublicIPv6(ctx context.Context) (netip.Addr, bool, error) {
+	return s.NodePublicIPv6(ctx)
 }
 
 // Complete sets the Node's NetworkUnavailable condition to False.

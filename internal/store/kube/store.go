@@ -253,6 +253,24 @@ func (s *Store) NodePublicIP(ctx context.Context) (ip netip.Addr, ok bool, err e
 	return ip.Unmap(), true, nil
 }
 
+// NodePublicIPv6 is NodePublicIP for the <prefix>/node-public-ipv6
+// annotation, which replaces --public-ipv6.
+func (s *Store) NodePublicIPv6(ctx context.Context) (ip netip.Addr, ok bool, err error) {
+	n, err := s.getNode(ctx)
+	if err != nil {
+		return netip.Addr{}, false, err
+	}
+	v := strings.TrimSpace(n.Annotations[s.keys.nodePublicIPv6])
+	if v == "" {
+		return netip.Addr{}, false, nil
+	}
+	ip, err = netip.ParseAddr(v)
+	if err != nil || !ip.Is6() || ip.Is4In6() || ip.Zone() != "" {
+		return netip.Addr{}, false, fmt.Errorf("node %q: annotation %s=%q is not an IPv6 address", s.node, s.keys.nodePublicIPv6, v)
+	}
+	return ip, true, nil
+}
+
 // StoredBackendData returns the backend type and data the own node
 // published last time (nil data when there is none, or when it is "null"),
 // so that the vxlan backend can keep its VtepMAC across restarts as flannel

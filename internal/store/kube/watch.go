@@ -138,17 +138,29 @@ func (p *peerSet) snapshot(objs []any) []lease.Lease {
 	}
 	var out []named
 	seen := make(map[string]bool, len(objs))
+	v6only := p.s.v6only()
 	for _, o := range objs {
 		n, ok := o.(*corev1.Node)
 		if !ok {
 			continue
 		}
 		seen[n.Name] = true
-		l, err := p.keys.leaseOf(n)
+		var l lease.Lease
+		var err error
+		if v6only {
+			l, err = p.keys.leaseOf6(n)
+		} else {
+			l, err = p.keys.leaseOf(n)
+		}
 		switch {
 		case errors.Is(err, errNotManaged):
 			delete(p.warned, n.Name)
-		case errors.Is(err, errNoPodCIDR):
+		case errors.Is(err, errIPv6Only):
+			// An IPv6-only node has nothing for an IPv4 host to route
+			// to; it is not broken.
+			delete(p.warned, n.Name)
+			p.s.log.Debug("peer node is IPv6-only; not a peer of this host, which has IPv4", "peer-node", n.Name)
+		case errors.Is(err, errNoPodCIDR), errors.Is(err, errNoPodCIDR6):
 			delete(p.warned, n.Name)
 			p.s.log.Debug("peer node has no podCIDR yet", "peer-node", n.Name)
 		case err != nil:
@@ -171,6 +183,10 @@ func (p *peerSet) snapshot(objs []any) []lease.Lease {
 			return c
 		}
 		if c := cmp.Compare(a.l.Subnet.Bits(), b.l.Subnet.Bits()); c != 0 {
+			return c
+		}
+		// IPv6-only leases have no IPv4 subnet to order by.
+		if c := a.l.IPv6Subnet.Addr().Compare(b.l.IPv6Subnet.Addr()); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.node, b.node)

@@ -152,12 +152,13 @@ func (f *Fake) Acquire(ctx context.Context, cfg *netconf.Config, req store.Acqui
 		return lease.Lease{}, err
 	}
 	pick, err := lease.PickSubnet(lease.PickInput{
-		Config:    cfg,
-		Existing:  f.snapshotLocked(),
-		PublicIP:  req.Attrs.PublicIP,
-		Previous:  req.Previous,
-		HostID:    req.Attrs.HostID,
-		NewHostID: req.NewHostID,
+		Config:       cfg,
+		Existing:     f.snapshotLocked(),
+		PublicIP:     req.Attrs.PublicIP,
+		Previous:     req.Previous,
+		PreviousIPv6: req.PreviousIPv6,
+		HostID:       req.Attrs.HostID,
+		NewHostID:    req.NewHostID,
 	})
 	if err != nil {
 		return lease.Lease{}, err
@@ -165,7 +166,7 @@ func (f *Fake) Acquire(ctx context.Context, cfg *netconf.Config, req store.Acqui
 	for _, s := range pick.Stale {
 		delete(f.leases, s.Subnet)
 	}
-	l := lease.Lease{Subnet: pick.Subnet, Attrs: req.Attrs}
+	l := lease.Lease{Subnet: pick.Subnet, IPv6Subnet: pick.IPv6Subnet, Attrs: req.Attrs}
 	if pick.Existing == nil || !pick.Existing.Reservation() {
 		l.Expiration = f.now().Add(TTL)
 	}

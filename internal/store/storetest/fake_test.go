@@ -18,6 +18,15 @@ func TestFakeConformance(t *testing.T) {
 	})
 }
 
+func TestFakeDualStackConformance(t *testing.T) {
+	f := New(nil)
+	DualStackConformance(t, Harness{
+		Store:     f,
+		SetConfig: f.SetConfig,
+		Delete:    func(sn netip.Prefix) error { f.Delete(sn); return nil },
+	})
+}
+
 func TestFakeInjectsFailuresAndCountsCalls(t *testing.T) {
 	ctx := context.Background()
 	f := New(nil)

@@ -18,6 +18,13 @@ type Device struct {
 	Inbound chan []byte
 	// Outbound receives a copy of every packet Write accepts.
 	Outbound chan []byte
+	// Batch is what BatchSize reports; New sets 128, as the real devices.
+	Batch int
+	// Offloaded and Refused are what Offload reports, so that a test can
+	// play a device with offloads on, or one whose offloads the kernel
+	// refused. The fake never splits or coalesces: one packet in, one out.
+	Offloaded bool
+	Refused   error
 
 	name      string
 	mtu       int
@@ -33,6 +40,7 @@ func New(name string, mtu, depth int) *Device {
 	return &Device{
 		Inbound:  make(chan []byte, depth),
 		Outbound: make(chan []byte, depth),
+		Batch:    128,
 		name:     name,
 		mtu:      mtu,
 		closed:   make(chan struct{}),
@@ -44,6 +52,12 @@ func (d *Device) Name() string { return d.name }
 
 // MTU returns the MTU New was given.
 func (d *Device) MTU() (int, error) { return d.mtu, nil }
+
+// BatchSize returns Batch.
+func (d *Device) BatchSize() int { return d.Batch }
+
+// Offload returns Offloaded and Refused.
+func (d *Device) Offload() (bool, error) { return d.Offloaded, d.Refused }
 
 func (d *Device) errClosed(op string) error {
 	return fmt.Errorf("%s %s: %w", op, d.name, os.ErrClosed)

@@ -28,6 +28,9 @@ type Options struct {
 	// ClusterCIDR is kube-controller-manager's --cluster-cidr; default
 	// 10.244.0.0/16, with --node-cidr-mask-size=24.
 	ClusterCIDR netip.Prefix
+	// ClusterCIDRv6 makes the cluster dual-stack (Nodes get a /64 of it
+	// beside their IPv4 podCIDR).
+	ClusterCIDRv6 netip.Prefix
 	// DeferControllerManager leaves kube-controller-manager stopped until
 	// StartControllerManager, so that Nodes exist without a podCIDR.
 	DeferControllerManager bool
@@ -63,6 +66,7 @@ func StartWith(t testing.TB, o Options) *Cluster {
 		NetNS:                  o.NetNS,
 		Addr:                   o.Addr,
 		ClusterCIDR:            o.ClusterCIDR,
+		ClusterCIDRv6:          o.ClusterCIDRv6,
 		DeferControllerManager: o.DeferControllerManager,
 		AuditNodeStatus:        o.AuditNodeStatus,
 	})
