@@ -39,7 +39,7 @@ type plane struct {
 	stale  bool           // an IpcSet failed: the device must be configured afresh
 	fresh  bool           // made since the last Apply: it has no sessions, its peers may hold old ones
 	ln     net.Listener   // the status socket; nil when there is none
-	closed chan string    // receives once when a device closes on its own (Run's Extra)
+	repair chan string    // asks Run for a repair: the device stopped on its own, or an IpcSet failed (Run's Extra)
 }
 
 // Start creates flannel-wg (or attaches to the one a previous agent left),
@@ -56,7 +56,7 @@ func (b *Backend) Start(ctx context.Context, own lease.Lease) error {
 		return errors.New("wireguard: Start called twice")
 	}
 	b.own = lease.Lease{Subnet: own.Subnet.Masked(), Attrs: own.Attrs}
-	b.plane.closed = make(chan string, 1)
+	b.plane.repair = make(chan string, 1)
 	if err := b.reconcileLocked("start", nil); err != nil {
 		b.closeLocked()
 		return fmt.Errorf("wireguard: %w", err)
@@ -90,9 +90,13 @@ func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
 	errs := st.errs
 	if text := updateConfig(b.desired, st.peers, b.set); text != "" && b.plane.dev != nil && !b.plane.stale {
 		if err := b.plane.dev.IpcSet(text); err != nil {
-			// The next repair configures the device afresh from desired.
+			// A repair, now, configures the device afresh from desired.
 			b.plane.stale = true
 			errs = append(errs, fmt.Errorf("wireguard: configure peers: %w", err))
+			select {
+			case b.plane.repair <- "peer configuration failed":
+			default:
+			}
 		}
 	}
 	changes := diffPeers(b.desired, st.peers)
@@ -158,7 +162,7 @@ func (b *Backend) Run(ctx context.Context) error {
 		b.mu.Unlock()
 		return errors.New("wireguard: Run needs a started backend")
 	}
-	extra := b.plane.closed
+	extra := b.plane.repair
 	b.mu.Unlock()
 	defer b.Close()
 
@@ -415,14 +419,14 @@ func (b *Backend) ensureDeviceLocked(trigger string, counts backend.Counts) (net
 	p.dev, p.index, p.stale, p.fresh = dev, link.Attrs().Index, false, true
 	b.greetLocked(b.desired, true)
 	b.devIndex.Store(int32(p.index))
-	go func(closed chan string) {
+	go func(repair chan string) {
 		<-dev.Wait()
 		// Our own Close stops the device too; then nobody listens.
 		select {
-		case closed <- "device stopped":
+		case repair <- "device stopped":
 		default:
 		}
-	}(p.closed)
+	}(p.repair)
 	if b.sockPath != "" {
 		if err := b.listenStatusLocked(dev); err != nil {
 			b.log.Warn("no status socket; weft status cannot show handshakes", "socket", b.sockPath, "err", err)
