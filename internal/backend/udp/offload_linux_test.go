@@ -212,18 +212,19 @@ func TestFallbackWhenKernelRefusesOffloads(t *testing.T) {
 		backendtest.Run(t, b.Run)
 		bs = append(bs, b)
 	}
+	// The path is recorded, then published as metrics: wait for both.
 	nstest.Eventually(t, 3*time.Second, func() error {
 		if path, on := bs[0].Path(); path != metrics.UDPPathBatch || on[metrics.UDPOffloadTun] || on[metrics.UDPOffloadGSO] || on[metrics.UDPOffloadGRO] {
 			return errors.New("path " + path)
 		}
+		if got, want := gauges(t, m, "weft_udp_path"), "path=batch 1, path=offload 0"; got != want {
+			return fmt.Errorf("weft_udp_path: %s, want %s", got, want)
+		}
+		if got, want := gauges(t, m, "weft_udp_offload"), "feature=tun_tso 0, feature=udp_gro 0, feature=udp_gso 0"; got != want {
+			return fmt.Errorf("weft_udp_offload: %s, want %s", got, want)
+		}
 		return nil
 	})
-	if got, want := gauges(t, m, "weft_udp_path"), "path=batch 1, path=offload 0"; got != want {
-		t.Errorf("weft_udp_path: %s, want %s", got, want)
-	}
-	if got, want := gauges(t, m, "weft_udp_offload"), "feature=tun_tso 0, feature=udp_gro 0, feature=udp_gso 0"; got != want {
-		t.Errorf("weft_udp_offload: %s, want %s", got, want)
-	}
 	transferTCP(t, hs[0], hs[1], 16<<20)
 	if got := sendUDP(t, hs[0], hs[1], 100, 1400); got != 100 {
 		t.Errorf("%d of 100 datagrams arrived on the batched path", got)
