@@ -421,6 +421,7 @@ func (a *Agent) waitConfig(ctx context.Context) (*netconf.Config, error) {
 	// bound, in case it is merely slow.
 	attempt := time.Second
 	for {
+		began := a.now()
 		actx, cancel := context.WithTimeout(ctx, attempt)
 		cfg, err := a.deps.Store.Config(actx)
 		cancel()
@@ -443,7 +444,11 @@ func (a *Agent) waitConfig(ctx context.Context) (*netconf.Config, error) {
 			a.deps.Health.SetNotReady(store.Explain(err))
 			attempt = min(2*attempt, 8*time.Second)
 		}
-		if err := sleep(ctx, time.Second); err != nil {
+		// Attempts start at least a second apart. One that waited out its
+		// timeout (a store that does not answer: the call itself waits for
+		// the connection) is retried at once, so that the agent goes on
+		// as soon as the store is back rather than a sleep later.
+		if err := sleep(ctx, time.Second-a.now().Sub(began)); err != nil {
 			return nil, err
 		}
 	}

@@ -390,16 +390,19 @@ func etcdPortRule(e *env, src string) []string {
 	return r
 }
 
+// reconnectGoal is the repair goal of rows that end with etcd reachable
+// again after a partition: the client finds the path back only on its
+// next connection attempt, and one attempt times out after 1 s (TCP's
+// first SYN retransmission) with the next following within 0.5 s
+// (internal/store/etcd/calls.go), so up to 1.5 s plus the work after it
+// is the design, not a fault of the row.
+const reconnectGoal = 2 * time.Second
+
 func etcdBlocked(d time.Duration) fault {
 	return fault{
 		id:   "etcd-blocked",
 		text: fmt.Sprintf("etcd's port dropped for %s, then open again; repair: a lease written after reaches every host", d),
-		// After a partition the client finds the path back only on its
-		// next connection attempt: one attempt times out after 1 s (TCP's
-		// first SYN retransmission) and the next follows within 0.5 s
-		// (internal/store/etcd/calls.go), so up to 1.5 s plus the watch
-		// resuming is the design, not a fault of the row.
-		goal: 2 * time.Second,
+		goal: reconnectGoal,
 		build: func(ctx context.Context, e *env, p *probe) error {
 			ul := e.topo.Underlay.NS
 			rule := etcdPortRule(e, "")
@@ -539,6 +542,7 @@ func storeUnreachableAtStart() fault {
 	return fault{
 		id:   "store-unreachable-at-start",
 		text: "h3's agent restarted while etcd's port is dropped for h3 (3 s): a line naming the cause within 2 s; repair: ready after the port opens",
+		goal: reconnectGoal,
 		build: func(ctx context.Context, e *env, p *probe) error {
 			h3 := e.host(2)
 			ul := e.topo.Underlay.NS
