@@ -269,50 +269,9 @@ func (b *Backend) reconcileLocked(trigger string, counts backend.Counts) error {
 // broadcast routes appear and host-originated packets have a source that
 // peers route back. Callers hold mu.
 func (b *Backend) syncAddressLocked(link netlink.Link, trigger string, counts backend.Counts) error {
-	h := b.opts.Handle
-	want := backend.DeviceAddr(b.own.Subnet)
-	addrs, err := kernel.RetryDump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_V4) })
-	if err != nil {
-		return fmt.Errorf("list addresses of %s: %w", DeviceName, err)
-	}
-	var errs []error
-	have := false
-	for _, a := range addrs {
-		p, ok := prefixOf(a.IPNet)
-		if ok && p == want {
-			have = true
-			continue
-		}
-		// ip addr del ADDR dev flannel0: a stale own address from an
-		// earlier lease, or someone else's.
-		if err := h.AddrDel(link, &a); err != nil {
-			errs = append(errs, fmt.Errorf("delete address %s from %s: %w", a.IPNet, DeviceName, err))
-		} else {
-			b.changed(counts, trigger, metrics.KindAddress, "address removed", "addr", a.IPNet.String())
-		}
-	}
-	if !have {
-		// ip addr add SUBNET-ADDR/32 dev flannel0
-		a := &netlink.Addr{IPNet: &net.IPNet{IP: want.Addr().AsSlice(), Mask: net.CIDRMask(32, 32)}}
-		if err := h.AddrAdd(link, a); err != nil && !errors.Is(err, unix.EEXIST) {
-			errs = append(errs, fmt.Errorf("add address %s to %s: %w", want, DeviceName, err))
-		} else if err == nil {
-			b.changed(counts, trigger, metrics.KindAddress, "address added", "addr", want)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
-	if n == nil {
-		return netip.Prefix{}, false
-	}
-	a, ok := netip.AddrFromSlice(n.IP)
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	ones, _ := n.Mask.Size()
-	return netip.PrefixFrom(a.Unmap(), ones), true
+	return backend.SyncDeviceAddr(b.opts.Handle, link, b.own.Subnet, func(what, addr string) {
+		b.changed(counts, trigger, metrics.KindAddress, what, "addr", addr)
+	})
 }
 
 // ensureDeviceLocked returns flannel0's link, attaching to it again (and
