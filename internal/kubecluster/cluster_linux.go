@@ -50,6 +50,11 @@ type Options struct {
 	// Ports are fixed ports to listen on; zero ports are chosen free (and
 	// chosen again should another process take one first).
 	Ports Ports
+	// Controllers are kube-controller-manager's --controllers; default
+	// node-ipam-controller alone. A cluster with kubelets (make
+	// test-cluster) needs the ones behind DaemonSets, Deployments,
+	// ServiceAccounts and the kube-root-ca.crt ConfigMap too.
+	Controllers []string
 	// DeferControllerManager leaves kube-controller-manager stopped until
 	// StartControllerManager, so that Nodes exist without a podCIDR.
 	DeferControllerManager bool
@@ -299,10 +304,18 @@ func (c *Cluster) StartControllerManager() error {
 	if p := c.running("kube-controller-manager"); p != nil {
 		return fmt.Errorf("kube-controller-manager is already running (pid %d)", p.cmd.Process.Pid)
 	}
+	controllers := "node-ipam-controller"
+	if len(c.opts.Controllers) > 0 {
+		controllers = strings.Join(c.opts.Controllers, ",")
+	}
 	_, err := c.spawn("kube-controller-manager",
 		"--kubeconfig="+c.adminKC,
 		"--authentication-kubeconfig="+c.adminKC, "--authorization-kubeconfig="+c.adminKC,
-		"--controllers=node-ipam-controller",
+		"--controllers="+controllers,
+		// What root-ca-certificate-publisher-controller puts into every
+		// namespace's kube-root-ca.crt, which pods' projected
+		// ServiceAccount volumes mount.
+		"--root-ca-file="+c.pki.caFile,
 		"--allocate-node-cidrs=true", "--cluster-cidr="+c.opts.ClusterCIDR.String(),
 		"--node-cidr-mask-size="+strconv.Itoa(c.opts.NodeCIDRMaskSize),
 		"--service-cluster-ip-range=10.96.0.0/12",

@@ -31,6 +31,9 @@ type Options struct {
 	// DeferControllerManager leaves kube-controller-manager stopped until
 	// StartControllerManager, so that Nodes exist without a podCIDR.
 	DeferControllerManager bool
+	// Controllers are kube-controller-manager's --controllers; default
+	// node-ipam-controller alone.
+	Controllers []string
 	// AuditNodeStatus logs every nodes/status patch to AuditLog().
 	AuditNodeStatus bool
 }
@@ -64,6 +67,7 @@ func StartWith(t testing.TB, o Options) *Cluster {
 		Addr:                   o.Addr,
 		ClusterCIDR:            o.ClusterCIDR,
 		DeferControllerManager: o.DeferControllerManager,
+		Controllers:            o.Controllers,
 		AuditNodeStatus:        o.AuditNodeStatus,
 	})
 	if err != nil {

@@ -1,0 +1,496 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/weftnet/weft/internal/netns"
+	"github.com/weftnet/weft/internal/nstest"
+	"github.com/weftnet/weft/internal/testbin"
+	"github.com/weftnet/weft/test/kube/kubetest"
+)
+
+const (
+	clusterCIDR = "10.244.0.0/16" // deploy/kube-weft.yml's Network
+	underlayIP  = "10.9.0.1"
+	echoPort    = 8080
+	nodeCount   = 3
+	podCount    = 6
+)
+
+// clusterControllers are the kube-controller-manager controllers a
+// cluster with kubelets needs here: podCIDRs (weft's prerequisite),
+// DaemonSets, Deployments, garbage collection (deleting a Deployment
+// deletes its pods), ServiceAccounts and kube-root-ca.crt (every pod's
+// projected token volume), the node lifecycle (taints follow the
+// conditions weft and kubelet set) and EndpointSlices (Services).
+var clusterControllers = []string{
+	"node-ipam-controller", "daemonset-controller", "deployment-controller", "replicaset-controller",
+	"garbage-collector-controller", "serviceaccount-controller", "root-ca-certificate-publisher-controller",
+	"node-lifecycle-controller", "endpointslice-controller",
+}
+
+func TestClusterVXLAN(t *testing.T)  { testCluster(t, "vxlan") }
+func TestClusterHostGW(t *testing.T) { testCluster(t, "host-gw") }
+
+// env is a variable make test-cluster sets, or a skip (a fatal error in
+// make test-cluster itself, which sets WEFT_CLUSTER_TEST=1).
+func env(t *testing.T, name string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		t.Fatalf("%s is not set: run this test through `make test-cluster`", name)
+	}
+	return v
+}
+
+// testCluster is issue 13's proof on real parts: three nodes, each a
+// network namespace plus a mount namespace running containerd 2.x with
+// Debian's runc, kubelet and kube-proxy; a control plane with
+// kube-scheduler in the underlay; deploy/kube-weft.yml applied as `make
+// image` rendered it; the DaemonSet's pods started by the kubelets
+// through CRI; then test pods through CRI and the CNI plugin weft's init
+// container installed, talking to each other.
+//
+//	<p>ul: br0 10.9.0.1/24, etcd, kube-apiserver, kube-controller-manager
+//	       (--allocate-node-cidrs), kube-scheduler
+//	  n1 .11         n2 .12         n3 .13      each: containerd, kubelet, kube-proxy,
+//	                                            weft DaemonSet pod, 2 test pods
+func testCluster(t *testing.T, backend string) {
+	if os.Getenv("WEFT_CLUSTER_TEST") != "1" {
+		t.Skip("runs real kubelets and containerd: `sudo make test-cluster` (WEFT_CLUSTER_TEST=1)")
+	}
+	nstest.RequireRoot(t)
+	nstest.RequireTools(t, "nsenter", "unshare", "iptables", "runc")
+	runc, _ := exec.LookPath("runc")
+	b := bins{
+		kube:       kubetest.Binaries(t),
+		containerd: env(t, "WEFT_CONTAINERD_BIN_DIR"),
+		cni:        testbin.CNIDir(t),
+		runc:       runc,
+	}
+	for _, p := range []string{filepath.Join(b.kube, "kubelet"), filepath.Join(b.kube, "kube-proxy"), filepath.Join(b.kube, "kube-scheduler"),
+		filepath.Join(b.containerd, "containerd"), filepath.Join(b.containerd, "ctr"), filepath.Join(b.containerd, "containerd-shim-runc-v2"), b.runc} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%v (make test-cluster builds the node programs: test/kube/build-tools.sh node, test/kube/build-nodetools.sh; .ci/run installs runc)", err)
+		}
+	}
+	weftImage := env(t, "WEFT_IMAGE_OCI")
+	testpodOCI := env(t, "WEFT_TESTPOD_OCI")
+	manifest := env(t, "WEFT_KUBE_MANIFEST")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	defer cancel()
+	t0 := time.Now()
+
+	// The underlay: a bridge in a namespace of its own, the nodes on it.
+	ul := nstest.NewNS(t, "cu")
+	nstest.Exec(t, ul, "ip", "link", "add", "br0", "type", "bridge")
+	nstest.Exec(t, ul, "ip", "addr", "add", underlayIP+"/24", "dev", "br0")
+	nstest.Exec(t, ul, "ip", "link", "set", "br0", "up")
+	var nodes []*node
+	for i := 1; i <= nodeCount; i++ {
+		ns := nstest.NewNS(t, "cn")
+		n := &node{
+			name: fmt.Sprintf("n%d", i), ns: ns, ip: fmt.Sprintf("10.9.0.%d", 10+i),
+			dir: t.TempDir(), cgroupRoot: "/" + ns,
+		}
+		veth := fmt.Sprintf("v%d", i)
+		nstest.Exec(t, ul, "ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+		nstest.Exec(t, ul, "ip", "link", "set", veth, "master", "br0", "up")
+		nstest.Exec(t, ns, "ip", "addr", "add", n.ip+"/24", "dev", "eth0")
+		nstest.Exec(t, ns, "ip", "link", "set", "eth0", "up")
+		nstest.Exec(t, ns, "ip", "link", "set", "lo", "up")
+		nstest.Exec(t, ns, "ip", "route", "add", "default", "via", underlayIP)
+		nodes = append(nodes, n)
+	}
+
+	cp := kubetest.StartWith(t, kubetest.Options{
+		NetNS: ul, Addr: netip.MustParseAddr(underlayIP), ClusterCIDR: netip.MustParsePrefix(clusterCIDR),
+		Controllers: clusterControllers,
+	})
+	admin := cp.Admin(t)
+	adminKC := cp.AdminKubeconfig()
+	publishAPIServer(t, ctx, admin, cp.URL())
+	sched := start(t, "kube-scheduler", filepath.Join(cp.Dir(), "kube-scheduler.log"), nil,
+		"ip", "netns", "exec", ul, filepath.Join(b.kube, "kube-scheduler"),
+		"--kubeconfig="+adminKC, "--authentication-kubeconfig="+adminKC, "--authorization-kubeconfig="+adminKC,
+		"--leader-elect=false", "--bind-address="+underlayIP, "--secure-port=0")
+	t.Cleanup(func() { sched.stop(10 * time.Second) })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- kube-scheduler ---\n%s", logTail(sched.log, 20))
+			for _, n := range nodes {
+				t.Logf("=== node %s ===\n%s", n.name, n.logs(40))
+			}
+		}
+	})
+
+	// deploy/kube-weft.yml as make image rendered it; host-gw is the one
+	// change, in the ConfigMap, before any node exists.
+	cp.ApplyManifest(t, manifest)
+	if backend != "vxlan" {
+		setBackend(t, ctx, admin, backend)
+	}
+	t.Logf("control plane up, manifest applied after %v", time.Since(t0).Round(time.Millisecond))
+
+	for _, n := range nodes {
+		n.setUp(t)
+		n.startRuntime(t, b, weftImage, testpodOCI)
+	}
+	tNodes := time.Now()
+	for _, n := range nodes {
+		n.startKubelet(t, b, adminKC)
+		n.startKubeProxy(t, b, adminKC, clusterCIDR)
+	}
+
+	t.Run("nodes Ready with weft's DaemonSet pod on each", func(t *testing.T) {
+		nstest.Eventually(t, 4*time.Minute, func() error {
+			for _, n := range nodes {
+				for _, p := range n.procs {
+					if !p.running() {
+						t.Fatalf("%s exited:\n%s", p.name, logTail(p.log, 40))
+					}
+				}
+			}
+			return nodesReady(ctx, admin, nodes)
+		})
+		t.Logf("apply → all %d nodes Ready and NetworkUnavailable=False: %v after the kubelets started", nodeCount, time.Since(tNodes).Round(time.Millisecond))
+		for _, n := range nodes {
+			for _, f := range []string{"opt/cni/bin/flannel", "etc/cni/net.d/10-flannel.conflist"} {
+				if st, err := os.Stat(filepath.Join(n.dir, "root", f)); err != nil || st.Size() == 0 {
+					t.Errorf("%s: the init containers did not install /%s in the node's own file system: %v", n.name, f, err)
+				}
+			}
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("pods reach each other by pod IP and see each other's IP", func(t *testing.T) {
+		pods := runEchoPods(t, ctx, admin, nodes)
+		checkPairs(t, ctx, nodes, pods)
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("deleting pods releases their addresses", func(t *testing.T) {
+		if err := admin.AppsV1().Deployments("default").Delete(ctx, "echo", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		nstest.Eventually(t, 2*time.Minute, func() error {
+			pl, err := admin.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=echo"})
+			if err != nil {
+				return err
+			}
+			if len(pl.Items) > 0 {
+				return fmt.Errorf("%d echo pods left", len(pl.Items))
+			}
+			for _, n := range nodes {
+				if left := hostLocalLeases(t, n); len(left) > 0 {
+					return fmt.Errorf("%s: host-local still holds %v", n.name, left)
+				}
+			}
+			return nil
+		})
+	})
+}
+
+// publishAPIServer points the "kubernetes" Service at the apiserver, as
+// its endpoint reconciler would (kubecluster runs it with
+// --endpoint-reconciler-type=none): in-cluster clients, weft's agent
+// among them, dial 10.96.0.1:443 and kube-proxy takes them there.
+func publishAPIServer(t *testing.T, ctx context.Context, cs kubernetes.Interface, apiURL string) {
+	t.Helper()
+	u, err := url.Parse(apiURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(u.Port())
+	var svc *corev1.Service
+	nstest.Eventually(t, 30*time.Second, func() error {
+		svc, err = cs.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+		return err
+	})
+	name, proto, p32 := "https", corev1.ProtocolTCP, int32(port)
+	ready := true
+	_, err = cs.DiscoveryV1().EndpointSlices("default").Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:   "kubernetes",
+			Labels: map[string]string{discoveryv1.LabelServiceName: "kubernetes", discoveryv1.LabelManagedBy: "weft-test-cluster"},
+		},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{u.Hostname()}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+		Ports:       []discoveryv1.EndpointPort{{Name: &name, Protocol: &proto, Port: &p32}},
+	}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("publish the apiserver behind Service %s: %v", svc.Spec.ClusterIP, err)
+	}
+	if tp := svc.Spec.Ports[0].TargetPort.IntValue(); tp != port {
+		t.Logf("Service kubernetes targets port %d; the EndpointSlice says %d", tp, port)
+	}
+}
+
+// setBackend rewrites net-conf.json's backend type in the applied
+// ConfigMap.
+func setBackend(t *testing.T, ctx context.Context, cs kubernetes.Interface, backend string) {
+	t.Helper()
+	cm, err := cs.CoreV1().ConfigMaps("kube-weft").Get(ctx, "kube-weft-cfg", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conf map[string]any
+	if err := json.Unmarshal([]byte(cm.Data["net-conf.json"]), &conf); err != nil {
+		t.Fatalf("net-conf.json in the manifest: %v", err)
+	}
+	conf["Backend"] = map[string]any{"Type": backend}
+	out, _ := json.MarshalIndent(conf, "", "  ")
+	cm.Data["net-conf.json"] = string(out)
+	if _, err := cs.CoreV1().ConfigMaps("kube-weft").Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// nodesReady says why not every node is Ready with NetworkUnavailable
+// False and a Ready weft pod, or nil.
+func nodesReady(ctx context.Context, cs kubernetes.Interface, nodes []*node) error {
+	nl, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	if len(nl.Items) != len(nodes) {
+		return fmt.Errorf("%d of %d nodes registered", len(nl.Items), len(nodes))
+	}
+	for _, n := range nl.Items {
+		cond := map[corev1.NodeConditionType]corev1.ConditionStatus{}
+		for _, c := range n.Status.Conditions {
+			cond[c.Type] = c.Status
+		}
+		if cond[corev1.NodeReady] != corev1.ConditionTrue {
+			return fmt.Errorf("node %s not Ready: %v", n.Name, n.Status.Conditions)
+		}
+		if cond[corev1.NodeNetworkUnavailable] != corev1.ConditionFalse {
+			return fmt.Errorf("node %s: NetworkUnavailable is %q", n.Name, cond[corev1.NodeNetworkUnavailable])
+		}
+	}
+	pl, err := cs.CoreV1().Pods("kube-weft").List(ctx, metav1.ListOptions{LabelSelector: "app=weft"})
+	if err != nil {
+		return err
+	}
+	ready := map[string]bool{}
+	for _, p := range pl.Items {
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				ready[p.Spec.NodeName] = true
+			}
+		}
+	}
+	for _, n := range nodes {
+		if !ready[n.name] {
+			return fmt.Errorf("weft's pod on %s is not Ready (%d weft pods)", n.name, len(pl.Items))
+		}
+	}
+	return nil
+}
+
+// echoPod is a running test pod.
+type echoPod struct {
+	name, node string
+	ip         netip.Addr
+}
+
+// runEchoPods creates the echo Deployment, spread evenly over the nodes,
+// and waits until every replica runs with an IP.
+func runEchoPods(t *testing.T, ctx context.Context, cs kubernetes.Interface, nodes []*node) []echoPod {
+	t.Helper()
+	replicas := int32(podCount)
+	labels := map[string]string{"app": "echo"}
+	zero := int64(0)
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					TerminationGracePeriodSeconds: &zero,
+					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
+						MaxSkew: 1, TopologyKey: "kubernetes.io/hostname",
+						WhenUnsatisfiable: corev1.DoNotSchedule,
+						LabelSelector:     &metav1.LabelSelector{MatchLabels: labels},
+					}},
+					Containers: []corev1.Container{{
+						Name: "echo", Image: testpodImage, ImagePullPolicy: corev1.PullNever,
+						Command: []string{"/testpod", "echo", "-port", strconv.Itoa(echoPort)},
+						Ports:   []corev1.ContainerPort{{ContainerPort: echoPort}},
+						ReadinessProbe: &corev1.Probe{
+							ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(echoPort)}},
+							PeriodSeconds: 1,
+						},
+					}},
+				},
+			},
+		},
+	}
+	tStart := time.Now()
+	if _, err := cs.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var pods []echoPod
+	nstest.Eventually(t, 3*time.Minute, func() error {
+		pl, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=echo"})
+		if err != nil {
+			return err
+		}
+		pods = pods[:0]
+		for _, p := range pl.Items {
+			if p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
+				return fmt.Errorf("pod %s on %q: %s %s", p.Name, p.Spec.NodeName, p.Status.Phase, podWhy(p))
+			}
+			ip, err := netip.ParseAddr(p.Status.PodIP)
+			if err != nil {
+				return err
+			}
+			pods = append(pods, echoPod{name: p.Name, node: p.Spec.NodeName, ip: ip})
+		}
+		if len(pods) != podCount {
+			return fmt.Errorf("%d of %d echo pods", len(pods), podCount)
+		}
+		return nil
+	})
+	per := map[string]int{}
+	for _, p := range pods {
+		per[p.node]++
+	}
+	t.Logf("%d echo pods Running after %v: %v", len(pods), time.Since(tStart).Round(time.Millisecond), per)
+	for _, n := range nodes {
+		if per[n.name] == 0 {
+			t.Errorf("no echo pod on %s: %v", n.name, per)
+		}
+	}
+	return pods
+}
+
+// podWhy is the waiting reason of a pod's containers, if any.
+func podWhy(p corev1.Pod) string {
+	var why []string
+	for _, c := range p.Status.ContainerStatuses {
+		if c.State.Waiting != nil {
+			why = append(why, c.State.Waiting.Reason+": "+c.State.Waiting.Message)
+		}
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Status != corev1.ConditionTrue && c.Message != "" {
+			why = append(why, c.Message)
+		}
+	}
+	return strings.Join(why, "; ")
+}
+
+// checkPairs has every pod dial every other pod's echo port (through the
+// dialling pod's /dial, reached from its node's network namespace) and
+// checks that the server saw the client pod's own address: pod-to-pod
+// TCP across and within nodes, with no NAT on the way.
+func checkPairs(t *testing.T, ctx context.Context, nodes []*node, pods []echoPod) {
+	t.Helper()
+	byName := map[string]*node{}
+	for _, n := range nodes {
+		byName[n.name] = n
+	}
+	for _, a := range pods {
+		for _, b := range pods {
+			if a.name == b.name {
+				continue
+			}
+			var seen string
+			var err error
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				seen, err = viaPod(ctx, byName[a.node].ns, a.ip, netip.AddrPortFrom(b.ip, echoPort))
+				if err == nil || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			if err != nil {
+				t.Errorf("%s (%s, %s) → %s (%s, %s): %v", a.name, a.node, a.ip, b.name, b.node, b.ip, err)
+				continue
+			}
+			if seen != a.ip.String() {
+				t.Errorf("%s (%s) → %s: the server saw %s, not the client pod's address", a.name, a.ip, b.name, seen)
+			}
+		}
+	}
+}
+
+// viaPod asks pod at podIP (from network namespace ns) to dial dst and
+// returns the address dst saw.
+func viaPod(ctx context.Context, ns string, podIP netip.Addr, dst netip.AddrPort) (string, error) {
+	var conn net.Conn
+	err := netns.Do(ns, func() error {
+		var err error
+		d := net.Dialer{Timeout: 3 * time.Second}
+		conn, err = d.DialContext(ctx, "tcp", netip.AddrPortFrom(podIP, echoPort+1).String())
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(8 * time.Second))
+	fmt.Fprintf(conn, "GET /dial?addr=%s HTTP/1.0\r\nHost: x\r\n\r\n", dst)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return strings.TrimSpace(string(body)), nil
+}
+
+// hostLocalLeases lists the addresses host-local still holds on node n:
+// the files in its store that are addresses (not its lock or the
+// last-reserved marker).
+func hostLocalLeases(t *testing.T, n *node) []string {
+	t.Helper()
+	var out []string
+	root := filepath.Join(n.dir, "root/var/lib/cni/networks")
+	nets, _ := os.ReadDir(root)
+	for _, nw := range nets {
+		ents, _ := os.ReadDir(filepath.Join(root, nw.Name()))
+		for _, e := range ents {
+			if _, err := netip.ParseAddr(e.Name()); err == nil {
+				out = append(out, nw.Name()+"/"+e.Name())
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,129 @@
+// Command testpod is the one program in the real-node test's pod image
+// (make test-cluster; tools/image builds it into weft.invalid/testpod):
+//
+//	testpod pause          the pod sandbox's process (containerd's sandbox
+//	                       image): waits for a signal, reaps children
+//	testpod echo -port P   the test workload: on TCP port P answers every
+//	                       connection with the client address it saw, one
+//	                       line; on P+1 an HTTP server whose /dial?addr=IP:P
+//	                       connects to another pod's echo port and returns
+//	                       what that pod saw, so a test that can reach one
+//	                       pod proves pod-to-pod TCP and source addresses.
+//
+// Static, no files, no shell: the image holds this binary only.
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: testpod pause | testpod echo [-port P]")
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "pause":
+		pause()
+	case "echo":
+		port := 8080
+		if len(os.Args) == 4 && os.Args[2] == "-port" {
+			p, err := strconv.Atoi(os.Args[3])
+			if err != nil || p <= 0 || p >= 65535 {
+				log.Fatalf("testpod echo: -port %q: want a number 1..65534", os.Args[3])
+			}
+			port = p
+		}
+		if err := echo(port); err != nil {
+			log.Fatalf("testpod echo: %v", err)
+		}
+	default:
+		fmt.Fprintf(os.Stderr, "testpod: unknown mode %q: want pause or echo\n", os.Args[1])
+		os.Exit(2)
+	}
+}
+
+// pause is what a sandbox's infra container does: nothing, until the
+// runtime stops it. As PID 1 it reaps whatever ends up its child.
+func pause() {
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGCHLD)
+	for s := range sig {
+		if s != syscall.SIGCHLD {
+			return
+		}
+		for {
+			var ws syscall.WaitStatus
+			pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+			if pid <= 0 || err != nil {
+				break
+			}
+		}
+	}
+}
+
+func echo(port int) error {
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+	if err != nil {
+		return fmt.Errorf("listen on the echo port: %w", err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				log.Printf("accept: %v", err)
+				continue
+			}
+			// The address the kernel gives us is what the client's packets
+			// carried after every NAT on the way: the test's whole point.
+			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+			fmt.Fprintf(c, "%s\n", host)
+			c.Close()
+		}
+	}()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/dial", func(w http.ResponseWriter, r *http.Request) {
+		addr := r.URL.Query().Get("addr")
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			http.Error(w, fmt.Sprintf("addr %q: want IP:PORT: %v", addr, err), http.StatusBadRequest)
+			return
+		}
+		seen, err := dial(r.Context(), addr)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		fmt.Fprintln(w, seen)
+	})
+	log.Printf("testpod echo: TCP %d, HTTP %d", port, port+1)
+	return http.ListenAndServe(":"+strconv.Itoa(port+1), mux)
+}
+
+// dial connects to another pod's echo port and returns the address it saw.
+func dial(ctx context.Context, addr string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("dial %s: %w", addr, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("read from %s: %w", addr, err)
+	}
+	return strings.TrimSpace(line), nil
+}
