@@ -190,9 +190,28 @@ func testCluster(t *testing.T, backend string) {
 		return
 	}
 
+	var pods []echoPod
 	t.Run("pods reach each other by pod IP and see each other's IP", func(t *testing.T) {
-		pods := runEchoPods(t, ctx, admin, nodes)
+		pods = runEchoPods(t, ctx, admin, nodes)
+		// The addresses came from host-local on each node, through CRI:
+		// the store the DEL check below must find empty holds them now.
+		per := map[string]int{}
+		for _, p := range pods {
+			per[p.node]++
+		}
+		for _, n := range nodes {
+			if got := hostLocalLeases(t, n); len(got) != per[n.name] {
+				t.Errorf("%s runs %d echo pods; host-local's store holds %v", n.name, per[n.name], got)
+			}
+		}
 		checkPairs(t, ctx, nodes, pods)
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("a ClusterIP Service through kube-proxy reaches every endpoint", func(t *testing.T) {
+		checkService(t, ctx, admin, nodes, pods)
 	})
 	if t.Failed() {
 		return
@@ -412,50 +431,74 @@ func podWhy(p corev1.Pod) string {
 	return strings.Join(why, "; ")
 }
 
-// checkPairs has every pod dial every other pod's echo port (through the
-// dialling pod's /dial, reached from its node's network namespace) and
-// checks that the server saw the client pod's own address: pod-to-pod
-// TCP across and within nodes, with no NAT on the way.
+// checkPairs has every pod dial every other pod's echo port and ping it
+// (through the dialling pod's /dial and /ping, reached from its node's
+// network namespace), and checks that the server saw the client pod's
+// own address: pod-to-pod TCP and ICMP across and within nodes, with no
+// NAT on the way.
 func checkPairs(t *testing.T, ctx context.Context, nodes []*node, pods []echoPod) {
 	t.Helper()
-	byName := map[string]*node{}
-	for _, n := range nodes {
-		byName[n.name] = n
-	}
 	for _, a := range pods {
 		for _, b := range pods {
 			if a.name == b.name {
 				continue
 			}
-			var seen string
-			var err error
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				seen, err = viaPod(ctx, byName[a.node].ns, a.ip, netip.AddrPortFrom(b.ip, echoPort))
-				if err == nil || time.Now().After(deadline) {
-					break
-				}
-				time.Sleep(200 * time.Millisecond)
-			}
+			seen, server, err := dialVia(ctx, nodes, a, netip.AddrPortFrom(b.ip, echoPort))
 			if err != nil {
-				t.Errorf("%s (%s, %s) → %s (%s, %s): %v", a.name, a.node, a.ip, b.name, b.node, b.ip, err)
+				t.Errorf("TCP %s (%s, %s) → %s (%s, %s): %v", a.name, a.node, a.ip, b.name, b.node, b.ip, err)
 				continue
 			}
-			if seen != a.ip.String() {
-				t.Errorf("%s (%s) → %s: the server saw %s, not the client pod's address", a.name, a.ip, b.name, seen)
+			if seen != a.ip.String() || server != b.name {
+				t.Errorf("TCP %s (%s) → %s: answered by %s, which saw %s; want %s seeing the client pod's address", a.name, a.ip, b.name, server, seen, b.name)
+			}
+			if _, err := askPod(ctx, nodes, a, "/ping?addr="+b.ip.String()); err != nil {
+				t.Errorf("ICMP %s (%s, %s) → %s (%s, %s): %v", a.name, a.node, a.ip, b.name, b.node, b.ip, err)
 			}
 		}
 	}
 }
 
-// viaPod asks pod at podIP (from network namespace ns) to dial dst and
-// returns the address dst saw.
-func viaPod(ctx context.Context, ns string, podIP netip.Addr, dst netip.AddrPort) (string, error) {
+// dialVia has pod a dial dst's echo port and returns the client address
+// the server saw and the server's name, retrying for up to 30 s (a pod's
+// routes may trail its Running status by a moment).
+func dialVia(ctx context.Context, nodes []*node, a echoPod, dst netip.AddrPort) (seen, server string, err error) {
+	var line string
+	line, err = askPod(ctx, nodes, a, "/dial?addr="+dst.String())
+	if err != nil {
+		return "", "", err
+	}
+	seen, server, _ = strings.Cut(line, " ")
+	return seen, server, nil
+}
+
+// askPod GETs path from pod a's HTTP port, from a's node's network
+// namespace, retrying for up to 30 s, and returns the body.
+func askPod(ctx context.Context, nodes []*node, a echoPod, path string) (string, error) {
+	ns := ""
+	for _, n := range nodes {
+		if n.name == a.node {
+			ns = n.ns
+		}
+	}
+	var out string
+	var err error
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err = getFrom(ctx, ns, netip.AddrPortFrom(a.ip, echoPort+1), path)
+		if err == nil || time.Now().After(deadline) {
+			return out, err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// getFrom GETs path from addr, dialling from network namespace ns.
+func getFrom(ctx context.Context, ns string, addr netip.AddrPort, path string) (string, error) {
 	var conn net.Conn
 	err := netns.Do(ns, func() error {
 		var err error
 		d := net.Dialer{Timeout: 3 * time.Second}
-		conn, err = d.DialContext(ctx, "tcp", netip.AddrPortFrom(podIP, echoPort+1).String())
+		conn, err = d.DialContext(ctx, "tcp", addr.String())
 		return err
 	})
 	if err != nil {
@@ -463,7 +506,7 @@ func viaPod(ctx context.Context, ns string, podIP netip.Addr, dst netip.AddrPort
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(8 * time.Second))
-	fmt.Fprintf(conn, "GET /dial?addr=%s HTTP/1.0\r\nHost: x\r\n\r\n", dst)
+	fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: x\r\n\r\n", path)
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		return "", err
@@ -474,6 +517,50 @@ func viaPod(ctx context.Context, ns string, podIP netip.Addr, dst netip.AddrPort
 		return "", fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
 	}
 	return strings.TrimSpace(string(body)), nil
+}
+
+// checkService puts a ClusterIP Service in front of the echo pods and has
+// every pod dial it until each endpoint has answered: kube-proxy's
+// iptables rules next to weft's, the client pod's own address seen by
+// every other endpoint.
+func checkService(t *testing.T, ctx context.Context, cs kubernetes.Interface, nodes []*node, pods []echoPod) {
+	t.Helper()
+	svc, err := cs.CoreV1().Services("default").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "echo"},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "echo"},
+			Ports:    []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(echoPort)}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vip := netip.AddrPortFrom(netip.MustParseAddr(svc.Spec.ClusterIP), 80)
+	for _, a := range pods {
+		answered := map[string]bool{}
+		deadline := time.Now().Add(60 * time.Second)
+		for len(answered) < len(pods) && time.Now().Before(deadline) {
+			seen, server, err := dialVia(ctx, nodes, a, vip)
+			if err != nil {
+				t.Fatalf("%s → Service %s: %v", a.name, vip, err)
+			}
+			// A pod that reaches itself through the Service (hairpin) is
+			// masqueraded by kube-proxy to its bridge's address, the
+			// first of its node's podCIDR (/24 here); anyone else sees
+			// the client pod's own address.
+			want := a.ip.String()
+			if server == a.name {
+				want = netip.PrefixFrom(a.ip, 24).Masked().Addr().Next().String()
+			}
+			if seen != want {
+				t.Errorf("%s → Service %s: %s saw %s, want %s", a.name, vip, server, seen, want)
+			}
+			answered[server] = true
+		}
+		if len(answered) < len(pods) {
+			t.Errorf("%s → Service %s: only %d of %d endpoints answered in 60 s: %v", a.name, vip, len(answered), len(pods), answered)
+		}
+	}
 }
 
 // hostLocalLeases lists the addresses host-local still holds on node n:

@@ -4,11 +4,14 @@
 //	testpod pause          the pod sandbox's process (containerd's sandbox
 //	                       image): waits for a signal, reaps children
 //	testpod echo -port P   the test workload: on TCP port P answers every
-//	                       connection with the client address it saw, one
-//	                       line; on P+1 an HTTP server whose /dial?addr=IP:P
-//	                       connects to another pod's echo port and returns
-//	                       what that pod saw, so a test that can reach one
-//	                       pod proves pod-to-pod TCP and source addresses.
+//	                       connection with one line, "<client address it
+//	                       saw> <its host name>" (the pod's name); on P+1 an
+//	                       HTTP server whose /dial?addr=IP:P connects to
+//	                       another pod's echo port (or a Service's) and
+//	                       returns that line, and whose /ping?addr=IP sends
+//	                       it one ICMP echo request, so a test that can reach
+//	                       one pod proves pod-to-pod TCP, ICMP and source
+//	                       addresses.
 //
 // Static, no files, no shell: the image holds this binary only.
 package main
@@ -20,12 +23,16 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
 )
 
 func main() {
@@ -78,6 +85,10 @@ func echo(port int) error {
 	if err != nil {
 		return fmt.Errorf("listen on the echo port: %w", err)
 	}
+	host, err := os.Hostname()
+	if err != nil {
+		return fmt.Errorf("host name: %w", err)
+	}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -87,8 +98,8 @@ func echo(port int) error {
 			}
 			// The address the kernel gives us is what the client's packets
 			// carried after every NAT on the way: the test's whole point.
-			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-			fmt.Fprintf(c, "%s\n", host)
+			peer, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+			fmt.Fprintf(c, "%s %s\n", peer, host)
 			c.Close()
 		}
 	}()
@@ -105,6 +116,19 @@ func echo(port int) error {
 			return
 		}
 		fmt.Fprintln(w, seen)
+	})
+	mux.HandleFunc("/ping", func(w http.ResponseWriter, r *http.Request) {
+		dst, err := netip.ParseAddr(r.URL.Query().Get("addr"))
+		if err != nil || !dst.Is4() {
+			http.Error(w, fmt.Sprintf("addr %q: want an IPv4 address", r.URL.Query().Get("addr")), http.StatusBadRequest)
+			return
+		}
+		rtt, err := ping(dst)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		fmt.Fprintln(w, rtt)
 	})
 	log.Printf("testpod echo: TCP %d, HTTP %d", port, port+1)
 	return http.ListenAndServe(":"+strconv.Itoa(port+1), mux)
@@ -126,4 +150,40 @@ func dial(ctx context.Context, addr string) (string, error) {
 		return "", fmt.Errorf("read from %s: %w", addr, err)
 	}
 	return strings.TrimSpace(line), nil
+}
+
+// ping sends one ICMP echo request to dst on a raw socket (the pod has
+// CAP_NET_RAW, as every container by default) and waits up to 2 s for
+// the reply from dst with our identifier.
+func ping(dst netip.Addr) (time.Duration, error) {
+	c, err := icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+	if err != nil {
+		return 0, fmt.Errorf("open an ICMP socket: %w", err)
+	}
+	defer c.Close()
+	id := os.Getpid() & 0xffff
+	msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: 1, Data: []byte("weft")}}
+	b, err := msg.Marshal(nil)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if _, err := c.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+		return 0, fmt.Errorf("send an echo request to %s: %w", dst, err)
+	}
+	c.SetReadDeadline(start.Add(2 * time.Second))
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			return 0, fmt.Errorf("no echo reply from %s: %w", dst, err)
+		}
+		m, err := icmp.ParseMessage(1, buf[:n])
+		if err != nil || m.Type != ipv4.ICMPTypeEchoReply {
+			continue
+		}
+		if e, ok := m.Body.(*icmp.Echo); ok && e.ID == id && from.String() == dst.String() {
+			return time.Since(start), nil
+		}
+	}
 }
