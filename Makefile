@@ -83,6 +83,7 @@ SERIAL_TESTS := TestDemoOverflowsALoweredNeighTable
 test: build vet kube-tools
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) test-image
+	$(MAKE) test-cluster
 	$(TEST_ENV) WEFT_SERIAL_TESTS=1 $(GO) test -race -count=1 -timeout 10m -run '^($(SERIAL_TESTS))$$' ./...
 
 # Kubernetes mode against a real etcd + kube-apiserver + kube-controller-
