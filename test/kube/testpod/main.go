@@ -11,7 +11,10 @@
 //	                       returns that line, and whose /ping?addr=IP sends
 //	                       it one ICMP echo request, so a test that can reach
 //	                       one pod proves pod-to-pod TCP, ICMP and source
-//	                       addresses.
+//	                       addresses; /pinger/start?addr=IP&interval=D
+//	                       pings IP every D until /pinger/stop, which
+//	                       answers "<sent> <received>" (loss during a
+//	                       rolling update of weft).
 //
 // Static, no files, no shell: the image holds this binary only.
 package main
@@ -28,6 +31,8 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -130,6 +135,9 @@ func echo(port int) error {
 		}
 		fmt.Fprintln(w, rtt)
 	})
+	var pg pinger
+	mux.HandleFunc("/pinger/start", pg.start)
+	mux.HandleFunc("/pinger/stop", pg.stop)
 	log.Printf("testpod echo: TCP %d, HTTP %d", port, port+1)
 	return http.ListenAndServe(":"+strconv.Itoa(port+1), mux)
 }
@@ -186,4 +194,95 @@ func ping(dst netip.Addr) (time.Duration, error) {
 			return time.Since(start), nil
 		}
 	}
+}
+
+// pinger pings one address at a fixed interval in the background and
+// counts requests sent and replies received.
+type pinger struct {
+	mu             sync.Mutex
+	conn           *icmp.PacketConn
+	done           chan struct{}
+	sent, received atomic.Int64
+	wg             sync.WaitGroup
+}
+
+func (p *pinger) start(w http.ResponseWriter, r *http.Request) {
+	dst, err := netip.ParseAddr(r.URL.Query().Get("addr"))
+	if err != nil || !dst.Is4() {
+		http.Error(w, fmt.Sprintf("addr %q: want an IPv4 address", r.URL.Query().Get("addr")), http.StatusBadRequest)
+		return
+	}
+	every, err := time.ParseDuration(r.URL.Query().Get("interval"))
+	if err != nil || every < time.Millisecond {
+		http.Error(w, fmt.Sprintf("interval %q: want a duration of 1ms or more", r.URL.Query().Get("interval")), http.StatusBadRequest)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn != nil {
+		http.Error(w, "a pinger is already running", http.StatusConflict)
+		return
+	}
+	c, err := icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+	if err != nil {
+		http.Error(w, fmt.Sprintf("open an ICMP socket: %v", err), http.StatusInternalServerError)
+		return
+	}
+	p.conn, p.done = c, make(chan struct{})
+	p.sent.Store(0)
+	p.received.Store(0)
+	// An identifier of its own, so that /ping's replies are not counted.
+	const id = 0x7766
+	p.wg.Add(2)
+	go func() {
+		defer p.wg.Done()
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			m, err := icmp.ParseMessage(1, buf[:n])
+			if err != nil || m.Type != ipv4.ICMPTypeEchoReply || from.String() != dst.String() {
+				continue
+			}
+			if e, ok := m.Body.(*icmp.Echo); ok && e.ID == id {
+				p.received.Add(1)
+			}
+		}
+	}()
+	go func(done chan struct{}) {
+		defer p.wg.Done()
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for seq := 1; ; seq++ {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			b, _ := (&icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: seq & 0xffff, Data: []byte("weft")}}).Marshal(nil)
+			if _, err := c.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err == nil {
+				p.sent.Add(1)
+			}
+		}
+	}(p.done)
+	fmt.Fprintln(w, "started")
+}
+
+// stop stops sending, waits a second for the last replies and answers
+// "<sent> <received>".
+func (p *pinger) stop(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn == nil {
+		http.Error(w, "no pinger is running", http.StatusConflict)
+		return
+	}
+	close(p.done)
+	time.Sleep(time.Second)
+	p.conn.Close()
+	p.wg.Wait()
+	p.conn = nil
+	fmt.Fprintf(w, "%d %d\n", p.sent.Load(), p.received.Load())
 }
