@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -38,6 +39,9 @@ const (
 	echoPort    = 8080
 	nodeCount   = 3
 	podCount    = 6
+	// addLatencyPods is how many echo pods the ADD latency is measured
+	// over (issue 13's closing note asks for 30).
+	addLatencyPods = 30
 )
 
 // clusterControllers are the kube-controller-manager controllers a
@@ -225,6 +229,20 @@ func testCluster(t *testing.T, backend string) {
 
 	t.Run("rolling update of the DaemonSet under ping -i 0.01", func(t *testing.T) {
 		checkRollingUpdate(t, ctx, admin, b, nodes, pods)
+	})
+
+	t.Run("CNI ADD latency over 30 pods", func(t *testing.T) {
+		scaleEcho(t, ctx, admin, addLatencyPods)
+		var lat []time.Duration
+		for _, n := range nodes {
+			lat = append(lat, cniAddLatencies(t, n)...)
+		}
+		if len(lat) < addLatencyPods {
+			t.Fatalf("containerd logged %d CNI ADDs (begin cni setup → cni result); want at least %d", len(lat), addLatencyPods)
+		}
+		slices.Sort(lat)
+		t.Logf("CNI ADD through CRI (containerd's begin cni setup → cni result), %d pods on %d nodes: p50 %v, p99 %v, max %v",
+			len(lat), len(nodes), lat[len(lat)/2], lat[(len(lat)*99+99)/100-1], lat[len(lat)-1])
 	})
 
 	t.Run("deleting pods releases their addresses", func(t *testing.T) {
@@ -721,4 +739,81 @@ func checkRollingUpdate(t *testing.T, ctx context.Context, cs kubernetes.Interfa
 	if sent-received > 0 {
 		t.Errorf("%d of %d pings lost across the rolling update", sent-received, sent)
 	}
+}
+
+// scaleEcho scales the echo Deployment to n replicas and waits until all
+// of them run with an IP.
+func scaleEcho(t *testing.T, ctx context.Context, cs kubernetes.Interface, n int) {
+	t.Helper()
+	sc, err := cs.AppsV1().Deployments("default").GetScale(ctx, "echo", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Spec.Replicas = int32(n)
+	if _, err := cs.AppsV1().Deployments("default").UpdateScale(ctx, "echo", sc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	nstest.Eventually(t, 3*time.Minute, func() error {
+		pl, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=echo"})
+		if err != nil {
+			return err
+		}
+		running := 0
+		for _, p := range pl.Items {
+			if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" {
+				running++
+			}
+		}
+		if running != n {
+			return fmt.Errorf("%d of %d echo pods running", running, n)
+		}
+		return nil
+	})
+}
+
+// cniAddLatencies reads node n's containerd log for the time between
+// "begin cni setup" and "cni result" of each sandbox: the CNI ADD of the
+// conflist weft installed (weft's plugin, bridge, host-local, portmap),
+// as the runtime called it.
+func cniAddLatencies(t *testing.T, n *node) []time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(n.dir, "containerd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	field := func(line, key string) string {
+		_, v, ok := strings.Cut(line, " "+key+"=")
+		if !ok {
+			_, v, ok = strings.Cut(line, key+"=")
+			if !ok {
+				return ""
+			}
+		}
+		v = strings.TrimPrefix(v, "\"")
+		end := strings.IndexAny(v, "\" ")
+		if end >= 0 {
+			v = v[:end]
+		}
+		return v
+	}
+	begin := map[string]time.Time{}
+	var out []time.Duration
+	for _, line := range strings.Split(string(b), "\n") {
+		isBegin := strings.Contains(line, `msg="begin cni setup"`)
+		isResult := strings.Contains(line, `msg="cni result:`)
+		if !isBegin && !isResult {
+			continue
+		}
+		ts, err := time.Parse(time.RFC3339Nano, field(line, "time"))
+		id := field(line, "podsandboxid")
+		if err != nil || id == "" {
+			continue
+		}
+		if isBegin {
+			begin[id] = ts
+		} else if b, ok := begin[id]; ok {
+			out = append(out, ts.Sub(b))
+		}
+	}
+	return out
 }

@@ -140,7 +140,9 @@ func (n *node) startRuntime(t *testing.T, b bins, images ...string) {
 		t.Fatal(err)
 	}
 	env := []string{"PATH=" + b.containerd + ":" + os.Getenv("PATH")}
-	p := n.startProc(t, "containerd", env, filepath.Join(b.containerd, "containerd"), "--config", cfg, "--log-level", "info")
+	// Debug: CRI logs "begin cni setup" and "cni result" for every
+	// sandbox, which is how the test measures CNI ADD (cniAddLatencies).
+	p := n.startProc(t, "containerd", env, filepath.Join(b.containerd, "containerd"), "--config", cfg, "--log-level", "debug")
 	ctr := filepath.Join(b.containerd, "ctr")
 	nstest.Eventually(t, 30*time.Second, func() error {
 		if !p.running() {
