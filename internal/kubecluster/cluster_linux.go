@@ -50,6 +50,11 @@ type Options struct {
 	// Ports are fixed ports to listen on; zero ports are chosen free (and
 	// chosen again should another process take one first).
 	Ports Ports
+	// Users get a token each from the apiserver's token file besides the
+	// admin's (UserToken), so that kubelets, kube-proxy and the scheduler
+	// act as themselves: system:node:<name> in system:nodes (the Node
+	// authorizer), system:kube-proxy, system:kube-scheduler.
+	Users []User
 	// Controllers are kube-controller-manager's --controllers; default
 	// node-ipam-controller alone. A cluster with kubelets (make
 	// test-cluster) needs the ones behind DaemonSets, Deployments,
@@ -71,6 +76,12 @@ type Options struct {
 	Log *slog.Logger
 }
 
+// User is an identity the token file knows.
+type User struct {
+	Name   string
+	Groups []string
+}
+
 // Ports are the TCP ports of the control plane; zero means any free one.
 type Ports struct {
 	EtcdClient, EtcdPeer, APIServer int
@@ -84,6 +95,7 @@ type Cluster struct {
 	etcdURL    string
 	adminToken string
 	adminKC    string
+	userTokens map[string]string
 	log        *slog.Logger
 
 	mu    sync.Mutex
@@ -131,7 +143,21 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	}
 	c.adminToken = randomToken()
 	tokens := filepath.Join(o.Dir, "tokens.csv")
-	if err := os.WriteFile(tokens, []byte(c.adminToken+`,admin,admin-uid,"system:masters"`+"\n"), 0o600); err != nil {
+	lines := c.adminToken + `,admin,admin-uid,"system:masters"` + "\n"
+	c.userTokens = map[string]string{}
+	for _, u := range o.Users {
+		if u.Name == "" || strings.ContainsAny(u.Name, ",\"\n") {
+			return nil, fmt.Errorf("user %q: want a name without commas, quotes or newlines", u.Name)
+		}
+		tok := randomToken()
+		c.userTokens[u.Name] = tok
+		line := fmt.Sprintf("%s,%s,%s-uid", tok, u.Name, u.Name)
+		if len(u.Groups) > 0 {
+			line += fmt.Sprintf(",%q", strings.Join(u.Groups, ","))
+		}
+		lines += line + "\n"
+	}
+	if err := os.WriteFile(tokens, []byte(lines), 0o600); err != nil {
 		return nil, fmt.Errorf("write the token file: %w", err)
 	}
 	var audit []string
@@ -350,6 +376,12 @@ func (c *Cluster) running(name string) *proc {
 		}
 	}
 	return nil
+}
+
+// UserToken is the token of Options.Users' user name.
+func (c *Cluster) UserToken(name string) (string, bool) {
+	t, ok := c.userTokens[name]
+	return t, ok
 }
 
 // URL is the apiserver's base URL.

@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/weftnet/weft/internal/kubecluster"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/nstest"
 	"github.com/weftnet/weft/internal/testbin"
@@ -109,6 +110,11 @@ func testCluster(t *testing.T, backend string) {
 	defer cancel()
 	t0 := time.Now()
 
+	users := []kubecluster.User{{Name: "system:kube-scheduler"}, {Name: "system:kube-proxy"}}
+	for i := 1; i <= nodeCount; i++ {
+		users = append(users, kubecluster.User{Name: fmt.Sprintf("system:node:n%d", i), Groups: []string{"system:nodes"}})
+	}
+
 	// The underlay: a bridge in a namespace of its own, the nodes on it.
 	ul := nstest.NewNS(t, "cu")
 	nstest.Exec(t, ul, "ip", "link", "add", "br0", "type", "bridge")
@@ -134,13 +140,24 @@ func testCluster(t *testing.T, backend string) {
 	cp := kubetest.StartWith(t, kubetest.Options{
 		NetNS: ul, Addr: netip.MustParseAddr(underlayIP), ClusterCIDR: netip.MustParsePrefix(clusterCIDR),
 		Controllers: clusterControllers,
+		Users:       users,
 	})
 	admin := cp.Admin(t)
-	adminKC := cp.AdminKubeconfig()
+	// Each program acts as itself, with the permissions the apiserver's
+	// default RBAC and the Node authorizer give it, as in kubeadm.
+	kubeconfig := func(user string) string {
+		tok, ok := cp.UserToken(user)
+		if !ok {
+			t.Fatalf("no token for %s", user)
+		}
+		return cp.Kubeconfig(t, tok)
+	}
+	schedKC := kubeconfig("system:kube-scheduler")
+	proxyKC := kubeconfig("system:kube-proxy")
 	publishAPIServer(t, ctx, admin, cp.URL())
 	sched := start(t, "kube-scheduler", filepath.Join(cp.Dir(), "kube-scheduler.log"), nil,
 		"ip", "netns", "exec", ul, filepath.Join(b.kube, "kube-scheduler"),
-		"--kubeconfig="+adminKC, "--authentication-kubeconfig="+adminKC, "--authorization-kubeconfig="+adminKC,
+		"--kubeconfig="+schedKC, "--authentication-kubeconfig="+schedKC, "--authorization-kubeconfig="+schedKC,
 		"--leader-elect=false", "--bind-address="+underlayIP, "--secure-port=0")
 	t.Cleanup(func() { sched.stop(10 * time.Second) })
 	t.Cleanup(func() {
@@ -166,8 +183,8 @@ func testCluster(t *testing.T, backend string) {
 	}
 	tNodes := time.Now()
 	for _, n := range nodes {
-		n.startKubelet(t, b, adminKC)
-		n.startKubeProxy(t, b, adminKC, clusterCIDR)
+		n.startKubelet(t, b, kubeconfig("system:node:"+n.name))
+		n.startKubeProxy(t, b, proxyKC, clusterCIDR)
 	}
 
 	t.Run("nodes Ready with weft's DaemonSet pod on each", func(t *testing.T) {

@@ -34,6 +34,8 @@ type Options struct {
 	// Controllers are kube-controller-manager's --controllers; default
 	// node-ipam-controller alone.
 	Controllers []string
+	// Users get tokens of their own (kubecluster.Options.Users).
+	Users []kubecluster.User
 	// AuditNodeStatus logs every nodes/status patch to AuditLog().
 	AuditNodeStatus bool
 }
@@ -68,6 +70,7 @@ func StartWith(t testing.TB, o Options) *Cluster {
 		ClusterCIDR:            o.ClusterCIDR,
 		DeferControllerManager: o.DeferControllerManager,
 		Controllers:            o.Controllers,
+		Users:                  o.Users,
 		AuditNodeStatus:        o.AuditNodeStatus,
 	})
 	if err != nil {
