@@ -124,7 +124,7 @@ func testCluster(t *testing.T, backend string) {
 	for i := 1; i <= nodeCount; i++ {
 		ns := nstest.NewNS(t, "cn")
 		n := &node{
-			name: fmt.Sprintf("n%d", i), ns: ns, ip: fmt.Sprintf("10.9.0.%d", 10+i),
+			name: fmt.Sprintf("n%d", i), ns: ns, ip: fmt.Sprintf("10.9.0.%d", 10+i), resolver: underlayIP,
 			dir: t.TempDir(), cgroupRoot: "/" + ns,
 		}
 		veth := fmt.Sprintf("v%d", i)
@@ -282,6 +282,13 @@ func testCluster(t *testing.T, backend string) {
 			return nil
 		})
 	})
+
+	// Not the backend's business: once is enough.
+	if backend == "host-gw" {
+		t.Run("an image no node has ends in an event naming it; the other agents keep running", func(t *testing.T) {
+			checkMissingImage(t, ctx, admin, nodes)
+		})
+	}
 }
 
 // publishAPIServer points the "kubernetes" Service at the apiserver, as
@@ -833,4 +840,61 @@ func cniAddLatencies(t *testing.T, n *node) []time.Duration {
 		}
 	}
 	return out
+}
+
+// checkMissingImage updates weft's DaemonSet to a tag no node has (and
+// none can pull: the nodes have no way out of this machine). The one
+// node the rollout takes first (maxUnavailable: 1) must end with an Event
+// that names the image; the other nodes keep their Ready agents.
+func checkMissingImage(t *testing.T, ctx context.Context, cs kubernetes.Interface, nodes []*node) {
+	t.Helper()
+	ds, err := cs.AppsV1().DaemonSets("kube-weft").Get(ctx, "kube-weft-ds", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldImage := ds.Spec.Template.Spec.Containers[0].Image
+	missing := oldImage + "-missing"
+	spec := &ds.Spec.Template.Spec
+	for i := range spec.InitContainers {
+		spec.InitContainers[i].Image = missing
+	}
+	for i := range spec.Containers {
+		spec.Containers[i].Image = missing
+	}
+	if _, err := cs.AppsV1().DaemonSets("kube-weft").Update(ctx, ds, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var event string
+	nstest.Eventually(t, 3*time.Minute, func() error {
+		el, err := cs.CoreV1().Events("kube-weft").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, e := range el.Items {
+			if e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, missing) {
+				event = fmt.Sprintf("%s %s/%s on %s: %s", e.Reason, e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Source.Host, e.Message)
+				return nil
+			}
+		}
+		return fmt.Errorf("no warning event names %s yet (%d events)", missing, len(el.Items))
+	})
+	t.Logf("image missing: %s", event)
+	pl, err := cs.CoreV1().Pods("kube-weft").List(ctx, metav1.ListOptions{LabelSelector: "app=weft"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := 0
+	for _, p := range pl.Items {
+		if p.Spec.Containers[0].Image == missing {
+			continue
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				ready++
+			}
+		}
+	}
+	if ready != len(nodes)-1 {
+		t.Errorf("%d agents of the previous image Ready while one node waits for %s; want %d", ready, missing, len(nodes)-1)
+	}
 }

@@ -151,6 +151,7 @@ func start(t testing.TB, name, logPath string, env []string, argv ...string) *pr
 // kube-proxy entered into both.
 type node struct {
 	name, ns, ip string
+	resolver     string // the address in the node's /etc/resolv.conf
 	dir          string // everything of this node on the real disk
 	holder       *proc
 	mntNS        string // the holder's /proc/PID/ns/mnt link target
@@ -224,6 +225,17 @@ func (n *node) setUp(t *testing.T) {
 		if _, err := n.run("mount", "--bind", f, path); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The node's resolver is the underlay's address, where nothing
+	// listens: a lookup (an image pull of a missing tag) fails at once
+	// with "connection refused" and no query leaves for the machine's
+	// own resolver.
+	resolv := filepath.Join(n.dir, "resolv.conf")
+	if err := os.WriteFile(resolv, []byte("nameserver "+n.resolver+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.run("mount", "--bind", resolv, "/etc/resolv.conf"); err != nil {
+		t.Fatal(err)
 	}
 	cgs, err := cgroupMounts()
 	if err != nil {
