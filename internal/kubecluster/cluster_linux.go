@@ -327,12 +327,20 @@ func (c *Cluster) ports() (Ports, error) {
 // --allocate-node-cidrs=true --cluster-cidr=<ClusterCIDR>. It has no
 // readiness signal; wait for a Node's podCIDR instead (WaitPodCIDR).
 func (c *Cluster) StartControllerManager() error {
+	return c.StartControllerManagerWith(c.opts.Controllers)
+}
+
+// StartControllerManagerWith starts kube-controller-manager with these
+// --controllers instead of Options.Controllers (empty: node-ipam-controller
+// alone), e.g. everything but node-ipam-controller, so that a new Node
+// gets no podCIDR while DaemonSets still run.
+func (c *Cluster) StartControllerManagerWith(controllerList []string) error {
 	if p := c.running("kube-controller-manager"); p != nil {
 		return fmt.Errorf("kube-controller-manager is already running (pid %d)", p.cmd.Process.Pid)
 	}
 	controllers := "node-ipam-controller"
-	if len(c.opts.Controllers) > 0 {
-		controllers = strings.Join(c.opts.Controllers, ",")
+	if len(controllerList) > 0 {
+		controllers = strings.Join(controllerList, ",")
 	}
 	_, err := c.spawn("kube-controller-manager",
 		"--kubeconfig="+c.adminKC,

@@ -111,7 +111,7 @@ func testCluster(t *testing.T, backend string) {
 	t0 := time.Now()
 
 	users := []kubecluster.User{{Name: "system:kube-scheduler"}, {Name: "system:kube-proxy"}}
-	for i := 1; i <= nodeCount; i++ {
+	for i := 1; i <= nodeCount+1; i++ { // n4 joins late, in the host-gw run
 		users = append(users, kubecluster.User{Name: fmt.Sprintf("system:node:n%d", i), Groups: []string{"system:nodes"}})
 	}
 
@@ -122,19 +122,7 @@ func testCluster(t *testing.T, backend string) {
 	nstest.Exec(t, ul, "ip", "link", "set", "br0", "up")
 	var nodes []*node
 	for i := 1; i <= nodeCount; i++ {
-		ns := nstest.NewNS(t, "cn")
-		n := &node{
-			name: fmt.Sprintf("n%d", i), ns: ns, ip: fmt.Sprintf("10.9.0.%d", 10+i), resolver: underlayIP,
-			dir: t.TempDir(), cgroupRoot: "/" + ns,
-		}
-		veth := fmt.Sprintf("v%d", i)
-		nstest.Exec(t, ul, "ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-		nstest.Exec(t, ul, "ip", "link", "set", veth, "master", "br0", "up")
-		nstest.Exec(t, ns, "ip", "addr", "add", n.ip+"/24", "dev", "eth0")
-		nstest.Exec(t, ns, "ip", "link", "set", "eth0", "up")
-		nstest.Exec(t, ns, "ip", "link", "set", "lo", "up")
-		nstest.Exec(t, ns, "ip", "route", "add", "default", "via", underlayIP)
-		nodes = append(nodes, n)
+		nodes = append(nodes, addNode(t, ul, i))
 	}
 
 	cp := kubetest.StartWith(t, kubetest.Options{
@@ -172,6 +160,11 @@ func testCluster(t *testing.T, backend string) {
 	// deploy/kube-weft.yml as make image rendered it; host-gw is the one
 	// change, in the ConfigMap, before any node exists.
 	cp.ApplyManifest(t, manifest)
+	ds, err := admin.AppsV1().DaemonSets("kube-weft").Get(ctx, "kube-weft-ds", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appliedImage := ds.Spec.Template.Spec.Containers[0].Image
 	if backend != "vxlan" {
 		setBackend(t, ctx, admin, backend)
 	}
@@ -285,8 +278,34 @@ func testCluster(t *testing.T, backend string) {
 
 	// Not the backend's business: once is enough.
 	if backend == "host-gw" {
+		all := nodes
+		t.Run("a node without a podCIDR: the agent says why, then comes up without a restart", func(t *testing.T) {
+			late := addNode(t, ul, nodeCount+1)
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("=== node %s ===\n%s", late.name, late.logs(40))
+				}
+			})
+			checkLatePodCIDR(t, ctx, cp, admin, late, func(n *node) {
+				n.setUp(t)
+				n.startRuntime(t, b, weftImage, testpodOCI)
+				// The DaemonSet runs the rolling update's tag by now.
+				ds, err := admin.AppsV1().DaemonSets("kube-weft").Get(ctx, "kube-weft-ds", metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cur := ds.Spec.Template.Spec.Containers[0].Image; cur != appliedImage {
+					if _, err := n.run(filepath.Join(b.containerd, "ctr"), "-n", "k8s.io", "images", "tag", appliedImage, cur); err != nil {
+						t.Fatal(err)
+					}
+				}
+				n.startKubelet(t, b, kubeconfig("system:node:"+n.name))
+				n.startKubeProxy(t, b, proxyKC, clusterCIDR)
+			}, append(slices.Clone(nodes), late))
+			all = append(slices.Clone(nodes), late)
+		})
 		t.Run("an image no node has ends in an event naming it; the other agents keep running", func(t *testing.T) {
-			checkMissingImage(t, ctx, admin, nodes)
+			checkMissingImage(t, ctx, admin, all)
 		})
 	}
 }
@@ -896,5 +915,91 @@ func checkMissingImage(t *testing.T, ctx context.Context, cs kubernetes.Interfac
 	}
 	if ready != len(nodes)-1 {
 		t.Errorf("%d agents of the previous image Ready while one node waits for %s; want %d", ready, missing, len(nodes)-1)
+	}
+}
+
+// addNode puts node i's network namespace on the underlay bridge:
+// 10.9.0.(10+i), default route via the underlay.
+func addNode(t *testing.T, ul string, i int) *node {
+	t.Helper()
+	ns := nstest.NewNS(t, "cn")
+	n := &node{
+		name: fmt.Sprintf("n%d", i), ns: ns, ip: fmt.Sprintf("10.9.0.%d", 10+i), resolver: underlayIP,
+		dir: t.TempDir(), cgroupRoot: "/" + ns,
+	}
+	veth := fmt.Sprintf("v%d", i)
+	nstest.Exec(t, ul, "ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+	nstest.Exec(t, ul, "ip", "link", "set", veth, "master", "br0", "up")
+	nstest.Exec(t, ns, "ip", "addr", "add", n.ip+"/24", "dev", "eth0")
+	nstest.Exec(t, ns, "ip", "link", "set", "eth0", "up")
+	nstest.Exec(t, ns, "ip", "link", "set", "lo", "up")
+	nstest.Exec(t, ns, "ip", "route", "add", "default", "via", underlayIP)
+	return n
+}
+
+// checkLatePodCIDR starts node late while kube-controller-manager runs
+// everything but node-ipam-controller: weft's pod there must say, in its
+// log, that the node has no podCIDR and what to run; once the controller
+// is back, the node turns Ready with NetworkUnavailable=False and the
+// agent has not restarted.
+func checkLatePodCIDR(t *testing.T, ctx context.Context, cp *kubetest.Cluster, cs kubernetes.Interface, late *node, boot func(*node), all []*node) {
+	t.Helper()
+	var noIPAM []string
+	for _, c := range clusterControllers {
+		if c != "node-ipam-controller" {
+			noIPAM = append(noIPAM, c)
+		}
+	}
+	if err := cp.StopControllerManager(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.StartControllerManagerWith(noIPAM); err != nil {
+		t.Fatal(err)
+	}
+	boot(late)
+	// The agent's log quotes the node's name (escaped in slog's text
+	// form); the rest is the cause and the fix.
+	want := "has no podCIDR yet: kube-controller-manager must run with --allocate-node-cidrs=true"
+	var line string
+	nstest.Eventually(t, 3*time.Minute, func() error {
+		logs, _ := filepath.Glob(filepath.Join(late.dir, "root/var/log/pods/kube-weft_*/weft/*.log"))
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			for _, ln := range strings.Split(string(b), "\n") {
+				if strings.Contains(ln, want) {
+					line = ln
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("no line %q in the weft pod's log on %s (%d logs)", want, late.name, len(logs))
+	})
+	t.Logf("%s without a podCIDR, the agent logs: %s", late.name, line)
+	n, err := cs.CoreV1().Nodes().Get(ctx, late.name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Spec.PodCIDR != "" {
+		t.Fatalf("%s has podCIDR %s with node-ipam-controller stopped", late.name, n.Spec.PodCIDR)
+	}
+	if err := cp.StopControllerManager(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := cp.StartControllerManagerWith(clusterControllers); err != nil {
+		t.Fatal(err)
+	}
+	nstest.Eventually(t, 2*time.Minute, func() error { return nodesReady(ctx, cs, all) })
+	t.Logf("%s Ready with NetworkUnavailable=False %v after node-ipam-controller came back", late.name, time.Since(start).Round(time.Millisecond))
+	pl, err := cs.CoreV1().Pods("kube-weft").List(ctx, metav1.ListOptions{LabelSelector: "app=weft", FieldSelector: "spec.nodeName=" + late.name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pl.Items {
+		for _, c := range p.Status.ContainerStatuses {
+			if c.RestartCount != 0 {
+				t.Errorf("weft's container on %s restarted %d times; it should wait for its podCIDR", late.name, c.RestartCount)
+			}
+		}
 	}
 }
