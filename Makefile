@@ -43,6 +43,26 @@ image:
 test-image:
 	cd tools/image && $(GO) vet ./... && WEFT_REQUIRE_ROOT=1 $(GO) test -count=1 -timeout 20m ./...
 
+# The real-node test (docs/kubernetes.md): three "machines" on this one,
+# each a network + mount namespace running containerd 2.x with Debian's
+# runc, kubelet and kube-proxy; bin/kube-weft.yml applied; weft's DaemonSet
+# and test pods started through CRI. Needs root and runc; builds kubelet,
+# kube-scheduler, kube-proxy and containerd once into /var/cache/weft.
+.PHONY: test-cluster node-tools
+node-tools:
+	test/kube/build-tools.sh node
+	test/kube/build-nodetools.sh
+
+test-cluster: build image node-tools
+	cd tools/image && $(GO) run . testpod -src $(CURDIR) -out $(CURDIR)/bin/testpod-image.oci.tar
+	$(TEST_ENV) WEFT_CLUSTER_TEST=1 \
+		WEFT_KUBE_BIN_DIR=$$(test/kube/build-tools.sh node) \
+		WEFT_CONTAINERD_BIN_DIR=$$(test/kube/build-nodetools.sh) \
+		WEFT_IMAGE_OCI=$(CURDIR)/bin/weft-image.oci.tar \
+		WEFT_TESTPOD_OCI=$(CURDIR)/bin/testpod-image.oci.tar \
+		WEFT_KUBE_MANIFEST=$(CURDIR)/bin/kube-weft.yml \
+		$(GO) test -count=1 -timeout 30m -v $(CLUSTER_TEST_FLAGS) ./test/cluster/
+
 # A three-host virtual cluster in network namespaces; needs root.
 demo: build
 	./bin/weft lab demo --hosts 3 --backend host-gw --pods 2
@@ -73,6 +93,7 @@ SERIAL_TESTS := TestDemoOverflowsALoweredNeighTable|TestFaultSuite
 test: build vet kube-tools
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) test-image
+	$(MAKE) test-cluster
 	$(TEST_ENV) WEFT_SERIAL_TESTS=1 $(GO) test -race -count=1 -timeout 10m -run '^($(SERIAL_TESTS))$$' ./...
 
 # Kubernetes mode against a real etcd + kube-apiserver + kube-controller-

@@ -56,6 +56,16 @@ type Options struct {
 	// Ports are fixed ports to listen on; zero ports are chosen free (and
 	// chosen again should another process take one first).
 	Ports Ports
+	// Users get a token each from the apiserver's token file besides the
+	// admin's (UserToken), so that kubelets, kube-proxy and the scheduler
+	// act as themselves: system:node:<name> in system:nodes (the Node
+	// authorizer), system:kube-proxy, system:kube-scheduler.
+	Users []User
+	// Controllers are kube-controller-manager's --controllers; default
+	// node-ipam-controller alone. A cluster with kubelets (make
+	// test-cluster) needs the ones behind DaemonSets, Deployments,
+	// ServiceAccounts and the kube-root-ca.crt ConfigMap too.
+	Controllers []string
 	// DeferControllerManager leaves kube-controller-manager stopped until
 	// StartControllerManager, so that Nodes exist without a podCIDR.
 	DeferControllerManager bool
@@ -72,6 +82,12 @@ type Options struct {
 	Log *slog.Logger
 }
 
+// User is an identity the token file knows.
+type User struct {
+	Name   string
+	Groups []string
+}
+
 // Ports are the TCP ports of the control plane; zero means any free one.
 type Ports struct {
 	EtcdClient, EtcdPeer, APIServer int
@@ -85,6 +101,7 @@ type Cluster struct {
 	etcdURL    string
 	adminToken string
 	adminKC    string
+	userTokens map[string]string
 	log        *slog.Logger
 
 	mu    sync.Mutex
@@ -132,7 +149,21 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	}
 	c.adminToken = randomToken()
 	tokens := filepath.Join(o.Dir, "tokens.csv")
-	if err := os.WriteFile(tokens, []byte(c.adminToken+`,admin,admin-uid,"system:masters"`+"\n"), 0o600); err != nil {
+	lines := c.adminToken + `,admin,admin-uid,"system:masters"` + "\n"
+	c.userTokens = map[string]string{}
+	for _, u := range o.Users {
+		if u.Name == "" || strings.ContainsAny(u.Name, ",\"\n") {
+			return nil, fmt.Errorf("user %q: want a name without commas, quotes or newlines", u.Name)
+		}
+		tok := randomToken()
+		c.userTokens[u.Name] = tok
+		line := fmt.Sprintf("%s,%s,%s-uid", tok, u.Name, u.Name)
+		if len(u.Groups) > 0 {
+			line += fmt.Sprintf(",%q", strings.Join(u.Groups, ","))
+		}
+		lines += line + "\n"
+	}
+	if err := os.WriteFile(tokens, []byte(lines), 0o600); err != nil {
 		return nil, fmt.Errorf("write the token file: %w", err)
 	}
 	var audit []string
@@ -302,8 +333,20 @@ func (c *Cluster) ports() (Ports, error) {
 // --allocate-node-cidrs=true --cluster-cidr=<ClusterCIDR>. It has no
 // readiness signal; wait for a Node's podCIDR instead (WaitPodCIDR).
 func (c *Cluster) StartControllerManager() error {
+	return c.StartControllerManagerWith(c.opts.Controllers)
+}
+
+// StartControllerManagerWith starts kube-controller-manager with these
+// --controllers instead of Options.Controllers (empty: node-ipam-controller
+// alone), e.g. everything but node-ipam-controller, so that a new Node
+// gets no podCIDR while DaemonSets still run.
+func (c *Cluster) StartControllerManagerWith(controllerList []string) error {
 	if p := c.running("kube-controller-manager"); p != nil {
 		return fmt.Errorf("kube-controller-manager is already running (pid %d)", p.cmd.Process.Pid)
+	}
+	controllers := "node-ipam-controller"
+	if len(controllerList) > 0 {
+		controllers = strings.Join(controllerList, ",")
 	}
 	cidrs := []string{"--cluster-cidr=" + c.opts.ClusterCIDR.String(), "--node-cidr-mask-size=" + strconv.Itoa(c.opts.NodeCIDRMaskSize)}
 	if v6 := c.opts.ClusterCIDRv6; v6.IsValid() {
@@ -318,7 +361,11 @@ func (c *Cluster) StartControllerManager() error {
 	args := append([]string{
 		"--kubeconfig=" + c.adminKC,
 		"--authentication-kubeconfig=" + c.adminKC, "--authorization-kubeconfig=" + c.adminKC,
-		"--controllers=node-ipam-controller",
+		"--controllers=" + controllers,
+		// What root-ca-certificate-publisher-controller puts into every
+		// namespace's kube-root-ca.crt, which pods' projected
+		// ServiceAccount volumes mount.
+		"--root-ca-file=" + c.pki.caFile,
 		"--allocate-node-cidrs=true",
 	}, cidrs...)
 	args = append(args,
@@ -355,6 +402,12 @@ func (c *Cluster) running(name string) *proc {
 		}
 	}
 	return nil
+}
+
+// UserToken is the token of Options.Users' user name.
+func (c *Cluster) UserToken(name string) (string, bool) {
+	t, ok := c.userTokens[name]
+	return t, ok
 }
 
 // URL is the apiserver's base URL.

@@ -2,9 +2,14 @@
 # Builds etcd, kube-apiserver and kube-controller-manager for the
 # Kubernetes-mode tests from the tools module next to this script, into a
 # cache directory outside the clone keyed by that module's go.sum, and
-# prints the directory. Idempotent: when the three binaries are already
-# there it only prints the directory. A cold build takes ~8 minutes on two
-# cores and ~4 GB of Go build cache.
+# prints the directory. Idempotent: when the binaries are already there it
+# only prints the directory. A cold build takes ~8 minutes on two cores and
+# ~4 GB of Go build cache.
+#
+#   build-tools.sh        the control plane (etcd, kube-apiserver,
+#                         kube-controller-manager)
+#   build-tools.sh node   also what a real node runs (kubelet,
+#                         kube-scheduler, kube-proxy): make test-cluster
 #
 #   WEFT_KUBE_CACHE  cache root (default /var/cache/weft)
 set -euo pipefail
@@ -15,6 +20,9 @@ root="${WEFT_KUBE_CACHE:-/var/cache/weft}"
 hash="$(sha256sum "$tools/go.sum" | cut -c1-12)"
 dir="$root/kube-$hash"
 bins=(etcd kube-apiserver kube-controller-manager)
+if [ "${1:-}" = node ]; then
+	bins+=(kubelet kube-scheduler kube-proxy)
+fi
 
 have=1
 for b in "${bins[@]}"; do [ -x "$dir/$b" ] || have=0; done
@@ -53,11 +61,16 @@ trap 'rm -rf "$tmp"' EXIT
 cd "$tools"
 go mod download
 start=$SECONDS
-echo "build-tools: building the Kubernetes control plane into $dir (cold: ~8 min)" >&2
+echo "build-tools: building ${bins[*]} into $dir (cold: ~8 min for the control plane)" >&2
 # Sequential: each go build already uses every core.
-go build -trimpath -ldflags="$LDF" -o "$tmp/etcd" go.etcd.io/etcd/server/v3
-go build -trimpath -ldflags="$LDF" -o "$tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-go build -trimpath -ldflags="$LDF" -o "$tmp/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager
-for b in "${bins[@]}"; do mv -f "$tmp/$b" "$dir/$b"; done
+for b in "${bins[@]}"; do
+	[ -x "$dir/$b" ] && continue
+	case "$b" in
+	etcd) pkg=go.etcd.io/etcd/server/v3 ;;
+	*) pkg=k8s.io/kubernetes/cmd/$b ;;
+	esac
+	go build -trimpath -ldflags="$LDF" -o "$tmp/$b" "$pkg"
+	mv -f "$tmp/$b" "$dir/$b"
+done
 echo "build-tools: done in $((SECONDS - start)) s" >&2
 echo "$dir"

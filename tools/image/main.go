@@ -7,6 +7,7 @@
 //
 //	weft-image build [-src DIR] [-out DIR] [-version V] ...
 //	weft-image unpack -oci FILE -dir DIR
+//	weft-image testpod -src DIR -out FILE   the real-node test's pod image
 package main
 
 import (
@@ -28,7 +29,7 @@ import (
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: weft-image build|unpack [flags]")
+		fmt.Fprintln(os.Stderr, "usage: weft-image build|unpack|testpod [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -37,8 +38,10 @@ func main() {
 		err = buildCmd(log, os.Args[2:])
 	case "unpack":
 		err = unpackCmd(os.Args[2:])
+	case "testpod":
+		err = testpodCmd(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q: want build or unpack", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want build, unpack or testpod", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "weft-image:", err)

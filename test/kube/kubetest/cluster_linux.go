@@ -34,6 +34,11 @@ type Options struct {
 	// DeferControllerManager leaves kube-controller-manager stopped until
 	// StartControllerManager, so that Nodes exist without a podCIDR.
 	DeferControllerManager bool
+	// Controllers are kube-controller-manager's --controllers; default
+	// node-ipam-controller alone.
+	Controllers []string
+	// Users get tokens of their own (kubecluster.Options.Users).
+	Users []kubecluster.User
 	// AuditNodeStatus logs every nodes/status patch to AuditLog().
 	AuditNodeStatus bool
 }
@@ -68,6 +73,8 @@ func StartWith(t testing.TB, o Options) *Cluster {
 		ClusterCIDR:            o.ClusterCIDR,
 		ClusterCIDRv6:          o.ClusterCIDRv6,
 		DeferControllerManager: o.DeferControllerManager,
+		Controllers:            o.Controllers,
+		Users:                  o.Users,
 		AuditNodeStatus:        o.AuditNodeStatus,
 	})
 	if err != nil {
