@@ -404,9 +404,9 @@ func (b *Backend) ensureDeviceLocked(trigger string, counts backend.Counts) (net
 
 // greetLocked starts a handshake with each of peers, so that a session
 // exists before the first packet needs one. The side with the smaller
-// public key starts at once, and starts again after greetRetry when no
-// handshake completed by then; the other side starts only after
-// greetDelay, and only when there is still no session. A device that was
+// public key starts at once, and starts again at greetRetries when no
+// handshake completed by then; the other side starts only at greetLater,
+// and only when there is still no session. A device that was
 // just made (eager: an agent restart, or a repair) starts at once with
 // every peer: the peers still hold sessions with the device that is gone,
 // keep sending with them, and would start no handshake of their own.
@@ -422,23 +422,29 @@ func (b *Backend) greetLocked(peers []peer, eager bool) {
 	dev := b.plane.dev
 	for _, p := range peers {
 		smaller := bytes.Compare(b.pub[:], p.Key[:]) < 0
+		retries := greetLater
 		switch {
 		case smaller:
 			greet(dev, p.Key, false)
-			time.AfterFunc(greetRetry, func() { greet(dev, p.Key, true) })
+			retries = greetRetries
 		case eager:
 			greet(dev, p.Key, false)
-		default:
-			time.AfterFunc(greetDelay, func() { greet(dev, p.Key, true) })
+		}
+		// Later greetings act only while there is no session. The two
+		// sides' times interleave, so that after two eager greetings
+		// crossed (two devices made at once) the next attempts do not
+		// cross again, and one that is lost under load is not the last.
+		for _, d := range retries {
+			time.AfterFunc(d, func() { greet(dev, p.Key, true) })
 		}
 	}
 }
 
-const (
-	// greetRetry is when the side with the smaller key tries again.
-	greetRetry = 300 * time.Millisecond
-	// greetDelay is when the side with the greater key tries itself.
-	greetDelay = time.Second
+var (
+	// greetRetries are when the side with the smaller key tries again.
+	greetRetries = []time.Duration{300 * time.Millisecond, 1700 * time.Millisecond, 3500 * time.Millisecond}
+	// greetLater are when the side with the greater key tries itself.
+	greetLater = []time.Duration{time.Second, 2500 * time.Millisecond, 4500 * time.Millisecond}
 )
 
 // greet starts a handshake with the peer key of dev; unlessSession
