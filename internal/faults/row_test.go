@@ -38,14 +38,11 @@ func TestRowResult(t *testing.T) {
 }
 
 func TestGapsRequire(t *testing.T) {
-	if len(KnownGaps) == 0 {
-		t.Skip("no known gaps left")
-	}
-	var some string
-	for id := range KnownGaps {
-		some = id
-		break
-	}
+	// A list of its own: the real one is empty while every row passes.
+	saved := KnownGaps
+	KnownGaps = map[string]string{"etcd-blocked": "issue 16 item 5", "lease-overlap-25": "issue 16 item 1"}
+	t.Cleanup(func() { KnownGaps = saved })
+	some := "etcd-blocked"
 	if g := Gaps(""); len(g) != len(KnownGaps) {
 		t.Errorf("Gaps(\"\") has %d rows, want all %d", len(g), len(KnownGaps))
 	}
