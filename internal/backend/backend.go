@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/netconf"
@@ -150,3 +151,21 @@ const BulkChanges = 100
 // Factory builds a backend from its config. It fails, with a message that
 // says why, when the host cannot run this backend (host-gw behind NAT, say).
 type Factory func(cfg Config) (Backend, error)
+
+// NoteRouteOps tells note of each route a kernel.Sync changed, in the
+// words the backends' logs use ("route added", "route replaced" with what
+// it was and what was wrong, "route removed"); names maps link indexes to
+// device names for the rendering.
+func NoteRouteOps(done []kernel.Op, names map[int]string, note func(msg string, args ...any)) {
+	for _, op := range done {
+		switch {
+		case op.Kind == kernel.Delete:
+			note("route removed", "route", op.Route.Format(names))
+		case op.Prev != (kernel.Route{}):
+			note("route replaced", "route", op.Route.Format(names), "was", op.Prev.Format(names),
+				"wrong", kernel.RouteChange(op.Route, op.Prev, names))
+		default:
+			note("route added", "route", op.Route.Format(names))
+		}
+	}
+}

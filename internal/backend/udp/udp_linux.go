@@ -247,17 +247,9 @@ func (b *Backend) reconcileLocked(trigger string, counts backend.Counts) error {
 		return errors.Join(append(errs, err)...)
 	}
 	names := map[int]string{b.devIndex: DeviceName}
-	for _, op := range res.Done {
-		switch {
-		case op.Kind == kernel.Delete:
-			b.changed(counts, trigger, metrics.KindRoute, "route removed", "route", op.Route.Format(names))
-		case op.Prev != (kernel.Route{}):
-			b.changed(counts, trigger, metrics.KindRoute, "route replaced", "route", op.Route.Format(names), "was", op.Prev.Format(names),
-				"wrong", kernel.RouteChange(op.Route, op.Prev, names))
-		default:
-			b.changed(counts, trigger, metrics.KindRoute, "route added", "route", op.Route.Format(names))
-		}
-	}
+	backend.NoteRouteOps(res.Done, names, func(msg string, args ...any) {
+		b.changed(counts, trigger, metrics.KindRoute, msg, args...)
+	})
 	for _, f := range res.Failed {
 		errs = append(errs, f)
 	}
