@@ -473,7 +473,11 @@ func (a *Agent) checkBackend(cfg *netconf.Config) error {
 // unreachable, pool full until some lease expires).
 func (a *Agent) acquire(ctx context.Context, cfg *netconf.Config, ext backend.ExternalInterface, be backend.Backend) (lease.Lease, error) {
 	btype, data := be.LeaseAttrs()
-	req := store.AcquireRequest{Attrs: lease.Attrs{PublicIP: ext.PublicIP, PublicIPv6: publicIPv6(cfg, ext), BackendType: btype, BackendData: data, HostID: a.hostID}, NewHostID: a.newHostID}
+	attrs := lease.Attrs{PublicIP: ext.PublicIP, PublicIPv6: publicIPv6(cfg, ext), BackendType: btype, BackendData: data, HostID: a.hostID}
+	if cfg.EnableIPv6 {
+		attrs.BackendV6Data = backend.LeaseV6Data(be)
+	}
+	req := store.AcquireRequest{Attrs: attrs, NewHostID: a.newHostID}
 	// Previous is passed even when the config no longer fits it: the
 	// store then keeps the lease rather than renumber the host (join.go).
 	if prev, err := subnetenv.Read(a.opts.SubnetFile); err == nil {

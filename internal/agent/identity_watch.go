@@ -196,6 +196,9 @@ func (w *identityWatch) republish(ctx context.Context) {
 	btype, data := w.be.LeaseAttrs()
 	attrs := w.own.Attrs
 	attrs.BackendType, attrs.BackendData = btype, data
+	if w.cfg.EnableIPv6 {
+		attrs.BackendV6Data = backend.LeaseV6Data(w.be)
+	}
 	req := store.AcquireRequest{Attrs: attrs, Previous: w.own.Subnet, PreviousIPv6: w.own.IPv6Subnet}
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {

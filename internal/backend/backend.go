@@ -141,6 +141,23 @@ type Backend interface {
 	Run(ctx context.Context) error
 }
 
+// V6Publisher is implemented by a backend whose IPv6 side publishes data
+// of its own in the lease's BackendV6Data (vxlan: the VTEP MAC of
+// flannel-v6.<VNI>, {"VNI":1,"VtepMAC":"..."}). A backend without it
+// publishes no BackendV6Data, as flannel's host-gw does. The agent asks
+// only when the network config enables IPv6; nil means none.
+type V6Publisher interface {
+	LeaseV6Data() json.RawMessage
+}
+
+// LeaseV6Data is b's BackendV6Data: nil unless b is a V6Publisher.
+func LeaseV6Data(b Backend) json.RawMessage {
+	if p, ok := b.(V6Publisher); ok {
+		return p.LeaseV6Data()
+	}
+	return nil
+}
+
 // BulkChanges is how many peers one Apply (or one snapshot of leases) may
 // change before the per-peer log lines go to debug level behind one
 // summary line at info. An agent starting among thousands of hosts would
