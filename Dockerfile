@@ -1,10 +1,12 @@
 # The weft image for deploy/kube-weft.yml:
 #
-#   /usr/local/bin/weft-agent  the agent (also /opt/bin/flanneld, flannel's
-#                              path, for manifests that call it)
-#   /usr/local/bin/weft        the operator's tool (status, config, cleanup, ...)
-#   /opt/weft/cni/flannel    the CNI plugin, copied to /opt/cni/bin/flannel
-#                            by the DaemonSet's init container
+#   /usr/local/bin/weft        weft without the lab (-tags nolab): the
+#                              operator's tool (status, config, cleanup, ...)
+#                              and the agent, run under the names of its links:
+#   /usr/local/bin/weft-agent  -> weft, the agent the manifest runs
+#   /opt/bin/flanneld          -> weft, flannel's path, for manifests that call it
+#   /opt/weft/cni/flannel      the CNI plugin, copied to /opt/cni/bin/flannel
+#                              by the DaemonSet's init container
 #
 #   docker build -t ghcr.io/weftnet/weft:$(git describe --tags --always) \
 #     --build-arg VERSION=$(git describe --tags --always) .
@@ -26,9 +28,9 @@ COPY internal ./internal
 ARG TARGETOS=linux
 ARG TARGETARCH
 ARG VERSION=dev
-RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
+RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -tags nolab \
       -ldflags "-s -w -X github.com/weftnet/weft/internal/version.Version=$VERSION" \
-      -o /out/ ./cmd/weft ./cmd/weft-agent \
+      -o /out/weft ./cmd/weft \
  && CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
       -ldflags "-s -w -X github.com/weftnet/weft/internal/version.Version=$VERSION" \
       -o /out/flannel ./cmd/weft-cni
@@ -42,8 +44,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends iptables nftables \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /opt/bin /opt/weft/cni
-COPY --from=build /out/weft /out/weft-agent /usr/local/bin/
+COPY --from=build /out/weft /usr/local/bin/
 COPY --from=build /out/flannel /opt/weft/cni/flannel
-RUN ln -s /usr/local/bin/weft-agent /opt/bin/flanneld
+RUN ln -s /usr/local/bin/weft /usr/local/bin/weft-agent \
+ && ln -s /usr/local/bin/weft /opt/bin/flanneld
 ENTRYPOINT ["/usr/local/bin/weft-agent"]
 CMD ["--kube-subnet-mgr"]

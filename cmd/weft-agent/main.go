@@ -3,7 +3,9 @@
 // hosts run (systemd unit, DaemonSet); `weft agent` in the multi-tool binary
 // does the same but carries the lab, the embedded etcd server and the
 // benchmarks, which an agent never needs in memory. Installed as
-// "flanneld", it replaces flannel's binary under its own name.
+// "flanneld", it replaces flannel's binary under its own name. The
+// container image carries neither: its one binary is weft built with
+// -tags nolab, linked as weft-agent (docs/image.md).
 package main
 
 import (

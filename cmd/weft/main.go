@@ -1,27 +1,28 @@
 // Command weft is the weft network fabric's one binary for operators:
 //
-//	weft agent [flanneld flags]   run the host agent (also: invoked as "flanneld")
-//	weft lab demo|up|down|exec    a virtual cluster on this machine
-//	weft version
+//	weft agent [flanneld flags]   run the host agent (also: invoked as "flanneld" or "weft-agent")
+//	weft lab demo|up|down|exec    a virtual cluster on this machine (not with -tags nolab)
+//	weft status|config|cleanup|docker-opts|version
+//
+// Built with -tags nolab (the container image's build, docs/image.md) it
+// leaves out the lab, the benchmarks and the fault suite, and with them
+// the embedded etcd server and the Kubernetes control plane driver: what
+// is left is what a node needs, and the image links weft-agent and
+// flanneld to it instead of carrying a second binary.
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 
 	"github.com/weftnet/weft/internal/agent"
-	"github.com/weftnet/weft/internal/bench"
 	"github.com/weftnet/weft/internal/cmdline"
-	"github.com/weftnet/weft/internal/faults"
-	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/options"
 	"github.com/weftnet/weft/internal/version"
 )
@@ -30,21 +31,43 @@ func main() {
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 
-const usage = `weft: a flannel-compatible pod network for Kubernetes and Docker hosts
+// labCommand runs `weft lab ARGS`; lab.go sets it, and a build with
+// -tags nolab leaves it nil.
+var labCommand func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+
+const usageHead = `weft: a flannel-compatible pod network for Kubernetes and Docker hosts
 
 Usage:
   weft agent [flags]          run the host agent; takes flanneld's flags and FLANNELD_* variables
-  weft lab demo [flags]       build a virtual cluster on this machine, prove it works, tear it down
+`
+
+const usageLab = `  weft lab demo [flags]       build a virtual cluster on this machine, prove it works, tear it down
   weft lab up|down|exec       the same cluster for interactive use
-  weft config put|get         store or show the network config in etcd, validated as the agent does
+`
+
+// noLab is what a nolab build says for the lab's lines and for `weft lab`.
+const noLab = `the lab, the benchmarks and the fault suite (weft lab ...) are not in this
+build of weft (-tags nolab, as in the container image); use a full build
+(make build) on a machine of your own.
+`
+
+const usageTail = `  weft config put|get         store or show the network config in etcd, validated as the agent does
   weft docker-opts [flags]    write docker's options from subnet.env (flannel's mk-docker-opts.sh)
   weft status [flags]         every lease, this host's kernel entries per peer, and what is wrong
   weft cleanup [agent flags]  remove every rule, device, route and file weft installed here (stop the agent first)
   weft version                print the version
 
-Run "weft agent -h" or "weft lab -h" for their flags. Installed or linked as
-"flanneld", the binary behaves as "weft agent".
+Run "weft COMMAND -h" for a command's flags. Installed or linked as
+"flanneld" or "weft-agent", the binary behaves as "weft agent".
 `
+
+// usage is the top-level help, with the lab's lines when it is built in.
+func usage() string {
+	if labCommand == nil {
+		return usageHead + usageTail + "\nNot here: " + noLab
+	}
+	return usageHead + usageLab + usageTail
+}
 
 func run(args []string, stdout, stderr io.Writer) int {
 	// A first SIGINT/SIGTERM cancels the context for a clean stop; after
@@ -58,11 +81,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	prog := filepath.Base(args[0])
 	rest := args[1:]
-	if prog == "flanneld" {
+	if prog == "flanneld" || prog == "weft-agent" {
 		return runAgent(ctx, prog, rest, stdout, stderr)
 	}
 	if len(rest) == 0 {
-		fmt.Fprintf(stderr, "weft: no command given\n\n%s", usage)
+		fmt.Fprintf(stderr, "weft: no command given\n\n%s", usage())
 		return 2
 	}
 	switch rest[0] {
@@ -71,17 +94,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "cleanup":
 		return runCleanup(ctx, rest[1:], stdout, stderr)
 	case "lab":
-		// The benchmarks build on the lab, so the lab cannot import them.
-		lab.BenchMain = bench.Main
-		lab.FaultsMain = faults.Main
-		err := lab.Main(ctx, rest[1:], stdout, stderr)
-		// `weft lab exec h1 -- CMD` exits with CMD's status, as
-		// `ip netns exec` does.
-		var exit *exec.ExitError
-		if errors.As(err, &exit) && exit.ExitCode() > 0 {
-			return exit.ExitCode()
+		if labCommand == nil {
+			fmt.Fprint(stderr, "weft: "+noLab)
+			return 2
 		}
-		return cmdline.Exit("weft lab", err, stderr)
+		return labCommand(ctx, rest[1:], stdout, stderr)
 	case "config":
 		return runConfig(ctx, rest[1:], stdout, stderr)
 	case "docker-opts":
@@ -91,10 +108,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version", "--version", "-version":
 		return runVersion(rest[1:], stdout, stderr)
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage())
 		return 0
 	default:
-		fmt.Fprintf(stderr, "weft: unknown command %q\n\n%s", rest[0], usage)
+		fmt.Fprintf(stderr, "weft: unknown command %q\n\n%s", rest[0], usage())
 		return 2
 	}
 }

@@ -666,7 +666,8 @@ func checkAgentProcess(t *testing.T, n *node) {
 	t.Helper()
 	pid := 0
 	for _, p := range n.leftovers() {
-		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p)); err == nil && filepath.Base(exe) == "weft-agent" {
+		// The name it was run as: in the image weft-agent is a link to weft.
+		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p)); err == nil && strings.TrimSpace(string(comm)) == "weft-agent" {
 			pid = p
 		}
 	}

@@ -220,9 +220,14 @@ func TestImageRunsInChroot(t *testing.T) {
 		argv []string
 		want string
 	}{
+		// weft-agent and flanneld are links to weft, which runs the agent
+		// under those names.
 		{"weft-agent", []string{"/usr/local/bin/weft-agent", "--version"}, testVersion},
 		{"flanneld", []string{"/opt/bin/flanneld", "--version"}, testVersion},
 		{"weft", []string{"/usr/local/bin/weft", "version"}, testVersion},
+		{"weft status", []string{"/usr/local/bin/weft", "status", "-h"}, "--check"},
+		// The image's weft is built without the lab, and says so.
+		{"no lab", []string{"/bin/sh", "-c", "/usr/local/bin/weft lab demo 2>&1; echo exit $?"}, "-tags nolab, as in the container image); use a full build\n(make build) on a machine of your own.\nexit 2"},
 		// iptables is the nf_tables variant, as on Debian hosts.
 		{"iptables", []string{"iptables", "--version"}, "(nf_tables)"},
 		{"ip6tables-save", []string{"ip6tables-save", "--version"}, "(nf_tables)"},

@@ -13,7 +13,7 @@ import (
 // dockerfile is what the Dockerfile installs in its final image, read from
 // its instructions.
 type dockerfile struct {
-	files      map[string]string // image path -> ./cmd package built into it
+	files      map[string]string // image path -> build (buildOf) written there
 	links      map[string]string // symlink -> target
 	packages   []string          // apt-get install arguments
 	entrypoint []string
@@ -49,7 +49,7 @@ func parseDockerfile(t *testing.T, file string) dockerfile {
 		t.Fatal(err)
 	}
 	d := dockerfile{files: map[string]string{}, links: map[string]string{}}
-	built := map[string]string{} // build stage output path -> package
+	built := map[string]string{} // build stage output path -> buildOf
 	stage := 0
 	for _, in := range instructions(t, string(b)) {
 		kw, rest := in[0], in[1]
@@ -65,6 +65,10 @@ func parseDockerfile(t *testing.T, file string) dockerfile {
 						t.Fatalf("%s: go build without -o: %s", file, cmd)
 					}
 					out := f[o+1]
+					tags := ""
+					if i := slices.Index(f, "-tags"); i > 0 && i+1 < len(f) {
+						tags = f[i+1]
+					}
 					var pkgs []string
 					for _, a := range f[o+2:] {
 						if strings.HasPrefix(a, "./cmd/") {
@@ -73,9 +77,9 @@ func parseDockerfile(t *testing.T, file string) dockerfile {
 					}
 					for _, p := range pkgs {
 						if strings.HasSuffix(out, "/") {
-							built[out+path.Base(p)] = p
+							built[out+path.Base(p)] = buildOf(p, tags)
 						} else if len(pkgs) == 1 {
-							built[out] = p
+							built[out] = buildOf(p, tags)
 						} else {
 							t.Fatalf("%s: go build -o %s of several packages", file, out)
 						}
@@ -133,8 +137,17 @@ func parseDockerfile(t *testing.T, file string) dockerfile {
 	return d
 }
 
+// buildOf names a go build of one package with its -tags.
+func buildOf(pkg, tags string) string {
+	if tags == "" {
+		return pkg
+	}
+	return pkg + " -tags " + tags
+}
+
 // TestDockerfileInstallsTheSameFiles: the Dockerfile, for users who build
-// with Docker, and make image put the same programs at the same paths,
+// with Docker, and make image put the same programs, built with the same
+// tags, at the same paths,
 // the same links, the same entry point and command, and the Dockerfile's
 // Debian packages are among the image's.
 func TestDockerfileInstallsTheSameFiles(t *testing.T) {
@@ -146,10 +159,10 @@ func TestDockerfileInstallsTheSameFiles(t *testing.T) {
 
 	want := map[string]string{}
 	for _, f := range weftFiles {
-		want[f.dest] = f.pkg
+		want[f.dest] = buildOf(f.pkg, f.tags)
 	}
 	if !mapsEqual(d.files, want) {
-		t.Errorf("the Dockerfile installs %v, make image %v (path -> package)", d.files, want)
+		t.Errorf("the Dockerfile installs %v, make image %v (path -> package and tags)", d.files, want)
 	}
 	wantLinks := map[string]string{}
 	for _, l := range weftLinks {

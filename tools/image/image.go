@@ -26,17 +26,24 @@ import (
 )
 
 // weftFiles are weft's programs in the image, built from this tree. The
-// Dockerfile installs the same files at the same paths
-// (TestDockerfileInstallsTheSameFiles).
-var weftFiles = []struct{ pkg, dest string }{
-	{"./cmd/weft-agent", "/usr/local/bin/weft-agent"},
-	{"./cmd/weft", "/usr/local/bin/weft"},
-	{"./cmd/weft-cni", "/opt/weft/cni/flannel"},
+// Dockerfile installs the same files at the same paths, built with the
+// same tags (TestDockerfileInstallsTheSameFiles).
+//
+// One weft binary, built without the lab (-tags nolab), is the agent,
+// the operator's tool and flanneld at once: the agent alone would be
+// nearly as big (the same store clients, backends and rule code), so two
+// binaries would carry it all twice, 10 MB more compressed.
+var weftFiles = []struct{ pkg, tags, dest string }{
+	{"./cmd/weft", "nolab", "/usr/local/bin/weft"},
+	{"./cmd/weft-cni", "", "/opt/weft/cni/flannel"},
 }
 
-// weftLinks: flannel's agent path, for manifests that call it.
+// weftLinks: the agent's name, which the manifest runs, and flannel's
+// path, for manifests that call it. weft behaves as `weft agent` when
+// invoked under either name.
 var weftLinks = []struct{ link, target string }{
-	{"/opt/bin/flanneld", "/usr/local/bin/weft-agent"},
+	{"/usr/local/bin/weft-agent", "/usr/local/bin/weft"},
+	{"/opt/bin/flanneld", "/usr/local/bin/weft"},
 }
 
 var (
@@ -64,8 +71,12 @@ func buildWeft(ctx context.Context, src, version string) (tree, error) {
 	t := tree{}
 	for _, f := range weftFiles {
 		out := filepath.Join(tmp, filepath.Base(f.dest))
-		cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath",
-			"-ldflags", "-s -w -X "+versionVar+"="+version, "-o", out, f.pkg)
+		args := []string{"build", "-trimpath"}
+		if f.tags != "" {
+			args = append(args, "-tags", f.tags)
+		}
+		args = append(args, "-ldflags", "-s -w -X "+versionVar+"="+version, "-o", out, f.pkg)
+		cmd := exec.CommandContext(ctx, goBin, args...)
 		cmd.Dir = src
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 		if b, err := cmd.CombinedOutput(); err != nil {
