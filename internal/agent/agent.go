@@ -217,7 +217,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 8) // one slot per loop: a failing loop never blocks
+	errc := make(chan error, 9) // one slot per loop: a failing loop never blocks
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -243,6 +243,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if a.deps.Blackhole != nil && a.opts.IPBlackholeRoute {
 		run("blackhole route", func(ctx context.Context) error { return a.keepBlackhole(ctx, log, own.Subnet) })
+	}
+	if a.opts.CNIConfDir != "" {
+		w := &cniConfWatch{dir: a.opts.CNIConfDir, log: log, page: &a.page, now: a.now}
+		run("CNI config directory", w.run)
 	}
 	ready := make(chan struct{})
 	run("probe store", func(ctx context.Context) error { return a.probeStore(ctx, ready) })

@@ -59,6 +59,10 @@ type Options struct {
 	// host's /proc, a container's mount of the host's /proc/sys/net, or a
 	// test's fake tree.
 	ProcRoot string
+	// CNIConfDir is the runtime's CNI config directory, which the agent
+	// watches for another network's config sorting before its own
+	// (internal/cni/confdir); "" turns the check off.
+	CNIConfDir string
 
 	// Kubernetes mode (--kube-subnet-mgr): the node's spec.podCIDR is its
 	// subnet and peers come from Node annotations instead of etcd.
@@ -127,6 +131,7 @@ func Defaults() Options {
 		SetNodeNetworkUnavailable: true,
 		ReconcilePeriod:           10 * time.Second,
 		ProcRoot:                  "/proc",
+		CNIConfDir:                "/etc/cni/net.d",
 		LogFormat:                 "text",
 		LogLevel:                  "info",
 	}
@@ -175,6 +180,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.ReconcilePeriod, "reconcile-period", o.ReconcilePeriod, "how often the kernel state is compared with the desired state (deletions are also repaired as they happen)")
 	fs.BoolVar(&o.RaiseNeighGCThresh, "raise-neigh-gc-thresh", o.RaiseNeighGCThresh, "raise net.ipv4.neigh.default.gc_thresh1/2/3 to fit this host's peers and pods (never lowers them; logs old -> new)")
 	fs.StringVar(&o.ProcRoot, "proc-root", o.ProcRoot, "the kernel's /proc: sysctls are read from <dir>/sys, neighbour-table statistics from <dir>/net/stat if it exists (else /proc/net/stat)")
+	fs.StringVar(&o.CNIConfDir, "cni-conf-dir", o.CNIConfDir, "the container runtime's CNI config directory: warn while another network's config there sorts before weft's (\"\" disables)")
 	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "log format: text or json")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn or error")
 	fs.IntVar(&o.Verbosity, "v", o.Verbosity, "klog-style verbosity, as flanneld's: 1 or more logs at debug level (and passes N to the Kubernetes client's logs)")

@@ -15,7 +15,8 @@ const (
 	// EventRefused: a lease started or stopped being refused as a peer.
 	EventRefused = "refused"
 	// EventConfig: what the network config asks for that this agent does
-	// not do (IPv6 before the IPv6 data plane).
+	// not do (IPv6 before the IPv6 data plane), and another network's CNI
+	// config taking this node's pods.
 	EventConfig = "config"
 )
 

@@ -186,10 +186,20 @@ func checkObjects(t *testing.T, objs []*unstructured.Unstructured) {
 	mounted := func(c corev1.Container, path string) bool {
 		return slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return strings.TrimRight(m.MountPath, "/") == path })
 	}
-	for _, m := range []string{"/run/flannel", "/etc/kube-flannel", "/run/xtables.lock"} {
+	for _, m := range []string{"/run/flannel", "/etc/kube-flannel", "/run/xtables.lock", "/etc/cni/net.d"} {
 		if !mounted(c, m) {
 			t.Errorf("the agent container does not mount %s", m)
 		}
+	}
+	// The agent only reads the CNI config directory (--cni-conf-dir),
+	// for another network's config sorting before weft's.
+	if i := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == "/etc/cni/net.d" }); i >= 0 && !c.VolumeMounts[i].ReadOnly {
+		t.Errorf("the agent container mounts /etc/cni/net.d writable; it only reads it")
+	}
+	// `kubectl exec ds/kube-weft-ds -- weft status` in this container
+	// reads the Kubernetes API without flags.
+	if !slices.ContainsFunc(c.Env, func(ev corev1.EnvVar) bool { return ev.Name == "FLANNELD_KUBE_SUBNET_MGR" && ev.Value == "true" }) {
+		t.Errorf("env lacks FLANNELD_KUBE_SUBNET_MGR=true, which `weft status` in the container needs (has %v)", envs)
 	}
 	if len(spec.InitContainers) != 2 {
 		t.Fatalf("%d init containers, want 2 (CNI plugin, CNI config)", len(spec.InitContainers))
