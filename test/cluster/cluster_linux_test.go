@@ -255,6 +255,17 @@ func testCluster(t *testing.T, backend string) {
 			len(lat), len(nodes), lat[len(lat)/2], lat[(len(lat)*99+99)/100-1], lat[len(lat)-1])
 	})
 
+	// Diagnosis on the running cluster: once is enough, in the run that
+	// is the manifest as shipped.
+	if backend == "vxlan" {
+		t.Run("weft status --check in the agent's pod: OK, then names a route that takes a peer's traffic", func(t *testing.T) {
+			checkStatusInPod(t, ctx, admin, b, nodes[0], nodes[2])
+		})
+		t.Run("another network's conflist before weft's: the agent names it", func(t *testing.T) {
+			checkForeignConflist(t, nodes[1])
+		})
+	}
+
 	t.Run("deleting pods releases their addresses", func(t *testing.T) {
 		if err := admin.AppsV1().Deployments("default").Delete(ctx, "echo", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
@@ -975,21 +986,7 @@ func checkLatePodCIDR(t *testing.T, ctx context.Context, cp *kubetest.Cluster, c
 	boot(late)
 	// The agent's log quotes the node's name (escaped in slog's text
 	// form); the rest is the cause and the fix.
-	want := "has no podCIDR yet: kube-controller-manager must run with --allocate-node-cidrs=true"
-	var line string
-	nstest.Eventually(t, 3*time.Minute, func() error {
-		logs, _ := filepath.Glob(filepath.Join(late.dir, "root/var/log/pods/kube-weft_*/weft/*.log"))
-		for _, l := range logs {
-			b, _ := os.ReadFile(l)
-			for _, ln := range strings.Split(string(b), "\n") {
-				if strings.Contains(ln, want) {
-					line = ln
-					return nil
-				}
-			}
-		}
-		return fmt.Errorf("no line %q in the weft pod's log on %s (%d logs)", want, late.name, len(logs))
-	})
+	line := agentLogLine(t, late, 3*time.Minute, "has no podCIDR yet: kube-controller-manager must run with --allocate-node-cidrs=true")
 	t.Logf("%s without a podCIDR, the agent logs: %s", late.name, line)
 	n, err := cs.CoreV1().Nodes().Get(ctx, late.name, metav1.GetOptions{})
 	if err != nil {
