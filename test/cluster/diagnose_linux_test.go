@@ -100,7 +100,7 @@ func weftStatusInPod(t *testing.T, ctx context.Context, cs kubernetes.Interface,
 		t.Fatalf("%s: no ready weft container", n.name)
 	}
 	a := n.nsenter(filepath.Join(b.containerd, "ctr"), "-n", "k8s.io", "tasks", "exec",
-		"--exec-id", fmt.Sprintf("status-%d", time.Now().UnixNano()), id, "weft", "status", "--check")
+		"--exec-id", fmt.Sprintf("status-%d", time.Now().UnixNano()), id, "/usr/local/bin/weft", "status", "--check")
 	out, err := exec.CommandContext(ctx, a[0], a[1:]...).CombinedOutput()
 	var exit *exec.ExitError
 	switch {
