@@ -184,7 +184,7 @@ func TestKeepSourceOnDemand(t *testing.T) {
 			if !iptablesMode {
 				policy = "ACCEPT"
 			}
-			docker(t, c.hostA, mc.docker, "-I")
+			docker(t, c.hostA, mc.docker, "-I", ipv4)
 			nstest.Exec(t, c.hostA, "iptables-"+mc.docker, "-w", "-P", "FORWARD", policy)
 			start := time.Now()
 			nstest.Eventually(t, deadline, func() error {
@@ -225,8 +225,8 @@ func TestKeepSourceOnDemand(t *testing.T) {
 			}
 
 			// Docker restarts: its rule is deleted and inserted on top again.
-			docker(t, c.hostA, mc.docker, "-D")
-			docker(t, c.hostA, mc.docker, "-I")
+			docker(t, c.hostA, mc.docker, "-D", ipv4)
+			docker(t, c.hostA, mc.docker, "-I", ipv4)
 			start = time.Now()
 			if iptablesMode {
 				nstest.Eventually(t, deadline, func() error {
@@ -241,7 +241,7 @@ func TestKeepSourceOnDemand(t *testing.T) {
 
 			// Docker goes away. In nftables mode its whole iptables-nft nat
 			// table goes too, so that nothing but stickiness keeps keepsrc.
-			docker(t, c.hostA, mc.docker, "-D")
+			docker(t, c.hostA, mc.docker, "-D", ipv4)
 			if !iptablesMode {
 				nstest.Exec(t, c.hostA, "nft", "delete", "table", "ip", "nat")
 			}
