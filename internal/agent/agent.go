@@ -321,8 +321,6 @@ func (a *Agent) installRules(ctx context.Context, cfg *netconf.Config, own lease
 		return nil, fmt.Errorf("set up %s traffic rules: %w", mode, err)
 	}
 	spec := rules.Spec{
-		Network:     cfg.Network,
-		Subnet:      own.Subnet,
 		Masq:        a.opts.IPMasq,
 		FullyRandom: !a.opts.IPMasqFullyRandomDisable,
 		Forward:     a.opts.IPTablesForwardRules,
@@ -331,6 +329,14 @@ func (a *Agent) installRules(ctx context.Context, cfg *netconf.Config, own lease
 		// logs that decision itself.
 		KeepSource: true,
 	}
+	// Each family gets rules only where this host has a subnet in it; a
+	// v6 lease is taken only when the config enables IPv6.
+	if cfg.EnableIPv4 && own.Subnet.IsValid() {
+		spec.Network, spec.Subnet = cfg.Network, own.Subnet
+	}
+	if cfg.EnableIPv6 && own.IPv6Subnet.IsValid() {
+		spec.IPv6Network, spec.IPv6Subnet = cfg.IPv6Network, own.IPv6Subnet
+	}
 	err = mgr.Sync(ctx, spec)
 	switch {
 	case err == nil:
@@ -338,7 +344,7 @@ func (a *Agent) installRules(ctx context.Context, cfg *netconf.Config, own lease
 		if spec.Forward {
 			fwd = "where forwarded traffic is filtered"
 		}
-		a.log.Info("traffic rules in place", "mode", mode, "ip-masq", spec.Masq, "forward", fwd, "keep-source", "where NAT is in use")
+		a.log.Info("traffic rules in place", "mode", mode, "ipv4", spec.Network.IsValid(), "ipv6", spec.IPv6Network.IsValid(), "ip-masq", spec.Masq, "forward", fwd, "keep-source", "where NAT is in use")
 	case errors.Is(err, ruleexec.ErrNotFound) && !a.opts.IPMasq:
 		a.log.Warn("no traffic rules: the rule tools are not installed (install iptables or nftables to keep pod source addresses next to Docker and to open a FORWARD DROP policy)", "mode", mode, "err", err.Error())
 		return nil, nil

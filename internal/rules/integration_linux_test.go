@@ -22,21 +22,22 @@ import (
 )
 
 // The integration tests run the real iptables and nft programs inside
-// namespaces built per test:
+// namespaces built per test, a dual-stack cluster:
 //
-//	[podA 10.244.1.2]                [podB 10.244.2.2]
-//	      | veth                           | veth
-//	[hostA cni0 10.244.1.1]          [hostB cni0 10.244.2.1]          [inet]
-//	[hostA eth0 192.168.77.1]        [hostB eth0 192.168.77.2]        [eth0 192.168.77.100]
-//	      \_______________________ br0 (underlay ns) ___________________/
+//	[podA 10.244.1.2 fd10:0:0:1::2]          [podB 10.244.2.2 fd10:0:0:2::2]
+//	      | veth                                   | veth
+//	[hostA cni0 10.244.1.1 fd10:0:0:1::1]    [hostB cni0 10.244.2.1 fd10:0:0:2::1]    [inet]
+//	[hostA eth0 192.168.77.1 fd77::1]        [hostB eth0 192.168.77.2 fd77::2]        [eth0 192.168.77.100 fd77::100]
+//	      \_______________________________ br0 (underlay ns) _______________________________/
 //
-// hostA: 10.244.2.0/24 via 192.168.77.2; hostB: 10.244.1.0/24 via
-// 192.168.77.1 (static routes: these tests are about rules, not backends).
-// inet has no route to 10.244.0.0/16, so a pod reaches it only when
-// masqueraded. podB and inet run a TCP server that answers each connection
-// with the client address it saw. Only hostA gets weft's rules, and plays
-// "Docker" too: `-I POSTROUTING 1 -s 10.244.1.0/24 ! -o cni0 -j
-// MASQUERADE`, the rule of seed 000 §3.
+// hostA routes podB's subnet of each family via hostB and hostB podA's via
+// hostA (static routes: these tests are about rules, not backends). inet
+// has no route to either cluster network, so a pod reaches it only when
+// masqueraded. podB and inet run a TCP server on each family's address
+// that answers each connection with the client address it saw. Only
+// hostA gets weft's rules, and plays "Docker" too: `-I POSTROUTING 1 -s
+// <pod subnet> ! -o cni0 -j MASQUERADE`, the rule of seed 000 §3, in
+// iptables and, as Docker with IPv6 on writes it, in ip6tables.
 
 const (
 	echoPort  = 7000
@@ -50,6 +51,52 @@ var clusterSpec = rules.Spec{
 	Network: netip.MustParsePrefix("10.244.0.0/16"),
 	Subnet:  netip.MustParsePrefix("10.244.1.0/24"),
 	Masq:    true, FullyRandom: true, Forward: true, KeepSource: true,
+}
+
+// dualSpec is clusterSpec with the cluster's IPv6 network added.
+var dualSpec = func() rules.Spec {
+	s := clusterSpec
+	s.IPv6Network = netip.MustParsePrefix("fd10::/48")
+	s.IPv6Subnet = netip.MustParsePrefix("fd10:0:0:1::/64")
+	return s
+}()
+
+// family is one address family of the test cluster: its programs, weft's
+// nftables table, and the addresses of the picture above.
+type family struct {
+	name    string // for messages
+	ipt     string // iptables program prefix: iptables, ip6tables
+	nft     string // nftables family: ip, ip6
+	table   string // weft's nftables table
+	network string // the cluster network
+	subnet  string // hostA's pod subnet
+	hostA   string // hostA's underlay address, what masquerading gives
+	podA    string
+	podB    string
+	inet    string
+	podAGW  string // hostA's cni0 address
+	podBGW  string // hostB's cni0 address
+	hostB   string
+	plen    string // prefix length of the pod subnets and the underlay
+}
+
+var (
+	ipv4 = family{name: "IPv4", ipt: "iptables", nft: "ip", table: "flannel-ipv4",
+		network: "10.244.0.0/16", subnet: "10.244.1.0/24",
+		hostA: hostAAddr, podA: podAAddr, podB: podBAddr, inet: inetAddr,
+		podAGW: "10.244.1.1", podBGW: "10.244.2.1", hostB: "192.168.77.2", plen: "24"}
+	ipv6 = family{name: "IPv6", ipt: "ip6tables", nft: "ip6", table: "flannel-ipv6",
+		network: "fd10::/48", subnet: "fd10:0:0:1::/64",
+		hostA: "fd77::1", podA: "fd10:0:0:1::2", podB: "fd10:0:0:2::2", inet: "fd77::100",
+		podAGW: "fd10:0:0:1::1", podBGW: "fd10:0:0:2::1", hostB: "fd77::2", plen: "64"}
+	bothFamilies = []family{ipv4, ipv6}
+)
+
+// podSubnet is the pod subnet holding pod, which the other host routes
+// via pod's host.
+func (f family) podSubnet(pod string) string {
+	p := netip.MustParsePrefix(pod + "/" + f.plen)
+	return p.Masked().String()
 }
 
 type cluster struct {
@@ -67,33 +114,65 @@ func newCluster(t *testing.T) *cluster {
 	}
 	under := nstest.NewNS(t, "ru")
 	hostB := nstest.NewNS(t, "rb")
+	for _, ns := range []string{c.hostA, c.podA, c.podB, c.inet, hostB} {
+		nstest.Exec(t, ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0")
+	}
 	nstest.Exec(t, under, "ip", "link", "add", "br0", "type", "bridge")
 	nstest.Exec(t, under, "ip", "link", "set", "br0", "up")
-	for i, h := range []struct{ ns, addr string }{{c.hostA, hostAAddr + "/24"}, {hostB, "192.168.77.2/24"}, {c.inet, inetAddr + "/24"}} {
+	for i, h := range []struct {
+		ns   string
+		addr func(family) string
+	}{
+		{c.hostA, func(f family) string { return f.hostA }},
+		{hostB, func(f family) string { return f.hostB }},
+		{c.inet, func(f family) string { return f.inet }},
+	} {
 		port := fmt.Sprintf("u%d", i)
 		nstest.Exec(t, under, "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", h.ns)
 		nstest.Exec(t, under, "ip", "link", "set", port, "master", "br0", "up")
-		nstest.Exec(t, h.ns, "ip", "addr", "add", h.addr, "dev", "eth0")
+		for _, f := range bothFamilies {
+			addAddr(t, h.ns, h.addr(f)+"/"+f.plen, "eth0")
+		}
 		nstest.Exec(t, h.ns, "ip", "link", "set", "eth0", "up")
 	}
-	for _, hp := range []struct{ host, pod, gw, addr, peer, peerVia string }{
-		{c.hostA, c.podA, "10.244.1.1", podAAddr, "10.244.2.0/24", "192.168.77.2"},
-		{hostB, c.podB, "10.244.2.1", podBAddr, "10.244.1.0/24", hostAAddr},
+	for _, hp := range []struct {
+		host, pod           string
+		gw, addr, peer, via func(family) string
+	}{
+		{c.hostA, c.podA, func(f family) string { return f.podAGW }, func(f family) string { return f.podA },
+			func(f family) string { return f.podSubnet(f.podB) }, func(f family) string { return f.hostB }},
+		{hostB, c.podB, func(f family) string { return f.podBGW }, func(f family) string { return f.podB },
+			func(f family) string { return f.podSubnet(f.podA) }, func(f family) string { return f.hostA }},
 	} {
 		nstest.Exec(t, hp.host, "ip", "link", "add", "cni0", "type", "bridge")
-		nstest.Exec(t, hp.host, "ip", "addr", "add", hp.gw+"/24", "dev", "cni0")
-		nstest.Exec(t, hp.host, "ip", "link", "set", "cni0", "up")
 		nstest.Exec(t, hp.host, "ip", "link", "add", "vpod", "type", "veth", "peer", "name", "eth0", "netns", hp.pod)
 		nstest.Exec(t, hp.host, "ip", "link", "set", "vpod", "master", "cni0", "up")
-		nstest.Exec(t, hp.pod, "ip", "addr", "add", hp.addr+"/24", "dev", "eth0")
+		nstest.Exec(t, hp.host, "ip", "link", "set", "cni0", "up")
 		nstest.Exec(t, hp.pod, "ip", "link", "set", "eth0", "up")
-		nstest.Exec(t, hp.pod, "ip", "route", "add", "default", "via", hp.gw)
-		nstest.Exec(t, hp.host, "ip", "route", "add", hp.peer, "via", hp.peerVia)
-		nstest.Exec(t, hp.host, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+		for _, f := range bothFamilies {
+			addAddr(t, hp.host, hp.gw(f)+"/"+f.plen, "cni0")
+			addAddr(t, hp.pod, hp.addr(f)+"/"+f.plen, "eth0")
+			nstest.Exec(t, hp.pod, "ip", "route", "add", "default", "via", hp.gw(f))
+			nstest.Exec(t, hp.host, "ip", "route", "add", hp.peer(f), "via", hp.via(f))
+		}
+		nstest.Exec(t, hp.host, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
 	}
-	startEcho(t, c.podB, podBAddr)
-	startEcho(t, c.inet, inetAddr)
+	for _, f := range bothFamilies {
+		startEcho(t, c.podB, f.podB)
+		startEcho(t, c.inet, f.inet)
+	}
 	return c
+}
+
+// addAddr adds an address without IPv6 duplicate address detection, so
+// that it is usable at once.
+func addAddr(t *testing.T, ns, addr, dev string) {
+	t.Helper()
+	args := []string{"ip", "addr", "add", addr, "dev", dev}
+	if netip.MustParsePrefix(addr).Addr().Is6() {
+		args = append(args, "nodad")
+	}
+	nstest.Exec(t, ns, args...)
 }
 
 // startEcho runs a TCP server on addr:echoPort inside ns that writes the
@@ -103,7 +182,7 @@ func startEcho(t *testing.T, ns, addr string) {
 	var ln net.Listener
 	if err := netns.Do(ns, func() error {
 		var err error
-		ln, err = net.Listen("tcp4", net.JoinHostPort(addr, fmt.Sprint(echoPort)))
+		ln, err = net.Listen("tcp", net.JoinHostPort(addr, fmt.Sprint(echoPort)))
 		return err
 	}); err != nil {
 		t.Fatalf("listen in %s: %v", ns, err)
@@ -129,12 +208,12 @@ func startEcho(t *testing.T, ns, addr string) {
 func seenSource(ns, dst string) (string, error) {
 	var line string
 	err := netns.Do(ns, func() error {
-		c, err := net.DialTimeout("tcp4", net.JoinHostPort(dst, fmt.Sprint(echoPort)), 2*time.Second)
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(dst, fmt.Sprint(echoPort)), 5*time.Second)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		line, err = bufio.NewReader(c).ReadString('\n')
 		return err
 	})
@@ -175,17 +254,22 @@ func (w tWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-const dockerRule = "-s 10.244.1.0/24 ! -o cni0 -j MASQUERADE"
+// dockerRule is the masquerade rule Docker writes for a bridge on hostA's
+// pod subnet.
+func dockerRule(f family) string { return "-s " + f.subnet + " ! -o cni0 -j MASQUERADE" }
 
-// docker plays Docker's part on a host: its MASQUERADE rule, inserted at
-// the top as dockerd does at every start, in the given iptables variant.
-func docker(t *testing.T, ns, variant string, op string) {
+// docker plays Docker's part on a host: its MASQUERADE rule for each of
+// fams, inserted at the top as dockerd does at every start, in the given
+// iptables variant.
+func docker(t *testing.T, ns, variant string, op string, fams ...family) {
 	t.Helper()
-	args := []string{"iptables-" + variant, "-w", "-t", "nat", op, "POSTROUTING"}
-	if op == "-I" {
-		args = append(args, "1")
+	for _, f := range fams {
+		args := []string{f.ipt + "-" + variant, "-w", "-t", "nat", op, "POSTROUTING"}
+		if op == "-I" {
+			args = append(args, "1")
+		}
+		nstest.Exec(t, ns, append(args, strings.Fields(dockerRule(f))...)...)
 	}
-	nstest.Exec(t, ns, append(args, strings.Fields(dockerRule)...)...)
 }
 
 type modeCase struct {
@@ -213,8 +297,9 @@ func tools(mc modeCase) []string {
 	return names
 }
 
-// TestPodSourceKept is seed 000 §3 end to end, in every mode: Docker's
-// MASQUERADE turns pod → remote-pod sources into the host's address until
+// TestPodSourceKept is seed 000 §3 end to end, in every mode and both
+// families: Docker's MASQUERADE (and, with Docker's IPv6 on, its ip6tables
+// MASQUERADE) turns pod → remote-pod sources into the host's address until
 // weft's rules are in; then pods keep their addresses with Docker's rule
 // present from the start, re-added on top by a "Docker restart", and
 // absent; pods reaching the "internet" are masqueraded to the host's
@@ -222,16 +307,30 @@ func tools(mc modeCase) []string {
 func TestPodSourceKept(t *testing.T) {
 	for _, mc := range modeCases {
 		t.Run(mc.name, func(t *testing.T) {
-			requireTools(t, tools(mc)...)
+			requireTools(t, append(tools(mc), "ip6tables-"+mc.docker)...)
 			c := newCluster(t)
 			iptablesMode := mc.mode == rules.IPTables
+			// expect checks, in each family, the source a connection from
+			// podA to dst arrives with.
+			expect := func(what string, dst, want func(family) string) {
+				t.Helper()
+				for _, f := range bothFamilies {
+					expectSource(t, f.name+": "+what, c.podA, dst(f), want(f))
+				}
+			}
+			podB := func(f family) string { return f.podB }
+			inet := func(f family) string { return f.inet }
+			podA := func(f family) string { return f.podA }
+			hostA := func(f family) string { return f.hostA }
 
-			docker(t, c.hostA, mc.docker, "-I")
-			expectSource(t, "control: Docker's rule without weft", c.podA, podBAddr, hostAAddr)
+			docker(t, c.hostA, mc.docker, "-I", bothFamilies...)
+			expect("control: Docker's rule without weft", podB, hostA)
 			if iptablesMode {
 				// Docker also sets FORWARD to DROP; weft's FLANNEL-FWD must
 				// let cluster traffic through.
-				nstest.Exec(t, c.hostA, "iptables-"+mc.docker, "-w", "-P", "FORWARD", "DROP")
+				for _, f := range bothFamilies {
+					nstest.Exec(t, c.hostA, f.ipt+"-"+mc.docker, "-w", "-P", "FORWARD", "DROP")
+				}
 			}
 
 			m, err := rules.New(mc.mode, testLog(t), rules.WithNetns(c.hostA), rules.WithIPTablesVariant(mc.variant))
@@ -240,28 +339,30 @@ func TestPodSourceKept(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			if err := m.Sync(ctx, clusterSpec); err != nil {
+			if err := m.Sync(ctx, dualSpec); err != nil {
 				t.Fatal(err)
 			}
 			if iptablesMode {
 				// Detection must have picked Docker's variant.
-				if out := nstest.Exec(t, c.hostA, "iptables-"+mc.docker+"-save", "-t", "nat"); !strings.Contains(out, "WEFT-KEEPSRC") {
-					t.Fatalf("weft's rules are not in iptables-%s, Docker's variant:\n%s", mc.docker, out)
+				for _, f := range bothFamilies {
+					if out := nstest.Exec(t, c.hostA, f.ipt+"-"+mc.docker+"-save", "-t", "nat"); !strings.Contains(out, "WEFT-KEEPSRC") {
+						t.Fatalf("weft's rules are not in %s-%s, Docker's variant:\n%s", f.ipt, mc.docker, out)
+					}
 				}
 			}
-			expectSource(t, "Docker's rule present before weft", c.podA, podBAddr, podAAddr)
-			expectSource(t, "pod to internet", c.podA, inetAddr, hostAAddr)
+			expect("Docker's rule present before weft", podB, podA)
+			expect("pod to internet", inet, hostA)
 
 			// Docker restarts: its rule is deleted and inserted at the top
 			// again, above weft's jumps.
-			docker(t, c.hostA, mc.docker, "-D")
-			docker(t, c.hostA, mc.docker, "-I")
+			docker(t, c.hostA, mc.docker, "-D", bothFamilies...)
+			docker(t, c.hostA, mc.docker, "-I", bothFamilies...)
 			if iptablesMode {
-				expectSource(t, "Docker's rule back on top, before weft's resync", c.podA, podBAddr, hostAAddr)
+				expect("Docker's rule back on top, before weft's resync", podB, hostA)
 			} else {
 				// In nftables mode keepsrc runs before every iptables nat
 				// table: no resync is needed at all.
-				expectSource(t, "Docker's rule back on top, nftables mode, no resync", c.podA, podBAddr, podAAddr)
+				expect("Docker's rule back on top, nftables mode, no resync", podB, podA)
 			}
 			const period = 300 * time.Millisecond
 			var wg sync.WaitGroup
@@ -270,36 +371,40 @@ func TestPodSourceKept(t *testing.T) {
 			defer wg.Wait()
 			defer cancel()
 			start := time.Now()
-			nstest.Eventually(t, period+2*time.Second, func() error {
-				got, err := seenSource(c.podA, podBAddr)
-				if err != nil {
-					return err
-				}
-				if got != podAAddr {
-					return fmt.Errorf("podB saw %s", got)
+			nstest.Eventually(t, period+10*time.Second, func() error {
+				for _, f := range bothFamilies {
+					got, err := seenSource(c.podA, f.podB)
+					if err != nil {
+						return err
+					}
+					if got != f.podA {
+						return fmt.Errorf("%s: podB saw %s", f.name, got)
+					}
 				}
 				return nil
 			})
 			t.Logf("pod source kept again %v after Docker's re-insert", time.Since(start).Round(time.Millisecond))
 
-			docker(t, c.hostA, mc.docker, "-D")
-			expectSource(t, "no Docker rule", c.podA, podBAddr, podAAddr)
-			expectSource(t, "pod to internet, no Docker rule", c.podA, inetAddr, hostAAddr)
+			docker(t, c.hostA, mc.docker, "-D", bothFamilies...)
+			expect("no Docker rule", podB, podA)
+			expect("pod to internet, no Docker rule", inet, hostA)
 
 			cancel()
 			wg.Wait()
-			docker(t, c.hostA, mc.docker, "-I")
+			docker(t, c.hostA, mc.docker, "-I", bothFamilies...)
 			if err := m.Cleanup(context.Background()); err != nil {
 				t.Fatal(err)
 			}
 			assertNoWeftRules(t, c.hostA)
-			if out := nstest.Exec(t, c.hostA, "iptables-"+mc.docker+"-save", "-t", "nat"); !strings.Contains(out, "-A POSTROUTING "+dockerRule) {
-				t.Errorf("Cleanup removed Docker's rule:\n%s", out)
+			for _, f := range bothFamilies {
+				if out := nstest.Exec(t, c.hostA, f.ipt+"-"+mc.docker+"-save", "-t", "nat"); !strings.Contains(out, "-A POSTROUTING "+dockerRule(f)) {
+					t.Errorf("Cleanup removed Docker's %s rule:\n%s", f.name, out)
+				}
+				if iptablesMode {
+					nstest.Exec(t, c.hostA, f.ipt+"-"+mc.docker, "-w", "-P", "FORWARD", "ACCEPT")
+				}
 			}
-			if iptablesMode {
-				nstest.Exec(t, c.hostA, "iptables-"+mc.docker, "-w", "-P", "FORWARD", "ACCEPT")
-			}
-			expectSource(t, "after Cleanup Docker's rule applies again", c.podA, podBAddr, hostAAddr)
+			expect("after Cleanup Docker's rule applies again", podB, hostA)
 		})
 	}
 }
@@ -334,11 +439,12 @@ func hostNS(t *testing.T) string {
 
 var counters = regexp.MustCompile(`(?m)^#.*\n|\[\d+:\d+\]`)
 
-// iptablesState is everything iptables-save shows, without comments and
+// iptablesState is everything prog-save (iptables-nft, ip6tables-legacy...)
+// shows, without comments and
 // counters, so two states compare equal exactly when the rules do.
-func iptablesState(t *testing.T, ns, variant string) string {
+func iptablesState(t *testing.T, ns, prog string) string {
 	t.Helper()
-	return counters.ReplaceAllString(nstest.Exec(t, ns, "iptables-"+variant+"-save"), "")
+	return counters.ReplaceAllString(nstest.Exec(t, ns, prog+"-save"), "")
 }
 
 // ruleRepairs reads weft_reconcile_repairs_total{kind="rule"} as /metrics
@@ -360,37 +466,42 @@ func ruleRepairs(t *testing.T, m *metrics.Metrics) float64 {
 	return 0
 }
 
-// TestRepairWithinResync breaks installed rules the ways people and other
-// daemons do and checks that Run restores exactly the installed state
-// within one resync period of starting (plus the time the programs take),
-// and counts each restoration in weft_reconcile_repairs_total{kind="rule"}.
+// TestRepairWithinResync breaks installed dual-stack rules the ways people
+// and other daemons do, in each family, and checks that Run restores
+// exactly the installed state within one resync period of starting (plus
+// the time the programs take), and counts each restoration in
+// weft_reconcile_repairs_total{kind="rule"}.
 func TestRepairWithinResync(t *testing.T) {
 	const period = 500 * time.Millisecond
-	const deadline = period + 1500*time.Millisecond
-	n := clusterSpec.Network.String()
+	// Two families, each read back after its write, on a shared machine.
+	const deadline = period + 10*time.Second
 	type breakage struct {
 		name string
 		cmds [][]string
 	}
 	iptablesBreaks := func(v string) []breakage {
-		ipt := "iptables-" + v
-		return []breakage{
-			{"rule deleted", [][]string{{ipt, "-w", "-t", "nat", "-D", "FLANNEL-POSTRTG", "3"}}},
-			{"rules reordered", [][]string{
-				{ipt, "-w", "-I", "FLANNEL-FWD", "1", "-d", n, "-m", "comment", "--comment", "flanneld forward", "-j", "ACCEPT"},
-				{ipt, "-w", "-D", "FLANNEL-FWD", "3"},
-			}},
-			{"jump duplicated", [][]string{{ipt, "-w", "-A", "FORWARD", "-m", "comment", "--comment", "flanneld forward", "-j", "FLANNEL-FWD"}}},
-			{"chain flushed", [][]string{{ipt, "-w", "-t", "nat", "-F", "WEFT-KEEPSRC"}}},
-			{"jump moved to the end, as flannel appends it", [][]string{
-				{ipt, "-w", "-t", "nat", "-D", "POSTROUTING", "1"},
-				{ipt, "-w", "-t", "nat", "-A", "POSTROUTING", "-m", "comment", "--comment", "flanneld masq", "-j", "FLANNEL-POSTRTG"},
-			}},
-			{"everything flushed", [][]string{{ipt, "-w", "-t", "nat", "-F"}, {ipt, "-w", "-F"}}},
+		var out []breakage
+		for _, f := range bothFamilies {
+			ipt := f.ipt + "-" + v
+			out = append(out, []breakage{
+				{f.name + ": rule deleted", [][]string{{ipt, "-w", "-t", "nat", "-D", "FLANNEL-POSTRTG", "3"}}},
+				{f.name + ": rules reordered", [][]string{
+					{ipt, "-w", "-I", "FLANNEL-FWD", "1", "-d", f.network, "-m", "comment", "--comment", "flanneld forward", "-j", "ACCEPT"},
+					{ipt, "-w", "-D", "FLANNEL-FWD", "3"},
+				}},
+				{f.name + ": jump duplicated", [][]string{{ipt, "-w", "-A", "FORWARD", "-m", "comment", "--comment", "flanneld forward", "-j", "FLANNEL-FWD"}}},
+				{f.name + ": chain flushed", [][]string{{ipt, "-w", "-t", "nat", "-F", "WEFT-KEEPSRC"}}},
+				{f.name + ": jump moved to the end, as flannel appends it", [][]string{
+					{ipt, "-w", "-t", "nat", "-D", "POSTROUTING", "1"},
+					{ipt, "-w", "-t", "nat", "-A", "POSTROUTING", "-m", "comment", "--comment", "flanneld masq", "-j", "FLANNEL-POSTRTG"},
+				}},
+				{f.name + ": everything flushed", [][]string{{ipt, "-w", "-t", "nat", "-F"}, {ipt, "-w", "-F"}}},
+			}...)
 		}
+		return out
 	}
-	nftHandle := func(t *testing.T, ns, chain, rule string) string {
-		out := nstest.Exec(t, ns, "nft", "-a", "list", "chain", "ip", "flannel-ipv4", chain)
+	nftHandle := func(t *testing.T, ns string, f family, chain, rule string) string {
+		out := nstest.Exec(t, ns, "nft", "-a", "list", "chain", f.nft, f.table, chain)
 		m := regexp.MustCompile(regexp.QuoteMeta(rule) + ` # handle (\d+)`).FindStringSubmatch(out)
 		if m == nil {
 			t.Fatalf("no rule %q in\n%s", rule, out)
@@ -399,35 +510,50 @@ func TestRepairWithinResync(t *testing.T) {
 	}
 	for _, mc := range []modeCase{modeCases[0], modeCases[1], modeCases[3]} {
 		t.Run(mc.name, func(t *testing.T) {
-			requireTools(t, tools(mc)...)
+			requireTools(t, append(tools(mc), "ip6tables-nft")...)
 			ns := hostNS(t)
+			nstest.Exec(t, ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0")
 			met := metrics.New()
 			m, err := rules.New(mc.mode, testLog(t), rules.WithNetns(ns), rules.WithIPTablesVariant(mc.variant), rules.WithMetrics(met))
 			if err != nil {
 				t.Fatal(err)
 			}
-			// A host whose FORWARD chain exists (as on any host with Docker
+			// A host whose FORWARD chains exist (as on any host with Docker
 			// or a firewall), so that weft installs its forward rules.
-			nstest.Exec(t, ns, "iptables-nft", "-w", "-P", "FORWARD", "ACCEPT")
+			for _, f := range bothFamilies {
+				nstest.Exec(t, ns, f.ipt+"-nft", "-w", "-P", "FORWARD", "ACCEPT")
+			}
 			ctx, cancel := context.WithCancel(context.Background())
-			if err := m.Sync(ctx, clusterSpec); err != nil {
+			if err := m.Sync(ctx, dualSpec); err != nil {
 				t.Fatal(err)
 			}
 			var state func() string
 			var breaks []breakage
 			if mc.mode == rules.IPTables {
-				state = func() string { return iptablesState(t, ns, mc.variant) }
+				state = func() string {
+					var b strings.Builder
+					for _, f := range bothFamilies {
+						b.WriteString(iptablesState(t, ns, f.ipt+"-"+mc.variant))
+					}
+					return b.String()
+				}
 				breaks = iptablesBreaks(mc.variant)
 			} else {
 				state = func() string {
-					out, _ := nstest.ExecErr(ns, "nft", "list", "table", "ip", "flannel-ipv4")
-					return out
+					var b strings.Builder
+					for _, f := range bothFamilies {
+						out, _ := nstest.ExecErr(ns, "nft", "list", "table", f.nft, f.table)
+						b.WriteString(out)
+					}
+					return b.String()
 				}
-				breaks = []breakage{
-					{"rule deleted", [][]string{{"nft", "delete", "rule", "ip", "flannel-ipv4", "keepsrc", "handle",
-						nftHandle(t, ns, "keepsrc", "snat to ip saddr")}}},
-					{"rule added", [][]string{{"nft", "insert", "rule", "ip", "flannel-ipv4", "postrtg", "ip", "saddr", "10.244.0.0/16", "accept"}}},
-					{"table deleted", [][]string{{"nft", "delete", "table", "ip", "flannel-ipv4"}}},
+				for _, f := range bothFamilies {
+					breaks = append(breaks, []breakage{
+						{f.name + ": rule deleted", [][]string{{"nft", "delete", "rule", f.nft, f.table, "keepsrc", "handle",
+							nftHandle(t, ns, f, "keepsrc", "snat to "+f.nft+" saddr")}}},
+						{f.name + ": rule added", [][]string{{"nft", "insert", "rule", f.nft, f.table, "postrtg", f.nft, "saddr", f.network, "accept"}}},
+						{f.name + ": table deleted", [][]string{{"nft", "delete", "table", f.nft, f.table}}},
+					}...)
 				}
 			}
 			installed := state()
@@ -474,10 +600,12 @@ func TestRepairWithinResync(t *testing.T) {
 			if mc.mode == rules.NFTables {
 				// A reordering: the forward chain's accept for the source
 				// moves behind the one for the destination.
-				h := nftHandle(t, ns, "forward", "ip saddr "+n+" accept")
-				nstest.Exec(t, ns, "nft", "delete", "rule", "ip", "flannel-ipv4", "forward", "handle", h)
-				nstest.Exec(t, ns, "nft", "add", "rule", "ip", "flannel-ipv4", "forward", "ip", "saddr", n, "accept")
-				restored("rules reordered")
+				for _, f := range bothFamilies {
+					h := nftHandle(t, ns, f, "forward", f.nft+" saddr "+f.network+" accept")
+					nstest.Exec(t, ns, "nft", "delete", "rule", f.nft, f.table, "forward", "handle", h)
+					nstest.Exec(t, ns, "nft", "add", "rule", f.nft, f.table, "forward", f.nft, "saddr", f.network, "accept")
+					restored(f.name + ": rules reordered")
+				}
 			}
 			cancel()
 		})

@@ -90,12 +90,19 @@ func assertNoNAT(t *testing.T, ns string) {
 // weft's (iptables-save without -t, which creates no table).
 func weftJumpFirst(t *testing.T, ns, variant string) bool {
 	t.Helper()
-	for _, l := range strings.Split(nstest.Exec(t, ns, "iptables-"+variant+"-save"), "\n") {
+	return strings.Contains(firstPostrouting(t, ns, "iptables-"+variant), `--comment "flanneld masq"`)
+}
+
+// firstPostrouting is the first rule of nat POSTROUTING as prog-save
+// (iptables-nft, ip6tables-legacy...) prints it, or "".
+func firstPostrouting(t *testing.T, ns, prog string) string {
+	t.Helper()
+	for _, l := range strings.Split(nstest.Exec(t, ns, prog+"-save"), "\n") {
 		if strings.HasPrefix(l, "-A POSTROUTING ") {
-			return strings.Contains(l, `--comment "flanneld masq"`)
+			return l
 		}
 	}
-	return false
+	return ""
 }
 
 // TestKeepSourceOnDemand: without --ip-masq and without NAT or forward
@@ -120,10 +127,10 @@ func TestKeepSourceOnDemand(t *testing.T) {
 	} {
 		mc := kc.modeCase
 		t.Run(mc.name, func(t *testing.T) {
-			requireTools(t, append(tools(mc), "nft", "iptables-legacy-save", "ip6tables-legacy-save")...)
+			requireTools(t, append(tools(mc), "nft", "iptables-legacy-save", "ip6tables-legacy-save", "ip6tables-"+mc.docker)...)
 			c := newCluster(t)
 			iptablesMode := mc.mode == rules.IPTables
-			spec := clusterSpec
+			spec := dualSpec
 			spec.Masq = false
 
 			log, count := newCountingLog(t)
@@ -137,13 +144,14 @@ func TestKeepSourceOnDemand(t *testing.T) {
 				t.Fatal(err)
 			}
 			assertNoNAT(t, c.hostA)
-			keepSource := func() bool {
+			keepSourceIn := func(f family) bool {
 				if iptablesMode {
-					return strings.Contains(nstest.Exec(t, c.hostA, "iptables-"+mc.docker+"-save"), "-A WEFT-KEEPSRC")
+					return strings.Contains(nstest.Exec(t, c.hostA, f.ipt+"-"+mc.docker+"-save"), "-A WEFT-KEEPSRC")
 				}
-				out, _ := nstest.ExecErr(c.hostA, "nft", "list", "table", "ip", "flannel-ipv4")
+				out, _ := nstest.ExecErr(c.hostA, "nft", "list", "table", f.nft, f.table)
 				return strings.Contains(out, "chain keepsrc")
 			}
+			keepSource := func() bool { return keepSourceIn(ipv4) }
 			forwardRules := func() bool {
 				if iptablesMode {
 					return strings.Contains(nstest.Exec(t, c.hostA, "iptables-"+mc.docker+"-save"), "-A FLANNEL-FWD -s 10.244.0.0/16")
@@ -159,10 +167,12 @@ func TestKeepSourceOnDemand(t *testing.T) {
 			if out := nstest.Exec(t, c.hostA, "nft", "list", "ruleset"); strings.Contains(out, "hook forward") {
 				t.Errorf("a forward hook exists although nothing asked for one:\n%s", out)
 			}
-			if keepSource() {
+			if keepSource() || keepSourceIn(ipv6) {
 				t.Fatal("keep-source installed without NAT")
 			}
-			expectSource(t, "no NAT anywhere", c.podA, podBAddr, podAAddr)
+			for _, f := range bothFamilies {
+				expectSource(t, f.name+": no NAT anywhere", c.podA, f.podB, f.podA)
+			}
 
 			period := time.Minute
 			deadline := 3 * time.Second
@@ -184,7 +194,7 @@ func TestKeepSourceOnDemand(t *testing.T) {
 			if !iptablesMode {
 				policy = "ACCEPT"
 			}
-			docker(t, c.hostA, mc.docker, "-I")
+			docker(t, c.hostA, mc.docker, "-I", ipv4)
 			nstest.Exec(t, c.hostA, "iptables-"+mc.docker, "-w", "-P", "FORWARD", policy)
 			start := time.Now()
 			nstest.Eventually(t, deadline, func() error {
@@ -208,6 +218,33 @@ func TestKeepSourceOnDemand(t *testing.T) {
 			expectSource(t, "Docker started after weft", c.podA, podBAddr, podAAddr)
 			expectSource(t, "pod to internet, Docker's masquerade", c.podA, inetAddr, hostAAddr)
 
+			// The decision is per family: Docker's IPv4 NAT leaves IPv6
+			// without a NAT hook of weft's, until Docker's IPv6 is turned
+			// on too.
+			if keepSourceIn(ipv6) {
+				t.Error("IPv6 keep-source installed although only IPv4 has NAT")
+			}
+			docker(t, c.hostA, mc.docker, "-I", ipv6)
+			start = time.Now()
+			nstest.Eventually(t, deadline, func() error {
+				if !keepSourceIn(ipv6) {
+					return errors.New("IPv6 keep-source not installed after Docker's ip6tables NAT appeared")
+				}
+				return nil
+			})
+			t.Logf("IPv6 keep-source installed %v after Docker's ip6tables rule appeared (resync period %v)", time.Since(start).Round(time.Millisecond), period)
+			if iptablesMode {
+				nstest.Eventually(t, deadline, func() error {
+					if !strings.HasPrefix(firstPostrouting(t, c.hostA, ipv6.ipt+"-"+mc.docker), `-A POSTROUTING -m comment --comment "flanneld masq"`) {
+						return errors.New("weft's jump is not on top of ip6tables POSTROUTING")
+					}
+					return nil
+				})
+			}
+			expectSource(t, "IPv6: Docker started after weft", c.podA, ipv6.podB, ipv6.podA)
+			expectSource(t, "IPv6: pod to internet, Docker's masquerade", c.podA, ipv6.inet, ipv6.hostA)
+			docker(t, c.hostA, mc.docker, "-D", ipv6)
+
 			if kc.notifies {
 				// Weft's own writes notify too; the resync they cause finds
 				// nothing to do, writes nothing, and the notifications stop.
@@ -225,8 +262,8 @@ func TestKeepSourceOnDemand(t *testing.T) {
 			}
 
 			// Docker restarts: its rule is deleted and inserted on top again.
-			docker(t, c.hostA, mc.docker, "-D")
-			docker(t, c.hostA, mc.docker, "-I")
+			docker(t, c.hostA, mc.docker, "-D", ipv4)
+			docker(t, c.hostA, mc.docker, "-I", ipv4)
 			start = time.Now()
 			if iptablesMode {
 				nstest.Eventually(t, deadline, func() error {
@@ -241,7 +278,7 @@ func TestKeepSourceOnDemand(t *testing.T) {
 
 			// Docker goes away. In nftables mode its whole iptables-nft nat
 			// table goes too, so that nothing but stickiness keeps keepsrc.
-			docker(t, c.hostA, mc.docker, "-D")
+			docker(t, c.hostA, mc.docker, "-D", ipv4)
 			if !iptablesMode {
 				nstest.Exec(t, c.hostA, "nft", "delete", "table", "ip", "nat")
 			}

@@ -22,7 +22,9 @@
 // Typical use in the agent:
 //
 //	m, err := rules.New(rules.ModeFor(cfg.EnableNFTables), log)
-//	err = m.Sync(ctx, rules.Spec{Network: n, Subnet: s, Masq: o.IPMasq,
+//	err = m.Sync(ctx, rules.Spec{Network: n, Subnet: s,
+//		IPv6Network: n6, IPv6Subnet: s6, // zero unless EnableIPv6 and a v6 lease
+//		Masq: o.IPMasq,
 //		FullyRandom: !o.IPMasqFullyRandomDisable, Forward: o.IPTablesForwardRules,
 //		KeepSource: true})
 //	go m.Run(ctx, time.Duration(o.IPTablesResync)*time.Second)

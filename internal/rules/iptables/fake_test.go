@@ -144,9 +144,14 @@ type fakeHost struct {
 	t       *testing.T
 	version string
 	v       map[Variant]*fakeTables
+	// saveErr, if set, fails every iptables-save that reads rules.
+	saveErr error
 }
 
 func (h *fakeHost) handle(c ruleexec.Call) ([]byte, error) {
+	if h.saveErr != nil && strings.Contains(c.Name, "-save") && !slices.Contains(c.Args, "--version") {
+		return nil, h.saveErr
+	}
 	for v, ft := range h.v {
 		tl := toolsFor(v)
 		switch c.Name {

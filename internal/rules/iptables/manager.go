@@ -140,7 +140,10 @@ func (m *Manager) Sync(ctx context.Context, spec rulespec.Spec) error {
 		if err == nil && m.installed && key == m.synced[i] && m.repaired != nil {
 			m.repaired(fixed)
 		}
-		m.synced[i] = ""
+		// A failed sync (a read cut short by a stopping Run, a write
+		// lost to another writer) leaves the memory of the last good one:
+		// while the desired rules stay the same, what the next sync fixes
+		// is still a repair.
 		if err == nil {
 			m.synced[i] = key
 		}

@@ -3,6 +3,7 @@ package iptables
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -137,6 +138,23 @@ func TestManagerSync(t *testing.T) {
 	if repaired != 3 {
 		t.Errorf("3 rules flushed from WEFT-KEEPSRC counted as %d repairs", repaired)
 	}
+	// A sync that fails (a read cut short) forgets nothing: what the next
+	// one fixes under the same desired rules is still a repair.
+	h.saveErr = errors.New("signal: killed")
+	if err := m.Sync(ctx, spec4()); err == nil {
+		t.Fatal("Sync with a failing iptables-save succeeded")
+	}
+	h.saveErr = nil
+	if err := h.v[Legacy].restore("*filter\n-F FLANNEL-FWD\nCOMMIT\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Sync(ctx, spec4()); err != nil {
+		t.Fatal(err)
+	}
+	if repaired != 5 {
+		t.Errorf("2 rules flushed from FLANNEL-FWD after a failed sync counted as %d repairs", repaired-3)
+	}
+	repaired = 3
 	// A new desired set is a change, not a repair.
 	moved := spec4()
 	moved.Subnet = netip.MustParsePrefix("10.244.7.0/24")

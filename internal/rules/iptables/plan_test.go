@@ -53,9 +53,10 @@ func TestInstallScript(t *testing.T) {
 }
 
 // TestFlannelGoldenRules checks the rendered FLANNEL-POSTRTG and
-// FLANNEL-FWD against flannel's e2e golden rules (flannel.md §8.1).
+// FLANNEL-FWD of both families against flannel's e2e golden rules
+// (flannel.md §8.1; IPv6 is the same with ip6tables and ff00::/8).
 func TestFlannelGoldenRules(t *testing.T) {
-	want := `-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG
+	wants := [2]string{`-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG
 -A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "flanneld masq" -j RETURN
 -A FLANNEL-POSTRTG -s 10.244.1.0/24 -d 10.244.0.0/16 -m comment --comment "flanneld masq" -j RETURN
 -A FLANNEL-POSTRTG -s 10.244.0.0/16 -d 10.244.1.0/24 -m comment --comment "flanneld masq" -j RETURN
@@ -65,22 +66,34 @@ func TestFlannelGoldenRules(t *testing.T) {
 -A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD
 -A FLANNEL-FWD -s 10.244.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT
 -A FLANNEL-FWD -d 10.244.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT
-`
-	ft := newFakeTables("")
-	if err := ft.restore(MakePlan(Dump{}, Desired(spec.Families()[0], spec, true)).Script); err != nil {
-		t.Fatal(err)
-	}
-	var got strings.Builder
-	for _, c := range [][2]string{{"nat", "POSTROUTING"}, {"nat", ChainMasq}, {"filter", "FORWARD"}, {"filter", ChainForward}} {
-		for _, r := range ft.d[c[0]].Chains[c[1]] {
-			if _, target := ruleFields(r); c[1] == "POSTROUTING" && target != ChainMasq {
-				continue
-			}
-			got.WriteString("-A " + c[1] + " " + r + "\n")
+`, `-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG
+-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "flanneld masq" -j RETURN
+-A FLANNEL-POSTRTG -s fd10:0:0:1::/64 -d fd10::/48 -m comment --comment "flanneld masq" -j RETURN
+-A FLANNEL-POSTRTG -s fd10::/48 -d fd10:0:0:1::/64 -m comment --comment "flanneld masq" -j RETURN
+-A FLANNEL-POSTRTG ! -s fd10::/48 -d fd10:0:0:1::/64 -m comment --comment "flanneld masq" -j RETURN
+-A FLANNEL-POSTRTG -s fd10::/48 ! -d ff00::/8 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully
+-A FLANNEL-POSTRTG ! -s fd10::/48 -d fd10::/48 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully
+-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD
+-A FLANNEL-FWD -s fd10::/48 -m comment --comment "flanneld forward" -j ACCEPT
+-A FLANNEL-FWD -d fd10::/48 -m comment --comment "flanneld forward" -j ACCEPT
+`}
+	for i, f := range spec.Families() {
+		ft := newFakeTables("")
+		if err := ft.restore(MakePlan(Dump{}, Desired(f, spec, true)).Script); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if got.String() != want {
-		t.Errorf("flannel's rules:\n%s\nwant\n%s", got.String(), want)
+		var got strings.Builder
+		for _, c := range [][2]string{{"nat", "POSTROUTING"}, {"nat", ChainMasq}, {"filter", "FORWARD"}, {"filter", ChainForward}} {
+			for _, r := range ft.d[c[0]].Chains[c[1]] {
+				if _, target := ruleFields(r); c[1] == "POSTROUTING" && target != ChainMasq {
+					continue
+				}
+				got.WriteString("-A " + c[1] + " " + r + "\n")
+			}
+		}
+		if got.String() != wants[i] {
+			t.Errorf("flannel's %s rules:\n%s\nwant\n%s", f.Name(), got.String(), wants[i])
+		}
 	}
 
 	noRandom := spec
@@ -89,9 +102,11 @@ func TestFlannelGoldenRules(t *testing.T) {
 		s     rulespec.Spec
 		tools bool
 	}{{noRandom, true}, {spec, false}} {
-		script := MakePlan(Dump{}, Desired(fr.s.Families()[0], fr.s, fr.tools)).Script
-		if strings.Contains(script, "random-fully") || !strings.Contains(script, "-j MASQUERADE\n") {
-			t.Errorf("FullyRandom=%v tools=%v: want MASQUERADE without --random-fully:\n%s", fr.s.FullyRandom, fr.tools, script)
+		for _, f := range fr.s.Families() {
+			script := MakePlan(Dump{}, Desired(f, fr.s, fr.tools)).Script
+			if strings.Contains(script, "random-fully") || !strings.Contains(script, "-j MASQUERADE\n") {
+				t.Errorf("%s FullyRandom=%v tools=%v: want MASQUERADE without --random-fully:\n%s", f.Name(), fr.s.FullyRandom, fr.tools, script)
+			}
 		}
 	}
 }

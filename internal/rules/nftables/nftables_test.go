@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -115,6 +116,60 @@ func newManager(fake *Fake, log *bytes.Buffer, repaired *int) *Manager {
 	opts := Options{Repaired: func(n int) { *repaired += n }}
 	fake.Options(&opts)
 	return New(slog.New(slog.NewTextHandler(log, nil)), opts)
+}
+
+// TestFlannelRules checks postrtg and forward of both families against
+// flannel's nftables rules (flannel.md §8.2; ip6 and ff00::/8 for IPv6)
+// with the two fixes the package comment names: the fourth postrtg rule
+// as flannel's iptables has it (! saddr N, daddr S), and the kube-proxy
+// mark matched as a bit.
+func TestFlannelRules(t *testing.T) {
+	for _, tc := range []struct {
+		f    rulespec.Family
+		want string
+	}{
+		{spec.Families()[0], `chain forward: ip saddr 10.244.0.0/16 accept
+chain forward: ip daddr 10.244.0.0/16 accept
+chain postrtg: meta mark & 0x00004000 == 0x00004000 return
+chain postrtg: ip saddr 10.244.1.0/24 ip daddr 10.244.0.0/16 return
+chain postrtg: ip saddr 10.244.0.0/16 ip daddr 10.244.1.0/24 return
+chain postrtg: ip saddr != 10.244.0.0/16 ip daddr 10.244.1.0/24 return
+chain postrtg: ip saddr 10.244.0.0/16 ip daddr != 224.0.0.0/4 masquerade fully-random
+chain postrtg: ip saddr != 10.244.0.0/16 ip daddr 10.244.0.0/16 masquerade fully-random
+`},
+		{spec.Families()[1], `chain forward: ip6 saddr fd10::/48 accept
+chain forward: ip6 daddr fd10::/48 accept
+chain postrtg: meta mark & 0x00004000 == 0x00004000 return
+chain postrtg: ip6 saddr fd10:0:0:1::/64 ip6 daddr fd10::/48 return
+chain postrtg: ip6 saddr fd10::/48 ip6 daddr fd10:0:0:1::/64 return
+chain postrtg: ip6 saddr != fd10::/48 ip6 daddr fd10:0:0:1::/64 return
+chain postrtg: ip6 saddr fd10::/48 ip6 daddr != ff00::/8 masquerade fully-random
+chain postrtg: ip6 saddr != fd10::/48 ip6 daddr fd10::/48 masquerade fully-random
+`},
+	} {
+		w, ok := Desired(tc.f, spec, true)
+		if !ok {
+			t.Fatalf("%s: no table", tc.f.Name())
+		}
+		var got strings.Builder
+		for _, c := range w.Chains {
+			if c.Chain.Name != ChainMasq && c.Chain.Name != ChainForward {
+				continue
+			}
+			for _, r := range c.Rules {
+				got.WriteString("chain " + c.Chain.Name + ": " + r.Rule + "\n")
+			}
+		}
+		// Desired lists postrtg before forward; flannel's order within
+		// each chain is what counts.
+		lines := strings.SplitAfter(got.String(), "\n")
+		slices.SortStableFunc(lines, func(a, b string) int {
+			return strings.Compare(strings.SplitN(a, ":", 2)[0], strings.SplitN(b, ":", 2)[0])
+		})
+		if g := strings.Join(lines, ""); g != tc.want {
+			t.Errorf("%s rules:\n%s\nwant\n%s", tc.f.Name(), g, tc.want)
+		}
+	}
 }
 
 func TestManager(t *testing.T) {
