@@ -10,8 +10,10 @@ import (
 )
 
 // ListNeighs returns the IPv4 and IPv6 neighbour entries of link linkIndex
-// (ip neigh show dev DEV nud all), in the kernel's order. Entries still
-// resolving have a zero MAC.
+// (ip neigh show dev DEV nud all), in the kernel's order, but for the
+// NOARP entries the kernel derives itself (multicast groups, such as
+// ff02::16 on every IPv6-enabled device), which are nobody's to plan.
+// Entries still resolving have a zero MAC.
 func ListNeighs(h NeighHandle, linkIndex int) ([]Neigh, error) {
 	// One dump of every family's table: AF_UNSPEC asks the ARP and the
 	// NDP table both (the bridge FDB answers only to AF_BRIDGE).
@@ -22,7 +24,7 @@ func ListNeighs(h NeighHandle, linkIndex int) ([]Neigh, error) {
 	out := make([]Neigh, 0, len(ns))
 	for _, n := range ns {
 		ip, ok := netip.AddrFromSlice(n.IP)
-		if !ok || n.LinkIndex != linkIndex || (n.Family != unix.AF_INET && n.Family != unix.AF_INET6) {
+		if !ok || n.LinkIndex != linkIndex || (n.Family != unix.AF_INET && n.Family != unix.AF_INET6) || n.State == netlink.NUD_NOARP {
 			continue
 		}
 		mac, _ := MACFrom(n.HardwareAddr)
