@@ -16,11 +16,8 @@ import (
 	"github.com/weftnet/weft/internal/backend/backendtest"
 	"github.com/weftnet/weft/internal/backend/vxlan"
 	"github.com/weftnet/weft/internal/embedetcd/etcdtest"
-	"github.com/weftnet/weft/internal/health"
-	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/nstest"
 	"github.com/weftnet/weft/internal/options"
-	etcdstore "github.com/weftnet/weft/internal/store/etcd"
 	"github.com/weftnet/weft/internal/subnetenv"
 )
 
@@ -44,41 +41,11 @@ func runVXLANAgent(t *testing.T, h *backendtest.Host, endpoint string) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), nil)).With("host", h.NS)
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := etcdstore.New(ctx, etcdstore.Options{Endpoints: []string{endpoint}, Prefix: opts.EtcdPrefix, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &health.Status{}
-	a := New(opts, Deps{
-		Store: st,
+	runEtcdAgent(t, opts, endpoint, log, Deps{
 		Backends: map[string]backend.Factory{"vxlan": func(cfg backend.Config) (backend.Backend, error) {
 			return backend.Built(vxlan.NewWithOptions(cfg, vxlan.Options{Handle: h.Handle, Netns: &h.Netns}))
 		}},
 		SelectInterface: func(*options.Options) (backend.ExternalInterface, error) { return h.Ext, nil },
-		Health:          hs,
-		Metrics:         metrics.New(),
-		Log:             log,
-	})
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("agent on %s: %v", h.NS, err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("agent on %s did not stop within 10s of cancel", h.NS)
-		}
-		st.Close()
-	})
-	nstest.Eventually(t, 20*time.Second, func() error {
-		if ok, reason := hs.Ready(); !ok {
-			return fmt.Errorf("agent on %s not ready: %s", h.NS, reason)
-		}
-		return nil
 	})
 }
 

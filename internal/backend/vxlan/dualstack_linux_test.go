@@ -34,27 +34,10 @@ func dualCluster(t *testing.T, perSegment ...int) []*host {
 	return hs
 }
 
-func neighs6(t *testing.T, ns string) []string {
-	return lines(t, ns, true, "ip", "-6", "neigh", "show", "dev", "flannel-v6.1", "nud", "permanent")
-}
-
-func fdb6(t *testing.T, ns string) []string {
-	return lines(t, ns, true, "bridge", "fdb", "show", "dev", "flannel-v6.1")
-}
-
-func weftRoutes6(t *testing.T, ns string) []string {
-	return lines(t, ns, false, "ip", "-6", "route", "show", "proto", "87")
-}
-
-// state6 is everything a host's IPv6 side programs.
-func state6(t *testing.T, ns string) string {
-	return strings.Join([]string{
-		strings.Join(neighs6(t, ns), "\n"),
-		strings.Join(fdb6(t, ns), "\n"),
-		strings.Join(weftRoutes6(t, ns), "\n"),
-		strings.Join(lines(t, ns, false, "ip", "-6", "-br", "addr", "show", "dev", "flannel-v6.1", "scope", "global"), "\n"),
-	}, "\n--\n")
-}
+func neighs6(t *testing.T, ns string) []string     { return neighsOf(t, ns, ipv6) }
+func fdb6(t *testing.T, ns string) []string        { return fdbOf(t, ns, ipv6) }
+func weftRoutes6(t *testing.T, ns string) []string { return weftRoutesOf(t, ns, ipv6) }
+func state6(t *testing.T, ns string) string        { return stateOf(t, ns, ipv6) }
 
 // echoAll checks that every host's pods reach every other's over IPv6
 // (and IPv4 when v4 is set).

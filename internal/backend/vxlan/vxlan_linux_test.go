@@ -151,26 +151,44 @@ func lines(t *testing.T, ns string, sorted bool, args ...string) []string {
 	return out
 }
 
-func neighs(t *testing.T, ns string) []string {
-	return lines(t, ns, true, "ip", "-4", "neigh", "show", "dev", "flannel.1", "nud", "permanent")
+// family is one side of the backend as the tests look at it: ip's
+// family flag and the side's device.
+type family struct{ flag, dev string }
+
+var (
+	ipv4 = family{"-4", "flannel.1"}
+	ipv6 = family{"-6", "flannel-v6.1"}
+)
+
+func neighs(t *testing.T, ns string) []string { return neighsOf(t, ns, ipv4) }
+
+func neighsOf(t *testing.T, ns string, f family) []string {
+	return lines(t, ns, true, "ip", f.flag, "neigh", "show", "dev", f.dev, "nud", "permanent")
 }
 
-func fdb(t *testing.T, ns string) []string {
-	return lines(t, ns, true, "bridge", "fdb", "show", "dev", "flannel.1")
+func fdb(t *testing.T, ns string) []string { return fdbOf(t, ns, ipv4) }
+
+func fdbOf(t *testing.T, ns string, f family) []string {
+	return lines(t, ns, true, "bridge", "fdb", "show", "dev", f.dev)
 }
 
-func weftRoutes(t *testing.T, ns string) []string {
-	return lines(t, ns, false, "ip", "route", "show", "proto", "87")
+func weftRoutes(t *testing.T, ns string) []string { return weftRoutesOf(t, ns, ipv4) }
+
+func weftRoutesOf(t *testing.T, ns string, f family) []string {
+	return lines(t, ns, false, "ip", f.flag, "route", "show", "proto", "87")
 }
 
 // state is everything a host's backend programs, for comparing before and
 // after a repair.
-func state(t *testing.T, ns string) string {
+func state(t *testing.T, ns string) string { return stateOf(t, ns, ipv4) }
+
+// stateOf is state of one side.
+func stateOf(t *testing.T, ns string, f family) string {
 	return strings.Join([]string{
-		strings.Join(neighs(t, ns), "\n"),
-		strings.Join(fdb(t, ns), "\n"),
-		strings.Join(weftRoutes(t, ns), "\n"),
-		strings.Join(lines(t, ns, false, "ip", "-4", "-br", "addr", "show", "dev", "flannel.1"), "\n"),
+		strings.Join(neighsOf(t, ns, f), "\n"),
+		strings.Join(fdbOf(t, ns, f), "\n"),
+		strings.Join(weftRoutesOf(t, ns, f), "\n"),
+		strings.Join(lines(t, ns, false, "ip", f.flag, "-br", "addr", "show", "dev", f.dev, "scope", "global"), "\n"),
 	}, "\n--\n")
 }
 
