@@ -85,25 +85,30 @@ func runBlackholeAgent(t *testing.T, h *netlink.Handle, endpoint, subnetFile str
 	opts.IPTablesResync = 1
 	opts.HealthzIP = "127.0.0.1"
 	opts.HealthzPort = freePort(t)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	runEtcdAgent(t, opts, endpoint, slog.New(slog.NewTextHandler(io.Discard, nil)), Deps{
+		Backends: map[string]backend.Factory{"host-gw": func(backend.Config) (backend.Backend, error) { return bhBackend{}, nil }},
+		SelectInterface: func(*options.Options) (backend.ExternalInterface, error) {
+			ip := netip.MustParseAddr("10.4.7.31")
+			return backend.ExternalInterface{Name: "eth0", Index: 2, MTU: 1500, Addr: ip, PublicIP: ip}, nil
+		},
+		Blackhole: NewBlackholeRoutes(h),
+	})
+	return opts
+}
+
+// runEtcdAgent runs an agent with opts and deps against etcd at endpoint
+// until the test ends, filling in deps' store, health, metrics and log,
+// and returns once it is ready.
+func runEtcdAgent(t *testing.T, opts options.Options, endpoint string, log *slog.Logger, deps Deps) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := etcdstore.New(ctx, etcdstore.Options{Endpoints: []string{endpoint}, Prefix: opts.EtcdPrefix, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := &health.Status{}
-	a := New(opts, Deps{
-		Store:    st,
-		Backends: map[string]backend.Factory{"host-gw": func(backend.Config) (backend.Backend, error) { return bhBackend{}, nil }},
-		SelectInterface: func(*options.Options) (backend.ExternalInterface, error) {
-			ip := netip.MustParseAddr("10.4.7.31")
-			return backend.ExternalInterface{Name: "eth0", Index: 2, MTU: 1500, Addr: ip, PublicIP: ip}, nil
-		},
-		Health:    hs,
-		Metrics:   metrics.New(),
-		Log:       log,
-		Blackhole: NewBlackholeRoutes(h),
-	})
+	deps.Store, deps.Health, deps.Metrics, deps.Log = st, hs, metrics.New(), log
+	a := New(opts, deps)
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	t.Cleanup(func() {
@@ -124,7 +129,6 @@ func runBlackholeAgent(t *testing.T, h *netlink.Handle, endpoint, subnetFile str
 		}
 		return nil
 	})
-	return opts
 }
 
 // With --ip-blackhole-route the host's leased subnet gets a blackhole

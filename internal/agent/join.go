@@ -58,12 +58,12 @@ func (a *Agent) join(ctx context.Context, ext backend.ExternalInterface) (*netco
 		a.page.setConfig(cfg)
 
 		factory := a.deps.Backends[cfg.BackendType] // waitConfig checked it is there
-		var published json.RawMessage
+		var published, publishedV6 json.RawMessage
 		if pr, ok := a.deps.Store.(store.PublishedReader); ok {
-			if btype, data, err := pr.Published(ctx, ext.PublicIP, a.hostID); err != nil {
+			if attrs, err := pr.Published(ctx, ext.PublicIP, a.hostID); err != nil {
 				a.log.Warn("cannot read what this host published before; starting afresh", "cause", store.Classify(err), "err", err.Error())
-			} else if btype == cfg.BackendType {
-				published = data
+			} else if attrs.BackendType == cfg.BackendType {
+				published, publishedV6 = attrs.BackendData, attrs.BackendV6Data
 			}
 		}
 		be, err := factory(backend.Config{
@@ -74,6 +74,7 @@ func (a *Agent) join(ctx context.Context, ext backend.ExternalInterface) (*netco
 			ReconcilePeriod: a.opts.ReconcilePeriod,
 			Metrics:         a.deps.Metrics,
 			Published:       published,
+			PublishedV6:     publishedV6,
 		})
 		if err != nil {
 			return nil, nil, lease.Lease{}, fmt.Errorf("start the %s backend: %w", cfg.BackendType, err)

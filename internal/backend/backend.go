@@ -51,6 +51,9 @@ type Config struct {
 	// it when its own state is gone, as vxlan does with its VTEP MAC after a
 	// reboot wiped the state file. Nil when nothing was published.
 	Published json.RawMessage
+	// PublishedV6 is the same for the lease's BackendV6Data (vxlan's
+	// flannel-v6 VTEP MAC); nil when nothing was published.
+	PublishedV6 json.RawMessage
 	// Metrics counts repairs by kind; nil records nothing.
 	Metrics *metrics.Metrics
 }
@@ -109,12 +112,13 @@ func CheckConfig(backendType string, cfg Config) (ExternalInterface, error) {
 	return ext, nil
 }
 
-// DeviceAddr is the address an overlay device (vxlan's flannel.<VNI>,
-// udp's flannel0) holds: the own subnet's network address as a /32, as
-// flannel gives it, so that no broadcast route appears and packets the
-// host itself sends have a source the peers route back.
+// DeviceAddr is the address an overlay device (vxlan's flannel.<VNI> and
+// flannel-v6.<VNI>, udp's flannel0) holds: the own subnet's network
+// address as a /32 (a /128 for an IPv6 subnet), as flannel gives it, so
+// that no broadcast route appears and packets the host itself sends have
+// a source the peers route back.
 func DeviceAddr(own netip.Prefix) netip.Prefix {
-	return netip.PrefixFrom(own.Masked().Addr(), 32)
+	return netip.PrefixFrom(own.Masked().Addr(), own.Addr().BitLen())
 }
 
 // Backend is one host's data plane for one network.

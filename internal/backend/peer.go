@@ -27,19 +27,25 @@ func PeerProblem(l lease.Lease, network netip.Prefix, own lease.Lease, ownPublic
 	return ""
 }
 
-// LeaseProblem is the part of PeerProblem that looks at the lease alone: an
-// IPv4 subnet strictly inside network and an IPv4 PublicIP. "" when it has
-// both.
+// LeaseProblem is the part of PeerProblem that looks at the lease alone: a
+// subnet strictly inside network and a PublicIP, both of network's family
+// (an IPv6 network is asked of a lease's IPv6 half, as vxlan's IPv6 side
+// sees it). "" when it has both.
 func LeaseProblem(l lease.Lease, network netip.Prefix) string {
 	subnet := l.Subnet.Masked()
 	pub := l.Attrs.PublicIP
+	is6 := network.Addr().Is6()
+	family := "IPv4"
+	if is6 {
+		family = "IPv6"
+	}
 	switch {
-	case !subnet.IsValid() || !subnet.Addr().Is4():
-		return "no IPv4 subnet"
+	case !subnet.IsValid() || subnet.Addr().Is6() != is6:
+		return "no " + family + " subnet"
 	case subnet.Bits() <= network.Bits() || !network.Contains(subnet.Addr()):
 		return fmt.Sprintf("its subnet is not inside the network %s", network)
-	case !pub.IsValid() || !pub.Is4() || pub.IsUnspecified():
-		return "it has no IPv4 PublicIP"
+	case !pub.IsValid() || pub.Is6() != is6 || pub.Is4In6() || pub.IsUnspecified():
+		return "it has no " + family + " PublicIP"
 	}
 	return ""
 }

@@ -1,6 +1,6 @@
 package kernel
 
-// Neighbour (ARP) and VXLAN forwarding (FDB) entries, the per-peer state of
+// Neighbour (ARP and NDP) and VXLAN forwarding (FDB) entries, the per-peer state of
 // an overlay device beside its routes. As for routes, a plan is a pure
 // function of what is wanted and what is installed; the Linux side dumps,
 // performs and watches.
@@ -55,8 +55,9 @@ func (m MAC) IsZero() bool { return m == MAC{} }
 // group (multicast or broadcast) address.
 func (m MAC) Unicast() bool { return !m.IsZero() && m[0]&1 == 0 }
 
-// Neigh is one IPv4 neighbour (ARP) entry: on link LinkIndex, IP resolves to
-// MAC. Permanent is NUD_PERMANENT; entries the kernel learned are not.
+// Neigh is one neighbour entry, ARP for an IPv4 IP and NDP for an IPv6
+// one: on link LinkIndex, IP resolves to MAC. Permanent is NUD_PERMANENT;
+// entries the kernel learned are not.
 type Neigh struct {
 	LinkIndex int
 	IP        netip.Addr

@@ -9,17 +9,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ListNeighs returns the IPv4 neighbour entries of link linkIndex (ip -4
-// neigh show dev DEV nud all). Entries still resolving have a zero MAC.
+// ListNeighs returns the IPv4 and IPv6 neighbour entries of link linkIndex
+// (ip neigh show dev DEV nud all), in the kernel's order, but for the
+// NOARP entries the kernel derives itself (multicast groups, such as
+// ff02::16 on every IPv6-enabled device), which are nobody's to plan.
+// Entries still resolving have a zero MAC.
 func ListNeighs(h NeighHandle, linkIndex int) ([]Neigh, error) {
-	ns, err := RetryDump(func() ([]netlink.Neigh, error) { return h.NeighList(linkIndex, unix.AF_INET) })
+	// One dump of every family's table: AF_UNSPEC asks the ARP and the
+	// NDP table both (the bridge FDB answers only to AF_BRIDGE).
+	ns, err := RetryDump(func() ([]netlink.Neigh, error) { return h.NeighList(linkIndex, unix.AF_UNSPEC) })
 	if err != nil {
 		return nil, fmt.Errorf("list neighbours of link %d: %w", linkIndex, err)
 	}
 	out := make([]Neigh, 0, len(ns))
 	for _, n := range ns {
 		ip, ok := netip.AddrFromSlice(n.IP)
-		if !ok || n.LinkIndex != linkIndex {
+		if !ok || n.LinkIndex != linkIndex || (n.Family != unix.AF_INET && n.Family != unix.AF_INET6) || n.State == netlink.NUD_NOARP {
 			continue
 		}
 		mac, _ := MACFrom(n.HardwareAddr)
@@ -66,9 +71,13 @@ func neighToNetlink(n Neigh) *netlink.Neigh {
 	if n.Permanent {
 		state = netlink.NUD_PERMANENT
 	}
+	family := unix.AF_INET
+	if n.IP.Is6() {
+		family = unix.AF_INET6
+	}
 	nn := &netlink.Neigh{
 		LinkIndex: n.LinkIndex,
-		Family:    unix.AF_INET,
+		Family:    family,
 		State:     state,
 		Type:      unix.RTN_UNICAST,
 		IP:        n.IP.AsSlice(),

@@ -107,13 +107,18 @@ func TestSyncNeighsAgainstKernel(t *testing.T) {
 		{"ip", "neigh", "replace", "10.244.3.0", "lladdr", "0e:00:00:00:00:03", "dev", "vx0", "nud", "reachable"},
 		{"ip", "neigh", "replace", "10.244.9.0", "lladdr", "0e:00:00:00:00:09", "dev", "vx0", "nud", "permanent"},
 		{"ip", "neigh", "replace", "10.244.8.0", "lladdr", "0e:00:00:00:00:08", "dev", "vx0", "nud", "stale"},
+		// IPv6 (NDP) entries are planned in the same list as IPv4 ones.
+		{"ip", "neigh", "replace", "fd00:10:244:2::", "lladdr", "0e:00:00:00:06:99", "dev", "vx0", "nud", "permanent"},
+		{"ip", "neigh", "replace", "fd00:10:244:9::", "lladdr", "0e:00:00:00:06:09", "dev", "vx0", "nud", "permanent"},
+		{"ip", "neigh", "replace", "fd00:10:244:8::", "lladdr", "0e:00:00:00:06:08", "dev", "vx0", "nud", "stale"},
 	} {
 		nstest.Exec(t, ns, cmd...)
 	}
 	n := func(ip, m string) Neigh {
 		return Neigh{LinkIndex: vx, IP: netip.MustParseAddr(ip), MAC: mac(m), Permanent: true}
 	}
-	desired := []Neigh{n("10.244.2.0", "0e:00:00:00:00:02"), n("10.244.3.0", "0e:00:00:00:00:03"), n("10.244.4.0", "0e:00:00:00:00:04")}
+	desired := []Neigh{n("10.244.2.0", "0e:00:00:00:00:02"), n("10.244.3.0", "0e:00:00:00:00:03"), n("10.244.4.0", "0e:00:00:00:00:04"),
+		n("fd00:10:244:2::", "0e:00:00:00:06:02"), n("fd00:10:244:3::", "0e:00:00:00:06:03")}
 	permanent := func(n Neigh) bool { return n.Permanent }
 	installed, err := ListNeighs(h, vx)
 	if err != nil {
@@ -130,6 +135,22 @@ func TestSyncNeighsAgainstKernel(t *testing.T) {
 	}
 	if got := cmdLines(t, ns, "ip", "-4", "neigh", "show", "dev", "vx0"); !slices.Equal(got, want) {
 		t.Errorf("ip neigh show:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	want6 := []string{
+		"fd00:10:244:2:: lladdr 0e:00:00:00:06:02 PERMANENT",
+		"fd00:10:244:3:: lladdr 0e:00:00:00:06:03 PERMANENT",
+		"fd00:10:244:8:: lladdr 0e:00:00:00:06:08 STALE",
+	}
+	var got6 []string
+	for _, l := range cmdLines(t, ns, "ip", "-6", "neigh", "show", "dev", "vx0") {
+		// Entries the kernel made itself (link-local, multicast) are not
+		// the plan's.
+		if strings.HasPrefix(l, "fd00:") {
+			got6 = append(got6, l)
+		}
+	}
+	if !slices.Equal(got6, want6) {
+		t.Errorf("ip -6 neigh show:\n%s\nwant:\n%s", strings.Join(got6, "\n"), strings.Join(want6, "\n"))
 	}
 	installed, err = ListNeighs(h, vx)
 	if err != nil {
@@ -164,8 +185,11 @@ func TestWatchNeighsAndLinks(t *testing.T) {
 	nstest.Exec(t, ns, "bridge", "fdb", "replace", "0e:00:00:00:00:02", "dev", "vx0", "dst", "192.168.1.99", "self", "permanent")
 	nstest.Exec(t, ns, "ip", "neigh", "del", "10.244.2.0", "dev", "vx0")
 	nstest.Exec(t, ns, "bridge", "fdb", "del", "0e:00:00:00:00:02", "dev", "vx0", "dst", "192.168.1.99", "self")
+	nstest.Exec(t, ns, "ip", "neigh", "replace", "fd00:10:244:2::", "lladdr", "0e:00:00:00:06:02", "dev", "vx0", "nud", "permanent")
+	nstest.Exec(t, ns, "ip", "neigh", "del", "fd00:10:244:2::", "dev", "vx0")
 
 	ip := netip.MustParseAddr("10.244.2.0")
+	ip6 := netip.MustParseAddr("fd00:10:244:2::")
 	want := []NeighEvent{
 		{LinkIndex: vx, IP: ip, MAC: mac("0e:00:00:00:00:02"), Permanent: true},
 		{LinkIndex: vx, IP: ip, MAC: mac("0e:00:00:00:00:99"), Permanent: true},
@@ -176,10 +200,13 @@ func TestWatchNeighsAndLinks(t *testing.T) {
 		{LinkIndex: vx, IP: ip},
 		{Deleted: true, LinkIndex: vx, IP: ip},
 		{Deleted: true, LinkIndex: vx, FDB: true, IP: netip.MustParseAddr("192.168.1.99"), MAC: mac("0e:00:00:00:00:02"), Permanent: true},
+		{LinkIndex: vx, IP: ip6, MAC: mac("0e:00:00:00:06:02"), Permanent: true},
+		{LinkIndex: vx, IP: ip6},
+		{Deleted: true, LinkIndex: vx, IP: ip6},
 	}
 	for _, w := range want {
 		select {
-		case got := <-neighs:
+		case got := <-skipKernelOwn(neighs):
 			if got != w {
 				t.Errorf("reported %+v, want %+v", got, w)
 			}
@@ -205,4 +232,22 @@ func TestWatchNeighsAndLinks(t *testing.T) {
 			t.Fatal("the link deletion was not reported within 2s")
 		}
 	}
+}
+
+// skipKernelOwn passes on the events of ch but those of entries the
+// kernel makes for itself on an IPv6-enabled device (link-local and
+// multicast neighbours), which no test plans.
+func skipKernelOwn(ch <-chan NeighEvent) <-chan NeighEvent {
+	out := make(chan NeighEvent, 1)
+	go func() {
+		for e := range ch {
+			if !e.FDB && (e.IP.IsLinkLocalUnicast() || e.IP.IsMulticast()) {
+				continue
+			}
+			out <- e
+			return
+		}
+		close(out)
+	}()
+	return out
 }

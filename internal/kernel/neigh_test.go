@@ -104,6 +104,48 @@ func TestPlanNeighs(t *testing.T) {
 	}
 }
 
+// TestPlanNeighsIPv6 plans NDP entries as ARP ones, in one list with
+// them (IPv4 sorts first), and by both of PlanNeighs's paths alike; an
+// IPv6 FDB remote (a VXLAN device over an IPv6 underlay) is planned as an
+// IPv4 one.
+func TestPlanNeighsIPv6(t *testing.T) {
+	n := func(ip, m string, perm bool) Neigh {
+		return Neigh{LinkIndex: 6, IP: netip.MustParseAddr(ip), MAC: mac(m), Permanent: perm}
+	}
+	permanent := func(n Neigh) bool { return n.Permanent }
+	desired := []Neigh{
+		n("10.244.2.0", "0e:00:00:00:00:02", true),
+		n("fd00:10:244:2::", "0e:00:00:00:06:02", true),
+		n("fd00:10:244:3::", "0e:00:00:00:06:03", true),
+	}
+	installed := []Neigh{
+		n("10.244.2.0", "0e:00:00:00:00:02", true),
+		n("fd00:10:244:3::", "0e:00:00:00:06:99", true),    // other MAC
+		n("fd00:10:244:9::", "0e:00:00:00:06:09", true),    // departed peer
+		n("fe80::c:ff:fe00:1", "0e:00:00:00:00:01", false), // the kernel's own
+	}
+	want := []string{
+		"replace fd00:10:244:2:: lladdr 0e:00:00:00:06:02 dev if6 nud permanent",
+		"replace fd00:10:244:3:: lladdr 0e:00:00:00:06:03 dev if6 nud permanent (was fd00:10:244:3:: lladdr 0e:00:00:00:06:99 dev if6 nud permanent)",
+		"del fd00:10:244:9:: lladdr 0e:00:00:00:06:09 dev if6 nud permanent",
+	}
+	wantOps(t, "sorted plan", neighStrings(PlanNeighs(desired, installed, permanent)), want)
+	// The kernel dumps the ARP and NDP tables in hash order.
+	shuffled := []Neigh{installed[3], installed[1], installed[0], installed[2]}
+	wantOps(t, "unsorted plan", neighStrings(PlanNeighs(desired, shuffled, permanent)), want)
+
+	f := func(m, dst string) FDB {
+		return FDB{LinkIndex: 6, MAC: mac(m), Dst: netip.MustParseAddr(dst), Permanent: true}
+	}
+	wantOps(t, "fdb plan", fdbStrings(PlanFDB(
+		[]FDB{f("0e:00:00:00:06:02", "fd70::2")},
+		[]FDB{f("0e:00:00:00:06:02", "fd70::99"), f("0e:00:00:00:06:09", "fd70::9")},
+		func(FDB) bool { return true })), []string{
+		"replace 0e:00:00:00:06:02 dev if6 dst fd70::2 self permanent (was 0e:00:00:00:06:02 dev if6 dst fd70::99 self permanent)",
+		"del 0e:00:00:00:06:09 dev if6 dst fd70::9 self permanent",
+	})
+}
+
 func TestPlanFDB(t *testing.T) {
 	f := func(m, dst string, perm bool) FDB {
 		return FDB{LinkIndex: 5, MAC: mac(m), Dst: netip.MustParseAddr(dst), Permanent: perm}

@@ -106,7 +106,7 @@ func WatchRoutes(ctx context.Context, ns *vns.NsHandle, onError func(error)) (<-
 	})
 }
 
-// WatchNeighs reports the IPv4 neighbour and the FDB entries the kernel
+// WatchNeighs reports the IPv4 and IPv6 neighbour and the FDB entries the kernel
 // adds, changes or deletes in namespace ns (nil: the caller's), as `ip
 // monitor neigh` and `bridge monitor fdb` show them, from the moment it
 // returns. The kernel also reports entries it resolves and expires on its
@@ -114,7 +114,7 @@ func WatchRoutes(ctx context.Context, ns *vns.NsHandle, onError func(error)) (<-
 // FDBDrift).
 func WatchNeighs(ctx context.Context, ns *vns.NsHandle, onError func(error)) (<-chan NeighEvent, error) {
 	return WatchNeighUpdates(ctx, WatchOptions{Namespace: ns, OnError: onError}, func(u netlink.NeighUpdate) (NeighEvent, bool) {
-		if (u.Type != unix.RTM_NEWNEIGH && u.Type != unix.RTM_DELNEIGH) || (u.Family != unix.AF_INET && u.Family != unix.AF_BRIDGE) {
+		if (u.Type != unix.RTM_NEWNEIGH && u.Type != unix.RTM_DELNEIGH) || (u.Family != unix.AF_INET && u.Family != unix.AF_INET6 && u.Family != unix.AF_BRIDGE) {
 			return NeighEvent{}, false
 		}
 		e := NeighEvent{

@@ -418,7 +418,9 @@ func buildRow(in Inputs, l lease.Lease, self bool, m model) Row {
 		e := Compare(w, &in.Kernel)
 		row.Entries = append(row.Entries, e)
 		row.Problems = append(row.Problems, entryProblems(e, l, m.exp.MTUBasis)...)
-		if w.Kind == KindRoute {
+		// The probe goes to the peer's IPv4 pod address; a peer's IPv6
+		// entries (vxlan's flannel-v6) are judged but not the probe's path.
+		if w.Kind == KindRoute && w.Dst.Addr().Is4() == t.addr.Is4() {
 			t.path = w
 		}
 	}

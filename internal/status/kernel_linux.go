@@ -83,6 +83,10 @@ func snapshotFor(h *netlink.Handle, cfg *netconf.Config, ext backend.ExternalInt
 	for _, l := range leases {
 		if l.Attrs.PublicIP.IsValid() && l.Attrs.PublicIP != publicIP {
 			ips = append(ips, l.Attrs.PublicIP)
+			// vxlan's IPv6 side routes directly by the IPv6 underlay.
+			if cfg.EnableIPv6 && l.Attrs.PublicIPv6.IsValid() {
+				ips = append(ips, l.Attrs.PublicIPv6)
+			}
 		}
 	}
 	return k, directPeers(h, k, ips, exp.Overlays), nil

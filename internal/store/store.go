@@ -6,7 +6,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/netip"
 
@@ -62,11 +61,14 @@ type Store interface {
 
 // PublishedReader is a store that remembers what this host published
 // before: the backend type and data of its previous lease. A backend may
-// take identity back from it (the vxlan VTEP MAC after a reboot).
+// take identity back from it (the vxlan VTEP MACs after a reboot).
 type PublishedReader interface {
-	// hostID is this host's identity: a lease carrying another host's ID
-	// is not this host's, even with its PublicIP ("" matches any).
-	Published(ctx context.Context, publicIP netip.Addr, hostID string) (backendType string, data json.RawMessage, err error)
+	// Published returns the BackendType, BackendData and BackendV6Data
+	// this host published (the other fields are not filled); zero Attrs
+	// when it published nothing. hostID is this host's identity: a lease
+	// carrying another host's ID is not this host's, even with its
+	// PublicIP ("" matches any).
+	Published(ctx context.Context, publicIP netip.Addr, hostID string) (lease.Attrs, error)
 }
 
 // PublicIPSource is a store that can override --public-ip (Kubernetes:

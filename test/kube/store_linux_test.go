@@ -221,9 +221,9 @@ func TestKubeStore(t *testing.T) {
 		}
 
 		// A restarted agent finds its VtepMAC where flannel keeps it.
-		bt, data, err := e.newStore(t, "h1", nil, true).StoredBackendData(ctx)
-		if err != nil || bt != "vxlan" || string(data) != string(vxlanData) {
-			t.Errorf("StoredBackendData = %q, %s, %v; want vxlan, %s", bt, data, err, vxlanData)
+		got, err := e.newStore(t, "h1", nil, true).StoredBackendData(ctx)
+		if err != nil || got.BackendType != "vxlan" || string(got.BackendData) != string(vxlanData) {
+			t.Errorf("StoredBackendData = %+v, %v; want vxlan, %s", got, err, vxlanData)
 		}
 	})
 

@@ -28,6 +28,22 @@ var Network = netip.MustParsePrefix("10.244.0.0/16")
 // not set.
 var DefaultUnderlay = netip.MustParsePrefix("192.168.70.0/24")
 
+// Network6 is the cluster's IPv6 network the hosts' IPv6 pod subnets are
+// carved from.
+var Network6 = netip.MustParsePrefix("fd00:10:244::/56")
+
+// Underlay6 is the IPv6 underlay: segment s is fd70:0:0:s::/64, host i
+// has fd70:0:0:s::i on its eth0 beside its IPv4 address, and the router
+// ::fe on every segment.
+var Underlay6 = netip.MustParsePrefix("fd70::/48")
+
+// underlay6 is the address of host (or router, 0xfe) i on segment s.
+func underlay6(s, i int) netip.Addr {
+	a := Underlay6.Addr().As16()
+	a[7], a[15] = byte(s), byte(i)
+	return netip.AddrFrom16(a)
+}
+
 // Options shape the topology Hosts builds.
 type Options struct {
 	// Underlay is the first segment's /24; segment s uses the /24 s above
@@ -53,12 +69,17 @@ type Host struct {
 	// test ends.
 	Netns vns.NsHandle
 	// Ext is eth0 as the agent would hand it to a backend: Addr and
-	// PublicIP are both its underlay address.
+	// PublicIP are both its IPv4 underlay address, Addr6 and PublicIPv6
+	// its IPv6 one.
 	Ext backend.ExternalInterface
 	// Subnet is the host's pod subnet, 10.244.i.0/24 for host i.
 	Subnet netip.Prefix
 	// PodIP is cni0's address, 10.244.i.1, which stands in for a pod.
 	PodIP netip.Addr
+	// Subnet6 is the host's IPv6 pod subnet, fd00:10:244:i::/64, and
+	// PodIP6 cni0's address in it, ::1.
+	Subnet6 netip.Prefix
+	PodIP6  netip.Addr
 }
 
 // Hosts builds n hosts as the package comment shows and returns them in
@@ -84,13 +105,16 @@ func Hosts(t testing.TB, n int, o Options) []*Host {
 	var rt string
 	if len(segments) > 1 {
 		rt = nstest.NewNS(t, "rt")
-		nstest.Exec(t, rt, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+		nstest.Exec(t, rt, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
 	}
 	hosts := make([]*Host, 0, n)
 	i := 0
 	for s, size := range segments {
 		sw := nstest.NewNS(t, "sw")
-		nstest.Exec(t, sw, "ip", "link", "add", "br0", "type", "bridge")
+		// No multicast snooping: IPv6 neighbour discovery goes to
+		// solicited-node groups, which a snooping bridge may not flood
+		// before it has heard the members report.
+		nstest.Exec(t, sw, "ip", "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
 		nstest.Exec(t, sw, "ip", "link", "set", "br0", "up")
 		lan := underlay.Masked().Addr().As4()
 		lan[2] += byte(s)
@@ -102,12 +126,13 @@ func Hosts(t testing.TB, n int, o Options) []*Host {
 			nstest.Exec(t, sw, "ip", "link", "set", up, "master", "br0", "up")
 			nstest.Exec(t, rt, "ip", "link", "set", rtPort, "up")
 			nstest.Exec(t, rt, "ip", "addr", "add", netip.PrefixFrom(netip.AddrFrom4(gateway), 24).String(), "dev", rtPort)
+			nstest.Exec(t, rt, "ip", "addr", "add", netip.PrefixFrom(underlay6(s, 0xfe), 64).String(), "dev", rtPort, "nodad")
 		}
 		for range size {
 			i++
 			addr := lan
 			addr[3] = byte(i)
-			hosts = append(hosts, newHost(t, sw, i, netip.AddrFrom4(addr), rt != "", netip.AddrFrom4(gateway)))
+			hosts = append(hosts, newHost(t, sw, i, netip.AddrFrom4(addr), rt != "", netip.AddrFrom4(gateway), s))
 		}
 	}
 	return hosts
@@ -138,9 +163,9 @@ func checkOptions(n int, underlay netip.Prefix, segments []int) error {
 	return nil
 }
 
-// newHost makes host i with underlay address addr, its eth0 plugged into
-// the bridge in sw.
-func newHost(t testing.TB, sw string, i int, addr netip.Addr, routed bool, gateway netip.Addr) *Host {
+// newHost makes host i of segment seg with underlay address addr, its
+// eth0 plugged into the bridge in sw.
+func newHost(t testing.TB, sw string, i int, addr netip.Addr, routed bool, gateway netip.Addr, seg int) *Host {
 	t.Helper()
 	ns := nstest.NewNS(t, fmt.Sprintf("h%d", i))
 	port := fmt.Sprintf("p%d", i)
@@ -148,15 +173,25 @@ func newHost(t testing.TB, sw string, i int, addr netip.Addr, routed bool, gatew
 	nstest.Exec(t, sw, "ip", "link", "set", port, "master", "br0", "up")
 	nstest.Exec(t, ns, "ip", "link", "set", "eth0", "up")
 	nstest.Exec(t, ns, "ip", "addr", "add", netip.PrefixFrom(addr, 24).String(), "dev", "eth0")
+	// nodad: the address is usable at once rather than after duplicate
+	// address detection's second.
+	addr6 := underlay6(seg, i)
+	nstest.Exec(t, ns, "ip", "addr", "add", netip.PrefixFrom(addr6, 64).String(), "dev", "eth0", "nodad")
 	if routed {
 		nstest.Exec(t, ns, "ip", "route", "add", "default", "via", gateway.String())
+		nstest.Exec(t, ns, "ip", "-6", "route", "add", "default", "via", underlay6(seg, 0xfe).String())
 	}
 	subnet := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i), 0}), 24)
 	podIP := subnet.Addr().Next()
+	a6 := Network6.Addr().As16()
+	a6[7] = byte(i)
+	subnet6 := netip.PrefixFrom(netip.AddrFrom16(a6), 64)
+	podIP6 := subnet6.Addr().Next()
 	nstest.Exec(t, ns, "ip", "link", "add", "cni0", "type", "bridge")
 	nstest.Exec(t, ns, "ip", "link", "set", "cni0", "up")
 	nstest.Exec(t, ns, "ip", "addr", "add", netip.PrefixFrom(podIP, 24).String(), "dev", "cni0")
-	nstest.Exec(t, ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	nstest.Exec(t, ns, "ip", "addr", "add", netip.PrefixFrom(podIP6, 64).String(), "dev", "cni0", "nodad")
+	nstest.Exec(t, ns, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
 
 	h, err := netns.Handle(ns)
 	if err != nil {
@@ -178,9 +213,12 @@ func newHost(t testing.TB, sw string, i int, addr netip.Addr, routed bool, gatew
 		Netns:  nsh,
 		Ext: backend.ExternalInterface{
 			Name: "eth0", Index: eth0.Attrs().Index, MTU: eth0.Attrs().MTU, Addr: addr, PublicIP: addr,
+			Addr6: addr6, PublicIPv6: addr6,
 		},
-		Subnet: subnet,
-		PodIP:  podIP,
+		Subnet:  subnet,
+		PodIP:   podIP,
+		Subnet6: subnet6,
+		PodIP6:  podIP6,
 	}
 }
 
@@ -189,12 +227,23 @@ func newHost(t testing.TB, sw string, i int, addr netip.Addr, routed bool, gatew
 // It stops when the test ends.
 func (h *Host) EchoServer(t testing.TB) string {
 	t.Helper()
+	return h.echoServer(t, h.PodIP)
+}
+
+// EchoServer6 is EchoServer at h's PodIP6; it returns "[ip]:port".
+func (h *Host) EchoServer6(t testing.TB) string {
+	t.Helper()
+	return h.echoServer(t, h.PodIP6)
+}
+
+func (h *Host) echoServer(t testing.TB, ip netip.Addr) string {
+	t.Helper()
 	var ln net.Listener
 	if err := netns.Do(h.NS, func() (err error) {
-		ln, err = net.Listen("tcp4", netip.AddrPortFrom(h.PodIP, 0).String())
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
 		return err
 	}); err != nil {
-		t.Fatalf("backendtest: echo server on %s in %s: %v", h.PodIP, h.NS, err)
+		t.Fatalf("backendtest: echo server on %s in %s: %v", ip, h.NS, err)
 	}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
@@ -209,12 +258,21 @@ func (h *Host) EchoServer(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-// Echo connects from h's PodIP to an EchoServer at target, within
-// timeout, and checks that what it sends comes back.
+// Echo connects from h's PodIP (PodIP6 to an IPv6 target) to an
+// EchoServer at target, within timeout, and checks that what it sends
+// comes back.
 func (h *Host) Echo(target string, timeout time.Duration) error {
+	ap, err := netip.ParseAddrPort(target)
+	if err != nil {
+		return fmt.Errorf("echo target %q: %w", target, err)
+	}
+	src := h.PodIP
+	if ap.Addr().Is6() {
+		src = h.PodIP6
+	}
 	return netns.Do(h.NS, func() error {
-		d := net.Dialer{Timeout: timeout, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(h.PodIP, 0))}
-		c, err := d.Dial("tcp4", target)
+		d := net.Dialer{Timeout: timeout, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
+		c, err := d.Dial("tcp", target)
 		if err != nil {
 			return err
 		}

@@ -8,7 +8,21 @@ import "fmt"
 // steps never brings the old one back, then set on the device; LeaseAttrs
 // returns it for the agent to republish. The kernel entries of peers stay:
 // they name the peers' MACs, not ours.
+//
+// The IPv6 side's MAC is replaced with the IPv4 one's: a copied state
+// directory copied both, and the agent compares the IPv4 MAC only.
 func (b *Backend) Readdress() (string, string, error) {
+	old, mac, err := b.readdress()
+	if err != nil || b.v6 == nil {
+		return old, mac, err
+	}
+	if _, _, err := b.v6.readdress(); err != nil {
+		return old, mac, err
+	}
+	return old, mac, nil
+}
+
+func (b *Backend) readdress() (string, string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	old := b.mac

@@ -67,6 +67,18 @@ const (
 	// Overhead is what encapsulation takes from the MTU, as flannel counts
 	// it: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14).
 	Overhead = 50
+	// OverheadIPv6 is what encapsulation over an IPv6 underlay takes: the
+	// outer IPv6 header is 40 bytes, so 70 in all. flannel takes 50 for
+	// its flannel-v6 device too, which leaves full-size packets 20 bytes
+	// too large for the underlay; weft takes 70 (docs/design-vxlan.md).
+	OverheadIPv6 = 70
+	// minIPv6MTU is the least MTU IPv6 runs on (RFC 8200); the kernel
+	// takes IPv6 off a device set below it.
+	minIPv6MTU = 1280
+	// ipv6RouteMetric is the metric the kernel gives an IPv6 route added
+	// without one (IP6_RT_PRIO_USER); it reports it back, so the plan
+	// names it.
+	ipv6RouteMetric = 1024
 	// DefaultReconcilePeriod is how often Run re-applies by default.
 	DefaultReconcilePeriod = 10 * time.Second
 )
@@ -137,9 +149,18 @@ func checkMTU(mtu int) error {
 // DeviceName is the VXLAN device of vni, as flannel names it.
 func DeviceName(vni int) string { return fmt.Sprintf("flannel.%d", vni) }
 
+// DeviceNameV6 is the VXLAN device of vni that carries IPv6 pod traffic
+// over the IPv6 underlay, as flannel names it.
+func DeviceNameV6(vni int) string { return fmt.Sprintf("flannel-v6.%d", vni) }
+
 // MACFileName is the name of the file in the state directory that holds
 // the VTEP MAC of the device of vni.
-func MACFileName(vni int) string { return "weft-vtep-" + DeviceName(vni) + ".mac" }
+func MACFileName(vni int) string { return macFileOf(DeviceName(vni)) }
+
+// MACFileNameV6 is MACFileName for the IPv6 device of vni.
+func MACFileNameV6(vni int) string { return macFileOf(DeviceNameV6(vni)) }
+
+func macFileOf(dev string) string { return "weft-vtep-" + dev + ".mac" }
 
 // Options are the knobs New leaves at their defaults.
 type Options struct {
@@ -175,11 +196,21 @@ type repairCounters struct {
 }
 
 // Backend is the vxlan data plane of one host.
+//
+// Its IPv6 side, when the config enables IPv6, is a Backend of its own
+// (v6) that the IPv4 one drives: the same reconciliation on the device
+// flannel-v6.<VNI>, fed each lease's IPv6 half (IPv6Subnet, PublicIPv6,
+// BackendV6Data) as if it were a lease (v6Half), with the IPv6 underlay
+// address as its external address. Its kernel entries, VTEP MAC and MAC
+// file are its own; Run repairs both in one loop.
 type Backend struct {
-	ext       backend.ExternalInterface
+	ext       backend.ExternalInterface // for the IPv6 side: Addr and PublicIP are the IPv6 ones
 	network   netip.Prefix
 	set       Settings
-	dev       string          // flannel.<VNI>
+	ipv6      bool            // this is the IPv6 side
+	v6        *Backend        // the IPv6 side; nil when IPv6 is not enabled
+	podMTU    int             // the MTU of pods, the least of both sides'
+	dev       string          // flannel.<VNI>, or flannel-v6.<VNI>
 	macFile   string          // "" when there is no state directory
 	published json.RawMessage // backend data the store remembers for this host
 	log       *slog.Logger
@@ -280,6 +311,7 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 		ext:       ext,
 		network:   cfg.Network.Network,
 		set:       set,
+		podMTU:    set.MTU - Overhead,
 		dev:       DeviceName(set.VNI),
 		log:       cfg.Logger(BackendType),
 		opts:      o,
@@ -289,11 +321,100 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 	if cfg.StateDir != "" {
 		b.macFile = filepath.Join(cfg.StateDir, MACFileName(set.VNI))
 	}
+	if cfg.Network.EnableIPv6 {
+		if b.v6, err = newIPv6Side(cfg, ext, set, o, b.log); err != nil {
+			return nil, err
+		}
+		if b.v6 != nil {
+			b.podMTU = b.v6.podMTU
+		}
+	}
 	if err := b.setup(); err != nil {
 		return nil, err
 	}
 	b.data = leaseData(set.VNI, b.mac)
 	return b, nil
+}
+
+// newIPv6Side builds the IPv6 side of the backend: flannel-v6.<VNI> over
+// ext's IPv6 address. Without one it returns nil and says at ERROR that
+// IPv6 pod traffic has no way out, as a host without an IPv6 underlay
+// cannot carry it; IPv4 works on.
+func newIPv6Side(cfg backend.Config, ext backend.ExternalInterface, set Settings, o Options, log *slog.Logger) (*Backend, error) {
+	if !ext.Addr6.IsValid() {
+		log.Error("IPv6 is enabled, but interface "+ext.Name+" has no global IPv6 address to carry VXLAN over IPv6: "+
+			"no "+DeviceNameV6(set.VNI)+" device, so pods' IPv6 traffic does not reach other hosts",
+			"interface", ext.Name)
+		return nil, nil
+	}
+	if mtu := set.MTU - OverheadIPv6; mtu < minIPv6MTU {
+		return nil, fmt.Errorf("vxlan MTU %d: with IPv6 enabled it must be at least %d, so that %s gets IPv6's minimum of %d after %d for VXLAN over IPv6",
+			set.MTU, minIPv6MTU+OverheadIPv6, DeviceNameV6(set.VNI), minIPv6MTU, OverheadIPv6)
+	}
+	ext6 := ext
+	ext6.Addr, ext6.PublicIP = ext.Addr6, ext.PublicIPv6
+	if !ext6.PublicIP.IsValid() {
+		ext6.PublicIP = ext6.Addr
+	}
+	b := &Backend{
+		published: cfg.PublishedV6,
+		ext:       ext6,
+		network:   cfg.Network.IPv6Network,
+		set:       set,
+		ipv6:      true,
+		podMTU:    set.MTU - OverheadIPv6,
+		dev:       DeviceNameV6(set.VNI),
+		log:       log.With("family", "ipv6"),
+		opts:      o,
+		names:     map[int]string{ext.Index: ext.Name},
+	}
+	if cfg.StateDir != "" {
+		b.macFile = filepath.Join(cfg.StateDir, MACFileNameV6(set.VNI))
+	}
+	if err := b.setup(); err != nil {
+		return nil, err
+	}
+	b.data = leaseData(set.VNI, b.mac)
+	return b, nil
+}
+
+// LeaseV6Data returns the BackendV6Data of this host, the VTEP MAC of
+// flannel-v6.<VNI> in BackendData's form; nil without an IPv6 side.
+func (b *Backend) LeaseV6Data() json.RawMessage {
+	if b.v6 == nil {
+		return nil
+	}
+	_, data := b.v6.LeaseAttrs()
+	return data
+}
+
+// IPv6 is the IPv6 side, nil when IPv6 is not enabled (or the external
+// interface has no IPv6 address).
+func (b *Backend) IPv6() *Backend { return b.v6 }
+
+// v6Half is l's IPv6 half as a lease of its own, the form the IPv6 side
+// programs: IPv6Subnet as Subnet, PublicIPv6 as PublicIP, BackendV6Data
+// as BackendData. ok is false for a lease with no IPv6 subnet.
+func v6Half(l lease.Lease) (lease.Lease, bool) {
+	if !l.IPv6Subnet.IsValid() {
+		return lease.Lease{}, false
+	}
+	h := l
+	h.Subnet, h.IPv6Subnet = l.IPv6Subnet, netip.Prefix{}
+	h.Attrs.PublicIP, h.Attrs.PublicIPv6 = l.Attrs.PublicIPv6, netip.Addr{}
+	h.Attrs.BackendData, h.Attrs.BackendV6Data = l.Attrs.BackendV6Data, nil
+	return h, true
+}
+
+// v6Halves is v6Half of every lease that has an IPv6 half.
+func v6Halves(leases []lease.Lease) []lease.Lease {
+	out := make([]lease.Lease, 0, len(leases))
+	for _, l := range leases {
+		if h, ok := v6Half(l); ok {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // LeaseAttrs returns vxlan and {"VNI":<vni>,"VtepMAC":"<mac>"}, flannel's
@@ -304,8 +425,20 @@ func (b *Backend) LeaseAttrs() (string, json.RawMessage) {
 	return BackendType, slices.Clone(b.data)
 }
 
-// MTU is the configured MTU minus the VXLAN overhead, as flannel writes it.
-func (b *Backend) MTU() int { return b.set.MTU - Overhead }
+// MTU is the MTU of pods: the configured MTU minus the VXLAN overhead, as
+// flannel writes it, or with IPv6 enabled minus the overhead over IPv6
+// (70, not flannel's 50), since a pod has one MTU for both families.
+func (b *Backend) MTU() int { return b.podMTU }
+
+// deviceMTU is the MTU of this side's device: what is left of the
+// configured MTU after its own encapsulation. The IPv4 device keeps
+// flannel's; pods' smaller MTU fits through it.
+func (b *Backend) deviceMTU() int {
+	if b.ipv6 {
+		return b.set.MTU - OverheadIPv6
+	}
+	return b.set.MTU - Overhead
+}
 
 // Device is the name of the VXLAN device.
 func (b *Backend) Device() string { return b.dev }
@@ -323,15 +456,21 @@ func (b *Backend) Settings() Settings { return b.set }
 // Repairs is the total number of kernel changes Run had to make.
 func (b *Backend) Repairs() uint64 { return b.RepairCounts().Total() }
 
-// RepairCounts are Run's repairs by kind.
+// RepairCounts are Run's repairs by kind, of both sides.
 func (b *Backend) RepairCounts() RepairCounts {
-	return RepairCounts{
+	c := RepairCounts{
 		Device:    b.repairs.device.Load(),
 		Address:   b.repairs.address.Load(),
 		Neighbour: b.repairs.neighbour.Load(),
 		FDB:       b.repairs.fdb.Load(),
 		Route:     b.repairs.route.Load(),
 	}
+	if b.v6 != nil {
+		c6 := b.v6.RepairCounts()
+		c.Device, c.Address, c.Neighbour, c.FDB, c.Route = c.Device+c6.Device, c.Address+c6.Address,
+			c.Neighbour+c6.Neighbour, c.FDB+c6.FDB, c.Route+c6.Route
+	}
+	return c
 }
 
 // backendData is the BackendData of a vxlan lease. Field order and names
@@ -489,13 +628,13 @@ func desireWith(network netip.Prefix, own lease.Lease, ownPublicIP netip.Addr, o
 func entries(peers []peer, devIndex int, direct map[netip.Prefix]int) (neighs []kernel.Neigh, fdbs []kernel.FDB, routes []kernel.Route) {
 	for _, p := range peers {
 		if link, ok := direct[p.Subnet]; ok {
-			routes = append(routes, kernel.Route{Dst: p.Subnet, Gw: p.PublicIP, LinkIndex: link, Proto: kernel.ProtoWeft})
+			routes = append(routes, kernel.Route{Dst: p.Subnet, Gw: p.PublicIP, LinkIndex: link, Proto: kernel.ProtoWeft, Metric: routeMetric(p.Subnet)})
 			continue
 		}
 		gw := p.Subnet.Addr()
 		neighs = append(neighs, kernel.Neigh{LinkIndex: devIndex, IP: gw, MAC: p.MAC, Permanent: true})
 		fdbs = append(fdbs, kernel.FDB{LinkIndex: devIndex, MAC: p.MAC, Dst: p.PublicIP, Permanent: true})
-		routes = append(routes, kernel.Route{Dst: p.Subnet, Gw: gw, LinkIndex: devIndex, OnLink: true, Proto: kernel.ProtoWeft})
+		routes = append(routes, kernel.Route{Dst: p.Subnet, Gw: gw, LinkIndex: devIndex, OnLink: true, Proto: kernel.ProtoWeft, Metric: routeMetric(p.Subnet)})
 	}
 	// By MAC, as kernel.PlanFDB merges sorted lists without maps (stable:
 	// of two peers claiming one MAC, the later still wins).
@@ -503,6 +642,15 @@ func entries(peers []peer, devIndex int, direct map[netip.Prefix]int) (neighs []
 		return cmp.Or(cmp.Compare(a.LinkIndex, b.LinkIndex), slices.Compare(a.MAC[:], b.MAC[:]))
 	})
 	return neighs, fdbs, routes
+}
+
+// routeMetric is the metric a peer route to subnet has once the kernel
+// took it: 0 for IPv4, the kernel's default for IPv6.
+func routeMetric(subnet netip.Prefix) int {
+	if subnet.Addr().Is6() {
+		return ipv6RouteMetric
+	}
+	return 0
 }
 
 // deviceAttrs are the VXLAN attributes that decide whether an existing
@@ -634,10 +782,13 @@ func Descriptor() backend.Descriptor {
 			return mac, err == nil
 		},
 		LeaseCheck: leaseCheck,
-		Devices:    []backend.DeviceFact{{Kind: "vxlan", Name: "flannel.", Prefix: true}},
+		Devices: []backend.DeviceFact{
+			{Kind: "vxlan", Name: "flannel.", Prefix: true},
+			{Kind: "vxlan", Name: "flannel-v6.", Prefix: true},
+		},
 		// The MAC files, and the temporary files writeMACFile leaves when
 		// it is interrupted before its rename.
-		StateFiles: []string{"weft-vtep-flannel.*.mac", ".weft-vtep-*.tmp"},
+		StateFiles: []string{"weft-vtep-flannel.*.mac", "weft-vtep-flannel-v6.*.mac", ".weft-vtep-*.tmp"},
 	}
 }
 
@@ -646,22 +797,37 @@ func Descriptor() backend.Descriptor {
 // one would redirect the other's traffic), and a peer publishing another
 // VNI than this network's is refused, since its device drops what this
 // host sends. A lease whose BackendData names no VNI (none of flannel's
-// releases writes one without it) is taken to use the network's.
+// releases writes one without it) is taken to use the network's. With
+// IPv6 enabled, a BackendV6Data is held to the same rules: a lease that
+// publishes one with no usable VtepMAC or another VNI is refused (a lease
+// with none keeps its IPv4 side; the IPv6 side skips it and says why).
 func leaseCheck(cfg *netconf.Config) (backend.LeaseCheck, error) {
 	set, err := parseOptions(cfg.Backend)
 	if err != nil {
 		return nil, err
 	}
-	return func(l lease.Lease) (string, error) {
-		mac, err := parsePeerData(l.Attrs.BackendData)
+	check := func(raw json.RawMessage) (kernel.MAC, error) {
+		mac, err := parsePeerData(raw)
 		if err != nil {
-			return "", err
+			return mac, err
 		}
 		var d struct{ VNI *int }
 		// parsePeerData has decoded the same bytes into a struct.
-		_ = json.Unmarshal(l.Attrs.BackendData, &d)
+		_ = json.Unmarshal(raw, &d)
 		if d.VNI != nil && *d.VNI != set.VNI {
-			return "", fmt.Errorf("it publishes VNI %d but this network uses VNI %d", *d.VNI, set.VNI)
+			return mac, fmt.Errorf("it publishes VNI %d but this network uses VNI %d", *d.VNI, set.VNI)
+		}
+		return mac, nil
+	}
+	return func(l lease.Lease) (string, error) {
+		mac, err := check(l.Attrs.BackendData)
+		if err != nil {
+			return "", err
+		}
+		if cfg.EnableIPv6 && l.IPv6Subnet.IsValid() && len(l.Attrs.BackendV6Data) > 0 {
+			if _, err := check(l.Attrs.BackendV6Data); err != nil {
+				return "", fmt.Errorf("BackendV6Data: %w", err)
+			}
 		}
 		return "VtepMAC " + mac.String(), nil
 	}, nil
@@ -680,27 +846,72 @@ func expect(cfg *netconf.Config, ext backend.ExternalInterface) (backend.Expecta
 		underlay = ext.MTU
 		basis = fmt.Sprintf("%s's MTU %d minus %d for VXLAN", ext.Name, ext.MTU, Overhead)
 	}
-	podMTU := 0
+	overhead := Overhead
+	if cfg.EnableIPv6 {
+		// Pods get the IPv6 device's MTU; the IPv4 device keeps its own.
+		overhead = OverheadIPv6
+		basis = strings.Replace(basis, fmt.Sprintf("minus %d for VXLAN", Overhead), fmt.Sprintf("minus %d for VXLAN over IPv6", OverheadIPv6), 1)
+	}
+	podMTU, dev4MTU, dev6MTU := 0, 0, 0
 	if underlay != 0 {
-		podMTU = underlay - Overhead
+		podMTU, dev4MTU, dev6MTU = underlay-overhead, underlay-Overhead, underlay-OverheadIPv6
 	}
 	port := set.Port
 	if port == 0 {
 		port = KernelDefaultPort
 	}
-	dev := DeviceName(set.VNI)
+	overlays := []string{DeviceName(set.VNI)}
+	if cfg.EnableIPv6 {
+		overlays = append(overlays, DeviceNameV6(set.VNI))
+	}
 	return backend.Expectation{
 		PodMTU:        podMTU,
 		MTUBasis:      basis,
 		Port:          port,
 		PortUser:      "VXLAN device",
 		GatewayHint:   "; also check there that its VXLAN device's MAC is the VtepMAC its lease publishes",
-		Overlays:      []string{dev},
+		Overlays:      overlays,
 		DirectRouting: set.DirectRouting,
 		Wants: func(own lease.Lease, ownPublicIP netip.Addr, leases []lease.Lease, direct map[netip.Addr]string) backend.Wants {
-			return wants(cfg.Network, set, podMTU, own, ownPublicIP, leases, direct)
+			w := wants(cfg.Network, set, DeviceName(set.VNI), dev4MTU, own, ownPublicIP, leases, direct)
+			if cfg.EnableIPv6 {
+				addIPv6Wants(&w, cfg.IPv6Network, set, dev6MTU, own, leases, direct)
+			}
+			return w
 		},
 	}, nil
+}
+
+// addIPv6Wants adds to w, the IPv4 side's Wants, what the IPv6 side asks:
+// flannel-v6 with its address, and each peer's IPv6 entries under the
+// peer's lease subnet, after its IPv4 ones, so that status judges both
+// families of a peer in one row. A peer whose IPv6 half the IPv6 side
+// skips keeps its IPv4 entries alone. Pure.
+func addIPv6Wants(w *backend.Wants, network netip.Prefix, set Settings, devMTU int, own lease.Lease, leases []lease.Lease, direct map[netip.Addr]string) {
+	own6, _ := v6Half(own)
+	w6 := wants(network, set, DeviceNameV6(set.VNI), devMTU, own6, own.Attrs.PublicIPv6, v6Halves(leases), direct)
+	for _, hw := range w6.Host {
+		// Without an own IPv6 subnet the device has no address to want.
+		if hw.Kind != backend.KindAddr || own.IPv6Subnet.IsValid() {
+			w.Host = append(w.Host, hw)
+		}
+	}
+	for _, l := range leases {
+		subnet := l.Subnet.Masked()
+		pw, ok := w.Peers[subnet]
+		if !ok || pw.Refused != "" || !l.IPv6Subnet.IsValid() {
+			continue
+		}
+		pw6, ok := w6.Peers[l.IPv6Subnet.Masked()]
+		if !ok {
+			continue
+		}
+		pw.Entries = append(pw.Entries, pw6.Entries...)
+		if pw.Mismatch == "" && pw6.Mismatch != "" {
+			pw.Mismatch = "IPv6: " + pw6.Mismatch
+		}
+		w.Peers[subnet] = pw
+	}
 }
 
 // wantsDevIndex is the index wants gives the VXLAN device; the devices of
@@ -709,12 +920,11 @@ const wantsDevIndex = -1
 
 // wants turns desire's and entries' plan into Wants, grouped by peer in
 // the order they are programmed: neighbour, FDB entry, route. Pure.
-func wants(network netip.Prefix, set Settings, podMTU int, own lease.Lease, ownPublicIP netip.Addr, leases []lease.Lease,
+func wants(network netip.Prefix, set Settings, dev string, devMTU int, own lease.Lease, ownPublicIP netip.Addr, leases []lease.Lease,
 	direct map[netip.Addr]string,
 ) backend.Wants {
-	dev := DeviceName(set.VNI)
 	ownMAC, _ := parsePeerData(own.Attrs.BackendData) // zero when undecodable: any MAC matches then
-	w := backend.Wants{Host: []backend.Want{{Kind: backend.KindDevice, Dev: dev, MTU: podMTU, MAC: ownMAC}}}
+	w := backend.Wants{Host: []backend.Want{{Kind: backend.KindDevice, Dev: dev, MTU: devMTU, MAC: ownMAC}}}
 	if own.Subnet.IsValid() {
 		w.Host = append(w.Host, backend.Want{Kind: backend.KindAddr, Dev: dev, Dst: backend.DeviceAddr(own.Subnet)})
 	}

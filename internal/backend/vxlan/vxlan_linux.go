@@ -114,7 +114,7 @@ func attrsOf(l netlink.Link) deviceAttrs {
 
 // describe renders the device as `ip link add` arguments.
 func (b *Backend) describe() string {
-	s := fmt.Sprintf("%s address %s mtu %d type vxlan id %d dev %s local %s", b.dev, b.mac, b.MTU(), b.set.VNI, b.ext.Name, b.ext.Addr)
+	s := fmt.Sprintf("%s address %s mtu %d type vxlan id %d dev %s local %s", b.dev, b.mac, b.deviceMTU(), b.set.VNI, b.ext.Name, b.ext.Addr)
 	if b.set.Port != 0 {
 		s += fmt.Sprintf(" dstport %d", b.set.Port)
 	}
@@ -157,7 +157,7 @@ func (b *Backend) ensureDevice() (int, []change, error) {
 		// The MAC is given at creation, which marks it as set by user
 		// space, so udev's MACAddressPolicy leaves it alone.
 		v := &netlink.Vxlan{
-			LinkAttrs:    netlink.LinkAttrs{Name: b.dev, MTU: b.MTU(), HardwareAddr: b.mac.HardwareAddr()},
+			LinkAttrs:    netlink.LinkAttrs{Name: b.dev, MTU: b.deviceMTU(), HardwareAddr: b.mac.HardwareAddr()},
 			VxlanId:      b.set.VNI,
 			VtepDevIndex: b.ext.Index,
 			SrcAddr:      b.ext.Addr.AsSlice(),
@@ -175,12 +175,12 @@ func (b *Backend) ensureDevice() (int, []change, error) {
 	}
 
 	a := link.Attrs()
-	if a.MTU != b.MTU() {
+	if mtu := b.deviceMTU(); a.MTU != mtu {
 		// ip link set flannel.1 mtu M
-		if err := h.LinkSetMTU(link, b.MTU()); err != nil {
-			return 0, changes, fmt.Errorf("set the MTU of %s to %d: %w", b.dev, b.MTU(), err)
+		if err := h.LinkSetMTU(link, mtu); err != nil {
+			return 0, changes, fmt.Errorf("set the MTU of %s to %d: %w", b.dev, mtu, err)
 		}
-		changes = append(changes, change{"device", fmt.Sprintf("mtu %d (was %d)", b.MTU(), a.MTU)})
+		changes = append(changes, change{"device", fmt.Sprintf("mtu %d (was %d)", mtu, a.MTU)})
 	}
 	if have, _ := kernel.MACFrom(a.HardwareAddr); have != b.mac {
 		// ip link set flannel.1 address MAC
@@ -217,13 +217,17 @@ func (b *Backend) ensureDevice() (int, []change, error) {
 	return a.Index, changes, nil
 }
 
-// ensureAddr gives the device the own subnet's network address as a /32,
-// as flannel does, and removes its other addresses inside the network.
-// Callers hold mu.
+// ensureAddr gives the device the own subnet's network address as a /32
+// (/128 on the IPv6 side), as flannel does, and removes its other
+// addresses inside the network. Callers hold mu.
 func (b *Backend) ensureAddr(link netlink.Link) ([]change, error) {
 	h := b.opts.Handle
 	want := backend.DeviceAddr(b.own.Subnet)
-	addrs, err := kernel.RetryDump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_V4) })
+	family := netlink.FAMILY_V4
+	if b.ipv6 {
+		family = netlink.FAMILY_V6
+	}
+	addrs, err := kernel.RetryDump(func() ([]netlink.Addr, error) { return h.AddrList(link, family) })
 	if err != nil {
 		return nil, fmt.Errorf("list the addresses of %s: %w", b.dev, err)
 	}
@@ -251,7 +255,15 @@ func (b *Backend) ensureAddr(link netlink.Link) ([]change, error) {
 	}
 	if !have {
 		// ip addr add 10.244.1.0/32 dev flannel.1
-		addr := &netlink.Addr{IPNet: &net.IPNet{IP: want.Addr().AsSlice(), Mask: net.CIDRMask(32, 32)}}
+		// ip addr add fd00:10:244:1::/128 dev flannel-v6.1 nodad
+		//
+		// Without nodad the address is tentative for a second or more,
+		// and the host's own packets to peers' pods have no source.
+		bits := want.Addr().BitLen()
+		addr := &netlink.Addr{IPNet: &net.IPNet{IP: want.Addr().AsSlice(), Mask: net.CIDRMask(bits, bits)}}
+		if b.ipv6 {
+			addr.Flags = unix.IFA_F_NODAD
+		}
 		if err := h.AddrAdd(link, addr); err != nil && !errors.Is(err, unix.EEXIST) {
 			return changes, fmt.Errorf("add address %s to %s: %w", want, b.dev, err)
 		}
@@ -260,9 +272,25 @@ func (b *Backend) ensureAddr(link netlink.Link) ([]change, error) {
 	return changes, nil
 }
 
-// Start gives the device the own subnet's address. The device itself was
-// settled by New and is re-created here if it went away since.
+// Start gives the device the own subnet's address, and flannel-v6 the own
+// IPv6 subnet's. The devices were settled by New and are re-created here
+// if they went away since.
 func (b *Backend) Start(ctx context.Context, own lease.Lease) error {
+	if err := b.start(ctx, own); err != nil {
+		return err
+	}
+	if b.v6 == nil {
+		return nil
+	}
+	h, ok := v6Half(own)
+	if !ok {
+		b.v6.log.Error("IPv6 is enabled, but this host's lease has no IPv6 subnet: " + b.v6.dev + " gets no address and no peers")
+		return nil
+	}
+	return b.v6.start(ctx, h)
+}
+
+func (b *Backend) start(ctx context.Context, own lease.Lease) error {
 	if !own.Subnet.IsValid() || !b.network.Contains(own.Subnet.Addr()) {
 		return fmt.Errorf("vxlan: own lease %s is not inside the network %s", own.Subnet, b.network)
 	}
@@ -282,10 +310,29 @@ func (b *Backend) Start(ctx context.Context, own lease.Lease) error {
 }
 
 // Apply makes the device's neighbours and FDB and the main table hold
-// exactly the entries of the vxlan peers in leases. A peer whose lease is
-// unusable, or whose entries the kernel refuses, gets an error in the
-// joined result; the others are programmed regardless.
+// exactly the entries of the vxlan peers in leases, and flannel-v6's those
+// of their IPv6 halves. A peer whose lease is unusable, or whose entries
+// the kernel refuses, gets an error in the joined result; the others are
+// programmed regardless. A peer without an IPv6 half gets its IPv4
+// entries only.
 func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
+	err := b.apply(ctx, leases)
+	if b.v6 == nil || !b.v6.isStarted() {
+		return err
+	}
+	if err6 := b.v6.apply(ctx, v6Halves(leases)); err6 != nil {
+		err = errors.Join(err, fmt.Errorf("IPv6: %w", err6))
+	}
+	return err
+}
+
+func (b *Backend) isStarted() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.started
+}
+
+func (b *Backend) apply(ctx context.Context, leases []lease.Lease) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -721,32 +768,63 @@ func (b *Backend) count(changes []change, counts backend.Counts) {
 // kernel's echo of the backend's own writes equals the plan and calls for
 // nothing. Before the first Apply it changes nothing. It returns nil when
 // ctx is done.
+//
+// One loop serves both sides: a change that calls for a repair of either
+// repairs both, which costs the other side a dump of its entries.
 func (b *Backend) Run(ctx context.Context) error {
+	sides := []*Backend{b}
+	if b.v6 != nil {
+		sides = append(sides, b.v6)
+	}
 	var watches []backend.Watch
 	if !b.opts.NoSubscribe {
 		ns := b.opts.Netns
 		watches = []backend.Watch{
-			backend.NewWatch("routes", ns, kernel.WatchRoutes, b.routeTrigger),
-			backend.NewWatch("neighbours and fdb", ns, kernel.WatchNeighs, b.neighTrigger),
-			backend.NewWatch("link changes", ns, kernel.WatchLinks, b.linkTrigger),
-			backend.NewWatch("address changes", ns, kernel.WatchAddrs, func(e kernel.AddrEvent) string {
-				if e.LinkIndex == int(b.devIndex.Load()) {
+			backend.NewWatch("routes", ns, kernel.WatchRoutes, eitherSide(sides, (*Backend).routeTrigger)),
+			backend.NewWatch("neighbours and fdb", ns, kernel.WatchNeighs, eitherSide(sides, (*Backend).neighTrigger)),
+			backend.NewWatch("link changes", ns, kernel.WatchLinks, eitherSide(sides, (*Backend).linkTrigger)),
+			backend.NewWatch("address changes", ns, kernel.WatchAddrs, eitherSide(sides, func(s *Backend, e kernel.AddrEvent) string {
+				if e.LinkIndex == int(s.devIndex.Load()) {
 					return "device address changed"
 				}
 				return ""
-			}),
+			})),
 		}
 	}
 	return backend.RunRepairLoop(ctx, backend.RepairConfig{
 		Period:  b.opts.ReconcilePeriod,
 		Watches: watches,
-		Repair:  b.repair,
+		Repair: func(trigger string) backend.Counts {
+			counts := b.repair(trigger)
+			if b.v6 != nil {
+				for kind, n := range b.v6.repair(trigger) {
+					if counts == nil {
+						counts = backend.Counts{}
+					}
+					counts.Add(kind, n)
+				}
+			}
+			return counts
+		},
 		// The device's deletion takes all its entries at once; it names
 		// the burst.
 		Dominant: "device deleted",
 		Log:      b.log,
 		Metrics:  b.metrics,
 	})
+}
+
+// eitherSide is a trigger that asks each side in turn and returns the
+// first reason.
+func eitherSide[E any](sides []*Backend, trigger func(*Backend, E) string) func(E) string {
+	return func(e E) string {
+		for _, s := range sides {
+			if why := trigger(s, e); why != "" {
+				return why
+			}
+		}
+		return ""
+	}
 }
 
 // linkTrigger says why a link change calls for a repair, "" when it does
@@ -804,6 +882,10 @@ func (b *Backend) neighTrigger(e kernel.NeighEvent) string {
 func (b *Backend) routeTrigger(e kernel.RouteEvent) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if e.Route.Dst.Addr().Is6() != b.ipv6 {
+		// The other side's.
+		return ""
+	}
 	if b.set.DirectRouting && !b.network.Contains(e.Route.Dst.Addr()) {
 		if e.Deleted {
 			return "route deleted"

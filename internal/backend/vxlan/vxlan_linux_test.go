@@ -39,6 +39,9 @@ type host struct {
 	stateDir string
 	logBuf   *backendtest.LogBuffer
 	metrics  *metrics.Metrics // nil unless a test counts repairs
+	// ipv6 enables IPv6 in the network config: the host leases and
+	// publishes its IPv6 subnet too (dualstack_linux_test.go).
+	ipv6 bool
 }
 
 // cluster builds perSegment[s] hosts on segment s, numbered on from 1
@@ -62,6 +65,13 @@ const plainConfig = `{"Type":"vxlan"}`
 // Netns are filled in unless o says otherwise.
 func (hg *host) build(t *testing.T, conf string, o Options) (*Backend, error) {
 	t.Helper()
+	return hg.buildWith(t, conf, o, nil)
+}
+
+// buildWith is build with what the store published for the IPv6 side
+// (backend.Config.PublishedV6).
+func (hg *host) buildWith(t *testing.T, conf string, o Options, publishedV6 json.RawMessage) (*Backend, error) {
+	t.Helper()
 	o.Handle = hg.Handle
 	if !o.NoSubscribe {
 		o.Netns = &hg.Netns
@@ -70,12 +80,17 @@ func (hg *host) build(t *testing.T, conf string, o Options) (*Backend, error) {
 		o.ReconcilePeriod = time.Minute
 	}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), hg.logBuf), nil)).With("host", hg.NS)
+	cfg := &netconf.Config{EnableIPv4: true, Network: network, SubnetLen: 24, BackendType: BackendType, Backend: json.RawMessage(conf)}
+	if hg.ipv6 {
+		cfg.EnableIPv6, cfg.IPv6Network, cfg.IPv6SubnetLen = true, backendtest.Network6, 64
+	}
 	return NewWithOptions(backend.Config{
-		Ext:      hg.Ext,
-		Network:  &netconf.Config{EnableIPv4: true, Network: network, SubnetLen: 24, BackendType: BackendType, Backend: json.RawMessage(conf)},
-		Log:      log,
-		StateDir: hg.stateDir,
-		Metrics:  hg.metrics,
+		Ext:         hg.Ext,
+		Network:     cfg,
+		Log:         log,
+		StateDir:    hg.stateDir,
+		Metrics:     hg.metrics,
+		PublishedV6: publishedV6,
 	}, o)
 }
 
@@ -95,7 +110,11 @@ func (hg *host) start(t *testing.T, conf string, o Options) *Backend {
 // lease is the lease hg publishes with b.
 func (hg *host) lease(b *Backend) lease.Lease {
 	typ, data := b.LeaseAttrs()
-	return lease.Lease{Subnet: hg.Subnet, Attrs: lease.Attrs{PublicIP: hg.Ext.PublicIP, BackendType: typ, BackendData: data}}
+	l := lease.Lease{Subnet: hg.Subnet, Attrs: lease.Attrs{PublicIP: hg.Ext.PublicIP, BackendType: typ, BackendData: data}}
+	if hg.ipv6 {
+		l.IPv6Subnet, l.Attrs.PublicIPv6, l.Attrs.BackendV6Data = hg.Subnet6, hg.Ext.PublicIPv6, b.LeaseV6Data()
+	}
+	return l
 }
 
 // startAll starts a backend on every host and applies every lease on each.
@@ -132,26 +151,44 @@ func lines(t *testing.T, ns string, sorted bool, args ...string) []string {
 	return out
 }
 
-func neighs(t *testing.T, ns string) []string {
-	return lines(t, ns, true, "ip", "-4", "neigh", "show", "dev", "flannel.1", "nud", "permanent")
+// family is one side of the backend as the tests look at it: ip's
+// family flag and the side's device.
+type family struct{ flag, dev string }
+
+var (
+	ipv4 = family{"-4", "flannel.1"}
+	ipv6 = family{"-6", "flannel-v6.1"}
+)
+
+func neighs(t *testing.T, ns string) []string { return neighsOf(t, ns, ipv4) }
+
+func neighsOf(t *testing.T, ns string, f family) []string {
+	return lines(t, ns, true, "ip", f.flag, "neigh", "show", "dev", f.dev, "nud", "permanent")
 }
 
-func fdb(t *testing.T, ns string) []string {
-	return lines(t, ns, true, "bridge", "fdb", "show", "dev", "flannel.1")
+func fdb(t *testing.T, ns string) []string { return fdbOf(t, ns, ipv4) }
+
+func fdbOf(t *testing.T, ns string, f family) []string {
+	return lines(t, ns, true, "bridge", "fdb", "show", "dev", f.dev)
 }
 
-func weftRoutes(t *testing.T, ns string) []string {
-	return lines(t, ns, false, "ip", "route", "show", "proto", "87")
+func weftRoutes(t *testing.T, ns string) []string { return weftRoutesOf(t, ns, ipv4) }
+
+func weftRoutesOf(t *testing.T, ns string, f family) []string {
+	return lines(t, ns, false, "ip", f.flag, "route", "show", "proto", "87")
 }
 
 // state is everything a host's backend programs, for comparing before and
 // after a repair.
-func state(t *testing.T, ns string) string {
+func state(t *testing.T, ns string) string { return stateOf(t, ns, ipv4) }
+
+// stateOf is state of one side.
+func stateOf(t *testing.T, ns string, f family) string {
 	return strings.Join([]string{
-		strings.Join(neighs(t, ns), "\n"),
-		strings.Join(fdb(t, ns), "\n"),
-		strings.Join(weftRoutes(t, ns), "\n"),
-		strings.Join(lines(t, ns, false, "ip", "-4", "-br", "addr", "show", "dev", "flannel.1"), "\n"),
+		strings.Join(neighsOf(t, ns, f), "\n"),
+		strings.Join(fdbOf(t, ns, f), "\n"),
+		strings.Join(weftRoutesOf(t, ns, f), "\n"),
+		strings.Join(lines(t, ns, false, "ip", f.flag, "-br", "addr", "show", "dev", f.dev, "scope", "global"), "\n"),
 	}, "\n--\n")
 }
 

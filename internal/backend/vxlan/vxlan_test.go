@@ -348,7 +348,7 @@ func TestWantsAreThePlan(t *testing.T) {
 			}
 		}
 
-		w := wants(testNetwork, set, 1450, own, backendtest.OwnPublicIP, leases, direct)
+		w := wants(testNetwork, set, "flannel.1", 1450, own, backendtest.OwnPublicIP, leases, direct)
 		wantHost := []backend.Want{
 			{Kind: backend.KindDevice, Dev: "flannel.1", MTU: 1450, MAC: ownMAC},
 			{Kind: backend.KindAddr, Dev: "flannel.1", Dst: netip.MustParsePrefix("10.244.1.0/32")},

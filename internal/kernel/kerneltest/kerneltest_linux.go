@@ -315,8 +315,8 @@ func (f *Netlink) describeNeigh(verb string, n *netlink.Neigh) string {
 	return s + " dev " + f.name(n.LinkIndex)
 }
 
-// NeighList is ip neigh show dev DEV (AF_INET) or bridge fdb show dev DEV
-// (AF_BRIDGE).
+// NeighList is ip neigh show dev DEV (AF_INET, AF_INET6, or AF_UNSPEC for
+// both) or bridge fdb show dev DEV (AF_BRIDGE).
 func (f *Netlink) NeighList(linkIndex, family int) ([]netlink.Neigh, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -329,7 +329,8 @@ func (f *Netlink) NeighList(linkIndex, family int) ([]netlink.Neigh, error) {
 	}
 	var out []netlink.Neigh
 	for _, n := range f.neighs {
-		if n.LinkIndex == linkIndex && n.Family == family {
+		unspec := family == unix.AF_UNSPEC && n.Family != unix.AF_BRIDGE
+		if n.LinkIndex == linkIndex && (n.Family == family || unspec) {
 			out = append(out, n)
 		}
 	}

@@ -2,7 +2,6 @@ package etcdstore
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 
@@ -20,10 +19,10 @@ var (
 // Published returns the backend type and data of the lease that carries
 // publicIP, if there is one. It needs no expirations, so unlike List it asks
 // etcd for none.
-func (s *Store) Published(ctx context.Context, publicIP netip.Addr, hostID string) (string, json.RawMessage, error) {
+func (s *Store) Published(ctx context.Context, publicIP netip.Addr, hostID string) (lease.Attrs, error) {
 	ls, err := s.list(ctx, nil)
 	if err != nil {
-		return "", nil, err
+		return lease.Attrs{}, err
 	}
 	// Of several leases with that address (stale ones of this host), the
 	// one with the lowest subnet, as List orders them.
@@ -43,9 +42,10 @@ func (s *Store) Published(ctx context.Context, publicIP netip.Addr, hostID strin
 		}
 	}
 	if found == nil {
-		return "", nil, nil
+		return lease.Attrs{}, nil
 	}
-	return found.Attrs.BackendType, found.Attrs.BackendData, nil
+	a := found.Attrs
+	return lease.Attrs{BackendType: a.BackendType, BackendData: a.BackendData, BackendV6Data: a.BackendV6Data}, nil
 }
 
 // ConfigHint is the etcdctl command that creates a network config.

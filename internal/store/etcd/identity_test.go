@@ -55,11 +55,11 @@ func TestAcquireRefusesAnotherHostsLeaseWithOurPublicIP(t *testing.T) {
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("%d keys (%v), want the first host's only", len(resp.Kvs), err)
 	}
-	if typ, data, err := s2.Published(ctx, a.PublicIP, "hostb"); err != nil || typ != "" || data != nil {
-		t.Errorf("Published for the second host = %q %s %v, want nothing", typ, data, err)
+	if got, err := s2.Published(ctx, a.PublicIP, "hostb"); err != nil || got.BackendType != "" || got.BackendData != nil {
+		t.Errorf("Published for the second host = %+v %v, want nothing", got, err)
 	}
-	if _, data, err := s2.Published(ctx, a.PublicIP, "hosta"); err != nil || string(data) != `{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:01"}` {
-		t.Errorf("Published for the first host = %s %v", data, err)
+	if got, err := s2.Published(ctx, a.PublicIP, "hosta"); err != nil || string(got.BackendData) != `{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:01"}` {
+		t.Errorf("Published for the first host = %+v %v", got, err)
 	}
 
 	// Renew as the second host of the first's key fails, saying why.

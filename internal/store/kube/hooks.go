@@ -2,10 +2,10 @@ package kubestore
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 
+	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/store"
 )
 
@@ -19,7 +19,7 @@ var (
 
 // Published returns what the own Node's annotations say this host
 // published; publicIP is not needed, the Node is ours.
-func (s *Store) Published(ctx context.Context, _ netip.Addr, _ string) (string, json.RawMessage, error) {
+func (s *Store) Published(ctx context.Context, _ netip.Addr, _ string) (lease.Attrs, error) {
 	return s.StoredBackendData(ctx)
 }
 

@@ -44,6 +44,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/netconf"
 	"github.com/weftnet/weft/internal/store"
 	"github.com/weftnet/weft/internal/version"
@@ -271,24 +272,28 @@ func (s *Store) NodePublicIPv6(ctx context.Context) (ip netip.Addr, ok bool, err
 	return ip, true, nil
 }
 
-// StoredBackendData returns the backend type and data the own node
-// published last time (nil data when there is none, or when it is "null"),
-// so that the vxlan backend can keep its VtepMAC across restarts as flannel
-// does. Callers must check the type before trusting the data.
-func (s *Store) StoredBackendData(ctx context.Context) (backendType string, data json.RawMessage, err error) {
+// StoredBackendData returns the backend type, data and v6 data the own
+// node published last time (nil data when there is none, or when it is
+// "null"), so that the vxlan backend can keep its VtepMACs across restarts
+// as flannel does. Callers must check the type before trusting the data.
+func (s *Store) StoredBackendData(ctx context.Context) (lease.Attrs, error) {
 	n, err := s.getNode(ctx)
 	if err != nil {
-		return "", nil, err
+		return lease.Attrs{}, err
 	}
-	bt := n.Annotations[s.keys.backendType]
-	if _, ok := n.Annotations[s.keys.backendData]; !ok {
-		return bt, nil, nil
+	a := lease.Attrs{BackendType: n.Annotations[s.keys.backendType]}
+	for _, f := range []struct {
+		key string
+		to  *json.RawMessage
+	}{{s.keys.backendData, &a.BackendData}, {s.keys.backendV6Data, &a.BackendV6Data}} {
+		if _, ok := n.Annotations[f.key]; !ok {
+			continue
+		}
+		if *f.to, err = annotationJSON(n, f.key); err != nil {
+			return lease.Attrs{BackendType: a.BackendType}, err
+		}
 	}
-	data, err = annotationJSON(n, s.keys.backendData)
-	if err != nil {
-		return bt, nil, err
-	}
-	return bt, data, nil
+	return a, nil
 }
 
 func (s *Store) getNode(ctx context.Context) (*corev1.Node, error) {
