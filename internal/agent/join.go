@@ -74,6 +74,7 @@ func (a *Agent) join(ctx context.Context, ext backend.ExternalInterface) (*netco
 			ReconcilePeriod: a.opts.ReconcilePeriod,
 			Metrics:         a.deps.Metrics,
 			Published:       published,
+			UDP:             backend.UDPTuning{NoOffload: !a.opts.UDPOffload, Queues: a.opts.UDPQueues},
 		})
 		if err != nil {
 			return nil, nil, lease.Lease{}, fmt.Errorf("start the %s backend: %w", cfg.BackendType, err)

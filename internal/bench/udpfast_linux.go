@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/weftnet/weft/internal/backend/udp"
 	"github.com/weftnet/weft/internal/lab"
+	"github.com/weftnet/weft/internal/options"
 )
 
 // udpFast measures the udp-fast subjects in interleaved rounds (see
@@ -20,11 +20,11 @@ func (r *runner) udpFast(ctx context.Context) error {
 	u := &UDPFast{Rounds: r.o.Rounds, TransferSeconds: r.o.Transfer.Seconds(), PingCount: r.o.PingCount, LoadBefore: loadAverage()}
 	subjects := []struct {
 		name, backend, suffix string
-		env                   string // udp.OffloadEnv's value for the agents
+		env                   string // --udp-offload for the agents, "" for the default
 	}{
 		{UDPFastVXLAN, "vxlan", "fvx", ""},
 		{UDPFastOffload, "udp", "fuo", ""},
-		{UDPFastBatch, "udp", "fub", "off"},
+		{UDPFastBatch, "udp", "fub", "false"},
 	}
 	r.say("udp fast path: %d subjects, %d rounds of iperf3 TCP×1, TCP×4 (%v each), %d pings idle and under one TCP stream",
 		len(subjects), r.o.Rounds, r.o.Transfer, r.o.PingCount)
@@ -96,19 +96,21 @@ func (r *runner) udpFast(ctx context.Context) error {
 	return nil
 }
 
-// upWithEnv is up with udp.OffloadEnv=env in the agents' environment
-// (they inherit the bench's); env "" leaves it unset.
+// upWithEnv is up with --udp-offload=env for the agents, through its
+// FLANNELD_ variable in their environment (they inherit the bench's); env
+// "" leaves it unset.
 func (r *runner) upWithEnv(ctx context.Context, spec lab.Spec, env string) (*lab.Lab, error) {
 	if env == "" {
 		return r.up(ctx, spec)
 	}
-	old, had := os.LookupEnv(udp.OffloadEnv)
-	os.Setenv(udp.OffloadEnv, env)
+	name := options.EnvName("udp-offload")
+	old, had := os.LookupEnv(name)
+	os.Setenv(name, env)
 	defer func() {
 		if had {
-			os.Setenv(udp.OffloadEnv, old)
+			os.Setenv(name, old)
 		} else {
-			os.Unsetenv(udp.OffloadEnv)
+			os.Unsetenv(name)
 		}
 	}()
 	return r.up(ctx, spec)

@@ -172,3 +172,41 @@ func TestPasswordFile(t *testing.T) {
 		t.Errorf("weft config's --etcd-password-file: password %q", o.EtcdPassword)
 	}
 }
+
+// The profiling listener is off by default, warns exactly when bound
+// beyond loopback, and refuses an address that is not host:port.
+func TestDebugAddr(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		warn bool
+	}{
+		{"off by default", nil, nil, false},
+		{"loopback", []string{"--debug-addr=127.0.0.1:6060"}, nil, false},
+		{"localhost from the env", nil, map[string]string{"FLANNELD_DEBUG_ADDR": "localhost:6060"}, false},
+		{"every address", []string{"--debug-addr=:6060"}, nil, true},
+		{"node IP", []string{"--debug-addr=10.4.7.21:6060"}, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lines := warnings(t, tc.args, tc.env)
+			if !tc.warn {
+				if len(lines) != 0 {
+					t.Fatalf("want no warning, got %q", lines)
+				}
+				return
+			}
+			if len(lines) != 1 || !strings.Contains(lines[0], "level=WARN") ||
+				!strings.Contains(lines[0], "/debug/pprof/") || !strings.Contains(lines[0], "--debug-addr=127.0.0.1:PORT") {
+				t.Fatalf("want one WARN saying the profiles are reachable and how to keep them local, got %q", lines)
+			}
+		})
+	}
+	o, _, err := Parse("flanneld", []string{"--debug-addr=6060"}, env(nil))
+	if err == nil {
+		err = o.Validate()
+	}
+	if err == nil || !strings.Contains(err.Error(), "want host:port") {
+		t.Fatalf("--debug-addr=6060: want an error asking for host:port, got %v", err)
+	}
+}
