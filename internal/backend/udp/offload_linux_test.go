@@ -352,7 +352,7 @@ func TestOffloadHostInteroperatesWithFlannelPeer(t *testing.T) {
 	}
 }
 
-// TestNoOffloadRunsBatchedPath turns the offloads off (WEFT_UDP_OFFLOAD=off):
+// TestNoOffloadRunsBatchedPath turns the offloads off (--udp-offload=false):
 // flannel0 has no virtio header, the path is the batched one, and it is
 // said to be chosen, not refused.
 func TestNoOffloadRunsBatchedPath(t *testing.T) {
