@@ -157,8 +157,15 @@ func (a *Agent) Run(ctx context.Context) error {
 			mux.Handle("GET /metrics", a.deps.Metrics.Handler())
 			mux.Handle("/", a.pageHandler(start))
 			go a.watchRepairs(ctx, 3*time.Second)
-			if err := health.Serve(ctx, addr, mux, a.log); err != nil {
+			if err := health.Serve(ctx, "health checks", addr, mux, a.log); err != nil {
 				a.log.Error("health endpoint failed", "err", err)
+			}
+		}()
+	}
+	if a.opts.DebugAddr != "" {
+		go func() {
+			if err := health.Serve(ctx, "profiling", a.opts.DebugAddr, profilingMux(), a.log); err != nil {
+				a.log.Error("profiling endpoint failed", "err", err)
 			}
 		}()
 	}

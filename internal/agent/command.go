@@ -44,7 +44,8 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 		klog.InitFlags(&kfs)
 		_ = kfs.Set("v", strconv.Itoa(opts.Verbosity))
 	}
-	log.Info("starting weft agent", "version", version.Version, "options", opts)
+	limit := setMemoryLimit(os.Getenv("GOMEMLIMIT"))
+	log.Info("starting weft agent", "version", version.Version, "options", opts, "memory-limit", memoryLimitAttr(limit))
 	opts.Warn(log)
 	for _, f := range opts.Klog.Given {
 		log.Debug("klog flag accepted for flanneld compatibility and ignored: weft logs to stderr through its own logger", "flag", f)

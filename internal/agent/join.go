@@ -75,6 +75,7 @@ func (a *Agent) join(ctx context.Context, ext backend.ExternalInterface) (*netco
 			Metrics:         a.deps.Metrics,
 			Published:       published,
 			PublishedV6:     publishedV6,
+			UDP:             backend.UDPTuning{NoOffload: !a.opts.UDPOffload, Queues: a.opts.UDPQueues},
 		})
 		if err != nil {
 			return nil, nil, lease.Lease{}, fmt.Errorf("start the %s backend: %w", cfg.BackendType, err)

@@ -56,6 +56,16 @@ type Config struct {
 	PublishedV6 json.RawMessage
 	// Metrics counts repairs by kind; nil records nothing.
 	Metrics *metrics.Metrics
+	// UDP is the agent's --udp-offload and --udp-queues, for the udp
+	// backend; the zero value is its default (offloads, one queue).
+	UDP UDPTuning
+}
+
+// UDPTuning is how the udp backend moves packets on this host; the wire
+// format is the same whatever it says.
+type UDPTuning struct {
+	NoOffload bool // the batched path of one packet per read of flannel0
+	Queues    int  // queues of flannel0 to read; 0 or 1 means one
 }
 
 // Period is how often a backend repairs: opt (its Options') when set,

@@ -7,7 +7,7 @@ import (
 
 // The udp-fast section (issue 15) measures the udp backend's data paths
 // against kernel VXLAN on the same machine, in interleaved rounds: the
-// offload path, the batched path it falls back to (WEFT_UDP_OFFLOAD=off),
+// offload path, the batched path it falls back to (--udp-offload=false),
 // and a VXLAN device typed by hand (no agent) as the reference.
 
 // SectionUDPFast is the udp-fast section's name for --only.

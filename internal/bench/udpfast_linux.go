@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/weftnet/weft/internal/backend/udp"
 	"github.com/weftnet/weft/internal/lab"
 )
 
@@ -20,11 +19,11 @@ func (r *runner) udpFast(ctx context.Context) error {
 	u := &UDPFast{Rounds: r.o.Rounds, TransferSeconds: r.o.Transfer.Seconds(), PingCount: r.o.PingCount, LoadBefore: loadAverage()}
 	subjects := []struct {
 		name, backend, suffix string
-		env                   string // udp.OffloadEnv's value for the agents
+		args                  []string // the agents' extra flags
 	}{
-		{UDPFastVXLAN, "vxlan", "fvx", ""},
-		{UDPFastOffload, "udp", "fuo", ""},
-		{UDPFastBatch, "udp", "fub", "off"},
+		{UDPFastVXLAN, "vxlan", "fvx", nil},
+		{UDPFastOffload, "udp", "fuo", nil},
+		{UDPFastBatch, "udp", "fub", []string{"--udp-offload=false"}},
 	}
 	r.say("udp fast path: %d subjects, %d rounds of iperf3 TCP×1, TCP×4 (%v each), %d pings idle and under one TCP stream",
 		len(subjects), r.o.Rounds, r.o.Transfer, r.o.PingCount)
@@ -43,7 +42,7 @@ func (r *runner) udpFast(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		l, err := r.upWithEnv(ctx, lab.Spec{Prefix: r.o.Prefix + s.suffix, Hosts: 2, Pods: 1, Backend: s.backend}, s.env)
+		l, err := r.up(ctx, lab.Spec{Prefix: r.o.Prefix + s.suffix, Hosts: 2, Pods: 1, Backend: s.backend, AgentArgs: s.args})
 		if err != nil {
 			r.fail("udp fast path "+s.name, err)
 			continue
@@ -94,24 +93,6 @@ func (r *runner) udpFast(ctx context.Context) error {
 	u.summarize()
 	r.res.UDPFast = u
 	return nil
-}
-
-// upWithEnv is up with udp.OffloadEnv=env in the agents' environment
-// (they inherit the bench's); env "" leaves it unset.
-func (r *runner) upWithEnv(ctx context.Context, spec lab.Spec, env string) (*lab.Lab, error) {
-	if env == "" {
-		return r.up(ctx, spec)
-	}
-	old, had := os.LookupEnv(udp.OffloadEnv)
-	os.Setenv(udp.OffloadEnv, env)
-	defer func() {
-		if had {
-			os.Setenv(udp.OffloadEnv, old)
-		} else {
-			os.Unsetenv(udp.OffloadEnv)
-		}
-	}()
-	return r.up(ctx, spec)
 }
 
 // udpFastRound measures one round of one subject; what fails is recorded

@@ -74,11 +74,12 @@ func (s *Status) Handler() http.Handler {
 	return mux
 }
 
-// Serve listens on addr and serves h until ctx is done.
-func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+// Serve listens on addr and serves h until ctx is done; what names the
+// listener in its log line and errors ("health checks", "profiling").
+func Serve(ctx context.Context, what, addr string, h http.Handler, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("listen for health checks on %s: %w", addr, err)
+		return fmt.Errorf("listen for %s on %s: %w", what, addr, err)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
@@ -87,9 +88,9 @@ func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) e
 		defer cancel()
 		_ = srv.Shutdown(shut)
 	}()
-	log.Info("serving health checks", "addr", ln.Addr().String())
+	log.Info("serving "+what, "addr", ln.Addr().String())
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("health server on %s: %w", addr, err)
+		return fmt.Errorf("%s server on %s: %w", what, addr, err)
 	}
 	return nil
 }

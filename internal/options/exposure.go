@@ -58,7 +58,7 @@ func isSet(fs *flag.FlagSet, name string) bool {
 }
 
 // Warn logs, once at start, what in these options exposes the host: a
-// health listener other hosts can reach, and an etcd password on the
+// health or profiling listener other hosts can reach, and an etcd password on the
 // command line. Neither stops the agent (flanneld's setups rely on both),
 // but the operator should know.
 func (o *Options) Warn(log *slog.Logger) {
@@ -66,6 +66,10 @@ func (o *Options) Warn(log *slog.Logger) {
 		addr := net.JoinHostPort(o.HealthzIP, strconv.Itoa(o.HealthzPort))
 		log.Warn("the health listener is reachable from the network: whoever reaches it can read /metrics and the agent's page (GET only, no secrets); --healthz-ip=127.0.0.1 keeps it on this host",
 			"addr", addr)
+	}
+	if host, _, err := net.SplitHostPort(o.DebugAddr); err == nil && !loopbackHost(host) {
+		log.Warn("the profiling listener is reachable from the network: whoever reaches it can read the agent's memory and stacks through /debug/pprof/; --debug-addr=127.0.0.1:PORT keeps it on this host",
+			"addr", o.DebugAddr)
 	}
 	if o.passwordOnCommandLine {
 		log.Warn("the etcd password is on the command line, where every user of this host can read it (/proc/<pid>/cmdline); pass it in FLANNELD_ETCD_PASSWORD or --etcd-password-file instead")

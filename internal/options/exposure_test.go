@@ -51,18 +51,28 @@ func TestWarnHealthListenerOnTheNetwork(t *testing.T) {
 		{"exposed but off", []string{"--healthz-ip=0.0.0.0"}, nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			lines := warnings(t, tc.args, tc.env)
-			if !tc.warn {
-				if len(lines) != 0 {
-					t.Fatalf("want no warning, got %q", lines)
-				}
-				return
-			}
-			if len(lines) != 1 || !strings.Contains(lines[0], "level=WARN") ||
-				!strings.Contains(lines[0], "reachable from the network") || !strings.Contains(lines[0], "--healthz-ip=127.0.0.1") {
-				t.Fatalf("want one WARN saying the listener is reachable and how to keep it local, got %q", lines)
-			}
+			checkExposure(t, tc.args, tc.env, tc.warn, "reachable from the network", "--healthz-ip=127.0.0.1")
 		})
+	}
+}
+
+// checkExposure checks that the options warn about nothing, or (warn)
+// exactly once, at WARN, with every one of says in the line.
+func checkExposure(t *testing.T, args []string, vars map[string]string, warn bool, says ...string) {
+	t.Helper()
+	lines := warnings(t, args, vars)
+	if !warn {
+		if len(lines) != 0 {
+			t.Fatalf("want no warning, got %q", lines)
+		}
+		return
+	}
+	ok := len(lines) == 1 && strings.Contains(lines[0], "level=WARN")
+	for _, w := range says {
+		ok = ok && strings.Contains(lines[0], w)
+	}
+	if !ok {
+		t.Fatalf("want one WARN saying %q, got %q", says, lines)
 	}
 }
 
@@ -170,5 +180,33 @@ func TestPasswordFile(t *testing.T) {
 	}
 	if o.EtcdPassword != "c0nfig" {
 		t.Errorf("weft config's --etcd-password-file: password %q", o.EtcdPassword)
+	}
+}
+
+// The profiling listener is off by default, warns exactly when bound
+// beyond loopback, and refuses an address that is not host:port.
+func TestDebugAddr(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		warn bool
+	}{
+		{"off by default", nil, nil, false},
+		{"loopback", []string{"--debug-addr=127.0.0.1:6060"}, nil, false},
+		{"localhost from the env", nil, map[string]string{"FLANNELD_DEBUG_ADDR": "localhost:6060"}, false},
+		{"every address", []string{"--debug-addr=:6060"}, nil, true},
+		{"node IP", []string{"--debug-addr=10.4.7.21:6060"}, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkExposure(t, tc.args, tc.env, tc.warn, "/debug/pprof/", "--debug-addr=127.0.0.1:PORT")
+		})
+	}
+	o, _, err := Parse("flanneld", []string{"--debug-addr=6060"}, env(nil))
+	if err == nil {
+		err = o.Validate()
+	}
+	if err == nil || !strings.Contains(err.Error(), "want host:port") {
+		t.Fatalf("--debug-addr=6060: want an error asking for host:port, got %v", err)
 	}
 }

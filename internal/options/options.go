@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -43,7 +44,17 @@ type Options struct {
 	IPTablesForwardRules     bool
 	HealthzIP                string
 	HealthzPort              int
-	IPTablesResync           int // seconds
+	// DebugAddr is where the agent serves Go's profiles (/debug/pprof/),
+	// host:port; empty (the default) serves none. weft's: flanneld has no
+	// profiling endpoint.
+	DebugAddr string
+	// UDPOffload lets the udp backend take the offloads the kernel grants
+	// (TSO/USO on flannel0, UDP GSO/GRO on its socket); false runs the
+	// batched path of one packet per read. UDPQueues is how many queues of
+	// flannel0 it reads, 1 to 16. Both are weft's.
+	UDPOffload     bool
+	UDPQueues      int
+	IPTablesResync int // seconds
 	// IPBlackholeRoute keeps a blackhole route for the own subnet, as
 	// flanneld's --ip-blackhole-route.
 	IPBlackholeRoute bool
@@ -130,6 +141,8 @@ func Defaults() Options {
 		NetConfigPath:             "/etc/kube-flannel/net-conf.json",
 		SetNodeNetworkUnavailable: true,
 		ReconcilePeriod:           10 * time.Second,
+		UDPOffload:                true,
+		UDPQueues:                 1,
 		ProcRoot:                  "/proc",
 		CNIConfDir:                "/etc/cni/net.d",
 		LogFormat:                 "text",
@@ -175,9 +188,12 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.SetNodeNetworkUnavailable, "set-node-network-unavailable", o.SetNodeNetworkUnavailable, "set the Node's NetworkUnavailable condition to False once the network is up")
 	fs.StringVar(&o.HealthzIP, "healthz-ip", o.HealthzIP, "address for /healthz, /readyz, /metrics and the page (flanneld's default is 0.0.0.0; weft's keeps them on the host)")
 	fs.IntVar(&o.HealthzPort, "healthz-port", o.HealthzPort, "port for /healthz and /readyz (0 disables)")
+	fs.StringVar(&o.DebugAddr, "debug-addr", o.DebugAddr, "host:port to serve Go's profiles on (/debug/pprof/), e.g. 127.0.0.1:6060; empty (the default) serves none. The profiles show the agent's memory: keep it on loopback")
 	fs.IntVar(&o.IPTablesResync, "iptables-resync", o.IPTablesResync, "seconds between traffic-rule resyncs (and blackhole-route checks)")
 	fs.BoolVar(&o.IPBlackholeRoute, "ip-blackhole-route", o.IPBlackholeRoute, "keep a blackhole route for this host's subnet, so traffic to its unassigned addresses is dropped here rather than sent along the default route")
 	fs.DurationVar(&o.ReconcilePeriod, "reconcile-period", o.ReconcilePeriod, "how often the kernel state is compared with the desired state (deletions are also repaired as they happen)")
+	fs.BoolVar(&o.UDPOffload, "udp-offload", o.UDPOffload, "udp backend: take the offloads the kernel grants (TSO/USO on flannel0, UDP GSO/GRO on the socket); false runs the batched path of one packet per read (also WEFT_UDP_OFFLOAD=on|off)")
+	fs.IntVar(&o.UDPQueues, "udp-queues", o.UDPQueues, "udp backend: queues of flannel0 to read, one goroutine each, 1-16 (also WEFT_UDP_QUEUES)")
 	fs.BoolVar(&o.RaiseNeighGCThresh, "raise-neigh-gc-thresh", o.RaiseNeighGCThresh, "raise net.ipv4.neigh.default.gc_thresh1/2/3 to fit this host's peers and pods (never lowers them; logs old -> new)")
 	fs.StringVar(&o.ProcRoot, "proc-root", o.ProcRoot, "the kernel's /proc: sysctls are read from <dir>/sys, neighbour-table statistics from <dir>/net/stat if it exists (else /proc/net/stat)")
 	fs.StringVar(&o.CNIConfDir, "cni-conf-dir", o.CNIConfDir, "the container runtime's CNI config directory: warn while another network's config there sorts before weft's (\"\" disables)")
@@ -228,6 +244,9 @@ func Parse(name string, args []string, getenv func(string) string) (Options, *fl
 	if err := applyEnv(fs, getenv); err != nil {
 		return o, fs, err
 	}
+	if err := applyLegacyEnv(fs, getenv); err != nil {
+		return o, fs, err
+	}
 	if isSet(fs, "etcd-password") && isSet(fs, "etcd-password-file") {
 		return o, fs, errors.New("--etcd-password and --etcd-password-file (or FLANNELD_ETCD_PASSWORD and FLANNELD_ETCD_PASSWORD_FILE) both given: use one")
 	}
@@ -237,6 +256,48 @@ func Parse(name string, args []string, getenv func(string) string) (Options, *fl
 		}
 	})
 	return o, fs, nil
+}
+
+// legacyEnv are the variables that set weft's udp flags before they were
+// flags; documented, so they keep working, below the command line and
+// FLANNELD_*. value turns one's value into the flag's.
+var legacyEnv = []struct {
+	flag, env string
+	value     func(string) (string, bool)
+}{
+	{"udp-offload", "WEFT_UDP_OFFLOAD", func(v string) (string, bool) {
+		switch v {
+		case "on":
+			return "true", true
+		case "off":
+			return "false", true
+		}
+		return "", false
+	}},
+	{"udp-queues", "WEFT_UDP_QUEUES", func(v string) (string, bool) { return v, true }},
+}
+
+// applyLegacyEnv sets the flags of legacyEnv that neither the command line
+// nor their FLANNELD_* variable set.
+func applyLegacyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	var errs []error
+	for _, l := range legacyEnv {
+		v := getenv(l.env)
+		if v == "" || isSet(fs, l.flag) {
+			continue
+		}
+		fv, ok := l.value(v)
+		if ok {
+			ok = fs.Set(l.flag, fv) == nil
+		}
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s=%q: not a value of --%s", l.env, v, l.flag))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // EnvName is the environment variable that feeds a flag.
@@ -274,6 +335,14 @@ func (o *Options) Validate() error {
 	}
 	if o.HealthzPort < 0 || o.HealthzPort > 65535 {
 		errs = append(errs, fmt.Errorf("--healthz-port=%d: not a port", o.HealthzPort))
+	}
+	if o.UDPQueues < 1 || o.UDPQueues > 16 {
+		errs = append(errs, fmt.Errorf("--udp-queues=%d: must be between 1 and 16", o.UDPQueues))
+	}
+	if o.DebugAddr != "" {
+		if _, _, err := net.SplitHostPort(o.DebugAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--debug-addr=%q: want host:port, e.g. 127.0.0.1:6060: %w", o.DebugAddr, err))
+		}
 	}
 	if o.IPTablesResync < 1 {
 		errs = append(errs, fmt.Errorf("--iptables-resync=%d: must be at least 1 second", o.IPTablesResync))

@@ -270,3 +270,47 @@ func TestRaiseNeighGCThreshIsOffByDefaultAndHasAnEnvTwin(t *testing.T) {
 		t.Fatalf("--raise-neigh-gc-thresh: %v, %v", o.RaiseNeighGCThresh, err)
 	}
 }
+
+// --udp-offload and --udp-queues come from the command line, then
+// FLANNELD_*, then the WEFT_UDP_* variables they replaced.
+func TestUDPFlagsAndLegacyEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		offload bool
+		queues  int
+		err     string
+	}{
+		{"defaults", nil, nil, true, 1, ""},
+		{"flags", []string{"--udp-offload=false", "--udp-queues=4"}, nil, false, 4, ""},
+		{"FLANNELD_", nil, map[string]string{"FLANNELD_UDP_OFFLOAD": "false", "FLANNELD_UDP_QUEUES": "2"}, false, 2, ""},
+		{"legacy", nil, map[string]string{"WEFT_UDP_OFFLOAD": "off", "WEFT_UDP_QUEUES": "3"}, false, 3, ""},
+		{"legacy on", nil, map[string]string{"WEFT_UDP_OFFLOAD": "on"}, true, 1, ""},
+		{"flag wins over legacy", []string{"--udp-offload=true", "--udp-queues=1"}, map[string]string{"WEFT_UDP_OFFLOAD": "off", "WEFT_UDP_QUEUES": "3"}, true, 1, ""},
+		{"FLANNELD_ wins over legacy", nil, map[string]string{"FLANNELD_UDP_QUEUES": "2", "WEFT_UDP_QUEUES": "3"}, true, 2, ""},
+		{"legacy bad value", nil, map[string]string{"WEFT_UDP_OFFLOAD": "OFF"}, true, 1, "WEFT_UDP_OFFLOAD"},
+		{"legacy bad number", nil, map[string]string{"WEFT_UDP_QUEUES": "two"}, true, 1, "WEFT_UDP_QUEUES"},
+		{"too many queues", []string{"--udp-queues=17"}, nil, true, 17, "between 1 and 16"},
+		{"no queues", nil, map[string]string{"WEFT_UDP_QUEUES": "0"}, true, 0, "between 1 and 16"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, _, err := Parse("flanneld", tc.args, env(tc.env))
+			if err == nil {
+				err = o.Validate()
+			}
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("want an error naming %q, got %v", tc.err, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.UDPOffload != tc.offload || o.UDPQueues != tc.queues {
+				t.Fatalf("UDPOffload %v, UDPQueues %d; want %v, %d", o.UDPOffload, o.UDPQueues, tc.offload, tc.queues)
+			}
+		})
+	}
+}

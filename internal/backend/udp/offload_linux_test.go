@@ -352,7 +352,7 @@ func TestOffloadHostInteroperatesWithFlannelPeer(t *testing.T) {
 	}
 }
 
-// TestNoOffloadRunsBatchedPath turns the offloads off (WEFT_UDP_OFFLOAD=off):
+// TestNoOffloadRunsBatchedPath turns the offloads off (--udp-offload=false):
 // flannel0 has no virtio header, the path is the batched one, and it is
 // said to be chosen, not refused.
 func TestNoOffloadRunsBatchedPath(t *testing.T) {
@@ -377,7 +377,7 @@ func TestNoOffloadRunsBatchedPath(t *testing.T) {
 	}
 	transferTCP(t, hs[0], hs[1], 16<<20)
 	log := hs[0].logBuf.String()
-	if !strings.Contains(log, "offloads turned off (WEFT_UDP_OFFLOAD=off)") || strings.Contains(log, "refused") {
+	if !strings.Contains(log, "offloads turned off (--udp-offload=false)") || strings.Contains(log, "refused") {
 		t.Errorf("log with offloads off:\n%s", log)
 	}
 }

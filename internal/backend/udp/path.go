@@ -119,7 +119,7 @@ func (b *Backend) reportPathLocked() {
 	f.reported = summary
 	args := []any{"path", path, metrics.UDPOffloadTun, f.tunOn, metrics.UDPOffloadGSO, f.sock.gso, metrics.UDPOffloadGRO, f.sock.gro}
 	if f.off {
-		b.log.Info("udp data path: offloads turned off ("+OffloadEnv+"=off)", args...)
+		b.log.Info("udp data path: offloads turned off (--udp-offload=false)", args...)
 		return
 	}
 	refused := errors.Join(f.tunErr, f.sock.gsoErr, f.sock.groErr)

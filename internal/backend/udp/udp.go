@@ -41,8 +41,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,7 +102,7 @@ type Options struct {
 	// each read by a goroutine of its own; 0 or 1 means one.
 	Queues int
 	// NoOffload asks for no offloads on flannel0 or the socket: the
-	// batched data path of one packet per read of flannel0 (OffloadEnv).
+	// batched data path of one packet per read of flannel0 (--udp-offload=false).
 	NoOffload bool
 
 	// openTun and probeSock replace tun.Open and probeSocket, so that tests
@@ -243,45 +241,10 @@ type Backend struct {
 // devRef boxes a Device so it can be swapped atomically.
 type devRef struct{ dev tun.Device }
 
-// New builds the backend with default Options.
+// New builds the backend with the Options the agent's flags ask for
+// (cfg.UDP: --udp-offload, --udp-queues).
 func New(cfg backend.Config) (backend.Backend, error) {
-	o, err := envOptions(os.Getenv(OffloadEnv), os.Getenv(QueuesEnv))
-	if err != nil {
-		return nil, err
-	}
-	return backend.Built(NewWithOptions(cfg, o))
-}
-
-// OffloadEnv turns the offloads off on one host: OffloadEnv=off in the
-// agent's environment runs the batched data path even where the kernel
-// has the offloads (to rule them out when chasing a problem, or to measure
-// the difference). "on", the default, takes every offload the kernel
-// grants. The wire format is the same either way.
-const OffloadEnv = "WEFT_UDP_OFFLOAD"
-
-// QueuesEnv sets Options.Queues on one host: how many queues of flannel0
-// the agent reads, 1 (the default) to 16.
-const QueuesEnv = "WEFT_UDP_QUEUES"
-
-// envOptions is the Options that OffloadEnv's value off and QueuesEnv's
-// value queues ask for.
-func envOptions(off, queues string) (Options, error) {
-	var o Options
-	switch off {
-	case "", "on":
-	case "off":
-		o.NoOffload = true
-	default:
-		return Options{}, fmt.Errorf("udp: %s=%q: want on or off", OffloadEnv, off)
-	}
-	if queues != "" {
-		n, err := strconv.Atoi(queues)
-		if err != nil || n < 1 || n > 16 {
-			return Options{}, fmt.Errorf("udp: %s=%q: want a number of queues from 1 to 16", QueuesEnv, queues)
-		}
-		o.Queues = n
-	}
-	return o, nil
+	return backend.Built(NewWithOptions(cfg, Options{NoOffload: cfg.UDP.NoOffload, Queues: cfg.UDP.Queues}))
 }
 
 // NewWithOptions builds the backend. It touches nothing in the kernel:

@@ -315,32 +315,3 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
-
-func TestOffloadEnv(t *testing.T) {
-	for _, c := range []struct {
-		v   string
-		off bool
-		err bool
-	}{{"", false, false}, {"on", false, false}, {"off", true, false}, {"no", false, true}, {"OFF", false, true}} {
-		o, err := envOptions(c.v, "")
-		if o.NoOffload != c.off || (err != nil) != c.err {
-			t.Errorf("%s=%q: NoOffload %v, err %v", OffloadEnv, c.v, o.NoOffload, err)
-		}
-		if err != nil && !strings.Contains(err.Error(), "want on or off") {
-			t.Errorf("error does not say what is accepted: %v", err)
-		}
-	}
-}
-
-func TestQueuesEnv(t *testing.T) {
-	for _, c := range []struct {
-		v   string
-		n   int
-		err bool
-	}{{"", 0, false}, {"1", 1, false}, {"4", 4, false}, {"16", 16, false}, {"0", 0, true}, {"17", 0, true}, {"two", 0, true}} {
-		o, err := envOptions("", c.v)
-		if o.Queues != c.n || (err != nil) != c.err {
-			t.Errorf("%s=%q: Queues %d, err %v", QueuesEnv, c.v, o.Queues, err)
-		}
-	}
-}
