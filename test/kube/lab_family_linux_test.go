@@ -145,4 +145,3 @@ func (k *kubeLab) checkFamilies(t *testing.T, ctx context.Context, fams []string
 		}
 	}
 }
-
