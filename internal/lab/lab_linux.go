@@ -213,9 +213,9 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 	if rt := l.topo.Router; rt.NS != "" {
 		var legs []string
 		for _, leg := range rt.Legs {
-			legs = append(legs, leg.Iface+" "+leg.Addr.String())
+			legs = append(legs, leg.Iface+" "+prefixesText(leg.Addr, leg.Addr6))
 		}
-		l.out.say("router %s up: %s, ip_forward on %s", rt.NS, strings.Join(legs, ", "), formatSince(t0))
+		l.out.say("router %s up: %s, forwarding on %s", rt.NS, strings.Join(legs, ", "), formatSince(t0))
 	}
 	for _, h := range l.topo.Hosts {
 		if err := ctx.Err(); err != nil {
