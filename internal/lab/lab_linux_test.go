@@ -176,8 +176,10 @@ func TestDemoDualStack(t *testing.T) {
 			out := &syncBuffer{}
 			res, err := Demo(context.Background(), labOptions(t, spec, out))
 			t.Logf("demo output:\n%s", out.String())
-			if err != nil {
+			if err != nil && len(res.Checks) == 0 {
 				t.Fatalf("demo: %v", err)
+			} else if err != nil {
+				t.Errorf("demo: %v", err)
 			}
 			count := map[string]int{}
 			for _, c := range res.Checks {
