@@ -28,10 +28,18 @@ import (
 var errIPv6Only = errors.New(`the network config has "EnableIPv4": false (IPv6-only), but this version of weft programs IPv4 only: it leases and publishes IPv6 subnets, and programs no IPv6 routes, devices or rules yet; enable IPv4 ("EnableIPv4": true with a Network) to run dual-stack`)
 
 // checkFamilies says why this agent cannot serve cfg's address families
-// on interface ext.
-func checkFamilies(cfg *netconf.Config, ext backend.ExternalInterface) error {
+// on interface ext. v6onlyStore says the store leases IPv6 subnets alone
+// (store.IPv6OnlyLeaser: Kubernetes mode), which an IPv6-only config
+// needs, as in flannel.
+func checkFamilies(cfg *netconf.Config, ext backend.ExternalInterface, v6onlyStore bool) error {
 	if !cfg.EnableIPv4 {
-		return errIPv6Only
+		if !v6onlyStore {
+			return errIPv6Only
+		}
+		if !ext.PublicIPv6.IsValid() {
+			return fmt.Errorf("interface %s has no global IPv6 address, which the IPv6-only network config needs: pass --iface, --iface-regex or --public-ipv6, or set the node-public-ipv6 annotation", ext.Name)
+		}
+		return nil
 	}
 	if !ext.PublicIP.IsValid() {
 		// extiface takes an interface with IPv6 only, for IPv6-only

@@ -54,16 +54,26 @@ func TestDualStackLeasesPublishesAndWarns(t *testing.T) {
 	})
 }
 
-// An IPv6-only config stops the agent with an error naming EnableIPv4
-// (Kubernetes mode would accept it; the data plane cannot serve it yet).
+// An IPv6-only config stops the agent with an error naming EnableIPv4,
+// unless the store leases IPv6 subnets alone (Kubernetes mode, as in
+// flannel), where it needs a public IPv6 address instead of an IPv4 one.
 func TestIPv6OnlyConfigStopsTheAgent(t *testing.T) {
 	cfg, err := netconf.Parse([]byte(`{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00::/56", "Backend": {"Type": "host-gw"}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ext, _ := dualInterface(nil)
-	if err := checkFamilies(cfg, ext); !errors.Is(err, errIPv6Only) || !strings.Contains(err.Error(), `"EnableIPv4": false`) {
+	if err := checkFamilies(cfg, ext, false); !errors.Is(err, errIPv6Only) || !strings.Contains(err.Error(), `"EnableIPv4": false`) {
 		t.Errorf("checkFamilies(IPv6-only) = %v", err)
+	}
+	v6only := ext
+	v6only.Addr, v6only.PublicIP = netip.Addr{}, netip.Addr{}
+	if err := checkFamilies(cfg, v6only, true); err != nil {
+		t.Errorf("checkFamilies(IPv6-only, Kubernetes store, IPv6-only interface) = %v", err)
+	}
+	v6only.PublicIPv6 = netip.Addr{}
+	if err := checkFamilies(cfg, v6only, true); err == nil || !strings.Contains(err.Error(), "interface eth0 has no global IPv6 address") {
+		t.Errorf("checkFamilies(IPv6-only, Kubernetes store, no IPv6 address) = %v", err)
 	}
 	// An interface with IPv6 only cannot serve an IPv4 network.
 	v4, err := netconf.Parse([]byte(`{"Network": "10.5.0.0/16", "Backend": {"Type": "host-gw"}}`))
@@ -71,7 +81,7 @@ func TestIPv6OnlyConfigStopsTheAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	ext.Addr, ext.PublicIP = netip.Addr{}, netip.Addr{}
-	if err := checkFamilies(v4, ext); err == nil || !strings.Contains(err.Error(), "interface eth0 has no IPv4 address") {
+	if err := checkFamilies(v4, ext, true); err == nil || !strings.Contains(err.Error(), "interface eth0 has no IPv4 address") {
 		t.Errorf("checkFamilies(IPv4 config, IPv6-only interface) = %v", err)
 	}
 }

@@ -51,7 +51,7 @@ func (a *Agent) join(ctx context.Context, ext backend.ExternalInterface) (*netco
 			args = append(args, "ipv6-network", cfg.IPv6Network, "ipv6-subnet-len", cfg.IPv6SubnetLen, "families", cfg.Families())
 		}
 		a.log.Info("network config", args...)
-		if err := checkFamilies(cfg, ext); err != nil {
+		if err := checkFamilies(cfg, ext, store.LeasesIPv6Only(a.deps.Store)); err != nil {
 			return nil, nil, lease.Lease{}, err
 		}
 		a.deps.Metrics.SetBackend(cfg.BackendType)

@@ -65,7 +65,7 @@ func newPKI(dir string, addr netip.Addr) (*pki, error) {
 		NotAfter:     now.Add(certValidity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{addr.AsSlice(), net.IPv4(127, 0, 0, 1), net.IPv4(10, 96, 0, 1)},
+		IPAddresses:  []net.IP{addr.AsSlice(), net.IPv4(127, 0, 0, 1), serviceRange(addr).Addr().Next().AsSlice()},
 		DNSNames:     []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
 	}
 	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
@@ -113,4 +113,14 @@ func newPKI(dir string, addr netip.Addr) (*pki, error) {
 		}
 	}
 	return p, nil
+}
+
+// serviceRange is the Service CIDR of a control plane on addr: kubeadm's
+// 10.96.0.0/12, or an IPv6 one of the same size for an IPv6 address (the
+// apiserver takes one of its advertise address's family).
+func serviceRange(addr netip.Addr) netip.Prefix {
+	if addr.Is6() && !addr.Is4In6() {
+		return netip.MustParsePrefix("fd00:10:96::/108")
+	}
+	return netip.MustParsePrefix("10.96.0.0/12")
 }

@@ -43,9 +43,11 @@ type Options struct {
 	// elsewhere can route to.
 	Addr netip.Addr
 	// ClusterCIDR is kube-controller-manager's --cluster-cidr; default
-	// 10.244.0.0/16, flannel's default Network.
+	// 10.244.0.0/16, flannel's default Network. An IPv6 one alone makes
+	// an IPv6-only cluster.
 	ClusterCIDR netip.Prefix
-	// NodeCIDRMaskSize is --node-cidr-mask-size; default 24.
+	// NodeCIDRMaskSize is --node-cidr-mask-size; default 24 (64 for an
+	// IPv6 ClusterCIDR).
 	NodeCIDRMaskSize int
 	// ClusterCIDRv6, when set, makes the cluster dual-stack:
 	// --cluster-cidr=<ClusterCIDR>,<ClusterCIDRv6> with
@@ -126,6 +128,9 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	}
 	if o.NodeCIDRMaskSize == 0 {
 		o.NodeCIDRMaskSize = 24
+		if o.ClusterCIDR.Addr().Is6() {
+			o.NodeCIDRMaskSize = 64
+		}
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -215,6 +220,11 @@ rules:
 
 var errPortTaken = errors.New("port taken")
 
+// serviceRange is --service-cluster-ip-range, of Addr's family: the
+// apiserver refuses a service range of another family than its
+// advertise address.
+func (c *Cluster) serviceRange() netip.Prefix { return serviceRange(c.opts.Addr) }
+
 // startCore starts etcd and kube-apiserver and waits for both; on failure
 // it stops what it started.
 func (c *Cluster) startCore(ctx context.Context, tokens string, audit []string) (err error) {
@@ -270,7 +280,7 @@ func (c *Cluster) startCore(ctx context.Context, tokens string, audit []string) 
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + c.pki.saPub,
 		"--service-account-signing-key-file=" + c.pki.saKey,
-		"--service-cluster-ip-range=10.96.0.0/12",
+		"--service-cluster-ip-range=" + c.serviceRange().String(),
 		// Stop within ~2 s of SIGTERM instead of waiting 60 s for the
 		// agents' and the controller-manager's watches to end.
 		"--shutdown-send-retry-after=true",
@@ -369,7 +379,7 @@ func (c *Cluster) StartControllerManagerWith(controllerList []string) error {
 		"--allocate-node-cidrs=true",
 	}, cidrs...)
 	args = append(args,
-		"--service-cluster-ip-range=10.96.0.0/12",
+		"--service-cluster-ip-range="+c.serviceRange().String(),
 		"--leader-elect=false", "--bind-address="+c.opts.Addr.String(), "--secure-port=0",
 	)
 	_, err := c.spawn("kube-controller-manager", args...)

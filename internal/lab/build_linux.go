@@ -10,6 +10,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	vns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/internal/netns"
 )
@@ -33,8 +34,8 @@ func buildUnderlay(u Underlay) error {
 	if err := h.LinkAdd(br); err != nil {
 		return fmt.Errorf("add bridge %s in netns %s: %w", u.Bridge, u.NS, err)
 	}
-	if err := h.AddrAdd(br, &netlink.Addr{IPNet: ipNet(u.Addr)}); err != nil {
-		return fmt.Errorf("add address %s to %s in netns %s: %w", u.Addr, u.Bridge, u.NS, err)
+	if err := addAddrs(h, br, u.NS, u.Addr, u.Addr6); err != nil {
+		return err
 	}
 	if err := h.LinkSetUp(br); err != nil {
 		return fmt.Errorf("set %s up in netns %s: %w", u.Bridge, u.NS, err)
@@ -88,14 +89,14 @@ func buildSegments(t Topology) error {
 		return fmt.Errorf("build router: %w", err)
 	}
 	for _, leg := range rt.Legs {
-		if err := wire(u.NS, leg.Bridge, leg.Wire, rt.NS, leg.Iface, leg.Addr); err != nil {
+		if err := wire(u.NS, leg.Bridge, leg.Wire, rt.NS, leg.Iface, leg.Addr, leg.Addr6); err != nil {
 			return fmt.Errorf("build router leg on segment %d: %w", leg.Segment, err)
 		}
 	}
-	if err := setSysctl(rt.NS, "net/ipv4/ip_forward", "1"); err != nil {
+	if err := setForwarding(rt.NS, t.Spec); err != nil {
 		return fmt.Errorf("build router: %w", err)
 	}
-	if err := addDefaultRoute(u.NS, u.Gateway); err != nil {
+	if err := addDefaultRoutes(u.NS, u.Gateway, u.Gateway6); err != nil {
 		return fmt.Errorf("build segments: %w", err)
 	}
 	return nil
@@ -114,23 +115,57 @@ func buildSegments(t Topology) error {
 //	ip netns exec <prefix>-h1 sysctl -w net.ipv4.ip_forward=1
 //
 // and, with several segments, `ip -n <prefix>-h1 route add default via
-// 10.4.7.1` (its segment's router leg).
+// 10.4.7.1` (its segment's router leg). A dual lab adds
+// `ip -n <prefix>-h1 addr add fd00:10:4:7::21/64 dev eth0 nodad` and
+// net.ipv6.conf.all.forwarding=1 (and the IPv6 default route); an IPv6
+// lab has only those.
 //
-// ip_forward is what every Kubernetes node has (kubeadm refuses to join
+// Forwarding is what every Kubernetes node has (kubeadm refuses to join
 // without it); a fresh namespace starts with it off.
-func buildHost(u Underlay, host Host) error {
+func buildHost(s Spec, u Underlay, host Host) error {
 	if err := netns.Create(host.NS); err != nil {
 		return fmt.Errorf("build host %s: %w", host.Name, err)
 	}
-	if err := wire(u.NS, host.Bridge, host.Wire, host.NS, host.Iface, host.Addr); err != nil {
+	if err := wire(u.NS, host.Bridge, host.Wire, host.NS, host.Iface, host.Addr, host.Addr6); err != nil {
 		return fmt.Errorf("build host %s: %w", host.Name, err)
 	}
-	if err := setSysctl(host.NS, "net/ipv4/ip_forward", "1"); err != nil {
+	if err := setForwarding(host.NS, s); err != nil {
 		return fmt.Errorf("build host %s: %w", host.Name, err)
 	}
-	if host.Gateway.IsValid() {
-		if err := addDefaultRoute(host.NS, host.Gateway); err != nil {
-			return fmt.Errorf("build host %s: %w", host.Name, err)
+	if err := addDefaultRoutes(host.NS, host.Gateway, host.Gateway6); err != nil {
+		return fmt.Errorf("build host %s: %w", host.Name, err)
+	}
+	return nil
+}
+
+// setForwarding turns on forwarding in ns for each family of the lab.
+func setForwarding(ns string, s Spec) error {
+	if s.HasIPv4() {
+		if err := setSysctl(ns, "net/ipv4/ip_forward", "1"); err != nil {
+			return err
+		}
+	}
+	if s.HasIPv6() {
+		return setSysctl(ns, "net/ipv6/conf/all/forwarding", "1")
+	}
+	return nil
+}
+
+// addAddrs adds each valid address of addrs to link in namespace ns (by
+// handle h). IPv6 ones skip duplicate address detection (nodad): the lab
+// plans every address, so none can be a duplicate, and a tentative
+// address could not be bound for the second or so DAD takes.
+func addAddrs(h *netlink.Handle, link netlink.Link, ns string, addrs ...netip.Prefix) error {
+	for _, a := range addrs {
+		if !a.IsValid() {
+			continue
+		}
+		na := &netlink.Addr{IPNet: ipNet(a)}
+		if a.Addr().Is6() {
+			na.Flags = unix.IFA_F_NODAD
+		}
+		if err := h.AddrAdd(link, na); err != nil {
+			return fmt.Errorf("add address %s to %s in netns %s: %w", a, link.Attrs().Name, ns, err)
 		}
 	}
 	return nil
@@ -138,8 +173,8 @@ func buildHost(u Underlay, host Host) error {
 
 // wire connects namespace ns to switch bridge in the underlay namespace
 // ulNS: a veth pair created in the underlay with its end wireName on the
-// switch and its peer, iface in ns, up with address addr.
-func wire(ulNS, bridge, wireName, ns, iface string, addr netip.Prefix) error {
+// switch and its peer, iface in ns, up with the valid ones of addrs.
+func wire(ulNS, bridge, wireName, ns, iface string, addrs ...netip.Prefix) error {
 	peerNS, err := vns.GetFromName(ns)
 	if err != nil {
 		return fmt.Errorf("open netns %s: %w", ns, err)
@@ -185,8 +220,8 @@ func wire(ulNS, bridge, wireName, ns, iface string, addr netip.Prefix) error {
 	if err != nil {
 		return fmt.Errorf("find %s in netns %s: %w", iface, ns, err)
 	}
-	if err := h.AddrAdd(eth, &netlink.Addr{IPNet: ipNet(addr)}); err != nil {
-		return fmt.Errorf("add address %s to %s in netns %s: %w", addr, iface, ns, err)
+	if err := addAddrs(h, eth, ns, addrs...); err != nil {
+		return err
 	}
 	if err := h.LinkSetUp(eth); err != nil {
 		return fmt.Errorf("set %s up in netns %s: %w", iface, ns, err)
@@ -194,16 +229,26 @@ func wire(ulNS, bridge, wireName, ns, iface string, addr netip.Prefix) error {
 	return nil
 }
 
-// addDefaultRoute adds `default via gw` in namespace ns.
-func addDefaultRoute(ns string, gw netip.Addr) error {
+// addDefaultRoutes adds `default via gw` in namespace ns for each valid
+// gateway of gws (one per family).
+func addDefaultRoutes(ns string, gws ...netip.Addr) error {
 	h, err := netns.Handle(ns)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	r := &netlink.Route{Dst: ipNet(netip.PrefixFrom(netip.IPv4Unspecified(), 0)), Gw: gw.AsSlice()}
-	if err := h.RouteAdd(r); err != nil {
-		return fmt.Errorf("add route default via %s in netns %s: %w", gw, ns, err)
+	for _, gw := range gws {
+		if !gw.IsValid() {
+			continue
+		}
+		any := netip.IPv4Unspecified()
+		if gw.Is6() {
+			any = netip.IPv6Unspecified()
+		}
+		r := &netlink.Route{Dst: ipNet(netip.PrefixFrom(any, 0)), Gw: gw.AsSlice()}
+		if err := h.RouteAdd(r); err != nil {
+			return fmt.Errorf("add route default via %s in netns %s: %w", gw, ns, err)
+		}
 	}
 	return nil
 }

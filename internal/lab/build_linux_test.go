@@ -102,7 +102,7 @@ func TestBuildWiresHostsAndTeardownRemovesEverything(t *testing.T) {
 		if err := os.MkdirAll(h.Dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := buildHost(topo.Underlay, h); err != nil {
+		if err := buildHost(topo.Spec, topo.Underlay, h); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -208,7 +208,7 @@ func TestTeardownLeavesOtherLabsAlone(t *testing.T) {
 		if err := buildUnderlay(topo.Underlay); err != nil {
 			t.Fatal(err)
 		}
-		if err := buildHost(topo.Underlay, topo.Hosts[0]); err != nil {
+		if err := buildHost(topo.Spec, topo.Underlay, topo.Hosts[0]); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -70,15 +70,16 @@ func (c *cniHost) runtimeConf(p Pod) *libcni.RuntimeConf {
 	}
 }
 
-// add attaches the pod and returns its IPv4 address.
+// add attaches the pod and returns its address of each family the lab
+// has (v4 or v6 invalid when it has not that family).
 //
 // The plugins run on a thread inside the host namespace: a child process
 // starts in the namespace of the thread that forks it, and the bridge
 // plugin creates cni0 and the host end of the pod's veth wherever it runs.
 // That is what makes each virtual host its own "node".
-func (c *cniHost) add(ctx context.Context, p Pod) (netip.Addr, error) {
+func (c *cniHost) add(ctx context.Context, s Spec, p Pod) (v4, v6 netip.Addr, err error) {
 	var res *types100.Result
-	err := netns.Do(c.host.NS, func() error {
+	err = netns.Do(c.host.NS, func() error {
 		r, err := c.cni.AddNetworkList(ctx, c.list, c.runtimeConf(p))
 		if err != nil {
 			return err
@@ -87,14 +88,25 @@ func (c *cniHost) add(ctx context.Context, p Pod) (netip.Addr, error) {
 		return err
 	})
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("CNI ADD %s (netns %s) on %s: %w", p.Name, p.NS, c.host.Name, err)
+		return v4, v6, fmt.Errorf("CNI ADD %s (netns %s) on %s: %w", p.Name, p.NS, c.host.Name, err)
 	}
 	for _, ipc := range res.IPs {
-		if a, ok := netip.AddrFromSlice(ipc.Address.IP); ok && a.Unmap().Is4() {
-			return a.Unmap(), nil
+		a, ok := netip.AddrFromSlice(ipc.Address.IP)
+		switch {
+		case !ok:
+		case a.Unmap().Is4() && !v4.IsValid():
+			v4 = a.Unmap()
+		case a.Is6() && !a.Is4In6() && !v6.IsValid():
+			v6 = a
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("CNI ADD %s on %s: result has no IPv4 address: %v", p.Name, c.host.Name, res.IPs)
+	if s.HasIPv4() && !v4.IsValid() {
+		return v4, v6, fmt.Errorf("CNI ADD %s on %s: result has no IPv4 address: %v", p.Name, c.host.Name, res.IPs)
+	}
+	if s.HasIPv6() && !v6.IsValid() {
+		return v4, v6, fmt.Errorf("CNI ADD %s on %s: result has no IPv6 address (is FLANNEL_IPV6_SUBNET in %s?): %v", p.Name, c.host.Name, c.host.SubnetFile, res.IPs)
+	}
+	return v4, v6, nil
 }
 
 // del detaches the pod, as a runtime does when it removes a sandbox.

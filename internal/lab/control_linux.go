@@ -76,11 +76,11 @@ func (l *Lab) StartAgent(ctx context.Context, host string) error {
 		return err
 	}
 	l.addChild(c)
-	sub, err := l.waitAgent(ctx, h, c)
+	sub, sub6, err := l.waitAgent(ctx, h, c)
 	if err != nil {
 		return err
 	}
-	l.st.Subnets[h.Name] = sub
+	l.setSubnets(h.Name, sub, sub6)
 	return nil
 }
 

@@ -111,11 +111,11 @@ func (l *Lab) WaitAgent(ctx context.Context, host string) error {
 	if c == nil {
 		return fmt.Errorf("no agent started on %s", host)
 	}
-	sub, err := l.waitAgent(ctx, h, c)
+	sub, sub6, err := l.waitAgent(ctx, h, c)
 	if err != nil {
 		return err
 	}
-	l.st.Subnets[h.Name] = sub
+	l.setSubnets(h.Name, sub, sub6)
 	return nil
 }
 

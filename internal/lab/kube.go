@@ -35,6 +35,9 @@ const (
 	// kubeNodeCIDRBits is --node-cidr-mask-size: the /24 per node that
 	// flannel's etcd mode also leases by default.
 	kubeNodeCIDRBits = 24
+	// kubeNodeCIDRBitsIPv6 is --node-cidr-mask-size-ipv6 (or the one
+	// mask size of an IPv6-only cluster): flannel's default IPv6SubnetLen.
+	kubeNodeCIDRBitsIPv6 = 64
 )
 
 // Kube is the Kubernetes control plane of a lab with Spec.Store "kube";
@@ -51,8 +54,23 @@ type Kube struct {
 	AdminKubeconfig string
 	AuditLog        string // nodes/status patches with their bodies
 	NetConf         string // the agents' --net-config-path
-	// NodeCIDRBits is kube-controller-manager's --node-cidr-mask-size.
+	// ClusterCIDR and NodeCIDRBits are kube-controller-manager's
+	// --cluster-cidr and --node-cidr-mask-size: the lab's Network, or its
+	// IPv6Network in an IPv6 lab.
+	ClusterCIDR  netip.Prefix
 	NodeCIDRBits int
+	// ClusterCIDRv6 is the second --cluster-cidr of a dual lab, its
+	// IPv6Network, with --node-cidr-mask-size-ipv6=NodeCIDRBitsIPv6.
+	ClusterCIDRv6    netip.Prefix
+	NodeCIDRBitsIPv6 int
+}
+
+// ClusterCIDRFlag is the value of kube-controller-manager's --cluster-cidr.
+func (k Kube) ClusterCIDRFlag() string {
+	if k.ClusterCIDRv6.IsValid() {
+		return k.ClusterCIDR.String() + "," + k.ClusterCIDRv6.String()
+	}
+	return k.ClusterCIDR.String()
 }
 
 // validateStore checks the store choice and what it implies.
@@ -78,7 +96,10 @@ func planKube(t Topology) Kube {
 	}
 	dir := filepath.Join(t.StateDir, "kube")
 	addr := t.Underlay.Addr.Addr()
-	return Kube{
+	if !addr.IsValid() {
+		addr = t.Underlay.Addr6.Addr() // an IPv6 lab
+	}
+	k := Kube{
 		Dir:             dir,
 		Addr:            addr,
 		APIServer:       "https://" + netip.AddrPortFrom(addr, KubeAPIPort).String(),
@@ -86,8 +107,17 @@ func planKube(t Topology) Kube {
 		AdminKubeconfig: filepath.Join(dir, "admin.kubeconfig"),
 		AuditLog:        filepath.Join(dir, "audit.log"),
 		NetConf:         filepath.Join(t.StateDir, "net-conf.json"),
-		NodeCIDRBits:    kubeNodeCIDRBits,
 	}
+	switch {
+	case !t.Spec.HasIPv4():
+		k.ClusterCIDR, k.NodeCIDRBits = t.Spec.IPv6Network, kubeNodeCIDRBitsIPv6
+	case t.Spec.HasIPv6():
+		k.ClusterCIDR, k.NodeCIDRBits = t.Spec.Network, kubeNodeCIDRBits
+		k.ClusterCIDRv6, k.NodeCIDRBitsIPv6 = t.Spec.IPv6Network, kubeNodeCIDRBitsIPv6
+	default:
+		k.ClusterCIDR, k.NodeCIDRBits = t.Spec.Network, kubeNodeCIDRBits
+	}
+	return k
 }
 
 // kubeAgentArgs are the etcd lab's agent flags with the store flags
@@ -163,5 +193,12 @@ func kubeNote(s Spec) string {
 	if s.Store != StoreKube {
 		return ""
 	}
-	return ", Kubernetes API store (--kube-subnet-mgr), podCIDRs /" + strconv.Itoa(kubeNodeCIDRBits) + " from kube-controller-manager"
+	bits := "/" + strconv.Itoa(kubeNodeCIDRBits)
+	switch {
+	case !s.HasIPv4():
+		bits = "/" + strconv.Itoa(kubeNodeCIDRBitsIPv6)
+	case s.HasIPv6():
+		bits += " and /" + strconv.Itoa(kubeNodeCIDRBitsIPv6)
+	}
+	return ", Kubernetes API store (--kube-subnet-mgr), podCIDRs " + bits + " from kube-controller-manager"
 }

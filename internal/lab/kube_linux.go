@@ -88,13 +88,15 @@ func (l *Lab) startKube(ctx context.Context) error {
 	t0 := time.Now()
 	k := l.topo.Kube
 	c, err := kubecluster.Start(ctx, kubecluster.Options{
-		BinDir:           l.opts.KubeBinDir,
-		Dir:              k.Dir,
-		NetNS:            l.topo.Underlay.NS,
-		Addr:             k.Addr,
-		ClusterCIDR:      l.topo.Spec.Network,
-		NodeCIDRMaskSize: k.NodeCIDRBits,
-		Ports:            kubecluster.Ports{EtcdClient: kubeEtcdClientPort, EtcdPeer: kubeEtcdPeerPort, APIServer: KubeAPIPort},
+		BinDir:               l.opts.KubeBinDir,
+		Dir:                  k.Dir,
+		NetNS:                l.topo.Underlay.NS,
+		Addr:                 k.Addr,
+		ClusterCIDR:          k.ClusterCIDR,
+		NodeCIDRMaskSize:     k.NodeCIDRBits,
+		ClusterCIDRv6:        k.ClusterCIDRv6,
+		NodeCIDRMaskSizeIPv6: k.NodeCIDRBitsIPv6,
+		Ports:                kubecluster.Ports{EtcdClient: kubeEtcdClientPort, EtcdPeer: kubeEtcdPeerPort, APIServer: KubeAPIPort},
 		// `weft lab up` exits and leaves the lab running; teardown stops
 		// these with every other process in the underlay namespace.
 		Detach:          true,
@@ -106,7 +108,7 @@ func (l *Lab) startKube(ctx context.Context) error {
 	}
 	l.kube = c
 	l.out.say("kube-apiserver ready at %s (etcd, kube-apiserver, kube-controller-manager --cluster-cidr=%s from %s) %s",
-		c.URL(), l.topo.Spec.Network, l.opts.KubeBinDir, formatSince(t0))
+		c.URL(), k.ClusterCIDRFlag(), l.opts.KubeBinDir, formatSince(t0))
 
 	objs, err := c.ApplyManifest(ctx, l.opts.KubeManifest)
 	if err != nil {

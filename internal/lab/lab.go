@@ -112,6 +112,9 @@ type state struct {
 	Created    time.Time
 	Subnets    map[string]netip.Prefix `json:",omitempty"` // by host name
 	PodIPs     map[string]netip.Addr   `json:",omitempty"` // by pod name
+	// Subnets6 and PodIPv6s are the IPv6 ones, in a dual or IPv6 lab.
+	Subnets6 map[string]netip.Prefix `json:",omitempty"`
+	PodIPv6s map[string]netip.Addr   `json:",omitempty"`
 }
 
 // recordedSpec is the spec a running lab was built with, as its state
@@ -131,6 +134,12 @@ func layoutNote(s Spec) string {
 	}
 	if s.DirectRouting {
 		note += ", DirectRouting"
+	}
+	switch s.IPFamily {
+	case FamilyDual:
+		note += ", dual-stack (IPv6 network " + s.IPv6Network.String() + ")"
+	case FamilyIPv6:
+		note += ", IPv6-only (IPv6 network " + s.IPv6Network.String() + ")"
 	}
 	return note + kubeNote(s)
 }

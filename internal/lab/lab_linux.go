@@ -45,6 +45,18 @@ func (l *Lab) PodAddr(pod string) (netip.Addr, bool) {
 	return a, ok
 }
 
+// PodAddr6 returns the IPv6 address CNI gave a pod in a dual or IPv6 lab.
+func (l *Lab) PodAddr6(pod string) (netip.Addr, bool) {
+	a, ok := l.st.PodIPv6s[pod]
+	return a, ok
+}
+
+// Subnet6 returns the IPv6 subnet a host's agent leased.
+func (l *Lab) Subnet6(host string) (netip.Prefix, bool) {
+	p, ok := l.st.Subnets6[host]
+	return p, ok
+}
+
 // Subnet returns the subnet a host's agent leased.
 func (l *Lab) Subnet(host string) (netip.Prefix, bool) {
 	p, ok := l.st.Subnets[host]
@@ -84,6 +96,8 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 			Created:    time.Now().UTC(),
 			Subnets:    map[string]netip.Prefix{},
 			PodIPs:     map[string]netip.Addr{},
+			Subnets6:   map[string]netip.Prefix{},
+			PodIPv6s:   map[string]netip.Addr{},
 		},
 	}
 	defer func() {
@@ -192,16 +206,16 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 		return err
 	}
 	l.out.say("underlay %s up: switch %s in netns %s %s",
-		l.topo.Underlay.Addr.Masked(), l.topo.Underlay.Bridge, l.topo.Underlay.NS, formatSince(t0))
+		prefixesText(l.topo.Underlay.Addr.Masked(), l.topo.Underlay.Addr6.Masked()), l.topo.Underlay.Bridge, l.topo.Underlay.NS, formatSince(t0))
 	if err := buildSegments(l.topo); err != nil {
 		return err
 	}
 	if rt := l.topo.Router; rt.NS != "" {
 		var legs []string
 		for _, leg := range rt.Legs {
-			legs = append(legs, leg.Iface+" "+leg.Addr.String())
+			legs = append(legs, leg.Iface+" "+prefixesText(leg.Addr, leg.Addr6))
 		}
-		l.out.say("router %s up: %s, ip_forward on %s", rt.NS, strings.Join(legs, ", "), formatSince(t0))
+		l.out.say("router %s up: %s, forwarding on %s", rt.NS, strings.Join(legs, ", "), formatSince(t0))
 	}
 	for _, h := range l.topo.Hosts {
 		if err := ctx.Err(); err != nil {
@@ -210,7 +224,7 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 		if err := os.MkdirAll(h.Dir, 0o755); err != nil {
 			return fmt.Errorf("create state dir of %s: %w", h.Name, err)
 		}
-		if err := buildHost(l.topo.Underlay, h); err != nil {
+		if err := buildHost(l.topo.Spec, l.topo.Underlay, h); err != nil {
 			return err
 		}
 	}
@@ -218,26 +232,26 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 		if err := netns.Create(in.NS); err != nil {
 			return fmt.Errorf("build internet host: %w", err)
 		}
-		if err := wire(l.topo.Underlay.NS, l.topo.Underlay.Bridge, in.Wire, in.NS, "eth0", in.Addr); err != nil {
+		if err := wire(l.topo.Underlay.NS, l.topo.Underlay.Bridge, in.Wire, in.NS, "eth0", in.Addr, in.Addr6); err != nil {
 			return fmt.Errorf("build internet host: %w", err)
 		}
-		l.out.say("internet host %s in netns %s, outside the cluster network %s", in.Addr.Addr(), in.NS, formatSince(t0))
+		l.out.say("internet host %s in netns %s, outside the cluster network %s", addrsText(in.Addr, in.Addr6), in.NS, formatSince(t0))
 	}
 	if len(l.topo.Segments) == 1 {
 		first, last := l.topo.Hosts[0], l.topo.Hosts[len(l.topo.Hosts)-1]
 		l.out.say("hosts %s..%s wired: eth0 %s..%s %s",
-			first.Name, last.Name, first.Addr.Addr(), last.Addr.Addr(), formatSince(t0))
+			first.Name, last.Name, addrsText(first.Addr, first.Addr6), addrsText(last.Addr, last.Addr6), formatSince(t0))
 		return nil
 	}
 	for _, sg := range l.topo.Segments {
 		var hosts []string
 		for _, h := range l.topo.Hosts {
 			if h.Segment == sg.Index {
-				hosts = append(hosts, h.Name+" "+h.Addr.Addr().String())
+				hosts = append(hosts, h.Name+" "+addrsText(h.Addr, h.Addr6))
 			}
 		}
 		l.out.say("segment %d %s (switch %s, router %s): %s wired %s",
-			sg.Index, sg.Net, sg.Bridge, sg.Gateway, strings.Join(hosts, ", "), formatSince(t0))
+			sg.Index, prefixesText(sg.Net, sg.Net6), sg.Bridge, addrsText(netip.PrefixFrom(sg.Gateway, 0), netip.PrefixFrom(sg.Gateway6, 0)), strings.Join(hosts, ", "), formatSince(t0))
 	}
 	return nil
 }
@@ -310,26 +324,37 @@ func (l *Lab) startAgents(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sub, err := l.waitAgent(ctx, h, kids[i])
+			sub, sub6, err := l.waitAgent(ctx, h, kids[i])
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				errs = append(errs, err)
 				return
 			}
-			l.st.Subnets[h.Name] = sub
-			l.out.say("%s: agent leased %s %s", h.Name, sub, formatSince(t0))
+			l.setSubnets(h.Name, sub, sub6)
+			l.out.say("%s: agent leased %s %s", h.Name, prefixesText(sub, sub6), formatSince(t0))
 		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
-func (l *Lab) waitAgent(ctx context.Context, h Host, c *child) (netip.Prefix, error) {
+// setSubnets records what a host's agent leased, per family.
+func (l *Lab) setSubnets(host string, sub, sub6 netip.Prefix) {
+	if sub.IsValid() {
+		l.st.Subnets[host] = sub
+	}
+	if sub6.IsValid() {
+		l.st.Subnets6[host] = sub6
+	}
+}
+
+// waitAgent waits until h's agent is ready and has written a subnet.env
+// with a subnet of each family the lab has, and returns them.
+func (l *Lab) waitAgent(ctx context.Context, h Host, c *child) (sub, sub6 netip.Prefix, err error) {
 	hc := nsHTTPClient(h.NS, time.Second)
 	url := "http://" + h.Health.String() + "/readyz"
-	var sub netip.Prefix
-	err := l.poll(ctx, c, h.Name+" agent to be ready", func() error {
+	err = l.poll(ctx, c, h.Name+" agent to be ready", func() error {
 		resp, err := hc.Get(url)
 		if err != nil {
 			return err
@@ -342,10 +367,13 @@ func (l *Lab) waitAgent(ctx context.Context, h Host, c *child) (netip.Prefix, er
 		if err != nil {
 			return err
 		}
-		sub = env.Subnet
+		if l.topo.Spec.HasIPv6() && !env.IPv6Subnet.IsValid() {
+			return fmt.Errorf("%s has no FLANNEL_IPV6_SUBNET", h.SubnetFile)
+		}
+		sub, sub6 = env.Subnet, env.IPv6Subnet
 		return nil
 	})
-	return sub, err
+	return sub, sub6, err
 }
 
 // waitRoutes waits until every host has a route to every other host's
@@ -353,11 +381,39 @@ func (l *Lab) waitAgent(ctx context.Context, h Host, c *child) (netip.Prefix, er
 // the kernel for a route lookup rather than looking for a particular
 // route, so it holds for every backend; only the default route to the
 // router of a lab with segments does not count.
+//
+// IPv4 routes must come within ReadyTimeout or the build fails, as ever.
+// IPv6 routes are waited for as long, but their absence only says so and
+// the build goes on: the checks then show every pair that fails over
+// IPv6, which says more than a build that stops at the first host.
 func (l *Lab) waitRoutes(ctx context.Context) error {
 	if len(l.topo.Hosts) < 2 {
 		return nil
 	}
 	t0 := time.Now()
+	if l.topo.Spec.HasIPv4() {
+		if err := l.waitFamilyRoutes(ctx, l.st.Subnets, func(h Host) netip.Addr { return h.Gateway }); err != nil {
+			return err
+		}
+		l.out.say("routes: every host reaches every other host's subnet %s", formatSince(t0))
+	}
+	if l.topo.Spec.HasIPv6() {
+		t6 := time.Now()
+		if err := l.waitFamilyRoutes(ctx, l.st.Subnets6, func(h Host) netip.Addr { return h.Gateway6 }); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			l.out.say("IPv6 routes: not every host reaches every other host's IPv6 subnet %s; going on so that the checks show each pair: %v", formatSince(t6), err)
+		} else {
+			l.out.say("IPv6 routes: every host reaches every other host's IPv6 subnet %s", formatSince(t6))
+		}
+	}
+	return l.waitWireGuardPeers(ctx)
+}
+
+// waitFamilyRoutes is waitRoutes for one family: subnets are the hosts'
+// subnets of that family, gateway a host's default gateway in it.
+func (l *Lab) waitFamilyRoutes(ctx context.Context, subnets map[string]netip.Prefix, gateway func(Host) netip.Addr) error {
 	for _, h := range l.topo.Hosts {
 		nh, err := netns.Handle(h.NS)
 		if err != nil {
@@ -368,18 +424,18 @@ func (l *Lab) waitRoutes(ctx context.Context) error {
 				if other.Name == h.Name {
 					continue
 				}
-				dst := l.st.Subnets[other.Name].Addr().Next()
+				dst := subnets[other.Name].Addr().Next()
 				rs, err := nh.RouteGet(dst.AsSlice())
 				if err != nil {
-					return fmt.Errorf("%s: no route to %s's subnet %s: %w", h.Name, other.Name, l.st.Subnets[other.Name], err)
+					return fmt.Errorf("%s: no route to %s's subnet %s: %w", h.Name, other.Name, subnets[other.Name], err)
 				}
 				if len(rs) == 0 {
-					return fmt.Errorf("%s: no route to %s's subnet %s", h.Name, other.Name, l.st.Subnets[other.Name])
+					return fmt.Errorf("%s: no route to %s's subnet %s", h.Name, other.Name, subnets[other.Name])
 				}
 				// With segments, the default route to the router always
 				// matches; it is not the agent's route.
-				if gw, ok := netip.AddrFromSlice(rs[0].Gw); ok && h.Gateway.IsValid() && gw.Unmap() == h.Gateway {
-					return fmt.Errorf("%s: %s's subnet %s still goes by the default route", h.Name, other.Name, l.st.Subnets[other.Name])
+				if gw, ok := netip.AddrFromSlice(rs[0].Gw); ok && gateway(h).IsValid() && gw.Unmap() == gateway(h) {
+					return fmt.Errorf("%s: %s's subnet %s still goes by the default route", h.Name, other.Name, subnets[other.Name])
 				}
 			}
 			return nil
@@ -389,8 +445,7 @@ func (l *Lab) waitRoutes(ctx context.Context) error {
 			return err
 		}
 	}
-	l.out.say("routes: every host reaches every other host's subnet %s", formatSince(t0))
-	return l.waitWireGuardPeers(ctx)
+	return nil
 }
 
 // addPods creates the pod namespaces and attaches each through CNI.
@@ -419,13 +474,18 @@ func (l *Lab) addPods(ctx context.Context) error {
 				return fmt.Errorf("create pod %s: %w", p.Name, err)
 			}
 			cctx, cancel := context.WithTimeout(ctx, l.opts.ReadyTimeout)
-			ip, err := c.add(cctx, p)
+			ip, ip6, err := c.add(cctx, l.topo.Spec, p)
 			cancel()
 			if err != nil {
 				return err
 			}
-			l.st.PodIPs[p.Name] = ip
-			l.out.say("%s: %s via CNI %s", p.Name, ip, formatSince(t0))
+			if ip.IsValid() {
+				l.st.PodIPs[p.Name] = ip
+			}
+			if ip6.IsValid() {
+				l.st.PodIPv6s[p.Name] = ip6
+			}
+			l.out.say("%s: %s via CNI %s", p.Name, addrsText(netip.PrefixFrom(ip, 0), netip.PrefixFrom(ip6, 0)), formatSince(t0))
 		}
 	}
 	return nil
@@ -500,11 +560,15 @@ func checkWatched(ctx context.Context, topo Topology, st state, log *slog.Logger
 	return res, nil
 }
 
+// targets are the pods to check, each once per address: IPv4 ones
+// first, then IPv6 ones.
 func targets(topo Topology, st state) []probeTarget {
 	var ts []probeTarget
-	for _, p := range topo.Pods() {
-		if a, ok := st.PodIPs[p.Name]; ok {
-			ts = append(ts, probeTarget{Pod: p, Addr: a})
+	for _, ips := range []map[string]netip.Addr{st.PodIPs, st.PodIPv6s} {
+		for _, p := range topo.Pods() {
+			if a, ok := ips[p.Name]; ok {
+				ts = append(ts, probeTarget{Pod: p, Addr: a})
+			}
 		}
 	}
 	return ts

@@ -161,6 +161,62 @@ func TestDemoThreeHostsHostGW(t *testing.T) {
 	}
 }
 
+// A dual-stack demo (--ip-family dual) on host-gw and vxlan, 3 hosts × 2
+// pods: every pod pair and host→pod check passes over both families, each
+// IPv6 pod pair keeps the client pod's own IPv6 address as its source and
+// takes the backend's path, and every pod's addresses lie in its host's
+// subnets of the two networks. It needs the IPv6 data plane of both
+// backends (route via PublicIPv6; flannel-v6.1).
+func TestDemoDualStack(t *testing.T) {
+	for _, backend := range []string{"host-gw", "vxlan"} {
+		t.Run(backend, func(t *testing.T) {
+			nstest.RequireRoot(t)
+			spec := Spec{Prefix: testPrefix(), Hosts: 3, Pods: 2, Backend: backend, IPFamily: FamilyDual, StateRoot: t.TempDir()}
+			downOnCleanup(t, spec)
+			out := &syncBuffer{}
+			res, err := Demo(context.Background(), labOptions(t, spec, out))
+			t.Logf("demo output:\n%s", out.String())
+			if err != nil && len(res.Checks) == 0 {
+				t.Fatalf("demo: %v", err)
+			} else if err != nil {
+				t.Errorf("demo: %v", err)
+			}
+			count := map[string]int{}
+			for _, c := range res.Checks {
+				if !c.OK() {
+					t.Errorf("%s %s -> %s failed: %s", c.Family(), c.From.Name, c.To.Name, c.Problem())
+				}
+				net := DefaultNetwork
+				if c.Family() == "IPv6" {
+					net = DefaultIPv6Network
+				}
+				if !net.Contains(c.To.Addr) {
+					t.Errorf("%s has %s address %s outside %s", c.To.Name, c.Family(), c.To.Addr, net)
+				}
+				count[c.Family()+" "+map[CheckKind]string{PodToPod: "pod", HostToPod: "host"}[c.Kind]]++
+				if c.Kind == PodToPod && c.Path != backend {
+					t.Errorf("%s %s -> %s went by %q, want %s", c.Family(), c.From.Name, c.To.Name, c.Path, backend)
+				}
+			}
+			want := map[string]int{"IPv4 pod": 24, "IPv6 pod": 24, "IPv4 host": 12, "IPv6 host": 12}
+			for k, n := range want {
+				if count[k] != n {
+					t.Errorf("%d %s checks, want %d (all: %v)", count[k], k, n, count)
+				}
+			}
+			for _, line := range []string{
+				"IPv4: 24/24 pod pairs ok, source IPs preserved; 12/12 host→pod ok; IPv6: 24/24 pod pairs ok, source IPs preserved; 12/12 host→pod ok",
+				`"EnableIPv6": true, "IPv6Network": "fd00:10:244::/56"`,
+				"IPv6 routes: every host reaches every other host's IPv6 subnet",
+			} {
+				if !strings.Contains(out.String(), line) {
+					t.Errorf("output lacks %q", line)
+				}
+			}
+		})
+	}
+}
+
 // Cancelling the context while the build is under way (agents started, no
 // pods yet) must still tear everything down before Demo returns.
 func TestDemoCancelledMidBuildTearsDown(t *testing.T) {

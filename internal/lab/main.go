@@ -149,6 +149,9 @@ func mainBuild(ctx context.Context, cmd string, args []string, stdout, stderr io
 	fs.IntVar(&o.Segments, "segments", 1, "L2 segments the hosts are spread over, joined by a router (host-gw needs 1)")
 	fs.BoolVar(&o.IPMasq, "ip-masq", false, "run the agents with --ip-masq and add an internet host (10.4.7.99) outside the cluster: pod→pod keeps its source, pod→internet is masqueraded")
 	fs.BoolVar(&o.DirectRouting, "direct-routing", false, `vxlan's "DirectRouting": true (default: on for vxlan with --segments > 1)`)
+	fs.StringVar(&o.IPFamily, "ip-family", FamilyIPv4, `address families: ipv4; dual (the underlay also gets IPv6 ULAs, fd00:10:4:7::21 beside 10.4.7.21, the network config "EnableIPv6" with --ipv6-network, pods an address of each family, and every check runs over both); ipv6 (an IPv6-only cluster, "EnableIPv4": false, on an IPv6-only underlay; needs --store kube, since etcd mode has no IPv6-only lease, as in flannel)`)
+	network6 := DefaultIPv6Network.String()
+	fs.StringVar(&network6, "ipv6-network", network6, "the pods' IPv6 network (IPv6Network) with --ip-family dual or ipv6")
 	addKubeFlags(fs, &o)
 	tuneNeigh := true
 	fs.BoolVar(&tuneNeigh, "tune-neigh", true, "raise the kernel's neighbour-table thresholds (net.ipv4.neigh.default.gc_thresh1/2/3, shared by all namespaces) to fit the lab; restored when the last lab goes down")
@@ -182,6 +185,9 @@ func mainBuild(ctx context.Context, cmd string, args []string, stdout, stderr io
 		return cmdline.Fail(fs, stderr, fmt.Errorf("--network: %w", err))
 	}
 	o.Network = p
+	if o.IPv6Network, err = netip.ParsePrefix(network6); err != nil {
+		return cmdline.Fail(fs, stderr, fmt.Errorf("--ipv6-network: %w", err))
+	}
 	o.KeepNeighThresholds = !tuneNeigh
 	o.Prefix, o.StateRoot = c.prefix, c.stateRoot
 	o.Out, o.Log = stdout, c.logger(stderr)

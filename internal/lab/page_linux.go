@@ -101,9 +101,7 @@ func fetchLab(ctx context.Context, topo Topology, st state) web.LabPage {
 	var wg sync.WaitGroup
 	for i, h := range topo.Hosts {
 		srcs[i] = web.LabSource{Name: h.Name, Link: "/h/" + h.Name + "/"}
-		if p, ok := st.Subnets[h.Name]; ok {
-			srcs[i].Subnet = p.String()
-		}
+		srcs[i].Subnet = prefixesText(st.Subnets[h.Name], st.Subnets6[h.Name])
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -32,8 +32,26 @@ const (
 	ProbePort = 7777
 )
 
+// The lab's address families (Spec.IPFamily), named as `--ip-family`
+// takes them.
+const (
+	FamilyIPv4 = "ipv4" // the classic lab: IPv4 underlay and pods
+	// FamilyDual adds IPv6: a ULA on every underlay interface beside its
+	// IPv4 address, "EnableIPv6" with IPv6Network in the network config,
+	// and pods with an address of each family.
+	FamilyDual = "dual"
+	// FamilyIPv6 is an IPv6-only cluster on an IPv6-only underlay:
+	// "EnableIPv4": false. It needs the Kubernetes store, as in flannel
+	// (an etcd lease key always names an IPv4 subnet).
+	FamilyIPv6 = "ipv6"
+)
+
 var (
 	DefaultNetwork = netip.MustParsePrefix("172.7.0.0/16")
+	// DefaultIPv6Network is the pods' IPv6 network of a dual or IPv6
+	// lab, the one flannel's documentation uses; its /64 subnets are
+	// flannel's default IPv6SubnetLen.
+	DefaultIPv6Network = netip.MustParsePrefix("fd00:10:244::/56")
 
 	underlayNet   = netip.MustParsePrefix("10.4.7.0/24")
 	etcdAddr      = netip.MustParseAddr("10.4.7.12")
@@ -71,7 +89,18 @@ type Spec struct {
 	// Store is where agents keep leases: StoreEtcd (also when empty) or
 	// StoreKube, a Kubernetes control plane on the underlay (see Kube).
 	Store string `json:",omitempty"`
+	// IPFamily is FamilyIPv4 (also when empty), FamilyDual or FamilyIPv6.
+	IPFamily string `json:",omitempty"`
+	// IPv6Network is the pods' IPv6 network with FamilyDual or
+	// FamilyIPv6 (default DefaultIPv6Network).
+	IPv6Network netip.Prefix `json:",omitempty"`
 }
+
+// HasIPv4 reports whether the lab's underlay and pods have IPv4.
+func (s Spec) HasIPv4() bool { return s.IPFamily != FamilyIPv6 }
+
+// HasIPv6 reports whether the lab's underlay and pods have IPv6.
+func (s Spec) HasIPv6() bool { return s.IPFamily == FamilyDual || s.IPFamily == FamilyIPv6 }
 
 // withDefaults fills zero fields except Pods: a lab without pods is a
 // valid request (the command line defaults to DefaultPods).
@@ -97,6 +126,12 @@ func (s Spec) withDefaults() Spec {
 	if s.StateRoot == "" {
 		s.StateRoot = DefaultStateRoot
 	}
+	if s.IPFamily == "" {
+		s.IPFamily = FamilyIPv4
+	}
+	if s.HasIPv6() && !s.IPv6Network.IsValid() {
+		s.IPv6Network = DefaultIPv6Network
+	}
 	return s
 }
 
@@ -121,11 +156,15 @@ type Topology struct {
 type Underlay struct {
 	NS     string       // <prefix>-ul
 	Bridge string       // the switch of segment 1
-	Addr   netip.Prefix // the bridge's address, where etcd listens
+	Addr   netip.Prefix // the bridge's address, where etcd listens; invalid in an IPv6 lab
 	// Gateway is the underlay namespace's default route, the router's
 	// address on segment 1, so that etcd answers hosts on the other
 	// segments; invalid with one segment.
 	Gateway netip.Addr
+	// Addr6 and Gateway6 are their IPv6 twins (see mirror6), valid in a
+	// dual or IPv6 lab.
+	Addr6    netip.Prefix
+	Gateway6 netip.Addr
 }
 
 // Segment is one L2 segment: a switch (bridge) in the underlay namespace
@@ -137,6 +176,10 @@ type Segment struct {
 	Net     netip.Prefix // 10.4.7.0/24, 10.4.8.0/24, ...
 	Bridge  string       // sw0, sw1, ... in the underlay namespace
 	Gateway netip.Addr   // the router's leg on it (.1); invalid with one segment
+	// Net6 and Gateway6 are the segment's IPv6 twins (fd00:10:4:7::/64,
+	// ::1), valid in a dual or IPv6 lab.
+	Net6     netip.Prefix
+	Gateway6 netip.Addr
 }
 
 // Router is the namespace that routes between the segments: one leg on
@@ -154,6 +197,7 @@ type Leg struct {
 	Wire    string       // the veth end on the switch in the underlay: rt-s1, ...
 	Bridge  string       // the switch it is attached to
 	Addr    netip.Prefix // 10.4.7.1/24, 10.4.8.1/24, ...
+	Addr6   netip.Prefix // fd00:10:4:7::1/64, ... in a dual or IPv6 lab
 }
 
 // Etcd is the lab's datastore process.
@@ -177,8 +221,10 @@ type Host struct {
 	Wire       string       // name of the veth end in the underlay namespace
 	Segment    int          // 1-based index into Topology.Segments
 	Bridge     string       // the switch Wire is attached to: its segment's
-	Addr       netip.Prefix // 10.4.7.21/24 on eth0; also --public-ip
+	Addr       netip.Prefix // 10.4.7.21/24 on eth0; also --public-ip; invalid in an IPv6 lab
 	Gateway    netip.Addr   // default route via the router; invalid with one segment
+	Addr6      netip.Prefix // fd00:10:4:7::21/64 beside 10.4.7.21 (mirror6) in a dual or IPv6 lab; also --public-ipv6
+	Gateway6   netip.Addr   // the router's IPv6 address with segments
 	Health     netip.AddrPort
 	Dir        string // <state>/h1
 	SubnetFile string
@@ -230,6 +276,9 @@ func Plan(s Spec) (Topology, error) {
 	if err := validateStore(s); err != nil {
 		return Topology{}, err
 	}
+	if err := validateFamily(s); err != nil {
+		return Topology{}, err
+	}
 	if s.DirectRouting && s.Backend != "vxlan" {
 		return Topology{}, fmt.Errorf("lab direct routing: a vxlan option, not one of backend %s", s.Backend)
 	}
@@ -253,7 +302,7 @@ func Plan(s Spec) (Topology, error) {
 	}
 
 	state := filepath.Join(s.StateRoot, s.Prefix)
-	cfg, err := networkConfig(s.Network, s.Backend, s.DirectRouting)
+	cfg, err := networkConfig(s)
 	if err != nil {
 		return Topology{}, err
 	}
@@ -261,10 +310,12 @@ func Plan(s Spec) (Topology, error) {
 		Spec:     s,
 		StateDir: state,
 		Underlay: Underlay{
-			NS:      s.Prefix + "-ul",
-			Bridge:  segs[0].Bridge,
-			Addr:    netip.PrefixFrom(etcdAddr, underlayNet.Bits()),
-			Gateway: segs[0].Gateway,
+			NS:       s.Prefix + "-ul",
+			Bridge:   segs[0].Bridge,
+			Addr:     netip.PrefixFrom(etcdAddr, underlayNet.Bits()),
+			Gateway:  segs[0].Gateway,
+			Addr6:    netip.PrefixFrom(mirror6(etcdAddr), 64),
+			Gateway6: segs[0].Gateway6,
 		},
 		Segments: segs,
 		Etcd: Etcd{
@@ -288,6 +339,7 @@ func Plan(s Spec) (Topology, error) {
 				Wire:    "rt-s" + k,
 				Bridge:  sg.Bridge,
 				Addr:    netip.PrefixFrom(sg.Gateway, sg.Net.Bits()),
+				Addr6:   netip.PrefixFrom(sg.Gateway6, sg.Net6.Bits()),
 			})
 		}
 	}
@@ -304,6 +356,8 @@ func Plan(s Spec) (Topology, error) {
 			Bridge:     sg.Bridge,
 			Addr:       netip.PrefixFrom(hostAddr(sg, i), sg.Net.Bits()),
 			Gateway:    sg.Gateway,
+			Addr6:      netip.PrefixFrom(mirror6(hostAddr(sg, i)), sg.Net6.Bits()),
+			Gateway6:   sg.Gateway6,
 			Health:     netip.AddrPortFrom(healthIP, HealthPort),
 			Dir:        dir,
 			SubnetFile: filepath.Join(dir, "subnet.env"),
@@ -327,10 +381,96 @@ func Plan(s Spec) (Topology, error) {
 		t.Hosts = append(t.Hosts, h)
 	}
 	if s.IPMasq {
-		t.Internet = Internet{NS: s.Prefix + "-inet", Wire: "ve-inet", Addr: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 4, 7, 99}), 24)}
+		inet := netip.AddrFrom4([4]byte{10, 4, 7, 99})
+		t.Internet = Internet{NS: s.Prefix + "-inet", Wire: "ve-inet", Addr: netip.PrefixFrom(inet, 24), Addr6: netip.PrefixFrom(mirror6(inet), 64)}
 	}
+	t.keepFamilies()
 	t.Kube = planKube(t)
 	return t, nil
+}
+
+// validateFamily checks the IP family and the IPv6 network it implies.
+func validateFamily(s Spec) error {
+	switch s.IPFamily {
+	case FamilyIPv4, FamilyDual:
+	case FamilyIPv6:
+		if s.Store != StoreKube {
+			return fmt.Errorf("lab ip family %s (IPv6-only) needs --store kube: the network config's \"EnableIPv4\": false is for Kubernetes mode only, as in flannel (an etcd lease key always names an IPv4 subnet)", s.IPFamily)
+		}
+	default:
+		return fmt.Errorf("lab ip family %q: want %s, %s or %s", s.IPFamily, FamilyIPv4, FamilyDual, FamilyIPv6)
+	}
+	if !s.HasIPv6() {
+		return nil
+	}
+	n := s.IPv6Network
+	if !n.Addr().Is6() || n.Addr().Is4In6() || n.Masked() != n || n.Bits() > 56 {
+		return fmt.Errorf("lab IPv6 network %s: want a masked IPv6 network of /56 or larger (it holds one /64 per host)", n)
+	}
+	if n.Overlaps(netip.PrefixFrom(mirror6(underlayNet.Addr()), 48).Masked()) {
+		return fmt.Errorf("lab IPv6 network %s overlaps the underlay fd00:10:4::/48", n)
+	}
+	return nil
+}
+
+// keepFamilies clears the addresses of a family the lab does not have:
+// the IPv6 ones of an IPv4 lab, the IPv4 ones of an IPv6 lab.
+func (t *Topology) keepFamilies() {
+	v4, v6 := t.Spec.HasIPv4(), t.Spec.HasIPv6()
+	keep := func(p *netip.Prefix, a *netip.Addr, ok bool) {
+		if !ok {
+			*p, *a = netip.Prefix{}, netip.Addr{}
+		}
+	}
+	var none netip.Addr
+	keep(&t.Underlay.Addr, &t.Underlay.Gateway, v4)
+	keep(&t.Underlay.Addr6, &t.Underlay.Gateway6, v6)
+	for i := range t.Segments {
+		sg := &t.Segments[i]
+		keep(&sg.Net, &sg.Gateway, v4)
+		keep(&sg.Net6, &sg.Gateway6, v6)
+	}
+	for i := range t.Router.Legs {
+		keep(&t.Router.Legs[i].Addr, &none, v4)
+		keep(&t.Router.Legs[i].Addr6, &none, v6)
+	}
+	for i := range t.Hosts {
+		h := &t.Hosts[i]
+		keep(&h.Addr, &h.Gateway, v4)
+		keep(&h.Addr6, &h.Gateway6, v6)
+	}
+	if t.Internet.NS != "" {
+		keep(&t.Internet.Addr, &none, v4)
+		keep(&t.Internet.Addr6, &none, v6)
+	}
+}
+
+// mirror6 is the IPv6 twin of an underlay IPv4 address: each octet's
+// decimal digits read as hex in fd00:<o1>:<o2>:<o3>::<o4>, so that
+// 10.4.7.21 becomes fd00:10:4:7::21 and an address names its host in
+// either family.
+func mirror6(a netip.Addr) netip.Addr {
+	o := a.As4()
+	var b [16]byte
+	b[0], b[1] = 0xfd, 0x00
+	for i, v := range o {
+		g := decHex(v)
+		pos := 2 + 2*i
+		if i == 3 {
+			pos = 14
+		}
+		b[pos], b[pos+1] = byte(g>>8), byte(g)
+	}
+	return netip.AddrFrom16(b)
+}
+
+// decHex reads v's decimal digits as a hex number: 21 → 0x21.
+func decHex(v byte) uint16 {
+	var g uint16
+	for _, d := range strconv.Itoa(int(v)) {
+		g = g<<4 | uint16(d-'0')
+	}
+	return g
 }
 
 // planSegments lays out n segments: segment k is 10.4.(6+k).0/24 on
@@ -343,9 +483,10 @@ func planSegments(n int) []Segment {
 		a := base
 		a[2] += byte(i)
 		sn := netip.PrefixFrom(netip.AddrFrom4(a), underlayNet.Bits())
-		segs[i] = Segment{Index: i + 1, Net: sn, Bridge: "sw" + strconv.Itoa(i)}
+		segs[i] = Segment{Index: i + 1, Net: sn, Bridge: "sw" + strconv.Itoa(i), Net6: netip.PrefixFrom(mirror6(sn.Addr()), 64)}
 		if n > 1 {
 			segs[i].Gateway = sn.Addr().Next()
+			segs[i].Gateway6 = mirror6(segs[i].Gateway)
 		}
 	}
 	return segs
@@ -369,20 +510,27 @@ func hostAddr(sg Segment, i int) netip.Addr {
 }
 
 // networkConfig renders the value stored at <etcd prefix>/config, in the
-// spelling flannel's documentation and users use.
-func networkConfig(network netip.Prefix, backend string, directRouting bool) (string, error) {
-	n, err := json.Marshal(network.String())
+// spelling flannel's documentation and users use: with IPv6,
+// "EnableIPv6" and "IPv6Network" after "Network", and an IPv6-only lab
+// has "EnableIPv4": false and no Network.
+func networkConfig(s Spec) (string, error) {
+	b, err := json.Marshal(s.Backend)
 	if err != nil {
 		return "", fmt.Errorf("render network config: %w", err)
 	}
-	b, err := json.Marshal(backend)
-	if err != nil {
-		return "", fmt.Errorf("render network config: %w", err)
+	var fields string
+	if s.HasIPv4() {
+		fields = fmt.Sprintf(`"Network": %q, `, s.Network.String())
+	} else {
+		fields = `"EnableIPv4": false, `
 	}
-	if directRouting {
-		return fmt.Sprintf(`{"Network": %s, "Backend": {"Type": %s, "DirectRouting": true}}`, n, b), nil
+	if s.HasIPv6() {
+		fields += fmt.Sprintf(`"EnableIPv6": true, "IPv6Network": %q, `, s.IPv6Network.String())
 	}
-	return fmt.Sprintf(`{"Network": %s, "Backend": {"Type": %s}}`, n, b), nil
+	if s.DirectRouting {
+		return fmt.Sprintf(`{%s"Backend": {"Type": %s, "DirectRouting": true}}`, fields, b), nil
+	}
+	return fmt.Sprintf(`{%s"Backend": {"Type": %s}}`, fields, b), nil
 }
 
 // Pods returns every pod of the lab, host by host.
@@ -467,17 +615,24 @@ func (t Topology) AgentArgs(h Host) []string {
 	if t.Spec.Store == StoreKube {
 		return t.kubeAgentArgs(h)
 	}
-	return append([]string{"agent",
+	args := []string{"agent",
 		"--etcd-endpoints=" + t.Etcd.ClientURL,
 		"--etcd-prefix=" + t.Spec.EtcdPrefix,
 		"--iface=" + h.Iface,
-		"--public-ip=" + h.Addr.Addr().String(),
-		"--subnet-file=" + h.SubnetFile,
-		"--state-dir=" + h.Dir,
-		"--healthz-ip=" + h.Health.Addr().String(),
-		"--healthz-port=" + strconv.Itoa(int(h.Health.Port())),
+	}
+	if h.Addr.IsValid() {
+		args = append(args, "--public-ip="+h.Addr.Addr().String())
+	}
+	if h.Addr6.IsValid() {
+		args = append(args, "--public-ipv6="+h.Addr6.Addr().String())
+	}
+	return append(append(args,
+		"--subnet-file="+h.SubnetFile,
+		"--state-dir="+h.Dir,
+		"--healthz-ip="+h.Health.Addr().String(),
+		"--healthz-port="+strconv.Itoa(int(h.Health.Port())),
 		"--log-format=text",
-	}, t.agentExtra()...)
+	), t.agentExtra()...)
 }
 
 func (t Topology) agentExtra() []string {
@@ -491,9 +646,10 @@ func (t Topology) agentExtra() []string {
 // Internet is a host outside the cluster on segment 1 that answers the
 // pods' probes: what "the internet" is to a pod in an --ip-masq lab.
 type Internet struct {
-	NS   string       // <prefix>-inet
-	Wire string       // its veth end on the switch
-	Addr netip.Prefix // 10.4.7.99/24
+	NS    string       // <prefix>-inet
+	Wire  string       // its veth end on the switch
+	Addr  netip.Prefix // 10.4.7.99/24; invalid in an IPv6 lab
+	Addr6 netip.Prefix // fd00:10:4:7::99/64 in a dual or IPv6 lab
 }
 
 // ConfList renders the host's CNI network configuration: kube-flannel's

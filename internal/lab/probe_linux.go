@@ -17,6 +17,7 @@ import (
 	vns "github.com/vishvananda/netns"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 
 	"github.com/weftnet/weft/internal/netns"
 )
@@ -56,7 +57,7 @@ func startEchoServers(pods []probeTarget) (*echoServers, error) {
 		var ln net.Listener
 		err := netns.Do(p.Pod.NS, func() error {
 			var err error
-			ln, err = net.Listen("tcp4", netip.AddrPortFrom(p.Addr, ProbePort).String())
+			ln, err = net.Listen("tcp", netip.AddrPortFrom(p.Addr, ProbePort).String())
 			return err
 		})
 		if err != nil {
@@ -92,6 +93,8 @@ func (s *echoServers) Close() {
 // runChecks probes every ordered pair of pods on different hosts (ICMP and
 // TCP) and every host to every pod on another host (ICMP), a few at a
 // time, and returns the checks in a stable order: pod pairs, then hosts.
+// A pod of a dual lab is two targets, one per address: pairs are checked
+// within a family, each over its own addresses.
 func runChecks(ctx context.Context, topo Topology, pods []probeTarget) ([]Check, error) {
 	paths, err := routePaths(topo, pods)
 	if err != nil {
@@ -110,46 +113,58 @@ func runChecks(ctx context.Context, topo Topology, pods []probeTarget) ([]Check,
 	var jobs []job
 	for _, from := range pods {
 		for _, to := range pods {
-			if from.Pod.Host == to.Pod.Host {
+			if from.Pod.Host == to.Pod.Host || from.Addr.Is4() != to.Addr.Is4() {
 				continue
 			}
 			jobs = append(jobs, job{from.Pod.NS, Check{
 				Kind: PodToPod,
 				From: Endpoint{Name: from.Pod.Name, Addr: from.Addr},
 				To:   Endpoint{Name: to.Pod.Name, Addr: to.Addr},
-				Path: paths[[2]string{from.Pod.Host, to.Pod.Host}],
+				Path: paths[hostPair{from.Pod.Host, to.Pod.Host, to.Addr.Is4()}],
 			}})
 		}
 	}
 	for _, h := range topo.Hosts {
 		for _, to := range pods {
-			if to.Pod.Host == h.Name {
+			src := hostAddrFor(h, to.Addr)
+			if to.Pod.Host == h.Name || !src.IsValid() {
 				continue
 			}
 			jobs = append(jobs, job{h.NS, Check{
 				Kind: HostToPod,
-				From: Endpoint{Name: h.Name, Addr: h.Addr.Addr()},
+				From: Endpoint{Name: h.Name, Addr: src},
 				To:   Endpoint{Name: to.Pod.Name, Addr: to.Addr},
-				Path: paths[[2]string{h.Name, to.Pod.Host}],
+				Path: paths[hostPair{h.Name, to.Pod.Host, to.Addr.Is4()}],
 			}})
 		}
 	}
 
 	if in := topo.Internet; in.NS != "" {
-		inet, err := startEchoServers([]probeTarget{{Pod: Pod{Name: "internet", NS: in.NS}, Addr: in.Addr.Addr()}})
+		var servers []probeTarget
+		for _, a := range []netip.Prefix{in.Addr, in.Addr6} {
+			if a.IsValid() {
+				servers = append(servers, probeTarget{Pod: Pod{Name: "internet", NS: in.NS}, Addr: a.Addr()})
+			}
+		}
+		inet, err := startEchoServers(servers)
 		if err != nil {
 			return nil, err
 		}
 		defer inet.Close()
 		for _, from := range pods {
 			h, _ := topo.Host(from.Pod.Host)
-			jobs = append(jobs, job{from.Pod.NS, Check{
-				Kind: PodToInternet,
-				From: Endpoint{Name: from.Pod.Name, Addr: from.Addr},
-				To:   Endpoint{Name: "internet", Addr: in.Addr.Addr()},
-				Path: "masq",
-				Want: h.Addr.Addr(),
-			}})
+			for _, dst := range servers {
+				if dst.Addr.Is4() != from.Addr.Is4() {
+					continue
+				}
+				jobs = append(jobs, job{from.Pod.NS, Check{
+					Kind: PodToInternet,
+					From: Endpoint{Name: from.Pod.Name, Addr: from.Addr},
+					To:   Endpoint{Name: "internet", Addr: dst.Addr},
+					Path: "masq",
+					Want: hostAddrFor(h, dst.Addr),
+				}})
+			}
 		}
 	}
 
@@ -233,29 +248,53 @@ func probeSource(ctx context.Context, ns string, checks []Check, idx []int) {
 	wg.Wait()
 }
 
-// routePaths names, for every ordered pair of hosts (by host name), the
+// hostPair is an ordered pair of hosts (by name) and a family (IPv4 or
+// not), the key of routePaths.
+type hostPair struct {
+	from, to string
+	v4       bool
+}
+
+// hostAddrFor is h's underlay address of dst's family; invalid when h has
+// none.
+func hostAddrFor(h Host, dst netip.Addr) netip.Addr {
+	if dst.Is4() {
+		return h.Addr.Addr()
+	}
+	return h.Addr6.Addr()
+}
+
+// routePaths names, for every ordered pair of hosts and each family, the
 // path the first host's kernel takes to the second one's pods (see
 // pathName). A pod's packets are forwarded by its host on the same route,
-// so one lookup per host pair, to one of the peer's pods, covers them all.
-func routePaths(topo Topology, pods []probeTarget) (map[[2]string]string, error) {
-	podOf := map[string]netip.Addr{} // host name → one of its pods
+// so one lookup per host pair and family, to one of the peer's pods,
+// covers them all.
+func routePaths(topo Topology, pods []probeTarget) (map[hostPair]string, error) {
+	type hostFamily struct {
+		host string
+		v4   bool
+	}
+	podOf := map[hostFamily]netip.Addr{} // one of the host's pods, per family
 	for _, p := range pods {
-		if _, ok := podOf[p.Pod.Host]; !ok {
-			podOf[p.Pod.Host] = p.Addr
+		k := hostFamily{p.Pod.Host, p.Addr.Is4()}
+		if _, ok := podOf[k]; !ok {
+			podOf[k] = p.Addr
 		}
 	}
-	paths := map[[2]string]string{}
+	paths := map[hostPair]string{}
 	for _, h := range topo.Hosts {
 		nh, err := netns.Handle(h.NS)
 		if err != nil {
 			return nil, fmt.Errorf("look up routes on %s: %w", h.Name, err)
 		}
 		for _, peer := range topo.Hosts {
-			dst, ok := podOf[peer.Name]
-			if peer.Name == h.Name || !ok {
-				continue
+			for _, v4 := range []bool{true, false} {
+				dst, ok := podOf[hostFamily{peer.Name, v4}]
+				if peer.Name == h.Name || !ok {
+					continue
+				}
+				paths[hostPair{h.Name, peer.Name, v4}] = pathName(topo.Spec.Backend, lookupHop(nh, dst), hostAddrFor(peer, dst))
 			}
-			paths[[2]string{h.Name, peer.Name}] = pathName(topo.Spec.Backend, lookupHop(nh, dst), peer.Addr.Addr())
 		}
 		nh.Close()
 	}
@@ -304,6 +343,39 @@ func pingFrom(ctx context.Context, ns string, dst netip.Addr) (time.Duration, er
 func pingMany(ctx context.Context, ns string, dsts []netip.Addr) ([]time.Duration, []error) {
 	rtts := make([]time.Duration, len(dsts))
 	errs := make([]error, len(dsts))
+	// One socket per family, the IPv4 destinations first.
+	for _, v4 := range []bool{true, false} {
+		var idx []int
+		var fam []netip.Addr
+		for i, d := range dsts {
+			if d.Is4() == v4 {
+				idx = append(idx, i)
+				fam = append(fam, d)
+			}
+		}
+		if len(fam) == 0 {
+			continue
+		}
+		r, e := pingFamily(ctx, ns, fam)
+		for k, i := range idx {
+			rtts[i], errs[i] = r[k], e[k]
+		}
+	}
+	return rtts, errs
+}
+
+// pingFamily is pingMany for destinations of one family.
+func pingFamily(ctx context.Context, ns string, dsts []netip.Addr) ([]time.Duration, []error) {
+	v4 := dsts[0].Is4()
+	network, wildcard, proto := "ip4:icmp", "0.0.0.0", 1 // 1: ICMP
+	echoType, replyType := icmp.Type(ipv4.ICMPTypeEcho), icmp.Type(ipv4.ICMPTypeEchoReply)
+	if !v4 {
+		// The kernel fills in an ICMPv6 raw socket's checksums.
+		network, wildcard, proto = "ip6:ipv6-icmp", "::", 58 // 58: ICMPv6
+		echoType, replyType = ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply
+	}
+	rtts := make([]time.Duration, len(dsts))
+	errs := make([]error, len(dsts))
 	fail := func(err error) ([]time.Duration, []error) {
 		for i := range errs {
 			if errs[i] == nil && rtts[i] == 0 {
@@ -318,7 +390,7 @@ func pingMany(ctx context.Context, ns string, dsts []netip.Addr) ([]time.Duratio
 	var conn *icmp.PacketConn
 	err := netns.Do(ns, func() error {
 		var err error
-		conn, err = icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+		conn, err = icmp.ListenPacket(network, wildcard)
 		return err
 	})
 	if err != nil {
@@ -336,7 +408,7 @@ func pingMany(ctx context.Context, ns string, dsts []netip.Addr) ([]time.Duratio
 	send := func(i int, f *flight) {
 		now := time.Now()
 		data := binary.BigEndian.AppendUint64([]byte("weft-lab"), uint64(now.UnixNano()))
-		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: i + 1, Data: data}}
+		msg := icmp.Message{Type: echoType, Body: &icmp.Echo{ID: id, Seq: i + 1, Data: data}}
 		b, err := msg.Marshal(nil)
 		if err == nil {
 			// No route (yet) is worth retrying like a lost packet.
@@ -389,8 +461,8 @@ func pingMany(ctx context.Context, ns string, dsts []netip.Addr) ([]time.Duratio
 			if !ok {
 				continue
 			}
-			m, err := icmp.ParseMessage(1, buf[:n]) // 1: ICMP for IPv4
-			if err != nil || m.Type != ipv4.ICMPTypeEchoReply {
+			m, err := icmp.ParseMessage(proto, buf[:n])
+			if err != nil || m.Type != replyType {
 				continue
 			}
 			echo, ok := m.Body.(*icmp.Echo)
@@ -428,7 +500,7 @@ func seenSourceIn(ctx context.Context, target *vns.NsHandle, ns string, dst neti
 	err := netns.DoHandle(target, func() error {
 		var err error
 		var d net.Dialer
-		conn, err = d.DialContext(ctx, "tcp4", netip.AddrPortFrom(dst, ProbePort).String())
+		conn, err = d.DialContext(ctx, "tcp", netip.AddrPortFrom(dst, ProbePort).String())
 		return err
 	})
 	if err != nil {

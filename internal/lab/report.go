@@ -55,6 +55,14 @@ type Check struct {
 	Want netip.Addr
 }
 
+// Family names the address family the check ran over: "IPv4" or "IPv6".
+func (c Check) Family() string {
+	if c.To.Addr.Is6() && !c.To.Addr.Is4In6() {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
 // OK reports whether the check passed: the echo came back and, for pod
 // pairs, the TCP server saw the client pod's own address (no NAT inside the
 // cluster network).
@@ -193,10 +201,42 @@ func (r Result) OK() bool {
 }
 
 // Summary is the one-line verdict, e.g.
-// "24/24 pod pairs ok, source IPs preserved; 12/12 host→pod ok".
+// "24/24 pod pairs ok, source IPs preserved; 12/12 host→pod ok". With
+// checks over IPv6, each family gets its own, prefixed with its name:
+// "IPv4: 24/24 pod pairs ok, ...; IPv6: 0/24 pod pairs ok; 0/12 host→pod ok".
 func (r Result) Summary() string {
-	var pairs, pairsOK, translated, hosts, hostsOK, out, outOK int
+	fams := r.families()
+	if len(fams) == 1 && fams[0] == "IPv4" {
+		return familySummary(r.Checks)
+	}
+	parts := make([]string, len(fams))
+	for i, f := range fams {
+		parts[i] = f + ": " + familySummary(slices.DeleteFunc(slices.Clone(r.Checks), func(c Check) bool { return c.Family() != f }))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// families lists the families the checks ran over, IPv4 first.
+func (r Result) families() []string {
+	var v4, v6 bool
 	for _, c := range r.Checks {
+		v6 = v6 || c.Family() == "IPv6"
+		v4 = v4 || c.Family() == "IPv4"
+	}
+	var fams []string
+	if v4 || !v6 {
+		fams = append(fams, "IPv4")
+	}
+	if v6 {
+		fams = append(fams, "IPv6")
+	}
+	return fams
+}
+
+// familySummary is Summary's verdict on checks of one family.
+func familySummary(checks []Check) string {
+	var pairs, pairsOK, translated, hosts, hostsOK, out, outOK int
+	for _, c := range checks {
 		switch c.Kind {
 		case PodToPod:
 			pairs++
@@ -234,8 +274,11 @@ func (r Result) Summary() string {
 }
 
 // Paths counts the pod pairs by the path they took, e.g.
-// "pod pairs by path: direct 8, vxlan 16".
+// "pod pairs by path: direct 8, vxlan 16"; with checks over IPv6, by
+// family and path: "pod pairs by path: IPv4 host-gw 24, IPv6 host-gw 24".
 func (r Result) Paths() string {
+	fams := r.families()
+	byFamily := len(fams) > 1 || fams[0] != "IPv4"
 	count := map[string]int{}
 	var order []string
 	for _, c := range r.Checks {
@@ -245,6 +288,9 @@ func (r Result) Paths() string {
 		p := c.Path
 		if p == "" {
 			p = "unknown"
+		}
+		if byFamily {
+			p = c.Family() + " " + p
 		}
 		if count[p] == 0 {
 			order = append(order, p)
@@ -259,10 +305,22 @@ func (r Result) Paths() string {
 	return "pod pairs by path: " + strings.Join(parts, ", ")
 }
 
-// WriteTable prints one row per check.
+// WriteTable prints one row per check. When any check ran over IPv6, a
+// FAMILY column says which family each row is.
 func WriteTable(w io.Writer, checks []Check) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "FROM\tSOURCE\tTO\tDESTINATION\tPATH\tICMP RTT\tTCP SEEN-SOURCE\tVERDICT")
+	withFamily := slices.ContainsFunc(checks, func(c Check) bool { return c.Family() == "IPv6" })
+	fam := func(c Check) string {
+		if withFamily {
+			return c.Family() + "\t"
+		}
+		return ""
+	}
+	head := "FROM\tSOURCE\tTO\tDESTINATION\tPATH\tICMP RTT\tTCP SEEN-SOURCE\tVERDICT"
+	if withFamily {
+		head = "FAMILY\t" + head
+	}
+	fmt.Fprintln(tw, head)
 	for _, c := range checks {
 		rtt := "no reply"
 		if c.ICMPErr == nil {
@@ -285,8 +343,8 @@ func WriteTable(w io.Writer, checks []Check) error {
 		if path == "" {
 			path = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			c.From.Name, c.From.Addr, c.To.Name, c.To.Addr, path, rtt, seen, verdict)
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			fam(c), c.From.Name, c.From.Addr, c.To.Name, c.To.Addr, path, rtt, seen, verdict)
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write result table: %w", err)
@@ -338,4 +396,27 @@ func pathName(backend string, hop routeHop, peer netip.Addr) string {
 		return "dev " + hop.Dev
 	}
 	return "no route"
+}
+
+// addrsText names the valid addresses of ps (an address of each family),
+// "10.4.7.21" or "10.4.7.21 fd00:10:4:7::21".
+func addrsText(ps ...netip.Prefix) string {
+	var out []string
+	for _, p := range ps {
+		if p.Addr().IsValid() {
+			out = append(out, p.Addr().String())
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// prefixesText names the valid prefixes of ps, as addrsText does.
+func prefixesText(ps ...netip.Prefix) string {
+	var out []string
+	for _, p := range ps {
+		if p.IsValid() {
+			out = append(out, p.String())
+		}
+	}
+	return strings.Join(out, " ")
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -58,24 +59,24 @@ func Status(spec Spec, out io.Writer) error {
 		layoutNote(topo.Spec), st.Created.Local().Format("15:04:05"))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tNETNS\tADDRESS\tPROCESS\tSUBNET")
-	fmt.Fprintf(tw, "ul\t%s\t%s\t%s\t-\n", nsState(topo.Underlay.NS), topo.Underlay.Addr, underlayProcs(topo))
+	fmt.Fprintf(tw, "ul\t%s\t%s\t%s\t-\n", nsState(topo.Underlay.NS), prefixesText(topo.Underlay.Addr, topo.Underlay.Addr6), underlayProcs(topo))
 	if rt := topo.Router; rt.NS != "" {
 		var legs []string
 		for _, leg := range rt.Legs {
-			legs = append(legs, leg.Addr.String())
+			legs = append(legs, prefixesText(leg.Addr, leg.Addr6))
 		}
 		fmt.Fprintf(tw, "rt\t%s\t%s\trouter\t-\n", nsState(rt.NS), strings.Join(legs, " "))
 	}
 	for _, h := range topo.Hosts {
 		sub := "-"
 		if env, err := subnetenv.Read(h.SubnetFile); err == nil {
-			sub = env.Subnet.String()
+			sub = prefixesText(env.Subnet, env.IPv6Subnet)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\tagent %s\t%s\n", h.Name, nsState(h.NS), h.Addr, procStatus(h.AgentPID), sub)
+		fmt.Fprintf(tw, "%s\t%s\t%s\tagent %s\t%s\n", h.Name, nsState(h.NS), prefixesText(h.Addr, h.Addr6), procStatus(h.AgentPID), sub)
 		for _, p := range h.Pods {
 			addr := "-"
-			if a, ok := st.PodIPs[p.Name]; ok {
-				addr = a.String()
+			if a := addrsText(netip.PrefixFrom(st.PodIPs[p.Name], 0), netip.PrefixFrom(st.PodIPv6s[p.Name], 0)); a != "" {
+				addr = a
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\n", p.Name, nsState(p.NS), addr)
 		}

@@ -42,7 +42,7 @@ func TestBuildSegmentsRoutesThroughTheRouter(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, h := range topo.Hosts {
-		if err := buildHost(topo.Underlay, h); err != nil {
+		if err := buildHost(topo.Spec, topo.Underlay, h); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -83,6 +83,20 @@ type PublicIPv6Source interface {
 	PublicIPv6(ctx context.Context) (ip netip.Addr, ok bool, err error)
 }
 
+// IPv6OnlyLeaser is a store that leases an IPv6 subnet alone, for a
+// network config with "EnableIPv4": false (Kubernetes: a Node's IPv6
+// podCIDR). The etcd store is none: flannel's lease key always names an
+// IPv4 subnet (netconf.Config.CheckEtcd).
+type IPv6OnlyLeaser interface {
+	LeasesIPv6Only() bool
+}
+
+// LeasesIPv6Only reports whether s is an IPv6OnlyLeaser that says so.
+func LeasesIPv6Only(s Store) bool {
+	l, ok := s.(IPv6OnlyLeaser)
+	return ok && l.LeasesIPv6Only()
+}
+
 // Completer is a store that wants to hear when the data plane is up
 // (Kubernetes: the node's NetworkUnavailable condition goes False).
 type Completer interface {

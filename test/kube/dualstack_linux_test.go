@@ -18,7 +18,8 @@ import (
 // TestKubeStoreDualStack runs the store against a dual-stack
 // controller-manager (--cluster-cidr=10.244.0.0/16,fd00:10:244::/56):
 // Acquire takes both podCIDRs, publishes flannel's v6 annotations beside
-// the v4 ones with the manifest's RBAC, the node-public-ipv6 annotation
+// the v4 ones with the manifest's RBAC, republishes a changed
+// backend-v6-data, the node-public-ipv6 annotation
 // overrides --public-ipv6, and Watch hands out peers with both subnets.
 func TestKubeStoreDualStack(t *testing.T) {
 	e := setup(t, kubetest.Options{ClusterCIDRv6: netip.MustParsePrefix("fd00:10:244::/56")})
@@ -72,6 +73,23 @@ func TestKubeStoreDualStack(t *testing.T) {
 		if got := n.Annotations[k]; got != want {
 			t.Errorf("annotation %s = %q, want %q", k, got, want)
 		}
+	}
+
+	// The agent republishes its lease when the backend's data changes
+	// (identity_watch.go: a new VTEP MAC): the same Acquire with the new
+	// BackendV6Data rewrites backend-v6-data and nothing else.
+	v6data2 := []byte(`{"VNI":1,"VtepMAC":"d2:0f:6f:22:fd:14"}`)
+	if _, err := s1.Acquire(ctx, cfg, store.AcquireRequest{Attrs: lease.Attrs{
+		PublicIP: ip("192.168.77.12"), PublicIPv6: ip("2001:db8::12"), BackendType: "vxlan", BackendData: vxlanData, BackendV6Data: v6data2,
+	}, Previous: l1.Subnet, PreviousIPv6: l1.IPv6Subnet}); err != nil {
+		t.Fatal(err)
+	}
+	n = e.node(t, "h1")
+	if got := n.Annotations[p+"backend-v6-data"]; got != string(v6data2) {
+		t.Errorf("after republishing, backend-v6-data = %q, want %q", got, v6data2)
+	}
+	if got := n.Annotations[p+"backend-data"]; got != string(vxlanData) {
+		t.Errorf("after republishing the IPv6 data, backend-data = %q, want %q unchanged", got, vxlanData)
 	}
 
 	ov, ok, err := s2.PublicIPv6(ctx)

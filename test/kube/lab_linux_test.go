@@ -75,6 +75,14 @@ type kubeLab struct {
 
 func startKubeLab(t *testing.T, backend string, hosts, pods int) *kubeLab {
 	t.Helper()
+	return startKubeLabFamily(t, backend, lab.FamilyIPv4, hosts, pods)
+}
+
+// startKubeLabFamily is startKubeLab with the lab's --ip-family: dual makes
+// kube-controller-manager run with --cluster-cidr=<v4>,<v6>, ipv6 with the
+// IPv6 network alone, on an IPv6-only underlay.
+func startKubeLabFamily(t *testing.T, backend, family string, hosts, pods int) *kubeLab {
+	t.Helper()
 	nstest.RequireRoot(t)
 	bins := kubetest.Binaries(t)
 	root, err := testbin.ModuleRoot()
@@ -89,6 +97,7 @@ func startKubeLab(t *testing.T, backend string, hosts, pods int) *kubeLab {
 		Network:   netip.MustParsePrefix(labNetwork),
 		Store:     lab.StoreKube,
 		StateRoot: t.TempDir(),
+		IPFamily:  family,
 	}
 	opts := lab.Options{
 		Spec:         spec,

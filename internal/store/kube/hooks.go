@@ -34,6 +34,11 @@ func (s *Store) PublicIPv6(ctx context.Context) (netip.Addr, bool, error) {
 	return s.NodePublicIPv6(ctx)
 }
 
+// LeasesIPv6Only implements store.IPv6OnlyLeaser: an IPv6-only config
+// takes the Node's IPv6 podCIDR alone, as flannel's kube subnet manager
+// does.
+func (s *Store) LeasesIPv6Only() bool { return true }
+
 // Complete sets the Node's NetworkUnavailable condition to False.
 func (s *Store) Complete(ctx context.Context) error { return s.MarkNetworkAvailable(ctx) }
 
