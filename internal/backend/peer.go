@@ -44,6 +44,45 @@ func LeaseProblem(l lease.Lease, network netip.Prefix) string {
 	return ""
 }
 
+// PeerV6Problem is PeerProblem for the IPv6 half of a dual-stack lease:
+// why the backend cannot program a route to l.IPv6Subnet, "" when it can.
+// network6 is the IPv6Network, own this host's lease and ownPublicIPv6 its
+// PublicIPv6. A lease without an IPv6 subnet (a host on an IPv4-only
+// config) has no IPv6 half to judge and is not asked about: callers check
+// l.IPv6Subnet first.
+func PeerV6Problem(l lease.Lease, network6 netip.Prefix, own lease.Lease, ownPublicIPv6 netip.Addr) string {
+	if why := LeaseV6Problem(l, network6); why != "" {
+		return why
+	}
+	switch {
+	case own.IPv6Subnet.IsValid() && l.IPv6Subnet.Masked().Overlaps(own.IPv6Subnet):
+		return fmt.Sprintf("its IPv6 subnet overlaps this host's %s", own.IPv6Subnet)
+	case ownPublicIPv6.IsValid() && l.Attrs.PublicIPv6 == ownPublicIPv6:
+		return "it carries this host's own PublicIPv6 but is not this host's lease"
+	}
+	return ""
+}
+
+// LeaseV6Problem is the part of PeerV6Problem that looks at the lease
+// alone: an IPv6 subnet strictly inside network6 and an IPv6 PublicIPv6,
+// which every backend needs to reach the peer over IPv6. "" when it has
+// both.
+func LeaseV6Problem(l lease.Lease, network6 netip.Prefix) string {
+	subnet := l.IPv6Subnet.Masked()
+	pub := l.Attrs.PublicIPv6
+	switch {
+	case !subnet.IsValid() || subnet.Addr().Is4():
+		return "no IPv6 subnet"
+	case !network6.IsValid():
+		return "the network config does not enable IPv6"
+	case subnet.Bits() <= network6.Bits() || !network6.Contains(subnet.Addr()):
+		return fmt.Sprintf("its IPv6 subnet is not inside the IPv6Network %s", network6)
+	case !pub.IsValid() || pub.Is4() || pub.IsUnspecified():
+		return "it has no PublicIPv6, which IPv6 routes to it need (its host has no global IPv6 address and no --public-ipv6)"
+	}
+	return ""
+}
+
 // PeerName is how logs and errors name a peer: its public IP, or "none".
 func PeerName(l lease.Lease) string {
 	if l.Attrs.PublicIP.IsValid() {
