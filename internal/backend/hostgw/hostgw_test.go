@@ -100,38 +100,51 @@ func TestDesire(t *testing.T) {
 		{Subnet: netip.MustParsePrefix("10.244.11.0/24"), Attrs: lease.Attrs{BackendType: "host-gw", PublicIP: netip.IPv4Unspecified()}},
 	}
 	st := desire(testNetwork, netip.Prefix{}, own, testExt, leases)
-
-	var got []string
-	for _, r := range st.routes {
-		got = append(got, r.Format(map[int]string{2: "eth0"}))
-	}
-	want := []string{
+	checkRoutes(t, st, []string{
 		"10.244.3.0/24 via 192.168.1.3 dev eth0 proto weft",
 		"10.244.2.0/24 via 192.168.1.2 dev eth0 proto weft",
 		"10.244.10.0/24 via 10.99.0.10 dev eth0 proto weft",
-	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("routes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	})
 	if p := st.peerOf[netip.MustParsePrefix("10.244.3.0/24")]; p != netip.MustParseAddr("192.168.1.3") {
 		t.Errorf("peerOf 10.244.3.0/24 = %v", p)
 	}
 	if len(st.ignored) != 2 || st.ignored[netip.MustParsePrefix("10.244.4.0/24")].BackendType != "vxlan" {
 		t.Errorf("ignored = %v, want the vxlan and the untyped lease", st.ignored)
 	}
-	wantErrs := []string{
+	checkErrs(t, st, []string{
 		"peer 192.168.1.6 (subnet 10.245.0.0/24): no route: its subnet is not inside the network 10.244.0.0/16",
 		"peer none (subnet 10.244.7.0/24): no route: it has no IPv4 PublicIP",
 		"peer 192.168.1.1 (subnet 10.244.8.0/24): no route: it carries this host's own PublicIP but is not this host's lease",
 		"peer 192.168.1.9 (subnet 10.244.1.128/25): no route: its subnet overlaps this host's 10.244.1.0/24",
 		"peer 0.0.0.0 (subnet 10.244.11.0/24): no route: it has no IPv4 PublicIP",
+	})
+}
+
+// checkRoutes compares the routes st plans, in `ip route` form, with want.
+func checkRoutes(t *testing.T, st desiredState, want []string) {
+	t.Helper()
+	var got []string
+	for _, r := range st.routes {
+		got = append(got, r.Format(map[int]string{2: "eth0"}))
 	}
-	var gotErrs []string
+	sameLines(t, "routes", got, want)
+}
+
+// checkErrs compares the errors st gives for the leases it plans no route
+// for with want.
+func checkErrs(t *testing.T, st desiredState, want []string) {
+	t.Helper()
+	var got []string
 	for _, e := range st.errs {
-		gotErrs = append(gotErrs, e.Error())
+		got = append(got, e.Error())
 	}
-	if strings.Join(gotErrs, "\n") != strings.Join(wantErrs, "\n") {
-		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(gotErrs, "\n"), strings.Join(wantErrs, "\n"))
+	sameLines(t, "errors", got, want)
+}
+
+func sameLines(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if g, w := strings.Join(got, "\n"), strings.Join(want, "\n"); g != w {
+		t.Errorf("%s:\n%s\nwant:\n%s", what, g, w)
 	}
 }
 
@@ -196,11 +209,7 @@ func TestDesireDualStack(t *testing.T) {
 		dualLease("10.244.8.0/24", "192.168.1.8", "fd00:50:0:8::/64", "2001:db8:9::8"), // off-segment: still desired; the kernel decides
 	}
 	st := desire(testNetwork, testNetwork6, own, testExt6, leases)
-	var got []string
-	for _, r := range st.routes {
-		got = append(got, r.Format(map[int]string{2: "eth0"}))
-	}
-	want := []string{
+	checkRoutes(t, st, []string{
 		"10.244.2.0/24 via 192.168.1.2 dev eth0 proto weft",
 		"fd00:50:0:2::/64 via fd00:4:7::2 dev eth0 proto weft",
 		"10.244.3.0/24 via 192.168.1.3 dev eth0 proto weft",
@@ -210,30 +219,19 @@ func TestDesireDualStack(t *testing.T) {
 		"10.244.7.0/24 via 192.168.1.7 dev eth0 proto weft",
 		"10.244.8.0/24 via 192.168.1.8 dev eth0 proto weft",
 		"fd00:50:0:8::/64 via 2001:db8:9::8 dev eth0 proto weft",
-	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("routes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	})
 	if p := st.peerOf[netip.MustParsePrefix("fd00:50:0:2::/64")]; p != netip.MustParseAddr("fd00:4:7::2") {
 		t.Errorf("peerOf fd00:50:0:2::/64 = %v", p)
 	}
 	if len(st.noV6) != 1 || st.noV6[netip.MustParsePrefix("10.244.3.0/24")] != netip.MustParseAddr("192.168.1.3") {
 		t.Errorf("noV6 = %v, want the IPv4-only peer", st.noV6)
 	}
-	wantErrs := []string{
-		"peer 192.168.1.4 (subnet 10.244.4.0/24, IPv6 subnet fd00:50:0:4::/64): no IPv6 route: it has no PublicIPv6",
+	checkErrs(t, st, []string{
+		"peer 192.168.1.4 (subnet 10.244.4.0/24, IPv6 subnet fd00:50:0:4::/64): no IPv6 route: it has no PublicIPv6, which IPv6 routes to it need (its host has no global IPv6 address and no --public-ipv6)",
 		"peer 192.168.1.5 (subnet 10.244.5.0/24, IPv6 subnet fd00:99:0:5::/64): no IPv6 route: its IPv6 subnet is not inside the IPv6Network fd00:50::/56",
 		"peer 192.168.1.6 (subnet 10.244.6.0/24, IPv6 subnet fd00:50:0:1::/64): no IPv6 route: its IPv6 subnet overlaps this host's fd00:50:0:1::/64",
-		"peer 192.168.1.7 (subnet 10.244.7.0/24, IPv6 subnet fd00:50:0:7::/64): no IPv6 route: it carries this host's own PublicIPv6",
-	}
-	if len(st.errs) != len(wantErrs) {
-		t.Fatalf("errors %v, want %d", st.errs, len(wantErrs))
-	}
-	for i, e := range st.errs {
-		if !strings.HasPrefix(e.Error(), wantErrs[i]) {
-			t.Errorf("error %d: %v\nwant: %s", i, e, wantErrs[i])
-		}
-	}
+		"peer 192.168.1.7 (subnet 10.244.7.0/24, IPv6 subnet fd00:50:0:7::/64): no IPv6 route: it carries this host's own PublicIPv6 but is not this host's lease",
+	})
 
 	// status sees the same: both routes under the peer's subnet, and why
 	// an IPv6 half gets none.
