@@ -15,18 +15,31 @@
 // The rules (docs/formats.md, "Which leases become peers"):
 //
 //   - The host's own lease is always admitted.
+//
 //   - A peer's lease has an IPv4 subnet of exactly SubnetLen, aligned,
 //     inside Network, and an IPv4 PublicIP (backend.LeaseProblem). This is
 //     the rule flannel applies to reservations (keys without TTL), and weft
 //     applies it to every lease: SubnetMin..SubnetMax only bounds which
 //     subnets are handed out, so a peer keeping an older subnet after the
 //     range was narrowed stays reachable.
+//
 //   - It does not overlap this host's lease, nor carry this host's
 //     PublicIP.
+//
 //   - Of two leases for one subnet, the older (lease.Lease.Created) wins.
+//
 //   - The network's backend may refuse a lease's BackendData, and names
 //     an identity no two peers may share; of two leases with one identity,
 //     the older wins (vxlan: the VtepMAC; another VNI is refused).
+//
+//   - With IPv6 enabled, a peer's IPv6 half (IPv6Subnet, PublicIPv6) is
+//     judged by the same rules against IPv6Network and IPv6SubnetLen
+//     (backend.LeaseV6Problem; no overlap with this host's or an older
+//     lease's IPv6 subnet, not this host's PublicIPv6). A bad IPv6 half
+//     refuses only that half: the lease stays a peer over IPv4, and is
+//     handed on without its IPv6Subnet and PublicIPv6, so no backend
+//     programs them. A lease without an IPv6 subnet (a host still on an
+//     IPv4-only config) is a peer over IPv4 alone, and no refusal.
 //
 // Leases of another backend type than the network's are admitted as they
 // are (the backends pass over them, and status explains them) but take
@@ -126,12 +139,18 @@ type Refusal struct {
 	// 10.4.7.99) overlaps 172.7.138.0-24 (PublicIP 10.4.7.22), which was
 	// there first".
 	Reason string
+	// IPv6 is set for the refusal of a lease's IPv6 half alone
+	// (Result.RefusedV6): the lease is a peer over IPv4.
+	IPv6 bool
 }
 
 // Result is Decide's answer. Both lists keep the order of Input.Leases.
 type Result struct {
 	Admitted []lease.Lease // the own lease included
 	Refused  []Refusal
+	// RefusedV6 are admitted leases whose IPv6 half is refused; their copy
+	// in Admitted has no IPv6Subnet, PublicIPv6 or BackendV6Data.
+	RefusedV6 []Refusal
 }
 
 // RefusedSubnet returns the refusal of a lease for subnet (masked) with
@@ -205,6 +224,12 @@ func Decide(in Input) Result {
 		return in.Leases[i]
 	}
 	refused := make([]*Refusal, n)
+	refusedV6 := make([]*Refusal, n)
+	taken6 := make(map[netip.Prefix]int) // masked IPv6 subnet → lease admitted with it
+	refuse6 := func(i int, kind, format string, args ...any) {
+		refusedV6[i] = &Refusal{Lease: in.Leases[i], Kind: kind, IPv6: true,
+			Reason: Name(in.Leases[i]) + " " + fmt.Sprintf(format, args...) + "; it stays a peer over IPv4"}
+	}
 	var wrongLen []int // refused for their length: their overlaps are named afterwards
 	refuse := func(i int, kind, format string, args ...any) {
 		refused[i] = &Refusal{Lease: in.Leases[i], Kind: kind, Reason: Name(in.Leases[i]) + " " + fmt.Sprintf(format, args...)}
@@ -259,6 +284,9 @@ func Decide(in Input) Result {
 		if id != "" {
 			ids[id] = i
 		}
+		if cfg.EnableIPv6 && l.IPv6Subnet.IsValid() {
+			judgeV6(in, i, taken6, byIdx, refuse6)
+		}
 	}
 
 	// A lease of the wrong length that covers an admitted one is the
@@ -301,11 +329,45 @@ func Decide(in Input) Result {
 
 	var res Result
 	for i, l := range in.Leases {
-		if refused[i] != nil {
+		switch {
+		case refused[i] != nil:
 			res.Refused = append(res.Refused, *refused[i])
-		} else {
+		case refusedV6[i] != nil:
+			res.RefusedV6 = append(res.RefusedV6, *refusedV6[i])
+			l.IPv6Subnet, l.Attrs.PublicIPv6, l.Attrs.BackendV6Data = netip.Prefix{}, netip.Addr{}, nil
+			res.Admitted = append(res.Admitted, l)
+		default:
 			res.Admitted = append(res.Admitted, l)
 		}
 	}
 	return res
+}
+
+// judgeV6 judges the IPv6 half of lease i, whose IPv4 half is admitted,
+// and takes its IPv6 subnet when it is a peer over IPv6 too. Leases come
+// oldest first, so an older lease holds the subnet when two claim it.
+func judgeV6(in Input, i int, taken6 map[netip.Prefix]int, byIdx func(int) lease.Lease, refuse6 func(i int, kind, format string, args ...any)) {
+	cfg, l, own := in.Config, in.Leases[i], in.Own
+	subnet := l.IPv6Subnet.Masked()
+	if why := backend.LeaseV6Problem(l, cfg.IPv6Network); why != "" {
+		refuse6(i, KindMalformed, "has an IPv6 half that is not a peer: %s", why)
+		return
+	}
+	if l.IPv6Subnet.Bits() != cfg.IPv6SubnetLen || subnet != l.IPv6Subnet {
+		refuse6(i, KindLength, "has an IPv6 subnet %s that is not a /%d subnet (the network's IPv6SubnetLen)", l.IPv6Subnet, cfg.IPv6SubnetLen)
+		return
+	}
+	if own.IPv6Subnet.IsValid() && subnet.Overlaps(own.IPv6Subnet) {
+		refuse6(i, KindOwnSubnet, "has an IPv6 subnet %s that overlaps this host's own %s", subnet, own.IPv6Subnet)
+		return
+	}
+	if pub := own.Attrs.PublicIPv6; pub.IsValid() && l.Attrs.PublicIPv6 == pub {
+		refuse6(i, KindOwnPublicIP, "carries this host's PublicIPv6 %s but is not this host's lease", pub)
+		return
+	}
+	if j, ok := taken6[subnet]; ok {
+		refuse6(i, KindOverlap, "has an IPv6 subnet %s that is also in %s, which was there first", subnet, Name(byIdx(j)))
+		return
+	}
+	taken6[subnet] = i
 }

@@ -236,3 +236,75 @@ func BenchmarkDecide5000(b *testing.B) {
 		})
 	}
 }
+
+// The IPv6 half of a dual-stack lease is judged by the same rules as the
+// IPv4 half, against IPv6Network and IPv6SubnetLen; a bad IPv6 half is
+// refused alone, and the lease stays a peer over IPv4 without it.
+func TestDecideIPv6Half(t *testing.T) {
+	cfg, err := netconf.Parse([]byte(`{"Network":"172.7.0.0/16","SubnetLen":24,"EnableIPv6":true,"IPv6Network":"fd00:50::/56","IPv6SubnetLen":64,"Backend":{"Type":"host-gw"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dual := func(subnet, pub string, created int64, subnet6, pub6 string) lease.Lease {
+		l := mk(subnet, pub, created, "", 0)
+		if subnet6 != "" {
+			l.IPv6Subnet = netip.MustParsePrefix(subnet6)
+		}
+		if pub6 != "" {
+			l.Attrs.PublicIPv6 = netip.MustParseAddr(pub6)
+		}
+		return l
+	}
+	own := dual("172.7.1.0/24", "10.4.7.21", 5, "fd00:50:0:1::/64", "fd00:4:7::21")
+	for _, tc := range []struct {
+		name   string
+		lease  lease.Lease
+		kind   string // "" admitted with its IPv6 half
+		reason string
+	}{
+		{"good", dual("172.7.2.0/24", "10.4.7.22", 10, "fd00:50:0:2::/64", "fd00:4:7::22"), "", ""},
+		{"IPv4-only config", dual("172.7.2.0/24", "10.4.7.22", 10, "", ""), "", ""},
+		{"no PublicIPv6", dual("172.7.2.0/24", "10.4.7.22", 10, "fd00:50:0:2::/64", ""), KindMalformed, "no PublicIPv6"},
+		{"outside IPv6Network", dual("172.7.2.0/24", "10.4.7.22", 10, "fd00:99:0:2::/64", "fd00:4:7::22"), KindMalformed, "not inside the IPv6Network fd00:50::/56"},
+		{"wrong length", dual("172.7.2.0/24", "10.4.7.22", 10, "fd00:50:0:2::/80", "fd00:4:7::22"), KindLength, "not a /64 subnet (the network's IPv6SubnetLen)"},
+		{"unaligned", dual("172.7.2.0/24", "10.4.7.22", 10, "fd00:50:0:2::1/64", "fd00:4:7::22"), KindLength, "IPv6SubnetLen"},
+		{"own IPv6 subnet", dual("172.7.2.0/24", "10.4.7.22", 10, "fd00:50:0:1::/64", "fd00:4:7::22"), KindOwnSubnet, "overlaps this host's own fd00:50:0:1::/64"},
+		{"own PublicIPv6", dual("172.7.2.0/24", "10.4.7.22", 10, "fd00:50:0:2::/64", "fd00:4:7::21"), KindOwnPublicIP, "PublicIPv6 fd00:4:7::21"},
+	} {
+		res := Decide(Input{Config: cfg, Backend: hostgw.Descriptor(), Own: own, OwnPublicIP: me, Leases: []lease.Lease{own, tc.lease}})
+		if len(res.Refused) != 0 || len(res.Admitted) != 2 {
+			t.Errorf("%s: the IPv4 half is not admitted: %+v", tc.name, res)
+			continue
+		}
+		got := res.Admitted[1]
+		if tc.kind == "" {
+			if len(res.RefusedV6) != 0 || got.IPv6Subnet != tc.lease.IPv6Subnet || got.Attrs.PublicIPv6 != tc.lease.Attrs.PublicIPv6 {
+				t.Errorf("%s: admitted %+v, IPv6 refusals %+v; want the lease as it is", tc.name, got, res.RefusedV6)
+			}
+			continue
+		}
+		if len(res.RefusedV6) != 1 || res.RefusedV6[0].Kind != tc.kind || !res.RefusedV6[0].IPv6 ||
+			!strings.Contains(res.RefusedV6[0].Reason, tc.reason) || !strings.Contains(res.RefusedV6[0].Reason, "stays a peer over IPv4") {
+			t.Errorf("%s: IPv6 refusals %+v, want one of kind %s saying %q", tc.name, res.RefusedV6, tc.kind, tc.reason)
+		}
+		if got.Subnet != tc.lease.Subnet || got.IPv6Subnet.IsValid() || got.Attrs.PublicIPv6.IsValid() {
+			t.Errorf("%s: admitted %+v, want the IPv4 half alone", tc.name, got)
+		}
+	}
+
+	// Two leases with one IPv6 subnet: the older keeps it, the newer keeps
+	// its IPv4 route only.
+	older := dual("172.7.2.0/24", "10.4.7.22", 10, "fd00:50:0:2::/64", "fd00:4:7::22")
+	newer := dual("172.7.3.0/24", "10.4.7.23", 20, "fd00:50:0:2::/64", "fd00:4:7::23")
+	res := Decide(Input{Config: cfg, Backend: hostgw.Descriptor(), Own: own, OwnPublicIP: me, Leases: []lease.Lease{own, newer, older}})
+	if len(res.Admitted) != 3 || len(res.RefusedV6) != 1 || res.RefusedV6[0].Lease.Subnet != newer.Subnet ||
+		res.RefusedV6[0].Kind != KindOverlap || !strings.Contains(res.RefusedV6[0].Reason, "172.7.2.0-24&fd00:50:0:2::-64 (PublicIP 10.4.7.22), which was there first") {
+		t.Errorf("shared IPv6 subnet: %+v", res)
+	}
+	// Without EnableIPv6 nothing about IPv6 is judged.
+	v4 := config(t, `{"Type":"host-gw"}`)
+	res = Decide(Input{Config: v4, Backend: hostgw.Descriptor(), Own: own, OwnPublicIP: me, Leases: []lease.Lease{own, newer, older}})
+	if len(res.RefusedV6) != 0 || len(res.Admitted) != 3 {
+		t.Errorf("IPv4-only config: %+v", res)
+	}
+}

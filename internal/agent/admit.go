@@ -49,7 +49,7 @@ func (a *Agent) admitPeers(snap []lease.Lease) []lease.Lease {
 
 	now := make(map[string]admit.Refusal, len(res.Refused))
 	count := map[string]int{}
-	for _, r := range res.Refused {
+	for _, r := range append(res.Refused, res.RefusedV6...) {
 		k := admit.Name(r.Lease) + "\x00" + r.Reason
 		now[k] = r
 		count[r.Kind]++
@@ -57,8 +57,11 @@ func (a *Agent) admitPeers(snap []lease.Lease) []lease.Lease {
 			continue
 		}
 		a.deps.Metrics.LeaseRefused(r.Kind)
-		a.log.Error("lease refused as a peer; its subnet is not programmed, the live peers stay as they are. Delete the key if it is not a host's",
-			"lease", lease.KeyName(r.Lease.Subnet, r.Lease.IPv6Subnet), "public-ip", backend.PeerName(r.Lease), "reason", r.Kind, "why", r.Reason)
+		msg := "lease refused as a peer; its subnet is not programmed, the live peers stay as they are. Delete the key if it is not a host's"
+		if r.IPv6 {
+			msg = "lease's IPv6 half refused; its IPv6 subnet is not programmed, its IPv4 subnet is. Fix the host that wrote it"
+		}
+		a.log.Error(msg, "lease", lease.KeyName(r.Lease.Subnet, r.Lease.IPv6Subnet), "public-ip", backend.PeerName(r.Lease), "reason", r.Kind, "why", r.Reason)
 		a.page.add(web.EventRefused, "refused: %s", r.Reason)
 	}
 	for k, r := range ad.active {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/backend"
+	"github.com/weftnet/weft/internal/backend/backends"
+	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/netconf"
 	"github.com/weftnet/weft/internal/nstest"
 	"github.com/weftnet/weft/internal/options"
@@ -23,8 +25,8 @@ func dualInterface(*options.Options) (backend.ExternalInterface, error) {
 
 // With EnableIPv6 the agent leases both subnets (reusing subnet.env's),
 // publishes PublicIPv6 under flannel's dual-stack key, writes flannel's
-// six subnet.env lines, and says at ERROR that IPv6 is not programmed.
-func TestDualStackLeasesPublishesAndWarns(t *testing.T) {
+// six subnet.env lines, and says that host-gw carries IPv6.
+func TestDualStackLeasesAndPublishes(t *testing.T) {
 	f := startWith(t, "/coreos.com/network",
 		"FLANNEL_NETWORK=172.7.0.0/16\nFLANNEL_SUBNET=172.7.21.1/24\nFLANNEL_IPV6_NETWORK=fd00:10:244::/56\nFLANNEL_IPV6_SUBNET=fd00:10:244:21::1/64\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=false\n",
 		func(d *Deps) { d.SelectInterface = dualInterface })
@@ -47,11 +49,50 @@ func TestDualStackLeasesPublishesAndWarns(t *testing.T) {
 	}
 	nstest.Eventually(t, 5*time.Second, func() error {
 		logs := f.logs.String()
-		if !strings.Contains(logs, "level=ERROR") || !strings.Contains(logs, "this version programs IPv4 only") {
-			return fmt.Errorf("no ERROR saying IPv6 is not programmed:\n%s", logs)
+		if !strings.Contains(logs, "leased IPv6 subnet fd00:10:244:21::/64 and published PublicIPv6 2001:db8::21; the host-gw backend carries pods' IPv6 traffic") {
+			return fmt.Errorf("no line saying host-gw carries IPv6:\n%s", logs)
 		}
 		return nil
 	})
+	for _, line := range strings.Split(f.logs.String(), "\n") {
+		if strings.Contains(line, "level=ERROR") && strings.Contains(line, "IPv6 is enabled") {
+			t.Errorf("an ERROR about IPv6 for a dual-stack host-gw host: %s", line)
+		}
+	}
+}
+
+// Each backend answers for its IPv6 side: host-gw carries it; udp does
+// not, as in flannel, and the agent says so at ERROR naming it; so does a
+// host-gw host that leased IPv6 but has no PublicIPv6 to publish.
+func TestIPv6NoticePerBackend(t *testing.T) {
+	ext, _ := dualInterface(nil)
+	own := lease.Lease{Subnet: netip.MustParsePrefix("10.5.1.0/24"), IPv6Subnet: netip.MustParsePrefix("fd00:5:0:1::/64")}
+	own.Attrs.PublicIPv6 = ext.PublicIPv6
+	for _, tc := range []struct {
+		backend string
+		own     lease.Lease
+		isErr   bool
+		want    string
+	}{
+		{"host-gw", own, false, "the host-gw backend carries pods' IPv6 traffic"},
+		{"udp", own, true, "the udp backend programs IPv4 only: no IPv6 routes, devices or rules, so pods' IPv6 traffic does not reach other hosts (flannel's udp backend is IPv4-only, and so is weft's"},
+		{"wireguard", own, true, "weft's wireguard backend does not program IPv6 yet"},
+		{"host-gw", lease.Lease{Subnet: own.Subnet, IPv6Subnet: own.IPv6Subnet}, true, "no PublicIPv6 is published and peers cannot route IPv6"},
+		{"host-gw", lease.Lease{Subnet: own.Subnet}, true, "no IPv6 subnet was leased"},
+	} {
+		cfg, err := netconf.Parse([]byte(`{"Network": "10.5.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:5::/56", "Backend": {"Type": "` + tc.backend + `"}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, ok := backends.Lookup(tc.backend)
+		if !ok {
+			t.Fatalf("no backend %s", tc.backend)
+		}
+		msg, isErr := ipv6Notice(cfg, d, tc.own, ext)
+		if isErr != tc.isErr || !strings.Contains(msg, tc.want) {
+			t.Errorf("%s: ipv6Notice = %q, %v; want %v and %q", tc.backend, msg, isErr, tc.isErr, tc.want)
+		}
+	}
 }
 
 // An IPv6-only config stops the agent with an error naming EnableIPv4,

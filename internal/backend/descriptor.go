@@ -40,6 +40,12 @@ type Descriptor struct {
 	// beyond the rules common to all backends. Nil asks nothing. It fails
 	// when cfg's Backend options are invalid. Pure.
 	LeaseCheck func(cfg *netconf.Config) (LeaseCheck, error)
+	// IPv6 says whether the backend programs the IPv6 side of a
+	// dual-stack network (routes to peers' IPv6Subnets); the agent leases
+	// and publishes IPv6 whatever it says. NoIPv6 is why it does not, in
+	// one sentence for the agent's ERROR line, when IPv6 is false.
+	IPv6   bool
+	NoIPv6 string
 	// Devices are the devices it creates, for cleanup.
 	Devices []DeviceFact
 	// StateFiles are glob patterns, relative to the state directory, of
@@ -122,4 +128,9 @@ type PeerWants struct {
 	// traffic because the peer was configured otherwise (vxlan: another
 	// VNI); "" when they can.
 	Mismatch string
+	// RefusedV6 says why the backend programs nothing for the peer's IPv6
+	// subnet while Entries carry its IPv4 one, in the words of its logs;
+	// "" when it programs both, or when IPv6 is not in play (a config
+	// without it, or a peer still on an IPv4-only config).
+	RefusedV6 string
 }

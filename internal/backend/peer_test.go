@@ -43,3 +43,43 @@ func TestPeerProblem(t *testing.T) {
 		t.Errorf("PeerName without address = %q", n)
 	}
 }
+
+func TestPeerV6Problem(t *testing.T) {
+	network6 := netip.MustParsePrefix("fd00:50::/56")
+	own := lease.Lease{Subnet: netip.MustParsePrefix("10.50.1.0/24"), IPv6Subnet: netip.MustParsePrefix("fd00:50:0:1::/64")}
+	me := netip.MustParseAddr("fd00:4:7::21")
+	peer := func(subnet6, pub6 string) lease.Lease {
+		l := lease.Lease{Subnet: netip.MustParsePrefix("10.50.2.0/24")}
+		l.Attrs.PublicIP = netip.MustParseAddr("10.4.7.22")
+		if subnet6 != "" {
+			l.IPv6Subnet = netip.MustParsePrefix(subnet6)
+		}
+		if pub6 != "" {
+			l.Attrs.PublicIPv6 = netip.MustParseAddr(pub6)
+		}
+		return l
+	}
+	for _, tc := range []struct {
+		name string
+		l    lease.Lease
+		want string
+	}{
+		{"good peer", peer("fd00:50:0:2::/64", "fd00:4:7::22"), ""},
+		{"no IPv6 subnet", peer("", "fd00:4:7::22"), "no IPv6 subnet"},
+		{"outside the IPv6Network", peer("fd00:99:0:2::/64", "fd00:4:7::22"), "not inside the IPv6Network fd00:50::/56"},
+		{"the whole IPv6Network", peer("fd00:50::/56", "fd00:4:7::22"), "not inside the IPv6Network"},
+		{"no PublicIPv6", peer("fd00:50:0:2::/64", ""), "no PublicIPv6"},
+		{"IPv4 PublicIPv6", peer("fd00:50:0:2::/64", "10.4.7.22"), "no PublicIPv6"},
+		{"unspecified PublicIPv6", peer("fd00:50:0:2::/64", "::"), "no PublicIPv6"},
+		{"overlaps own", peer("fd00:50:0:1::/65", "fd00:4:7::22"), "overlaps this host's fd00:50:0:1::/64"},
+		{"our own PublicIPv6", peer("fd00:50:0:2::/64", "fd00:4:7::21"), "this host's own PublicIPv6"},
+	} {
+		got := PeerV6Problem(tc.l, network6, own, me)
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("%s: PeerV6Problem = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	if got := LeaseV6Problem(peer("fd00:50:0:2::/64", "fd00:4:7::22"), netip.Prefix{}); !strings.Contains(got, "does not enable IPv6") {
+		t.Errorf("LeaseV6Problem without an IPv6Network = %q", got)
+	}
+}

@@ -54,6 +54,10 @@ func ListRoutes(h RouteHandle) ([]Route, error) {
 	return out, nil
 }
 
+// ip6DefaultMetric is the metric the kernel gives an IPv6 route added
+// without one, as `ip -6 route` shows it.
+const ip6DefaultMetric = 1024
+
 // FromNetlink converts a main-table unicast route with at most one next hop.
 // It reports false for anything else.
 func FromNetlink(nr netlink.Route) (Route, bool) {
@@ -85,6 +89,12 @@ func FromNetlink(nr netlink.Route) (Route, bool) {
 		OnLink:    nr.Flags&int(netlink.FLAG_ONLINK) != 0,
 		Metric:    nr.Priority,
 		Proto:     uint8(nr.Protocol),
+	}
+	if nr.Family == unix.AF_INET6 && nr.Priority == ip6DefaultMetric {
+		// The kernel gives an IPv6 route installed without a metric 1024
+		// (IP6_RT_PRIO_USER); read back as the 0 it was written with, a
+		// planned route equals its echo, or every repair would replace it.
+		r.Metric = 0
 	}
 	if nr.Gw != nil {
 		gw, ok := netip.AddrFromSlice(nr.Gw)

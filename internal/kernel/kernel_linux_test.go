@@ -242,3 +242,32 @@ func TestFromNetlinkSkipsWhatItCannotRepresent(t *testing.T) {
 		}
 	}
 }
+
+// An IPv6 route written without a metric comes back as written, though
+// the kernel stores it with metric 1024: a second Sync of the same plan
+// changes nothing, and a changed gateway is replaced in place.
+func TestSyncIPv6RouteIsStable(t *testing.T) {
+	ns, h, eth0 := hostNS(t)
+	nstest.Exec(t, ns, "ip", "-6", "addr", "add", "fd00:4:7::1/64", "dev", "eth0", "nodad")
+	owned := PeerRouteOwner(netip.MustParsePrefix("fd00:50::/56"), netip.MustParsePrefix("fd00:50:0:1::/64"))
+	want := Route{Dst: netip.MustParsePrefix("fd00:50:0:2::/64"), Gw: netip.MustParseAddr("fd00:4:7::2"), LinkIndex: eth0, Proto: ProtoWeft}
+	res, err := Sync(h, []Route{want}, owned)
+	if err != nil || len(res.Done) != 1 || len(res.Failed) != 0 {
+		t.Fatalf("first Sync: %+v, %v", res, err)
+	}
+	rs, err := ListRoutes(h)
+	if err != nil || !slices.Contains(rs, want) {
+		t.Fatalf("ListRoutes = %v, %v; want %v among them", rs, err, want)
+	}
+	if res, err := Sync(h, []Route{want}, owned); err != nil || len(res.Done) != 0 {
+		t.Fatalf("second Sync changed %+v, %v", res.Done, err)
+	}
+	want.Gw = netip.MustParseAddr("fd00:4:7::3")
+	if res, err := Sync(h, []Route{want}, owned); err != nil || len(res.Done) != 1 {
+		t.Fatalf("Sync to a new gateway: %+v, %v", res, err)
+	}
+	out := nstest.Exec(t, ns, "ip", "-6", "route", "show", "exact", "fd00:50:0:2::/64")
+	if strings.Count(strings.TrimSpace(out), "\n") != 0 || !strings.Contains(out, "via fd00:4:7::3 dev eth0 proto 87 metric 1024") {
+		t.Errorf("ip -6 route: %q, want one route via fd00:4:7::3", out)
+	}
+}

@@ -208,9 +208,33 @@ func TestPeerRouteOwner(t *testing.T) {
 		{r("10.244.0.0/16", "192.168.1.9", false), false},
 		{r("10.99.0.0/24", "192.168.1.9", false), false},
 		{r("0.0.0.0/0", "192.168.1.254", false), false},
+		{r("fd00:50:0:2::/64", "fd00:4:7::22", false), false}, // the other family's rule owns it
 	} {
 		if got := owns(tc.r); got != tc.want {
 			t.Errorf("owns(%s) = %v", tc.r, got)
 		}
+	}
+	// The IPv6Network's rule: the same shape, IPv6 routes only.
+	owns6 := PeerRouteOwner(netip.MustParsePrefix("fd00:50::/56"), netip.MustParsePrefix("fd00:50:0:1::/64"))
+	for _, tc := range []struct {
+		r    Route
+		want bool
+	}{
+		{r("fd00:50:0:2::/64", "fd00:4:7::22", false), true},
+		{r("fd00:50:0:2::/64", "fe80::2", false), true}, // flannel's, via a link-local gateway
+		{r("fd00:50:0:2::/64", "", false), false},
+		{r("fd00:50:0:1::/64", "fd00:4:7::29", false), false},
+		{r("fd00:50::/56", "fd00:4:7::29", false), false},
+		{r("fd00:99::/64", "fd00:4:7::29", false), false},
+		{r("::/0", "fd00:4:7::1", false), false},
+		{r("10.244.2.0/24", "192.168.1.2", false), false},
+	} {
+		if got := owns6(tc.r); got != tc.want {
+			t.Errorf("owns6(%s) = %v", tc.r, got)
+		}
+	}
+	// A config without IPv6 has no IPv6Network: that rule owns nothing.
+	if PeerRouteOwner(netip.Prefix{}, netip.Prefix{})(r("fd00:50:0:2::/64", "fd00:4:7::22", false)) {
+		t.Error("the zero network's rule owns an IPv6 route")
 	}
 }

@@ -14,7 +14,7 @@ import "net/netip"
 // network.
 func PeerRouteOwner(network, own netip.Prefix) func(Route) bool {
 	return func(r Route) bool {
-		return r.Gw.IsValid() && r.Dst.Addr().Is4() == network.Addr().Is4() &&
+		return r.Gw.IsValid() && network.IsValid() && r.Dst.Addr().Is4() == network.Addr().Is4() &&
 			r.Dst.Bits() > network.Bits() && network.Contains(r.Dst.Addr()) &&
 			!r.Dst.Overlaps(own)
 	}

@@ -108,6 +108,10 @@ func Build(in Inputs) Report {
 	for _, r := range adm.Refused {
 		m.refused[refusedKey{r.Lease.Subnet, r.Lease.Attrs.PublicIP}] = r
 	}
+	m.refusedV6 = make(map[refusedKey]admit.Refusal, len(adm.RefusedV6))
+	for _, r := range adm.RefusedV6 {
+		m.refusedV6[refusedKey{r.Lease.Subnet, r.Lease.Attrs.PublicIP}] = r
+	}
 	if m.known {
 		m.own = own
 		m.wants = m.exp.Wants(own, in.PublicIP, adm.Admitted, in.Direct)
@@ -178,8 +182,10 @@ type model struct {
 	exp   backend.Expectation
 	wants backend.Wants
 	own   lease.Lease // this host's, zero when unknown
-	// refused are the leases the agent's admission step refuses.
-	refused map[refusedKey]admit.Refusal
+	// refused are the leases the agent's admission step refuses;
+	// refusedV6 those it admits without their IPv6 half.
+	refused   map[refusedKey]admit.Refusal
+	refusedV6 map[refusedKey]admit.Refusal
 	// known is false when the backend is not one of this build or its
 	// options are invalid: leases are listed, nothing is compared.
 	known bool
@@ -405,6 +411,16 @@ func buildRow(in Inputs, l lease.Lease, self bool, m model) Row {
 		row.Problems = append(row.Problems, Problem{Code: CodeVNIMismatch, Message: pw.Mismatch +
 			": that host runs with another Backend config; make the configs agree and restart its agent"})
 		return row
+	}
+	// A bad IPv6 half costs the peer its IPv6 entries only: the IPv4 ones
+	// are still compared below.
+	if r, ok := m.refusedV6[refusedKey{l.Subnet, l.Attrs.PublicIP}]; ok {
+		row.Problems = append(row.Problems, Problem{Code: CodeBadLease, Message: fmt.Sprintf(
+			"IPv6 half refused: %s. This host's agent programs no IPv6 entries for it (weft_leases_refused counts it); fix the host that wrote it",
+			r.Reason)})
+	} else if pw.RefusedV6 != "" {
+		row.Problems = append(row.Problems, Problem{Code: CodeBadLease, Message: fmt.Sprintf(
+			"this host's agent programs the peer's IPv4 subnet but not its IPv6 subnet %s: %s", l.IPv6Subnet, pw.RefusedV6)})
 	}
 	t := probeTarget{
 		addr:        l.Subnet.Masked().Addr().Next(),

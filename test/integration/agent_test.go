@@ -42,11 +42,15 @@ func upLabBackend(t *testing.T, hosts, pods int, backend string) *lab.Lab {
 	return l
 }
 
-// routeVia returns the gateway of the route to dst in the host's netns, or
-// an invalid address when there is none.
+// routeVia returns the gateway of the route to dst (IPv4 or IPv6) in the
+// host's netns, or an invalid address when there is none.
 func routeVia(t *testing.T, l *lab.Lab, host string, dst netip.Prefix) netip.Addr {
 	t.Helper()
-	out, err := exec.Command("ip", "-n", l.NS(host), "-4", "route", "show", "exact", dst.String()).CombinedOutput()
+	family := "-4"
+	if dst.Addr().Is6() {
+		family = "-6"
+	}
+	out, err := exec.Command("ip", "-n", l.NS(host), family, "route", "show", "exact", dst.String()).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ip route show in %s: %v: %s", host, err, out)
 	}

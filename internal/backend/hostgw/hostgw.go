@@ -17,6 +17,18 @@
 // (flannel issue #2554) go away at the first Apply. Run repairs drift on a
 // timer and within milliseconds of a route deletion or change the kernel
 // reports.
+//
+// A dual-stack network (EnableIPv6) gets the same for IPv6, as flannel's
+// host-gw programs it: each peer's IPv6Subnet via its PublicIPv6,
+//
+//	ip -6 route replace fd00:50:0:3::/64 via fd00:4:7::23 dev eth0 proto 87
+//
+// owned, planned, repaired and cleaned up by the same rules inside the
+// IPv6Network. Each family needs the hosts on one L2 segment on its own: a
+// peer whose PublicIPv6 is not on a network of the external interface
+// gets its IPv4 route and an error naming the IPv6 side. A peer whose
+// lease has no IPv6 subnet (its agent still on an IPv4-only config) gets
+// its IPv4 route alone, said once in the log.
 package hostgw
 
 import (
@@ -69,10 +81,13 @@ type Options struct {
 type Backend struct {
 	ext     backend.ExternalInterface
 	network netip.Prefix
-	log     *slog.Logger
-	opts    Options
-	names   map[int]string // link names for logs: only the external interface
-	metrics *metrics.Metrics
+	// network6 is the IPv6Network when the config enables IPv6, else
+	// invalid, which owns and plans no IPv6 route.
+	network6 netip.Prefix
+	log      *slog.Logger
+	opts     Options
+	names    map[int]string // link names for logs: only the external interface
+	metrics  *metrics.Metrics
 
 	repairs atomic.Uint64
 	// reconciles counts Run's repair passes, changes or not, so that tests
@@ -90,6 +105,7 @@ type Backend struct {
 	peerOf  map[netip.Prefix]netip.Addr   // desired route Dst → the peer's PublicIP, for logs and errors
 	plan    map[netip.Prefix]kernel.Route // desired routes by Dst, which route notifications are compared with
 	ignored map[netip.Prefix]lease.Attrs  // leases of another backend type, by subnet, so each is logged once
+	noV6    map[netip.Prefix]netip.Addr   // dual-stack only: peers without an IPv6 subnet, so each is logged once
 	failing map[netip.Prefix]string       // Dst → last error a repair logged for it, so a dead peer is not logged every period
 	// installed is what the last kernel sync left, when it completed
 	// without a failure (nil otherwise). Apply plans against it instead of
@@ -125,13 +141,18 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 	if !cfg.Ext.PublicIP.IsValid() {
 		cfg.Ext.PublicIP = cfg.Ext.Addr
 	}
+	var network6 netip.Prefix
+	if cfg.Network.EnableIPv6 {
+		network6 = cfg.Network.IPv6Network
+	}
 	return &Backend{
-		ext:     cfg.Ext,
-		network: cfg.Network.Network,
-		log:     cfg.Logger(BackendType),
-		metrics: cfg.Metrics,
-		opts:    o,
-		names:   map[int]string{cfg.Ext.Index: cfg.Ext.Name},
+		ext:      cfg.Ext,
+		network:  cfg.Network.Network,
+		network6: network6,
+		log:      cfg.Logger(BackendType),
+		metrics:  cfg.Metrics,
+		opts:     o,
+		names:    map[int]string{cfg.Ext.Index: cfg.Ext.Name},
 	}, nil
 }
 
@@ -159,6 +180,9 @@ func (b *Backend) Start(ctx context.Context, own lease.Lease) error {
 	if !own.Subnet.IsValid() || !b.network.Contains(own.Subnet.Addr()) {
 		return fmt.Errorf("host-gw: own lease %s is not inside the network %s", own.Subnet, b.network)
 	}
+	if own.IPv6Subnet.IsValid() && !b.network6.Contains(own.IPv6Subnet.Addr()) {
+		return fmt.Errorf("host-gw: own lease's IPv6 subnet %s is not inside the IPv6Network %s", own.IPv6Subnet, b.network6)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.own = own
@@ -173,13 +197,14 @@ func (b *Backend) Repairs() uint64 { return b.repairs.Load() }
 
 // owns reports whether r is a route this backend may replace or delete:
 // via a gateway, inside the network (but not the whole network), and not
-// overlapping the own subnet. Callers hold mu.
+// overlapping the own subnet; or the same for IPv6, inside the
+// IPv6Network and apart from the own IPv6 subnet. Callers hold mu.
 func (b *Backend) owns(r kernel.Route) bool {
-	return owns(b.network, b.own.Subnet, r)
+	return owns(b.network, b.network6, b.own, r)
 }
 
-func owns(network, own netip.Prefix, r kernel.Route) bool {
-	return kernel.PeerRouteOwner(network, own)(r)
+func owns(network, network6 netip.Prefix, own lease.Lease, r kernel.Route) bool {
+	return kernel.PeerRouteOwner(network, own.Subnet)(r) || kernel.PeerRouteOwner(network6, own.IPv6Subnet)(r)
 }
 
 // desiredState is what one set of leases asks of the kernel.
@@ -189,15 +214,29 @@ type desiredState struct {
 	ignored map[netip.Prefix]lease.Attrs // leases of another backend type
 	errs    []error                      // host-gw leases that get no route, and why
 	refused map[netip.Prefix]string      // the same leases by subnet: the reason alone
+	// byPeer are the routes of each peer, by its (IPv4) subnet: the IPv4
+	// route, then the IPv6 one when there is one.
+	byPeer map[netip.Prefix][]kernel.Route
+	// refusedV6 are the peers, by subnet, whose IPv4 route is planned but
+	// whose IPv6 half gets none, and why; noV6 the peers, with their
+	// PublicIP, whose lease has no IPv6 subnet at all. Both stay empty
+	// unless network6 is valid.
+	refusedV6 map[netip.Prefix]string
+	noV6      map[netip.Prefix]netip.Addr
 }
 
 // desire computes the routes for leases: one per host-gw peer other than
-// own, via the peer's PublicIP on ext. Pure.
-func desire(network netip.Prefix, own lease.Lease, ext backend.ExternalInterface, leases []lease.Lease) desiredState {
+// own, via the peer's PublicIP on ext, and with network6 valid (the
+// config enables IPv6) one more to its IPv6Subnet via its PublicIPv6.
+// Pure.
+func desire(network, network6 netip.Prefix, own lease.Lease, ext backend.ExternalInterface, leases []lease.Lease) desiredState {
 	st := desiredState{
-		peerOf:  make(map[netip.Prefix]netip.Addr),
-		ignored: make(map[netip.Prefix]lease.Attrs),
-		refused: make(map[netip.Prefix]string),
+		peerOf:    make(map[netip.Prefix]netip.Addr),
+		ignored:   make(map[netip.Prefix]lease.Attrs),
+		refused:   make(map[netip.Prefix]string),
+		byPeer:    make(map[netip.Prefix][]kernel.Route),
+		refusedV6: make(map[netip.Prefix]string),
+		noV6:      make(map[netip.Prefix]netip.Addr),
 	}
 	for _, l := range leases {
 		subnet := l.Subnet.Masked()
@@ -216,13 +255,37 @@ func desire(network netip.Prefix, own lease.Lease, ext backend.ExternalInterface
 			st.refused[subnet] = reason
 			continue
 		}
-		st.routes = append(st.routes, kernel.Route{
+		r := kernel.Route{
 			Dst:       subnet,
 			Gw:        peer,
 			LinkIndex: ext.Index,
 			Proto:     kernel.ProtoWeft,
-		})
+		}
+		st.routes = append(st.routes, r)
 		st.peerOf[subnet] = peer
+		st.byPeer[subnet] = append(st.byPeer[subnet], r)
+		if !network6.IsValid() {
+			continue
+		}
+		if !l.IPv6Subnet.IsValid() {
+			st.noV6[subnet] = peer
+			continue
+		}
+		subnet6 := l.IPv6Subnet.Masked()
+		if reason := backend.PeerV6Problem(l, network6, own, ext.PublicIPv6); reason != "" {
+			st.errs = append(st.errs, fmt.Errorf("peer %s (subnet %s, IPv6 subnet %s): no IPv6 route: %s", backend.PeerName(l), subnet, subnet6, reason))
+			st.refusedV6[subnet] = reason
+			continue
+		}
+		r6 := kernel.Route{
+			Dst:       subnet6,
+			Gw:        l.Attrs.PublicIPv6,
+			LinkIndex: ext.Index,
+			Proto:     kernel.ProtoWeft,
+		}
+		st.routes = append(st.routes, r6)
+		st.peerOf[subnet6] = l.Attrs.PublicIPv6
+		st.byPeer[subnet] = append(st.byPeer[subnet], r6)
 	}
 	return st
 }
@@ -232,6 +295,7 @@ func Descriptor() backend.Descriptor {
 	return backend.Descriptor{
 		Name:         BackendType,
 		LeaseTypes:   []string{BackendType},
+		IPv6:         true,
 		New:          New,
 		CheckOptions: func(raw json.RawMessage) error { _, err := ParseSettings(raw); return err },
 		Expect:       expect,
@@ -266,22 +330,29 @@ func expect(cfg *netconf.Config, ext backend.ExternalInterface) (backend.Expecta
 		PodMTU:   ext.MTU,
 		MTUBasis: fmt.Sprintf("%s's MTU", ext.Name),
 		Wants: func(own lease.Lease, ownPublicIP netip.Addr, leases []lease.Lease, _ map[netip.Addr]string) backend.Wants {
-			return wants(cfg.Network, ext, own, ownPublicIP, leases)
+			var network6 netip.Prefix
+			if cfg.EnableIPv6 {
+				network6 = cfg.IPv6Network
+			}
+			return wants(cfg.Network, network6, ext, own, ownPublicIP, leases)
 		},
 	}, nil
 }
 
-// wants turns desire's plan into Wants, naming the external interface.
-// Pure.
-func wants(network netip.Prefix, ext backend.ExternalInterface, own lease.Lease, ownPublicIP netip.Addr, leases []lease.Lease) backend.Wants {
+// wants turns desire's plan into Wants, naming the external interface: a
+// dual-stack peer's IPv4 and IPv6 routes both under its subnet. Pure.
+func wants(network, network6 netip.Prefix, ext backend.ExternalInterface, own lease.Lease, ownPublicIP netip.Addr, leases []lease.Lease) backend.Wants {
 	ext.PublicIP = ownPublicIP
-	st := desire(network, own, ext, leases)
+	// This host's own PublicIPv6 is its lease's: what peers route to.
+	ext.PublicIPv6 = own.Attrs.PublicIPv6
+	st := desire(network, network6, own, ext, leases)
 	names := map[int]string{ext.Index: ext.Name}
-	w := backend.Wants{Peers: make(map[netip.Prefix]backend.PeerWants, len(st.routes)+len(st.refused))}
-	for _, r := range st.routes {
-		pw := w.Peers[r.Dst]
-		pw.Entries = append(pw.Entries, backend.EntryWants(names, []kernel.Route{r}, nil, nil)...)
-		w.Peers[r.Dst] = pw
+	w := backend.Wants{Peers: make(map[netip.Prefix]backend.PeerWants, len(st.byPeer)+len(st.refused))}
+	for subnet, rs := range st.byPeer {
+		pw := w.Peers[subnet]
+		pw.Entries = append(pw.Entries, backend.EntryWants(names, rs, nil, nil)...)
+		pw.RefusedV6 = st.refusedV6[subnet]
+		w.Peers[subnet] = pw
 	}
 	for subnet, reason := range st.refused {
 		// Another lease for the subnet may have been usable.

@@ -31,9 +31,10 @@ func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
 	if !b.started {
 		return errors.New("host-gw: Apply before Start")
 	}
-	st := desire(b.network, b.own, b.ext, leases)
+	st := desire(b.network, b.network6, b.own, b.ext, leases)
 	backend.NoteIgnored(b.log, BackendType, b.ignored, st.ignored)
 	b.ignored = st.ignored
+	b.noteNoV6(st.noV6)
 	b.desired, b.peerOf, b.applied = st.routes, st.peerOf, true
 	b.plan = make(map[netip.Prefix]kernel.Route, len(st.routes))
 	for _, r := range st.routes {
@@ -180,6 +181,25 @@ func (b *Backend) logDone(ops []kernel.Op, trigger string) {
 	}
 }
 
+// noteNoV6 says once per peer that it gets no IPv6 route because its
+// lease has none: the mixed cluster of a migration to dual-stack, where
+// IPv4 keeps working and this host's pods cannot reach that host's over
+// IPv6 until its agent restarts on the dual-stack config. Callers hold mu.
+func (b *Backend) noteNoV6(now map[netip.Prefix]netip.Addr) {
+	for subnet, pub := range now {
+		if _, had := b.noV6[subnet]; !had {
+			b.log.Warn("peer's lease has no IPv6 subnet: it gets an IPv4 route only, and pods here cannot reach its pods over IPv6. Its agent runs with an IPv4-only network config (restart it on the dual-stack one), or its IPv6 half was refused",
+				"subnet", subnet, "peer", pub)
+		}
+	}
+	for subnet, pub := range b.noV6 {
+		if _, still := now[subnet]; !still {
+			b.log.Debug("peer no longer without an IPv6 subnet", "subnet", subnet, "peer", pub)
+		}
+	}
+	b.noV6 = now
+}
+
 // opError names the peer a refused change was for and, when the kernel
 // says the gateway is unreachable, why that is fatal for host-gw.
 func (b *Backend) opError(f *kernel.OpError) error {
@@ -187,9 +207,15 @@ func (b *Backend) opError(f *kernel.OpError) error {
 	if f.Op.Kind == kernel.Delete {
 		return fmt.Errorf("stale route of peer %s (subnet %s): delete route %s: %w", r.Gw, r.Dst, r.Format(b.names), f.Err)
 	}
-	if errors.Is(f.Err, unix.ENETUNREACH) {
+	// The kernel refuses a gateway it has no connected route to: ENETUNREACH
+	// for IPv4, EHOSTUNREACH for IPv6.
+	if r.Dst.Addr().Is4() && errors.Is(f.Err, unix.ENETUNREACH) {
 		return fmt.Errorf("peer %s (subnet %s): replace route %s: %w: %s is not on a network of %s, and host-gw can only route to hosts on the same L2 segment",
 			r.Gw, r.Dst, r.Format(b.names), f.Err, r.Gw, b.ext.Name)
+	}
+	if !r.Dst.Addr().Is4() && (errors.Is(f.Err, unix.EHOSTUNREACH) || errors.Is(f.Err, unix.ENETUNREACH)) {
+		return fmt.Errorf("peer %s (IPv6 subnet %s): replace route %s: %w: the peer's PublicIPv6 %s is not on an IPv6 network of %s, and host-gw can only route to hosts on the same L2 segment for each family (its IPv4 route is programmed on its own); give %s an address in that IPv6 network, or run the peer with --public-ipv6 on this one",
+			r.Gw, r.Dst, r.Format(b.names), f.Err, r.Gw, b.ext.Name, b.ext.Name)
 	}
 	return fmt.Errorf("peer %s (subnet %s): replace route %s: %w", r.Gw, r.Dst, r.Format(b.names), f.Err)
 }

@@ -137,6 +137,7 @@ func parseConfig(raw json.RawMessage) (config, error) {
 // Descriptor describes udp to the rest of weft.
 func Descriptor() backend.Descriptor {
 	return backend.Descriptor{
+		NoIPv6:       "flannel's udp backend is IPv4-only, and so is weft's; use host-gw (hosts on one L2 segment) for dual-stack",
 		Name:         BackendType,
 		LeaseTypes:   []string{"", BackendType},
 		New:          New,

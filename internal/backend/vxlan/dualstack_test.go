@@ -100,7 +100,7 @@ func TestDesireIPv6(t *testing.T) {
 	neighs, fdbs, routes := entries(st.peers, 9, nil)
 	if len(neighs) != 1 || neighs[0].String() != "fd00:10:244:2:: lladdr 0e:00:00:00:06:02 dev if9 nud permanent" ||
 		len(fdbs) != 1 || fdbs[0].String() != "0e:00:00:00:06:02 dev if9 dst fd70::2 self permanent" ||
-		len(routes) != 1 || routes[0].String() != "fd00:10:244:2::/64 via fd00:10:244:2:: dev if9 proto weft metric 1024 onlink" {
+		len(routes) != 1 || routes[0].String() != "fd00:10:244:2::/64 via fd00:10:244:2:: dev if9 proto weft onlink" {
 		t.Errorf("entries: %v %v %v", neighs, fdbs, routes)
 	}
 }

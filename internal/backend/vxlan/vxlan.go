@@ -75,10 +75,6 @@ const (
 	// minIPv6MTU is the least MTU IPv6 runs on (RFC 8200); the kernel
 	// takes IPv6 off a device set below it.
 	minIPv6MTU = 1280
-	// ipv6RouteMetric is the metric the kernel gives an IPv6 route added
-	// without one (IP6_RT_PRIO_USER); it reports it back, so the plan
-	// names it.
-	ipv6RouteMetric = 1024
 	// DefaultReconcilePeriod is how often Run re-applies by default.
 	DefaultReconcilePeriod = 10 * time.Second
 )
@@ -628,13 +624,13 @@ func desireWith(network netip.Prefix, own lease.Lease, ownPublicIP netip.Addr, o
 func entries(peers []peer, devIndex int, direct map[netip.Prefix]int) (neighs []kernel.Neigh, fdbs []kernel.FDB, routes []kernel.Route) {
 	for _, p := range peers {
 		if link, ok := direct[p.Subnet]; ok {
-			routes = append(routes, kernel.Route{Dst: p.Subnet, Gw: p.PublicIP, LinkIndex: link, Proto: kernel.ProtoWeft, Metric: routeMetric(p.Subnet)})
+			routes = append(routes, kernel.Route{Dst: p.Subnet, Gw: p.PublicIP, LinkIndex: link, Proto: kernel.ProtoWeft})
 			continue
 		}
 		gw := p.Subnet.Addr()
 		neighs = append(neighs, kernel.Neigh{LinkIndex: devIndex, IP: gw, MAC: p.MAC, Permanent: true})
 		fdbs = append(fdbs, kernel.FDB{LinkIndex: devIndex, MAC: p.MAC, Dst: p.PublicIP, Permanent: true})
-		routes = append(routes, kernel.Route{Dst: p.Subnet, Gw: gw, LinkIndex: devIndex, OnLink: true, Proto: kernel.ProtoWeft, Metric: routeMetric(p.Subnet)})
+		routes = append(routes, kernel.Route{Dst: p.Subnet, Gw: gw, LinkIndex: devIndex, OnLink: true, Proto: kernel.ProtoWeft})
 	}
 	// By MAC, as kernel.PlanFDB merges sorted lists without maps (stable:
 	// of two peers claiming one MAC, the later still wins).
@@ -642,15 +638,6 @@ func entries(peers []peer, devIndex int, direct map[netip.Prefix]int) (neighs []
 		return cmp.Or(cmp.Compare(a.LinkIndex, b.LinkIndex), slices.Compare(a.MAC[:], b.MAC[:]))
 	})
 	return neighs, fdbs, routes
-}
-
-// routeMetric is the metric a peer route to subnet has once the kernel
-// took it: 0 for IPv4, the kernel's default for IPv6.
-func routeMetric(subnet netip.Prefix) int {
-	if subnet.Addr().Is6() {
-		return ipv6RouteMetric
-	}
-	return 0
 }
 
 // deviceAttrs are the VXLAN attributes that decide whether an existing
@@ -774,6 +761,7 @@ func Descriptor() backend.Descriptor {
 	return backend.Descriptor{
 		Name:         BackendType,
 		LeaseTypes:   []string{BackendType},
+		IPv6:         true,
 		New:          New,
 		CheckOptions: func(raw json.RawMessage) error { _, err := parseOptions(raw); return err },
 		Expect:       expect,

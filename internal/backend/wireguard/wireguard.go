@@ -519,6 +519,7 @@ func ParseIpcGet(text string) (DeviceStatus, error) {
 // Descriptor describes wireguard to the rest of weft.
 func Descriptor() backend.Descriptor {
 	return backend.Descriptor{
+		NoIPv6:       "weft's wireguard backend does not program IPv6 yet (flannel's does); use host-gw (hosts on one L2 segment) for dual-stack",
 		Name:         BackendType,
 		LeaseTypes:   []string{BackendType},
 		New:          New,
