@@ -87,10 +87,10 @@ func TestDesireIPv6(t *testing.T) {
 		errs = append(errs, e.Error())
 	}
 	wantErrs := []string{
-		"peer none (subnet fd00:10:244:3::/64): skipped: it has no IPv6 PublicIP",
+		"peer none (subnet fd00:10:244:3::/64): skipped: it has no PublicIPv6, which IPv6 routes to it need (its host has no global IPv6 address and no --public-ipv6)",
 		"peer fd70::4 (subnet fd00:10:244:4::/64): skipped: it has no BackendData",
 		"peer fd70::6 (subnet fd00:10:244:6::/64): skipped: its VtepMAC 0e:00:00:00:06:01 is this host's own",
-		"peer fd70::5 (subnet fd00:99::/64): skipped: its subnet is not inside the network fd00:10:244::/56",
+		"peer fd70::5 (subnet fd00:99::/64): skipped: its IPv6 subnet is not inside the IPv6Network fd00:10:244::/56",
 	}
 	slices.Sort(errs)
 	slices.Sort(wantErrs)
