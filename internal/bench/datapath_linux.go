@@ -54,6 +54,15 @@ func (r *runner) dataPath(ctx context.Context) error {
 			r.say("data path: no wireguard-go binary on PATH or beside weft; the wireguard row has no standalone reference")
 		}
 	}
+	if r.o.IPv6 {
+		subjects = append(subjects, subject{PathBaselineV6, "host-gw", "b6", false})
+		if r.o.hasBackend("host-gw") {
+			subjects = append(subjects, subject{PathHostGWV6, "host-gw", "hgw6", true})
+		}
+		if r.o.hasBackend("vxlan") {
+			subjects = append(subjects, subject{PathVXLANV6, "vxlan", "vx6", true})
+		}
+	}
 	r.say("data path: %d subjects, %d rounds of iperf3 TCP×1, TCP×4, UDP (%v each) and %d pings", len(subjects), r.o.Rounds, r.o.Transfer, r.o.PingCount)
 
 	var labs []*pathLab
@@ -74,7 +83,11 @@ func (r *runner) dataPath(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		l, err := r.up(ctx, lab.Spec{Prefix: r.o.Prefix + s.suffix, Hosts: 2, Pods: 1, Backend: s.backend, IPMasq: s.name == PathHostGWMasq})
+		spec := lab.Spec{Prefix: r.o.Prefix + s.suffix, Hosts: 2, Pods: 1, Backend: s.backend, IPMasq: s.name == PathHostGWMasq}
+		if isIPv6Path(s.name) {
+			spec.IPFamily = lab.FamilyDual
+		}
+		l, err := r.up(ctx, spec)
 		if err != nil {
 			r.fail("data path "+s.name, err)
 			continue
@@ -154,8 +167,12 @@ func (r *runner) preparePath(ctx context.Context, pl *pathLab) error {
 	topo := pl.l.Topology()
 	src, dst := topo.Hosts[0].Pods[0], topo.Hosts[1].Pods[0]
 	pl.src = src.NS
+	podAddr := pl.l.PodAddr
+	if isIPv6Path(pl.name) {
+		podAddr = pl.l.PodAddr6
+	}
 	var ok bool
-	if pl.dst, ok = pl.l.PodAddr(dst.Name); !ok {
+	if pl.dst, ok = podAddr(dst.Name); !ok {
 		return fmt.Errorf("no address for pod %s", dst.Name)
 	}
 	switch pl.name {
@@ -164,6 +181,13 @@ func (r *runner) preparePath(ctx context.Context, pl *pathLab) error {
 			return err
 		}
 		if err := handRoutes(ctx, pl.l); err != nil {
+			return err
+		}
+	case PathBaselineV6:
+		if err := stopAgents(pl.l); err != nil {
+			return err
+		}
+		if err := handRoutes6(ctx, pl.l); err != nil {
 			return err
 		}
 	case PathVXLANByHand:
@@ -183,7 +207,7 @@ func (r *runner) preparePath(ctx context.Context, pl *pathLab) error {
 		}
 		pl.procs = procs
 	}
-	srcAddr, _ := pl.l.PodAddr(src.Name)
+	srcAddr, _ := podAddr(src.Name)
 	for _, p := range []struct {
 		ns string
 		to netip.Addr
@@ -245,6 +269,36 @@ func handRoutes(ctx context.Context, l *lab.Lab) error {
 				return fmt.Errorf("no subnet for %s", g.Name)
 			}
 			if _, err := inNS(ctx, h.NS, "ip", "route", "replace", sub.String(), "via", g.Addr.Addr().String(), "dev", h.Iface); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// handRoutes6 is handRoutes for IPv6, the baseline of the IPv6 rows: the
+// agents' IPv6 routes replaced by the ones host-gw would install, typed
+// by hand (the IPv4 ones stay as the agents left them):
+//
+//	ip -6 route replace <peer IPv6 subnet> via <peer eth0 IPv6 address> dev eth0
+func handRoutes6(ctx context.Context, l *lab.Lab) error {
+	hosts := l.Topology().Hosts
+	for _, h := range hosts {
+		if err := flushRules(ctx, h.NS); err != nil {
+			return err
+		}
+		if _, err := inNS(ctx, h.NS, "ip", "-6", "route", "flush", "proto", "87"); err != nil {
+			return err
+		}
+		for _, g := range hosts {
+			if g.Name == h.Name {
+				continue
+			}
+			sub, ok := l.Subnet6(g.Name)
+			if !ok || !g.Addr6.IsValid() {
+				return fmt.Errorf("no IPv6 subnet or address for %s", g.Name)
+			}
+			if _, err := inNS(ctx, h.NS, "ip", "-6", "route", "replace", sub.String(), "via", g.Addr6.Addr().String(), "dev", h.Iface); err != nil {
 				return err
 			}
 		}

@@ -247,3 +247,28 @@ func TestScaleTargetsUseMedians(t *testing.T) {
 		t.Errorf("medians 41 MiB and 2.2 s judged %v, want both missed", got)
 	}
 }
+
+// TestIPv6RowsReferences checks that the IPv6 rows are judged against
+// their own: host-gw-v6 against IPv6 routes typed by hand, vxlan-v6
+// against vxlan over IPv4.
+func TestIPv6RowsReferences(t *testing.T) {
+	d := &DataPath{Rounds: 1, Backends: []PathBackend{
+		{Name: PathBaseline, Rounds: []PathSample{pathSample(10, 20, 500e3, 40)}},
+		{Name: PathVXLAN, Agent: true, Rounds: []PathSample{pathSample(8, 16, 400e3, 50)}},
+		{Name: PathBaselineV6, Rounds: []PathSample{pathSample(9, 18, 450e3, 45)}},
+		{Name: PathHostGWV6, Agent: true, Rounds: []PathSample{pathSample(9, 18, 450e3, 45)}},
+		{Name: PathVXLANV6, Agent: true, Rounds: []PathSample{pathSample(6, 16, 300e3, 60)}},
+	}}
+	d.Summarize()
+	hg6, _ := d.Backend(PathHostGWV6)
+	if hg6.Reference != PathBaselineV6 || hg6.VsReference == nil || float64(hg6.VsReference.TCP1) != 1 {
+		t.Errorf("host-gw-v6 reference %q %+v, want baseline-v6 at 1.0", hg6.Reference, hg6.VsReference)
+	}
+	vx6, _ := d.Backend(PathVXLANV6)
+	if vx6.Reference != PathVXLAN || vx6.VsReference == nil || math.Abs(float64(vx6.VsReference.TCP1)-6.0/8) > 1e-9 {
+		t.Errorf("vxlan-v6 reference %q %+v, want vxlan at 0.75", vx6.Reference, vx6.VsReference)
+	}
+	if !isIPv6Path(PathBaselineV6) || isIPv6Path(PathBaseline) {
+		t.Error("isIPv6Path")
+	}
+}

@@ -129,7 +129,20 @@ const (
 	// processes, its reference.
 	PathWireGuard   = "wireguard"
 	PathWireGuardGo = "wireguard-go"
+	// The IPv6 rows (--ipv6): the same data paths between the pods' IPv6
+	// addresses in dual-stack labs. host-gw-v6 is judged against IPv6
+	// routes typed by hand, vxlan-v6 (flannel-v6.1 over the IPv6
+	// underlay) against vxlan over IPv4, which shows what the longer
+	// IPv6 encapsulation costs.
+	PathBaselineV6 = "baseline-v6"
+	PathHostGWV6   = "host-gw-v6"
+	PathVXLANV6    = "vxlan-v6"
 )
+
+// isIPv6Path says whether the named data path runs between IPv6 addresses.
+func isIPv6Path(name string) bool {
+	return name == PathBaselineV6 || name == PathHostGWV6 || name == PathVXLANV6
+}
 
 // DataPath is the data-path section.
 type DataPath struct {
@@ -252,7 +265,8 @@ func (d *DataPath) Summarize() {
 		b.Median = medianSample(b.Rounds)
 		idx[b.Name] = i
 	}
-	refOf := map[string]string{PathHostGWMasq: PathHostGW, PathVXLAN: PathVXLANByHand, PathUDP: PathVXLAN, PathWireGuard: PathWireGuardGo}
+	refOf := map[string]string{PathHostGWMasq: PathHostGW, PathVXLAN: PathVXLANByHand, PathUDP: PathVXLAN, PathWireGuard: PathWireGuardGo,
+		PathHostGWV6: PathBaselineV6, PathVXLANV6: PathVXLAN}
 	for i := range d.Backends {
 		b := &d.Backends[i]
 		if j, ok := idx[PathBaseline]; ok {
