@@ -142,7 +142,10 @@ func checkStatusInPod(t *testing.T, ctx context.Context, cs kubernetes.Interface
 	t.Cleanup(func() { _, _ = n.run("ip", "route", "del", half, "via", underlayIP) })
 	out, code = weftStatusInPod(t, ctx, cs, b, n)
 	t.Logf("%s: weft status --check with %s via %s (exit %d):\n%s", n.name, half, underlayIP, code, out)
-	if code != 1 || !strings.Contains(out, "not by the peer's route") || !strings.Contains(out, "via "+underlayIP) {
+	// status wraps its explanations to the terminal's width; match the
+	// words, not the line breaks.
+	words := strings.Join(strings.Fields(out), " ")
+	if code != 1 || !strings.Contains(words, "not by the peer's route") || !strings.Contains(words, "via "+underlayIP) {
 		t.Errorf("%s: weft status --check exited %d without naming the route that takes %s's traffic (want exit 1, \"not by the peer's route\", \"via %s\")", n.name, code, peer.name, underlayIP)
 	}
 	if _, err := n.run("ip", "route", "del", half, "via", underlayIP); err != nil {
