@@ -41,6 +41,12 @@
 //     programs them. A lease without an IPv6 subnet (a host still on an
 //     IPv4-only config) is a peer over IPv4 alone, and no refusal.
 //
+//   - In an IPv6-only network (EnableIPv4 false, Kubernetes mode with
+//     host-gw) leases have no IPv4 half: the IPv6 rules above judge the
+//     whole lease, and a lease they refuse is refused as a peer. Leases
+//     are keyed by their IPv6 subnet (lease.Key) and named by their
+//     PublicIPv6 (lease.PublicAddr).
+//
 // Leases of another backend type than the network's are admitted as they
 // are (the backends pass over them, and status explains them) but take
 // part in the subnet rules.
@@ -153,11 +159,11 @@ type Result struct {
 	RefusedV6 []Refusal
 }
 
-// RefusedSubnet returns the refusal of a lease for subnet (masked) with
-// PublicIP pub, if there is one.
+// RefusedSubnet returns the refusal of a lease for subnet (masked; its
+// lease.Key) with PublicIP pub (its lease.PublicAddr), if there is one.
 func (r Result) RefusedSubnet(subnet netip.Prefix, pub netip.Addr) (Refusal, bool) {
 	for _, f := range r.Refused {
-		if f.Lease.Subnet.Masked() == subnet.Masked() && f.Lease.Attrs.PublicIP == pub {
+		if f.Lease.Key().Masked() == subnet.Masked() && f.Lease.PublicAddr() == pub {
 			return f, true
 		}
 	}
@@ -168,8 +174,11 @@ func (r Result) RefusedSubnet(subnet netip.Prefix, pub netip.Addr) (Refusal, boo
 // "172.7.138.0-24 (PublicIP 10.4.7.22)".
 func Name(l lease.Lease) string {
 	key := "(no subnet)"
-	if l.Subnet.IsValid() {
+	switch {
+	case l.Subnet.IsValid():
 		key = lease.KeyName(l.Subnet, l.IPv6Subnet)
+	case l.IPv6Subnet.IsValid(): // an IPv6-only lease (a Node's podCIDR)
+		key = l.IPv6Subnet.String()
 	}
 	return fmt.Sprintf("%s (PublicIP %s)", key, backend.PeerName(l))
 }
@@ -192,7 +201,11 @@ func Decide(in Input) Result {
 	}
 	own := in.Own
 	ownSubnet := own.Subnet.Masked()
-	isOwn := func(l lease.Lease) bool { return ownSubnet.IsValid() && l.Subnet.Masked() == ownSubnet }
+	ownKey := own.Key().Masked()
+	isOwn := func(l lease.Lease) bool { return ownKey.IsValid() && l.Key().Masked() == ownKey }
+	// An IPv6-only network (EnableIPv4 false, Kubernetes mode): leases
+	// have an IPv6 half alone, judged as the whole lease.
+	v6only := cfg != nil && !cfg.EnableIPv4
 
 	// Oldest first; Created ties (unknown ages, or Nodes created in one
 	// second) go by subnet, then PublicIP, then the store's order, so that
@@ -204,9 +217,9 @@ func Decide(in Input) Result {
 	slices.SortStableFunc(order, func(a, b int) int {
 		x, y := in.Leases[a], in.Leases[b]
 		return cmp.Or(cmp.Compare(x.Created, y.Created),
-			x.Subnet.Addr().Compare(y.Subnet.Addr()),
-			cmp.Compare(x.Subnet.Bits(), y.Subnet.Bits()),
-			x.Attrs.PublicIP.Compare(y.Attrs.PublicIP))
+			x.Key().Addr().Compare(y.Key().Addr()),
+			cmp.Compare(x.Key().Bits(), y.Key().Bits()),
+			x.PublicAddr().Compare(y.PublicAddr()))
 	})
 
 	const ownIdx = -1
@@ -242,6 +255,10 @@ func Decide(in Input) Result {
 		subnet := l.Subnet.Masked()
 		if cfg == nil {
 			refuse(i, KindMalformed, "cannot be judged without a network config")
+			continue
+		}
+		if v6only {
+			judgeV6(in, i, taken6, byIdx, refuse)
 			continue
 		}
 		if why := backend.LeaseProblem(l, cfg.Network); why != "" {

@@ -308,3 +308,54 @@ func TestDecideIPv6Half(t *testing.T) {
 		t.Errorf("IPv4-only config: %+v", res)
 	}
 }
+
+// An IPv6-only network ("EnableIPv4": false, Kubernetes mode): leases
+// have an IPv6 half alone, which the IPv6 rules judge as the whole lease.
+func TestDecideIPv6Only(t *testing.T) {
+	cfg, err := netconf.Parse([]byte(`{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"host-gw"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v6 := func(subnet6, pub6 string, created int64) lease.Lease {
+		l := lease.Lease{IPv6Subnet: netip.MustParsePrefix(subnet6), Created: created, Expiration: time.Unix(1e9, 0)}
+		l.Attrs.BackendType = "host-gw"
+		if pub6 != "" {
+			l.Attrs.PublicIPv6 = netip.MustParseAddr(pub6)
+		}
+		return l
+	}
+	own := v6("fd00:10:244:1::/64", "fd00:4:7::1", 5)
+	good := v6("fd00:10:244:2::/64", "fd00:4:7::2", 10)
+	older := v6("fd00:10:244:3::/64", "fd00:4:7::3", 1)
+	for _, tc := range []struct {
+		name   string
+		lease  lease.Lease
+		kind   string // "" admitted
+		reason string
+	}{
+		{"good", good, "", ""},
+		{"no PublicIPv6", v6("fd00:10:244:2::/64", "", 10), KindMalformed, "fd00:10:244:2::/64 (PublicIP none) has an IPv6 half that is not a peer: it has no PublicIPv6"},
+		{"outside IPv6Network", v6("fd00:99:0:2::/64", "fd00:4:7::2", 10), KindMalformed, "not inside the IPv6Network fd00:10:244::/56"},
+		{"wrong length", v6("fd00:10:244:2::/80", "fd00:4:7::2", 10), KindLength, "not a /64 subnet"},
+		{"own PublicIPv6", v6("fd00:10:244:2::/64", "fd00:4:7::1", 10), KindOwnPublicIP, "PublicIPv6 fd00:4:7::1"},
+		{"shares an older lease's subnet", v6("fd00:10:244:3::/64", "fd00:4:7::4", 10), KindOverlap, "fd00:10:244:3::/64 (PublicIP fd00:4:7::3), which was there first"},
+	} {
+		res := Decide(Input{Config: cfg, Backend: hostgw.Descriptor(), Own: own, Leases: []lease.Lease{own, older, tc.lease}})
+		if len(res.RefusedV6) != 0 {
+			t.Errorf("%s: IPv6 halves refused apart from their lease: %+v", tc.name, res.RefusedV6)
+		}
+		if tc.kind == "" {
+			if len(res.Refused) != 0 || len(res.Admitted) != 3 || res.Admitted[2].IPv6Subnet != tc.lease.IPv6Subnet || res.Admitted[2].Attrs.PublicIPv6 != tc.lease.Attrs.PublicIPv6 {
+				t.Errorf("%s: %+v; want all three admitted as they are", tc.name, res)
+			}
+			continue
+		}
+		if len(res.Refused) != 1 || res.Refused[0].Kind != tc.kind || !strings.Contains(res.Refused[0].Reason, tc.reason) || len(res.Admitted) != 2 {
+			t.Errorf("%s: refused %+v, admitted %d; want one refusal of kind %s saying %q", tc.name, res.Refused, len(res.Admitted), tc.kind, tc.reason)
+			continue
+		}
+		if _, ok := res.RefusedSubnet(tc.lease.IPv6Subnet, tc.lease.Attrs.PublicIPv6); !ok {
+			t.Errorf("%s: RefusedSubnet does not find the refusal by the IPv6 subnet", tc.name)
+		}
+	}
+}

@@ -40,7 +40,7 @@ func (a *Agent) admitPeers(snap []lease.Lease) []lease.Lease {
 	in.Own = ad.own
 	for _, l := range snap {
 		// The store's copy carries what this host published last.
-		if l.Subnet == ad.own.Subnet && l.Attrs.PublicIP == ad.own.Attrs.PublicIP {
+		if l.Key() == ad.own.Key() && l.Attrs.PublicIP == ad.own.Attrs.PublicIP && l.Attrs.PublicIPv6 == ad.own.Attrs.PublicIPv6 {
 			in.Own = l
 		}
 	}

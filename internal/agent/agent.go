@@ -195,10 +195,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.ident = newIdentityWatch(a, cfg, ext, be, own)
-	log := a.log.With("subnet", own.Subnet)
+	log := a.log.With("subnet", own.Key())
 
 	if err := be.Start(ctx, own); err != nil {
-		return fmt.Errorf("prepare the %s backend for %s: %w", cfg.BackendType, own.Subnet, err)
+		return fmt.Errorf("prepare the %s backend for %s: %w", cfg.BackendType, own.Key(), err)
 	}
 
 	// Rules go in before subnet.env, as flannel orders it: a pod started
@@ -242,13 +242,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	lost := make(chan struct{}, 1)
 	run("renew lease", func(ctx context.Context) error { return a.renewLoop(ctx, ownCh, lost) })
 	programmed := make(chan struct{})
-	run("watch leases", func(ctx context.Context) error { return a.watchLoop(ctx, be, own.Subnet, lost, start, programmed) })
+	run("watch leases", func(ctx context.Context) error { return a.watchLoop(ctx, be, own.Key(), lost, start, programmed) })
 	run("reconcile", be.Run)
 	if mgr != nil {
 		resync := time.Duration(a.opts.IPTablesResync) * time.Second
 		run("traffic rules", func(ctx context.Context) error { return mgr.Run(ctx, resync) })
 	}
-	if a.deps.Blackhole != nil && a.opts.IPBlackholeRoute {
+	if a.deps.Blackhole != nil && a.opts.IPBlackholeRoute && own.Subnet.IsValid() {
 		run("blackhole route", func(ctx context.Context) error { return a.keepBlackhole(ctx, log, own.Subnet) })
 	}
 	if a.opts.CNIConfDir != "" {
@@ -560,7 +560,7 @@ func (a *Agent) renewLoop(ctx context.Context, ownCh <-chan lease.Lease, lost <-
 		case <-ctx.Done():
 		case <-wait:
 		case <-lost:
-			a.log.Warn("own lease is gone from the store; re-creating it", "subnet", own.Subnet)
+			a.log.Warn("own lease is gone from the store; re-creating it", "subnet", own.Key())
 		case l := <-a.ident.republished():
 			// Republished with new attributes (identity_watch.go): a
 			// re-creation must write those.
@@ -582,13 +582,13 @@ func (a *Agent) renewLoop(ctx context.Context, ownCh <-chan lease.Lease, lost <-
 				own = l
 				a.sh.succeeded("renew", false)
 				a.deps.Metrics.LeaseExpires(own.Expiration)
-				a.log.Info("renewed lease", "subnet", own.Subnet, "expires", expiry(own))
+				a.log.Info("renewed lease", "subnet", own.Key(), "expires", expiry(own))
 				break
 			}
 			if ctx.Err() != nil {
 				return nil
 			}
-			a.sh.failed("renew", "renew the lease of "+own.Subnet.String(), err)
+			a.sh.failed("renew", "renew the lease of "+own.Key().String(), err)
 			if err := sleep(ctx, 10*time.Second); err != nil {
 				return nil
 			}
@@ -640,7 +640,7 @@ func (a *Agent) watchLoop(ctx context.Context, be backend.Backend, own netip.Pre
 	return a.deps.Store.Watch(ctx, func(snap []lease.Lease) {
 		found := false
 		for _, l := range snap {
-			if l.Subnet == own {
+			if l.Key() == own {
 				found = true
 				break
 			}
@@ -672,7 +672,7 @@ type snapshot struct {
 func (a *Agent) countPeers(ls []lease.Lease, own netip.Prefix) {
 	by := map[string]int{}
 	for _, l := range ls {
-		if l.Subnet != own {
+		if l.Key() != own {
 			by[l.Attrs.BackendType]++
 		}
 	}
@@ -686,7 +686,7 @@ func (a *Agent) countPeers(ls []lease.Lease, own netip.Prefix) {
 func (a *Agent) logChanges(prev, next []lease.Lease, own netip.Prefix) []lease.Lease {
 	ch := lease.Diff(prev, next)
 	notOwn := func(ls []lease.Lease) []lease.Lease {
-		return slices.DeleteFunc(ls, func(l lease.Lease) bool { return l.Subnet == own })
+		return slices.DeleteFunc(ls, func(l lease.Lease) bool { return l.Key() == own })
 	}
 	added, changed, removed := notOwn(ch.Added), notOwn(ch.Changed), notOwn(ch.Removed)
 	lvl := slog.LevelInfo
@@ -700,13 +700,13 @@ func (a *Agent) logChanges(prev, next []lease.Lease, own netip.Prefix) []lease.L
 	}
 	ctx := context.Background()
 	for _, l := range added {
-		a.log.Log(ctx, lvl, "peer added", "peer", l.Subnet, "public-ip", l.Attrs.PublicIP, "backend", l.Attrs.BackendType)
+		a.log.Log(ctx, lvl, "peer added", "peer", l.Key(), "public-ip", l.Attrs.PublicIP, "backend", l.Attrs.BackendType)
 	}
 	for _, l := range changed {
-		a.log.Log(ctx, lvl, "peer changed", "peer", l.Subnet, "public-ip", l.Attrs.PublicIP, "backend", l.Attrs.BackendType)
+		a.log.Log(ctx, lvl, "peer changed", "peer", l.Key(), "public-ip", l.Attrs.PublicIP, "backend", l.Attrs.BackendType)
 	}
 	for _, l := range removed {
-		a.log.Log(ctx, lvl, "peer removed", "peer", l.Subnet, "public-ip", l.Attrs.PublicIP)
+		a.log.Log(ctx, lvl, "peer removed", "peer", l.Key(), "public-ip", l.Attrs.PublicIP)
 	}
 	return append(added, changed...)
 }

@@ -69,7 +69,11 @@ type identityWatch struct {
 }
 
 func newIdentityWatch(a *Agent, cfg *netconf.Config, ext backend.ExternalInterface, be backend.Backend, own lease.Lease) *identityWatch {
-	return &identityWatch{a: a, cfg: cfg, publicIP: ext.PublicIP, be: be, own: own,
+	publicIP := ext.PublicIP
+	if !cfg.EnableIPv4 {
+		publicIP = ext.PublicIPv6 // what names this host, as lease.PublicAddr
+	}
+	return &identityWatch{a: a, cfg: cfg, publicIP: publicIP, be: be, own: own,
 		dups: map[netip.Prefix]string{}, clashes: map[netip.Prefix]string{}, updated: make(chan lease.Lease, 1)}
 }
 
@@ -116,11 +120,11 @@ func (w *identityWatch) checkPublicIP(leases []lease.Lease) {
 	id := w.a.hostID
 	now := map[netip.Prefix]string{}
 	for _, l := range leases {
-		if id == "" || l.Attrs.PublicIP != w.publicIP || l.Attrs.HostID == "" || l.Attrs.HostID == id {
+		if id == "" || l.PublicAddr() != w.publicIP || l.Attrs.HostID == "" || l.Attrs.HostID == id {
 			continue
 		}
-		now[l.Subnet] = l.Attrs.HostID
-		if w.dups[l.Subnet] == l.Attrs.HostID {
+		now[l.Key()] = l.Attrs.HostID
+		if w.dups[l.Key()] == l.Attrs.HostID {
 			continue
 		}
 		w.a.deps.Metrics.IdentityConflict(metrics.ConflictPublicIP)
@@ -153,18 +157,18 @@ func (w *identityWatch) checkAddress(ctx context.Context, leases []lease.Lease) 
 	for i, l := range leases {
 		addr := rd.LeaseAddress(l)
 		if first {
-			w.firstAddr[l.Subnet] = addr
+			w.firstAddr[l.Key()] = addr
 		}
 		// Leases with our own PublicIP are ours (stale) or checkPublicIP's.
-		if l.Subnet == w.own.Subnet || l.Attrs.PublicIP == w.publicIP || addr == "" || addr != mine {
+		if l.Key() == w.own.Key() || l.PublicAddr() == w.publicIP || addr == "" || addr != mine {
 			continue
 		}
-		if w.firstAddr[l.Subnet] == addr {
+		if w.firstAddr[l.Key()] == addr {
 			clash = &leases[i]
 			break
 		}
-		clashes[l.Subnet] = addr
-		if w.clashes[l.Subnet] != addr {
+		clashes[l.Key()] = addr
+		if w.clashes[l.Key()] != addr {
 			w.a.deps.Metrics.IdentityConflict(metrics.ConflictAddress)
 			w.a.log.Warn("a peer that joined after this host publishes this host's backend address (VTEP MAC), probably from a copied state directory; it is not programmed, and a weft peer picks a new address itself (a flannel one does not: delete its flannel.1 and restart it)",
 				"peer", backend.PeerName(l), "subnet", l.Subnet, "address", addr)

@@ -78,7 +78,7 @@ func (a *Agent) newKernelWatch(cfg *netconf.Config, ext backend.ExternalInterfac
 		routes = hostRoutes
 	}
 	w := &kernelWatch{
-		log:      a.log.With("subnet", own.Subnet),
+		log:      a.log.With("subnet", own.Key()),
 		metrics:  a.deps.Metrics,
 		read:     read,
 		raise:    a.opts.RaiseNeighGCThresh,
@@ -173,7 +173,7 @@ func (w *kernelWatch) count(ls []lease.Lease) bool {
 	var sum uint64
 	for _, l := range ls {
 		h := fnv.New64a()
-		fmt.Fprintf(h, "%s|%s|%s", l.Subnet, l.Attrs.PublicIP, l.Attrs.BackendType)
+		fmt.Fprintf(h, "%s|%s|%s|%s", l.Subnet, l.IPv6Subnet, l.Attrs.PublicIP, l.Attrs.BackendType)
 		sum += h.Sum64() // a sum, so that the order of the leases does not matter
 	}
 	if w.counted && sum == w.peerSum {

@@ -80,13 +80,13 @@ func (v *pageView) peersChanged(added, changed, removed []lease.Lease, bulk bool
 		return
 	}
 	for _, l := range added {
-		v.add(web.EventJoin, "peer %s joined from %s", l.Subnet, addrText(l.Attrs.PublicIP))
+		v.add(web.EventJoin, "peer %s joined from %s", l.Key(), addrText(l.Attrs.PublicIP))
 	}
 	for _, l := range changed {
-		v.add(web.EventChange, "peer %s changed its lease (PublicIP %s)", l.Subnet, addrText(l.Attrs.PublicIP))
+		v.add(web.EventChange, "peer %s changed its lease (PublicIP %s)", l.Key(), addrText(l.Attrs.PublicIP))
 	}
 	for _, l := range removed {
-		v.add(web.EventLeave, "peer %s left (was %s)", l.Subnet, addrText(l.Attrs.PublicIP))
+		v.add(web.EventLeave, "peer %s left (was %s)", l.Key(), addrText(l.Attrs.PublicIP))
 	}
 }
 

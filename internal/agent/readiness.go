@@ -28,8 +28,8 @@ func peersDown(own lease.Lease, leases []lease.Lease, applyErr error) string {
 	}
 	peers := map[netip.Prefix]bool{}
 	for _, l := range leases {
-		if l.Subnet.Masked() != own.Subnet.Masked() && l.Attrs.BackendType == own.Attrs.BackendType {
-			peers[l.Subnet.Masked()] = true
+		if l.Key().Masked() != own.Key().Masked() && l.Attrs.BackendType == own.Attrs.BackendType {
+			peers[l.Key().Masked()] = true
 		}
 	}
 	failed := map[netip.Prefix]bool{}

@@ -105,7 +105,14 @@ func Built[B Backend](b B, err error) (Backend, error) {
 // and an IPv4 address on it. Each error starts with backendType and names
 // what is missing, and where. It returns cfg.Ext with PublicIP defaulted to
 // Addr, the address peers reach this host at when --public-ip is not set.
+//
+// An IPv6-only network (EnableIPv4 false) is refused here, naming the
+// backend: a backend that runs one checks it with CheckConfigIPv6Only
+// instead (host-gw does; vxlan, udp and wireguard carry IPv4 underneath).
 func CheckConfig(backendType string, cfg Config) (ExternalInterface, error) {
+	if cfg.Network != nil && !cfg.Network.EnableIPv4 {
+		return ExternalInterface{}, fmt.Errorf(`%s does not run an IPv6-only network ("EnableIPv4": false) in this version: use host-gw, or enable IPv4 ("EnableIPv4": true with a Network) for dual-stack`, backendType)
+	}
 	if cfg.Network == nil || !cfg.Network.Network.IsValid() || !cfg.Network.Network.Addr().Is4() {
 		return ExternalInterface{}, fmt.Errorf("%s needs an IPv4 cluster Network", backendType)
 	}
@@ -118,6 +125,27 @@ func CheckConfig(backendType string, cfg Config) (ExternalInterface, error) {
 	}
 	if !ext.PublicIP.IsValid() {
 		ext.PublicIP = ext.Addr
+	}
+	return ext, nil
+}
+
+// CheckConfigIPv6Only is CheckConfig for an IPv6-only network
+// (EnableIPv4 false): an IPv6Network, an external interface and an IPv6
+// address peers reach this host at (its global address, or
+// --public-ipv6). It returns cfg.Ext with PublicIPv6 defaulted to Addr6.
+func CheckConfigIPv6Only(backendType string, cfg Config) (ExternalInterface, error) {
+	if cfg.Network == nil || !cfg.Network.EnableIPv6 || !cfg.Network.IPv6Network.IsValid() || !cfg.Network.IPv6Network.Addr().Is6() {
+		return ExternalInterface{}, fmt.Errorf("%s needs an IPv6Network when IPv4 is disabled", backendType)
+	}
+	ext := cfg.Ext
+	if ext.Index == 0 || ext.Name == "" {
+		return ExternalInterface{}, fmt.Errorf("%s needs an external interface", backendType)
+	}
+	if !ext.PublicIPv6.IsValid() {
+		ext.PublicIPv6 = ext.Addr6
+	}
+	if !ext.PublicIPv6.IsValid() || !ext.PublicIPv6.Is6() {
+		return ExternalInterface{}, fmt.Errorf("%s needs a global IPv6 address on interface %s (or --public-ipv6) for an IPv6-only network", backendType, ext.Name)
 	}
 	return ext, nil
 }

@@ -3,6 +3,7 @@ package backend
 import (
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,5 +77,39 @@ func TestBuiltIsNilOnError(t *testing.T) {
 	}
 	if b, err := Built(&failing{}, nil); b == nil || err != nil {
 		t.Errorf("Built = %v, %v; want the backend", b, err)
+	}
+}
+
+// An IPv6-only network: CheckConfig refuses it naming the backend (vxlan,
+// udp and wireguard carry IPv4 underneath); CheckConfigIPv6Only asks for
+// an IPv6Network and an IPv6 address peers reach this host at.
+func TestCheckConfigIPv6Only(t *testing.T) {
+	addr6 := netip.MustParseAddr("fd00:4:7::1")
+	good := func() Config {
+		return Config{
+			Ext:     ExternalInterface{Name: "eth0", Index: 2, MTU: 1500, Addr6: addr6},
+			Network: &netconf.Config{EnableIPv6: true, IPv6Network: netip.MustParsePrefix("fd00:10:244::/56"), IPv6SubnetLen: 64},
+		}
+	}
+	if _, err := CheckConfig("vxlan", good()); err == nil || !strings.Contains(err.Error(), `vxlan does not run an IPv6-only network ("EnableIPv4": false)`) {
+		t.Errorf("CheckConfig of an IPv6-only network: %v", err)
+	}
+	ext, err := CheckConfigIPv6Only("host-gw", good())
+	if err != nil || ext.PublicIPv6 != addr6 {
+		t.Errorf("CheckConfigIPv6Only: %+v, %v; want PublicIPv6 defaulted to %s", ext, err, addr6)
+	}
+	for name, c := range map[string]struct {
+		mod  func(*Config)
+		want string
+	}{
+		"no IPv6Network": {func(c *Config) { c.Network.IPv6Network = netip.Prefix{} }, "host-gw needs an IPv6Network when IPv4 is disabled"},
+		"no interface":   {func(c *Config) { c.Ext = ExternalInterface{} }, "host-gw needs an external interface"},
+		"no address":     {func(c *Config) { c.Ext.Addr6 = netip.Addr{} }, "host-gw needs a global IPv6 address on interface eth0 (or --public-ipv6) for an IPv6-only network"},
+	} {
+		cfg := good()
+		c.mod(&cfg)
+		if _, err := CheckConfigIPv6Only("host-gw", cfg); err == nil || err.Error() != c.want {
+			t.Errorf("%s: %v, want %q", name, err, c.want)
+		}
 	}
 }

@@ -98,10 +98,11 @@ func (f family) peerProblem(subnet netip.Prefix, pub netip.Addr, network, own ne
 	return ""
 }
 
-// PeerName is how logs and errors name a peer: its public IP, or "none".
+// PeerName is how logs and errors name a peer: its public IP (PublicIPv6
+// in an IPv6-only network: lease.PublicAddr), or "none".
 func PeerName(l lease.Lease) string {
-	if l.Attrs.PublicIP.IsValid() {
-		return l.Attrs.PublicIP.String()
+	if a := l.PublicAddr(); a.IsValid() {
+		return a.String()
 	}
 	return "none"
 }

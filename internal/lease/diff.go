@@ -17,7 +17,7 @@ func (c Changes) Empty() bool {
 	return len(c.Added) == 0 && len(c.Removed) == 0 && len(c.Changed) == 0
 }
 
-// Diff compares two snapshots keyed by subnet. Changed holds the next
+// Diff compares two snapshots keyed by subnet (Lease.Key). Changed holds the next
 // version of leases whose Attrs (compared with Attrs.Equal) or IPv6 subnet
 // differ; a renewal that only moves the expiration, or turns a lease into a
 // reservation, is no change to the data plane. Removed holds the previous
@@ -34,7 +34,7 @@ func Diff(prev, next []Lease) Changes {
 }
 
 func bySubnet(ls []Lease) bool {
-	return slices.IsSortedFunc(ls, func(a, b Lease) int { return cmpPrefix(a.Subnet, b.Subnet) })
+	return slices.IsSortedFunc(ls, func(a, b Lease) int { return cmpPrefix(a.Key(), b.Key()) })
 }
 
 // diffSorted is Diff for two snapshots sorted by subnet.
@@ -43,7 +43,7 @@ func diffSorted(prev, next []Lease) Changes {
 	// last returns the index of the last lease of the run of equal subnets
 	// starting at i: the one that counts.
 	last := func(ls []Lease, i int) int {
-		for i+1 < len(ls) && ls[i+1].Subnet == ls[i].Subnet {
+		for i+1 < len(ls) && ls[i+1].Key() == ls[i].Key() {
 			i++
 		}
 		return i
@@ -60,7 +60,7 @@ func diffSorted(prev, next []Lease) Changes {
 			c.Added = append(c.Added, next[j])
 			j++
 		default:
-			switch cmpPrefix(prev[i].Subnet, next[j].Subnet) {
+			switch cmpPrefix(prev[i].Key(), next[j].Key()) {
 			case -1:
 				i = last(prev, i)
 				c.Removed = append(c.Removed, prev[i])
@@ -102,7 +102,7 @@ func diffMaps(prev, next []Lease) Changes {
 		}
 	}
 	for _, l := range [][]Lease{c.Added, c.Removed, c.Changed} {
-		slices.SortFunc(l, func(a, b Lease) int { return cmpPrefix(a.Subnet, b.Subnet) })
+		slices.SortFunc(l, func(a, b Lease) int { return cmpPrefix(a.Key(), b.Key()) })
 	}
 	return c
 }
@@ -110,7 +110,7 @@ func diffMaps(prev, next []Lease) Changes {
 func index(ls []Lease) map[netip.Prefix]Lease {
 	m := make(map[netip.Prefix]Lease, len(ls))
 	for _, l := range ls {
-		m[l.Subnet] = l
+		m[l.Key()] = l
 	}
 	return m
 }

@@ -49,6 +49,27 @@ type Lease struct {
 	Created int64
 }
 
+// Key is the subnet that names l among the leases, as flannel's etcd key
+// does: its IPv4 subnet, or in an IPv6-only network (EnableIPv4 false),
+// where leases have none, its IPv6 subnet. Everything that tells the own
+// lease from peers, or keys peers in a map, uses it.
+func (l Lease) Key() netip.Prefix {
+	if l.Subnet.IsValid() {
+		return l.Subnet
+	}
+	return l.IPv6Subnet
+}
+
+// PublicAddr is the address that names l's host among the leases, as Key
+// names its subnet: its PublicIP, or in an IPv6-only network its
+// PublicIPv6.
+func (l Lease) PublicAddr() netip.Addr {
+	if l.Subnet.IsValid() || l.Attrs.PublicIP.IsValid() {
+		return l.Attrs.PublicIP
+	}
+	return l.Attrs.PublicIPv6
+}
+
 // Reservation reports whether l never expires (a key without TTL).
 func (l Lease) Reservation() bool { return l.Expiration.IsZero() }
 

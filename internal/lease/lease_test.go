@@ -104,3 +104,31 @@ func TestLeaseString(t *testing.T) {
 		}
 	}
 }
+
+// Key and PublicAddr name a lease by its IPv4 half, and an IPv6-only
+// lease (a Node's IPv6 podCIDR) by its IPv6 half.
+func TestKeyAndPublicAddr(t *testing.T) {
+	v4, v6 := netip.MustParsePrefix("10.5.1.0/24"), netip.MustParsePrefix("fd00:10:244:1::/64")
+	pub, pub6 := netip.MustParseAddr("192.168.1.1"), netip.MustParseAddr("fd00:4:7::1")
+	for _, c := range []struct {
+		name    string
+		l       Lease
+		key     netip.Prefix
+		address netip.Addr
+	}{
+		{"IPv4", Lease{Subnet: v4, Attrs: Attrs{PublicIP: pub}}, v4, pub},
+		{"dual-stack", Lease{Subnet: v4, IPv6Subnet: v6, Attrs: Attrs{PublicIP: pub, PublicIPv6: pub6}}, v4, pub},
+		{"IPv6-only", Lease{IPv6Subnet: v6, Attrs: Attrs{PublicIPv6: pub6}}, v6, pub6},
+		{"none", Lease{}, netip.Prefix{}, netip.Addr{}},
+	} {
+		if k, a := c.l.Key(), c.l.PublicAddr(); k != c.key || a != c.address {
+			t.Errorf("%s: Key %s, PublicAddr %s; want %s, %s", c.name, k, a, c.key, c.address)
+		}
+	}
+	// Diff keys IPv6-only leases apart rather than as one invalid subnet.
+	a := Lease{IPv6Subnet: v6, Attrs: Attrs{PublicIPv6: pub6, BackendType: "host-gw"}}
+	b := Lease{IPv6Subnet: netip.MustParsePrefix("fd00:10:244:2::/64"), Attrs: Attrs{PublicIPv6: netip.MustParseAddr("fd00:4:7::2"), BackendType: "host-gw"}}
+	if ch := Diff([]Lease{a}, []Lease{a, b}); len(ch.Added) != 1 || ch.Added[0].IPv6Subnet != b.IPv6Subnet || len(ch.Changed)+len(ch.Removed) != 0 {
+		t.Errorf("Diff of IPv6-only leases: %+v", ch)
+	}
+}

@@ -143,7 +143,7 @@ func Build(in Inputs) Report {
 		}
 	}
 	for _, l := range in.Leases {
-		self := ownOK && l.Subnet == own.Subnet
+		self := ownOK && l.Key() == own.Key()
 		row := buildRow(in, l, self, m)
 		for _, other := range byIP[l.Attrs.PublicIP] {
 			if other != l.Subnet {

@@ -24,7 +24,8 @@
 //	ip -6 route replace fd00:50:0:3::/64 via fd00:4:7::23 dev eth0 proto 87
 //
 // owned, planned, repaired and cleaned up by the same rules inside the
-// IPv6Network. Each family needs the hosts on one L2 segment on its own: a
+// IPv6Network. An IPv6-only network ("EnableIPv4": false, Kubernetes
+// mode) gets the IPv6 routes alone. Each family needs the hosts on one L2 segment on its own: a
 // peer whose PublicIPv6 is not on a network of the external interface
 // gets its IPv4 route and an error naming the IPv6 side. A peer whose
 // lease has no IPv6 subnet (its agent still on an IPv4-only config) gets
@@ -141,6 +142,9 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 	if !cfg.Ext.PublicIP.IsValid() {
 		cfg.Ext.PublicIP = cfg.Ext.Addr
 	}
+	if !cfg.Ext.PublicIPv6.IsValid() {
+		cfg.Ext.PublicIPv6 = cfg.Ext.Addr6
+	}
 	var network6 netip.Prefix
 	if cfg.Network.EnableIPv6 {
 		network6 = cfg.Network.IPv6Network
@@ -157,6 +161,17 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 }
 
 func checkConfig(cfg backend.Config) error {
+	if cfg.Network != nil && !cfg.Network.EnableIPv4 {
+		ext, err := backend.CheckConfigIPv6Only(BackendType, cfg)
+		if err != nil {
+			return err
+		}
+		if ext.Addr6.IsValid() && ext.PublicIPv6 != ext.Addr6 {
+			return fmt.Errorf("host-gw needs --public-ipv6 %s to be an address of interface %s (it has %s): "+
+				"peers route pod subnets straight to this address, so it must be reachable on the same L2 segment", ext.PublicIPv6, ext.Name, ext.Addr6)
+		}
+		return nil
+	}
 	ext, err := backend.CheckConfig(BackendType, cfg)
 	if err != nil {
 		return err
@@ -177,10 +192,10 @@ func (b *Backend) MTU() int { return b.ext.MTU }
 
 // Start remembers the own lease; host-gw needs no device.
 func (b *Backend) Start(ctx context.Context, own lease.Lease) error {
-	if !own.Subnet.IsValid() || !b.network.Contains(own.Subnet.Addr()) {
+	if b.network.IsValid() && (!own.Subnet.IsValid() || !b.network.Contains(own.Subnet.Addr())) {
 		return fmt.Errorf("host-gw: own lease %s is not inside the network %s", own.Subnet, b.network)
 	}
-	if own.IPv6Subnet.IsValid() && !b.network6.Contains(own.IPv6Subnet.Addr()) {
+	if (own.IPv6Subnet.IsValid() || !b.network.IsValid()) && !b.network6.Contains(own.IPv6Subnet.Addr()) {
 		return fmt.Errorf("host-gw: own lease's IPv6 subnet %s is not inside the IPv6Network %s", own.IPv6Subnet, b.network6)
 	}
 	b.mu.Lock()
@@ -238,9 +253,12 @@ func desire(network, network6 netip.Prefix, own lease.Lease, ext backend.Externa
 		refusedV6: make(map[netip.Prefix]string),
 		noV6:      make(map[netip.Prefix]netip.Addr),
 	}
+	// An IPv6-only network (network invalid) plans the IPv6 half alone,
+	// and a peer whose IPv6 half is refused is refused as a whole.
+	v6only := !network.IsValid()
 	for _, l := range leases {
-		subnet := l.Subnet.Masked()
-		if subnet == own.Subnet.Masked() {
+		subnet := l.Key().Masked()
+		if subnet == own.Key().Masked() {
 			continue
 		}
 		if l.Attrs.BackendType != BackendType {
@@ -248,22 +266,24 @@ func desire(network, network6 netip.Prefix, own lease.Lease, ext backend.Externa
 			continue
 		}
 		peer := l.Attrs.PublicIP
-		reason := backend.PeerProblem(l, network, own, ext.PublicIP)
-		if reason != "" {
-			pub := backend.PeerName(l)
-			st.errs = append(st.errs, fmt.Errorf("peer %s (subnet %s): no route: %s", pub, subnet, reason))
-			st.refused[subnet] = reason
-			continue
+		if !v6only {
+			reason := backend.PeerProblem(l, network, own, ext.PublicIP)
+			if reason != "" {
+				pub := backend.PeerName(l)
+				st.errs = append(st.errs, fmt.Errorf("peer %s (subnet %s): no route: %s", pub, subnet, reason))
+				st.refused[subnet] = reason
+				continue
+			}
+			r := kernel.Route{
+				Dst:       subnet,
+				Gw:        peer,
+				LinkIndex: ext.Index,
+				Proto:     kernel.ProtoWeft,
+			}
+			st.routes = append(st.routes, r)
+			st.peerOf[subnet] = peer
+			st.byPeer[subnet] = append(st.byPeer[subnet], r)
 		}
-		r := kernel.Route{
-			Dst:       subnet,
-			Gw:        peer,
-			LinkIndex: ext.Index,
-			Proto:     kernel.ProtoWeft,
-		}
-		st.routes = append(st.routes, r)
-		st.peerOf[subnet] = peer
-		st.byPeer[subnet] = append(st.byPeer[subnet], r)
 		if !network6.IsValid() {
 			continue
 		}
@@ -273,6 +293,11 @@ func desire(network, network6 netip.Prefix, own lease.Lease, ext backend.Externa
 		}
 		subnet6 := l.IPv6Subnet.Masked()
 		if reason := backend.PeerV6Problem(l, network6, own, ext.PublicIPv6); reason != "" {
+			if v6only {
+				st.errs = append(st.errs, fmt.Errorf("peer %s (IPv6 subnet %s): no route: %s", backend.PeerName(l), subnet6, reason))
+				st.refused[subnet] = reason
+				continue
+			}
 			st.errs = append(st.errs, fmt.Errorf("peer %s (subnet %s, IPv6 subnet %s): no IPv6 route: %s", backend.PeerName(l), subnet, subnet6, reason))
 			st.refusedV6[subnet] = reason
 			continue

@@ -348,3 +348,53 @@ func FuzzParseSettings(f *testing.F) {
 		}
 	})
 }
+
+// An IPv6-only network: no IPv4 network, leases with an IPv6 half alone;
+// each peer gets its IPv6 route, keyed by its IPv6 subnet, and a peer
+// whose IPv6 half is unusable is refused as a whole.
+func TestDesireIPv6Only(t *testing.T) {
+	v6 := func(subnet6, pub6 string) lease.Lease {
+		l := lease.Lease{IPv6Subnet: netip.MustParsePrefix(subnet6), Attrs: lease.Attrs{BackendType: BackendType}}
+		if pub6 != "" {
+			l.Attrs.PublicIPv6 = netip.MustParseAddr(pub6)
+		}
+		return l
+	}
+	ext := testExt6
+	ext.Addr, ext.PublicIP = netip.Addr{}, netip.Addr{}
+	own := v6("fd00:50:0:1::/64", "fd00:4:7::1")
+	leases := []lease.Lease{own, v6("fd00:50:0:2::/64", "fd00:4:7::2"), v6("fd00:50:0:3::/64", "fd00:4:7::3"), v6("fd00:50:0:4::/64", "")}
+	st := desire(netip.Prefix{}, testNetwork6, own, ext, leases)
+	checkRoutes(t, st, []string{
+		"fd00:50:0:2::/64 via fd00:4:7::2 dev eth0 proto weft",
+		"fd00:50:0:3::/64 via fd00:4:7::3 dev eth0 proto weft",
+	})
+	checkErrs(t, st, []string{
+		"peer none (IPv6 subnet fd00:50:0:4::/64): no route: it has no PublicIPv6, which IPv6 routes to it need (its host has no global IPv6 address and no --public-ipv6)",
+	})
+	if r := st.refused[netip.MustParsePrefix("fd00:50:0:4::/64")]; !strings.Contains(r, "no PublicIPv6") || len(st.refusedV6) != 0 || len(st.noV6) != 0 {
+		t.Errorf("refused %v, refusedV6 %v, noV6 %v; want the peer without PublicIPv6 refused whole", st.refused, st.refusedV6, st.noV6)
+	}
+	w := wants(netip.Prefix{}, testNetwork6, ext, own, netip.Addr{}, leases)
+	if p := w.Peers[netip.MustParsePrefix("fd00:50:0:2::/64")]; len(p.Entries) != 1 || p.Entries[0].String() != "fd00:50:0:2::/64 via fd00:4:7::2 dev eth0" {
+		t.Errorf("wants for an IPv6-only peer: %+v", p)
+	}
+
+	// New takes the IPv6-only config without any IPv4, and Start the own
+	// lease without an IPv4 subnet.
+	cfg := backend.Config{Ext: ext, Network: &netconf.Config{EnableIPv6: true, IPv6Network: testNetwork6, IPv6SubnetLen: 64}}
+	b, err := NewWithOptions(cfg, Options{NoSubscribe: true})
+	if err != nil {
+		t.Fatalf("New with an IPv6-only config: %v", err)
+	}
+	if err := b.Start(t.Context(), own); err != nil {
+		t.Errorf("Start with an IPv6-only lease: %v", err)
+	}
+	if err := b.Start(t.Context(), v6("fd00:99:0:1::/64", "fd00:4:7::1")); err == nil {
+		t.Error("Start with a lease outside the IPv6Network succeeded")
+	}
+	cfg.Ext.Addr6, cfg.Ext.PublicIPv6 = netip.Addr{}, netip.Addr{}
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "needs a global IPv6 address on interface eth0") {
+		t.Errorf("New without an IPv6 address: %v", err)
+	}
+}
