@@ -46,15 +46,16 @@ type kernelWatch struct {
 	routes   func() ([]kernel.Route, error)
 	host     hostfacts.Host // UnderlayMTU is read on every check
 	families []neightable.Family
-	// needIn holds what the count depends on besides the leases: the own
-	// subnet and PublicIP, the backend's lease types, the network.
-	needIn hostfacts.NeedInput
+	// needIn holds, per family watched, what the count depends on besides
+	// the leases: the own subnet and PublicIP, the backend's lease types,
+	// the network.
+	needIn map[neightable.Family]hostfacts.NeedInput
 	// peers carries the newest lease set from the watch loop; a newer one
 	// replaces one not yet taken.
 	peers chan []lease.Lease
 
 	// The fields below belong to run's goroutine.
-	need    hostfacts.Need
+	need    map[neightable.Family]hostfacts.Need
 	peerSum uint64 // fingerprint of the leases need was counted from
 	counted bool
 	active  map[string]hostfacts.Finding // by Finding.Key
@@ -94,25 +95,46 @@ func (a *Agent) newKernelWatch(cfg *netconf.Config, ext backend.ExternalInterfac
 			Overhead:    max(ext.MTU-be.MTU(), 0),
 			UnderlayMTU: ext.MTU,
 		},
-		needIn: hostfacts.NeedInput{
+		needIn: map[neightable.Family]hostfacts.NeedInput{neightable.IPv4: {
 			Own:         own.Subnet,
 			OwnPublicIP: own.Attrs.PublicIP,
 			Network:     cfg.Network,
-		},
+		}},
+		need:   map[neightable.Family]hostfacts.Need{},
 		peers:  make(chan []lease.Lease, 1),
 		active: map[string]hostfacts.Finding{},
 		warned: map[string]bool{},
 		fulls:  map[neightable.Family]uint64{},
 	}
+	d, known := backends.Lookup(cfg.BackendType)
 	if cfg.EnableIPv6 {
 		w.families = append(w.families, neightable.IPv6)
+		in6 := hostfacts.NeedInput{
+			Family:      neightable.IPv6,
+			Own:         own.IPv6Subnet,
+			OwnPublicIP: own.Attrs.PublicIPv6,
+			Network:     cfg.IPv6Network,
+		}
+		if known && !d.IPv6 {
+			// The pods still get IPv6 addresses on cni0, but no traffic
+			// goes to the peers' PublicIPv6s: count no peer.
+			in6.LeaseTypes = []string{}
+		}
+		w.needIn[neightable.IPv6] = in6
 	}
-	w.need = hostfacts.NeedFor(w.needIn) // the own pods, until the first peers arrive
-	if d, ok := backends.Lookup(cfg.BackendType); ok {
-		w.needIn.LeaseTypes = d.LeaseTypes
+	if known {
+		for f, in := range w.needIn {
+			if in.LeaseTypes == nil {
+				in.LeaseTypes = d.LeaseTypes
+				w.needIn[f] = in
+			}
+		}
 		if exp, err := d.Expect(cfg, ext); err == nil {
 			w.host.RPFilterDevs = hostfacts.RPFilterDevices(exp.DirectRouting, exp.Overlays, ext.Name)
 		}
+	}
+	for f, in := range w.needIn {
+		w.need[f] = hostfacts.NeedFor(in) // the own pods, until the first peers arrive
 	}
 	return w
 }
@@ -173,33 +195,29 @@ func (w *kernelWatch) count(ls []lease.Lease) bool {
 	var sum uint64
 	for _, l := range ls {
 		h := fnv.New64a()
-		fmt.Fprintf(h, "%s|%s|%s|%s", l.Subnet, l.IPv6Subnet, l.Attrs.PublicIP, l.Attrs.BackendType)
+		fmt.Fprintf(h, "%s|%s|%s|%s|%s", l.Subnet, l.IPv6Subnet, l.Attrs.PublicIP, l.Attrs.PublicIPv6, l.Attrs.BackendType)
 		sum += h.Sum64() // a sum, so that the order of the leases does not matter
 	}
 	if w.counted && sum == w.peerSum {
 		return false
 	}
 	w.counted, w.peerSum = true, sum
-	in := w.needIn
-	in.Leases = ls
 	rs, err := w.routes()
 	if err != nil {
 		w.unreadable("routes", fmt.Errorf("list the routing table (every peer is counted as its own next hop): %w", err))
-	} else {
-		in.Routes, in.RoutesKnown = rs, true
 	}
-	w.need = hostfacts.NeedFor(in)
-	w.log.Debug("neighbour entries needed", "need", w.need.Total(), "parts", w.need.Parts(), "peers", len(ls)-1)
+	for f, in := range w.needIn {
+		in.Leases = ls
+		in.Routes, in.RoutesKnown = rs, err == nil
+		w.need[f] = hostfacts.NeedFor(in)
+		w.log.Debug("neighbour entries needed", "family", f.String(), "need", w.need[f].Total(), "parts", w.need[f].Parts(), "peers", len(ls)-1)
+	}
 	return true
 }
 
-// needOf is what one family's table must hold: weft's data plane is IPv4,
-// so IPv6 needs nothing of it.
+// needOf is what one family's table must hold.
 func (w *kernelWatch) needOf(f neightable.Family) hostfacts.Need {
-	if f == neightable.IPv4 {
-		return w.need
-	}
-	return hostfacts.Need{}
+	return w.need[f]
 }
 
 // check reads the kernel, raises thresholds if asked to, and reports what

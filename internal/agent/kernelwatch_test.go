@@ -93,7 +93,15 @@ type watchFixture struct {
 
 func startWatched(t *testing.T, proc *fakeProc, mod func(*options.Options)) *watchFixture {
 	t.Helper()
-	st := configuredFake(t)
+	return startWatchedConf(t, proc, fakeConf, testInterface, mod)
+}
+
+func startWatchedConf(t *testing.T, proc *fakeProc, conf string, ext func(*options.Options) (backend.ExternalInterface, error), mod func(*options.Options)) *watchFixture {
+	t.Helper()
+	st := storetest.New(nil)
+	if err := st.SetConfig(conf); err != nil {
+		t.Fatal(err)
+	}
 	opts := options.Defaults()
 	opts.StateDir = t.TempDir() // never the host's /var/lib/weft
 	opts.SubnetFile = filepath.Join(t.TempDir(), "subnet.env")
@@ -106,7 +114,7 @@ func startWatched(t *testing.T, proc *fakeProc, mod func(*options.Options)) *wat
 	a := New(opts, Deps{
 		Store:           st,
 		Backends:        map[string]backend.Factory{"host-gw": func(backend.Config) (backend.Backend, error) { return rec, nil }},
-		SelectInterface: testInterface,
+		SelectInterface: ext,
 		Health:          f.health,
 		Metrics:         f.metrics,
 		Log:             slog.New(slog.NewTextHandler(f.logs, nil)),
@@ -114,7 +122,7 @@ func startWatched(t *testing.T, proc *fakeProc, mod func(*options.Options)) *wat
 		KernelEvery:     10 * time.Millisecond,
 		// One flat segment: every peer is its own next hop.
 		Routes: func() ([]kernel.Route, error) {
-			return []kernel.Route{{Dst: netip.MustParsePrefix("10.4.7.0/24")}}, nil
+			return []kernel.Route{{Dst: netip.MustParsePrefix("10.4.7.0/24")}, {Dst: netip.MustParsePrefix("fd00:10:4:7::/64")}}, nil
 		},
 	})
 	go func() { f.done <- a.Run(ctx) }()
@@ -228,6 +236,53 @@ func TestKernelWatchWarnsThenErrorsAsPeersGrow(t *testing.T) {
 	proc.write(t, "sys/net/ipv4/neigh/default/gc_thresh2", "1024")
 	proc.write(t, "sys/net/ipv4/neigh/default/gc_thresh3", "2048")
 	f.waitLog(t, 1, "level=INFO", "kernel setting no longer a problem", "code=neigh_gc_thresh3")
+}
+
+// With EnableIPv6 the IPv6 table is counted from the peers' PublicIPv6s
+// and the pods' IPv6 addresses and judged against net.ipv6's thresholds,
+// apart from the IPv4 table: peers without IPv6 add nothing to it, and
+// IPv6 peers crossing its gc_thresh2 are a warning naming the IPv6 sysctl.
+func TestKernelWatchCountsTheIPv6Table(t *testing.T) {
+	files := smallTable()
+	files["sys/net/ipv4/neigh/default/gc_thresh2"] = "4096"
+	files["sys/net/ipv4/neigh/default/gc_thresh3"] = "8192"
+	files["sys/net/ipv6/neigh/default/gc_thresh1"] = "128"
+	files["sys/net/ipv6/neigh/default/gc_thresh2"] = "273"
+	files["sys/net/ipv6/neigh/default/gc_thresh3"] = "4096"
+	files["sys/net/ipv6/conf/all/forwarding"] = "1"
+	files["net/stat/ndisc_cache"] = statFile(0)
+	proc := newFakeProc(t, files)
+	dual := func(*options.Options) (backend.ExternalInterface, error) {
+		ip, ip6 := netip.MustParseAddr("10.4.7.21"), netip.MustParseAddr("fd00:10:4:7::21")
+		return backend.ExternalInterface{Name: "eth0", Index: 2, MTU: 1500, Addr: ip, PublicIP: ip, Addr6: ip6, PublicIPv6: ip6}, nil
+	}
+	f := startWatchedConf(t, proc, `{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56", "Backend": {"Type": "host-gw"}}`, dual, nil)
+	// A /64 gives pods MaxPods addresses; plus the margin.
+	base := hostfacts.MaxPods + hostfacts.Margin
+	f.waitMetric(t, fmt.Sprintf(`weft_neighbour_entries_needed{family="ipv6"} %d`, base))
+	f.waitMetric(t, `weft_neighbour_entries_needed{family="ipv4"} 269`)
+
+	f.addPeers(3) // IPv4 only: nothing for the IPv6 table
+	f.waitMetric(t, `weft_neighbour_entries_needed{family="ipv4"} 272`)
+	f.waitMetric(t, fmt.Sprintf(`weft_neighbour_entries_needed{family="ipv6"} %d`, base))
+
+	for i := range 2 {
+		f.st.Put(lease.Lease{
+			Subnet:     netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(150 + i), 0}), 24),
+			IPv6Subnet: netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 0, 0, 0x10, 0x2, 0x44, 0, byte(0x50 + i)}), 64),
+			Attrs: lease.Attrs{
+				PublicIP:    netip.AddrFrom4([4]byte{10, 4, 7, byte(50 + i)}),
+				PublicIPv6:  netip.AddrFrom16([16]byte{0xfd, 0, 0, 0x10, 0, 0x4, 0, 0x7, 15: byte(0x50 + i)}),
+				BackendType: "host-gw",
+			},
+			Expiration: time.Now().Add(time.Hour),
+		})
+	}
+	f.waitMetric(t, fmt.Sprintf(`weft_neighbour_entries_needed{family="ipv6"} %d`, base+2))
+	f.waitLog(t, 1, "level=WARN", "code=neigh_gc_thresh2", "sysctl=net.ipv6.neigh.default.gc_thresh2", "current=273")
+	if n := f.lines("level=WARN", "sysctl=net.ipv4.neigh.default.gc_thresh2"); n != 0 {
+		t.Errorf("the IPv4 table, far from its thresholds, was warned about:\n%s", f.logs.String())
+	}
 }
 
 // A kernel the agent cannot read (a child network namespace has no

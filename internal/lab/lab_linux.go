@@ -140,21 +140,35 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	return l, nil
 }
 
-// raiseNeigh sizes the kernel's IPv4 neighbour table for the lab (see
-// neighGuard). A kernel that will not let it (a container's read-only
+// raiseNeigh sizes the kernel's neighbour tables for the lab (see
+// neighGuard): IPv4's (ARP) when the lab has IPv4, IPv6's (NDP) when it
+// has IPv6. A kernel that will not let it (a container's read-only
 // /proc/sys) leaves the lab as it was before this existed: it says so and
-// builds anyway, since small labs fit the stock table.
+// builds anyway, since small labs fit the stock tables.
 func (l *Lab) raiseNeigh() {
 	need := PlanNeighNeed(l.topo)
-	msg, err := hostNeighGuard.Raise(l.topo.StateDir, need.Total())
-	if err != nil {
-		l.out.say("neighbour table: could not size it for the lab's %d entries (%v); a large lab may overflow it", need.Total(), err)
-		return
+	for _, g := range labNeighGuards(l.topo.Spec) {
+		msg, err := g.Raise(l.topo.StateDir, need.Total())
+		if err != nil {
+			l.out.say("neighbour table (%s): could not size it for the lab's %d entries (%v); a large lab may overflow it", g.Family, need.Total(), err)
+			continue
+		}
+		if strings.HasPrefix(msg, "raised") {
+			msg += fmt.Sprintf(" for %d hosts (about %d entries); restored at lab down", len(l.topo.Hosts), need.Total())
+		}
+		l.out.say("neighbour table: %s", msg)
 	}
-	if strings.HasPrefix(msg, "raised") {
-		msg += fmt.Sprintf(" for %d hosts (about %d entries); restored at lab down", len(l.topo.Hosts), need.Total())
+}
+
+// labNeighGuards are the guards of the tables a lab of spec fills.
+func labNeighGuards(spec Spec) []neighGuard {
+	var gs []neighGuard
+	for _, g := range hostNeighGuards {
+		if (g.Family == neightable.IPv4 && spec.HasIPv4()) || (g.Family == neightable.IPv6 && spec.HasIPv6()) {
+			gs = append(gs, g)
+		}
 	}
-	l.out.say("neighbour table: %s", msg)
+	return gs
 }
 
 // mkdirState creates the state directory. Another lab's teardown removes
@@ -529,33 +543,49 @@ func (l *Lab) Check(ctx context.Context) ([]Check, error) {
 	return runChecks(ctx, l.topo, targets(l.topo, l.st))
 }
 
-// checkWatched runs the checks and reads the kernel's IPv4 neighbour
-// table counters before and after, so that an overflow during the checks
-// is named as the cause of their failures (Result.Overflow). Unreadable
-// counters (no /proc/net/stat) only lose that diagnosis.
+// checkWatched runs the checks and reads the counters of the kernel's
+// neighbour tables the lab fills before and after, so that an overflow
+// during the checks is named as the cause of their failures
+// (Result.Overflow, the first table that overflowed). Unreadable counters
+// (no /proc/net/stat) only lose that diagnosis.
 func checkWatched(ctx context.Context, topo Topology, st state, log *slog.Logger) (Result, error) {
-	before, berr := neightable.ReadStats("", neightable.IPv4)
+	guards := labNeighGuards(topo.Spec)
+	before := make([]neightable.Stats, len(guards))
+	var berr error
+	for i, g := range guards {
+		var err error
+		before[i], err = neightable.ReadStats("", g.Family)
+		berr = errors.Join(berr, err)
+	}
 	checks, err := runChecks(ctx, topo, targets(topo, st))
 	if err != nil {
 		return Result{}, err
 	}
 	res := Result{Checks: checks}
-	after, aerr := neightable.ReadStats("", neightable.IPv4)
-	if err := errors.Join(berr, aerr); err != nil {
-		log.Warn("cannot tell whether the neighbour table overflowed", "err", err)
+	if berr != nil {
+		log.Warn("cannot tell whether the neighbour table overflowed", "err", berr)
 		return res, nil
 	}
-	if after.TableFulls > before.TableFulls {
-		o := &NeighOverflow{
-			Table:   neightable.IPv4.StatName(),
-			Sysctl:  neightable.IPv4.Sysctl(3),
-			Refused: after.TableFulls - before.TableFulls,
+	for i, g := range guards {
+		after, err := neightable.ReadStats("", g.Family)
+		if err != nil {
+			log.Warn("cannot tell whether the neighbour table overflowed", "err", err)
+			continue
 		}
-		if cur, err := neightable.ReadThresholds(sysctl.Host, neightable.IPv4); err == nil {
+		if after.TableFulls <= before[i].TableFulls {
+			continue
+		}
+		o := &NeighOverflow{
+			Table:   g.Family.StatName(),
+			Sysctl:  g.Family.Sysctl(3),
+			Refused: after.TableFulls - before[i].TableFulls,
+		}
+		if cur, err := neightable.ReadThresholds(sysctl.Host, g.Family); err == nil {
 			o.Limit = cur.GC3
 			o.Suggest = neightable.Fit(cur, PlanNeighNeed(topo).Total()).GC3
 		}
 		res.Overflow = o
+		break
 	}
 	return res, nil
 }
@@ -694,10 +724,12 @@ func teardown(ctx context.Context, topo Topology, cniBinDir string, log *slog.Lo
 	}
 	// After a crash this is where the thresholds the lab raised come
 	// back: the record still names the lab's state directory.
-	if msg, err := hostNeighGuard.Release(topo.StateDir); err != nil {
-		errs = append(errs, err)
-	} else if msg != "" {
-		out.say("neighbour table: %s", msg)
+	for _, g := range hostNeighGuards {
+		if msg, err := g.Release(topo.StateDir); err != nil {
+			errs = append(errs, err)
+		} else if msg != "" {
+			out.say("neighbour table: %s", msg)
+		}
 	}
 	if err := os.RemoveAll(topo.StateDir); err != nil {
 		errs = append(errs, fmt.Errorf("remove state dir: %w", err))

@@ -154,7 +154,7 @@ func mainBuild(ctx context.Context, cmd string, args []string, stdout, stderr io
 	fs.StringVar(&network6, "ipv6-network", network6, "the pods' IPv6 network (IPv6Network) with --ip-family dual or ipv6")
 	addKubeFlags(fs, &o)
 	tuneNeigh := true
-	fs.BoolVar(&tuneNeigh, "tune-neigh", true, "raise the kernel's neighbour-table thresholds (net.ipv4.neigh.default.gc_thresh1/2/3, shared by all namespaces) to fit the lab; restored when the last lab goes down")
+	fs.BoolVar(&tuneNeigh, "tune-neigh", true, "raise the kernel's neighbour-table thresholds (net.ipv4.neigh.default.gc_thresh1/2/3, and net.ipv6's with --ip-family dual or ipv6; shared by all namespaces) to fit the lab; restored when the last lab goes down")
 	pageAddr := "127.0.0.1:8470"
 	if cmd == "demo" {
 		pageAddr = ""

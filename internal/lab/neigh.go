@@ -7,7 +7,8 @@ import (
 	"github.com/weftnet/weft/internal/kernel/neightable"
 )
 
-// NeighNeed is what a lab asks of the kernel's IPv4 neighbour table.
+// NeighNeed is what a lab asks of each kernel neighbour table it fills:
+// the IPv4 one (ARP), and with --ip-family dual or ipv6 the IPv6 one (NDP).
 //
 // Every namespace of every lab shares the kernel's one ARP table, whose
 // stock thresholds (gc_thresh1/2/3 = 128/512/1024) a lab of a few dozen
@@ -42,9 +43,10 @@ func (n NeighNeed) Total() int64 { return n.Hosts + n.Pods + n.Underlay + n.Marg
 //
 // vxlan's entries for the peers' VTEPs on flannel.1 are permanent, which
 // the kernel (since 4.19) does not count against the thresholds, so they
-// are left out. The lab creates no IPv6 neighbours of its own (only the
-// link-local multicast entries the kernel collects freely), so only the
-// IPv4 table is sized.
+// are left out. A dual-stack lab fills the IPv6 table the same way (the
+// underlay's ULAs beside the IPv4 addresses, a pod address of each
+// family, host-gw's and vxlan's IPv6 next hops), and an IPv6-only lab
+// only that one, so one count serves each table the lab uses.
 func PlanNeighNeed(t Topology) NeighNeed {
 	perSegment := map[int]int64{}
 	for _, h := range t.Hosts {

@@ -14,13 +14,17 @@ import (
 	"github.com/weftnet/weft/internal/sysctl"
 )
 
-// NeighRecord is where labs record the neighbour thresholds they raised.
-// The thresholds belong to the whole kernel, so the record does too: it
-// is one file for the machine, whatever --state-dir a lab was given, and
-// labs side by side (--prefix) share it.
-const NeighRecord = DefaultStateRoot + "/neigh-thresholds.json"
+// NeighRecord is where labs record the IPv4 neighbour thresholds they
+// raised, and NeighRecordV6 the IPv6 ones. The thresholds belong to the
+// whole kernel, so the records do too: one file per table for the
+// machine, whatever --state-dir a lab was given, and labs side by side
+// (--prefix) share them.
+const (
+	NeighRecord   = DefaultStateRoot + "/neigh-thresholds.json"
+	NeighRecordV6 = DefaultStateRoot + "/neigh-thresholds-v6.json"
+)
 
-// neighGuard raises the kernel's IPv4 neighbour thresholds for labs and
+// neighGuard raises one family's kernel neighbour thresholds for labs and
 // puts them back when the last lab is gone.
 //
 // Labs side by side must not restore under each other, so the record
@@ -39,11 +43,16 @@ const NeighRecord = DefaultStateRoot + "/neigh-thresholds.json"
 // When someone changed a threshold while labs held it, the last lab
 // leaves it alone rather than undo the operator's change.
 type neighGuard struct {
-	FS     sysctl.FS // the kernel's parameters
-	Record string    // the shared record; its lock is Record + ".lock"
+	FS     sysctl.FS         // the kernel's parameters
+	Record string            // the shared record; its lock is Record + ".lock"
+	Family neightable.Family // the table guarded
 }
 
-var hostNeighGuard = neighGuard{FS: sysctl.Host, Record: NeighRecord}
+// hostNeighGuards guard the host's tables, IPv4's first.
+var hostNeighGuards = []neighGuard{
+	{FS: sysctl.Host, Record: NeighRecord, Family: neightable.IPv4},
+	{FS: sysctl.Host, Record: NeighRecordV6, Family: neightable.IPv6},
+}
 
 // neighRecord is the content of NeighRecord.
 type neighRecord struct {
@@ -55,12 +64,12 @@ type neighRecord struct {
 	Owners map[string]int64
 }
 
-// Raise records owner's need and raises the IPv4 thresholds to fit the
-// needs of every lab up. It returns what it did, for people.
+// Raise records owner's need and raises the family's thresholds to fit
+// the needs of every lab up. It returns what it did, for people.
 func (g neighGuard) Raise(owner string, need int64) (string, error) {
 	var msg string
 	err := g.locked(func(rec *neighRecord) error {
-		cur, err := neightable.ReadThresholds(g.FS, neightable.IPv4)
+		cur, err := neightable.ReadThresholds(g.FS, g.Family)
 		if err != nil {
 			return err
 		}
@@ -83,14 +92,14 @@ func (g neighGuard) Raise(owner string, need int64) (string, error) {
 		}
 		if want == cur {
 			msg = fmt.Sprintf("%s %d holds the %d neighbour entries the labs up need; left as it is",
-				neightable.IPv4.Sysctl(3), cur.GC3, total)
+				g.Family.Sysctl(3), cur.GC3, total)
 			return nil
 		}
-		if err := writeThresholds(g.FS, neightable.IPv4, cur, want); err != nil {
+		if err := writeThresholds(g.FS, g.Family, cur, want); err != nil {
 			return err
 		}
 		rec.Set = want
-		msg = "raised " + neighChange(neightable.IPv4, cur, want)
+		msg = "raised " + neighChange(g.Family, cur, want)
 		return nil
 	})
 	return msg, err
@@ -117,7 +126,7 @@ func (g neighGuard) Release(owner string) (string, error) {
 		if rec.Set == rec.Original {
 			return nil
 		}
-		cur, err := neightable.ReadThresholds(g.FS, neightable.IPv4)
+		cur, err := neightable.ReadThresholds(g.FS, g.Family)
 		if err != nil {
 			return err
 		}
@@ -126,10 +135,10 @@ func (g neighGuard) Release(owner string) (string, error) {
 				cur.GC1, cur.GC2, cur.GC3, rec.Set.GC1, rec.Set.GC2, rec.Set.GC3)
 			return nil
 		}
-		if err := writeThresholds(g.FS, neightable.IPv4, cur, rec.Original); err != nil {
+		if err := writeThresholds(g.FS, g.Family, cur, rec.Original); err != nil {
 			return err
 		}
-		msg = "restored " + neighChange(neightable.IPv4, cur, rec.Original)
+		msg = "restored " + neighChange(g.Family, cur, rec.Original)
 		return nil
 	})
 	return msg, err

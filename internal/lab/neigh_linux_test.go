@@ -3,6 +3,7 @@ package lab
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -207,5 +208,54 @@ func TestNeighGuardMissingSysctls(t *testing.T) {
 	}
 	if _, err := os.Stat(g.Record); !os.IsNotExist(err) {
 		t.Errorf("a failed raise left a record: %v", err)
+	}
+}
+
+// The IPv6 table has its own guard and record: raising it for a dual-stack
+// lab writes net.ipv6's thresholds and leaves IPv4's alone, and lab down
+// restores them.
+func TestNeighGuardIPv6TableApart(t *testing.T) {
+	root := t.TempDir()
+	fs := sysctl.FS{Root: filepath.Join(root, "sys")}
+	for i, v := range []string{"128", "512", "1024"} {
+		sysctltest.Set(t, fs, neightable.IPv4.Sysctl(i+1), v)
+		sysctltest.Set(t, fs, neightable.IPv6.Sysctl(i+1), v)
+	}
+	g := neighGuard{FS: fs, Record: filepath.Join(root, "run", "neigh-thresholds-v6.json"), Family: neightable.IPv6}
+	a := labDir(t)
+	msg, err := g.Raise(a, 2000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(msg, "raised net.ipv6.neigh.default.gc_thresh3 1024 → 6144") {
+		t.Errorf("Raise said %q", msg)
+	}
+	if v4, _ := neightable.ReadThresholds(fs, neightable.IPv4); v4 != stock {
+		t.Errorf("the IPv4 table changed: %+v", v4)
+	}
+	if v6, _ := neightable.ReadThresholds(fs, neightable.IPv6); v6 != neightable.Fit(stock, 2000) {
+		t.Errorf("IPv6 thresholds %+v, want %+v", v6, neightable.Fit(stock, 2000))
+	}
+	if msg, err := g.Release(a); err != nil || !strings.Contains(msg, "restored net.ipv6.neigh.default.gc_thresh3 6144 → 1024") {
+		t.Errorf("Release: %q, %v", msg, err)
+	}
+	if v6, _ := neightable.ReadThresholds(fs, neightable.IPv6); v6 != stock {
+		t.Errorf("IPv6 thresholds after release %+v", v6)
+	}
+}
+
+func TestLabNeighGuardsFollowTheFamilies(t *testing.T) {
+	for fam, want := range map[string][]neightable.Family{
+		FamilyIPv4: {neightable.IPv4},
+		FamilyDual: {neightable.IPv4, neightable.IPv6},
+		FamilyIPv6: {neightable.IPv6},
+	} {
+		var got []neightable.Family
+		for _, g := range labNeighGuards(Spec{IPFamily: fam}) {
+			got = append(got, g.Family)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: guards for %v, want %v", fam, got, want)
+		}
 	}
 }

@@ -51,13 +51,9 @@ func sampleTables(read hostfacts.Reader, ipv6 bool) []kernelSample {
 // a table that cannot hold them overflows right then), and the other
 // facts. Pure.
 func hostFindings(in Inputs, r Report, before, after []kernelSample, facts []hostfacts.Finding) []hostfacts.Finding {
-	need := hostNeed(in, r)
 	var out []hostfacts.Finding
 	for i, s := range after {
-		n := need
-		if s.family != neightable.IPv4 {
-			n = hostfacts.Need{} // weft's data plane is IPv4
-		}
+		n := hostNeed(in, r, s.family)
 		if s.threshOK {
 			out = append(out, hostfacts.NeighFindings(s.family, n, s.thresholds)...)
 		}
@@ -68,20 +64,28 @@ func hostFindings(in Inputs, r Report, before, after []kernelSample, facts []hos
 	return append(out, facts...)
 }
 
-// hostNeed counts what this host's IPv4 neighbour table must hold, as the
-// agent does.
-func hostNeed(in Inputs, r Report) hostfacts.Need {
-	own, _ := netip.ParsePrefix(r.Host.Subnet)
+// hostNeed counts what one family's neighbour table of this host must
+// hold, as the agent does.
+func hostNeed(in Inputs, r Report, f neightable.Family) hostfacts.Need {
 	ni := hostfacts.NeedInput{
-		Own:         own,
-		OwnPublicIP: in.PublicIP,
+		Family:      f,
 		Leases:      in.Leases,
-		Network:     in.Config.Network,
 		Routes:      in.Kernel.Routes,
 		RoutesKnown: true,
 	}
-	if d, ok := backends.Lookup(in.Config.BackendType); ok {
+	d, known := backends.Lookup(in.Config.BackendType)
+	if known {
 		ni.LeaseTypes = d.LeaseTypes
+	}
+	if f == neightable.IPv6 {
+		ni.Own, _ = netip.ParsePrefix(r.Host.IPv6Subnet)
+		ni.OwnPublicIP, ni.Network = in.Ext.PublicIPv6, in.Config.IPv6Network
+		if known && !d.IPv6 {
+			ni.LeaseTypes = []string{} // no IPv6 traffic to the peers
+		}
+	} else {
+		ni.Own, _ = netip.ParsePrefix(r.Host.Subnet)
+		ni.OwnPublicIP, ni.Network = in.PublicIP, in.Config.Network
 	}
 	return hostfacts.NeedFor(ni)
 }

@@ -3,6 +3,7 @@ package status
 import (
 	"bytes"
 	"encoding/json"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -42,8 +43,11 @@ func codes(fs []hostfacts.Finding) []string {
 func TestHostFindings(t *testing.T) {
 	in := hostgwOnSegment(t)
 	r := Build(in)
-	if n := hostNeed(in, r); n.NextHops != 2 || n.Pods != 253 || n.Total() != 271 {
+	if n := hostNeed(in, r, neightable.IPv4); n.NextHops != 2 || n.Pods != 253 || n.Total() != 271 {
 		t.Fatalf("need = %+v (%d)", n, n.Total())
+	}
+	if n := hostNeed(in, r, neightable.IPv6); n.NextHops != 0 || n.Pods != 0 {
+		t.Fatalf("IPv6 need of an IPv4-only host = %+v", n)
 	}
 	for _, tc := range []struct {
 		name          string
@@ -63,6 +67,38 @@ func TestHostFindings(t *testing.T) {
 				t.Errorf("findings %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// A dual-stack host's IPv6 table holds its IPv6 next hops (the peers'
+// PublicIPv6s on the segment; a peer without IPv6 is none) and its pods'
+// IPv6 addresses, and is judged against net.ipv6's thresholds alone.
+func TestHostFindingsIPv6(t *testing.T) {
+	in := hostgwOnSegment(t)
+	in.Config = mustConfig(t, `{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"host-gw"}}`)
+	for i := range in.Leases {
+		in.Leases[i].IPv6Subnet = netip.MustParsePrefix("fd00:10:244:" + string(rune('1'+i)) + "::/64")
+		in.Leases[i].Attrs.PublicIPv6 = netip.MustParseAddr("2001:db8::" + string(rune('1'+i)))
+	}
+	in.Leases[2].IPv6Subnet, in.Leases[2].Attrs.PublicIPv6 = netip.Prefix{}, netip.Addr{} // IPv4 only
+	in.Ext.PublicIPv6 = netip.MustParseAddr("2001:db8::1")
+	in.SubnetEnv.IPv6Subnet = pfx("fd00:10:244:1::/64")
+	in.Kernel.Routes = append(in.Kernel.Routes, kernel.Route{Dst: pfx("2001:db8::/64"), LinkIndex: 2})
+	r := Build(in)
+	n := hostNeed(in, r, neightable.IPv6)
+	if n.NextHops != 1 || n.Pods != hostfacts.MaxPods {
+		t.Fatalf("IPv6 need = %+v, want 1 next hop and %d pods", n, hostfacts.MaxPods)
+	}
+	v6 := func(gc2 int64) kernelSample {
+		return kernelSample{family: neightable.IPv6, thresholds: neightable.Thresholds{GC1: 128, GC2: gc2, GC3: 4096}, threshOK: true, statsOK: true}
+	}
+	after := append(sample(512, 1024, 0), v6(n.Total()-1))
+	got := hostFindings(in, r, nil, after, nil)
+	if len(got) != 1 || got[0].Code != hostfacts.CodeNeighThresh2 || got[0].Sysctl != "net.ipv6.neigh.default.gc_thresh2" {
+		t.Errorf("findings %+v, want one gc_thresh2 warning on the IPv6 table", got)
+	}
+	if got := hostFindings(in, r, nil, append(sample(512, 1024, 0), v6(n.Total())), nil); len(got) != 0 {
+		t.Errorf("findings %+v with the IPv6 table just big enough", got)
 	}
 }
 

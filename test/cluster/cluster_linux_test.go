@@ -834,6 +834,15 @@ func cniAddLatencies(t *testing.T, n *node) []time.Duration {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The node's directory goes with the test; WEFT_CLUSTER_LOGDIR keeps
+	// the log for a look at where an ADD spent its time.
+	if d := os.Getenv("WEFT_CLUSTER_LOGDIR"); d != "" {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Log(err)
+		} else if err := os.WriteFile(filepath.Join(d, n.name+"-containerd.log"), b, 0o644); err != nil {
+			t.Log(err)
+		}
+	}
 	field := func(line, key string) string {
 		_, v, ok := strings.Cut(line, " "+key+"=")
 		if !ok {

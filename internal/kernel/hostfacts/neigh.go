@@ -26,7 +26,7 @@ const Margin = 16
 // nobody should follow.
 const MaxPods = 256
 
-// Need is how many entries the IPv4 neighbour table must hold for this
+// Need is how many entries one family's neighbour table must hold for this
 // host when it talks to every peer and every local pod at once, which is
 // the case a fabric must plan for: entries are made on demand, so a quiet
 // host needs fewer, but a busy one (a service mesh, monitoring that
@@ -57,10 +57,15 @@ func (n Need) Parts() string {
 	return fmt.Sprintf("%d peer next hops + %d pod addresses + %d margin", n.NextHops, n.Pods, n.Margin)
 }
 
-// NeedInput is what NeedFor counts from.
+// NeedInput is what NeedFor counts from, for one family: the IPv4 table
+// (ARP) is filled by the peers' PublicIPs and the pods' IPv4 addresses,
+// the IPv6 one (NDP) by the peers' PublicIPv6s and the pods' IPv6
+// addresses, and each has its own thresholds.
 type NeedInput struct {
-	// Own is this host's subnet; invalid when unknown, and then no pods are
-	// counted.
+	// Family is the table counted for; the zero value is IPv4.
+	Family neightable.Family
+	// Own is this host's subnet of that family; invalid when unknown, and
+	// then no pods are counted.
 	Own         netip.Prefix
 	OwnPublicIP netip.Addr
 	// Leases are every lease in the store, the own one included.
@@ -69,8 +74,9 @@ type NeedInput struct {
 	// (its descriptor's); a lease of another type gets no traffic. Nil
 	// counts every lease.
 	LeaseTypes []string
-	// Network is the cluster network; routes inside it are the fabric's
-	// own and never lead to a PublicIP.
+	// Network is the cluster network of that family (Network or
+	// IPv6Network); routes inside it are the fabric's own and never lead
+	// to a PublicIP.
 	Network netip.Prefix
 	// Routes are the main routing table. Without them (RoutesKnown false)
 	// every peer is counted as its own next hop, which is the case of a
@@ -79,13 +85,14 @@ type NeedInput struct {
 	RoutesKnown bool
 }
 
-// NeedFor counts the entries one host needs. Pure.
+// NeedFor counts the entries one host needs in one family's table. Pure.
 func NeedFor(in NeedInput) Need {
+	v6 := in.Family == neightable.IPv6
 	n := Need{Margin: Margin, Pods: podAddrs(in.Own)}
 	var routes []kernel.Route
 	if in.RoutesKnown {
 		for _, r := range in.Routes {
-			if !r.Dst.Addr().Is4() {
+			if r.Dst.Addr().Is6() != v6 {
 				continue
 			}
 			if in.Network.IsValid() && r.Dst.Bits() >= in.Network.Bits() && in.Network.Contains(r.Dst.Addr()) {
@@ -96,9 +103,12 @@ func NeedFor(in NeedInput) Need {
 	}
 	hops := make(map[netip.Addr]struct{})
 	for _, l := range in.Leases {
-		ip := l.Attrs.PublicIP
-		if !ip.IsValid() || ip == in.OwnPublicIP || l.Subnet == in.Own {
-			continue
+		ip, subnet := l.Attrs.PublicIP, l.Subnet
+		if v6 {
+			ip, subnet = l.Attrs.PublicIPv6, l.IPv6Subnet
+		}
+		if !ip.IsValid() || !subnet.IsValid() || ip == in.OwnPublicIP || subnet == in.Own {
+			continue // a peer without this family sends nothing in it
 		}
 		if in.LeaseTypes != nil && !slices.Contains(in.LeaseTypes, l.Attrs.BackendType) {
 			continue
@@ -141,12 +151,13 @@ func NextHop(routes []kernel.Route, ip netip.Addr) (netip.Addr, bool) {
 }
 
 // podAddrs is the addresses host-local hands out from the subnet (all but
-// the network, broadcast and gateway addresses), at most MaxPods.
+// the network, broadcast and gateway addresses), at most MaxPods. An IPv6
+// subnet (a /64 by flannel's default) always reaches the cap.
 func podAddrs(p netip.Prefix) int {
-	if !p.IsValid() || !p.Addr().Is4() {
+	if !p.IsValid() {
 		return 0
 	}
-	hostBits := 32 - p.Bits()
+	hostBits := p.Addr().BitLen() - p.Bits()
 	if hostBits < 2 {
 		return 0
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -103,6 +104,47 @@ func TestNeedFor(t *testing.T) {
 	}
 }
 
+// The IPv6 table is counted from the peers' PublicIPv6s and IPv6 subnets
+// and the IPv6 routes alone: a peer without IPv6 needs no entry there, and
+// the IPv4 count does not see the IPv6 halves.
+func TestNeedForIPv6(t *testing.T) {
+	dual := func(subnet, publicIP, subnet6, publicIP6 string) lease.Lease {
+		l := peer(subnet, publicIP, "vxlan")
+		if subnet6 != "" {
+			l.IPv6Subnet = netip.MustParsePrefix(subnet6)
+			l.Attrs.PublicIPv6 = netip.MustParseAddr(publicIP6)
+		}
+		return l
+	}
+	own := dual("10.244.1.0/24", "10.4.7.21", "fd00:10:244:1::/64", "fd00:10:4:7::21")
+	leases := []lease.Lease{
+		own,
+		dual("10.244.2.0/24", "10.4.7.22", "fd00:10:244:2::/64", "fd00:10:4:7::22"),
+		dual("10.244.3.0/24", "10.4.7.23", "fd00:10:244:3::/64", "fd00:10:4:9::23"), // behind fd00:10:4:7::fe
+		dual("10.244.4.0/24", "10.4.7.24", "fd00:10:244:4::/64", "fd00:10:4:9::24"),
+		dual("10.244.5.0/24", "10.4.7.25", "", ""), // IPv4 only
+	}
+	routes := append(slices.Clone(underlay),
+		route("fd00:10:4:7::/64", "", 0),
+		route("fd00:10:4:9::/64", "fd00:10:4:7::fe", 0),
+		route("fd00:10:244:2::/64", "fd00:10:4:7::22", 0), // host-gw's, inside IPv6Network
+	)
+	v6 := NeedFor(NeedInput{
+		Family: neightable.IPv6, Own: own.IPv6Subnet, OwnPublicIP: own.Attrs.PublicIPv6,
+		Network: netip.MustParsePrefix("fd00:10:244::/56"), Leases: leases, Routes: routes, RoutesKnown: true,
+	})
+	if v6.NextHops != 2 || v6.Pods != MaxPods {
+		t.Errorf("IPv6 NeedFor = %+v, want 2 next hops (fd00:10:4:7::22 and the router fd00:10:4:7::fe) and %d pods", v6, MaxPods)
+	}
+	v4 := NeedFor(NeedInput{
+		Own: own.Subnet, OwnPublicIP: own.Attrs.PublicIP,
+		Network: netip.MustParsePrefix("10.244.0.0/16"), Leases: leases, Routes: routes, RoutesKnown: true,
+	})
+	if v4.NextHops != 4 || v4.Pods != 253 {
+		t.Errorf("IPv4 NeedFor = %+v, want 4 next hops and 253 pods", v4)
+	}
+}
+
 func TestPodAddrs(t *testing.T) {
 	for p, want := range map[string]int{
 		"10.244.1.0/24": 253,
@@ -111,7 +153,8 @@ func TestPodAddrs(t *testing.T) {
 		"10.244.1.0/31": 0,
 		"10.244.0.0/22": MaxPods,
 		"10.0.0.0/8":    MaxPods,
-		"fd00::/64":     0,
+		"fd00::/64":     MaxPods,
+		"fd00::/120":    253,
 	} {
 		if got := podAddrs(netip.MustParsePrefix(p)); got != want {
 			t.Errorf("podAddrs(%s) = %d, want %d", p, got, want)
