@@ -3,7 +3,6 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
@@ -36,7 +35,7 @@ func NewBlackholeRoutes(h *netlink.Handle) BlackholeRoutes {
 
 func blackholeRoute(subnet netip.Prefix) *netlink.Route {
 	return &netlink.Route{
-		Dst:      &net.IPNet{IP: subnet.Addr().AsSlice(), Mask: net.CIDRMask(subnet.Bits(), subnet.Addr().BitLen())},
+		Dst:      kernel.IPNet(subnet),
 		Type:     unix.RTN_BLACKHOLE,
 		Table:    unix.RT_TABLE_MAIN,
 		Priority: BlackholeMetric,

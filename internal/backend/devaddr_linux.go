@@ -3,7 +3,6 @@ package backend
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
@@ -34,7 +33,7 @@ func SyncDeviceAddr(h AddrHandle, link netlink.Link, own netip.Prefix, changed f
 	var errs []error
 	have := false
 	for _, a := range addrs {
-		if p, ok := prefixOf(a.IPNet); ok && p == want {
+		if p, ok := kernel.PrefixOf(a.IPNet); ok && p == want {
 			have = true
 			continue
 		}
@@ -47,7 +46,7 @@ func SyncDeviceAddr(h AddrHandle, link netlink.Link, own netip.Prefix, changed f
 	}
 	if !have {
 		// ip addr add SUBNET-ADDR/32 dev DEV
-		a := &netlink.Addr{IPNet: &net.IPNet{IP: want.Addr().AsSlice(), Mask: net.CIDRMask(32, 32)}}
+		a := &netlink.Addr{IPNet: kernel.IPNet(netip.PrefixFrom(want.Addr(), 32))}
 		if err := h.AddrAdd(link, a); err != nil && !errors.Is(err, unix.EEXIST) {
 			errs = append(errs, fmt.Errorf("add address %s to %s: %w", want, dev, err))
 		} else if err == nil {
@@ -55,16 +54,4 @@ func SyncDeviceAddr(h AddrHandle, link netlink.Link, own netip.Prefix, changed f
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
-	if n == nil {
-		return netip.Prefix{}, false
-	}
-	a, ok := netip.AddrFromSlice(n.IP)
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	ones, _ := n.Mask.Size()
-	return netip.PrefixFrom(a.Unmap(), ones), true
 }

@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/internal/kernel"
 )
 
 // NewBridgeRepairer returns the kernel BridgeRepairer, acting through
@@ -53,13 +54,13 @@ func (k *kernelBridge) Repair(bridge string, subnet netip.Prefix, ipamDir string
 		return nil // not ours to touch; the bridge plugin reports the clash
 	}
 
-	addrs, err := dump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_V4) })
+	addrs, err := kernel.RetryDump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_V4) })
 	if err != nil {
 		return fmt.Errorf("list addresses of bridge %s: %w", bridge, err)
 	}
 	var have []netip.Prefix
 	for _, a := range addrs {
-		if p, ok := toPrefix(a.IPNet); ok {
+		if p, ok := kernel.PrefixOf(a.IPNet); ok {
 			have = append(have, p)
 		}
 	}
@@ -68,7 +69,7 @@ func (k *kernelBridge) Repair(bridge string, subnet netip.Prefix, ipamDir string
 		return nil
 	}
 
-	links, err := dump(h.LinkList)
+	links, err := kernel.RetryDump(h.LinkList)
 	if err != nil {
 		return fmt.Errorf("list interfaces attached to bridge %s: %w", bridge, err)
 	}
@@ -93,7 +94,7 @@ func (k *kernelBridge) Repair(bridge string, subnet netip.Prefix, ipamDir string
 	for _, p := range stale {
 		// ip addr del <p> dev <bridge>; the kernel drops the connected
 		// route of the old subnet with it.
-		err := h.AddrDel(link, &netlink.Addr{IPNet: toIPNet(p)})
+		err := h.AddrDel(link, &netlink.Addr{IPNet: kernel.IPNet(p)})
 		if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 			return fmt.Errorf("remove stale address %s from bridge %s: %w", p, bridge, err)
 		}
@@ -101,38 +102,4 @@ func (k *kernelBridge) Repair(bridge string, subnet netip.Prefix, ipamDir string
 			"bridge", bridge, "address", p, "subnet", subnet)
 	}
 	return nil
-}
-
-// dump retries a netlink dump that the kernel interrupted because the
-// table changed under it; pods come and go while the plugin runs.
-func dump[T any](f func() ([]T, error)) ([]T, error) {
-	var (
-		out []T
-		err error
-	)
-	for range 5 {
-		out, err = f()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return out, err
-		}
-	}
-	return out, err
-}
-
-func toPrefix(n *net.IPNet) (netip.Prefix, bool) {
-	if n == nil {
-		return netip.Prefix{}, false
-	}
-	a, ok := netip.AddrFromSlice(n.IP)
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	ones, _ := n.Mask.Size()
-	return netip.PrefixFrom(a.Unmap(), ones), true
-}
-
-func toIPNet(p netip.Prefix) *net.IPNet {
-	a := p.Addr()
-	bits := a.BitLen()
-	return &net.IPNet{IP: net.IP(a.AsSlice()), Mask: net.CIDRMask(p.Bits(), bits)}
 }

@@ -2,11 +2,12 @@ package dockeropts
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/internal/kernel"
 )
 
 // HostRouteCheck is ViaRoutes in this process's network namespace.
@@ -30,7 +31,7 @@ func ViaRoutes(h *netlink.Handle, subnet netip.Prefix) ([]string, error) {
 	}
 	filter := &netlink.Route{
 		Table: unix.RT_TABLE_MAIN,
-		Dst:   &net.IPNet{IP: subnet.Addr().AsSlice(), Mask: net.CIDRMask(subnet.Bits(), subnet.Addr().BitLen())},
+		Dst:   kernel.IPNet(subnet),
 	}
 	routes, err := h.RouteListFiltered(family, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST)
 	if err != nil {

@@ -3,7 +3,6 @@ package kernel
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
@@ -76,12 +75,11 @@ func FromNetlink(nr netlink.Route) (Route, bool) {
 			return Route{}, false
 		}
 	} else {
-		a, ok := netip.AddrFromSlice(nr.Dst.IP)
+		p, ok := PrefixOf(nr.Dst)
 		if !ok {
 			return Route{}, false
 		}
-		ones, _ := nr.Dst.Mask.Size()
-		dst = netip.PrefixFrom(a.Unmap(), ones).Masked()
+		dst = p.Masked()
 	}
 	r := Route{
 		Dst:       dst,
@@ -109,10 +107,7 @@ func FromNetlink(nr netlink.Route) (Route, bool) {
 // toNetlink is the main-table netlink form of r.
 func toNetlink(r Route) *netlink.Route {
 	nr := &netlink.Route{
-		Dst: &net.IPNet{
-			IP:   r.Dst.Addr().AsSlice(),
-			Mask: net.CIDRMask(r.Dst.Bits(), r.Dst.Addr().BitLen()),
-		},
+		Dst:       IPNet(r.Dst),
 		LinkIndex: r.LinkIndex,
 		Priority:  r.Metric,
 		Protocol:  netlink.RouteProtocol(r.Proto),

@@ -3,7 +3,6 @@ package lab
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	vns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/netns"
 )
 
@@ -160,7 +160,7 @@ func addAddrs(h *netlink.Handle, link netlink.Link, ns string, addrs ...netip.Pr
 		if !a.IsValid() {
 			continue
 		}
-		na := &netlink.Addr{IPNet: ipNet(a)}
+		na := &netlink.Addr{IPNet: kernel.IPNet(a)}
 		if a.Addr().Is6() {
 			na.Flags = unix.IFA_F_NODAD
 		}
@@ -245,7 +245,7 @@ func addDefaultRoutes(ns string, gws ...netip.Addr) error {
 		if gw.Is6() {
 			any = netip.IPv6Unspecified()
 		}
-		r := &netlink.Route{Dst: ipNet(netip.PrefixFrom(any, 0)), Gw: gw.AsSlice()}
+		r := &netlink.Route{Dst: kernel.IPNet(netip.PrefixFrom(any, 0)), Gw: gw.AsSlice()}
 		if err := h.RouteAdd(r); err != nil {
 			return fmt.Errorf("add route default via %s in netns %s: %w", gw, ns, err)
 		}
@@ -309,8 +309,4 @@ func deleteNamespaces(names []string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func ipNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
