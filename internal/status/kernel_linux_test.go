@@ -187,3 +187,55 @@ func TestDirectPeersNamesLinksAndSkipsOverlays(t *testing.T) {
 		t.Errorf("directPeers = %v, want %v", got, want)
 	}
 }
+
+// NetProber over IPv6, as --check probes a peer's IPv6 side: route
+// lookup, ICMPv6 echo, the full-size echo that a smaller MTU on the far
+// side swallows, an absent address, and the port probe.
+//
+//	netns A: va fd09::1/64 mtu 1500 ── vb fd09::2/64 mtu 1400 :netns B
+func TestNetProberIPv6InNamespaces(t *testing.T) {
+	nstest.RequireRoot(t)
+	a, b := nstest.NewNS(t, "pa"), nstest.NewNS(t, "pb")
+	nstest.Exec(t, a, "ip", "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b)
+	nstest.Exec(t, a, "ip", "addr", "add", "fd09::1/64", "dev", "va", "nodad")
+	nstest.Exec(t, a, "ip", "link", "set", "va", "up")
+	nstest.Exec(t, b, "ip", "addr", "add", "fd09::2/64", "dev", "vb", "nodad")
+	nstest.Exec(t, b, "ip", "link", "set", "vb", "mtu", "1400", "up")
+
+	h, err := netns.Handle(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	p := NetProber{Handle: h}
+	if path, err := p.Lookup(ip("fd09::2")); err != nil || path.Dev != "va" || path.Gw.IsValid() {
+		t.Errorf("Lookup(fd09::2) = %v, %v; want dev va without gateway", path, err)
+	}
+	if _, err := p.Lookup(ip("fd31::1")); err == nil || !strings.Contains(err.Error(), ErrNoRoute.Error()) {
+		t.Errorf("Lookup of an unrouted IPv6 address: err = %v, want ErrNoRoute", err)
+	}
+
+	ctx := context.Background()
+	in := func(fn func() error) error { return netns.Do(a, fn) }
+	// The link's carrier and neighbour discovery settle with the first
+	// echoes; each gets its own deadline.
+	nstest.Eventually(t, 10*time.Second, func() error {
+		return in(func() (err error) { _, err = p.Echo(ctx, ip("fd09::2"), 0); return })
+	})
+	if err := in(func() (err error) { _, err = p.Echo(ctx, ip("fd09::2"), 1400); return }); err != nil {
+		t.Errorf("1400-byte echo across MTU 1400: %v, want a reply", err)
+	}
+	if err := in(func() (err error) { _, err = p.Echo(ctx, ip("fd09::2"), 1500); return }); err == nil {
+		t.Error("1500-byte echo into an MTU-1400 device got a reply; want it lost")
+	}
+	if err := in(func() (err error) { _, err = p.Echo(ctx, ip("fd09::77"), 0); return }); err == nil {
+		t.Error("echo to an absent IPv6 address got a reply")
+	}
+	var closed bool
+	if err := in(func() (err error) {
+		closed, err = p.PortUnreachable(ctx, netip.MustParseAddrPort("[fd09::2]:8472"))
+		return
+	}); err != nil || !closed {
+		t.Errorf("PortUnreachable over IPv6 without a listener = %v, %v; want true", closed, err)
+	}
+}
