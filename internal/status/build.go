@@ -519,6 +519,12 @@ func buildRow(in Inputs, l lease.Lease, self bool, m model) Row {
 				t6.own = append(t6.own, i)
 			}
 		}
+		if l.Subnet.IsValid() && v6ok && fam.IsValid() {
+			// A dual-stack peer: say which family's entry it is.
+			for i := range ps {
+				ps[i].Message = familyName(fam) + ": " + ps[i].Message
+			}
+		}
 		row.Problems = append(row.Problems, ps...)
 		if w.Kind == KindRoute && w.Dst.Addr().Is4() {
 			t4.path = w
@@ -543,6 +549,14 @@ func buildRow(in Inputs, l lease.Lease, self bool, m model) Row {
 		row.targets = append(row.targets, t6)
 	}
 	return row
+}
+
+// familyName is "IPv4" or "IPv6", a's family.
+func familyName(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
 }
 
 func podMTU(in Inputs, exp backend.Expectation) int {

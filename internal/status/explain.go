@@ -77,12 +77,7 @@ type probeTarget struct {
 }
 
 // family is "IPv4" or "IPv6", of the target's addresses.
-func (t probeTarget) family() string {
-	if t.addr.Is4() {
-		return "IPv4"
-	}
-	return "IPv6"
-}
+func (t probeTarget) family() string { return familyName(t.addr) }
 
 // familyWords are the names explanations use for the target's family.
 type familyWords struct {
