@@ -1,16 +1,21 @@
 package kube
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/weftnet/weft/internal/backend/vxlan"
 	"github.com/weftnet/weft/internal/lab"
+	"github.com/weftnet/weft/internal/status"
 	"github.com/weftnet/weft/internal/subnetenv"
+	"github.com/weftnet/weft/internal/testbin"
 )
 
 // Kubernetes mode with IPv6 on the data path (issue 14): a lab whose
@@ -119,6 +124,43 @@ func testLabKubeIPv6Only(t *testing.T, be string) {
 	t.Run("pods reach each other over IPv6", func(t *testing.T) {
 		k.checkFamilies(t, ctx, []string{"IPv6"})
 	})
+
+	// weft status --check, run as the agent is, finds the own Node's
+	// lease by its IPv6 subnet and PublicIPv6, and probes the peer over
+	// IPv6.
+	t.Run("status --check over IPv6", func(t *testing.T) {
+		h := k.Topology().Hosts[0]
+		r := k.statusCheck(t, h)
+		sub6, _ := k.Subnet6(h.Name)
+		if !r.OK || r.Host.Subnet != sub6.String() || r.Host.PublicIP != h.Addr6.Addr().String() {
+			t.Errorf("status on %s: ok %v, host %+v, problems %+v", h.Name, r.OK, r.Host, r.Problems)
+		}
+		for _, row := range r.Leases {
+			if row.Self {
+				continue
+			}
+			if row.Check == nil || row.Check.Family != "IPv6" || !row.Check.Reply || row.Status != "ok" {
+				t.Errorf("peer %s: status %s, check %+v, problems %+v", row.Subnet, row.Status, row.Check, row.Problems)
+			}
+		}
+	})
+}
+
+// statusCheck runs `weft status --check -o json` in h's namespace with
+// its agent's flags and environment, and decodes the report.
+func (k *kubeLab) statusCheck(t *testing.T, h lab.Host) status.Report {
+	t.Helper()
+	args := append([]string{"netns", "exec", h.NS, testbin.Weft(t), "status", "--check", "-o", "json"}, k.Topology().AgentArgs(h)[1:]...)
+	cmd := exec.Command("ip", args...)
+	cmd.Env = append(os.Environ(), k.Topology().AgentEnv(h)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var r status.Report
+	if jerr := json.Unmarshal(stdout.Bytes(), &r); jerr != nil {
+		t.Fatalf("weft status on %s: %v, %v\n%s%s", h.Name, err, jerr, stdout.String(), stderr.String())
+	}
+	return r
 }
 
 // checkAnnotations compares h's flannel annotations with want, exactly:
