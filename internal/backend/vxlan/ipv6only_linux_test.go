@@ -25,11 +25,7 @@ import (
 // v6onlyCluster is cluster with an IPv6-only network config on every host.
 func v6onlyCluster(t *testing.T, perSegment ...int) []*host {
 	t.Helper()
-	hs := cluster(t, perSegment...)
-	for _, hg := range hs {
-		hg.v6only = true
-	}
-	return hs
+	return clusterWith(t, func(hg *host) { hg.v6only = true }, perSegment...)
 }
 
 // TestIPv6OnlyPodTrafficThroughFlannelV6: three hosts, one behind a
@@ -60,19 +56,7 @@ func TestIPv6OnlyPodTrafficThroughFlannelV6(t *testing.T) {
 		t.Errorf("Address = %s, want flannel-v6.1's %s", got, mac6)
 	}
 
-	macB, macC := bs[1].IPv6().VtepMAC().String(), bs[2].IPv6().VtepMAC().String()
-	backendtest.WantLines(t, "A's IPv6 routes", weftRoutes6(t, a.NS), []string{
-		"fd00:10:244:2::/64 via fd00:10:244:2:: dev flannel-v6.1 metric 1024 onlink pref medium",
-		"fd00:10:244:3::/64 via fd00:10:244:3:: dev flannel-v6.1 metric 1024 onlink pref medium",
-	})
-	backendtest.WantLines(t, "A's IPv6 neighbours", neighs6(t, a.NS), []string{
-		"fd00:10:244:2:: lladdr " + macB + " PERMANENT",
-		"fd00:10:244:3:: lladdr " + macC + " PERMANENT",
-	})
-	backendtest.WantLines(t, "A's IPv6 fdb", fdb6(t, a.NS), sorted(
-		macB+" dst fd70::2 self permanent",
-		macC+" dst fd70:0:0:1::3 self permanent",
-	))
+	wantV6Peers(t, a, bs, false)
 	backendtest.WantLines(t, "A's IPv4 routes", weftRoutes(t, a.NS), nil)
 
 	echoAll(t, hs, false)
@@ -100,12 +84,7 @@ func TestIPv6OnlyDirectRouting(t *testing.T) {
 	hs := v6onlyCluster(t, 2, 1)
 	a := hs[0]
 	bs, _ := startAll(t, hs, `{"Type":"vxlan","DirectRouting":true}`)
-	macC := bs[2].IPv6().VtepMAC().String()
-	backendtest.WantLines(t, "A's IPv6 routes", weftRoutes6(t, a.NS), []string{
-		"fd00:10:244:2::/64 via fd70::2 dev eth0 metric 1024 pref medium",
-		"fd00:10:244:3::/64 via fd00:10:244:3:: dev flannel-v6.1 metric 1024 onlink pref medium",
-	})
-	backendtest.WantLines(t, "A's IPv6 fdb", fdb6(t, a.NS), []string{macC + " dst fd70:0:0:1::3 self permanent"})
+	wantV6Peers(t, a, bs, true)
 	echoAll(t, hs, false)
 }
 
