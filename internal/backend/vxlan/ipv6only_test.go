@@ -14,11 +14,7 @@ import (
 
 func v6onlyConfig(t *testing.T, backendJSON string) *netconf.Config {
 	t.Helper()
-	cfg, err := netconf.Parse([]byte(`{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":` + backendJSON + `}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return mustConfig(t, `{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":`+backendJSON+`}`)
 }
 
 // v6onlyLease is an IPv6-only lease as a Node's podCIDR gives it: an IPv6
