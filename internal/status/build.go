@@ -466,6 +466,9 @@ func buildRow(in Inputs, l lease.Lease, self bool, m model) Row {
 	}
 	// A bad IPv6 half costs the peer its IPv6 entries only: the IPv4 ones
 	// are still compared below.
+	// The problems so far (an expired lease) concern both families; a
+	// refused IPv6 half, next, only IPv6, which then is not probed.
+	common := len(row.Problems)
 	v6ok := in.Config.EnableIPv6 && l.IPv6Subnet.IsValid()
 	if r, ok := m.refusedV6[keyOf(l)]; ok {
 		v6ok = false
@@ -479,8 +482,7 @@ func buildRow(in Inputs, l lease.Lease, self bool, m model) Row {
 	}
 	// One probe target per family the peer is reached over: its pod
 	// gateway (the subnet's first address) and public address of that
-	// family. Problems found so far concern both.
-	common := len(row.Problems)
+	// family.
 	target := func(sub netip.Prefix, pub netip.Addr) probeTarget {
 		return probeTarget{
 			subnet:      sub.Masked(),
