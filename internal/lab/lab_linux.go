@@ -724,12 +724,8 @@ func Demo(ctx context.Context, opts Options) (res Result, err error) {
 		return res, fmt.Errorf("a demo needs at least 2 hosts and 1 pod per host (have %d and %d)", len(topo.Hosts), topo.Spec.Pods)
 	}
 	out := &printer{w: opts.Out}
-	network := ", network " + topo.Spec.Network.String()
-	if !topo.Spec.HasIPv4() {
-		network = "" // layoutNote names the IPv6 network
-	}
 	out.say("weft lab %s: %d hosts × %d pods, backend %s%s%s",
-		topo.Spec.Prefix, len(topo.Hosts), topo.Spec.Pods, topo.Spec.Backend, network, layoutNote(topo.Spec))
+		topo.Spec.Prefix, len(topo.Hosts), topo.Spec.Pods, topo.Spec.Backend, networkNote(topo.Spec), layoutNote(topo.Spec))
 
 	l, err := Up(ctx, opts)
 	if err != nil {
