@@ -42,10 +42,11 @@
 //     IPv4-only config) is a peer over IPv4 alone, and no refusal.
 //
 //   - In an IPv6-only network (EnableIPv4 false, Kubernetes mode with
-//     host-gw) leases have no IPv4 half: the IPv6 rules above judge the
-//     whole lease, and a lease they refuse is refused as a peer. Leases
-//     are keyed by their IPv6 subnet (lease.Key) and named by their
-//     PublicIPv6 (lease.PublicAddr).
+//     host-gw or vxlan) leases have no IPv4 half: the IPv6 rules above
+//     judge the whole lease, and a lease they refuse is refused as a
+//     peer; the backend judges its data and identity as above (vxlan:
+//     the VtepMAC of BackendV6Data). Leases are keyed by their IPv6
+//     subnet (lease.Key) and named by their PublicIPv6 (lease.PublicAddr).
 //
 // Leases of another backend type than the network's are admitted as they
 // are (the backends pass over them, and status explains them) but take
@@ -97,8 +98,8 @@ type Input struct {
 	Memo *Memo
 }
 
-// Memo remembers LeaseCheck's answers by BackendData, for the leases of the
-// last two snapshots.
+// Memo remembers LeaseCheck's answers by BackendData (and BackendV6Data),
+// for the leases of the last two snapshots.
 type Memo struct {
 	prev, cur map[string]verdict
 }
@@ -116,14 +117,20 @@ func (m *Memo) judge(check backend.LeaseCheck, l lease.Lease) (string, error) {
 	if m == nil {
 		return check(l)
 	}
-	if v, ok := m.cur[string(l.Attrs.BackendData)]; ok {
+	// Both data: a check may judge BackendV6Data too, and on an
+	// IPv6-only network it is all a lease has.
+	key := []byte(l.Attrs.BackendData)
+	if len(l.Attrs.BackendV6Data) > 0 {
+		key = append(append(slices.Clip(key), 0), l.Attrs.BackendV6Data...)
+	}
+	if v, ok := m.cur[string(key)]; ok {
 		return v.id, v.err
 	}
-	v, ok := m.prev[string(l.Attrs.BackendData)]
+	v, ok := m.prev[string(key)]
 	if !ok {
 		v.id, v.err = check(l)
 	}
-	m.cur[string(l.Attrs.BackendData)] = v
+	m.cur[string(key)] = v
 	return v.id, v.err
 }
 
@@ -225,7 +232,7 @@ func Decide(in Input) Result {
 	const ownIdx = -1
 	taken := make(map[netip.Prefix]int, n) // masked subnet → admitted lease
 	ids := make(map[string]int)            // backend identity → admitted lease
-	if ownSubnet.IsValid() && checks(own) {
+	if ownKey.IsValid() && checks(own) {
 		if id, err := in.Memo.judge(check, own); err == nil && id != "" {
 			ids[id] = ownIdx
 		}
@@ -257,8 +264,34 @@ func Decide(in Input) Result {
 			refuse(i, KindMalformed, "cannot be judged without a network config")
 			continue
 		}
+		// identity judges l's backend data and takes its identity; false
+		// when it refused l.
+		identity := func() bool {
+			if !checks(l) {
+				return true
+			}
+			id, err := in.Memo.judge(check, l)
+			switch j, dup := ids[id]; {
+			case err != nil:
+				refuse(i, KindBackendData, "is not a %s peer: %v", cfg.BackendType, err)
+				return false
+			case dup && j == ownIdx:
+				refuse(i, KindIdentity, "publishes %s, which is this host's own (%s)", id, Name(own))
+				return false
+			case dup:
+				refuse(i, KindIdentity, "publishes %s, like %s, which was there first", id, Name(byIdx(j)))
+				return false
+			}
+			if id != "" {
+				ids[id] = i
+			}
+			return true
+		}
 		if v6only {
 			judgeV6(in, i, taken6, byIdx, refuse)
+			if refused[i] == nil && !identity() {
+				delete(taken6, l.IPv6Subnet.Masked())
+			}
 			continue
 		}
 		if why := backend.LeaseProblem(l, cfg.Network); why != "" {
@@ -282,25 +315,10 @@ func Decide(in Input) Result {
 			refuse(i, KindOverlap, "overlaps %s, which was there first", Name(byIdx(j)))
 			continue
 		}
-		var id string
-		if checks(l) {
-			var err error
-			if id, err = in.Memo.judge(check, l); err != nil {
-				refuse(i, KindBackendData, "is not a %s peer: %v", cfg.BackendType, err)
-				continue
-			}
-			if j, ok := ids[id]; ok && j == ownIdx {
-				refuse(i, KindIdentity, "publishes %s, which is this host's own (%s)", id, Name(own))
-				continue
-			} else if ok {
-				refuse(i, KindIdentity, "publishes %s, like %s, which was there first", id, Name(byIdx(j)))
-				continue
-			}
+		if !identity() {
+			continue
 		}
 		taken[subnet] = i
-		if id != "" {
-			ids[id] = i
-		}
 		if cfg.EnableIPv6 && l.IPv6Subnet.IsValid() {
 			judgeV6(in, i, taken6, byIdx, refuse6)
 		}

@@ -359,3 +359,49 @@ func TestDecideIPv6Only(t *testing.T) {
 		}
 	}
 }
+
+// An IPv6-only vxlan network: a lease's identity is the VtepMAC of its
+// BackendV6Data (it has no BackendData), so of two leases with one MAC
+// the older wins and one with this host's MAC or without BackendV6Data is
+// refused; a Memo keeps these verdicts apart although every lease's
+// BackendData is the same (none).
+func TestDecideIPv6OnlyVXLANIdentity(t *testing.T) {
+	cfg, err := netconf.Parse([]byte(`{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"vxlan"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v6 := func(i int, mac string, created int64) lease.Lease {
+		l := lease.Lease{IPv6Subnet: netip.MustParsePrefix(fmt.Sprintf("fd00:10:244:%d::/64", i)), Created: created, Expiration: time.Unix(1e9, 0)}
+		l.Attrs.BackendType, l.Attrs.PublicIPv6 = "vxlan", netip.MustParseAddr(fmt.Sprintf("fd00:4:7::%d", i))
+		if mac != "" {
+			l.Attrs.BackendV6Data = json.RawMessage(`{"VNI":1,"VtepMAC":"` + mac + `"}`)
+		}
+		return l
+	}
+	own := v6(1, "0e:00:00:00:06:01", 5)
+	older := v6(2, "0e:00:00:00:06:02", 1)
+	memo := NewMemo()
+	for _, tc := range []struct {
+		name   string
+		lease  lease.Lease
+		kind   string // "" admitted
+		reason string
+	}{
+		{"good", v6(3, "0e:00:00:00:06:03", 10), "", ""},
+		{"an older lease's MAC", v6(3, "0e:00:00:00:06:02", 10), KindIdentity, "publishes VtepMAC 0e:00:00:00:06:02, like fd00:10:244:2::/64 (PublicIP fd00:4:7::2), which was there first"},
+		{"this host's MAC", v6(3, "0e:00:00:00:06:01", 10), KindIdentity, "which is this host's own"},
+		{"no BackendV6Data", v6(3, "", 10), KindBackendData, "BackendV6Data: it has no BackendData"},
+		{"good again", v6(3, "0e:00:00:00:06:03", 10), "", ""},
+	} {
+		res := Decide(Input{Config: cfg, Backend: vxlan.Descriptor(), Own: own, Leases: []lease.Lease{own, older, tc.lease}, Memo: memo})
+		if tc.kind == "" {
+			if len(res.Refused) != 0 || len(res.Admitted) != 3 {
+				t.Errorf("%s: %+v; want all three admitted", tc.name, res)
+			}
+			continue
+		}
+		if len(res.Refused) != 1 || res.Refused[0].Kind != tc.kind || !strings.Contains(res.Refused[0].Reason, tc.reason) || len(res.Admitted) != 2 {
+			t.Errorf("%s: refused %+v, admitted %d; want one refusal of kind %s saying %q", tc.name, res.Refused, len(res.Admitted), tc.kind, tc.reason)
+		}
+	}
+}

@@ -215,7 +215,7 @@ func TestVTEPMACClashReaddressesTheNewcomer(t *testing.T) {
 
 	// A newer peer with our (new) MAC: warned about, not readdressed.
 	st.Put(vxlanPeer("10.244.3.0/24", "10.4.7.23", "0a:00:00:00:00:11", "later"))
-	nstest.Eventually(t, 5*time.Second, func() error {
+	nstest.Eventually(t, 10*time.Second, func() error {
 		if !strings.Contains(f.logs.String(), "a peer that joined after this host publishes this host's backend address") {
 			return fmt.Errorf("no WARN for the newer peer")
 		}

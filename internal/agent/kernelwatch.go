@@ -89,6 +89,7 @@ func (a *Agent) newKernelWatch(cfg *netconf.Config, ext backend.ExternalInterfac
 		families: []neightable.Family{neightable.IPv4},
 		host: hostfacts.Host{
 			IPv6:        cfg.EnableIPv6,
+			NoIPv4:      !cfg.EnableIPv4,
 			Kube:        a.opts.KubeSubnetMgr,
 			Underlay:    ext.Name,
 			PodMTU:      be.MTU(),

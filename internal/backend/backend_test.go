@@ -80,8 +80,8 @@ func TestBuiltIsNilOnError(t *testing.T) {
 	}
 }
 
-// An IPv6-only network: CheckConfig refuses it naming the backend (vxlan,
-// udp and wireguard carry IPv4 underneath); CheckConfigIPv6Only asks for
+// An IPv6-only network: CheckConfig refuses it naming the backend (udp
+// carries IPv4 underneath, as flannel's); CheckConfigIPv6Only asks for
 // an IPv6Network and an IPv6 address peers reach this host at.
 func TestCheckConfigIPv6Only(t *testing.T) {
 	addr6 := netip.MustParseAddr("fd00:4:7::1")
@@ -91,7 +91,7 @@ func TestCheckConfigIPv6Only(t *testing.T) {
 			Network: &netconf.Config{EnableIPv6: true, IPv6Network: netip.MustParsePrefix("fd00:10:244::/56"), IPv6SubnetLen: 64},
 		}
 	}
-	if _, err := CheckConfig("vxlan", good()); err == nil || !strings.Contains(err.Error(), `vxlan does not run an IPv6-only network ("EnableIPv4": false)`) {
+	if _, err := CheckConfig("udp", good()); err == nil || !strings.Contains(err.Error(), `udp does not run an IPv6-only network ("EnableIPv4": false) in this version: use host-gw or vxlan`) {
 		t.Errorf("CheckConfig of an IPv6-only network: %v", err)
 	}
 	ext, err := CheckConfigIPv6Only("host-gw", good())

@@ -756,8 +756,8 @@ func Demo(ctx context.Context, opts Options) (res Result, err error) {
 		return res, fmt.Errorf("a demo needs at least 2 hosts and 1 pod per host (have %d and %d)", len(topo.Hosts), topo.Spec.Pods)
 	}
 	out := &printer{w: opts.Out}
-	out.say("weft lab %s: %d hosts × %d pods, backend %s, network %s%s",
-		topo.Spec.Prefix, len(topo.Hosts), topo.Spec.Pods, topo.Spec.Backend, topo.Spec.Network, layoutNote(topo.Spec))
+	out.say("weft lab %s: %d hosts × %d pods, backend %s%s%s",
+		topo.Spec.Prefix, len(topo.Hosts), topo.Spec.Pods, topo.Spec.Backend, networkNote(topo.Spec), layoutNote(topo.Spec))
 
 	l, err := Up(ctx, opts)
 	if err != nil {

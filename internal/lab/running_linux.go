@@ -47,6 +47,15 @@ func CheckRunning(ctx context.Context, spec Spec, out io.Writer) error {
 	return res.Err()
 }
 
+// networkNote is ", network <IPv4 network>" for the labs' first lines;
+// nothing for an IPv6-only lab, whose layoutNote names its IPv6 network.
+func networkNote(s Spec) string {
+	if !s.HasIPv4() {
+		return ""
+	}
+	return ", network " + s.Network.String()
+}
+
 // Status prints what of a running lab is there: namespaces, processes,
 // leases and pod addresses.
 func Status(spec Spec, out io.Writer) error {
@@ -54,8 +63,8 @@ func Status(spec Spec, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "lab %s: %d hosts × %d pods, backend %s, network %s%s, up since %s\n\n",
-		topo.Spec.Prefix, len(topo.Hosts), topo.Spec.Pods, topo.Spec.Backend, topo.Spec.Network,
+	fmt.Fprintf(out, "lab %s: %d hosts × %d pods, backend %s%s%s, up since %s\n\n",
+		topo.Spec.Prefix, len(topo.Hosts), topo.Spec.Pods, topo.Spec.Backend, networkNote(topo.Spec),
 		layoutNote(topo.Spec), st.Created.Local().Format("15:04:05"))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tNETNS\tADDRESS\tPROCESS\tSUBNET")

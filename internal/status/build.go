@@ -35,8 +35,11 @@ type Inputs struct {
 	Ext    backend.ExternalInterface
 	ExtErr error
 	// PublicIP is this host's: --public-ip, else Ext's address; invalid
-	// when unknown.
-	PublicIP netip.Addr
+	// when unknown. PublicIPv6 is the same for IPv6 (--public-ipv6, else
+	// Ext's global IPv6 address): what names this host on an IPv6-only
+	// network.
+	PublicIP   netip.Addr
+	PublicIPv6 netip.Addr
 
 	Kernel Kernel
 	// Direct maps peer PublicIPs to the device they are directly reachable
@@ -56,7 +59,7 @@ func Build(in Inputs) Report {
 	cfg := in.Config
 	r := Report{
 		Time:     in.Now,
-		Network:  cfg.Network.String(),
+		Network:  prefixOrEmpty(cfg.Network),
 		Backend:  cfg.BackendType,
 		Store:    in.Store,
 		Leases:   []Row{},
@@ -68,9 +71,13 @@ func Build(in Inputs) Report {
 		SubnetFile: in.SubnetFile,
 		Entries:    []Entry{},
 	}
-	if in.PublicIP.IsValid() {
-		r.Host.PublicIP = in.PublicIP.String()
+	// On an IPv6-only network the host is named by its IPv6 address, as
+	// its lease is (lease.PublicAddr).
+	ownAddr := in.PublicIP
+	if !cfg.EnableIPv4 {
+		ownAddr = in.PublicIPv6
 	}
+	r.Host.PublicIP = addrOrEmpty(ownAddr)
 	if in.SubnetErr == nil {
 		r.Host.PodMTU = in.SubnetEnv.MTU
 	}
@@ -90,10 +97,7 @@ func Build(in Inputs) Report {
 
 	own, ownOK := findOwn(in, add)
 	if ownOK {
-		r.Host.Subnet = own.Subnet.String()
-		if own.IPv6Subnet.IsValid() {
-			r.Host.IPv6Subnet = own.IPv6Subnet.String()
-		}
+		r.Host.Subnet, r.Host.IPv6Subnet = keyAndV6(own)
 	}
 	if cfg.EnableIPv6 {
 		r.IPv6Network = cfg.IPv6Network.String()
@@ -106,11 +110,11 @@ func Build(in Inputs) Report {
 	adm := admit.Decide(admit.Input{Config: cfg, Backend: m.desc, Own: own, OwnPublicIP: in.PublicIP, Leases: in.Leases})
 	m.refused = make(map[refusedKey]admit.Refusal, len(adm.Refused))
 	for _, r := range adm.Refused {
-		m.refused[refusedKey{r.Lease.Subnet, r.Lease.Attrs.PublicIP}] = r
+		m.refused[keyOf(r.Lease)] = r
 	}
 	m.refusedV6 = make(map[refusedKey]admit.Refusal, len(adm.RefusedV6))
 	for _, r := range adm.RefusedV6 {
-		m.refusedV6[refusedKey{r.Lease.Subnet, r.Lease.Attrs.PublicIP}] = r
+		m.refusedV6[keyOf(r.Lease)] = r
 	}
 	if m.known {
 		m.own = own
@@ -136,20 +140,28 @@ func Build(in Inputs) Report {
 		}
 	}
 
+	// Each family's public address names one host: two leases with one
+	// PublicIP, or one PublicIPv6, claim the same host.
 	byIP := make(map[netip.Addr][]netip.Prefix)
 	for _, l := range in.Leases {
-		if l.Attrs.PublicIP.IsValid() {
-			byIP[l.Attrs.PublicIP] = append(byIP[l.Attrs.PublicIP], l.Subnet)
+		for _, a := range publicAddrs(cfg, l) {
+			byIP[a] = append(byIP[a], l.Key())
 		}
 	}
 	for _, l := range in.Leases {
 		self := ownOK && l.Key() == own.Key()
 		row := buildRow(in, l, self, m)
-		for _, other := range byIP[l.Attrs.PublicIP] {
-			if other != l.Subnet {
-				row.Problems = append(row.Problems, Problem{Code: CodeDuplicateIP, Message: fmt.Sprintf(
-					"PublicIP %s is also in the lease of %s: two leases claim one host (a cloned machine, a wrong --public-ip, or a stale lease from before a re-install); peers route only one of them correctly. Delete the stale lease",
-					l.Attrs.PublicIP, other)})
+		for _, a := range publicAddrs(cfg, l) {
+			name, flag := "PublicIP", "--public-ip"
+			if a.Is6() {
+				name, flag = "PublicIPv6", "--public-ipv6"
+			}
+			for _, other := range byIP[a] {
+				if other != l.Key() {
+					row.Problems = append(row.Problems, Problem{Code: CodeDuplicateIP, Message: fmt.Sprintf(
+						"%s %s is also in the lease of %s: two leases claim one host (a cloned machine, a wrong %s, or a stale lease from before a re-install); peers route only one of them correctly. Delete the stale lease",
+						name, a, other, flag)})
+				}
 			}
 		}
 		r.Leases = append(r.Leases, row)
@@ -191,49 +203,80 @@ type model struct {
 	known bool
 }
 
-// refusedKey names a lease among a snapshot's.
+// refusedKey names a lease among a snapshot's: its lease.Key and
+// lease.PublicAddr, so that IPv6-only leases are told apart too.
 type refusedKey struct {
 	subnet netip.Prefix
 	pub    netip.Addr
 }
 
+func keyOf(l lease.Lease) refusedKey { return refusedKey{l.Key(), l.PublicAddr()} }
+
+// publicAddrs are the public addresses of l that name its host, one per
+// family the network carries.
+func publicAddrs(cfg *netconf.Config, l lease.Lease) []netip.Addr {
+	var out []netip.Addr
+	if l.Attrs.PublicIP.IsValid() {
+		out = append(out, l.Attrs.PublicIP)
+	}
+	if cfg.EnableIPv6 && l.Attrs.PublicIPv6.IsValid() {
+		out = append(out, l.Attrs.PublicIPv6)
+	}
+	return out
+}
+
+// keyAndV6 are how rows name a lease's subnets: its key (lease.Key: the
+// IPv4 subnet, or on an IPv6-only network the IPv6 one), and the IPv6
+// subnet beside an IPv4 key ("" when there is none).
+func keyAndV6(l lease.Lease) (string, string) {
+	if !l.Subnet.IsValid() {
+		return prefixOrEmpty(l.IPv6Subnet), ""
+	}
+	return l.Subnet.String(), prefixOrEmpty(l.IPv6Subnet)
+}
+
 // findOwn picks this host's lease: the one for the subnet in subnet.env,
 // which the CNI plugin hands out addresses from, else the one carrying this
 // host's PublicIP, as the agent would reuse it. Every disagreement between
-// the two is a problem.
+// the two is a problem. On an IPv6-only network both are the IPv6 ones
+// (FLANNEL_IPV6_SUBNET, PublicIPv6), as leases are keyed (lease.Key).
 func findOwn(in Inputs, add func(Problem)) (lease.Lease, bool) {
+	envSubnet, myIP, ipName, ipFlag, envKey := in.SubnetEnv.Subnet, in.PublicIP, "PublicIP", "--public-ip", "FLANNEL_SUBNET"
+	if !in.Config.EnableIPv4 {
+		envSubnet, myIP, ipName, ipFlag, envKey = in.SubnetEnv.IPv6Subnet, in.PublicIPv6, "PublicIPv6", "--public-ipv6", "FLANNEL_IPV6_SUBNET"
+	}
 	var byIP, bySubnet *lease.Lease
 	for i, l := range in.Leases {
-		if in.PublicIP.IsValid() && l.Attrs.PublicIP == in.PublicIP && byIP == nil {
+		if myIP.IsValid() && l.PublicAddr() == myIP && byIP == nil {
 			byIP = &in.Leases[i]
 		}
-		if in.SubnetErr == nil && l.Subnet == in.SubnetEnv.Subnet && bySubnet == nil {
+		if in.SubnetErr == nil && envSubnet.IsValid() && l.Key() == envSubnet && bySubnet == nil {
 			bySubnet = &in.Leases[i]
 		}
 	}
 	file := in.SubnetFile
-	if in.SubnetErr == nil && in.SubnetEnv.Subnet.IsValid() {
-		s := in.SubnetEnv.Subnet
+	if in.SubnetErr == nil && envSubnet.IsValid() {
+		s := envSubnet
 		switch {
-		case bySubnet != nil && (!in.PublicIP.IsValid() || bySubnet.Attrs.PublicIP == in.PublicIP):
+		case bySubnet != nil && (!myIP.IsValid() || bySubnet.PublicAddr() == myIP):
 			return *bySubnet, true
 		case bySubnet != nil:
 			add(Problem{Code: CodeSubnetFile, Message: fmt.Sprintf(
-				"%s says this host's subnet is %s, but that lease carries PublicIP %s, not this host's %s: another host took the subnet after this host's lease lapsed. Restart weft here (it leases a free subnet and rewrites the file), then recreate this host's pods",
-				file, s, bySubnet.Attrs.PublicIP, in.PublicIP)})
+				"%s says this host's subnet is %s, but that lease carries %s %s, not this host's %s: another host took the subnet after this host's lease lapsed. Restart weft here (it leases a free subnet and rewrites the file), then recreate this host's pods",
+				file, s, ipName, bySubnet.PublicAddr(), myIP)})
 			if byIP != nil {
 				return *byIP, true
 			}
 			return lease.Lease{}, false
 		case byIP != nil:
 			add(Problem{Code: CodeSubnetFile, Message: fmt.Sprintf(
-				"%s says this host's subnet is %s, but its lease (PublicIP %s) is %s: the agent has not rewritten the file since the lease changed, so new pods get addresses no peer routes here. Restart weft, then recreate this host's pods",
-				file, s, in.PublicIP, byIP.Subnet)})
+				"%s says this host's subnet is %s, but its lease (%s %s) is %s: the agent has not rewritten the file since the lease changed, so new pods get addresses no peer routes here. Restart weft, then recreate this host's pods",
+				file, s, ipName, myIP, byIP.Key())})
 			return *byIP, true
 		default:
 			add(Problem{Code: CodeNoLease, Message: fmt.Sprintf(
-				"this host has no lease: the store holds none for its subnet %s (from %s) and none with its PublicIP %s. The lease expired or was deleted while the agent was down, so peers have dropped their routes here; start weft, which takes %s again if it is still free (see `journalctl -u weft`)",
-				s, file, addrOrUnknown(in.PublicIP), s)})
+				"this host has no lease: the store holds none for its subnet %s (from %s) and none with its %s %s. The lease expired or was deleted while the agent was down, so peers have dropped their routes here; start weft, which takes %s again if it is still free (see `journalctl -u weft`)",
+				s, file, ipName, addrOrUnknown(myIP), s)})
 			return lease.Lease{}, false
 		}
 	}
@@ -242,17 +285,17 @@ func findOwn(in Inputs, add func(Problem)) (lease.Lease, bool) {
 			"%v: the agent writes this file once it holds a lease, so it has not got that far on this host (or --subnet-file names another file), and the CNI plugin fails every new pod until it exists; %s",
 			in.SubnetErr, hint)})
 	} else {
-		add(Problem{Code: CodeSubnetFile, Message: fmt.Sprintf("%s has no FLANNEL_SUBNET, so the CNI plugin cannot start pods; restart weft to rewrite it", file)})
+		add(Problem{Code: CodeSubnetFile, Message: fmt.Sprintf("%s has no %s, so the CNI plugin cannot start pods; restart weft to rewrite it", file, envKey)})
 	}
 	if byIP != nil {
 		return *byIP, true
 	}
-	if !in.PublicIP.IsValid() {
-		add(Problem{Code: CodeNoLease, Message: "this host's PublicIP is unknown, so its lease cannot be found; give status the agent's --public-ip or --iface"})
+	if !myIP.IsValid() {
+		add(Problem{Code: CodeNoLease, Message: fmt.Sprintf("this host's %s is unknown, so its lease cannot be found; give status the agent's %s or --iface", ipName, ipFlag)})
 		return lease.Lease{}, false
 	}
 	add(Problem{Code: CodeNoLease, Message: fmt.Sprintf(
-		"no lease carries this host's PublicIP %s: weft has not run here, or runs with another --public-ip or --etcd-prefix; %s", in.PublicIP, hint)})
+		"no lease carries this host's %s %s: weft has not run here, or runs with another %s or --etcd-prefix; %s", ipName, myIP, ipFlag, hint)})
 	return lease.Lease{}, false
 }
 
@@ -350,11 +393,17 @@ func bridgeProblems(in Inputs, own lease.Lease, m model) []Problem {
 
 // buildRow describes one lease and, for a peer, compares its entries.
 func buildRow(in Inputs, l lease.Lease, self bool, m model) Row {
+	subnet, subnet6 := keyAndV6(l)
+	pub, pub6 := addrOrNone(l.Attrs.PublicIP), addrOrEmpty(l.Attrs.PublicIPv6)
+	if !l.Subnet.IsValid() && !l.Attrs.PublicIP.IsValid() {
+		// An IPv6-only lease: named by its PublicIPv6, as by its subnet.
+		pub, pub6 = addrOrNone(l.Attrs.PublicIPv6), ""
+	}
 	row := Row{
-		Subnet:      l.Subnet.String(),
-		IPv6Subnet:  prefixOrEmpty(l.IPv6Subnet),
-		PublicIP:    addrOrNone(l.Attrs.PublicIP),
-		PublicIPv6:  addrOrEmpty(l.Attrs.PublicIPv6),
+		Subnet:      subnet,
+		IPv6Subnet:  subnet6,
+		PublicIP:    pub,
+		PublicIPv6:  pub6,
 		Backend:     l.Attrs.BackendType,
 		Reservation: l.Reservation() && !in.Kubernetes,
 		Node:        in.Kubernetes,
@@ -373,7 +422,7 @@ func buildRow(in Inputs, l lease.Lease, self bool, m model) Row {
 		row.Expires, row.ExpiresIn = &exp, &left
 	}
 	row.Problems = append(row.Problems, expiryProblems(in, l, self)...)
-	if r, ok := m.refused[refusedKey{l.Subnet, l.Attrs.PublicIP}]; ok && !self {
+	if r, ok := m.refused[keyOf(l)]; ok && !self {
 		row.Refused = r.Reason
 		row.Problems = append(row.Problems, Problem{Code: CodeBadLease, Message: fmt.Sprintf(
 			"refused: %s. This host's agent does not program it (weft_leases_refused counts it); delete the key (etcdctl del) if no host holds it, or fix the host that wrote it",
@@ -393,11 +442,14 @@ func buildRow(in Inputs, l lease.Lease, self bool, m model) Row {
 			typ, in.Config.BackendType)})
 		return row
 	}
-	pw, ok := m.wants.Peers[l.Subnet.Masked()]
+	pw, ok := m.wants.Peers[l.Key().Masked()]
 	if !ok {
 		// The planners pass over the own subnet, which with the own lease
 		// unknown is the invalid one: a lease without a subnet.
 		pw.Refused = backend.PeerProblem(l, in.Config.Network, m.own, in.PublicIP)
+		if !in.Config.EnableIPv4 {
+			pw.Refused = backend.PeerV6Problem(l, in.Config.IPv6Network, m.own, m.own.Attrs.PublicIPv6)
+		}
 		if pw.Refused == "" {
 			return row // the own subnet under another PublicIP: findOwn has said so
 		}
@@ -414,42 +466,99 @@ func buildRow(in Inputs, l lease.Lease, self bool, m model) Row {
 	}
 	// A bad IPv6 half costs the peer its IPv6 entries only: the IPv4 ones
 	// are still compared below.
-	if r, ok := m.refusedV6[refusedKey{l.Subnet, l.Attrs.PublicIP}]; ok {
+	// The problems so far (an expired lease) concern both families; a
+	// refused IPv6 half, next, only IPv6, which then is not probed.
+	common := len(row.Problems)
+	v6ok := in.Config.EnableIPv6 && l.IPv6Subnet.IsValid()
+	if r, ok := m.refusedV6[keyOf(l)]; ok {
+		v6ok = false
 		row.Problems = append(row.Problems, Problem{Code: CodeBadLease, Message: fmt.Sprintf(
 			"IPv6 half refused: %s. This host's agent programs no IPv6 entries for it (weft_leases_refused counts it); fix the host that wrote it",
 			r.Reason)})
 	} else if pw.RefusedV6 != "" {
+		v6ok = false
 		row.Problems = append(row.Problems, Problem{Code: CodeBadLease, Message: fmt.Sprintf(
 			"this host's agent programs the peer's IPv4 subnet but not its IPv6 subnet %s: %s", l.IPv6Subnet, pw.RefusedV6)})
 	}
-	t := probeTarget{
-		addr:        l.Subnet.Masked().Addr().Next(),
-		publicIP:    l.Attrs.PublicIP,
-		port:        m.exp.Port,
-		portUser:    m.exp.PortUser,
-		gatewayHint: m.exp.GatewayHint,
-		mtu:         podMTU(in, m.exp),
+	// One probe target per family the peer is reached over: its pod
+	// gateway (the subnet's first address) and public address of that
+	// family.
+	target := func(sub netip.Prefix, pub netip.Addr) probeTarget {
+		return probeTarget{
+			subnet:      sub.Masked(),
+			addr:        sub.Masked().Addr().Next(),
+			publicIP:    pub,
+			port:        m.exp.Port,
+			portUser:    m.exp.PortUser,
+			gatewayHint: m.exp.GatewayHint,
+			mtu:         podMTU(in, m.exp),
+			known:       common,
+		}
+	}
+	var t4, t6 probeTarget
+	if l.Subnet.IsValid() {
+		t4 = target(l.Subnet, l.Attrs.PublicIP)
+	}
+	if v6ok {
+		t6 = target(l.IPv6Subnet, l.Attrs.PublicIPv6)
 	}
 	for _, w := range pw.Entries {
 		e := Compare(w, &in.Kernel)
 		row.Entries = append(row.Entries, e)
-		row.Problems = append(row.Problems, entryProblems(e, l, m.exp.MTUBasis)...)
-		// The probe goes to the peer's IPv4 pod address; a peer's IPv6
-		// entries (vxlan's flannel-v6) are judged but not the probe's path.
-		if w.Kind == KindRoute && w.Dst.Addr().Is4() == t.addr.Is4() {
-			t.path = w
+		ps := entryProblems(e, l, m.exp.MTUBasis)
+		// An entry belongs to the family of its destination (a route) or
+		// address (a neighbour's, an FDB entry's underlay one); one with
+		// neither counts for both.
+		fam := w.Dst.Addr()
+		if !fam.IsValid() {
+			fam = w.IP
+		}
+		for i := len(row.Problems); i < len(row.Problems)+len(ps); i++ {
+			if !fam.IsValid() || fam.Is4() {
+				t4.own = append(t4.own, i)
+			}
+			if !fam.IsValid() || fam.Is6() {
+				t6.own = append(t6.own, i)
+			}
+		}
+		if l.Subnet.IsValid() && v6ok && fam.IsValid() {
+			// A dual-stack peer: say which family's entry it is.
+			for i := range ps {
+				ps[i].Message = familyName(fam) + ": " + ps[i].Message
+			}
+		}
+		row.Problems = append(row.Problems, ps...)
+		if w.Kind == KindRoute && w.Dst.Addr().Is4() {
+			t4.path = w
+		} else if w.Kind == KindRoute {
+			t6.path = w
 		}
 	}
-	if !t.path.Dst.IsValid() {
+	if t4.addr.IsValid() && !t4.path.Dst.IsValid() {
 		// udp: the route for the whole network carries every peer.
 		for _, w := range m.wants.Host {
 			if w.Kind == KindRoute {
-				t.path = w
+				t4.path = w
 			}
 		}
 	}
-	row.target = t
+	if t4.addr.IsValid() {
+		row.targets = append(row.targets, t4)
+	}
+	// The IPv6 side is probed where the backend programs a route to the
+	// peer's IPv6 subnet (not udp's, which carries IPv4 alone).
+	if t6.addr.IsValid() && t6.path.Dst.IsValid() {
+		row.targets = append(row.targets, t6)
+	}
 	return row
+}
+
+// familyName is "IPv4" or "IPv6", a's family.
+func familyName(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
 }
 
 func podMTU(in Inputs, exp backend.Expectation) int {

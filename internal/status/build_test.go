@@ -247,7 +247,7 @@ func TestOwnLeaseAndSelfRow(t *testing.T) {
 		if row.Self != (row.Subnet == "10.244.1.0/24") {
 			t.Errorf("row %s: Self = %v", row.Subnet, row.Self)
 		}
-		if row.Self && (len(row.Entries) != 0 || row.target.addr.IsValid()) {
+		if row.Self && (len(row.Entries) != 0 || len(row.targets) != 0) {
 			t.Errorf("the own lease must get neither entries nor probes: %+v", row)
 		}
 	}
@@ -379,6 +379,7 @@ func TestProbeGolden(t *testing.T) {
 // The explanations of probe results, case by case.
 func TestExplain(t *testing.T) {
 	target := probeTarget{
+		subnet:      pfx("10.244.3.0/24"),
 		addr:        ip("10.244.3.1"),
 		path:        Want{Kind: KindRoute, Dst: pfx("10.244.3.0/24"), Gw: ip("10.244.3.0"), Dev: "flannel.1", OnLink: true},
 		publicIP:    ip("192.168.1.3"),
@@ -437,11 +438,14 @@ func TestExplain(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			row := Row{Subnet: "10.244.3.0/24", target: target}
-			for _, code := range c.prior {
+			tg := target
+			row := Row{Subnet: "10.244.3.0/24"}
+			for i, code := range c.prior {
 				row.Problems = append(row.Problems, Problem{Code: code, Message: "found in the kernel"})
+				tg.own = append(tg.own, i)
 			}
-			explain(&row, c.res)
+			row.targets = []probeTarget{tg}
+			explain(&row, 0, c.res)
 			var codes []string
 			var msgs []string
 			for _, p := range row.Problems {

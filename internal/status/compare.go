@@ -213,7 +213,9 @@ func compareAddr(e *Entry, w Want, k *Kernel) {
 			e.Have = a.String() + " dev " + l.Name
 			return
 		}
-		if a.Addr().Is4() {
+		// Of the wanted family, and not the link-local every IPv6
+		// device has.
+		if a.Addr().Is4() == w.Dst.Addr().Is4() && !a.Addr().IsLinkLocalUnicast() {
 			have = append(have, a.String()+" dev "+l.Name)
 		}
 	}

@@ -269,8 +269,8 @@ func TestRefusedLeaseIsBadLease(t *testing.T) {
 		if row.Status != "refused" || !strings.HasPrefix("refused: "+row.Refused, msg) {
 			t.Errorf("row %s: status %q, refused %q", row.Subnet, row.Status, row.Refused)
 		}
-		if len(row.Entries) != 0 || row.target.addr.IsValid() {
-			t.Errorf("row %s: entries %v, probe target %v; want none", row.Subnet, row.Entries, row.target.addr)
+		if len(row.Entries) != 0 || len(row.targets) != 0 {
+			t.Errorf("row %s: entries %v, probe targets %v; want none", row.Subnet, row.Entries, row.targets)
 		}
 	}
 }

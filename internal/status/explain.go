@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -58,8 +59,9 @@ type Prober interface {
 // probeTarget is what --check probes for one peer; Build fills it for every
 // peer this host should be able to reach.
 type probeTarget struct {
-	addr     netip.Addr // the peer's pod gateway: its subnet's first address
-	path     Want       // the route traffic to addr must take
+	subnet   netip.Prefix // the peer's subnet of the target's family
+	addr     netip.Addr   // the peer's pod gateway: its subnet's first address
+	path     Want         // the route traffic to addr must take
 	publicIP netip.Addr
 	port     int // the backend's UDP port on the peer; 0: none to probe
 	mtu      int // the pods' MTU, for the full-size echo; 0: skip it
@@ -67,6 +69,27 @@ type probeTarget struct {
 	// on port and for what else to check when the pod gateway is silent.
 	portUser    string
 	gatewayHint string
+	// known is how many of the row's problems, found before its entries
+	// were compared, concern every family (an expired lease); own are the
+	// indexes of the problems with this family's entries.
+	known int
+	own   []int
+}
+
+// family is "IPv4" or "IPv6", of the target's addresses.
+func (t probeTarget) family() string { return familyName(t.addr) }
+
+// familyWords are the names explanations use for the target's family.
+type familyWords struct {
+	publicIP   string // the lease field of the peer's public address
+	forwarding string // the sysctl that lets the peer forward to its pods
+}
+
+func (t probeTarget) words() familyWords {
+	if t.addr.Is4() {
+		return familyWords{"PublicIP", "net.ipv4.ip_forward"}
+	}
+	return familyWords{"PublicIPv6", "net.ipv6.conf.all.forwarding"}
 }
 
 // probeResult is what the probes of one peer returned.
@@ -111,60 +134,79 @@ func probe(ctx context.Context, p Prober, t probeTarget) probeResult {
 // maxProbes bounds the peers probed at once.
 const maxProbes = 16
 
-// Probe probes every peer of r that this host should reach (--check) and
-// adds what the probes found to the rows.
+// Probe probes every peer of r that this host should reach (--check),
+// over each family the backend carries to it, and adds what the probes
+// found to the rows.
 func Probe(ctx context.Context, r *Report, p Prober) {
 	r.Checked = true
-	results := make([]probeResult, len(r.Leases))
+	results := make([][]probeResult, len(r.Leases))
 	sem := make(chan struct{}, maxProbes)
 	var wg sync.WaitGroup
 	for i := range r.Leases {
 		row := &r.Leases[i]
-		if row.Self || !row.target.addr.IsValid() {
+		if row.Self {
 			continue
 		}
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			results[i] = probe(ctx, p, row.target)
-		})
+		results[i] = make([]probeResult, len(row.targets))
+		for j, t := range row.targets {
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				results[i][j] = probe(ctx, p, t)
+			})
+		}
 	}
 	wg.Wait()
 	for i := range r.Leases {
-		if row := &r.Leases[i]; !row.Self && row.target.addr.IsValid() {
-			explain(row, results[i])
+		row := &r.Leases[i]
+		if row.Self {
+			continue
+		}
+		for j := range row.targets {
+			explain(row, j, results[i][j])
 		}
 	}
 	finish(r)
 }
 
-// explain records res in row.Check and adds a problem for each failure the
-// row's problems do not already explain. Pure.
-func explain(row *Row, res probeResult) {
-	t := row.target
-	c := &Check{Target: t.addr.String()}
-	row.Check = c
+// explain records res, the probes of row.targets[j], in row.Check (or
+// CheckIPv6 for a dual-stack lease's IPv6 side) and adds a problem for
+// each failure the row's problems about that family do not already
+// explain. When the row has a target per family, or the target is IPv6,
+// each problem's message starts with the family. Pure.
+func explain(row *Row, j int, res probeResult) {
+	t := row.targets[j]
+	c := &Check{Family: t.family(), Target: t.addr.String()}
+	if j == 0 {
+		row.Check = c
+	} else {
+		row.CheckIPv6 = c
+	}
+	prefix := ""
+	if len(row.targets) > 1 || t.addr.Is6() {
+		prefix = c.Family + ": "
+	}
+	// The problems this family's probes weigh: the row's common ones,
+	// those of this family's entries, and those explain adds.
+	mine := slices.Clone(t.own)
 	has := func(code string) int {
-		for i, p := range row.Problems {
-			if p.Code == code {
+		for _, i := range mine {
+			if row.Problems[i].Code == code {
 				return i
 			}
 		}
 		return -1
 	}
 	add := func(code, format string, args ...any) {
-		row.Problems = append(row.Problems, Problem{Code: code, Message: fmt.Sprintf(format, args...)})
-	}
-	subnet := t.path.Dst
-	if !subnet.IsValid() || subnet.Bits() == 0 {
-		subnet = netip.PrefixFrom(t.addr, 32)
+		mine = append(mine, len(row.Problems))
+		row.Problems = append(row.Problems, Problem{Code: code, Message: prefix + fmt.Sprintf(format, args...)})
 	}
 
 	switch {
 	case errors.Is(res.pathErr, ErrNoRoute):
 		c.NoRoute = true
 		if has(CodeNoRoute) < 0 {
-			add(CodeNoRoute, "no route to %s: the agent has not programmed it; %s", row.Subnet, hint)
+			add(CodeNoRoute, "no route to %s: the agent has not programmed it; %s", t.subnet, hint)
 		}
 	case res.pathErr != nil:
 		c.Error = res.pathErr.Error()
@@ -183,7 +225,7 @@ func explain(row *Row, res probeResult) {
 
 	// Problems found so far, in the kernel or on the route, explain a
 	// silent peer.
-	known := len(row.Problems) > 0
+	known := t.known > 0 || len(mine) > 0
 	if res.echoErr == nil {
 		c.Reply = true
 		ms := float64(res.rtt.Microseconds()) / 1000
@@ -205,8 +247,8 @@ func explain(row *Row, res probeResult) {
 		c.PublicIPReply = &ok
 		if !ok {
 			found = true
-			add(CodePublicIPDown, "%s, the peer's PublicIP, does not answer ping either: the host is down, or the network between the hosts drops traffic; check `ip route get %s` and any firewall between them",
-				t.publicIP, t.publicIP)
+			add(CodePublicIPDown, "%s, the peer's %s, does not answer ping either: the host is down, or the network between the hosts drops traffic; check `ip route get %s` and any firewall between them",
+				t.publicIP, t.words().publicIP, t.publicIP)
 		}
 	}
 	if res.portTried {
@@ -226,8 +268,8 @@ func explain(row *Row, res probeResult) {
 		}
 	}
 	if !found && !known {
-		add(CodeGatewayNoAnswer, "%s answers ping, but %s, its pod gateway on cni0, does not (%v): cni0 appears with the first pod on that host; if pods run there, check its net.ipv4.ip_forward and FORWARD chain, and run `weft status` on that host%s",
-			t.publicIP, t.addr, res.echoErr, t.gatewayHint)
+		add(CodeGatewayNoAnswer, "%s answers ping, but %s, its pod gateway on cni0, does not (%v): cni0 appears with the first pod on that host; if pods run there, check its %s and FORWARD chain, and run `weft status` on that host%s",
+			t.publicIP, t.addr, res.echoErr, t.words().forwarding, t.gatewayHint)
 	}
 }
 

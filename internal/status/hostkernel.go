@@ -93,7 +93,7 @@ func hostNeed(in Inputs, r Report, f neightable.Family) hostfacts.Need {
 // factsHost is what hostfacts.Check looks at for this host. The MTU is
 // left out: status compares it itself, against subnet.env and cni0.
 func factsHost(in Inputs, kube bool) hostfacts.Host {
-	h := hostfacts.Host{IPv6: in.Config.EnableIPv6, Kube: kube}
+	h := hostfacts.Host{IPv6: in.Config.EnableIPv6, NoIPv4: !in.Config.EnableIPv4, Kube: kube}
 	if _, exp, bad := expectation(in.Config, in.Ext); bad == nil {
 		h.RPFilterDevs = hostfacts.RPFilterDevices(exp.DirectRouting, exp.Overlays, in.Ext.Name)
 	}

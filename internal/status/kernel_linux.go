@@ -17,16 +17,16 @@ import (
 )
 
 // Snapshot reads what Compare looks at from the namespace h works in:
-// every link with its IPv4 addresses (ip -4 addr), the main table (ip
-// route), and the neighbour and FDB entries of each device in overlays
-// that exists (ip neigh show dev D; bridge fdb show dev D).
+// every link with its addresses of both families (ip addr), the main
+// table (ip route), and the neighbour and FDB entries of each device in
+// overlays that exists (ip neigh show dev D; bridge fdb show dev D).
 func Snapshot(h *netlink.Handle, overlays []string) (Kernel, error) {
 	var k Kernel
 	links, err := kernel.RetryDump(h.LinkList)
 	if err != nil {
 		return Kernel{}, fmt.Errorf("list links: %w", err)
 	}
-	addrs, err := kernel.RetryDump(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_V4) })
+	addrs, err := kernel.RetryDump(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return Kernel{}, fmt.Errorf("list addresses: %w", err)
 	}
@@ -73,7 +73,7 @@ func Snapshot(h *netlink.Handle, overlays []string) (Kernel, error) {
 // neighbours and FDB of its overlay devices) and, when its entries depend
 // on it, which peers are directly reachable. An unknown backend, or one
 // with invalid options, gets the links and routes only: Build reports it.
-func snapshotFor(h *netlink.Handle, cfg *netconf.Config, ext backend.ExternalInterface, leases []lease.Lease, publicIP netip.Addr) (Kernel, map[netip.Addr]string, error) {
+func snapshotFor(h *netlink.Handle, cfg *netconf.Config, ext backend.ExternalInterface, leases []lease.Lease, publicIP, publicIPv6 netip.Addr) (Kernel, map[netip.Addr]string, error) {
 	_, exp, bad := expectation(cfg, ext)
 	k, err := Snapshot(h, exp.Overlays)
 	if err != nil || bad != nil || !exp.DirectRouting {
@@ -83,10 +83,11 @@ func snapshotFor(h *netlink.Handle, cfg *netconf.Config, ext backend.ExternalInt
 	for _, l := range leases {
 		if l.Attrs.PublicIP.IsValid() && l.Attrs.PublicIP != publicIP {
 			ips = append(ips, l.Attrs.PublicIP)
-			// vxlan's IPv6 side routes directly by the IPv6 underlay.
-			if cfg.EnableIPv6 && l.Attrs.PublicIPv6.IsValid() {
-				ips = append(ips, l.Attrs.PublicIPv6)
-			}
+		}
+		// vxlan's IPv6 side routes directly by the IPv6 underlay; on an
+		// IPv6-only network it is the only side.
+		if cfg.EnableIPv6 && l.Attrs.PublicIPv6.IsValid() && l.Attrs.PublicIPv6 != publicIPv6 {
+			ips = append(ips, l.Attrs.PublicIPv6)
 		}
 	}
 	return k, directPeers(h, k, ips, exp.Overlays), nil

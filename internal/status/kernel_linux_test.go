@@ -103,18 +103,21 @@ func TestSnapshotAndBuildVXLANInNamespace(t *testing.T) {
 	}
 }
 
-// NetProber from inside a namespace: route lookup, echo, the
-// don't-fragment echo that a smaller MTU on the far side swallows, and the
-// port probe with and without a listener.
+// NetProber from inside a namespace, over each family (--check probes a
+// peer over each): route lookup, echo, the don't-fragment echo that a
+// smaller MTU on the far side swallows, an absent address, and the port
+// probe with and without a listener.
 //
-//	netns A: va 10.9.0.1/24 mtu 1500 ── vb 10.9.0.2/24 mtu 1400 :netns B
+//	netns A: va 10.9.0.1/24 fd09::1/64 mtu 1500 ── vb 10.9.0.2/24 fd09::2/64 mtu 1400 :netns B
 func TestNetProberInNamespaces(t *testing.T) {
 	nstest.RequireRoot(t)
 	a, b := nstest.NewNS(t, "pa"), nstest.NewNS(t, "pb")
 	nstest.Exec(t, a, "ip", "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b)
 	nstest.Exec(t, a, "ip", "addr", "add", "10.9.0.1/24", "dev", "va")
+	nstest.Exec(t, a, "ip", "addr", "add", "fd09::1/64", "dev", "va", "nodad")
 	nstest.Exec(t, a, "ip", "link", "set", "va", "up")
 	nstest.Exec(t, b, "ip", "addr", "add", "10.9.0.2/24", "dev", "vb")
+	nstest.Exec(t, b, "ip", "addr", "add", "fd09::2/64", "dev", "vb", "nodad")
 	nstest.Exec(t, b, "ip", "link", "set", "vb", "mtu", "1400", "up")
 
 	h, err := netns.Handle(a)
@@ -123,47 +126,50 @@ func TestNetProberInNamespaces(t *testing.T) {
 	}
 	defer h.Close()
 	p := NetProber{Handle: h}
-	path, err := p.Lookup(ip("10.9.0.2"))
-	if err != nil || path.Dev != "va" || path.Gw.IsValid() || path.Src != ip("10.9.0.1") {
-		t.Errorf("Lookup(10.9.0.2) = %v, %v; want dev va without gateway, src 10.9.0.1", path, err)
-	}
-	if _, err := p.Lookup(ip("172.31.0.1")); err == nil || !strings.Contains(err.Error(), ErrNoRoute.Error()) {
-		t.Errorf("Lookup of an unrouted address: err = %v, want ErrNoRoute", err)
-	}
-
 	ctx := context.Background()
 	in := func(fn func() error) error { return netns.Do(a, fn) }
-	var rtt time.Duration
-	if err := in(func() (err error) { rtt, err = p.Echo(ctx, ip("10.9.0.2"), 0); return }); err != nil || rtt <= 0 {
-		t.Errorf("Echo(10.9.0.2) = %v, %v; want a reply", rtt, err)
-	}
-	if err := in(func() (err error) { _, err = p.Echo(ctx, ip("10.9.0.2"), 1400); return }); err != nil {
-		t.Errorf("1400-byte DF echo across MTU 1400: %v, want a reply", err)
-	}
-	if err := in(func() (err error) { _, err = p.Echo(ctx, ip("10.9.0.2"), 1500); return }); err == nil {
-		t.Error("1500-byte DF echo into an MTU-1400 device got a reply; want it lost")
-	}
-	if err := in(func() (err error) { _, err = p.Echo(ctx, ip("10.9.0.77"), 0); return }); err == nil {
-		t.Error("echo to an absent address got a reply")
-	}
+	for _, f := range []struct{ name, self, peer, unrouted, absent, udp string }{
+		{"IPv4", "10.9.0.1", "10.9.0.2", "172.31.0.1", "10.9.0.77", "udp4"},
+		{"IPv6", "fd09::1", "fd09::2", "fd31::1", "fd09::77", "udp6"},
+	} {
+		t.Run(f.name, func(t *testing.T) {
+			peer := ip(f.peer)
+			path, err := p.Lookup(peer)
+			if err != nil || path.Dev != "va" || path.Gw.IsValid() || path.Src != ip(f.self) {
+				t.Errorf("Lookup(%s) = %v, %v; want dev va without gateway, src %s", peer, path, err, f.self)
+			}
+			if _, err := p.Lookup(ip(f.unrouted)); err == nil || !strings.Contains(err.Error(), ErrNoRoute.Error()) {
+				t.Errorf("Lookup of an unrouted address: err = %v, want ErrNoRoute", err)
+			}
+			// IPv6 neighbour discovery settles with the first echoes; the
+			// first reply gets a deadline.
+			nstest.Eventually(t, 10*time.Second, func() error {
+				return in(func() (err error) { _, err = p.Echo(ctx, peer, 0); return })
+			})
+			if err := in(func() (err error) { _, err = p.Echo(ctx, peer, 1400); return }); err != nil {
+				t.Errorf("1400-byte DF echo across MTU 1400: %v, want a reply", err)
+			}
+			if err := in(func() (err error) { _, err = p.Echo(ctx, peer, 1500); return }); err == nil {
+				t.Error("1500-byte DF echo into an MTU-1400 device got a reply; want it lost")
+			}
+			if err := in(func() (err error) { _, err = p.Echo(ctx, ip(f.absent), 0); return }); err == nil {
+				t.Error("echo to an absent address got a reply")
+			}
 
-	var closed bool
-	if err := in(func() (err error) {
-		closed, err = p.PortUnreachable(ctx, netip.MustParseAddrPort("10.9.0.2:8472"))
-		return
-	}); err != nil || !closed {
-		t.Errorf("PortUnreachable without a listener = %v, %v; want true", closed, err)
-	}
-	var ln net.PacketConn
-	if err := netns.Do(b, func() (err error) { ln, err = net.ListenPacket("udp4", "10.9.0.2:8472"); return }); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	if err := in(func() (err error) {
-		closed, err = p.PortUnreachable(ctx, netip.MustParseAddrPort("10.9.0.2:8472"))
-		return
-	}); err != nil || closed {
-		t.Errorf("PortUnreachable with a listener = %v, %v; want false", closed, err)
+			port := netip.AddrPortFrom(peer, 8472)
+			var closed bool
+			if err := in(func() (err error) { closed, err = p.PortUnreachable(ctx, port); return }); err != nil || !closed {
+				t.Errorf("PortUnreachable without a listener = %v, %v; want true", closed, err)
+			}
+			var ln net.PacketConn
+			if err := netns.Do(b, func() (err error) { ln, err = net.ListenPacket(f.udp, port.String()); return }); err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			if err := in(func() (err error) { closed, err = p.PortUnreachable(ctx, port); return }); err != nil || closed {
+				t.Errorf("PortUnreachable with a listener = %v, %v; want false", closed, err)
+			}
+		})
 	}
 }
 

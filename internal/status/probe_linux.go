@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -45,26 +46,31 @@ func (p NetProber) handle() *netlink.Handle {
 // Lookup implements Prober: ip route get dst.
 func (p NetProber) Lookup(dst netip.Addr) (Path, error) { return lookup(p.handle(), dst) }
 
-// Echo implements Prober with a raw ICMP socket, which sees every ICMP
-// packet of the namespace: replies are matched on identifier and source,
-// and an ICMP error quoting one of our requests ends the wait at once with
-// what it says.
+// Echo implements Prober with a raw ICMP socket (ICMPv6 for an IPv6 dst),
+// which sees every ICMP packet of the namespace: replies are matched on
+// identifier and source, and an ICMP error quoting one of our requests
+// ends the wait at once with what it says.
 func (p NetProber) Echo(ctx context.Context, dst netip.Addr, size int) (time.Duration, error) {
-	const minSize = 20 + 8 // IPv4 + ICMP headers
+	f := icmpV4
+	if dst.Is6() {
+		f = icmpV6
+	}
+	minSize := f.ipHeader + 8 // IP + ICMP headers
 	if size != 0 && size < minSize {
 		return 0, fmt.Errorf("echo of %d bytes: smaller than the headers", size)
 	}
-	c, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
+	c, err := net.ListenPacket(f.network, f.any)
 	if err != nil {
-		return 0, fmt.Errorf("open ICMP socket: %w", err)
+		return 0, fmt.Errorf("open %s socket: %w", f.name, err)
 	}
 	conn := c.(*net.IPConn)
 	defer conn.Close()
 	data := []byte("weft-status")
 	if size != 0 {
-		// PMTUDISC_PROBE sets don't-fragment without the kernel refusing
-		// the send from a cached path MTU: the packet must really go out.
-		if err := setSockoptInt(conn, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_PROBE); err != nil {
+		// PMTUDISC_PROBE sets don't-fragment (IPv6 never fragments on
+		// the way) without the kernel refusing the send from a cached
+		// path MTU: the packet must really go out.
+		if err := setSockoptInt(conn, f.level, f.mtuDiscover, f.pmtudProbe); err != nil {
 			return 0, fmt.Errorf("set don't-fragment: %w", err)
 		}
 		data = make([]byte, size-minSize)
@@ -82,7 +88,8 @@ func (p NetProber) Echo(ctx context.Context, dst netip.Addr, size int) (time.Dur
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: seq, Data: data}}
+		// The kernel fills in an ICMPv6 checksum (RFC 3542).
+		msg := icmp.Message{Type: f.echo, Body: &icmp.Echo{ID: id, Seq: seq, Data: data}}
 		b, err := msg.Marshal(nil)
 		if err != nil {
 			return 0, fmt.Errorf("marshal echo: %w", err)
@@ -105,25 +112,29 @@ func (p NetProber) Echo(ctx context.Context, dst netip.Addr, size int) (time.Dur
 				break // this attempt timed out; send the next one
 			}
 			got := time.Now()
-			m, err := icmp.ParseMessage(1, buf[:n]) // 1: ICMP for IPv4
+			m, err := icmp.ParseMessage(f.proto, buf[:n])
 			if err != nil {
 				continue
 			}
 			fromIP, _ := from.(*net.IPAddr)
 			switch body := m.Body.(type) {
 			case *icmp.Echo:
-				if m.Type != ipv4.ICMPTypeEchoReply || body.ID != id || fromIP == nil || !fromIP.IP.Equal(dst.AsSlice()) {
+				if m.Type != f.echoReply || body.ID != id || fromIP == nil || !fromIP.IP.Equal(dst.AsSlice()) {
 					continue
 				}
 				if at, ok := sent[body.Seq]; ok {
 					return got.Sub(at), nil
 				}
 			case *icmp.DstUnreach:
-				if quotesEcho(body.Data, dst, id) {
-					return 0, unreachError(m.Code, buf[:n], fromIP, dst)
+				if f.quotesEcho(body.Data, dst, id) {
+					return 0, f.unreach(m.Code, buf[:n], fromIP, dst)
+				}
+			case *icmp.PacketTooBig:
+				if f.quotesEcho(body.Data, dst, id) {
+					return 0, fmt.Errorf("packet too big on the way to %s: %s has an MTU of %d", dst, reporter(fromIP), body.MTU)
 				}
 			case *icmp.TimeExceeded:
-				if quotesEcho(body.Data, dst, id) {
+				if f.quotesEcho(body.Data, dst, id) {
 					return 0, fmt.Errorf("time to live exceeded on the way to %s (reported by %v): a routing loop", dst, fromIP)
 				}
 			}
@@ -135,27 +146,81 @@ func (p NetProber) Echo(ctx context.Context, dst netip.Addr, size int) (time.Dur
 	return 0, fmt.Errorf("no echo reply from %s within %v", dst, EchoTimeout)
 }
 
+// icmpFamily is what Echo does differently over IPv4 and IPv6.
+type icmpFamily struct {
+	name, network, any     string
+	proto                  int // for icmp.ParseMessage: 1 ICMP, 58 ICMPv6
+	ipHeader               int
+	echo, echoReply        icmp.Type
+	level, mtuDiscover     int
+	pmtudProbe             int
+	dstOff, protoOff, ping int // in a quoted IP header: destination, next protocol; the echo request's type
+	unreach                func(code int, raw []byte, from *net.IPAddr, dst netip.Addr) error
+}
+
+var (
+	icmpV4 = icmpFamily{name: "ICMP", network: "ip4:icmp", any: "0.0.0.0", proto: 1, ipHeader: 20,
+		echo: ipv4.ICMPTypeEcho, echoReply: ipv4.ICMPTypeEchoReply,
+		level: unix.IPPROTO_IP, mtuDiscover: unix.IP_MTU_DISCOVER, pmtudProbe: unix.IP_PMTUDISC_PROBE,
+		dstOff: 16, protoOff: 9, ping: 8, unreach: unreachError}
+	icmpV6 = icmpFamily{name: "ICMPv6", network: "ip6:ipv6-icmp", any: "::", proto: 58, ipHeader: 40,
+		echo: ipv6.ICMPTypeEchoRequest, echoReply: ipv6.ICMPTypeEchoReply,
+		level: unix.IPPROTO_IPV6, mtuDiscover: unix.IPV6_MTU_DISCOVER, pmtudProbe: unix.IPV6_PMTUDISC_PROBE,
+		dstOff: 24, protoOff: 6, ping: 128, unreach: unreachError6}
+)
+
 // quotesEcho reports whether an ICMP error's quoted datagram is one of our
 // echo requests to dst.
-func quotesEcho(quoted []byte, dst netip.Addr, id int) bool {
-	if len(quoted) < 20 {
+func (f icmpFamily) quotesEcho(quoted []byte, dst netip.Addr, id int) bool {
+	if len(quoted) < f.ipHeader {
 		return false
 	}
-	ihl := int(quoted[0]&0x0f) * 4
-	if ihl < 20 || len(quoted) < ihl+8 || quoted[9] != 1 { // protocol ICMP
+	hdr := f.ipHeader
+	if f.proto == 1 {
+		hdr = int(quoted[0]&0x0f) * 4
+		if hdr < 20 {
+			return false
+		}
+	}
+	want := byte(1) // ICMP
+	if f.proto == 58 {
+		want = 58
+	}
+	if len(quoted) < hdr+8 || quoted[f.protoOff] != want {
 		return false
 	}
-	qdst, _ := netip.AddrFromSlice(quoted[16:20])
-	return qdst == dst && quoted[ihl] == 8 && int(binary.BigEndian.Uint16(quoted[ihl+4:])) == id
+	qdst, _ := netip.AddrFromSlice(quoted[f.dstOff : f.dstOff+dst.BitLen()/8])
+	return qdst == dst && int(quoted[hdr]) == f.ping && int(binary.BigEndian.Uint16(quoted[hdr+4:])) == id
+}
+
+func reporter(from *net.IPAddr) string {
+	if from != nil {
+		return from.IP.String()
+	}
+	return "a router"
+}
+
+// unreachError6 says what an ICMPv6 destination unreachable message with
+// code means for traffic to dst (RFC 4443).
+func unreachError6(code int, _ []byte, from *net.IPAddr, dst netip.Addr) error {
+	by := reporter(from)
+	switch code {
+	case 0:
+		return fmt.Errorf("%s reports no route to %s", by, dst)
+	case 1, 5, 6:
+		return fmt.Errorf("%s reports that traffic to %s is administratively prohibited (a firewall)", by, dst)
+	case 3:
+		return fmt.Errorf("%s reports address unreachable for %s (no neighbour answer on its last hop)", by, dst)
+	case 4:
+		return fmt.Errorf("%s reports port unreachable for %s", by, dst)
+	}
+	return fmt.Errorf("%s reports %s unreachable (ICMPv6 code %d)", by, dst, code)
 }
 
 // unreachError says what an ICMP destination unreachable message with
 // code and raw bytes (header included) means for traffic to dst.
 func unreachError(code int, raw []byte, from *net.IPAddr, dst netip.Addr) error {
-	by := "a router"
-	if from != nil {
-		by = from.IP.String()
-	}
+	by := reporter(from)
 	switch code {
 	case 4:
 		mtu := 0
@@ -181,7 +246,7 @@ func unreachError(code int, raw []byte, from *net.IPAddr, dst netip.Addr) error 
 // unreachable for it into ECONNREFUSED on the next read.
 func (p NetProber) PortUnreachable(ctx context.Context, dst netip.AddrPort) (bool, error) {
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "udp4", dst.String())
+	c, err := d.DialContext(ctx, "udp", dst.String())
 	if err != nil {
 		return false, fmt.Errorf("probe UDP %s: %w", dst, err)
 	}

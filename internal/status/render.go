@@ -27,10 +27,7 @@ const wrapWidth = 100
 // lease, then every problem with its explanation.
 func WriteTable(w io.Writer, r Report) error {
 	var b strings.Builder
-	network := r.Network
-	if r.IPv6Network != "" {
-		network += " & " + r.IPv6Network
-	}
+	network := both(r.Network, r.IPv6Network)
 	fmt.Fprintf(&b, "network %s, backend %s, leases from %s\n", network, r.Backend, r.Store)
 	fmt.Fprintf(&b, "this host: %s\n\n", hostLine(r.Host))
 
@@ -101,10 +98,14 @@ func hostLine(h Host) string {
 }
 
 // both renders a value and its IPv6 counterpart, when there is one, as
-// "10.5.1.0/24 & fd00::/64".
+// "10.5.1.0/24 & fd00::/64"; the IPv6 one alone when there is no IPv4 one
+// (an IPv6-only network).
 func both(v4, v6 string) string {
-	if v6 == "" {
+	switch {
+	case v6 == "":
 		return v4
+	case v4 == "":
+		return v6
 	}
 	return v4 + " & " + v6
 }
@@ -148,10 +149,21 @@ func kernelSummary(es []Entry) string {
 	return strings.Join(bad, ", ")
 }
 
+// checkSummary is what --check found for row: of its one family, or of
+// both as "ok 0.12ms & no route" (IPv4 first).
 func checkSummary(row Row, checked bool) string {
-	c := row.Check
+	if !checked {
+		return "-"
+	}
+	if row.CheckIPv6 != nil {
+		return oneCheckSummary(row.Check) + " & " + oneCheckSummary(row.CheckIPv6)
+	}
+	return oneCheckSummary(row.Check)
+}
+
+func oneCheckSummary(c *Check) string {
 	switch {
-	case !checked || c == nil:
+	case c == nil:
 		return "-"
 	case c.Reply && c.FullSizeReply != nil && !*c.FullSizeReply:
 		return "small only"

@@ -46,13 +46,14 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	in.Ext, in.ExtErr = extiface.Select(h, o.Iface)
 	switch {
 	case in.ExtErr == nil:
-		in.PublicIP = in.Ext.PublicIP
-	case o.Iface.PublicIP != "":
+		in.PublicIP, in.PublicIPv6 = in.Ext.PublicIP, in.Ext.PublicIPv6
+	default:
 		in.PublicIP, _ = netip.ParseAddr(o.Iface.PublicIP)
+		in.PublicIPv6, _ = netip.ParseAddr(o.Iface.PublicIPv6)
 	}
 	in.SubnetEnv, in.SubnetErr = subnetenv.Read(o.SubnetFile)
 
-	if in.Kernel, in.Direct, err = snapshotFor(h, cfg, in.Ext, leases, in.PublicIP); err != nil {
+	if in.Kernel, in.Direct, err = snapshotFor(h, cfg, in.Ext, leases, in.PublicIP, in.PublicIPv6); err != nil {
 		return Report{}, fmt.Errorf("read this host's kernel state: %w", err)
 	}
 

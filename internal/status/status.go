@@ -89,11 +89,17 @@ type Row struct {
 	Refused string `json:"refused,omitempty"`
 	// Entries are the kernel entries this host needs for the peer; empty
 	// for the own lease and for peers this host cannot program.
-	Entries  []Entry   `json:"entries"`
-	Check    *Check    `json:"check,omitempty"` // --check's probes; nil without --check or for the own lease
-	Problems []Problem `json:"problems"`
+	Entries []Entry `json:"entries"`
+	// Check is --check's probes over the lease's first family (IPv4, or
+	// IPv6 for an IPv6-only lease), CheckIPv6 those over the IPv6 half
+	// of a dual-stack lease; nil without --check, for the own lease, and
+	// for a family the backend does not carry to the peer.
+	Check     *Check    `json:"check,omitempty"`
+	CheckIPv6 *Check    `json:"check_ipv6,omitempty"`
+	Problems  []Problem `json:"problems"`
 
-	target probeTarget // what --check probes, filled by Build; zero for none
+	// targets are what --check probes, one per family, filled by Build.
+	targets []probeTarget
 }
 
 // Entry states.
@@ -158,6 +164,7 @@ const (
 
 // Check is what --check found for one peer.
 type Check struct {
+	Family string `json:"family"` // "IPv4" or "IPv6": of Target and every probe
 	Target string `json:"target"` // the peer's pod gateway, its subnet's first address
 	// Path is the route the kernel picks for Target (ip route get), in
 	// iproute2's text; empty when there is none.

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/weftnet/weft/internal/status"
 )
 
 // LabSource is what the lab page learned of one host: the agent's probed
@@ -131,11 +133,16 @@ func cellFor(r *Page, subnet string, self bool) Cell {
 		if l.Subnet != subnet {
 			continue
 		}
+		// A dual-stack peer is probed over each family; the cell fails
+		// with the first family that does.
 		c := l.Check
 		if c == nil {
 			return Cell{State: CellUnknown, Text: "not probed"}
 		}
-		if c.Reply && (c.FullSizeReply == nil || *c.FullSizeReply) {
+		if c6 := l.CheckIPv6; c6 != nil && passed(c) && !passed(c6) {
+			c = c6
+		}
+		if passed(c) {
 			t := "ok"
 			if c.RTTms != nil {
 				t = fmt.Sprintf("ok %.2f ms", *c.RTTms)
@@ -156,6 +163,12 @@ func cellFor(r *Page, subnet string, self bool) Cell {
 		return Cell{State: CellFailed, Text: what + why}
 	}
 	return Cell{State: CellUnknown, Text: "unknown: no lease in this host's view"}
+}
+
+// passed reports whether a peer answered the probes of c: the echo, and
+// the full-size one where it was tried.
+func passed(c *status.Check) bool {
+	return c.Reply && (c.FullSizeReply == nil || *c.FullSizeReply)
 }
 
 var labTmpl = template.Must(template.New("lab.html.tmpl").Funcs(template.FuncMap{

@@ -163,3 +163,20 @@ func FuzzBuildLab(f *testing.F) {
 		}
 	})
 }
+
+// A dual-stack peer whose IPv6 probe fails while IPv4's answers is a
+// failed cell, in the IPv6 side's words.
+func TestLabCellFailsOnTheIPv6Side(t *testing.T) {
+	r := probed(0)
+	rtt := 0.25
+	r.Leases[1].CheckIPv6 = &status.Check{Family: "IPv6", NoRoute: true}
+	r.Leases[1].Problems = []status.Problem{{Code: status.CodeNoRoute, Message: "IPv6: no route to fd00:10:244:2::/64"}}
+	r.Leases[2].CheckIPv6 = &status.Check{Family: "IPv6", Reply: true, RTTms: &rtt}
+	p := BuildLab("t", t0, labSources(r, probed(1), probed(2)))
+	if c := p.Matrix.Cells[0][1]; c.State != CellFailed || c.Text != "failed: IPv6: no route to fd00:10:244:2::/64" {
+		t.Errorf("cell h1→h2: %+v; want failed in the IPv6 side's words", c)
+	}
+	if c := p.Matrix.Cells[0][2]; c.State != CellOK {
+		t.Errorf("cell h1→h3, ok over both families: %+v", c)
+	}
+}

@@ -102,9 +102,13 @@
     (rep.leases || []).forEach(function (r) {
       var c = r.check;
       if (r.self || !c) { return; }
+      // A dual-stack peer is probed over each family: the first that
+      // fails decides.
+      var passed = function (x) { return x.reply && x.full_size_reply !== false; };
+      if (r.check_ipv6 && passed(c) && !passed(r.check_ipv6)) { c = r.check_ipv6; }
       var probs = r.problems || [];
       var why = probs.length ? probs[probs.length - 1].message : (c.error || "no reply");
-      if (c.reply && c.full_size_reply !== false) {
+      if (passed(c)) {
         var rtt = c.rtt_ms !== undefined ? c.rtt_ms.toFixed(2) + " ms" : "";
         reach[r.subnet] = { text: "reachable, RTT " + rtt + (c.full_size_mtu ? ", MTU " + c.full_size_mtu + " path ok" : ""), bad: false };
       } else {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os/exec"
 	"slices"
 	"strings"
@@ -270,4 +271,68 @@ func TestStatusVXLANWrongVtepMAC(t *testing.T) {
 	}
 	out, _ = weftStatus(t, l, "h3", "--check")
 	t.Logf("h3 after h2's device MAC changed:\n%s", out)
+}
+
+// `weft status --check` on a dual-stack vxlan lab probes every peer over
+// both families. With h1's agent stopped and only its IPv6 route to h3
+// deleted, status on h1 exits 1 and names the IPv6 side: h3's IPv4 probe
+// still answers, its IPv6 probe finds no route, every problem of the row
+// is about IPv6, and h2 stays ok over both.
+func TestStatusCheckNamesTheIPv6Side(t *testing.T) {
+	l, _ := upLabSpec(t, lab.Spec{Hosts: 3, Pods: 1, Backend: "vxlan", IPFamily: lab.FamilyDual})
+	s2, s3 := subnetOf(t, l, "h2"), subnetOf(t, l, "h3")
+	s3v6 := v6SubnetOf(t, l, "h3")
+
+	// IPv6 neighbour discovery on the underlay and in the pods settles
+	// with the first packets: a healthy report within a deadline.
+	var r status.Report
+	nstest.Eventually(t, 30*time.Second, func() error {
+		var code int
+		if r, code = statusJSON(t, l, "h1", "--check"); code != 0 {
+			return fmt.Errorf("status --check on a healthy dual-stack lab exited %d: %+v", code, r.Leases)
+		}
+		return nil
+	})
+	for _, s := range []string{s2.String(), s3.String()} {
+		row := rowOf(t, r, s)
+		if row.Check == nil || row.Check.Family != "IPv4" || !row.Check.Reply || row.CheckIPv6 == nil || row.CheckIPv6.Family != "IPv6" || !row.CheckIPv6.Reply {
+			t.Errorf("healthy row %s: checks %+v, %+v; want a reply over each family", s, row.Check, row.CheckIPv6)
+		}
+	}
+
+	if err := l.StopAgent("h1", syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	ipIn(t, l, "h1", "-6", "route", "del", s3v6.String())
+
+	r, code := statusJSON(t, l, "h1", "--check")
+	if code != 1 || r.OK {
+		t.Errorf("status --check without h3's IPv6 route: exit %d, ok %v; want 1", code, r.OK)
+	}
+	row := rowOf(t, r, s3.String())
+	if row.Check == nil || !row.Check.Reply || row.CheckIPv6 == nil || !row.CheckIPv6.NoRoute || row.CheckIPv6.Reply {
+		t.Errorf("h3: IPv4 check %+v, IPv6 check %+v; want IPv4 answering, IPv6 without a route", row.Check, row.CheckIPv6)
+	}
+	if len(row.Problems) == 0 || row.Status != "problem" {
+		t.Errorf("h3: status %s, problems %+v", row.Status, row.Problems)
+	}
+	for _, p := range row.Problems {
+		if !strings.HasPrefix(p.Message, "IPv6: ") {
+			t.Errorf("h3 problem %q [%s] does not name the IPv6 side", p.Message, p.Code)
+		}
+	}
+	if !slices.ContainsFunc(row.Problems, func(p status.Problem) bool {
+		return p.Code == status.CodeNoRoute && strings.Contains(p.Message, "no route to "+s3v6.String())
+	}) {
+		t.Errorf("h3 problems %+v; want no_route to %s", row.Problems, s3v6)
+	}
+	if h2 := rowOf(t, r, s2.String()); h2.Status != "ok" || h2.CheckIPv6 == nil || !h2.CheckIPv6.Reply {
+		t.Errorf("h2: %+v, IPv6 check %+v; want ok", h2, h2.CheckIPv6)
+	}
+
+	out, _ := weftStatus(t, l, "h1", "--check")
+	t.Logf("IPv6 route to h3 deleted:\n%s", out)
+	if line := strings.Join(tableRow(t, out, s3.String()), " "); !strings.Contains(line, "& no route") || !strings.HasSuffix(line, "PROBLEM") {
+		t.Errorf("table row of h3 %q: want the IPv6 check's no route beside the IPv4 one's reply", line)
+	}
 }

@@ -1,15 +1,21 @@
 package kube
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/internal/backend/vxlan"
 	"github.com/weftnet/weft/internal/lab"
+	"github.com/weftnet/weft/internal/status"
 	"github.com/weftnet/weft/internal/subnetenv"
+	"github.com/weftnet/weft/internal/testbin"
 )
 
 // Kubernetes mode with IPv6 on the data path (issue 14): a lab whose
@@ -59,12 +65,20 @@ func TestLabKubeDualStack(t *testing.T) {
 	})
 }
 
-// TestLabKubeIPv6Only: an IPv6-only cluster on an IPv6-only underlay.
-// Nodes get an IPv6 podCIDR alone; each agent runs with "EnableIPv4":
-// false, leases it, writes subnet.env without IPv4 lines, and publishes
-// the IPv6 annotations only (no public-ip, no backend-data).
+// TestLabKubeIPv6Only: an IPv6-only cluster on an IPv6-only underlay,
+// with host-gw and with vxlan. Nodes get an IPv6 podCIDR alone; each
+// agent runs with "EnableIPv4": false, leases it, writes subnet.env
+// without IPv4 lines, and publishes the IPv6 annotations only (no
+// public-ip, no backend-data); vxlan makes flannel-v6.1 alone, publishes
+// its MAC in backend-v6-data, and gives pods the MTU of VXLAN over IPv6.
 func TestLabKubeIPv6Only(t *testing.T) {
-	k := startKubeLabFamily(t, "host-gw", lab.FamilyIPv6, 2, 1)
+	for _, be := range []string{"host-gw", "vxlan"} {
+		t.Run(be, func(t *testing.T) { testLabKubeIPv6Only(t, be) })
+	}
+}
+
+func testLabKubeIPv6Only(t *testing.T, be string) {
+	k := startKubeLabFamily(t, be, lab.FamilyIPv6, 2, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	v6net := lab.DefaultIPv6Network
@@ -80,9 +94,23 @@ func TestLabKubeIPv6Only(t *testing.T) {
 			if err != nil || env.Subnet.IsValid() || len(env.Networks) != 0 || env.IPv6Subnet.Masked() != sub6 {
 				t.Errorf("%s subnet.env = %+v, %v", h.Name, env, err)
 			}
+			v6data := "null"
+			if be == "vxlan" {
+				v6data = `{"VNI":1,"VtepMAC":"` + k.deviceMACOf(t, h.Name, vxlan.DeviceNameV6(1)) + `"}`
+				if _, err := k.handle(t, h.Name).LinkByName(vxlan.DeviceName(1)); err == nil {
+					t.Errorf("%s has %s on an IPv6-only network", h.Name, vxlan.DeviceName(1))
+				}
+				eth0, err := k.handle(t, h.Name).LinkByName(h.Iface)
+				if err != nil {
+					t.Fatalf("%s: %s: %v", h.Name, h.Iface, err)
+				}
+				if want := eth0.Attrs().MTU - vxlan.OverheadIPv6; env.MTU != want {
+					t.Errorf("%s FLANNEL_MTU=%d, want %d (%s's MTU minus %d for VXLAN over IPv6)", h.Name, env.MTU, want, h.Iface, vxlan.OverheadIPv6)
+				}
+			}
 			k.checkAnnotations(t, h, map[string]string{
-				p + "backend-v6-data":     "null",
-				p + "backend-type":        "host-gw",
+				p + "backend-v6-data":     v6data,
+				p + "backend-type":        be,
 				p + "kube-subnet-manager": "true",
 				p + "public-ipv6":         h.Addr6.Addr().String(),
 			})
@@ -90,11 +118,49 @@ func TestLabKubeIPv6Only(t *testing.T) {
 	})
 
 	// Needs the agent to key its own lease and peers by the IPv6 subnet
-	// when IPv4 is off, admission of IPv6-only leases, and host-gw's IPv6
-	// routes.
+	// when IPv4 is off, admission of IPv6-only leases, and the backend's
+	// IPv6 entries (host-gw's routes via PublicIPv6; vxlan's neighbour,
+	// FDB entry and onlink route on flannel-v6.1).
 	t.Run("pods reach each other over IPv6", func(t *testing.T) {
 		k.checkFamilies(t, ctx, []string{"IPv6"})
 	})
+
+	// weft status --check, run as the agent is, finds the own Node's
+	// lease by its IPv6 subnet and PublicIPv6, and probes the peer over
+	// IPv6.
+	t.Run("status --check over IPv6", func(t *testing.T) {
+		h := k.Topology().Hosts[0]
+		r := k.statusCheck(t, h)
+		sub6, _ := k.Subnet6(h.Name)
+		if !r.OK || r.Host.Subnet != sub6.String() || r.Host.PublicIP != h.Addr6.Addr().String() {
+			t.Errorf("status on %s: ok %v, host %+v, problems %+v", h.Name, r.OK, r.Host, r.Problems)
+		}
+		for _, row := range r.Leases {
+			if row.Self {
+				continue
+			}
+			if row.Check == nil || row.Check.Family != "IPv6" || !row.Check.Reply || row.Status != "ok" {
+				t.Errorf("peer %s: status %s, check %+v, problems %+v", row.Subnet, row.Status, row.Check, row.Problems)
+			}
+		}
+	})
+}
+
+// statusCheck runs `weft status --check -o json` in h's namespace with
+// its agent's flags and environment, and decodes the report.
+func (k *kubeLab) statusCheck(t *testing.T, h lab.Host) status.Report {
+	t.Helper()
+	args := append([]string{"netns", "exec", h.NS, testbin.Weft(t), "status", "--check", "-o", "json"}, k.Topology().AgentArgs(h)[1:]...)
+	cmd := exec.Command("ip", args...)
+	cmd.Env = append(os.Environ(), k.Topology().AgentEnv(h)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var r status.Report
+	if jerr := json.Unmarshal(stdout.Bytes(), &r); jerr != nil {
+		t.Fatalf("weft status on %s: %v, %v\n%s%s", h.Name, err, jerr, stdout.String(), stderr.String())
+	}
+	return r
 }
 
 // checkAnnotations compares h's flannel annotations with want, exactly:

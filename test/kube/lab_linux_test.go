@@ -411,9 +411,15 @@ func (k *kubeLab) handle(t *testing.T, name string) *netlink.Handle {
 // deviceMAC is the MAC of flannel.1 on host.
 func (k *kubeLab) deviceMAC(t *testing.T, host string) string {
 	t.Helper()
-	link, err := k.handle(t, host).LinkByName(vxlan.DeviceName(1))
+	return k.deviceMACOf(t, host, vxlan.DeviceName(1))
+}
+
+// deviceMACOf is the MAC of device dev on host.
+func (k *kubeLab) deviceMACOf(t *testing.T, host, dev string) string {
+	t.Helper()
+	link, err := k.handle(t, host).LinkByName(dev)
 	if err != nil {
-		t.Fatalf("%s: %s: %v", host, vxlan.DeviceName(1), err)
+		t.Fatalf("%s: %s: %v", host, dev, err)
 	}
 	return link.Attrs().HardwareAddr.String()
 }

@@ -27,11 +27,39 @@ import (
 // dualCluster is cluster with IPv6 enabled on every host.
 func dualCluster(t *testing.T, perSegment ...int) []*host {
 	t.Helper()
+	return clusterWith(t, func(hg *host) { hg.ipv6 = true }, perSegment...)
+}
+
+// clusterWith is cluster with set applied to every host.
+func clusterWith(t *testing.T, set func(*host), perSegment ...int) []*host {
+	t.Helper()
 	hs := cluster(t, perSegment...)
 	for _, hg := range hs {
-		hg.ipv6 = true
+		set(hg)
 	}
 	return hs
+}
+
+// wantV6Peers checks A's (hs[0]'s) IPv6 entries in a cluster of two
+// hosts on one segment and one behind the router: per peer a neighbour,
+// an FDB entry to its PublicIPv6 and an onlink route on flannel-v6.1, or
+// with direct, B's route via its PublicIPv6 on eth0 and C's entries alone.
+func wantV6Peers(t *testing.T, a *host, bs []*Backend, direct bool) {
+	t.Helper()
+	macB, macC := bs[1].IPv6().VtepMAC().String(), bs[2].IPv6().VtepMAC().String()
+	routeB := "fd00:10:244:2::/64 via fd00:10:244:2:: dev flannel-v6.1 metric 1024 onlink pref medium"
+	neighs := []string{"fd00:10:244:2:: lladdr " + macB + " PERMANENT", "fd00:10:244:3:: lladdr " + macC + " PERMANENT"}
+	fdbs := sorted(macB+" dst fd70::2 self permanent", macC+" dst fd70:0:0:1::3 self permanent")
+	if direct {
+		routeB = "fd00:10:244:2::/64 via fd70::2 dev eth0 metric 1024 pref medium"
+		neighs, fdbs = neighs[1:], []string{macC + " dst fd70:0:0:1::3 self permanent"}
+	}
+	backendtest.WantLines(t, "A's IPv6 routes", weftRoutes6(t, a.NS), []string{
+		routeB,
+		"fd00:10:244:3::/64 via fd00:10:244:3:: dev flannel-v6.1 metric 1024 onlink pref medium",
+	})
+	backendtest.WantLines(t, "A's IPv6 neighbours", neighs6(t, a.NS), neighs)
+	backendtest.WantLines(t, "A's IPv6 fdb", fdb6(t, a.NS), fdbs)
 }
 
 func neighs6(t *testing.T, ns string) []string     { return neighsOf(t, ns, ipv6) }
@@ -94,19 +122,8 @@ func TestDualStackPodTrafficThroughFlannelV6(t *testing.T) {
 		t.Errorf("BackendV6Data = %s, want %s", ls[0].Attrs.BackendV6Data, want)
 	}
 
-	macB, macC := bs[1].IPv6().VtepMAC().String(), bs[2].IPv6().VtepMAC().String()
-	backendtest.WantLines(t, "A's IPv6 routes", weftRoutes6(t, a.NS), []string{
-		"fd00:10:244:2::/64 via fd00:10:244:2:: dev flannel-v6.1 metric 1024 onlink pref medium",
-		"fd00:10:244:3::/64 via fd00:10:244:3:: dev flannel-v6.1 metric 1024 onlink pref medium",
-	})
-	backendtest.WantLines(t, "A's IPv6 neighbours", neighs6(t, a.NS), []string{
-		"fd00:10:244:2:: lladdr " + macB + " PERMANENT",
-		"fd00:10:244:3:: lladdr " + macC + " PERMANENT",
-	})
-	backendtest.WantLines(t, "A's IPv6 fdb", fdb6(t, a.NS), sorted(
-		macB+" dst fd70::2 self permanent",
-		macC+" dst fd70:0:0:1::3 self permanent",
-	))
+	macB := bs[1].IPv6().VtepMAC().String()
+	wantV6Peers(t, a, bs, false)
 	if got := nstest.Exec(t, a.NS, "ip", "-6", "addr", "show", "dev", "flannel-v6.1", "scope", "global"); !strings.Contains(got, "inet6 fd00:10:244:1::/128") {
 		t.Errorf("flannel-v6.1 addresses:\n%s\nwant fd00:10:244:1::/128", got)
 	}
@@ -198,13 +215,7 @@ func TestDualStackDirectRouting(t *testing.T) {
 	hs := dualCluster(t, 2, 1)
 	a := hs[0]
 	bs, _ := startAll(t, hs, `{"Type":"vxlan","DirectRouting":true}`)
-	macC := bs[2].IPv6().VtepMAC().String()
-	backendtest.WantLines(t, "A's IPv6 routes", weftRoutes6(t, a.NS), []string{
-		"fd00:10:244:2::/64 via fd70::2 dev eth0 metric 1024 pref medium",
-		"fd00:10:244:3::/64 via fd00:10:244:3:: dev flannel-v6.1 metric 1024 onlink pref medium",
-	})
-	backendtest.WantLines(t, "A's IPv6 neighbours", neighs6(t, a.NS), []string{"fd00:10:244:3:: lladdr " + macC + " PERMANENT"})
-	backendtest.WantLines(t, "A's IPv6 fdb", fdb6(t, a.NS), []string{macC + " dst fd70:0:0:1::3 self permanent"})
+	wantV6Peers(t, a, bs, true)
 	echoAll(t, hs, true)
 }
 

@@ -107,7 +107,12 @@ func TestDesireIPv6(t *testing.T) {
 
 func dualConfig(t *testing.T, backendJSON string) *netconf.Config {
 	t.Helper()
-	cfg, err := netconf.Parse([]byte(`{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":` + backendJSON + `}`))
+	return mustConfig(t, `{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":`+backendJSON+`}`)
+}
+
+func mustConfig(t *testing.T, raw string) *netconf.Config {
+	t.Helper()
+	cfg, err := netconf.Parse([]byte(raw))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,12 @@ import "fmt"
 // they name the peers' MACs, not ours.
 //
 // The IPv6 side's MAC is replaced with the IPv4 one's: a copied state
-// directory copied both, and the agent compares the IPv4 MAC only.
+// directory copied both, and the agent compares the IPv4 MAC only. On an
+// IPv6-only network it is the IPv6 side's MAC that is replaced.
 func (b *Backend) Readdress() (string, string, error) {
+	if b.noIPv4 {
+		return b.v6.readdress()
+	}
 	old, mac, err := b.readdress()
 	if err != nil || b.v6 == nil {
 		return old, mac, err

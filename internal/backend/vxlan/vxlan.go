@@ -198,12 +198,17 @@ type repairCounters struct {
 // flannel-v6.<VNI>, fed each lease's IPv6 half (IPv6Subnet, PublicIPv6,
 // BackendV6Data) as if it were a lease (v6Half), with the IPv6 underlay
 // address as its external address. Its kernel entries, VTEP MAC and MAC
-// file are its own; Run repairs both in one loop.
+// file are its own; Run repairs both in one loop. On an IPv6-only network
+// (EnableIPv4 false) the driving Backend has no device, publishes no
+// BackendData, and passes everything to v6.
 type Backend struct {
-	ext       backend.ExternalInterface // for the IPv6 side: Addr and PublicIP are the IPv6 ones
-	network   netip.Prefix
-	set       Settings
-	ipv6      bool            // this is the IPv6 side
+	ext     backend.ExternalInterface // for the IPv6 side: Addr and PublicIP are the IPv6 ones
+	network netip.Prefix
+	set     Settings
+	ipv6    bool // this is the IPv6 side
+	// noIPv4: the network is IPv6-only (EnableIPv4 false), so this
+	// Backend has no device of its own and only drives v6.
+	noIPv4    bool
 	v6        *Backend        // the IPv6 side; nil when IPv6 is not enabled
 	podMTU    int             // the MTU of pods, the least of both sides'
 	dev       string          // flannel.<VNI>, or flannel-v6.<VNI>
@@ -287,13 +292,23 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 	if err := supported(); err != nil {
 		return nil, err
 	}
-	ext, err := backend.CheckConfig(BackendType, cfg)
+	v6only := cfg.Network != nil && !cfg.Network.EnableIPv4
+	check := backend.CheckConfig
+	if v6only {
+		check = backend.CheckConfigIPv6Only
+	}
+	ext, err := check(BackendType, cfg)
 	if err != nil {
 		return nil, err
 	}
 	set, err := ParseSettings(cfg.Network.Backend, ext.MTU)
 	if err != nil {
 		return nil, err
+	}
+	if v6only && !ext.Addr6.IsValid() {
+		// CheckConfigIPv6Only accepts --public-ipv6 alone; the device
+		// needs a local address to send from.
+		return nil, fmt.Errorf("vxlan needs a global IPv6 address on interface %s for %s to send from, on an IPv6-only network", ext.Name, DeviceNameV6(set.VNI))
 	}
 	if o.Handle != nil && o.Netns == nil && !o.NoSubscribe {
 		return nil, errors.New("vxlan: Options.Handle needs Options.Netns (or NoSubscribe), so that deletions are watched where entries are programmed")
@@ -313,6 +328,16 @@ func NewWithOptions(cfg backend.Config, o Options) (*Backend, error) {
 		opts:      o,
 		names:     map[int]string{ext.Index: ext.Name},
 		metrics:   cfg.Metrics,
+	}
+	if v6only {
+		// The IPv6 side alone; this Backend drives it and publishes no
+		// BackendData, as flannel's vxlan on an IPv6-only network.
+		b.noIPv4, b.dev = true, ""
+		if b.v6, err = newIPv6Side(cfg, ext, set, o, b.log); err != nil {
+			return nil, err
+		}
+		b.podMTU = b.v6.podMTU
+		return b, nil
 	}
 	if cfg.StateDir != "" {
 		b.macFile = filepath.Join(cfg.StateDir, MACFileName(set.VNI))
@@ -766,7 +791,12 @@ func Descriptor() backend.Descriptor {
 		CheckOptions: func(raw json.RawMessage) error { _, err := parseOptions(raw); return err },
 		Expect:       expect,
 		LeaseMAC: func(l lease.Lease) (kernel.MAC, bool) {
-			mac, err := parsePeerData(l.Attrs.BackendData)
+			data := l.Attrs.BackendData
+			if !l.Subnet.IsValid() {
+				// An IPv6-only lease's VTEP is flannel-v6's.
+				data = l.Attrs.BackendV6Data
+			}
+			mac, err := parsePeerData(data)
 			return mac, err == nil
 		},
 		LeaseCheck: leaseCheck,
@@ -788,7 +818,9 @@ func Descriptor() backend.Descriptor {
 // releases writes one without it) is taken to use the network's. With
 // IPv6 enabled, a BackendV6Data is held to the same rules: a lease that
 // publishes one with no usable VtepMAC or another VNI is refused (a lease
-// with none keeps its IPv4 side; the IPv6 side skips it and says why).
+// with none keeps its IPv4 side; the IPv6 side skips it and says why). On
+// an IPv6-only network BackendV6Data is all a lease has, and all that is
+// judged.
 func leaseCheck(cfg *netconf.Config) (backend.LeaseCheck, error) {
 	set, err := parseOptions(cfg.Backend)
 	if err != nil {
@@ -806,6 +838,17 @@ func leaseCheck(cfg *netconf.Config) (backend.LeaseCheck, error) {
 			return mac, fmt.Errorf("it publishes VNI %d but this network uses VNI %d", *d.VNI, set.VNI)
 		}
 		return mac, nil
+	}
+	if !cfg.EnableIPv4 {
+		// An IPv6-only lease publishes BackendV6Data alone; it names
+		// the peer's VTEP.
+		return func(l lease.Lease) (string, error) {
+			mac, err := check(l.Attrs.BackendV6Data)
+			if err != nil {
+				return "", fmt.Errorf("BackendV6Data: %w", err)
+			}
+			return "VtepMAC " + mac.String(), nil
+		}, nil
 	}
 	return func(l lease.Lease) (string, error) {
 		mac, err := check(l.Attrs.BackendData)
@@ -828,11 +871,18 @@ func expect(cfg *netconf.Config, ext backend.ExternalInterface) (backend.Expecta
 	if err != nil {
 		return backend.Expectation{}, err
 	}
+	port := set.Port
+	if port == 0 {
+		port = KernelDefaultPort
+	}
 	underlay := set.MTU
 	basis := fmt.Sprintf("the configured MTU %d minus %d for VXLAN", set.MTU, Overhead)
 	if underlay == 0 {
 		underlay = ext.MTU
 		basis = fmt.Sprintf("%s's MTU %d minus %d for VXLAN", ext.Name, ext.MTU, Overhead)
+	}
+	if !cfg.EnableIPv4 {
+		return expectIPv6Only(cfg, set, underlay, basis, port)
 	}
 	overhead := Overhead
 	if cfg.EnableIPv6 {
@@ -843,10 +893,6 @@ func expect(cfg *netconf.Config, ext backend.ExternalInterface) (backend.Expecta
 	podMTU, dev4MTU, dev6MTU := 0, 0, 0
 	if underlay != 0 {
 		podMTU, dev4MTU, dev6MTU = underlay-overhead, underlay-Overhead, underlay-OverheadIPv6
-	}
-	port := set.Port
-	if port == 0 {
-		port = KernelDefaultPort
 	}
 	overlays := []string{DeviceName(set.VNI)}
 	if cfg.EnableIPv6 {
@@ -866,6 +912,31 @@ func expect(cfg *netconf.Config, ext backend.ExternalInterface) (backend.Expecta
 				addIPv6Wants(&w, cfg.IPv6Network, set, dev6MTU, own, leases, direct)
 			}
 			return w
+		},
+	}, nil
+}
+
+// expectIPv6Only is expect on an IPv6-only network: flannel-v6 alone,
+// pods at the underlay's MTU minus 70, and each peer's entries under its
+// IPv6 subnet (its lease.Key).
+func expectIPv6Only(cfg *netconf.Config, set Settings, underlay int, basis string, port int) (backend.Expectation, error) {
+	basis = strings.Replace(basis, fmt.Sprintf("minus %d for VXLAN", Overhead), fmt.Sprintf("minus %d for VXLAN over IPv6", OverheadIPv6), 1)
+	mtu := 0
+	if underlay != 0 {
+		mtu = underlay - OverheadIPv6
+	}
+	dev := DeviceNameV6(set.VNI)
+	return backend.Expectation{
+		PodMTU:        mtu,
+		MTUBasis:      basis,
+		Port:          port,
+		PortUser:      "VXLAN device",
+		GatewayHint:   "; also check there that its " + dev + " device's MAC is the VtepMAC its lease publishes in BackendV6Data",
+		Overlays:      []string{dev},
+		DirectRouting: set.DirectRouting,
+		Wants: func(own lease.Lease, _ netip.Addr, leases []lease.Lease, direct map[netip.Addr]string) backend.Wants {
+			own6, _ := v6Half(own)
+			return wants(cfg.IPv6Network, set, dev, mtu, own6, own.Attrs.PublicIPv6, v6Halves(leases), direct)
 		},
 	}, nil
 }

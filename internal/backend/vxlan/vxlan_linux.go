@@ -273,9 +273,16 @@ func (b *Backend) ensureAddr(link netlink.Link) ([]change, error) {
 }
 
 // Start gives the device the own subnet's address, and flannel-v6 the own
-// IPv6 subnet's. The devices were settled by New and are re-created here
+// IPv6 subnet's (on an IPv6-only network, flannel-v6 alone). The devices were settled by New and are re-created here
 // if they went away since.
 func (b *Backend) Start(ctx context.Context, own lease.Lease) error {
+	if b.noIPv4 {
+		h, ok := v6Half(own)
+		if !ok {
+			return fmt.Errorf("vxlan: own lease %s has no IPv6 subnet, which an IPv6-only network needs", own)
+		}
+		return b.v6.start(ctx, h)
+	}
 	if err := b.start(ctx, own); err != nil {
 		return err
 	}
@@ -316,6 +323,9 @@ func (b *Backend) start(ctx context.Context, own lease.Lease) error {
 // programmed regardless. A peer without an IPv6 half gets its IPv4
 // entries only.
 func (b *Backend) Apply(ctx context.Context, leases []lease.Lease) error {
+	if b.noIPv4 {
+		return b.v6.apply(ctx, v6Halves(leases))
+	}
 	err := b.apply(ctx, leases)
 	if b.v6 == nil || !b.v6.isStarted() {
 		return err
@@ -773,7 +783,10 @@ func (b *Backend) count(changes []change, counts backend.Counts) {
 // repairs both, which costs the other side a dump of its entries.
 func (b *Backend) Run(ctx context.Context) error {
 	sides := []*Backend{b}
-	if b.v6 != nil {
+	switch {
+	case b.noIPv4:
+		sides = []*Backend{b.v6}
+	case b.v6 != nil:
 		sides = append(sides, b.v6)
 	}
 	var watches []backend.Watch
@@ -795,6 +808,8 @@ func (b *Backend) Run(ctx context.Context) error {
 		Period:  b.opts.ReconcilePeriod,
 		Watches: watches,
 		Repair: func(trigger string) backend.Counts {
+			// Without IPv4 the driving Backend never applies, so its
+			// repair is nothing.
 			counts := b.repair(trigger)
 			if b.v6 != nil {
 				for kind, n := range b.v6.repair(trigger) {

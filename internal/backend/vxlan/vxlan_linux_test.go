@@ -42,6 +42,10 @@ type host struct {
 	// ipv6 enables IPv6 in the network config: the host leases and
 	// publishes its IPv6 subnet too (dualstack_linux_test.go).
 	ipv6 bool
+	// v6only makes the network config IPv6-only ("EnableIPv4": false):
+	// the host leases and publishes its IPv6 half alone
+	// (ipv6only_linux_test.go).
+	v6only bool
 }
 
 // cluster builds perSegment[s] hosts on segment s, numbered on from 1
@@ -81,8 +85,11 @@ func (hg *host) buildWith(t *testing.T, conf string, o Options, publishedV6 json
 	}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), hg.logBuf), nil)).With("host", hg.NS)
 	cfg := &netconf.Config{EnableIPv4: true, Network: network, SubnetLen: 24, BackendType: BackendType, Backend: json.RawMessage(conf)}
-	if hg.ipv6 {
+	if hg.ipv6 || hg.v6only {
 		cfg.EnableIPv6, cfg.IPv6Network, cfg.IPv6SubnetLen = true, backendtest.Network6, 64
+	}
+	if hg.v6only {
+		cfg.EnableIPv4, cfg.Network, cfg.SubnetLen = false, netip.Prefix{}, 0
 	}
 	return NewWithOptions(backend.Config{
 		Ext:         hg.Ext,
@@ -110,6 +117,9 @@ func (hg *host) start(t *testing.T, conf string, o Options) *Backend {
 // lease is the lease hg publishes with b.
 func (hg *host) lease(b *Backend) lease.Lease {
 	typ, data := b.LeaseAttrs()
+	if hg.v6only {
+		return lease.Lease{IPv6Subnet: hg.Subnet6, Attrs: lease.Attrs{PublicIPv6: hg.Ext.PublicIPv6, BackendType: typ, BackendData: data, BackendV6Data: b.LeaseV6Data()}}
+	}
 	l := lease.Lease{Subnet: hg.Subnet, Attrs: lease.Attrs{PublicIP: hg.Ext.PublicIP, BackendType: typ, BackendData: data}}
 	if hg.ipv6 {
 		l.IPv6Subnet, l.Attrs.PublicIPv6, l.Attrs.BackendV6Data = hg.Subnet6, hg.Ext.PublicIPv6, b.LeaseV6Data()

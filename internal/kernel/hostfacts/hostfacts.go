@@ -142,6 +142,9 @@ func (r Reader) MTU(dev string) (int, error) {
 type Host struct {
 	// IPv6 checks IPv6 forwarding too (the network config's EnableIPv6).
 	IPv6 bool
+	// NoIPv4 skips what only IPv4 needs (forwarding, the bridge's
+	// iptables hook): the network is IPv6-only ("EnableIPv4": false).
+	NoIPv4 bool
 	// Kube checks what Kubernetes needs of the bridge (kube-proxy's rules
 	// must see traffic between pods on cni0).
 	Kube bool
@@ -195,12 +198,16 @@ func (r Reader) Check(h Host) ([]Finding, []error) {
 			fs = append(fs, *f)
 		}
 	}
-	add(r.forwarding("net.ipv4.ip_forward", "IPv4"))
+	if !h.NoIPv4 {
+		add(r.forwarding("net.ipv4.ip_forward", "IPv4"))
+	}
 	if h.IPv6 {
 		add(r.forwarding("net.ipv6.conf.all.forwarding", "IPv6"))
 	}
 	if h.Kube {
-		add(r.bridgeNF("net.bridge.bridge-nf-call-iptables"))
+		if !h.NoIPv4 {
+			add(r.bridgeNF("net.bridge.bridge-nf-call-iptables"))
+		}
 		if h.IPv6 {
 			add(r.bridgeNF("net.bridge.bridge-nf-call-ip6tables"))
 		}

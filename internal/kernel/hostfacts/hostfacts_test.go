@@ -57,6 +57,23 @@ func TestCheckHealthyHostHasNoFindings(t *testing.T) {
 	}
 }
 
+// An IPv6-only network needs nothing of IPv4: its forwarding and the
+// bridge's iptables hook are not judged, IPv6's are.
+func TestCheckIPv6OnlyJudgesIPv6Alone(t *testing.T) {
+	files := healthy()
+	files["sys/net/ipv4/ip_forward"] = "0"
+	files["sys/net/bridge/bridge-nf-call-iptables"] = "0"
+	r := fakeProc(t, files)
+	if fs, errs := r.Check(Host{IPv6: true, NoIPv4: true, Kube: true}); len(fs) != 0 || len(errs) != 0 {
+		t.Errorf("IPv6-only host with IPv4 forwarding off: %+v, %v; want nothing", fs, errs)
+	}
+	files["sys/net/ipv6/conf/all/forwarding"] = "0"
+	r = fakeProc(t, files)
+	if fs, _ := r.Check(Host{IPv6: true, NoIPv4: true, Kube: true}); len(fs) != 1 || fs[0].Sysctl != "net.ipv6.conf.all.forwarding" {
+		t.Errorf("IPv6-only host with IPv6 forwarding off: %+v; want that one finding", fs)
+	}
+}
+
 func TestCheckFindsEachWrongFact(t *testing.T) {
 	for _, tc := range []struct {
 		name    string

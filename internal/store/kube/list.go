@@ -21,7 +21,8 @@ var (
 // status). Nodes whose annotations or podCIDR are unusable are left out
 // with one warning each; Nodes not managed by flannel or weft, and Nodes
 // without a podCIDR yet, quietly. The leases never expire (zero
-// Expiration).
+// Expiration). On an IPv6-only network (the network config's
+// "EnableIPv4": false) the Nodes' IPv6 podCIDRs are the leases.
 func (s *Store) List(ctx context.Context) ([]lease.Lease, error) {
 	nl, err := s.cs.ListNodes(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -32,5 +33,11 @@ func (s *Store) List(ctx context.Context) ([]lease.Lease, error) {
 		objs[i] = &nl.Items[i]
 	}
 	p := &peerSet{keys: s.keys, warned: make(map[string]string), s: s}
+	// A lister that never acquired (weft status) learns the families
+	// from the network config: an IPv6-only network's Nodes have no IPv4
+	// podCIDR and would all be left out as not for this host.
+	if cfg, err := s.Config(ctx); err == nil {
+		p.v6only = !cfg.EnableIPv4
+	}
 	return p.snapshot(objs), nil
 }

@@ -129,6 +129,9 @@ type peerSet struct {
 	keys keys
 	// warned maps a node name to the problem last reported for it.
 	warned map[string]string
+	// v6only reads Nodes as an IPv6-only network's even before Acquire
+	// said so (List for weft status, which never acquires).
+	v6only bool
 }
 
 func (p *peerSet) snapshot(objs []any) []lease.Lease {
@@ -138,7 +141,7 @@ func (p *peerSet) snapshot(objs []any) []lease.Lease {
 	}
 	var out []named
 	seen := make(map[string]bool, len(objs))
-	v6only := p.s.v6only()
+	v6only := p.v6only || p.s.v6only()
 	for _, o := range objs {
 		n, ok := o.(*corev1.Node)
 		if !ok {
