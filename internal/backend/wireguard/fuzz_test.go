@@ -18,7 +18,8 @@ func FuzzParseOptions(f *testing.F) {
 			return
 		}
 		if s.ListenPort < 1 || s.ListenPort > 65535 || s.PersistentKeepaliveInterval < 0 || s.PersistentKeepaliveInterval > 65535 ||
-			(s.MTU != 0 && s.MTU-Overhead < 68) || (s.PSK != "" && s.psk.IsZero() && s.PSK != Key{}.String()) {
+			(s.MTU != 0 && s.MTU-Overhead < 68) || (s.PSK != "" && s.psk.IsZero() && s.PSK != Key{}.String()) ||
+			(s.Mode != ModeSeparate && s.Mode != ModeAuto && s.Mode != ModeIPv4 && s.Mode != ModeIPv6) {
 			t.Errorf("accepted %s as %+v", raw, s)
 		}
 	})
