@@ -168,7 +168,7 @@ func TestDemoThreeHostsHostGW(t *testing.T) {
 // subnets of the two networks. It needs the IPv6 data plane of both
 // backends (route via PublicIPv6; flannel-v6.1).
 func TestDemoDualStack(t *testing.T) {
-	for _, backend := range []string{"host-gw", "vxlan"} {
+	for _, backend := range []string{"host-gw", "vxlan", "wireguard"} {
 		t.Run(backend, func(t *testing.T) {
 			nstest.RequireRoot(t)
 			spec := Spec{Prefix: testPrefix(), Hosts: 3, Pods: 2, Backend: backend, IPFamily: FamilyDual, StateRoot: t.TempDir()}
@@ -204,11 +204,15 @@ func TestDemoDualStack(t *testing.T) {
 					t.Errorf("%d %s checks, want %d (all: %v)", count[k], k, n, count)
 				}
 			}
-			for _, line := range []string{
+			lines := []string{
 				"IPv4: 24/24 pod pairs ok, source IPs preserved; 12/12 host→pod ok; IPv6: 24/24 pod pairs ok, source IPs preserved; 12/12 host→pod ok",
 				`"EnableIPv6": true, "IPv6Network": "fd00:10:244::/56"`,
 				"IPv6 routes: every host reaches every other host's IPv6 subnet",
-			} {
+			}
+			if backend == "wireguard" {
+				lines = append(lines, "wireguard: every host's flannel-wg and flannel-wg-v6 has a session with each of the other 2 hosts")
+			}
+			for _, line := range lines {
 				if !strings.Contains(out.String(), line) {
 					t.Errorf("output lacks %q", line)
 				}
