@@ -342,6 +342,25 @@ func (s Settings) Devices(network, network6 netip.Prefix) []DevSpec {
 	return out
 }
 
+// DevicesOf are the devices a host configured by cfg runs, for status
+// and the lab. It fails when cfg's Backend options are invalid.
+func DevicesOf(cfg *netconf.Config) ([]DevSpec, error) {
+	s, err := parseOptions(cfg.Backend)
+	if err != nil {
+		return nil, err
+	}
+	network, network6 := enabled(cfg)
+	return s.Devices(network, network6), nil
+}
+
+// KeyHalf says which half of a lease publishes the key and port of the
+// peer's device named dev in a network configured by cfg: IPv6's
+// (BackendV6Data) for flannel-wg-v6, and for flannel-wg in an IPv6-only
+// network; IPv4's (BackendData) otherwise.
+func KeyHalf(cfg *netconf.Config, dev string) (ipv6 bool) {
+	return dev == DeviceNameV6 || !cfg.EnableIPv4
+}
+
 // pickEndpoint is the address a single device (the modes but separate)
 // reaches a peer at, of pub4 and pub6, the peer's PublicIP and PublicIPv6
 // (invalid when that half is not a peer). A peer with one of them is
