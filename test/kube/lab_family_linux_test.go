@@ -4,11 +4,14 @@ import (
 	"context"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/internal/backend/wireguard"
 	"github.com/weftnet/weft/internal/lab"
+	"github.com/weftnet/weft/internal/nstest"
 	"github.com/weftnet/weft/internal/subnetenv"
 )
 
@@ -95,6 +98,54 @@ func TestLabKubeIPv6Only(t *testing.T) {
 	t.Run("pods reach each other over IPv6", func(t *testing.T) {
 		k.checkFamilies(t, ctx, []string{"IPv6"})
 	})
+}
+
+// TestLabKubeIPv6OnlyWireGuard: an IPv6-only cluster on the wireguard
+// backend. Each agent runs flannel-wg-v6 alone (Mode separate, the
+// default), publishes its key in backend-v6-data with ListenPortV6 and no
+// backend-data, and pods reach each other over IPv6 through it.
+func TestLabKubeIPv6OnlyWireGuard(t *testing.T) {
+	k := startKubeLabFamily(t, "wireguard", lab.FamilyIPv6, 2, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	t.Run("flannel-wg-v6 alone, its key in backend-v6-data", func(t *testing.T) {
+		for _, h := range k.Topology().Hosts {
+			key := keyOfFile(t, filepath.Join(filepath.Dir(h.SubnetFile), wireguard.KeyFileName))
+			k.checkAnnotations(t, h, map[string]string{
+				p + "backend-v6-data":     `{"PublicKey":"` + key.String() + `","Port":51821}`,
+				p + "backend-type":        "wireguard",
+				p + "kube-subnet-manager": "true",
+				p + "public-ipv6":         h.Addr6.Addr().String(),
+			})
+			links := nstest.Exec(t, h.NS, "ip", "link", "show")
+			if !strings.Contains(links, wireguard.DeviceNameV6+":") || strings.Contains(links, wireguard.DeviceName+":") {
+				t.Errorf("%s's links:\n%s", h.Name, links)
+			}
+		}
+	})
+
+	t.Run("pods reach each other over IPv6", func(t *testing.T) {
+		k.checkFamilies(t, ctx, []string{"IPv6"})
+	})
+}
+
+// keyOfFile is the public key of the private key in path.
+func keyOfFile(t *testing.T, path string) wireguard.Key {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := wireguard.ParseKey(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := priv.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub
 }
 
 // checkAnnotations compares h's flannel annotations with want, exactly:
