@@ -111,7 +111,11 @@ func TestLabKubeIPv6OnlyWireGuard(t *testing.T) {
 
 	t.Run("flannel-wg-v6 alone, its key in backend-v6-data", func(t *testing.T) {
 		for _, h := range k.Topology().Hosts {
-			key := keyOfFile(t, filepath.Join(filepath.Dir(h.SubnetFile), wireguard.KeyFileName))
+			priv, created, err := wireguard.LoadOrCreateKey(filepath.Join(filepath.Dir(h.SubnetFile), wireguard.KeyFileName))
+			if err != nil || created {
+				t.Fatalf("%s's key file: %v (created now: %v)", h.Name, err, created)
+			}
+			key, _ := priv.PublicKey()
 			k.checkAnnotations(t, h, map[string]string{
 				p + "backend-v6-data":     `{"PublicKey":"` + key.String() + `","Port":51821}`,
 				p + "backend-type":        "wireguard",
@@ -128,24 +132,6 @@ func TestLabKubeIPv6OnlyWireGuard(t *testing.T) {
 	t.Run("pods reach each other over IPv6", func(t *testing.T) {
 		k.checkFamilies(t, ctx, []string{"IPv6"})
 	})
-}
-
-// keyOfFile is the public key of the private key in path.
-func keyOfFile(t *testing.T, path string) wireguard.Key {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	priv, err := wireguard.ParseKey(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := priv.PublicKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pub
 }
 
 // checkAnnotations compares h's flannel annotations with want, exactly:
