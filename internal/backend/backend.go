@@ -108,7 +108,7 @@ func Built[B Backend](b B, err error) (Backend, error) {
 //
 // An IPv6-only network (EnableIPv4 false) is refused here, naming the
 // backend: a backend that runs one checks it with CheckConfigIPv6Only
-// instead (host-gw does; vxlan, udp and wireguard carry IPv4 underneath).
+// instead (host-gw and wireguard do; vxlan and udp carry IPv4 underneath).
 func CheckConfig(backendType string, cfg Config) (ExternalInterface, error) {
 	if cfg.Network != nil && !cfg.Network.EnableIPv4 {
 		return ExternalInterface{}, fmt.Errorf(`%s does not run an IPv6-only network ("EnableIPv4": false) in this version: use host-gw, or enable IPv4 ("EnableIPv4": true with a Network) for dual-stack`, backendType)

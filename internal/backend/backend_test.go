@@ -80,8 +80,8 @@ func TestBuiltIsNilOnError(t *testing.T) {
 	}
 }
 
-// An IPv6-only network: CheckConfig refuses it naming the backend (vxlan,
-// udp and wireguard carry IPv4 underneath); CheckConfigIPv6Only asks for
+// An IPv6-only network: CheckConfig refuses it naming the backend (vxlan
+// and udp carry IPv4 underneath); CheckConfigIPv6Only asks for
 // an IPv6Network and an IPv6 address peers reach this host at.
 func TestCheckConfigIPv6Only(t *testing.T) {
 	addr6 := netip.MustParseAddr("fd00:4:7::1")

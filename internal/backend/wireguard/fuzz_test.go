@@ -25,8 +25,9 @@ func FuzzParseOptions(f *testing.F) {
 	})
 }
 
-// The BackendData decoder never panics, and a key it accepts encodes back
-// to lease data that decodes to the same key and port.
+// The BackendData decoder never panics, decodes BackendV6Data alike, and
+// a key it accepts encodes back to lease data that decodes to the same key
+// and port.
 func FuzzParsePeerData(f *testing.F) {
 	for _, s := range []string{`{"PublicKey":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=","Port":51820}`,
 		`{"PublicKey":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="}`, `{}`, `null`, `{"PublicKey":"x","Port":1}`} {
@@ -34,6 +35,10 @@ func FuzzParsePeerData(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		d, err := ParsePeerData(json.RawMessage(raw))
+		d6, err6 := ParsePeerV6Data(json.RawMessage(raw))
+		if (err == nil) != (err6 == nil) || d6 != d {
+			t.Fatalf("%s: BackendData %+v, %v; BackendV6Data %+v, %v", raw, d, err, d6, err6)
+		}
 		if err != nil {
 			return
 		}
