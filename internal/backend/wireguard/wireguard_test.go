@@ -163,15 +163,11 @@ func TestDesire(t *testing.T) {
 	if len(st.devs) != 1 {
 		t.Errorf("devices = %v", st.devs)
 	}
-	for subnet, why := range map[string]string{
+	wantReasons(t, "refused", st.refused, map[string]string{
 		"10.244.4.0/24": "own public key",
 		"10.244.5.0/24": "public key of the peer with subnet 10.244.3.0/24",
 		"10.244.7.0/24": "PublicKey",
-	} {
-		if got := st.refused[netip.MustParsePrefix(subnet)]; !strings.Contains(got, why) {
-			t.Errorf("%s refused for %q, want %q", subnet, got, why)
-		}
-	}
+	})
 	if len(st.errs) != 3 {
 		t.Errorf("errs = %v", st.errs)
 	}
@@ -283,6 +279,17 @@ func wantPeers(t *testing.T, dev string, got, want []peer) {
 	for i := range want {
 		if !got[i].equal(want[i]) {
 			t.Errorf("%s peer %d = %+v, want %+v", dev, i, got[i], want[i])
+		}
+	}
+}
+
+// wantReasons checks that got holds, for each subnet of want, a reason
+// containing want's words; what names the map in errors.
+func wantReasons(t *testing.T, what string, got map[netip.Prefix]string, want map[string]string) {
+	t.Helper()
+	for subnet, why := range want {
+		if r := got[netip.MustParsePrefix(subnet)]; !strings.Contains(r, why) {
+			t.Errorf("%s %s: %q, want %q", what, subnet, r, why)
 		}
 	}
 }
