@@ -441,9 +441,10 @@ func buildRow(in Inputs, l lease.Lease, self bool, m model) Row {
 		}
 	}
 	if !t.path.Dst.IsValid() {
-		// udp: the route for the whole network carries every peer.
+		// udp, wireguard: the route for the whole network carries every
+		// peer; a dual-stack wireguard host has one per family.
 		for _, w := range m.wants.Host {
-			if w.Kind == KindRoute {
+			if w.Kind == KindRoute && w.Dst.Contains(t.addr) {
 				t.path = w
 			}
 		}

@@ -3,12 +3,14 @@ package status
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/weftnet/weft/internal/backend/wireguard"
+	"github.com/weftnet/weft/internal/kernel"
 	"github.com/weftnet/weft/internal/lease"
 	"github.com/weftnet/weft/internal/netconf"
 )
@@ -180,5 +182,56 @@ func TestAddWireGuardDualStack(t *testing.T) {
 	addWireGuard(&r, leases, devs, time.Unix(1_800_000_000, 0))
 	if len(r.Problems) != 1 || r.Problems[0].Code != CodeWGDevice || !strings.Contains(r.Problems[0].Message, "flannel-wg-v6 through /run/flannel/flannel-wg-v6.sock") {
 		t.Errorf("no flannel-wg-v6: %+v", r.Problems)
+	}
+}
+
+// The model of a dual-stack wireguard host in Mode separate: flannel-wg
+// and flannel-wg-v6 with MTU 1500 − 80, each with its network's route,
+// judged as host entries; a peer's probe goes to its IPv4 pod address by
+// flannel-wg's route, not by flannel-wg-v6's. With one device missing,
+// the host's entries say which.
+func TestBuildWireGuardDualStack(t *testing.T) {
+	in := hostgwHealthy(t)
+	in.Config = mustConfig(t, `{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"wireguard"}}`)
+	for i := range in.Leases {
+		l := &in.Leases[i]
+		key := wgKey(t, byte(i+1))
+		l.IPv6Subnet = netip.MustParsePrefix("fd00:10:244:" + string(rune('1'+i)) + "::/64")
+		l.Attrs.PublicIPv6 = netip.MustParseAddr("2001:db8::" + string(rune('1'+i)))
+		l.Attrs.BackendType = "wireguard"
+		l.Attrs.BackendData = json.RawMessage(`{"PublicKey":"` + key.String() + `","Port":51820}`)
+		l.Attrs.BackendV6Data = json.RawMessage(`{"PublicKey":"` + key.String() + `","Port":51821}`)
+	}
+	in.SubnetEnv.MTU = 1420
+	in.SubnetEnv.IPv6Network = []netip.Prefix{pfx("fd00:10:244::/56")}
+	in.SubnetEnv.IPv6Subnet = pfx("fd00:10:244:1::/64")
+	in.Kernel = hostgwKernel(
+		kernel.Route{Dst: pfx("10.244.0.0/16"), LinkIndex: 7, Proto: kernel.ProtoWeft},
+		kernel.Route{Dst: pfx("fd00:10:244::/56"), LinkIndex: 8, Proto: kernel.ProtoWeft})
+	in.Kernel.Links[2].MTU = 1420 // cni0, as the CNI plugin sets it from FLANNEL_MTU
+	in.Kernel.Links = append(in.Kernel.Links,
+		Link{Name: "flannel-wg", Index: 7, MTU: 1420, Up: true, Addrs: []netip.Prefix{pfx("10.244.1.0/32")}},
+		Link{Name: "flannel-wg-v6", Index: 8, MTU: 1420, Up: true, Addrs: []netip.Prefix{pfx("fd00:10:244:1::/128")}})
+	r := Build(in)
+	if !r.OK {
+		t.Errorf("healthy dual-stack wireguard host not OK: %+v", r.Problems)
+	}
+	var host []string
+	for _, e := range r.Host.Entries {
+		host = append(host, e.Want+" "+e.State)
+	}
+	if got, want := strings.Join(host, "|"), "flannel-wg mtu 1420 up ok|10.244.0.0/16 dev flannel-wg ok|flannel-wg-v6 mtu 1420 up ok|fd00:10:244::/56 dev flannel-wg-v6 ok"; got != want {
+		t.Errorf("host entries %s, want %s", got, want)
+	}
+	row := rowByNet(t, r, "10.244.2.0/24")
+	if row.target.addr != ip("10.244.2.1") || row.target.path.String() != "10.244.0.0/16 dev flannel-wg" {
+		t.Errorf("probe of peer 2: to %v by %v", row.target.addr, row.target.path)
+	}
+
+	in.Kernel.Links = in.Kernel.Links[:len(in.Kernel.Links)-1]
+	in.Kernel.Routes = in.Kernel.Routes[:1]
+	r = Build(in)
+	if r.OK || !strings.Contains(fmt.Sprint(r.Host.Entries), "flannel-wg-v6 mtu 1420 up") {
+		t.Errorf("no flannel-wg-v6: %+v", r.Host.Entries)
 	}
 }
