@@ -585,33 +585,45 @@ func testWireGuardInterop(t *testing.T, family string) {
 }
 
 // weft cleanup on a stopped wireguard host removes what the backend left:
-// the persistent flannel-wg with its route, and the key file.
+// the persistent flannel-wg with its route, and the key file; on a
+// dual-stack host flannel-wg-v6 too, with its IPv6 route and status
+// socket.
 func TestWireGuardCleanup(t *testing.T) {
-	l := upLabBackend(t, 2, 1, "wireguard")
-	h, _ := l.Topology().Host("h1")
-	if err := l.StopAgent("h1", syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(h.Dir, wireguard.KeyFileName)
-	if _, err := os.Stat(keyFile); err != nil {
-		t.Fatalf("no key file before cleanup: %v", err)
-	}
-	// The device outlives the agent, and drops what is routed into it.
-	if s := nstest.Exec(t, l.NS("h1"), "ip", "route", "show", "proto", "87"); !strings.Contains(s, "dev flannel-wg") {
-		t.Fatalf("flannel-wg's route is gone with the agent:\n%s", s)
-	}
-	out, err := exec.Command("ip", "netns", "exec", l.NS("h1"), testbin.Weft(t), "cleanup",
-		"--subnet-file="+h.SubnetFile, "--state-dir="+h.Dir).CombinedOutput()
-	if err != nil {
-		t.Fatalf("weft cleanup: %v\n%s", err, out)
-	}
-	if s := nstest.Exec(t, l.NS("h1"), "ip", "link"); strings.Contains(s, "flannel-wg") {
-		t.Errorf("flannel-wg left:\n%s", s)
-	}
-	if s := nstest.Exec(t, l.NS("h1"), "ip", "route", "show", "proto", "87"); strings.TrimSpace(s) != "" {
-		t.Errorf("routes left:\n%s", s)
-	}
-	if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
-		t.Errorf("key file left: %v", err)
+	for _, family := range []string{lab.FamilyIPv4, lab.FamilyDual} {
+		t.Run(family, func(t *testing.T) {
+			l, _ := upLabSpec(t, lab.Spec{Hosts: 2, Pods: 1, Backend: "wireguard", IPFamily: family})
+			h, _ := l.Topology().Host("h1")
+			if err := l.StopAgent("h1", syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			keyFile := filepath.Join(h.Dir, wireguard.KeyFileName)
+			if _, err := os.Stat(keyFile); err != nil {
+				t.Fatalf("no key file before cleanup: %v", err)
+			}
+			// The devices outlive the agent, and drop what is routed into them.
+			routes := func(fam string) string { return nstest.Exec(t, l.NS("h1"), "ip", fam, "route", "show", "proto", "87") }
+			if s := routes("-4"); !strings.Contains(s, "dev flannel-wg") {
+				t.Fatalf("flannel-wg's route is gone with the agent:\n%s", s)
+			}
+			if s := routes("-6"); family == lab.FamilyDual && !strings.Contains(s, "dev flannel-wg-v6") {
+				t.Fatalf("flannel-wg-v6's route is gone with the agent:\n%s", s)
+			}
+			out, err := exec.Command("ip", "netns", "exec", l.NS("h1"), testbin.Weft(t), "cleanup",
+				"--subnet-file="+h.SubnetFile, "--state-dir="+h.Dir).CombinedOutput()
+			if err != nil {
+				t.Fatalf("weft cleanup: %v\n%s", err, out)
+			}
+			if s := nstest.Exec(t, l.NS("h1"), "ip", "link"); strings.Contains(s, "flannel-wg") {
+				t.Errorf("a wireguard device left:\n%s", s)
+			}
+			if s := routes("-4") + routes("-6"); strings.TrimSpace(s) != "" {
+				t.Errorf("routes left:\n%s", s)
+			}
+			for _, f := range []string{keyFile, filepath.Join(h.Dir, wireguard.StatusSocketNameV6)} {
+				if _, err := os.Stat(f); !os.IsNotExist(err) {
+					t.Errorf("%s left: %v", f, err)
+				}
+			}
+		})
 	}
 }
