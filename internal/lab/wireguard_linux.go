@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"
@@ -55,19 +54,4 @@ func (l *Lab) waitWireGuardPeers(ctx context.Context) error {
 	}
 	l.out.say("wireguard: every host's %s has a session with each of the other %d hosts %s", strings.Join(names, " and "), want, formatSince(t0))
 	return nil
-}
-
-// wireGuardDevices are the devices a wireguard lab's agents run: the
-// lab's Backend object has no options, so Mode is flannel's default,
-// separate.
-func wireGuardDevices(s Spec) []wireguard.DevSpec {
-	set, _ := wireguard.ParseSettings(nil, 1500) // no options: cannot fail
-	var network, network6 netip.Prefix
-	if s.HasIPv4() {
-		network = s.Network
-	}
-	if s.HasIPv6() {
-		network6 = s.IPv6Network
-	}
-	return set.Devices(network, network6)
 }
