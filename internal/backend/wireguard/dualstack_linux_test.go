@@ -1,7 +1,9 @@
 package wireguard
 
 import (
+	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -138,6 +140,24 @@ func TestDualStackSeparate(t *testing.T) {
 	})
 	if err := h1.Echo(h2.EchoServer(t), 5*time.Second); err != nil {
 		t.Errorf("IPv4 after flannel-wg-v6 was made again: %v", err)
+	}
+
+	// A peer removed behind the agent's back (wg set ... peer K remove,
+	// through the status socket) is put back by the next repair; a peer
+	// added there that no lease has is removed.
+	before = h1.b.Repairs()
+	stranger := mustKey(t, 99)
+	sock := filepath.Join(h1.dir, StatusSocketNameV6)
+	if err := SetSocket(sock, fmt.Sprintf("public_key=%s\nremove=true\npublic_key=%s\nallowed_ip=fd00:10:244:99::/64\n", h2.b.PublicKey().hex(), stranger.hex()), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	h1.b.reconcile("test")
+	nstest.Eventually(t, 30*time.Second, func() error { return h1.Echo(target6, time.Second) })
+	if v6 := peersOfDev(t, h1, DeviceNameV6); len(v6) != 1 || v6[h2.b.PublicKey()] != "[fd70::2]:51821 fd00:10:244:2::/64" || h1.b.Repairs() == before {
+		t.Errorf("flannel-wg-v6's peers after a drift: %v (repairs %d, before %d)", v6, h1.b.Repairs(), before)
+	}
+	if n := backendtest.LogLines(h1.logs.String(), "peers repaired", DeviceNameV6, "set=1", "removed=1"); n == 0 {
+		t.Errorf("no peer repair logged:\n%s", h1.logs.String())
 	}
 }
 

@@ -346,3 +346,39 @@ func TestWantsDualStack(t *testing.T) {
 		}
 	}
 }
+
+// A device's peers that drifted from the desired ones are put back one by
+// one: a missing key or one with other allowed IPs is set again, a key no
+// lease has is removed, and a peer as wanted (whatever its endpoint,
+// which roaming moves) is not touched.
+func TestPeerDrift(t *testing.T) {
+	set := settings(t, `{}`)
+	a := peerOf("10.244.2.0/24", []string{"10.244.2.0/24", "fd00:10:244:2::/64"}, "192.168.0.2:51820", mustKey(t, 2))
+	b := peerOf("10.244.3.0/24", []string{"10.244.3.0/24"}, "192.168.0.3:51820", mustKey(t, 3))
+	c := peerOf("10.244.4.0/24", []string{"10.244.4.0/24"}, "192.168.0.4:51820", mustKey(t, 4))
+	status := func(p peer, endpoint string, allowed ...string) PeerStatus {
+		ps := PeerStatus{Key: p.Key, Endpoint: netip.MustParseAddrPort(endpoint)}
+		for _, x := range allowed {
+			ps.AllowedIPs = append(ps.AllowedIPs, netip.MustParsePrefix(x))
+		}
+		return ps
+	}
+	have := []PeerStatus{
+		status(a, "10.9.9.9:4000", "fd00:10:244:2::/64", "10.244.2.0/24"), // roamed, allowed IPs in another order
+		status(b, "192.168.0.3:51820", "10.244.3.0/25"),                   // allowed IPs changed
+		{Key: mustKey(t, 9)}, // no lease
+	}
+	text, fixed, removed := peerDrift(have, []peer{a, b, c}, set)
+	if removed != 1 || len(fixed) != 2 || !fixed[0].equal(b) || !fixed[1].equal(c) {
+		t.Errorf("fixed %+v, removed %d", fixed, removed)
+	}
+	want := "public_key=" + mustKey(t, 9).hex() + "\nremove=true\n" +
+		"public_key=" + mustKey(t, 3).hex() + "\nendpoint=192.168.0.3:51820\npersistent_keepalive_interval=0\nreplace_allowed_ips=true\nallowed_ip=10.244.3.0/24\n" +
+		"public_key=" + mustKey(t, 4).hex() + "\nendpoint=192.168.0.4:51820\npersistent_keepalive_interval=0\nreplace_allowed_ips=true\nallowed_ip=10.244.4.0/24\n"
+	if text != want {
+		t.Errorf("drift text:\n%s\nwant:\n%s", text, want)
+	}
+	if text, _, _ := peerDrift(have[:1], []peer{a}, set); text != "" {
+		t.Errorf("no drift: %q", text)
+	}
+}

@@ -713,6 +713,44 @@ func updateConfig(prev, next []peer, set Settings) string {
 	return rm.String() + add.String()
 }
 
+// peerDrift is the UAPI text that makes a device whose peers are have
+// hold want's instead: a wanted key it lacks, or holds with other allowed
+// IPs, is set again; a key it holds that is not wanted is removed. The
+// others, and every peer's session, are left alone, and so are
+// endpoints: WireGuard moves a peer's endpoint to wherever its
+// authenticated packets come from (roaming), which is not drift. fixed
+// are the wanted peers it sets. "" when the device holds what is wanted.
+// Pure.
+func peerDrift(have []PeerStatus, want []peer, set Settings) (text string, fixed []peer, removed int) {
+	held := make(map[Key][]netip.Prefix, len(have))
+	for _, p := range have {
+		held[p.Key] = slices.SortedFunc(slices.Values(p.AllowedIPs), comparePrefix)
+	}
+	var b strings.Builder
+	wanted := make(map[Key]bool, len(want))
+	for _, p := range want {
+		wanted[p.Key] = true
+		allowed, ok := held[p.Key]
+		if ok && slices.Equal(allowed, slices.SortedFunc(slices.Values(p.Allowed), comparePrefix)) {
+			continue
+		}
+		writePeer(&b, p, set)
+		fixed = append(fixed, p)
+	}
+	var rm strings.Builder
+	for _, p := range have {
+		if !wanted[p.Key] {
+			fmt.Fprintf(&rm, "public_key=%s\nremove=true\n", p.Key.hex())
+			removed++
+		}
+	}
+	return rm.String() + b.String(), fixed, removed
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+}
+
 // PeerStatus is what the device reports of one peer (wg show).
 type PeerStatus struct {
 	Key           Key

@@ -319,6 +319,7 @@ func (b *Backend) reconcileDevLocked(d *wgDev, trigger string, counts backend.Co
 		return err
 	}
 	var errs []error
+	errs = append(errs, b.repairPeersLocked(d, trigger, counts))
 	attrs := link.Attrs()
 	mtu := b.MTU()
 	if attrs.MTU != mtu {
@@ -359,6 +360,35 @@ func (b *Backend) reconcileDevLocked(d *wgDev, trigger string, counts backend.Co
 		errs = append(errs, f)
 	}
 	return errors.Join(errs...)
+}
+
+// repairPeersLocked puts back the peers of d that drifted from the last
+// Apply's (someone ran `wg set` on the status socket, or removed a peer):
+// a missing or changed peer is set again and greeted, an unknown one is
+// removed; the others keep their sessions. Callers hold mu.
+func (b *Backend) repairPeersLocked(d *wgDev, trigger string, counts backend.Counts) error {
+	dev := d.plane.dev
+	if dev == nil || d.plane.stale {
+		return nil
+	}
+	text, err := dev.IpcGet()
+	if err != nil {
+		return fmt.Errorf("read the peers of %s: %w", d.Name, err)
+	}
+	st, err := ParseIpcGet(text)
+	if err != nil {
+		return fmt.Errorf("read the peers of %s: %w", d.Name, err)
+	}
+	fix, fixed, removed := peerDrift(st.Peers, d.desired, b.set)
+	if fix == "" {
+		return nil
+	}
+	if err := dev.IpcSet(fix); err != nil {
+		return fmt.Errorf("repair the peers of %s: %w", d.Name, err)
+	}
+	b.changed(counts, d.Name, trigger, metrics.KindDevice, "peers repaired", "set", len(fixed), "removed", removed)
+	b.greetLocked(d, fixed, true)
+	return nil
 }
 
 // ownSubnets are the own subnets whose addresses d holds: that of each
