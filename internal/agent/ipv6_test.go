@@ -61,8 +61,8 @@ func TestDualStackLeasesAndPublishes(t *testing.T) {
 	}
 }
 
-// Each backend answers for its IPv6 side: host-gw carries it; udp does
-// not, as in flannel, and the agent says so at ERROR naming it; so does a
+// Each backend answers for its IPv6 side: host-gw and wireguard carry
+// it; udp does not, as in flannel, and the agent says so at ERROR naming it; so does a
 // host-gw host that leased IPv6 but has no PublicIPv6 to publish.
 func TestIPv6NoticePerBackend(t *testing.T) {
 	ext, _ := dualInterface(nil)
@@ -76,7 +76,7 @@ func TestIPv6NoticePerBackend(t *testing.T) {
 	}{
 		{"host-gw", own, false, "the host-gw backend carries pods' IPv6 traffic"},
 		{"udp", own, true, "the udp backend programs IPv4 only: no IPv6 routes, devices or rules, so pods' IPv6 traffic does not reach other hosts (flannel's udp backend is IPv4-only, and so is weft's"},
-		{"wireguard", own, true, "weft's wireguard backend does not program IPv6 yet"},
+		{"wireguard", own, false, "the wireguard backend carries pods' IPv6 traffic"},
 		{"host-gw", lease.Lease{Subnet: own.Subnet, IPv6Subnet: own.IPv6Subnet}, true, "no PublicIPv6 is published and peers cannot route IPv6"},
 		{"host-gw", lease.Lease{Subnet: own.Subnet}, true, "no IPv6 subnet was leased"},
 	} {

@@ -108,11 +108,11 @@ func Built[B Backend](b B, err error) (Backend, error) {
 //
 // An IPv6-only network (EnableIPv4 false) is refused here, naming the
 // backend: a backend that runs one checks it with CheckConfigIPv6Only
-// instead (host-gw and vxlan do; udp carries IPv4 underneath, as
-// flannel's, and wireguard does not yet).
+// instead (host-gw, vxlan and wireguard do; udp carries IPv4 underneath,
+// as flannel's).
 func CheckConfig(backendType string, cfg Config) (ExternalInterface, error) {
 	if cfg.Network != nil && !cfg.Network.EnableIPv4 {
-		return ExternalInterface{}, fmt.Errorf(`%s does not run an IPv6-only network ("EnableIPv4": false) in this version: use host-gw or vxlan, or enable IPv4 ("EnableIPv4": true with a Network) for dual-stack`, backendType)
+		return ExternalInterface{}, fmt.Errorf(`%s does not run an IPv6-only network ("EnableIPv4": false) in this version: use host-gw, vxlan or wireguard, or enable IPv4 ("EnableIPv4": true with a Network) for dual-stack`, backendType)
 	}
 	if cfg.Network == nil || !cfg.Network.Network.IsValid() || !cfg.Network.Network.Addr().Is4() {
 		return ExternalInterface{}, fmt.Errorf("%s needs an IPv4 cluster Network", backendType)

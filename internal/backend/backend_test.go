@@ -91,7 +91,7 @@ func TestCheckConfigIPv6Only(t *testing.T) {
 			Network: &netconf.Config{EnableIPv6: true, IPv6Network: netip.MustParsePrefix("fd00:10:244::/56"), IPv6SubnetLen: 64},
 		}
 	}
-	if _, err := CheckConfig("udp", good()); err == nil || !strings.Contains(err.Error(), `udp does not run an IPv6-only network ("EnableIPv4": false) in this version: use host-gw or vxlan`) {
+	if _, err := CheckConfig("udp", good()); err == nil || !strings.Contains(err.Error(), `udp does not run an IPv6-only network ("EnableIPv4": false) in this version: use host-gw, vxlan or wireguard`) {
 		t.Errorf("CheckConfig of an IPv6-only network: %v", err)
 	}
 	ext, err := CheckConfigIPv6Only("host-gw", good())

@@ -62,6 +62,9 @@ func (r *runner) dataPath(ctx context.Context) error {
 		if r.o.hasBackend("vxlan") {
 			subjects = append(subjects, subject{PathVXLANV6, "vxlan", "vx6", true})
 		}
+		if r.o.hasBackend("wireguard") {
+			subjects = append(subjects, subject{PathWireGuardV6, "wireguard", "wg6", true})
+		}
 	}
 	r.say("data path: %d subjects, %d rounds of iperf3 TCP×1, TCP×4, UDP (%v each) and %d pings", len(subjects), r.o.Rounds, r.o.Transfer, r.o.PingCount)
 

@@ -60,7 +60,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "data path: rounds over all backends")
 	fs.DurationVar(&o.Transfer, "time", o.Transfer, "data path: length of each iperf3 transfer")
 	fs.IntVar(&o.PingCount, "pings", o.PingCount, "data path: pings per round and backend, 10 ms apart")
-	fs.BoolVar(&o.IPv6, "ipv6", false, "data path: also measure over IPv6 in dual-stack labs (rows baseline-v6, host-gw-v6, vxlan-v6)")
+	fs.BoolVar(&o.IPv6, "ipv6", false, "data path: also measure over IPv6 in dual-stack labs (rows baseline-v6, host-gw-v6, vxlan-v6, wireguard-v6)")
 	fs.IntVar(&o.Joins, "joins", o.Joins, "join: joins per backend")
 	fs.StringVar(&leases, "leases", leases, "scale: synthetic lease counts, ascending, comma-separated")
 	fs.IntVar(&o.ScaleStarts, "scale-starts", o.ScaleStarts, "scale: agent starts per lease count and backend")

@@ -40,7 +40,7 @@ type Options struct {
 	Transfer  time.Duration // data path: each iperf3 transfer
 	PingCount int           // data path: pings per RTT sample, 10 ms apart
 	// IPv6 adds the data path's IPv6 rows: baseline-v6 (IPv6 routes typed
-	// by hand), host-gw-v6 and vxlan-v6, each in a dual-stack lab and
+	// by hand), host-gw-v6, vxlan-v6 and wireguard-v6, each in a dual-stack lab and
 	// measured between the pods' IPv6 addresses.
 	IPv6 bool
 

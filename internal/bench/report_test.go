@@ -250,7 +250,7 @@ func TestScaleTargetsUseMedians(t *testing.T) {
 
 // TestIPv6RowsReferences checks that the IPv6 rows are judged against
 // their own: host-gw-v6 against IPv6 routes typed by hand, vxlan-v6
-// against vxlan over IPv4.
+// against vxlan over IPv4, wireguard-v6 against wireguard over IPv4.
 func TestIPv6RowsReferences(t *testing.T) {
 	d := &DataPath{Rounds: 1, Backends: []PathBackend{
 		{Name: PathBaseline, Rounds: []PathSample{pathSample(10, 20, 500e3, 40)}},
@@ -258,6 +258,8 @@ func TestIPv6RowsReferences(t *testing.T) {
 		{Name: PathBaselineV6, Rounds: []PathSample{pathSample(9, 18, 450e3, 45)}},
 		{Name: PathHostGWV6, Agent: true, Rounds: []PathSample{pathSample(9, 18, 450e3, 45)}},
 		{Name: PathVXLANV6, Agent: true, Rounds: []PathSample{pathSample(6, 16, 300e3, 60)}},
+		{Name: PathWireGuard, Agent: true, Rounds: []PathSample{pathSample(4, 8, 200e3, 80)}},
+		{Name: PathWireGuardV6, Agent: true, Rounds: []PathSample{pathSample(3, 8, 200e3, 80)}},
 	}}
 	d.Summarize()
 	hg6, _ := d.Backend(PathHostGWV6)
@@ -268,7 +270,11 @@ func TestIPv6RowsReferences(t *testing.T) {
 	if vx6.Reference != PathVXLAN || vx6.VsReference == nil || math.Abs(float64(vx6.VsReference.TCP1)-6.0/8) > 1e-9 {
 		t.Errorf("vxlan-v6 reference %q %+v, want vxlan at 0.75", vx6.Reference, vx6.VsReference)
 	}
-	if !isIPv6Path(PathBaselineV6) || isIPv6Path(PathBaseline) {
+	wg6, _ := d.Backend(PathWireGuardV6)
+	if wg6.Reference != PathWireGuard || wg6.VsReference == nil || math.Abs(float64(wg6.VsReference.TCP1)-3.0/4) > 1e-9 {
+		t.Errorf("wireguard-v6 reference %q %+v, want wireguard at 0.75", wg6.Reference, wg6.VsReference)
+	}
+	if !isIPv6Path(PathBaselineV6) || !isIPv6Path(PathWireGuardV6) || isIPv6Path(PathBaseline) {
 		t.Error("isIPv6Path")
 	}
 }

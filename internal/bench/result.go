@@ -137,11 +137,15 @@ const (
 	PathBaselineV6 = "baseline-v6"
 	PathHostGWV6   = "host-gw-v6"
 	PathVXLANV6    = "vxlan-v6"
+	// PathWireGuardV6 is the wireguard backend's flannel-wg-v6 (Mode
+	// separate, WireGuard over the IPv6 underlay), judged against the
+	// wireguard row over IPv4 in the same run.
+	PathWireGuardV6 = "wireguard-v6"
 )
 
 // isIPv6Path says whether the named data path runs between IPv6 addresses.
 func isIPv6Path(name string) bool {
-	return name == PathBaselineV6 || name == PathHostGWV6 || name == PathVXLANV6
+	return name == PathBaselineV6 || name == PathHostGWV6 || name == PathVXLANV6 || name == PathWireGuardV6
 }
 
 // DataPath is the data-path section.
@@ -266,7 +270,7 @@ func (d *DataPath) Summarize() {
 		idx[b.Name] = i
 	}
 	refOf := map[string]string{PathHostGWMasq: PathHostGW, PathVXLAN: PathVXLANByHand, PathUDP: PathVXLAN, PathWireGuard: PathWireGuardGo,
-		PathHostGWV6: PathBaselineV6, PathVXLANV6: PathVXLAN}
+		PathHostGWV6: PathBaselineV6, PathVXLANV6: PathVXLAN, PathWireGuardV6: PathWireGuard}
 	for i := range d.Backends {
 		b := &d.Backends[i]
 		if j, ok := idx[PathBaseline]; ok {

@@ -138,3 +138,33 @@ func TestReportByFamily(t *testing.T) {
 		t.Errorf("IPv4-only report changed:\n%s", out)
 	}
 }
+
+// --wireguard-mode writes wireguard's Mode into the network config beside
+// the Type; it is refused on another backend, and a Mode wireguard does
+// not know is refused up front, naming it.
+func TestWireGuardModeConfig(t *testing.T) {
+	topo, err := Plan(Spec{Prefix: "w", Hosts: 2, Backend: "wireguard", WireGuardMode: "auto", IPFamily: FamilyDual, StateRoot: "/run/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := topo.Etcd.Config, `{"Network": "172.7.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56", "Backend": {"Type": "wireguard", "Mode": "auto"}}`; got != want {
+		t.Errorf("config %s, want %s", got, want)
+	}
+	if devs := wireGuardDevices(topo.Spec); len(devs) != 1 || devs[0].Name != "flannel-wg" || len(devs[0].Networks) != 2 {
+		t.Errorf("Mode auto's devices: %+v", devs)
+	}
+	if devs := wireGuardDevices(Spec{Backend: "wireguard", Network: DefaultNetwork, IPFamily: FamilyDual, IPv6Network: DefaultIPv6Network}); len(devs) != 2 {
+		t.Errorf("Mode separate's devices: %+v", devs)
+	}
+	for _, c := range []struct {
+		spec Spec
+		want string
+	}{
+		{Spec{Hosts: 2, Backend: "vxlan", WireGuardMode: "auto"}, "a wireguard option, not one of backend vxlan"},
+		{Spec{Hosts: 2, Backend: "wireguard", WireGuardMode: "both"}, `Mode "both"`},
+	} {
+		if _, err := Plan(c.spec); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Plan(%+v): %v, want %q", c.spec, err, c.want)
+		}
+	}
+}

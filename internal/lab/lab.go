@@ -135,6 +135,9 @@ func layoutNote(s Spec) string {
 	if s.DirectRouting {
 		note += ", DirectRouting"
 	}
+	if s.WireGuardMode != "" {
+		note += ", WireGuard Mode " + s.WireGuardMode
+	}
 	switch s.IPFamily {
 	case FamilyDual:
 		note += ", dual-stack (IPv6 network " + s.IPv6Network.String() + ")"

@@ -161,17 +161,25 @@ func TestDemoThreeHostsHostGW(t *testing.T) {
 	}
 }
 
-// A dual-stack demo (--ip-family dual) on host-gw and vxlan, 3 hosts × 2
-// pods: every pod pair and host→pod check passes over both families, each
-// IPv6 pod pair keeps the client pod's own IPv6 address as its source and
-// takes the backend's path, and every pod's addresses lie in its host's
-// subnets of the two networks. It needs the IPv6 data plane of both
-// backends (route via PublicIPv6; flannel-v6.1).
+// A dual-stack demo (--ip-family dual) on host-gw, vxlan and wireguard
+// (Mode separate, flannel-wg and flannel-wg-v6; and Mode auto, flannel-wg
+// alone for both), 3 hosts × 2 pods: every pod pair and host→pod check
+// passes over both families, each IPv6 pod pair keeps the client pod's
+// own IPv6 address as its source and takes the backend's path, and every
+// pod's addresses lie in its host's subnets of the two networks. It needs
+// each backend's IPv6 data plane (routes via PublicIPv6; flannel-v6.1;
+// flannel-wg-v6 or flannel-wg's second family).
 func TestDemoDualStack(t *testing.T) {
-	for _, backend := range []string{"host-gw", "vxlan"} {
-		t.Run(backend, func(t *testing.T) {
+	for _, tc := range []struct{ name, backend, wgMode, wgLine string }{
+		{"host-gw", "host-gw", "", ""},
+		{"vxlan", "vxlan", "", ""},
+		{"wireguard", "wireguard", "", "wireguard: every host's flannel-wg and flannel-wg-v6 has a session with each of the other 2 hosts"},
+		{"wireguard-auto", "wireguard", "auto", "wireguard: every host's flannel-wg has a session with each of the other 2 hosts"},
+	} {
+		backend := tc.backend
+		t.Run(tc.name, func(t *testing.T) {
 			nstest.RequireRoot(t)
-			spec := Spec{Prefix: testPrefix(), Hosts: 3, Pods: 2, Backend: backend, IPFamily: FamilyDual, StateRoot: t.TempDir()}
+			spec := Spec{Prefix: testPrefix(), Hosts: 3, Pods: 2, Backend: backend, WireGuardMode: tc.wgMode, IPFamily: FamilyDual, StateRoot: t.TempDir()}
 			downOnCleanup(t, spec)
 			out := &syncBuffer{}
 			res, err := Demo(context.Background(), labOptions(t, spec, out))
@@ -204,11 +212,15 @@ func TestDemoDualStack(t *testing.T) {
 					t.Errorf("%d %s checks, want %d (all: %v)", count[k], k, n, count)
 				}
 			}
-			for _, line := range []string{
+			lines := []string{
 				"IPv4: 24/24 pod pairs ok, source IPs preserved; 12/12 host→pod ok; IPv6: 24/24 pod pairs ok, source IPs preserved; 12/12 host→pod ok",
 				`"EnableIPv6": true, "IPv6Network": "fd00:10:244::/56"`,
 				"IPv6 routes: every host reaches every other host's IPv6 subnet",
-			} {
+			}
+			if tc.wgLine != "" {
+				lines = append(lines, tc.wgLine)
+			}
+			for _, line := range lines {
 				if !strings.Contains(out.String(), line) {
 					t.Errorf("output lacks %q", line)
 				}

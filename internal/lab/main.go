@@ -149,6 +149,7 @@ func mainBuild(ctx context.Context, cmd string, args []string, stdout, stderr io
 	fs.IntVar(&o.Segments, "segments", 1, "L2 segments the hosts are spread over, joined by a router (host-gw needs 1)")
 	fs.BoolVar(&o.IPMasq, "ip-masq", false, "run the agents with --ip-masq and add an internet host (10.4.7.99) outside the cluster: pod→pod keeps its source, pod→internet is masqueraded")
 	fs.BoolVar(&o.DirectRouting, "direct-routing", false, `vxlan's "DirectRouting": true (default: on for vxlan with --segments > 1)`)
+	fs.StringVar(&o.WireGuardMode, "wireguard-mode", "", `wireguard's "Mode": separate (flannel's default: flannel-wg, and flannel-wg-v6 for IPv6), or auto, ipv4 or ipv6 (flannel-wg alone carries both families)`)
 	fs.StringVar(&o.IPFamily, "ip-family", FamilyIPv4, `address families: ipv4; dual (the underlay also gets IPv6 ULAs, fd00:10:4:7::21 beside 10.4.7.21, the network config "EnableIPv6" with --ipv6-network, pods an address of each family, and every check runs over both); ipv6 (an IPv6-only cluster, "EnableIPv4": false, on an IPv6-only underlay; needs --store kube, since etcd mode has no IPv6-only lease, as in flannel)`)
 	network6 := DefaultIPv6Network.String()
 	fs.StringVar(&network6, "ipv6-network", network6, "the pods' IPv6 network (IPv6Network) with --ip-family dual or ipv6")

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+
+	"github.com/weftnet/weft/internal/backend/wireguard"
+	"github.com/weftnet/weft/internal/netconf"
 )
 
 // Defaults mirror a common flannel-on-etcd deployment: an underlay
@@ -78,6 +81,10 @@ type Spec struct {
 	// DirectRouting sets vxlan's "DirectRouting": true in the network
 	// config; only valid with the vxlan backend.
 	DirectRouting bool
+	// WireGuardMode sets wireguard's "Mode" in the network config
+	// (separate, auto, ipv4 or ipv6; "" leaves flannel's default,
+	// separate); only valid with the wireguard backend.
+	WireGuardMode string `json:",omitempty"`
 	// AgentArgs are extra flags for every agent (e.g. --ip-masq), appended
 	// after the lab's own so that they win.
 	AgentArgs []string `json:",omitempty"`
@@ -281,6 +288,14 @@ func Plan(s Spec) (Topology, error) {
 	}
 	if s.DirectRouting && s.Backend != "vxlan" {
 		return Topology{}, fmt.Errorf("lab direct routing: a vxlan option, not one of backend %s", s.Backend)
+	}
+	if s.WireGuardMode != "" {
+		if s.Backend != wireguard.BackendType {
+			return Topology{}, fmt.Errorf("lab wireguard mode: a wireguard option, not one of backend %s", s.Backend)
+		}
+		if err := wireguard.Descriptor().CheckOptions(s.backendOptions()); err != nil {
+			return Topology{}, fmt.Errorf("lab wireguard mode: %w", err)
+		}
 	}
 	if !s.Network.Addr().Is4() || s.Network.Bits() > 22 || s.Network.Masked() != s.Network {
 		return Topology{}, fmt.Errorf("lab network %s: want a masked IPv4 network of /22 or larger", s.Network)
@@ -530,7 +545,20 @@ func networkConfig(s Spec) (string, error) {
 	if s.DirectRouting {
 		return fmt.Sprintf(`{%s"Backend": {"Type": %s, "DirectRouting": true}}`, fields, b), nil
 	}
+	if s.WireGuardMode != "" {
+		return fmt.Sprintf(`{%s"Backend": {"Type": %s, "Mode": %q}}`, fields, b, s.WireGuardMode), nil
+	}
 	return fmt.Sprintf(`{%s"Backend": {"Type": %s}}`, fields, b), nil
+}
+
+// backendOptions is the options the lab writes into the network config's
+// Backend object, beside its Type.
+func (s Spec) backendOptions() json.RawMessage {
+	if s.WireGuardMode != "" {
+		b, _ := json.Marshal(map[string]string{"Mode": s.WireGuardMode})
+		return b
+	}
+	return nil
 }
 
 // Pods returns every pod of the lab, host by host.
@@ -715,4 +743,12 @@ func AgentCommand(weftBinary string, args []string) (string, []string) {
 		return p, args[1:]
 	}
 	return weftBinary, args
+}
+
+// wireGuardDevices are the devices a wireguard lab's agents run, by the
+// Mode the lab writes (flannel's default, separate, when it writes none).
+func wireGuardDevices(s Spec) []wireguard.DevSpec {
+	cfg := &netconf.Config{EnableIPv4: s.HasIPv4(), Network: s.Network, EnableIPv6: s.HasIPv6(), IPv6Network: s.IPv6Network, Backend: s.backendOptions()}
+	devs, _ := wireguard.DevicesOf(cfg) // Plan checked the options
+	return devs
 }

@@ -534,11 +534,15 @@ func buildRow(in Inputs, l lease.Lease, self bool, m model) Row {
 			t6.path = w
 		}
 	}
-	if t4.addr.IsValid() && !t4.path.Dst.IsValid() {
-		// udp: the route for the whole network carries every peer.
+	// udp, wireguard: the route for the whole network carries every peer;
+	// a dual-stack wireguard host has one per family.
+	for _, t := range []*probeTarget{&t4, &t6} {
+		if !t.addr.IsValid() || t.path.Dst.IsValid() {
+			continue
+		}
 		for _, w := range m.wants.Host {
-			if w.Kind == KindRoute {
-				t4.path = w
+			if w.Kind == KindRoute && w.Dst.Contains(t.addr) {
+				t.path = w
 			}
 		}
 	}

@@ -70,9 +70,11 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		}
 		Probe(ctx, &r, p)
 		if cfg.BackendType == wireguard.BackendType {
-			sock := wireguardSocket(o.SubnetFile)
-			dev, err := wireguard.ReadStatusSocket(sock, 2*time.Second)
-			addWireGuard(&r, leases, dev, err, sock, now())
+			devs := wireguardDevices(cfg, o.SubnetFile)
+			for i := range devs {
+				devs[i].st, devs[i].err = wireguard.ReadStatusSocket(devs[i].sock, 2*time.Second)
+			}
+			addWireGuard(&r, leases, devs, now())
 		}
 		after := sampleTables(read, cfg.EnableIPv6)
 		facts, _ := read.Check(factsHost(in, o.Kubernetes)) // unreadable: passed over, the agent warns

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -75,8 +76,16 @@ func TestWireGuardLab(t *testing.T) {
 // BackendData {"PublicKey":"...","Port":51820}.
 func publishedKey(t *testing.T, cli *clientv3.Client, l *lab.Lab, host string) wireguard.Key {
 	t.Helper()
-	sub := subnetOf(t, l, host)
-	resp, err := cli.Get(context.Background(), prefix+"/subnets/"+lease.KeyName(sub, netip.Prefix{}))
+	return publishedKeyIn(t, cli, l, host, false)
+}
+
+// publishedKeyIn is publishedKey, or with v6 the PublicKey in the lease's
+// BackendV6Data, which must be {"PublicKey":"...","Port":51821} (Mode
+// separate's flannel-wg-v6).
+func publishedKeyIn(t *testing.T, cli *clientv3.Client, l *lab.Lab, host string, v6 bool) wireguard.Key {
+	t.Helper()
+	sub6, _ := l.Subnet6(host) // zero in an IPv4 lab
+	resp, err := cli.Get(context.Background(), prefix+"/subnets/"+lease.KeyName(subnetOf(t, l, host), sub6))
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("%s's lease: %v (%d keys)", host, err, len(resp.Kvs))
 	}
@@ -84,12 +93,16 @@ func publishedKey(t *testing.T, cli *clientv3.Client, l *lab.Lab, host string) w
 	if err := a.UnmarshalJSON(resp.Kvs[0].Value); err != nil {
 		t.Fatal(err)
 	}
+	data, port := a.BackendData, 51820
+	if v6 {
+		data, port = a.BackendV6Data, 51821
+	}
 	var d struct {
 		PublicKey string
 		Port      int
 	}
-	if err := json.Unmarshal(a.BackendData, &d); err != nil || a.BackendType != "wireguard" || d.Port != 51820 {
-		t.Fatalf("%s's lease %s: BackendType %q, BackendData %s (%v)", host, resp.Kvs[0].Value, a.BackendType, a.BackendData, err)
+	if err := json.Unmarshal(data, &d); err != nil || a.BackendType != "wireguard" || d.Port != port {
+		t.Fatalf("%s's lease %s: BackendType %q, data %s (%v)", host, resp.Kvs[0].Value, a.BackendType, data, err)
 	}
 	k, err := wireguard.ParseKey(d.PublicKey)
 	if err != nil {
@@ -418,53 +431,91 @@ func wireguardGo(t *testing.T) string {
 // process on flannel-wg, configured by hand the way flannel configures its
 // kernel device (its own key, one peer per lease, the Network route into
 // the device), and publishes flannel's BackendData. The weft hosts take it
-// as a peer, and pods on all three talk.
+// as a peer, and pods on all three talk. Dual-stack, h3 runs a second
+// wireguard-go on flannel-wg-v6 with the same key, as flannel's Mode
+// separate does (ListenPortV6, peers at [PublicIPv6]:51821 with their IPv6
+// subnets, the IPv6Network route into it), and publishes BackendV6Data;
+// pods talk over IPv6 through it too.
 func TestWireGuardInteropWithStandaloneWireGuardGo(t *testing.T) {
+	for _, family := range []string{lab.FamilyIPv4, lab.FamilyDual} {
+		t.Run(family, func(t *testing.T) { testWireGuardInterop(t, family) })
+	}
+}
+
+// standaloneDevice is one WireGuard device h3 runs with a standalone
+// wireguard-go, as flannel would run its kernel device.
+type standaloneDevice struct {
+	name    string
+	port    int
+	network netip.Prefix
+	own     netip.Prefix // h3's subnet of the family, its address on the device
+	peers   string       // the UAPI lines of its peers
+}
+
+func testWireGuardInterop(t *testing.T, family string) {
 	bin := wireguardGo(t)
-	l := upLabBackend(t, 3, 1, "wireguard")
+	l, _ := upLabSpec(t, lab.Spec{Hosts: 3, Pods: 1, Backend: "wireguard", IPFamily: family})
+	dual := family == lab.FamilyDual
 	cli := etcd(t, l)
 	s3 := subnetOf(t, l, "h3")
 	if err := l.StopAgent("h3", syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	nstest.Exec(t, l.NS("h3"), "ip", "link", "del", "flannel-wg")
 
 	priv, err := wireguard.NewPrivateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	pub, _ := priv.PublicKey()
-	name := "flannel-wg"
-	cmd := exec.Command("ip", "netns", "exec", l.NS("h3"), bin, "-f", name)
-	cmd.Env = append(os.Environ(), "WG_PROCESS_FOREGROUND=1", "LOG_LEVEL=error")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-
-	// wg set flannel-wg private-key ... listen-port 51820 peer <h1> endpoint ... allowed-ips <h1 subnet> ...
-	cfg := fmt.Sprintf("private_key=%x\nlisten_port=51820\n", priv[:])
+	devs := []standaloneDevice{{name: wireguard.DeviceName, port: 51820, network: l.Topology().Spec.Network, own: s3}}
 	for _, h := range []string{"h1", "h2"} {
 		k := publishedKey(t, cli, l, h)
-		cfg += fmt.Sprintf("public_key=%x\nendpoint=%s:51820\nallowed_ip=%s\n", k[:], hostIP(t, l, h), subnetOf(t, l, h))
+		devs[0].peers += fmt.Sprintf("public_key=%x\nendpoint=%s:51820\nallowed_ip=%s\n", k[:], hostIP(t, l, h), subnetOf(t, l, h))
 	}
-	sock := "/var/run/wireguard/" + name + ".sock"
-	nstest.Eventually(t, 10*time.Second, func() error { return wireguard.SetSocket(sock, cfg, 2*time.Second) })
-	for _, c := range [][]string{
-		{"ip", "addr", "add", s3.Addr().String() + "/32", "dev", name},
-		{"ip", "link", "set", name, "mtu", "1420", "up"},
-		{"ip", "route", "replace", "172.7.0.0/16", "dev", name},
-	} {
-		nstest.Exec(t, l.NS("h3"), c...)
+	if dual {
+		s36, _ := l.Subnet6("h3")
+		v6 := standaloneDevice{name: wireguard.DeviceNameV6, port: 51821, network: l.Topology().Spec.IPv6Network, own: s36}
+		for _, h := range []string{"h1", "h2"} {
+			k := publishedKeyIn(t, cli, l, h, true)
+			host, _ := l.Topology().Host(h)
+			sub6, _ := l.Subnet6(h)
+			v6.peers += fmt.Sprintf("public_key=%x\nendpoint=[%s]:51821\nallowed_ip=%s\n", k[:], host.Addr6.Addr(), sub6)
+		}
+		devs = append(devs, v6)
+	}
+	for _, d := range devs {
+		nstest.Exec(t, l.NS("h3"), "ip", "link", "del", d.name)
+		cmd := exec.Command("ip", "netns", "exec", l.NS("h3"), bin, "-f", d.name)
+		cmd.Env = append(os.Environ(), "WG_PROCESS_FOREGROUND=1", "LOG_LEVEL=error")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		// wg set <dev> private-key ... listen-port <port> peer <h1> endpoint ... allowed-ips <h1 subnet> ...
+		cfg := fmt.Sprintf("private_key=%x\nlisten_port=%d\n", priv[:], d.port) + d.peers
+		sock := "/var/run/wireguard/" + d.name + ".sock"
+		nstest.Eventually(t, 10*time.Second, func() error { return wireguard.SetSocket(sock, cfg, 2*time.Second) })
+		bits := d.own.Addr().BitLen()
+		for _, c := range [][]string{
+			{"ip", "addr", "add", d.own.Addr().String() + "/" + fmt.Sprint(bits), "dev", d.name, "nodad"},
+			{"ip", "link", "set", d.name, "mtu", "1420", "up"},
+			{"ip", "route", "replace", d.network.String(), "dev", d.name},
+		} {
+			if bits == 32 {
+				c = slices.DeleteFunc(c, func(s string) bool { return s == "nodad" })
+			}
+			nstest.Exec(t, l.NS("h3"), c...)
+		}
 	}
 
 	// h3's lease as flannel writes it, with the key of its wireguard-go.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	key := prefix + "/subnets/" + lease.KeyName(s3, netip.Prefix{})
+	s36, _ := l.Subnet6("h3")
+	key := prefix + "/subnets/" + lease.KeyName(s3, s36)
 	resp, err := cli.Get(ctx, key)
 	if err != nil || len(resp.Kvs) != 1 {
-		t.Fatalf("h3's lease: %v", err)
+		t.Fatalf("h3's lease %s: %v", key, err)
 	}
 	old := publishedKey(t, cli, l, "h3")
 	var doc map[string]any
@@ -472,6 +523,9 @@ func TestWireGuardInteropWithStandaloneWireGuardGo(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc["BackendData"] = json.RawMessage(fmt.Sprintf(`{"PublicKey":%q,"Port":51820}`, pub.String()))
+	if dual {
+		doc["BackendV6Data"] = json.RawMessage(fmt.Sprintf(`{"PublicKey":%q,"Port":51821}`, pub.String()))
+	}
 	val, _ := json.Marshal(doc)
 	if !strings.Contains(string(val), pub.String()) || strings.Contains(string(val), old.String()) {
 		t.Fatalf("edited lease %s", val)
@@ -480,71 +534,96 @@ func TestWireGuardInteropWithStandaloneWireGuardGo(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	pods := map[string]netip.Addr{}
-	for _, p := range []string{"h1p1", "h2p1", "h3p1"} {
-		a, ok := l.PodAddr(p)
-		if !ok {
-			t.Fatalf("no pod %s", p)
-		}
-		pods[p] = a
+	addrs := map[string]func(string) (netip.Addr, bool){"IPv4": l.PodAddr}
+	if dual {
+		addrs["IPv6"] = l.PodAddr6
 	}
-	for _, pair := range [][2]string{{"h1p1", "h3p1"}, {"h3p1", "h2p1"}, {"h2p1", "h3p1"}, {"h3p1", "h1p1"}} {
-		nstest.Eventually(t, 15*time.Second, func() error {
-			pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
-			defer pcancel()
-			if _, err := lab.Ping(pctx, l.NS(pair[0]), pods[pair[1]]); err != nil {
-				return fmt.Errorf("%s → %s with h3 on standalone wireguard-go: %w", pair[0], pair[1], err)
+	for fam, addrOf := range addrs {
+		pods := map[string]netip.Addr{}
+		for _, p := range []string{"h1p1", "h2p1", "h3p1"} {
+			a, ok := addrOf(p)
+			if !ok {
+				t.Fatalf("no %s address of pod %s", fam, p)
 			}
-			return nil
-		})
-	}
-	// The traffic was WireGuard's: h3's wireguard-go has sessions with both.
-	out := nstest.Exec(t, l.NS("h3"), "ip", "-s", "link", "show", name)
-	t.Logf("h3's %s:\n%s", name, out)
-	h1, _ := l.Topology().Host("h1")
-	st, err := wireguard.ReadStatusSocket(filepath.Join(filepath.Dir(h1.SubnetFile), wireguard.StatusSocketName), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := false
-	for _, p := range st.Peers {
-		if p.Key == pub && !p.LastHandshake.IsZero() {
-			found = true
+			pods[p] = a
+		}
+		for _, pair := range [][2]string{{"h1p1", "h3p1"}, {"h3p1", "h2p1"}, {"h2p1", "h3p1"}, {"h3p1", "h1p1"}} {
+			nstest.Eventually(t, 15*time.Second, func() error {
+				pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+				defer pcancel()
+				if _, err := lab.Ping(pctx, l.NS(pair[0]), pods[pair[1]]); err != nil {
+					return fmt.Errorf("%s %s → %s with h3 on standalone wireguard-go: %w", fam, pair[0], pair[1], err)
+				}
+				return nil
+			})
 		}
 	}
-	if !found {
-		t.Errorf("h1's device has no session with h3's wireguard-go key %s: %+v", pub, st.Peers)
+	// The traffic was WireGuard's: h1's devices have sessions with h3's
+	// wireguard-go key.
+	h1, _ := l.Topology().Host("h1")
+	for _, d := range devs {
+		out := nstest.Exec(t, l.NS("h3"), "ip", "-s", "link", "show", d.name)
+		t.Logf("h3's %s:\n%s", d.name, out)
+		sock := wireguard.StatusSocketName
+		if d.name == wireguard.DeviceNameV6 {
+			sock = wireguard.StatusSocketNameV6
+		}
+		st, err := wireguard.ReadStatusSocket(filepath.Join(filepath.Dir(h1.SubnetFile), sock), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, p := range st.Peers {
+			if p.Key == pub && !p.LastHandshake.IsZero() && p.RxBytes > 0 {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("h1's %s has no session with h3's wireguard-go key %s: %+v", d.name, pub, st.Peers)
+		}
 	}
 }
 
 // weft cleanup on a stopped wireguard host removes what the backend left:
-// the persistent flannel-wg with its route, and the key file.
+// the persistent flannel-wg with its route, and the key file; on a
+// dual-stack host flannel-wg-v6 too, with its IPv6 route and status
+// socket.
 func TestWireGuardCleanup(t *testing.T) {
-	l := upLabBackend(t, 2, 1, "wireguard")
-	h, _ := l.Topology().Host("h1")
-	if err := l.StopAgent("h1", syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(h.Dir, wireguard.KeyFileName)
-	if _, err := os.Stat(keyFile); err != nil {
-		t.Fatalf("no key file before cleanup: %v", err)
-	}
-	// The device outlives the agent, and drops what is routed into it.
-	if s := nstest.Exec(t, l.NS("h1"), "ip", "route", "show", "proto", "87"); !strings.Contains(s, "dev flannel-wg") {
-		t.Fatalf("flannel-wg's route is gone with the agent:\n%s", s)
-	}
-	out, err := exec.Command("ip", "netns", "exec", l.NS("h1"), testbin.Weft(t), "cleanup",
-		"--subnet-file="+h.SubnetFile, "--state-dir="+h.Dir).CombinedOutput()
-	if err != nil {
-		t.Fatalf("weft cleanup: %v\n%s", err, out)
-	}
-	if s := nstest.Exec(t, l.NS("h1"), "ip", "link"); strings.Contains(s, "flannel-wg") {
-		t.Errorf("flannel-wg left:\n%s", s)
-	}
-	if s := nstest.Exec(t, l.NS("h1"), "ip", "route", "show", "proto", "87"); strings.TrimSpace(s) != "" {
-		t.Errorf("routes left:\n%s", s)
-	}
-	if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
-		t.Errorf("key file left: %v", err)
+	for _, family := range []string{lab.FamilyIPv4, lab.FamilyDual} {
+		t.Run(family, func(t *testing.T) {
+			l, _ := upLabSpec(t, lab.Spec{Hosts: 2, Pods: 1, Backend: "wireguard", IPFamily: family})
+			h, _ := l.Topology().Host("h1")
+			if err := l.StopAgent("h1", syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			keyFile := filepath.Join(h.Dir, wireguard.KeyFileName)
+			if _, err := os.Stat(keyFile); err != nil {
+				t.Fatalf("no key file before cleanup: %v", err)
+			}
+			// The devices outlive the agent, and drop what is routed into them.
+			routes := func(fam string) string { return nstest.Exec(t, l.NS("h1"), "ip", fam, "route", "show", "proto", "87") }
+			if s := routes("-4"); !strings.Contains(s, "dev flannel-wg") {
+				t.Fatalf("flannel-wg's route is gone with the agent:\n%s", s)
+			}
+			if s := routes("-6"); family == lab.FamilyDual && !strings.Contains(s, "dev flannel-wg-v6") {
+				t.Fatalf("flannel-wg-v6's route is gone with the agent:\n%s", s)
+			}
+			out, err := exec.Command("ip", "netns", "exec", l.NS("h1"), testbin.Weft(t), "cleanup",
+				"--subnet-file="+h.SubnetFile, "--state-dir="+h.Dir).CombinedOutput()
+			if err != nil {
+				t.Fatalf("weft cleanup: %v\n%s", err, out)
+			}
+			if s := nstest.Exec(t, l.NS("h1"), "ip", "link"); strings.Contains(s, "flannel-wg") {
+				t.Errorf("a wireguard device left:\n%s", s)
+			}
+			if s := routes("-4") + routes("-6"); strings.TrimSpace(s) != "" {
+				t.Errorf("routes left:\n%s", s)
+			}
+			for _, f := range []string{keyFile, filepath.Join(h.Dir, wireguard.StatusSocketNameV6)} {
+				if _, err := os.Stat(f); !os.IsNotExist(err) {
+					t.Errorf("%s left: %v", f, err)
+				}
+			}
+		})
 	}
 }

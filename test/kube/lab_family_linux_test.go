@@ -7,12 +7,15 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/weftnet/weft/internal/backend/vxlan"
+	"github.com/weftnet/weft/internal/backend/wireguard"
 	"github.com/weftnet/weft/internal/lab"
+	"github.com/weftnet/weft/internal/nstest"
 	"github.com/weftnet/weft/internal/status"
 	"github.com/weftnet/weft/internal/subnetenv"
 	"github.com/weftnet/weft/internal/testbin"
@@ -161,6 +164,40 @@ func (k *kubeLab) statusCheck(t *testing.T, h lab.Host) status.Report {
 		t.Fatalf("weft status on %s: %v, %v\n%s%s", h.Name, err, jerr, stdout.String(), stderr.String())
 	}
 	return r
+}
+
+// TestLabKubeIPv6OnlyWireGuard: an IPv6-only cluster on the wireguard
+// backend. Each agent runs flannel-wg-v6 alone (Mode separate, the
+// default), publishes its key in backend-v6-data with ListenPortV6 and no
+// backend-data, and pods reach each other over IPv6 through it.
+func TestLabKubeIPv6OnlyWireGuard(t *testing.T) {
+	k := startKubeLabFamily(t, "wireguard", lab.FamilyIPv6, 2, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	t.Run("flannel-wg-v6 alone, its key in backend-v6-data", func(t *testing.T) {
+		for _, h := range k.Topology().Hosts {
+			priv, created, err := wireguard.LoadOrCreateKey(filepath.Join(filepath.Dir(h.SubnetFile), wireguard.KeyFileName))
+			if err != nil || created {
+				t.Fatalf("%s's key file: %v (created now: %v)", h.Name, err, created)
+			}
+			key, _ := priv.PublicKey()
+			k.checkAnnotations(t, h, map[string]string{
+				p + "backend-v6-data":     `{"PublicKey":"` + key.String() + `","Port":51821}`,
+				p + "backend-type":        "wireguard",
+				p + "kube-subnet-manager": "true",
+				p + "public-ipv6":         h.Addr6.Addr().String(),
+			})
+			links := nstest.Exec(t, h.NS, "ip", "link", "show")
+			if !strings.Contains(links, wireguard.DeviceNameV6+":") || strings.Contains(links, wireguard.DeviceName+":") {
+				t.Errorf("%s's links:\n%s", h.Name, links)
+			}
+		}
+	})
+
+	t.Run("pods reach each other over IPv6", func(t *testing.T) {
+		k.checkFamilies(t, ctx, []string{"IPv6"})
+	})
 }
 
 // checkAnnotations compares h's flannel annotations with want, exactly:

@@ -18,14 +18,16 @@ func FuzzParseOptions(f *testing.F) {
 			return
 		}
 		if s.ListenPort < 1 || s.ListenPort > 65535 || s.PersistentKeepaliveInterval < 0 || s.PersistentKeepaliveInterval > 65535 ||
-			(s.MTU != 0 && s.MTU-Overhead < 68) || (s.PSK != "" && s.psk.IsZero() && s.PSK != Key{}.String()) {
+			(s.MTU != 0 && s.MTU-Overhead < 68) || (s.PSK != "" && s.psk.IsZero() && s.PSK != Key{}.String()) ||
+			(s.Mode != ModeSeparate && s.Mode != ModeAuto && s.Mode != ModeIPv4 && s.Mode != ModeIPv6) {
 			t.Errorf("accepted %s as %+v", raw, s)
 		}
 	})
 }
 
-// The BackendData decoder never panics, and a key it accepts encodes back
-// to lease data that decodes to the same key and port.
+// The BackendData decoder never panics, decodes BackendV6Data alike, and
+// a key it accepts encodes back to lease data that decodes to the same key
+// and port.
 func FuzzParsePeerData(f *testing.F) {
 	for _, s := range []string{`{"PublicKey":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=","Port":51820}`,
 		`{"PublicKey":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="}`, `{}`, `null`, `{"PublicKey":"x","Port":1}`} {
@@ -33,6 +35,10 @@ func FuzzParsePeerData(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		d, err := ParsePeerData(json.RawMessage(raw))
+		d6, err6 := ParsePeerV6Data(json.RawMessage(raw))
+		if (err == nil) != (err6 == nil) || d6 != d {
+			t.Fatalf("%s: BackendData %+v, %v; BackendV6Data %+v, %v", raw, d, err, d6, err6)
+		}
 		if err != nil {
 			return
 		}

@@ -1,6 +1,7 @@
 package wireguard
 
 import (
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -28,31 +29,91 @@ type host struct {
 	lease lease.Lease
 	logs  *backendtest.LogBuffer
 	dir   string
+	spec  hostSpec
+	stop  func() // stops Run
 }
+
+// hostSpec is how one test host's network is configured: its families,
+// and its Backend object ("" for none).
+type hostSpec struct {
+	v4, v6  bool
+	backend string
+}
+
+var v4host = hostSpec{v4: true}
 
 func startHosts(t *testing.T, n int) []*host {
 	t.Helper()
+	specs := make([]hostSpec, n)
+	for i := range specs {
+		specs[i] = v4host
+	}
+	return startHostsSpec(t, specs)
+}
+
+// config is the network config of spec.
+func (spec hostSpec) config() *netconf.Config {
+	cfg := &netconf.Config{EnableIPv4: spec.v4, EnableIPv6: spec.v6, SubnetLen: 24, IPv6SubnetLen: 64, BackendType: BackendType}
+	if spec.v4 {
+		cfg.Network = backendtest.Network
+	}
+	if spec.v6 {
+		cfg.IPv6Network = backendtest.Network6
+	}
+	if spec.backend != "" {
+		cfg.Backend = json.RawMessage(spec.backend)
+	}
+	return cfg
+}
+
+// startHostsSpec starts one host per spec, each with its backend applied
+// with every host's lease and running.
+func startHostsSpec(t *testing.T, specs []hostSpec) []*host {
+	t.Helper()
 	var hosts []*host
-	for _, bh := range backendtest.Hosts(t, n, backendtest.Options{Underlay: netip.MustParsePrefix("192.168.78.0/24")}) {
-		h := &host{Host: bh, logs: &backendtest.LogBuffer{}, dir: t.TempDir()}
-		log := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), h.logs), &slog.HandlerOptions{Level: slog.LevelDebug})).With("host", bh.NS)
-		b, err := NewWithOptions(backend.Config{
-			Ext:      bh.Ext,
-			Network:  &netconf.Config{EnableIPv4: true, Network: backendtest.Network, SubnetLen: 24, BackendType: BackendType},
-			Log:      log,
-			StateDir: h.dir,
-		}, Options{Handle: bh.Handle, Netns: &bh.Netns, ReconcilePeriod: time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
-		typ, data := b.LeaseAttrs()
-		h.b = b
-		h.lease = lease.Lease{Subnet: bh.Subnet, Attrs: lease.Attrs{PublicIP: bh.Ext.PublicIP, BackendType: typ, BackendData: data}}
-		if err := b.Start(t.Context(), h.lease); err != nil {
-			t.Fatal(err)
-		}
+	for i, bh := range backendtest.Hosts(t, len(specs), backendtest.Options{Underlay: netip.MustParsePrefix("192.168.78.0/24")}) {
+		h := &host{Host: bh, logs: &backendtest.LogBuffer{}, dir: t.TempDir(), spec: specs[i]}
+		h.start(t)
 		hosts = append(hosts, h)
 	}
+	applyAll(t, hosts)
+	for _, h := range hosts {
+		h.stop = backendtest.Run(t, h.b.Run)
+	}
+	return hosts
+}
+
+// start builds h's backend from its spec and state directory, and starts
+// it with its lease.
+func (h *host) start(t *testing.T) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), h.logs), &slog.HandlerOptions{Level: slog.LevelDebug})).With("host", h.NS)
+	b, err := NewWithOptions(backend.Config{
+		Ext:      h.Ext,
+		Network:  h.spec.config(),
+		Log:      log,
+		StateDir: h.dir,
+	}, Options{Handle: h.Handle, Netns: &h.Netns, ReconcilePeriod: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ, data := b.LeaseAttrs()
+	h.b = b
+	h.lease = lease.Lease{Attrs: lease.Attrs{BackendType: typ, BackendData: data}}
+	if h.spec.v4 {
+		h.lease.Subnet, h.lease.Attrs.PublicIP = h.Subnet, h.Ext.PublicIP
+	}
+	if h.spec.v6 {
+		h.lease.IPv6Subnet, h.lease.Attrs.PublicIPv6, h.lease.Attrs.BackendV6Data = h.Subnet6, h.Ext.PublicIPv6, backend.LeaseV6Data(b)
+	}
+	if err := b.Start(t.Context(), h.lease); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// applyAll applies every host's lease on every host.
+func applyAll(t *testing.T, hosts []*host) {
+	t.Helper()
 	var all []lease.Lease
 	for _, h := range hosts {
 		all = append(all, h.lease)
@@ -61,9 +122,7 @@ func startHosts(t *testing.T, n int) []*host {
 		if err := h.b.Apply(t.Context(), all); err != nil {
 			t.Fatal(err)
 		}
-		backendtest.Run(t, h.b.Run)
 	}
-	return hosts
 }
 
 // Two hosts carry pod traffic through flannel-wg, and each repairs within

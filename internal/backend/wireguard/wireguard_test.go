@@ -46,7 +46,6 @@ func TestParseOptions(t *testing.T) {
 		{`{"PersistentKeepaliveInterval":70000}`, "PersistentKeepaliveInterval"},
 		{`{"PersistentKeepaliveInterval":"25s"}`, "PersistentKeepaliveInterval"},
 		{`{"MTU":100}`, "MTU 100"},
-		{`{"Mode":"ipv6"}`, "Mode"},
 		{`{"Mode":"mesh"}`, "Mode"},
 		{`[1]`, "wireguard options"},
 	} {
@@ -154,28 +153,21 @@ func TestDesire(t *testing.T) {
 		{Subnet: netip.MustParsePrefix("10.244.6.0/24"), Attrs: lease.Attrs{PublicIP: netip.MustParseAddr("192.168.0.6"), BackendType: "vxlan"}},
 		{Subnet: netip.MustParsePrefix("10.244.7.0/24"), Attrs: lease.Attrs{PublicIP: netip.MustParseAddr("192.168.0.7"), BackendType: BackendType, BackendData: json.RawMessage(`{"PublicKey":"x"}`)}},
 	}
-	st := desire(network, own, netip.MustParseAddr("192.168.0.1"), mustKey(t, 1), 51820, leases)
+	set, _ := ParseSettings(nil, 1500)
+	st := desire(plan{set: set, network: network, own: own, ownPublicIP: netip.MustParseAddr("192.168.0.1"), ownKey: mustKey(t, 1)}, leases)
 	want := []peer{
-		{netip.MustParsePrefix("10.244.2.0/24"), netip.MustParseAddrPort("192.168.0.2:51820"), mustKey(t, 2)},
-		{netip.MustParsePrefix("10.244.3.0/24"), netip.MustParseAddrPort("192.168.0.3:51821"), mustKey(t, 3)},
+		v4peer("10.244.2.0/24", "192.168.0.2:51820", mustKey(t, 2)),
+		v4peer("10.244.3.0/24", "192.168.0.3:51821", mustKey(t, 3)),
 	}
-	if len(st.peers) != len(want) {
-		t.Fatalf("peers = %+v", st.peers)
+	wantPeers(t, DeviceName, st.devs[DeviceName], want)
+	if len(st.devs) != 1 {
+		t.Errorf("devices = %v", st.devs)
 	}
-	for i := range want {
-		if st.peers[i] != want[i] {
-			t.Errorf("peer %d = %+v, want %+v", i, st.peers[i], want[i])
-		}
-	}
-	for subnet, why := range map[string]string{
+	wantReasons(t, "refused", st.refused, map[string]string{
 		"10.244.4.0/24": "own public key",
 		"10.244.5.0/24": "public key of the peer with subnet 10.244.3.0/24",
 		"10.244.7.0/24": "PublicKey",
-	} {
-		if got := st.refused[netip.MustParsePrefix(subnet)]; !strings.Contains(got, why) {
-			t.Errorf("%s refused for %q, want %q", subnet, got, why)
-		}
-	}
+	})
 	if len(st.errs) != 3 {
 		t.Errorf("errs = %v", st.errs)
 	}
@@ -191,8 +183,8 @@ func TestUAPIConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := peer{netip.MustParsePrefix("10.244.2.0/24"), netip.MustParseAddrPort("192.168.0.2:51820"), mustKey(t, 2)}
-	b := peer{netip.MustParsePrefix("10.244.3.0/24"), netip.MustParseAddrPort("192.168.0.3:51820"), mustKey(t, 3)}
+	a := v4peer("10.244.2.0/24", "192.168.0.2:51820", mustKey(t, 2))
+	b := v4peer("10.244.3.0/24", "192.168.0.3:51820", mustKey(t, 3))
 	full := deviceConfig(mustKey(t, 1), 51820, []peer{a}, set)
 	want := "private_key=" + mustKey(t, 1).hex() + "\nlisten_port=51820\nreplace_peers=true\n" +
 		"public_key=" + mustKey(t, 2).hex() + "\npreshared_key=" + mustKey(t, 9).hex() + "\nendpoint=192.168.0.2:51820\n" +
@@ -214,7 +206,7 @@ func TestUAPIConfig(t *testing.T) {
 		t.Errorf("rotation: %q", got)
 	}
 	// A key that moves to another subnet is not removed after being set.
-	moved := peer{netip.MustParsePrefix("10.244.9.0/24"), b.Endpoint, b.Key}
+	moved := v4peer("10.244.9.0/24", b.Endpoint.String(), b.Key)
 	got = updateConfig([]peer{b}, []peer{moved}, set)
 	if strings.Contains(got, "remove=true") || !strings.Contains(got, "allowed_ip=10.244.9.0/24") {
 		t.Errorf("moved key: %q", got)
@@ -257,7 +249,8 @@ func TestParseIpcGet(t *testing.T) {
 func TestWants(t *testing.T) {
 	network := netip.MustParsePrefix("10.244.0.0/16")
 	own := wgLease("10.244.1.0/24", "192.168.0.1", mustKey(t, 1), 51820)
-	w := wants(network, 1420, 51820, own, netip.MustParseAddr("192.168.0.1"), []lease.Lease{
+	set, _ := ParseSettings(nil, 1500)
+	w := wants(plan{set: set, network: network, own: own, ownPublicIP: netip.MustParseAddr("192.168.0.1")}, 1420, []lease.Lease{
 		own, wgLease("10.244.2.0/24", "192.168.0.2", mustKey(t, 2), 51820),
 		{Subnet: netip.MustParsePrefix("10.244.3.0/24"), Attrs: lease.Attrs{PublicIP: netip.MustParseAddr("192.168.0.3"), BackendType: BackendType}},
 	})
@@ -269,5 +262,34 @@ func TestWants(t *testing.T) {
 	}
 	if p := w.Peers[netip.MustParsePrefix("10.244.3.0/24")]; !strings.Contains(p.Refused, "BackendData") {
 		t.Errorf("peer 3 = %+v", p)
+	}
+}
+
+// v4peer is the peer of an IPv4-only lease on flannel-wg.
+func v4peer(subnet, endpoint string, key Key) peer {
+	p := netip.MustParsePrefix(subnet)
+	return peer{ID: p, Allowed: []netip.Prefix{p}, Endpoint: netip.MustParseAddrPort(endpoint), Key: key}
+}
+
+func wantPeers(t *testing.T, dev string, got, want []peer) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s peers = %+v, want %+v", dev, got, want)
+	}
+	for i := range want {
+		if !got[i].equal(want[i]) {
+			t.Errorf("%s peer %d = %+v, want %+v", dev, i, got[i], want[i])
+		}
+	}
+}
+
+// wantReasons checks that got holds, for each subnet of want, a reason
+// containing want's words; what names the map in errors.
+func wantReasons(t *testing.T, what string, got map[netip.Prefix]string, want map[string]string) {
+	t.Helper()
+	for subnet, why := range want {
+		if r := got[netip.MustParsePrefix(subnet)]; !strings.Contains(r, why) {
+			t.Errorf("%s %s: %q, want %q", what, subnet, r, why)
+		}
 	}
 }
