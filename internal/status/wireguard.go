@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/weftnet/weft/internal/backend/wireguard"
@@ -114,6 +115,13 @@ func addWireGuardRow(r *Report, row *Row, l lease.Lease, d wgDevice, now time.Ti
 		return // Build, or the backend's refusal of the IPv6 half, reported it
 	}
 	dev := d.st
+	// The probe whose traffic crosses this device: Check, or CheckIPv6 for
+	// flannel-wg-v6 beside flannel-wg, whose explanations are then marked
+	// as the IPv6 side's.
+	check, prefix, probed := row.Check, "", d.probed
+	if !probed && row.CheckIPv6 != nil {
+		check, prefix, probed = row.CheckIPv6, "IPv6: ", true
+	}
 	if row.Self {
 		if !dev.PublicKey.IsZero() && pd.Key != dev.PublicKey {
 			r.Problems = append(r.Problems, Problem{Code: CodeWGOwnKey,
@@ -126,7 +134,7 @@ func addWireGuardRow(r *Report, row *Row, l lease.Lease, d wgDevice, now time.Ti
 	for _, p := range dev.Peers {
 		byKey[p.Key] = p
 	}
-	if !d.probed {
+	if !probed {
 		if slices.ContainsFunc(row.Problems, func(p Problem) bool { return p.Code == CodeBadLease }) {
 			return // its IPv6 half is refused: no peer of this device
 		}
@@ -136,7 +144,7 @@ func addWireGuardRow(r *Report, row *Row, l lease.Lease, d wgDevice, now time.Ti
 		}
 		return
 	}
-	if row.Check == nil || row.Check.Reply {
+	if check == nil || check.Reply {
 		return // not probed, or traffic passes
 	}
 	subnet := l.Key().Masked()
@@ -146,7 +154,7 @@ func addWireGuardRow(r *Report, row *Row, l lease.Lease, d wgDevice, now time.Ti
 		if i := slices.IndexFunc(dev.Peers, func(p wireguard.PeerStatus) bool { return slices.Contains(p.AllowedIPs, subnet) }); i >= 0 {
 			msg += fmt.Sprintf("; it still sends %s to the key %s (the peer's old key): the agent has not applied the new lease", subnet, dev.Peers[i].Key)
 		}
-		replaceGatewayProblem(row, Problem{Code: CodeWGPeerKey, Message: msg + "; " + hint})
+		replaceGatewayProblem(row, prefix, Problem{Code: CodeWGPeerKey, Message: prefix + msg + "; " + hint})
 		return
 	}
 	if !p.LastHandshake.IsZero() && now.Sub(p.LastHandshake) < wgSessionLife {
@@ -162,18 +170,25 @@ func addWireGuardRow(r *Report, row *Row, l lease.Lease, d wgDevice, now time.Ti
 	}
 	msg := fmt.Sprintf("no WireGuard handshake with %s (last: %s; sent %d bytes, received %d): ", p.Endpoint, last, p.TxBytes, p.RxBytes)
 	switch {
-	case row.Check.PortUnreachable != nil && *row.Check.PortUnreachable:
+	case check.PortUnreachable != nil && *check.PortUnreachable:
 		msg += fmt.Sprintf("nothing receives on UDP port %d there (see above): is the agent running on that host?", port)
 	default:
 		msg += fmt.Sprintf("either UDP port %d is blocked between the hosts (a firewall drops it; no ICMP comes back), or the peer's WireGuard device does not hold the public key %s its lease publishes (a wrong key: `weft status` on that host compares the two). Allow UDP %d both ways between the hosts' public addresses, then check the key there",
 			port, pd.Key, port)
 	}
-	replaceGatewayProblem(row, Problem{Code: CodeWGNoHandshake, Message: msg})
+	replaceGatewayProblem(row, prefix, Problem{Code: CodeWGNoHandshake, Message: prefix + msg})
 }
 
 // replaceGatewayProblem adds p to row in place of the generic "pod
-// gateway does not answer", which p explains.
-func replaceGatewayProblem(row *Row, p Problem) {
-	row.Problems = slices.DeleteFunc(row.Problems, func(q Problem) bool { return q.Code == CodeGatewayNoAnswer })
+// gateway does not answer" of the probe p explains: with prefix "IPv6: "
+// the IPv6 probe's, else any other (the IPv4 probe's, or the only one).
+func replaceGatewayProblem(row *Row, prefix string, p Problem) {
+	row.Problems = slices.DeleteFunc(row.Problems, func(q Problem) bool {
+		if q.Code != CodeGatewayNoAnswer {
+			return false
+		}
+		v6 := strings.HasPrefix(q.Message, "IPv6: ")
+		return v6 == (prefix == "IPv6: ")
+	})
 	row.Problems = append(row.Problems, p)
 }

@@ -175,6 +175,19 @@ func TestAddWireGuardDualStack(t *testing.T) {
 		}
 	}
 
+	// The IPv6 probe of peer 2 fails while its IPv4 one passes, and
+	// flannel-wg-v6 holds peer 2's key without a handshake: the IPv6
+	// side's "gateway does not answer" becomes the WireGuard explanation
+	// naming port 51821, marked IPv6; the IPv4 side is untouched.
+	r = Report{Leases: rows()}
+	r.Leases[1].CheckIPv6 = &Check{Family: "IPv6"}
+	r.Leases[1].Problems = []Problem{{Code: CodeGatewayNoAnswer, Message: "IPv6: the pod gateway does not answer"}}
+	addWireGuard(&r, leases, devs, time.Unix(1_800_000_000, 0))
+	if p := r.Leases[1].Problems; len(p) != 1 || p[0].Code != CodeWGNoHandshake || !strings.HasPrefix(p[0].Message, "IPv6: no WireGuard handshake") ||
+		!strings.Contains(p[0].Message, "UDP port 51821") {
+		t.Errorf("peer 2 with its IPv6 probe failing: %+v", p)
+	}
+
 	// flannel-wg-v6 cannot be asked: a host problem naming it; flannel-wg
 	// is still read.
 	devs[1].err = errors.New("connection refused")

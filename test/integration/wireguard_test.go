@@ -449,10 +449,11 @@ type standaloneDevice struct {
 	port    int
 	network netip.Prefix
 	own     netip.Prefix // h3's subnet of the family, its address on the device
-	peers   string       // the UAPI lines of its peers
+	peers   []string     // `wg set` arguments of its peers: peer KEY endpoint EP allowed-ips SUBNET ...
 }
 
 func testWireGuardInterop(t *testing.T, family string) {
+	nstest.RequireTools(t, "wg")
 	bin := wireguardGo(t)
 	l, _ := upLabSpec(t, lab.Spec{Hosts: 3, Pods: 1, Backend: "wireguard", IPFamily: family})
 	dual := family == lab.FamilyDual
@@ -467,10 +468,14 @@ func testWireGuardInterop(t *testing.T, family string) {
 		t.Fatal(err)
 	}
 	pub, _ := priv.PublicKey()
+	keyFile := filepath.Join(t.TempDir(), "h3.key")
+	if err := os.WriteFile(keyFile, []byte(priv.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	devs := []standaloneDevice{{name: wireguard.DeviceName, port: 51820, network: l.Topology().Spec.Network, own: s3}}
 	for _, h := range []string{"h1", "h2"} {
 		k := publishedKey(t, cli, l, h)
-		devs[0].peers += fmt.Sprintf("public_key=%x\nendpoint=%s:51820\nallowed_ip=%s\n", k[:], hostIP(t, l, h), subnetOf(t, l, h))
+		devs[0].peers = append(devs[0].peers, "peer", k.String(), "endpoint", fmt.Sprintf("%s:51820", hostIP(t, l, h)), "allowed-ips", subnetOf(t, l, h).String())
 	}
 	if dual {
 		s36, _ := l.Subnet6("h3")
@@ -479,7 +484,7 @@ func testWireGuardInterop(t *testing.T, family string) {
 			k := publishedKeyIn(t, cli, l, h, true)
 			host, _ := l.Topology().Host(h)
 			sub6, _ := l.Subnet6(h)
-			v6.peers += fmt.Sprintf("public_key=%x\nendpoint=[%s]:51821\nallowed_ip=%s\n", k[:], host.Addr6.Addr(), sub6)
+			v6.peers = append(v6.peers, "peer", k.String(), "endpoint", fmt.Sprintf("[%s]:51821", host.Addr6.Addr()), "allowed-ips", sub6.String())
 		}
 		devs = append(devs, v6)
 	}
@@ -491,10 +496,17 @@ func testWireGuardInterop(t *testing.T, family string) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		// wg set <dev> private-key ... listen-port <port> peer <h1> endpoint ... allowed-ips <h1 subnet> ...
-		cfg := fmt.Sprintf("private_key=%x\nlisten_port=%d\n", priv[:], d.port) + d.peers
-		sock := "/var/run/wireguard/" + d.name + ".sock"
-		nstest.Eventually(t, 10*time.Second, func() error { return wireguard.SetSocket(sock, cfg, 2*time.Second) })
+		// Configured by Debian's wg, as an operator (or flannel, through
+		// the same interface) would: with no kernel module here, wg finds
+		// the userspace device by its socket in /var/run/wireguard.
+		args := append([]string{"ip", "netns", "exec", l.NS("h3"), "wg", "set", d.name,
+			"private-key", keyFile, "listen-port", fmt.Sprint(d.port)}, d.peers...)
+		nstest.Eventually(t, 10*time.Second, func() error {
+			if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+				return fmt.Errorf("%s: %v: %s", strings.Join(args[4:], " "), err, out)
+			}
+			return nil
+		})
 		bits := d.own.Addr().BitLen()
 		for _, c := range [][]string{
 			{"ip", "addr", "add", d.own.Addr().String() + "/" + fmt.Sprint(bits), "dev", d.name, "nodad"},
