@@ -382,3 +382,35 @@ func TestPeerDrift(t *testing.T) {
 		t.Errorf("no drift: %q", text)
 	}
 }
+
+// Admission on an IPv6-only network: a peer's lease publishes
+// BackendV6Data alone, and its key there is the peer's identity; a lease
+// without usable BackendV6Data is no peer. On a network with IPv4 the
+// identity stays BackendData's key.
+func TestLeaseCheckIPv6Only(t *testing.T) {
+	k := mustKey(t, 7)
+	v6data := json.RawMessage(`{"PublicKey":"` + k.String() + `","Port":51821}`)
+	check, err := leaseCheck(&netconf.Config{EnableIPv6: true, BackendType: BackendType})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := lease.Lease{IPv6Subnet: netip.MustParsePrefix("fd00:10:244:1::/64")}
+	l.Attrs.PublicIPv6 = netip.MustParseAddr("fd00:10:4:7::21")
+	l.Attrs.BackendV6Data = v6data
+	if id, err := check(l); err != nil || id != "PublicKey "+k.String() {
+		t.Errorf("IPv6-only lease: %q, %v", id, err)
+	}
+	l.Attrs.BackendV6Data = nil
+	if _, err := check(l); err == nil || !strings.Contains(err.Error(), "BackendV6Data") {
+		t.Errorf("IPv6-only lease without BackendV6Data: %v", err)
+	}
+
+	check, err = leaseCheck(&netconf.Config{EnableIPv4: true, EnableIPv6: true, BackendType: BackendType})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Attrs.BackendV6Data = v6data
+	if _, err := check(l); err == nil {
+		t.Error("a dual-stack network took a lease without BackendData")
+	}
+}

@@ -868,6 +868,17 @@ func leaseCheck(cfg *netconf.Config) (backend.LeaseCheck, error) {
 	if _, err := parseOptions(cfg.Backend); err != nil {
 		return nil, err
 	}
+	if !cfg.EnableIPv4 {
+		// An IPv6-only lease publishes BackendV6Data alone; its key is
+		// the peer's.
+		return func(l lease.Lease) (string, error) {
+			d, err := ParsePeerV6Data(l.Attrs.BackendV6Data)
+			if err != nil {
+				return "", fmt.Errorf("BackendV6Data: %w", err)
+			}
+			return "PublicKey " + d.Key.String(), nil
+		}, nil
+	}
 	return func(l lease.Lease) (string, error) {
 		d, err := ParsePeerData(l.Attrs.BackendData)
 		if err != nil {
