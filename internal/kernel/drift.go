@@ -178,3 +178,12 @@ func vniName(v int) string {
 	}
 	return strconv.Itoa(v)
 }
+
+// RouteTrigger names the repair a drifted route event calls for, for the
+// repair loop's logs and metrics: "route deleted" or "route changed".
+func RouteTrigger(e RouteEvent) string {
+	if e.Deleted {
+		return "route deleted"
+	}
+	return "route changed"
+}

@@ -107,14 +107,11 @@ func (b *Backend) routeTrigger(e kernel.RouteEvent) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	drift := kernel.RouteDrift(b.plan, e, b.owns, b.names)
-	switch {
-	case drift == "":
+	if drift == "" {
 		return ""
-	case e.Deleted:
-		return "route deleted"
 	}
 	b.log.Debug("route drifted from the plan", "drift", drift)
-	return "route changed"
+	return kernel.RouteTrigger(e)
 }
 
 // repair re-applies the last desired state and returns what it had to

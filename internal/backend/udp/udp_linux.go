@@ -158,13 +158,10 @@ func (b *Backend) routeTrigger(e kernel.RouteEvent) string {
 	idx := int(b.curIndex.Load())
 	plan := map[netip.Prefix]kernel.Route{b.network: networkRoute(b.network, idx)}
 	owned := func(r kernel.Route) bool { return r.Dst == b.network && r.LinkIndex == idx }
-	switch {
-	case kernel.RouteDrift(plan, e, owned, nil) == "":
+	if kernel.RouteDrift(plan, e, owned, nil) == "" {
 		return ""
-	case e.Deleted:
-		return "route deleted"
 	}
-	return "route changed"
+	return kernel.RouteTrigger(e)
 }
 
 // reconcile runs reconcileLocked, logs a failure once until it changes,

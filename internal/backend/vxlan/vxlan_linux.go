@@ -902,20 +902,14 @@ func (b *Backend) routeTrigger(e kernel.RouteEvent) string {
 		return ""
 	}
 	if b.set.DirectRouting && !b.network.Contains(e.Route.Dst.Addr()) {
-		if e.Deleted {
-			return "route deleted"
-		}
-		return "route changed"
+		return kernel.RouteTrigger(e)
 	}
 	drift := kernel.RouteDrift(b.plan.routes, e, kernel.PeerRouteOwner(b.network, b.own.Subnet), b.names)
-	switch {
-	case drift == "":
+	if drift == "" {
 		return ""
-	case e.Deleted:
-		return "route deleted"
 	}
 	b.log.Debug("route drifted from the plan", "drift", drift)
-	return "route changed"
+	return kernel.RouteTrigger(e)
 }
 
 // repair re-applies the last desired state and returns what it changed.

@@ -264,13 +264,10 @@ func (b *Backend) routeTrigger(e kernel.RouteEvent) string {
 		for _, r := range want {
 			plan[r.Dst] = r
 		}
-		switch {
-		case kernel.RouteDrift(plan, e, owned, nil) == "":
+		if kernel.RouteDrift(plan, e, owned, nil) == "" {
 			return ""
-		case e.Deleted:
-			return "route deleted"
 		}
-		return "route changed"
+		return kernel.RouteTrigger(e)
 	}
 	return ""
 }
