@@ -15,7 +15,10 @@ import (
 // one per snapshot), counts it, and one INFO line when the key is deleted.
 func TestOverlappingLeaseIsRefused(t *testing.T) {
 	f := start(t, "/coreos.com/network", "")
-	f.put(t, "/coreos.com/network/config", `{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}`)
+	// SubnetMax keeps the agent's own random lease off the subnets the
+	// test writes (it once drew 10.244.99.0/24 itself); it bounds only
+	// what this host leases, not which peers it takes.
+	f.put(t, "/coreos.com/network/config", `{"Network": "10.244.0.0/16", "SubnetMax": "10.244.90.0", "Backend": {"Type": "host-gw"}}`)
 	f.waitReady(t)
 	const live, bogus = "/coreos.com/network/subnets/10.244.99.0-24", "/coreos.com/network/subnets/10.244.99.0-25"
 	f.put(t, live, `{"PublicIP":"10.4.7.22","PublicIPv6":null,"BackendType":"host-gw"}`)

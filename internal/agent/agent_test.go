@@ -248,7 +248,8 @@ func TestWaitsForConfigThenLeasesAndWritesSubnetEnv(t *testing.T) {
 // Peers come and go as whole snapshots; the backend sees each change.
 func TestPeersReachTheBackendAsSnapshots(t *testing.T) {
 	f := start(t, "/coreos.com/network", "")
-	f.put(t, "/coreos.com/network/config", `{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}`)
+	// SubnetMax keeps the agent's own lease off the peer's subnet.
+	f.put(t, "/coreos.com/network/config", `{"Network": "10.244.0.0/16", "SubnetMax": "10.244.90.0", "Backend": {"Type": "host-gw"}}`)
 	nstest.Eventually(t, 10*time.Second, func() error {
 		if f.readyz(t) != 200 {
 			return fmt.Errorf("not ready")
