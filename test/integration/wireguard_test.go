@@ -349,10 +349,20 @@ func TestWireGuardStatusExplainsHandshakeFailures(t *testing.T) {
 	cli := etcd(t, l)
 	s2, s3 := subnetOf(t, l, "h2"), subnetOf(t, l, "h3")
 
-	r, code := statusJSON(t, l, "h1", "--check")
-	if code != 0 || !r.OK || r.Backend != "wireguard" {
-		t.Fatalf("healthy wireguard lab: exit %d, %+v", code, r)
-	}
+	// Healthy: --check is OK. A probe sent while the suite loads the
+	// machine can miss its 1 s (a pod gateway that came up 0.1 s before),
+	// so this waits for an OK report with a deadline.
+	var (
+		r    status.Report
+		code int
+	)
+	nstest.Eventually(t, 20*time.Second, func() error {
+		r, code = statusJSON(t, l, "h1", "--check")
+		if code != 0 || !r.OK || r.Backend != "wireguard" {
+			return fmt.Errorf("healthy wireguard lab: exit %d, %+v", code, r)
+		}
+		return nil
+	})
 
 	// A firewall on h3 drops WireGuard; h3 comes back with a new key.
 	nstest.Exec(t, l.NS("h3"), "iptables", "-I", "INPUT", "-p", "udp", "--dport", "51820", "-j", "DROP")
