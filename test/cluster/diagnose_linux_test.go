@@ -122,11 +122,18 @@ func weftStatusInPod(t *testing.T, ctx context.Context, cs kubernetes.Interface,
 // and the route that takes its traffic.
 func checkStatusInPod(t *testing.T, ctx context.Context, cs kubernetes.Interface, b bins, n, peer *node) {
 	t.Helper()
-	out, code := weftStatusInPod(t, ctx, cs, b, n)
-	t.Logf("%s: weft status --check in the agent's container (exit %d):\n%s", n.name, code, out)
-	if code != 0 && code != 3 {
-		t.Fatalf("%s: weft status --check on the healthy cluster exited %d, want 0 (or 3, kernel-setting warnings only)", n.name, code)
-	}
+	// The check runs right after the burst of 30 pods; a probe that
+	// misses its second while the nodes still start sandboxes is not the
+	// fabric's fault, so the healthy verdict gets a deadline, and every
+	// verdict on the way is kept in the log.
+	nstest.Eventually(t, 30*time.Second, func() error {
+		out, code := weftStatusInPod(t, ctx, cs, b, n)
+		t.Logf("%s: weft status --check in the agent's container (exit %d):\n%s", n.name, code, out)
+		if code != 0 && code != 3 {
+			return fmt.Errorf("%s: weft status --check on the healthy cluster exited %d, want 0 (or 3, kernel-setting warnings only)", n.name, code)
+		}
+		return nil
+	})
 	pn, err := cs.CoreV1().Nodes().Get(ctx, peer.name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +147,7 @@ func checkStatusInPod(t *testing.T, ctx context.Context, cs kubernetes.Interface
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = n.run("ip", "route", "del", half, "via", underlayIP) })
-	out, code = weftStatusInPod(t, ctx, cs, b, n)
+	out, code := weftStatusInPod(t, ctx, cs, b, n)
 	t.Logf("%s: weft status --check with %s via %s (exit %d):\n%s", n.name, half, underlayIP, code, out)
 	// status wraps its explanations to the terminal's width; match the
 	// words, not the line breaks.
