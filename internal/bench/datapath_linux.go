@@ -392,11 +392,12 @@ func (r *runner) pathTest(ctx context.Context, pl *pathLab, test string, s *Path
 			s.TCP4Gbps = v
 		}
 	case "udp":
-		out, err := r.iperf(ctx, pl, append(base, "-u", "-l", "1400", "-b", "0"))
+		const datagram = 1400
+		out, err := r.iperf(ctx, pl, append(base, "-u", "-l", strconv.Itoa(datagram), "-b", "0"))
 		if err != nil {
 			return err
 		}
-		pps, loss, err := IperfUDP(out)
+		pps, loss, err := IperfUDP(out, datagram)
 		if err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,6 +16,9 @@ import (
 type iperfReport struct {
 	Error string `json:"error"`
 	End   struct {
+		SumSent struct {
+			Packets float64 `json:"packets"`
+		} `json:"sum_sent"`
 		SumReceived struct {
 			Seconds       float64 `json:"seconds"`
 			Bytes         float64 `json:"bytes"`
@@ -41,17 +45,31 @@ func IperfTCP(out []byte) (Num, error) {
 }
 
 // IperfUDP returns the datagrams the receiver got per second and the share
-// it missed (in %) from `iperf3 -u -J` output.
-func IperfUDP(out []byte) (pps, lossPct Num, err error) {
+// of the sender's it missed (in %) from `iperf3 -u -J -l datagram` output.
+//
+// Both come from the bytes the receiver got, not from its lost_packets:
+// with -O (omit the first seconds) iperf3 counts sequence gaps from the
+// omitted seconds too, so under heavy loss its lost_packets can exceed its
+// packets, which read as a negative rate and a loss above 100 %.
+func IperfUDP(out []byte, datagram int) (pps, lossPct Num, err error) {
+	if datagram <= 0 {
+		return NaN, NaN, fmt.Errorf("iperf3 UDP: datagram length %d", datagram)
+	}
 	r, err := parseIperf(out)
 	if err != nil {
 		return NaN, NaN, err
 	}
 	s := r.End.SumReceived
-	if s.Seconds <= 0 || s.Packets <= 0 {
-		return NaN, NaN, errors.New("iperf3 reported no datagrams")
+	if s.Seconds <= 0 || s.Bytes <= 0 {
+		return NaN, NaN, errors.New("iperf3 reported no datagrams received")
 	}
-	return Num((s.Packets - s.LostPackets) / s.Seconds), Num(s.LostPercent), nil
+	got := math.Floor(s.Bytes / float64(datagram))
+	sent := r.End.SumSent.Packets
+	if sent <= 0 {
+		return NaN, NaN, errors.New("iperf3 reported no datagrams sent")
+	}
+	loss := max(0, min(100, 100*(sent-got)/sent))
+	return Num(got / s.Seconds), Num(math.Round(loss*10) / 10), nil
 }
 
 func parseIperf(out []byte) (iperfReport, error) {

@@ -17,14 +17,27 @@ const iperfUDP = `{"start":{},"intervals":[],"end":{"streams":[],
  "sum_sent":{"start":0,"end":1.0,"seconds":1.0,"bytes":330862000,"bits_per_second":2646856297,"jitter_ms":0,"lost_packets":0,"packets":236330,"lost_percent":0,"sender":true},
  "sum_received":{"start":0,"end":1.0,"seconds":1.0,"bytes":268634800,"bits_per_second":2148947314,"jitter_ms":0.003,"lost_packets":44441,"packets":236323,"lost_percent":18.8,"sender":false}}}`
 
+const iperfUDPOmitted = `{"start":{},"intervals":[],"end":{"streams":[],
+ "sum_sent":{"start":0,"end":5.0,"seconds":5.0,"bytes":700000000,"bits_per_second":1120000000,"jitter_ms":0,"lost_packets":0,"packets":500000,"lost_percent":0,"sender":true},
+ "sum_received":{"start":0,"end":5.0,"seconds":5.0,"bytes":49000000,"bits_per_second":78400000,"jitter_ms":0.01,"lost_packets":563000,"packets":500000,"lost_percent":112.6,"sender":false}}}`
+
 func TestIperf(t *testing.T) {
 	g, err := IperfTCP([]byte(iperfTCP))
 	if err != nil || math.Abs(float64(g)-9.584) > 1e-9 {
 		t.Errorf("IperfTCP = %v, %v; want 9.584 Gbit/s (the receiver's)", g, err)
 	}
-	pps, loss, err := IperfUDP([]byte(iperfUDP))
-	if err != nil || pps != 236323-44441 || loss != 18.8 {
+	pps, loss, err := IperfUDP([]byte(iperfUDP), 1400)
+	if err != nil || pps != 268634800/1400 || loss != 18.8 {
 		t.Errorf("IperfUDP = %v pps, %v %%, %v; want the receiver's 191882 pps and 18.8 %%", pps, loss, err)
+	}
+	// A wireguard round in CI-like load: with -O 1 the receiver's
+	// lost_packets exceeded its packets, once shown as -11 kpps and 112.6 %.
+	pps, loss, err = IperfUDP([]byte(iperfUDPOmitted), 1400)
+	if err != nil || pps != 7000 || loss != 93.0 {
+		t.Errorf("IperfUDP with lost > packets = %v pps, %v %%, %v; want 7000 pps and 93.0 %% from the bytes received", pps, loss, err)
+	}
+	if _, _, err := IperfUDP([]byte(iperfUDP), 0); err == nil {
+		t.Error("IperfUDP accepted a datagram length of 0")
 	}
 	if _, err := IperfTCP([]byte(`{"error":"the server is busy running a test. try again later"}`)); err == nil || !strings.Contains(err.Error(), "busy") {
 		t.Errorf("iperf3 error not reported: %v", err)
@@ -93,4 +106,25 @@ func TestProcParsers(t *testing.T) {
 	if _, err := ProcMem([]byte("Name:\tweft\n")); err == nil {
 		t.Error("status without VmRSS parsed")
 	}
+}
+
+// FuzzIperf feeds iperf3's JSON parsers arbitrary output: they return a
+// value or an error, never a negative rate or a loss outside 0-100 %.
+func FuzzIperf(f *testing.F) {
+	f.Add([]byte(iperfTCP))
+	f.Add([]byte(iperfUDP))
+	f.Add([]byte(iperfUDPOmitted))
+	f.Add([]byte(`{"error":"busy"}`))
+	f.Fuzz(func(t *testing.T, out []byte) {
+		if g, err := IperfTCP(out); err == nil && !(g > 0) {
+			t.Fatalf("IperfTCP = %v with no error", g)
+		}
+		pps, loss, err := IperfUDP(out, 1400)
+		if err != nil {
+			return
+		}
+		if !(pps >= 0) || !(loss >= 0 && loss <= 100) {
+			t.Fatalf("IperfUDP = %v pps, %v %% with no error", pps, loss)
+		}
+	})
 }
