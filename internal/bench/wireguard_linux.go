@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/weftnet/weft/internal/backend/wireguard"
@@ -39,7 +40,7 @@ func wireguardGoBinary(weft string) string {
 // host, configured through its UAPI socket as `wg set` would, with the
 // same keys, port, MTU and routes as the wireguard backend gives:
 //
-//	wireguard-go -f wgbN
+//	setsid wireguard-go -f wgbN
 //	wg set wgbN private-key <key> listen-port 51820 peer <pub> endpoint <peer eth0>:51820 allowed-ips <peer subnet>
 //	ip link set wgbN mtu 1420 up; ip addr add <own subnet>.0/32 dev wgbN
 //	ip route replace <peer subnet> dev wgbN
@@ -90,6 +91,12 @@ func handWireGuardGo(ctx context.Context, l *lab.Lab, bin string) ([]*exec.Cmd, 
 		}
 		cmd := exec.Command("ip", "netns", "exec", h.NS, bin, "-f", name)
 		cmd.Env = append(os.Environ(), "WG_PROCESS_FOREGROUND=1", "LOG_LEVEL=error")
+		// A session of its own, as the lab gives each agent: with the
+		// kernel's autogroup scheduling (sched_autogroup_enabled) each
+		// session is one group in the CPU's fair share, so a process left
+		// in the bench's session would share iperf3's group and be
+		// scheduled differently from the agent it is compared with.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 		if err := cmd.Start(); err != nil {
 			return fail(fmt.Errorf("start %s in %s: %w", bin, h.NS, err))
 		}
