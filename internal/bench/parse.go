@@ -23,9 +23,6 @@ type iperfReport struct {
 			Seconds       float64 `json:"seconds"`
 			Bytes         float64 `json:"bytes"`
 			BitsPerSecond float64 `json:"bits_per_second"`
-			Packets       float64 `json:"packets"`
-			LostPackets   float64 `json:"lost_packets"`
-			LostPercent   float64 `json:"lost_percent"`
 		} `json:"sum_received"`
 	} `json:"end"`
 }

@@ -30,8 +30,9 @@ func TestIperf(t *testing.T) {
 	if err != nil || pps != 268634800/1400 || loss != 18.8 {
 		t.Errorf("IperfUDP = %v pps, %v %%, %v; want the receiver's 191882 pps and 18.8 %%", pps, loss, err)
 	}
-	// A wireguard round in CI-like load: with -O 1 the receiver's
-	// lost_packets exceeded its packets, once shown as -11 kpps and 112.6 %.
+	// A wireguard round of `weft lab bench` under UDP overload: with -O 1
+	// the receiver's lost_packets exceeded its packets, once shown as
+	// -11 kpps and 112.6 %.
 	pps, loss, err = IperfUDP([]byte(iperfUDPOmitted), 1400)
 	if err != nil || pps != 7000 || loss != 93.0 {
 		t.Errorf("IperfUDP with lost > packets = %v pps, %v %%, %v; want 7000 pps and 93.0 %% from the bytes received", pps, loss, err)
